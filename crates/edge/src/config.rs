@@ -1,0 +1,434 @@
+//! The config file's schema: plain serde types, nothing else.
+//!
+//! This module compiles with `default-features = false` and depends only on serde, because the
+//! `render` crate builds these values from the site's values and writes the TOML file that the
+//! `edge` binary reads. Everything here is data plus pure validation; loading a file (with
+//! line/column errors) lives in [`load`](crate::load) behind the `toml` feature.
+//!
+//! One file selects one of two modes by which section it has:
+//! - `[pod]`: the cake's `tls` container. Terminates TLS and forwards everything to httpd on
+//!   loopback.
+//! - `[edge]`: in front of the releases. Terminates TLS and routes by Host and path to named
+//!   backends, with debug routing, weighted shares and health checks.
+//!
+//! A complete pod-mode file:
+//! ```toml
+//! [listen]
+//! address = "0.0.0.0:8443"
+//! metrics = "127.0.0.1:9361"
+//! drain_seconds = 7
+//!
+//! [[tls.certificates]]
+//! names = ["*.wiki.example", "wiki.example"]
+//! cert = "/etc/edge/wiki.pem"
+//! key = "/etc/edge/wiki.key"
+//!
+//! [pod]
+//! upstream = "127.0.0.1:8080"
+//! ```
+//!
+//! A complete edge-mode file:
+//! ```toml
+//! [listen]
+//! address = "0.0.0.0:443"
+//!
+//! [[tls.certificates]]
+//! names = ["*.wiki.example"]
+//! cert = "/etc/edge/wiki.pem"
+//! key = "/etc/edge/wiki.key"
+//!
+//! [edge.backends.legacy]
+//! addresses = ["192.0.2.10:80", "192.0.2.11:80"]
+//! [edge.backends.mw-web]
+//! addresses = ["mw-web.default.svc:8080"]
+//! health = { path = "/healthz", interval_ms = 1000, timeout_ms = 500, fall = 2, rise = 2 }
+//! [edge.backends.mw-api]
+//! addresses = ["mw-api.default.svc:8080"]
+//! [edge.backends.mwdebug1001]
+//! addresses = ["mw-debug.default.svc:8080"]
+//!
+//! [edge.debug]
+//! backends = ["mwdebug1001"]
+//!
+//! [[edge.routes]]
+//! hosts = ["*.wiki.example"]
+//! path_prefix = "/w/api.php"
+//! backend = "mw-api"
+//!
+//! [[edge.routes]]
+//! hosts = ["*.wiki.example"]
+//! backend = "legacy"
+//! split = { backend = "mw-web", default_percent = 0.5, host_percent = { "test.wiki.example" = 100.0 } }
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The whole config file. Exactly one of `pod` and `edge` must be present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen, and the timings that belong to the listener.
+    pub listen: Listen,
+    /// Certificates and protocol versions.
+    pub tls: Tls,
+    /// Pod mode: forward everything to httpd on loopback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
+    /// Edge mode: route by Host and path to named backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<Edge>,
+}
+
+/// `[listen]`: sockets and timings. Changing these needs a restart; everything else reloads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// The TLS listener, `IP:PORT` (e.g. `"0.0.0.0:8443"`, `"[::]:443"`).
+    pub address: String,
+    /// Optional plain-HTTP listener for `/metrics` (Prometheus text) and `/healthz`
+    /// (200 while serving, 503 once draining), e.g. `"127.0.0.1:9361"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// After SIGTERM: how long in-flight requests may take before the process exits anyway.
+    /// Default 7 (Wikimedia's tls preStop).
+    #[serde(default = "default_drain_seconds")]
+    pub drain_seconds: u64,
+    /// How often certificate files and (edge mode) the config file are checked for changes,
+    /// in milliseconds. Default 2000.
+    #[serde(default = "default_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_drain_seconds() -> u64 {
+    7
+}
+
+fn default_reload_interval_ms() -> u64 {
+    2000
+}
+
+/// `[tls]`: certificates chosen by SNI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The lowest protocol version offered: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// `[[tls.certificates]]`, at least one. The first is also served when the client sends no
+    /// SNI or a name that no entry lists.
+    pub certificates: Vec<Certificate>,
+}
+
+/// The lowest TLS version to accept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// One certificate with its key, and the server names it answers for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// Server names (SNI) that select this certificate: exact names or `*.domain` wildcards
+    /// (one label). Matching is case-insensitive.
+    pub names: Vec<String>,
+    /// PEM file: the certificate chain, leaf first.
+    pub cert: String,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+/// `[pod]`: forward everything to httpd on loopback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pod {
+    /// httpd's address, `HOST:PORT` (e.g. `"127.0.0.1:8080"`), spoken to in HTTP/1.1 with
+    /// pooled keep-alive connections.
+    pub upstream: String,
+}
+
+/// `[edge]`: backends, debug backends and routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edge {
+    /// `[edge.backends.NAME]`: every backend a route or the debug header may name.
+    pub backends: BTreeMap<String, Backend>,
+    /// `[edge.debug]`: which backends `X-Wikimedia-Debug: backend=NAME` may select.
+    #[serde(default)]
+    pub debug: Debug,
+    /// `[[edge.routes]]`, tried in order; the first whose host and path match wins, so list
+    /// path-specific routes before the catch-all of the same host. A request that matches no
+    /// route gets a 404.
+    pub routes: Vec<Route>,
+}
+
+/// A named group of interchangeable addresses (a deployment's Service, or legacy servers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// `HOST:PORT` of each endpoint, spoken to in HTTP/1.1; requests go round-robin over the
+    /// healthy ones.
+    pub addresses: Vec<String>,
+    /// Active health checks; without them every endpoint counts as healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+}
+
+/// An active HTTP health check, run against each address of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path of the HTTP GET; a 2xx or 3xx answer is a success.
+    pub path: String,
+    /// Host header of the check; default: the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Time between checks, in milliseconds. Default 2000.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// A check that has not answered within this many milliseconds failed. Default 1000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive failures that take a healthy endpoint out. Default 2.
+    #[serde(default = "default_threshold")]
+    pub fall: u32,
+    /// Consecutive successes that bring a failed endpoint back. Default 2.
+    #[serde(default = "default_threshold")]
+    pub rise: u32,
+}
+
+fn default_interval_ms() -> u64 {
+    2000
+}
+
+fn default_timeout_ms() -> u64 {
+    1000
+}
+
+fn default_threshold() -> u32 {
+    2
+}
+
+/// `[edge.debug]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debug {
+    /// Names from `[edge.backends]` that `X-Wikimedia-Debug: backend=NAME` may select. Such a
+    /// request skips the routes and its response gets
+    /// `Cache-Control: private, no-cache, no-store, must-revalidate`.
+    #[serde(default)]
+    pub backends: Vec<String>,
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Hosts this route serves: exact names, `*.domain` (any subdomain) or `*` (any host).
+    /// Matching is case-insensitive and ignores the port.
+    pub hosts: Vec<String>,
+    /// Optional path prefix (e.g. `"/w/api.php"`); absent means every path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// The backend that gets the traffic (the "from" side of a split: legacy, or `main`).
+    pub backend: String,
+    /// Optional weighted share sent to another backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+}
+
+/// A weighted share of a route's traffic sent to a second backend (Kubernetes instead of
+/// legacy, or the `next` release instead of `main`).
+///
+/// Each client gets a cookie holding a random bucket in 0..10000; the request goes to
+/// `split.backend` when `bucket < percent * 100`. So a client stays on its side while the
+/// percentage is unchanged, and raising the percentage only moves clients towards
+/// `split.backend` (never back). If one side has no healthy endpoint, its traffic goes to the
+/// other side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    /// The backend that takes the share.
+    pub backend: String,
+    /// Percentage (0 to 100, fractions allowed, resolution 0.01) sent to `backend` for hosts
+    /// not in `host_percent`.
+    pub default_percent: f64,
+    /// Per-host percentage overriding `default_percent` (exact host names).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_percent: BTreeMap<String, f64>,
+    /// Name of the pinning cookie. Default `edge_bucket`; routes may share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+}
+
+/// The default name of the cookie that pins a client to one side of a split.
+pub const DEFAULT_SPLIT_COOKIE: &str = "edge_bucket";
+
+/// Which of the two modes a valid config selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `[pod]`.
+    Pod,
+    /// `[edge]`.
+    Edge,
+}
+
+/// What is wrong with a config that parsed but does not make sense. Each message names the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// One line per problem, each starting with the key it is about.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("; "))
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+fn check_address(problems: &mut Vec<String>, key: &str, value: &str) {
+    // Only the shape is checked here: names are resolved when connecting, so a Service name is
+    // fine, but a missing port is a mistake that would otherwise show up only at run time.
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+        _ => problems.push(format!("{key}: expected HOST:PORT, got {value:?}")),
+    }
+}
+
+impl Config {
+    /// The mode this config selects, if exactly one of `[pod]` and `[edge]` is present.
+    pub fn mode(&self) -> Option<Mode> {
+        match (&self.pod, &self.edge) {
+            (Some(_), None) => Some(Mode::Pod),
+            (None, Some(_)) => Some(Mode::Edge),
+            _ => None,
+        }
+    }
+
+    /// Checks what serde cannot: one mode, known backend names, percentages, addresses.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let mut p = Vec::new();
+        check_address(&mut p, "listen.address", &self.listen.address);
+        if let Some(m) = &self.listen.metrics {
+            check_address(&mut p, "listen.metrics", m);
+        }
+        if self.listen.reload_interval_ms == 0 {
+            p.push("listen.reload_interval_ms: expected more than 0".into());
+        }
+        if self.tls.certificates.is_empty() {
+            p.push("tls.certificates: expected at least one [[tls.certificates]]".into());
+        }
+        for (i, c) in self.tls.certificates.iter().enumerate() {
+            if c.names.is_empty() {
+                p.push(format!(
+                    "tls.certificates[{i}].names: expected at least one name"
+                ));
+            }
+        }
+        if self.mode().is_none() {
+            p.push("pod/edge: expected exactly one of the [pod] and [edge] sections".into());
+        }
+        if let Some(pod) = &self.pod {
+            check_address(&mut p, "pod.upstream", &pod.upstream);
+        }
+        if let Some(edge) = &self.edge {
+            validate_edge(edge, &mut p);
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { problems: p })
+        }
+    }
+}
+
+fn validate_edge(edge: &Edge, p: &mut Vec<String>) {
+    let known = || edge.backends.keys().cloned().collect::<Vec<_>>().join(", ");
+    for (name, b) in &edge.backends {
+        if b.addresses.is_empty() {
+            p.push(format!(
+                "edge.backends.{name}.addresses: expected at least one address"
+            ));
+        }
+        for a in &b.addresses {
+            check_address(p, &format!("edge.backends.{name}.addresses"), a);
+        }
+        if let Some(h) = &b.health {
+            if !h.path.starts_with('/') {
+                p.push(format!(
+                    "edge.backends.{name}.health.path: expected a path starting with /"
+                ));
+            }
+            if h.interval_ms == 0 || h.timeout_ms == 0 || h.rise == 0 || h.fall == 0 {
+                p.push(format!(
+                    "edge.backends.{name}.health: interval_ms, timeout_ms, rise and fall must be more than 0"
+                ));
+            }
+        }
+    }
+    for d in &edge.debug.backends {
+        if !edge.backends.contains_key(d) {
+            p.push(format!(
+                "edge.debug.backends: unknown backend {d:?}, expected one of: {}",
+                known()
+            ));
+        }
+    }
+    if edge.routes.is_empty() {
+        p.push("edge.routes: expected at least one [[edge.routes]]".into());
+    }
+    for (i, r) in edge.routes.iter().enumerate() {
+        if r.hosts.is_empty() {
+            p.push(format!(
+                "edge.routes[{i}].hosts: expected at least one host"
+            ));
+        }
+        if !edge.backends.contains_key(&r.backend) {
+            p.push(format!(
+                "edge.routes[{i}].backend: unknown backend {:?}, expected one of: {}",
+                r.backend,
+                known()
+            ));
+        }
+        if let Some(path) = &r.path_prefix {
+            if !path.starts_with('/') {
+                p.push(format!(
+                    "edge.routes[{i}].path_prefix: expected a path starting with /"
+                ));
+            }
+        }
+        if let Some(s) = &r.split {
+            if !edge.backends.contains_key(&s.backend) {
+                p.push(format!(
+                    "edge.routes[{i}].split.backend: unknown backend {:?}, expected one of: {}",
+                    s.backend,
+                    known()
+                ));
+            }
+            let bad = |v: f64| !(0.0..=100.0).contains(&v);
+            if bad(s.default_percent) {
+                p.push(format!(
+                    "edge.routes[{i}].split.default_percent: expected 0 to 100, got {}",
+                    s.default_percent
+                ));
+            }
+            for (h, v) in &s.host_percent {
+                if bad(*v) {
+                    p.push(format!(
+                        "edge.routes[{i}].split.host_percent.{h:?}: expected 0 to 100, got {v}"
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! `edge`: wikikube's TLS terminator and traffic router.
+//!
+//! One binary, two modes chosen by the config file:
+//! - **pod mode** (`[pod]`): the cake's `tls` container. Terminates TLS 1.2/1.3 (ALPN `h2` and
+//!   `http/1.1`, certificates chosen by SNI and reloaded from their files), adds `X-Client-IP`,
+//!   `X-Forwarded-For` and `X-Forwarded-Proto`, and streams every request to httpd on loopback
+//!   over pooled HTTP/1.1 connections. On SIGTERM it stops accepting and drains.
+//! - **edge mode** (`[edge]`): the same, in front of the releases, routing by Host and path to
+//!   named backends; `X-Wikimedia-Debug: backend=NAME` selects a debug backend; weighted
+//!   shares (legacy -> Kubernetes, `main` -> `next`) pinned by a cookie; active health checks.
+//!
+//! What it must not do: buffer bodies whole, cache responses, rewrite anything but the
+//! forwarding, hop-by-hop and (for debug requests) `Cache-Control` headers, or trust a
+//! client-sent `X-Client-IP`. It does not speak HTTP/2 or TLS to upstreams, and does not proxy
+//! protocol upgrades (WebSocket).
+//!
+//! Where to start reading: [`config`] (the file format, compiled without any feature so that
+//! `render` can write it), then [`server::run`] (listeners, reload, drain), [`proxy`] (one
+//! request), and [`router`] with [`debug_routing`], [`weighted`], [`host`] (pure decisions),
+//! [`health`], [`certificates`], [`metrics`].
+//!
+//! Features: `toml` adds [`load`] (reading the file with line/column errors); `server`
+//! (default) adds everything that runs and the `edge` binary.
+
+pub mod config;
+pub mod debug_routing;
+pub mod host;
+pub mod router;
+pub mod weighted;
+
+#[cfg(feature = "toml")]
+pub mod load;
+
+#[cfg(feature = "server")]
+pub mod certificates;
+#[cfg(feature = "server")]
+pub mod health;
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod proxy;
+#[cfg(feature = "server")]
+pub mod server;
+
+pub use config::Config;

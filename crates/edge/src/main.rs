@@ -1,0 +1,83 @@
+//! The `edge` binary: parses arguments, sets up logging, runs [`edge::server::run`].
+//!
+//! Exit codes: 0 after a clean drain, 1 when the config, a certificate or a listener is
+//! unusable (the message names the file, line, column and key).
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+
+const CONFIG_HELP: &str = r#"CONFIG FILE (TOML). Exactly one of [pod] and [edge]. Unknown keys are errors.
+
+[listen]
+address = "0.0.0.0:8443"        # TLS listener (required)
+metrics = "127.0.0.1:9361"      # optional plain-HTTP /metrics and /healthz (503 while draining)
+drain_seconds = 7               # after SIGTERM, time for in-flight requests (default 7)
+reload_interval_ms = 2000       # how often the config and certificate files are checked
+
+[tls]
+min_version = "1.2"             # "1.2" (default) or "1.3"
+[[tls.certificates]]            # one or more; the first is the default when SNI matches none
+names = ["*.wiki.example", "wiki.example"]
+cert = "/etc/edge/wiki.pem"     # PEM chain, leaf first; reloaded when the file changes
+key = "/etc/edge/wiki.key"      # PEM private key
+
+# Pod mode: everything to httpd on loopback.
+[pod]
+upstream = "127.0.0.1:8080"
+
+# Edge mode (instead of [pod]): backends, debug backends, routes tried in order.
+[edge.backends.mw-web]
+addresses = ["10.0.0.1:8080", "10.0.0.2:8080"]   # round-robin over healthy ones
+health = { path = "/healthz", interval_ms = 2000, timeout_ms = 1000, fall = 2, rise = 2 }
+[edge.backends.mw-web-next]
+addresses = ["10.0.1.1:8080"]
+[edge.backends.mwdebug1001]
+addresses = ["10.0.2.1:8080"]
+[edge.debug]
+backends = ["mwdebug1001"]      # X-Wikimedia-Debug: backend=mwdebug1001; other attributes...
+[[edge.routes]]
+hosts = ["*.wiki.example"]      # exact, *.domain, or *
+path_prefix = "/w/api.php"      # optional
+backend = "mw-api"
+[[edge.routes]]
+hosts = ["*.wiki.example"]
+backend = "mw-web"
+split = { backend = "mw-web-next", default_percent = 0.5, host_percent = { "test.wiki.example" = 100.0 } }
+
+Debug requests: an unknown or missing backend gets 400 listing the debug backends; responses get
+"Cache-Control: private, no-cache, no-store, must-revalidate".
+Splits: a cookie (default name edge_bucket) holds the client's bucket 0..9999; buckets below
+percent*100 go to split.backend. A side with no healthy endpoint hands its traffic to the other.
+The config file is reloaded when it changes ([listen] and tls.min_version need a restart).
+
+Logs: JSON lines on stdout; requests under target "access". RUST_LOG filters (default info).
+Exit codes: 0 after a clean drain; 1 if the config, a certificate or a listener is unusable."#;
+
+/// wikikube's TLS terminator (pod mode) and router in front of the releases (edge mode).
+#[derive(Parser, Debug)]
+#[command(name = "edge", version, after_long_help = CONFIG_HELP)]
+struct Args {
+    /// The TOML config file (see --help for its format).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime
+        .block_on(edge::server::run(args.config.clone()))
+        .with_context(|| format!("edge --config {}", args.config.display()))?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The listeners, the accept loop, reloading, and draining on SIGTERM.
+//!
+//! Start reading at [`run`]. Shutdown order: stop accepting, tell every connection to finish
+//! (HTTP/1.1 closes after the response in flight, HTTP/2 sends GOAWAY), wait for them up to
+//! `drain_seconds`, exit. `/healthz` on the metrics listener answers 503 from the first moment
+//! of draining, so a readiness probe takes the pod out of its Service.
+
+use crate::certificates::{self, CertStore, CertificateError};
+use crate::config::Config;
+use crate::health;
+use crate::load::{self, LoadError};
+use crate::metrics::Metrics;
+use crate::proxy::{Body, Proxy, Routing};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The config file is unusable.
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    /// A certificate could not be loaded.
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    /// rustls refused the TLS settings.
+    #[error("TLS settings: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A listener could not be opened.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Waiting for signals failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+}
+
+/// A TLS handshake that takes longer than this is dropped, so that idle sockets cannot hold
+/// file descriptors forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP/1.1 client may take to send request headers (slowloris defence).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
+}
+
+/// Decrements the active-connections gauge however the connection ends.
+struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.dec();
+    }
+}
+
+/// Runs the server of the config at `path` until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(path: PathBuf) -> Result<(), ServerError> {
+    let config = load::load_file(&path)?;
+    let metrics = Arc::new(Metrics::default());
+    let draining = Arc::new(AtomicBool::new(false));
+
+    let certs = Arc::new(CertStore::load(&config.tls.certificates)?);
+    let tls = certificates::server_config(certs.clone(), config.tls.min_version)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+
+    let routing = Routing::from_config(&config, None);
+    if let Routing::Edge(table) = &routing {
+        health::spawn_checks(table, &metrics);
+    }
+    let proxy = Arc::new(Proxy::new(routing, metrics.clone()));
+
+    let listener = TcpListener::bind(&config.listen.address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address: config.listen.address.clone(),
+            source,
+        })?;
+    if let Some(address) = &config.listen.metrics {
+        let ml = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServerError::Bind {
+                address: address.clone(),
+                source,
+            })?;
+        tokio::spawn(serve_metrics(ml, metrics.clone(), draining.clone()));
+    }
+    tokio::spawn(reload_loop(
+        path.clone(),
+        config.clone(),
+        certs,
+        proxy.clone(),
+        metrics.clone(),
+    ));
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServerError::Signal)?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(ServerError::Signal)?;
+    tracing::info!(
+        address = %config.listen.address,
+        mode = ?config.mode(),
+        config = %path.display(),
+        "listening"
+    );
+
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        metrics.active_connections.inc();
+        let guard = ConnectionGuard(metrics.clone());
+        let acceptor = acceptor.clone();
+        let proxy = proxy.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            // ALPN already said which protocol; skipping the preface sniffing saves a read.
+            let builder = if h2 {
+                builder.http2_only()
+            } else {
+                builder.http1_only()
+            };
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    draining.store(true, Ordering::SeqCst);
+    drop(listener);
+    let drain = Duration::from_secs(config.listen.drain_seconds);
+    tracing::info!(
+        connections = graceful.count(),
+        drain_seconds = config.listen.drain_seconds,
+        "draining"
+    );
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("drained"),
+        _ = tokio::time::sleep(drain) => tracing::warn!("drain time over, exiting with requests in flight"),
+    }
+    Ok(())
+}
+
+/// Polls the config file and the certificate files; applies what changed.
+async fn reload_loop(
+    path: PathBuf,
+    mut config: Config,
+    certs: Arc<CertStore>,
+    proxy: Arc<Proxy>,
+    metrics: Arc<Metrics>,
+) {
+    // Polling rather than inotify: Kubernetes updates mounted Secrets and ConfigMaps by swapping
+    // a symlink, which inotify watches on the file miss; a stat every few seconds is cheap.
+    let mut stamp = file_stamp(&path);
+    loop {
+        tokio::time::sleep(Duration::from_millis(config.listen.reload_interval_ms)).await;
+        let now = file_stamp(&path);
+        if now != stamp {
+            stamp = now;
+            match load::load_file(&path) {
+                Ok(new) => {
+                    if new.listen != config.listen || new.tls.min_version != config.tls.min_version
+                    {
+                        tracing::warn!("[listen] and tls.min_version changes need a restart");
+                    }
+                    let routing = Routing::from_config(&new, Some(&proxy.routing()));
+                    if let Routing::Edge(table) = &routing {
+                        health::spawn_checks(table, &metrics);
+                    }
+                    proxy.set_routing(routing);
+                    let listen = config.listen.clone();
+                    config = new;
+                    config.listen = listen;
+                    tracing::info!(config = %path.display(), "config reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "config not reloaded, keeping the old one"),
+            }
+        }
+        match certs.reload_if_changed(&config.tls.certificates) {
+            Ok(true) => tracing::info!("certificates reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "certificates not reloaded, keeping the old ones")
+            }
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, draining: Arc<AtomicBool>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        let draining = draining.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = match req.uri().path() {
+                    "/metrics" => {
+                        let mut r = text(StatusCode::OK, metrics.encode());
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            ),
+                        );
+                        r
+                    }
+                    "/healthz" if draining.load(Ordering::SeqCst) => {
+                        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
+                    }
+                    "/healthz" => text(StatusCode::OK, "ok\n".into()),
+                    _ => text(StatusCode::NOT_FOUND, "try /metrics or /healthz\n".into()),
+                };
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
