@@ -114,7 +114,10 @@ impl de::Error for DeError {
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         let mut error = DeError::new(
             ErrorKind::InvalidValue,
-            format!("`{variant}` is not allowed here; expected {}", one_of(expected)),
+            format!(
+                "`{variant}` is not allowed here; expected {}",
+                one_of(expected)
+            ),
         );
         if let Some(near) = nearest(variant, expected.iter().copied()) {
             error.help = Some(format!("did you mean `{near}`?"));
@@ -165,13 +168,11 @@ impl<'a> NodeDeserializer<'a> {
                     } else {
                         format!("a whole number from {} to {}", bounds.0, bounds.1)
                     };
-                    Err(
-                        DeError::new(
-                            ErrorKind::InvalidValue,
-                            format!("expected {expected}, found {number}"),
-                        )
-                        .locate(self.node, &self.path),
+                    Err(DeError::new(
+                        ErrorKind::InvalidValue,
+                        format!("expected {expected}, found {number}"),
                     )
+                    .locate(self.node, &self.path))
                 } else {
                     Ok(number)
                 }
@@ -358,7 +359,12 @@ where
         match self.items.next() {
             Some((index, node)) => {
                 let path = format!("{}[{index}]", self.parent.path);
-                seed.deserialize(NodeDeserializer { node, path }).map(Some)
+                seed.deserialize(NodeDeserializer {
+                    node,
+                    path: path.clone(),
+                })
+                .map(Some)
+                .map_err(|error: DeError| error.locate(node, &path))
             }
             None => Ok(None),
         }
@@ -404,7 +410,14 @@ where
             .pending
             .take()
             .expect("serde asks for a value only after its key");
-        seed.deserialize(self.parent.child(key, node))
+        let child = self.parent.child(key, node);
+        // Errors raised after a value was read (a custom check in a Deserialize impl) are still
+        // this value's errors.
+        seed.deserialize(NodeDeserializer {
+            node: child.node,
+            path: child.path.clone(),
+        })
+        .map_err(|error: DeError| error.locate(child.node, &child.path))
     }
 }
 

@@ -27,8 +27,8 @@ pub enum ErrorKind {
     DuplicateDomain,
     /// The environment asked for does not exist in the site.
     UnknownEnvironment,
-    /// A key that only the private layer may set, or the private layer setting something else.
-    PrivateValueMisplaced,
+    /// A key in a file where it does not belong (secrets outside the private file, for example).
+    MisplacedKey,
     /// Any other rule between values (for example a release name that does not exist).
     Inconsistent,
 }
@@ -107,7 +107,11 @@ pub(crate) fn one_of<S: AsRef<str>>(choices: &[S]) -> String {
     match quoted.len() {
         0 => "nothing".to_string(),
         1 => quoted[0].clone(),
-        count => format!("{} or {}", quoted[..count - 1].join(", "), quoted[count - 1]),
+        count => format!(
+            "{} or {}",
+            quoted[..count - 1].join(", "),
+            quoted[count - 1]
+        ),
     }
 }
 

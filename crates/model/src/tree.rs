@@ -287,7 +287,10 @@ mod tests {
 
     #[test]
     fn keys_keep_their_line_and_column() {
-        let tree = parse("[php]\nworkers = 8\n\n[wikis.enwiki]\n  language = \"en\"\n", Layer::Site);
+        let tree = parse(
+            "[php]\nworkers = 8\n\n[wikis.enwiki]\n  language = \"en\"\n",
+            Layer::Site,
+        );
         let workers = tree.get_path(["php", "workers"]).unwrap();
         assert_eq!((workers.origin.line, workers.origin.column), (2, 1));
         let language = tree.get_path(["wikis", "enwiki", "language"]).unwrap();
@@ -298,7 +301,10 @@ mod tests {
     fn merging_replaces_scalars_and_keeps_what_they_replaced() {
         let mut base = parse("[php]\nworkers = 8\nopcache_mb = 500\n", Layer::Defaults);
         base.merge(parse("[php]\nworkers = 4\n", Layer::Site));
-        base.merge(parse("[php]\nworkers = 2\n", Layer::Environment("local".into())));
+        base.merge(parse(
+            "[php]\nworkers = 2\n",
+            Layer::Environment("local".into()),
+        ));
         let workers = base.get_path(["php", "workers"]).unwrap();
         assert!(matches!(workers.value, Value::Integer(2)));
         let replaced: Vec<_> = workers
@@ -322,7 +328,10 @@ mod tests {
 
     #[test]
     fn private_values_are_redacted() {
-        let tree = parse("[secrets]\nkey = \"hunter2\"\n", Layer::Private("local".into()));
+        let tree = parse(
+            "[secrets]\nkey = \"hunter2\"\n",
+            Layer::Private("local".into()),
+        );
         let shown = DisplayValue(tree.get_path(["secrets"]).unwrap()).to_string();
         assert_eq!(shown, "<redacted>");
     }

@@ -1,0 +1,405 @@
+//! The typed site: what each key of the site's files means.
+//!
+//! Two kinds of values live in a site. The *structure* (the site's name, its wikis, MediaWiki
+//! versions, extensions and skins) is global. The *cake values* ([`CakeValues`]: replicas, php-fpm
+//! sizing, ports, images, memcached pools...) can be set globally and overridden per deployment
+//! and per release, so they are resolved once for every release (see [`crate::resolve`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `[site]`: who the farm is.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteInfo {
+    /// A short name, used as a prefix for shared objects (`farm`).
+    pub name: String,
+    /// The Kubernetes namespace every object goes into.
+    pub namespace: String,
+}
+
+/// `[versions."1.39"]`: one MediaWiki version's code.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VersionSpec {
+    /// The directory holding that version's MediaWiki code. Debian's `mediawiki` package installs
+    /// it in `/usr/share/mediawiki`.
+    pub code: String,
+    /// A directory of patch files applied in name order at build time (relative to the site).
+    #[serde(default)]
+    pub patches: Option<String>,
+}
+
+/// `[wikis.<dbname>]`: one wiki of the farm, named by its database name.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WikiSpec {
+    /// Every domain the wiki answers on; the first is its canonical server name.
+    pub domains: Vec<String>,
+    /// The content language code (`en`, `de`).
+    pub language: String,
+    /// The MediaWiki version it runs: a key of `[versions]`.
+    pub version: String,
+    /// MediaWiki settings for this wiki only (`wgSitename = "..."`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+}
+
+/// The value of a MediaWiki setting: any TOML value.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum SettingValue {
+    /// `true` / `false`.
+    Boolean(bool),
+    /// A whole number.
+    Integer(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// Text.
+    String(String),
+    /// A list.
+    Array(Vec<SettingValue>),
+    /// A map of names to values.
+    Table(BTreeMap<String, SettingValue>),
+}
+
+/// The global structure of a site, from the merged files.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSpec {
+    /// `[site]`.
+    pub site: SiteInfo,
+    /// `[versions]`, by version name.
+    #[serde(default)]
+    pub versions: BTreeMap<String, VersionSpec>,
+    /// Extensions enabled on every wiki (directories under the version's `extensions/`).
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Skins installed on every wiki; the first is the default skin.
+    #[serde(default)]
+    pub skins: Vec<String>,
+    /// `[wikis]`, by database name.
+    #[serde(default)]
+    pub wikis: BTreeMap<String, WikiSpec>,
+}
+
+impl SiteSpec {
+    /// The keys of the site file that belong to the structure rather than to the cake values.
+    pub const KEYS: &'static [&'static str] = &["site", "versions", "extensions", "skins", "wikis"];
+}
+
+/// How an environment runs.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvironmentKind {
+    /// One machine, with podman (`wikikube up`).
+    Local,
+    /// One or more Kubernetes clusters (`wikikube deploy`).
+    Kubernetes,
+}
+
+/// `[environment]` in an environment or datacenter file.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// `local` or `kubernetes`.
+    pub kind: EnvironmentKind,
+    /// The datacenter this environment runs in; its memcached pool is the local one.
+    pub datacenter: String,
+    /// The clusters to deploy to (Kubernetes environments).
+    #[serde(default)]
+    pub clusters: Vec<ClusterSpec>,
+}
+
+/// One Kubernetes cluster of an environment.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// The cluster's name in messages and history.
+    pub name: String,
+    /// The kubeconfig context that reaches it.
+    pub context: String,
+}
+
+/// The releases a deployment can have.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseName {
+    /// The release that takes the deployment's traffic.
+    Main,
+    /// A few replicas of a new version, routed through main's Service by shared labels.
+    Canary,
+    /// Reachable only with the `X-Wikimedia-Debug` header; has its own Service.
+    Debug,
+    /// A new PHP or MediaWiki version taking a weighted share; has its own Service.
+    Next,
+}
+
+impl ReleaseName {
+    /// Every release name, in the order releases are rendered and deployed.
+    pub const ALL: [ReleaseName; 4] = [
+        ReleaseName::Main,
+        ReleaseName::Canary,
+        ReleaseName::Debug,
+        ReleaseName::Next,
+    ];
+
+    /// The name as written in files and object names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseName::Main => "main",
+            ReleaseName::Canary => "canary",
+            ReleaseName::Debug => "debug",
+            ReleaseName::Next => "next",
+        }
+    }
+
+    /// Whether the release gets a Service of its own (canary shares main's).
+    pub fn has_own_service(self) -> bool {
+        !matches!(self, ReleaseName::Canary)
+    }
+}
+
+impl fmt::Display for ReleaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReleaseName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        ReleaseName::ALL
+            .into_iter()
+            .find(|release| release.as_str() == text)
+            .ok_or_else(|| {
+                format!("`{text}` is not a release; expected main, canary, debug or next")
+            })
+    }
+}
+
+/// Where the tls container gets its certificate.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(into = "String")]
+pub enum CertificateSource {
+    /// `"self-signed"`: generated at start, for local environments.
+    SelfSigned,
+    /// `"secret:NAME"`: a Kubernetes TLS Secret (keys `tls.crt`, `tls.key`).
+    Secret(String),
+}
+
+impl From<CertificateSource> for String {
+    fn from(source: CertificateSource) -> String {
+        match source {
+            CertificateSource::SelfSigned => "self-signed".into(),
+            CertificateSource::Secret(name) => format!("secret:{name}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CertificateSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.split_once(':') {
+            _ if text == "self-signed" => Ok(CertificateSource::SelfSigned),
+            Some(("secret", name)) if !name.is_empty() => {
+                Ok(CertificateSource::Secret(name.to_string()))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "expected \"self-signed\" or \"secret:NAME\", found {text:?}"
+            ))),
+        }
+    }
+}
+
+/// The cake's knobs for one release, after every layer and scope is merged.
+///
+/// Every field is required: the built-in `defaults.toml` sets them all, so a site only writes
+/// what it changes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CakeValues {
+    /// Whether this release is rendered at all in this environment.
+    pub enabled: bool,
+    /// How many pods run the cake.
+    pub replicas: u32,
+    /// The application server.
+    pub php: PhpValues,
+    /// The web server in front of php-fpm.
+    pub httpd: HttpdValues,
+    /// The TLS terminator, outermost in the pod.
+    pub tls: TlsValues,
+    /// The memcached router in the pod.
+    pub mcrouter: McrouterValues,
+    /// The memcached pools the router sends to.
+    pub memcached: MemcachedValues,
+    /// Image references for the cake's containers.
+    pub images: ImageValues,
+    /// Rolling update pacing.
+    pub rollout: RolloutValues,
+    /// How many pods may be voluntarily disrupted at once.
+    pub disruption: DisruptionValues,
+    /// Shutdown ordering.
+    pub lifecycle: LifecycleValues,
+    /// The Service in front of the release.
+    pub service: ServiceValues,
+}
+
+impl CakeValues {
+    /// The keys of [`CakeValues`], as written in files.
+    pub const KEYS: &'static [&'static str] = &[
+        "enabled",
+        "replicas",
+        "php",
+        "httpd",
+        "tls",
+        "mcrouter",
+        "memcached",
+        "images",
+        "rollout",
+        "disruption",
+        "lifecycle",
+        "service",
+    ];
+}
+
+/// `[php]`: php-fpm and PHP.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PhpValues {
+    /// php-fpm workers (`pm = static`).
+    pub workers: u32,
+    /// php-fpm's request_terminate_timeout, in seconds.
+    pub request_timeout_seconds: u32,
+    /// opcache.memory_consumption, in MiB.
+    pub opcache_mb: u32,
+    /// apc.shm_size, in MiB.
+    pub apcu_mb: u32,
+    /// PHP's memory_limit per request, in MiB.
+    pub memory_limit_mb: u32,
+    /// Whether PHP shows errors in pages (development only).
+    pub display_errors: bool,
+}
+
+/// `[httpd]`: apache.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpdValues {
+    /// The plain HTTP port httpd listens on inside the pod.
+    pub port: u16,
+    /// The container's CPU request, in millicores.
+    pub cpu_millicores: u32,
+    /// The container's memory request and limit, in MiB.
+    pub memory_mb: u32,
+}
+
+/// `[tls]`: the TLS terminator.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsValues {
+    /// The HTTPS port the pod exposes.
+    pub port: u16,
+    /// `"self-signed"` or `"secret:NAME"`.
+    pub certificate: CertificateSource,
+    /// The container's CPU request, in millicores.
+    pub cpu_millicores: u32,
+    /// The container's memory request and limit, in MiB.
+    pub memory_mb: u32,
+}
+
+/// `[mcrouter]`: the memcached router in the pod.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct McrouterValues {
+    /// The loopback port MediaWiki talks memcached to.
+    pub port: u16,
+    /// The container's CPU request, in millicores.
+    pub cpu_millicores: u32,
+    /// The container's memory request and limit, in MiB.
+    pub memory_mb: u32,
+}
+
+/// `[memcached]`: the pools behind the router.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemcachedValues {
+    /// Pools by datacenter name; the environment's datacenter is the local pool, the others are
+    /// remote and receive replicated purges.
+    pub pools: BTreeMap<String, PoolValues>,
+    /// Servers that take a failed server's keys for a short time.
+    pub gutter: Vec<String>,
+    /// Seconds a value stored in the gutter lives.
+    pub gutter_ttl_seconds: u32,
+    /// Consecutive failures before a server is marked down.
+    pub failures_until_down: u32,
+    /// How long to wait for a memcached server, in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// One memcached pool.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolValues {
+    /// `host:port` of every server.
+    pub servers: Vec<String>,
+}
+
+/// `[images]`: image references of the cake's containers.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageValues {
+    /// php-fpm with MediaWiki and the site's configuration.
+    pub app: String,
+    /// apache with MediaWiki's static files.
+    pub webserver: String,
+    /// The TLS terminator.
+    pub tls: String,
+    /// The memcached router.
+    pub mcrouter: String,
+    /// memcached, for environments that run their own.
+    pub memcached: String,
+}
+
+/// `[rollout]`: how a Deployment replaces its pods.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutValues {
+    /// maxSurge, in percent of replicas.
+    pub max_surge_percent: u32,
+    /// maxUnavailable, in percent of replicas.
+    pub max_unavailable_percent: u32,
+    /// progressDeadlineSeconds.
+    pub progress_deadline_seconds: u32,
+}
+
+/// `[disruption]`: the PodDisruptionBudget.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DisruptionValues {
+    /// maxUnavailable, in percent of replicas.
+    pub max_unavailable_percent: u32,
+}
+
+/// `[lifecycle]`: shutdown ordering. tls drains first, so its preStop is shorter than the others'.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleValues {
+    /// preStop sleep of the tls container, in seconds.
+    pub tls_pre_stop_seconds: u32,
+    /// preStop sleep of the other containers, in seconds.
+    pub pre_stop_seconds: u32,
+    /// terminationGracePeriodSeconds.
+    pub termination_grace_seconds: u32,
+}
+
+/// `[service]`: the Service in front of a release.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceValues {
+    /// The port the Service exposes (HTTPS, to the tls container).
+    pub port: u16,
+}

@@ -1,0 +1,162 @@
+//! Rules between values that types alone cannot state: every wiki's version is defined, no domain
+//! is claimed twice, names are usable as Kubernetes and DNS names.
+
+use std::collections::BTreeMap;
+
+use crate::error::{nearest, one_of, Error, ErrorKind};
+use crate::resolve::ResolvedSite;
+use crate::schema::{EnvironmentKind, ReleaseName};
+use crate::tree::Node;
+
+/// Checks the rules; the first broken one is returned, pointing at the value that breaks it.
+pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
+    let at = |path: &str| -> &Node { site.tree.get_path(path.split('.')).unwrap_or(&site.tree) };
+    let fail = |kind, path: &str, message: String| {
+        Error::new(kind, at(path).origin.clone(), path.to_string(), message)
+    };
+
+    if !is_dns_label(&site.spec.site.namespace) {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "site.namespace",
+            format!(
+                "`{}` is not a valid namespace: use at most 63 lowercase letters, digits and \
+                 dashes, starting and ending with a letter or digit",
+                site.spec.site.namespace
+            ),
+        ));
+    }
+
+    let mut domains: BTreeMap<String, &str> = BTreeMap::new();
+    for (dbname, wiki) in &site.spec.wikis {
+        let path = format!("wikis.{dbname}");
+        if dbname.is_empty()
+            || !dbname
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                &path,
+                format!(
+                    "`{dbname}` is not a valid database name: use lowercase letters, digits \
+                     and underscores"
+                ),
+            ));
+        }
+        if !site.spec.versions.contains_key(&wiki.version) {
+            let defined: Vec<&str> = site.spec.versions.keys().map(String::as_str).collect();
+            let mut error = fail(
+                ErrorKind::UndefinedVersion,
+                &format!("{path}.version"),
+                format!(
+                    "wiki `{dbname}` runs MediaWiki `{}`, which [versions] does not define; \
+                     defined versions: {}",
+                    wiki.version,
+                    one_of(&defined)
+                ),
+            );
+            error.help = Some(match nearest(&wiki.version, defined.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("add a [versions.\"{}\"] table", wiki.version),
+            });
+            return Err(error);
+        }
+        if wiki.domains.is_empty() {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                &format!("{path}.domains"),
+                format!("wiki `{dbname}` needs at least one domain"),
+            ));
+        }
+        for domain in &wiki.domains {
+            let normal = domain.to_ascii_lowercase();
+            if !is_dns_name(&normal) {
+                return Err(fail(
+                    ErrorKind::InvalidValue,
+                    &format!("{path}.domains"),
+                    format!("`{domain}` is not a valid domain name"),
+                ));
+            }
+            if let Some(first) = domains.insert(normal, dbname) {
+                let first_origin = at(&format!("wikis.{first}.domains")).origin.clone();
+                return Err(fail(
+                    ErrorKind::DuplicateDomain,
+                    &format!("{path}.domains"),
+                    format!(
+                        "domain `{domain}` is used by two wikis: `{first}` ({first_origin}) and \
+                         `{dbname}`; a domain must lead to one wiki"
+                    ),
+                ));
+            }
+        }
+    }
+
+    let datacenter = &site.environment.datacenter;
+    for deployment in &site.deployments {
+        let path = format!("deployments.{}", deployment.name);
+        if !is_dns_label(&deployment.name) {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                &path,
+                format!(
+                    "`{}` is not a valid deployment name: use lowercase letters, digits and \
+                     dashes (it names Kubernetes objects)",
+                    deployment.name
+                ),
+            ));
+        }
+        let has_main = deployment.release(ReleaseName::Main).is_some();
+        if deployment.release(ReleaseName::Canary).is_some() && !has_main {
+            return Err(fail(
+                ErrorKind::Inconsistent,
+                &format!("{path}.releases.canary"),
+                "a canary is routed through its main release's Service, so the deployment \
+                 needs a `main` release too"
+                    .into(),
+            ));
+        }
+        for release in &deployment.releases {
+            let pools = &release.values.memcached.pools;
+            if !pools.is_empty() && !pools.contains_key(datacenter) {
+                return Err(fail(
+                    ErrorKind::Inconsistent,
+                    "memcached.pools",
+                    format!(
+                        "the environment runs in datacenter `{datacenter}`, but memcached.pools \
+                         has no pool for it (pools: {})",
+                        one_of(&pools.keys().collect::<Vec<_>>())
+                    ),
+                ));
+            }
+        }
+    }
+
+    if site.environment.kind == EnvironmentKind::Kubernetes && site.environment.clusters.is_empty()
+    {
+        return Err(fail(
+            ErrorKind::MissingKey,
+            "environment",
+            "a kubernetes environment needs at least one entry in `clusters` \
+             (name and kubeconfig context)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An RFC 1123 label: what Kubernetes accepts as a namespace or Service name.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A DNS name made of RFC 1123 labels, at most 253 characters.
+pub fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}

@@ -1,0 +1,393 @@
+//! Loading real site directories: the example farm, layering and provenance, and every kind of
+//! mistake a user can make in the files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use model::{explain, load, ErrorKind, LoadOptions, ReleaseName};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
+}
+
+/// A throwaway copy of the example farm that a test may break.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&example(), dir.path());
+        Scratch { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, file: &str, text: &str) {
+        let path = self.path().join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn append(&self, file: &str, text: &str) {
+        let path = self.path().join(file);
+        let mut old = fs::read_to_string(&path).unwrap();
+        old.push_str(text);
+        fs::write(path, old).unwrap();
+    }
+
+    fn replace(&self, file: &str, from: &str, to: &str) {
+        let path = self.path().join(file);
+        let old = fs::read_to_string(&path).unwrap();
+        assert!(old.contains(from), "{file} does not contain {from:?}");
+        fs::write(path, old.replacen(from, to, 1)).unwrap();
+    }
+
+    fn error(&self, environment: &str) -> model::Error {
+        load(self.path(), environment, &LoadOptions::default()).unwrap_err()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn line_of(path: &Path, needle: &str) -> u32 {
+    let text = fs::read_to_string(path).unwrap();
+    let index = text.find(needle).expect("needle present");
+    text[..index].matches('\n').count() as u32 + 1
+}
+
+#[test]
+fn the_example_loads_in_every_environment() {
+    for environment in ["local", "eqiad", "codfw"] {
+        let site = load(&example(), environment, &LoadOptions::default()).unwrap();
+        assert_eq!(site.spec.wikis.len(), 3, "{environment}");
+        let names: Vec<&str> = site.deployments.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["mw-api-ext", "mw-debug", "mw-web"], "{environment}");
+    }
+    assert_eq!(
+        model::selectable_environments(&example()),
+        ["codfw", "eqiad", "local"]
+    );
+}
+
+#[test]
+fn layers_apply_lowest_first_and_scopes_beat_files() {
+    let site = load(&example(), "eqiad", &LoadOptions::default()).unwrap();
+    let web = site.deployment("mw-web").unwrap();
+    let main = &web.release(ReleaseName::Main).unwrap().values;
+    let canary = &web.release(ReleaseName::Canary).unwrap().values;
+    // site.toml says 4, the eqiad datacenter file says 12 for the deployment, 2 for the canary.
+    assert_eq!(main.replicas, 12);
+    assert_eq!(canary.replicas, 2);
+    // Built-in default, untouched by any file.
+    assert_eq!(main.php.workers, 8);
+    assert_eq!(main.php.request_timeout_seconds, 201);
+    // The production environment file sets the certificate for both datacenters.
+    assert_eq!(
+        main.tls.certificate,
+        model::CertificateSource::Secret("mediawiki-tls".into())
+    );
+    // A deployment-scoped value in site.toml beats global values in every file.
+    let api = site.deployment("mw-api-ext").unwrap();
+    assert_eq!(
+        api.release(ReleaseName::Main).unwrap().values.php.workers,
+        12
+    );
+    assert_eq!(api.release(ReleaseName::Canary).unwrap().values.replicas, 1);
+
+    let local = load(&example(), "local", &LoadOptions::default()).unwrap();
+    let web = local.deployment("mw-web").unwrap();
+    assert_eq!(
+        web.release(ReleaseName::Main).unwrap().values.php.workers,
+        2
+    );
+    assert!(!web.release(ReleaseName::Canary).unwrap().values.enabled);
+    assert_eq!(local.environment.datacenter, "local");
+}
+
+#[test]
+fn explain_names_the_file_and_line_and_what_was_overridden() {
+    let site = load(&example(), "eqiad", &LoadOptions::default()).unwrap();
+    let answer = explain(&site, "replicas", Some("mw-web"), Some(ReleaseName::Canary)).unwrap();
+    assert_eq!(answer.value, "2");
+    let eqiad = example().join("environments/production/eqiad.toml");
+    assert_eq!(answer.set_by.layer, "datacenter eqiad");
+    let canary_line = line_of(&eqiad, "replicas = 2");
+    assert!(
+        answer
+            .set_by
+            .location
+            .ends_with(&format!("eqiad.toml:{canary_line}:1")),
+        "{:?}",
+        answer.set_by
+    );
+    let overridden: Vec<(&str, &str)> = answer
+        .overridden
+        .iter()
+        .map(|p| (p.value.as_str(), p.layer.as_str()))
+        .collect();
+    assert_eq!(
+        overridden,
+        [
+            ("1", "site"),
+            ("12", "datacenter eqiad"),
+            ("4", "site"),
+            ("1", "built-in defaults")
+        ]
+    );
+
+    let global = explain(&site, "php.workers", None, None).unwrap();
+    assert_eq!(global.value, "8");
+    assert_eq!(global.set_by.layer, "built-in defaults");
+    assert!(global.overridden.is_empty());
+
+    let secret = explain(&site, "secrets.secret_key", None, None).unwrap();
+    assert_eq!(secret.value, "<redacted>");
+    assert_eq!(secret.set_by.layer, "private values for eqiad");
+    let whole = explain(&site, "secrets", None, None).unwrap();
+    assert_eq!(whole.value, "<redacted>");
+
+    let unknown = explain(&site, "php.worker", None, None).unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "no value `php.worker` in this environment; did you mean `php.workers`?"
+    );
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let site = load(&example(), "local", &LoadOptions::default()).unwrap();
+    let debug = format!("{:?}", site.secrets);
+    assert!(debug.contains("secret_key"));
+    assert!(!debug.contains("example-local-secret-key"), "{debug}");
+    assert_eq!(site.secrets.names().count(), 3);
+}
+
+#[test]
+fn a_misspelt_key_names_file_line_column_and_the_nearest_key() {
+    let scratch = Scratch::new();
+    scratch.replace("site.toml", "replicas = 4", "replcas = 4");
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::UnknownKey);
+    assert_eq!(error.key, "deployments.mw-web.replcas");
+    let line = line_of(&scratch.path().join("site.toml"), "replcas");
+    assert_eq!((error.origin.line, error.origin.column), (line, 1));
+    assert!(error.origin.file.ends_with("site.toml"));
+    assert_eq!(error.help.as_deref(), Some("did you mean `replicas`?"));
+    assert!(error.message.contains("`releases`"), "{}", error.message);
+    let shown = error.to_string();
+    assert!(
+        shown.contains(&format!(
+            "site.toml:{line}:1: `deployments.mw-web.replcas`: unknown key"
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_top_level_key_lists_every_allowed_key() {
+    let scratch = Scratch::new();
+    scratch.append("site.toml", "\n[wiki.frwiki]\nlanguage = \"fr\"\n");
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::UnknownKey);
+    assert_eq!(error.key, "wiki");
+    assert_eq!(error.help.as_deref(), Some("did you mean `wikis`?"));
+    assert!(error.message.contains("`php`") && error.message.contains("`deployments`"));
+}
+
+#[test]
+fn unknown_key_inside_a_release_is_named_in_its_scope() {
+    let scratch = Scratch::new();
+    scratch.append(
+        "environments/production/eqiad.toml",
+        "\n[deployments.mw-web.releases.canary.php]\nworkres = 2\n",
+    );
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::UnknownKey);
+    assert_eq!(error.key, "deployments.mw-web.releases.canary.php.workres");
+    assert!(error.origin.file.ends_with("eqiad.toml"));
+    assert_eq!(error.help.as_deref(), Some("did you mean `workers`?"));
+}
+
+#[test]
+fn a_missing_site_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = load(dir.path(), "local", &LoadOptions::default()).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::MissingFile);
+    assert!(error.origin.file.ends_with("site.toml"));
+    assert!(error.to_string().contains("this file is missing"));
+}
+
+#[test]
+fn a_missing_private_file_says_who_writes_it() {
+    let scratch = Scratch::new();
+    fs::remove_file(scratch.path().join("private/eqiad.toml")).unwrap();
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::MissingFile);
+    assert!(error.origin.file.ends_with("private/eqiad.toml"));
+    assert!(error.help.unwrap().contains("config management"));
+}
+
+#[test]
+fn an_empty_file_is_named() {
+    let scratch = Scratch::new();
+    scratch.write("environments/local.toml", "\n  \n");
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::EmptyFile);
+    assert!(error.origin.file.ends_with("environments/local.toml"));
+    assert!(error.message.contains("empty"));
+}
+
+#[test]
+fn invalid_toml_has_a_position() {
+    let scratch = Scratch::new();
+    scratch.append("site.toml", "\n[php\nworkers = 3\n");
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::Syntax);
+    let lines = fs::read_to_string(scratch.path().join("site.toml"))
+        .unwrap()
+        .lines()
+        .count() as u32;
+    assert_eq!(error.origin.line, lines - 1);
+}
+
+#[test]
+fn an_undefined_version_is_named_with_the_versions_that_exist() {
+    let scratch = Scratch::new();
+    scratch.replace(
+        "site.toml",
+        "language = \"de\"\nversion = \"1.39\"",
+        "language = \"de\"\nversion = \"1.93\"",
+    );
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::UndefinedVersion);
+    assert_eq!(error.key, "wikis.dewiki.version");
+    assert!(error.message.contains("`1.39`"), "{}", error.message);
+    assert_eq!(error.help.as_deref(), Some("did you mean `1.39`?"));
+    let line = line_of(&scratch.path().join("site.toml"), "version = \"1.93\"");
+    assert_eq!(error.origin.line, line);
+}
+
+#[test]
+fn a_domain_used_by_two_wikis_names_both() {
+    let scratch = Scratch::new();
+    scratch.replace(
+        "site.toml",
+        "domains = [\"de.farm.test\"]",
+        "domains = [\"de.farm.test\", \"EN.farm.test\"]",
+    );
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::DuplicateDomain);
+    assert!(
+        error.message.contains("`enwiki`") && error.message.contains("`dewiki`"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn a_negative_replica_count_is_refused() {
+    let scratch = Scratch::new();
+    scratch.replace(
+        "environments/production/codfw.toml",
+        "replicas = 8",
+        "replicas = -3",
+    );
+    let error = scratch.error("codfw");
+    assert_eq!(error.kind, ErrorKind::InvalidValue);
+    assert_eq!(error.key, "deployments.mw-web.replicas");
+    assert_eq!(
+        error.message,
+        "expected a whole number from 0 to 4294967295, found -3"
+    );
+    assert!(error.origin.file.ends_with("codfw.toml"));
+}
+
+#[test]
+fn an_unknown_environment_suggests_the_nearest() {
+    let error = load(&example(), "eqaid", &LoadOptions::default()).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::UnknownEnvironment);
+    assert_eq!(error.help.as_deref(), Some("did you mean `eqiad`?"));
+    let error = load(&example(), "production", &LoadOptions::default()).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::UnknownEnvironment);
+    assert!(
+        error.message.contains("`codfw` or `eqiad`"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn secrets_outside_the_private_file_are_refused() {
+    let scratch = Scratch::new();
+    scratch.append("site.toml", "\n[secrets]\nsecret_key = \"oops\"\n");
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::MisplacedKey);
+    assert!(error.message.contains("private values file"));
+
+    let scratch = Scratch::new();
+    scratch.append("private/local.toml", "\n[php]\nworkers = 3\n");
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::MisplacedKey);
+    assert_eq!(error.key, "php");
+}
+
+#[test]
+fn an_unknown_release_suggests_the_nearest() {
+    let scratch = Scratch::new();
+    scratch.append("site.toml", "\n[deployments.mw-web.releases.canery]\n");
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::InvalidValue);
+    assert_eq!(error.key, "deployments.mw-web.releases.canery");
+    assert_eq!(error.help.as_deref(), Some("did you mean `canary`?"));
+}
+
+#[test]
+fn a_bad_certificate_source_says_what_is_allowed() {
+    let scratch = Scratch::new();
+    scratch.replace(
+        "environments/production.toml",
+        "\"secret:mediawiki-tls\"",
+        "\"file:/etc/x\"",
+    );
+    let error = scratch.error("eqiad");
+    assert_eq!(error.key, "tls.certificate");
+    assert!(
+        error.message.contains("\"self-signed\" or \"secret:NAME\""),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn the_private_directory_can_live_elsewhere() {
+    let scratch = Scratch::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::write(
+        elsewhere.path().join("local.toml"),
+        "[secrets]\nsecret_key = \"from-config-management\"\n",
+    )
+    .unwrap();
+    let options = LoadOptions {
+        private_dir: Some(elsewhere.path().to_path_buf()),
+    };
+    let site = load(scratch.path(), "local", &options).unwrap();
+    assert_eq!(
+        site.secrets.expose()["secret_key"],
+        "from-config-management"
+    );
+}
