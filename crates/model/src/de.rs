@@ -26,7 +26,10 @@ pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, Erro
 
 /// An error on its way out of serde: it learns its position from the innermost node that sees it.
 #[derive(Debug)]
-pub(crate) struct DeError {
+pub(crate) struct DeError(Box<DeErrorInner>);
+
+#[derive(Debug)]
+struct DeErrorInner {
     kind: ErrorKind,
     message: String,
     help: Option<String>,
@@ -36,29 +39,29 @@ pub(crate) struct DeError {
 
 impl DeError {
     fn new(kind: ErrorKind, message: String) -> Self {
-        DeError {
+        DeError(Box::new(DeErrorInner {
             kind,
             message,
             help: None,
             missing_field: None,
             located: None,
-        }
+        }))
     }
 
     fn locate(mut self, node: &Node, path: &str) -> Self {
-        if self.located.is_none() {
-            let key = match self.missing_field {
+        if self.0.located.is_none() {
+            let key = match self.0.missing_field {
                 Some(field) if path.is_empty() => field.to_string(),
                 Some(field) => format!("{path}.{field}"),
                 None => path.to_string(),
             };
-            self.located = Some((node.origin.clone(), key));
+            self.0.located = Some((node.origin.clone(), key));
         }
         self
     }
 
     fn into_error(self, node: &Node, path: &str) -> Error {
-        let located = self.locate(node, path);
+        let located = *self.locate(node, path).0;
         let (origin, key) = located.located.expect("located above");
         Error {
             kind: located.kind,
@@ -72,7 +75,7 @@ impl DeError {
 
 impl fmt::Display for DeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
@@ -106,7 +109,7 @@ impl de::Error for DeError {
             ),
         );
         if let Some(near) = nearest(field, expected.iter().copied()) {
-            error.help = Some(format!("did you mean `{near}`?"));
+            error.0.help = Some(format!("did you mean `{near}`?"));
         }
         error
     }
@@ -120,7 +123,7 @@ impl de::Error for DeError {
             ),
         );
         if let Some(near) = nearest(variant, expected.iter().copied()) {
-            error.help = Some(format!("did you mean `{near}`?"));
+            error.0.help = Some(format!("did you mean `{near}`?"));
         }
         error
     }
@@ -130,7 +133,7 @@ impl de::Error for DeError {
             ErrorKind::MissingKey,
             format!("the required key `{field}` is missing from this table"),
         );
-        error.missing_field = Some(field);
+        error.0.missing_field = Some(field);
         error
     }
 }
