@@ -1,0 +1,603 @@
+//! The listener, one session per client connection, draining, and the metrics endpoint.
+//!
+//! A session reads what its client sent, answers every complete command in order, and writes
+//! the answers back in one write (so a pipelining client gets one syscall per batch). Each
+//! session owns its connections to the servers, opened lazily: replies cannot cross between
+//! clients, and a slow client holds up no one else. The cost is one server connection per client
+//! per server it touches, which suits a sidecar serving one pod's php-fpm workers.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::future::join_all;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::failover::{probe_loop, record_failure, record_success};
+use crate::pool::{Upstream, UpstreamError};
+use crate::protocol::{
+    encode_get, encode_request, meta_has, meta_ttl, parse_request, split_values, GetKind, MetaOp,
+    ReplyKind, Request, Value,
+};
+use crate::replicate;
+use crate::route::{Router, Target};
+
+const SERVER_DOWN: &[u8] = b"SERVER_ERROR no server available\r\n";
+
+/// Serves clients from `listener` until `shutdown` completes, then drains: stops accepting,
+/// lets every session answer the commands it has already read, and returns when they are done
+/// or `timeouts.drain_ms` has passed.
+pub async fn serve(
+    router: Arc<Router>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    replicate::start(&router);
+    let probes = tokio::spawn(probe_loop(Arc::clone(&router)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sessions = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(err) => {
+                        // Out of file descriptors and the like: keep serving the clients we
+                        // have; the listener recovers when they leave.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                router.metrics.total_connections.inc();
+                sessions.spawn(session(Arc::clone(&router), stream, stop_rx.clone()));
+                while sessions.try_join_next().is_some() {}
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(sessions = sessions.len(), "draining");
+    let _ = stop_tx.send(true);
+    let deadline = Instant::now() + Duration::from_millis(router.config.timeouts.drain_ms);
+    let _ = tokio::time::timeout_at(deadline.into(), async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    replicate::drain(&router, deadline).await;
+    probes.abort();
+    Ok(())
+}
+
+async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    router.metrics.connections.inc();
+    let mut session = Session {
+        conns: (0..router.servers.len()).map(|_| None).collect(),
+        router: Arc::clone(&router),
+    };
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    // Bytes still to discard: the rest of an oversized value.
+    let mut swallow = 0usize;
+    let mut draining = *stop.borrow();
+    'conn: loop {
+        let mut close = false;
+        loop {
+            if swallow > 0 {
+                let n = swallow.min(input.len());
+                let _ = input.split_to(n);
+                swallow -= n;
+                if swallow > 0 {
+                    break;
+                }
+            }
+            match parse_request(&input, &router.config.limits) {
+                Ok(None) => break,
+                Ok(Some((request, n))) => {
+                    let _ = input.split_to(n);
+                    if request == Request::Quit {
+                        close = true;
+                        break;
+                    }
+                    session.execute(request, &mut out).await;
+                }
+                Err(err) => {
+                    out.put_slice(err.reply.as_bytes());
+                    let n = err.consume.min(input.len());
+                    let _ = input.split_to(n);
+                    swallow = err.consume - n;
+                    if err.close {
+                        close = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                break 'conn;
+            }
+            out.clear();
+        }
+        if close || draining {
+            break;
+        }
+        input.reserve(16 * 1024);
+        tokio::select! {
+            read = stream.read_buf(&mut input) => match read {
+                // The client left, perhaps mid-command: what it sent in part is dropped unsent.
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = stop.changed() => draining = true,
+        }
+    }
+    router.metrics.connections.dec();
+}
+
+/// One client's connections to the servers.
+struct Session {
+    router: Arc<Router>,
+    conns: Vec<Option<Upstream>>,
+}
+
+/// Sends one request to one server on `conn` (opening it if needed), keeping the server's
+/// health and metrics. Returns the connection to keep, if it is still good.
+async fn call_server(
+    router: &Router,
+    id: usize,
+    conn: Option<Upstream>,
+    request: Bytes,
+    kind: ReplyKind,
+) -> (Option<Upstream>, Result<Bytes, UpstreamError>) {
+    let server = &router.servers[id];
+    let generation = server.generation();
+    let start = Instant::now();
+    let conn = match conn.filter(|c| c.generation == generation) {
+        Some(c) => Ok(c),
+        None => Upstream::connect(&server.addr, generation, router.connect_timeout()).await,
+    };
+    let (conn, result) = match conn {
+        Ok(mut c) => {
+            let result = c.call(&request, kind, router.request_timeout()).await;
+            (Some(c), result)
+        }
+        Err(e) => (None, Err(e)),
+    };
+    server.metrics.observe(start.elapsed());
+    match result {
+        Ok(reply) => {
+            record_success(server);
+            (conn, Ok(reply))
+        }
+        Err(err) => {
+            tracing::debug!(server = %server.addr, %err, "request failed");
+            record_failure(router, server);
+            // The connection may hold half a reply: never reuse it.
+            (None, Err(err))
+        }
+    }
+}
+
+impl Session {
+    async fn call(&mut self, id: usize, request: Bytes, kind: ReplyKind) -> Option<Bytes> {
+        let conn = self.conns[id].take();
+        let (conn, result) = call_server(&self.router, id, conn, request, kind).await;
+        self.conns[id] = conn;
+        result.ok()
+    }
+
+    async fn execute(&mut self, request: Request, out: &mut BytesMut) {
+        match request {
+            Request::Get {
+                kind,
+                exptime,
+                keys,
+            } => self.get(kind, exptime, &keys, out).await,
+            Request::Version => {
+                out.put_slice(b"VERSION mcrouter-wikikube-");
+                out.put_slice(env!("CARGO_PKG_VERSION").as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            Request::Verbosity { noreply } => {
+                if !noreply {
+                    out.put_slice(b"OK\r\n");
+                }
+            }
+            Request::MetaNoop => out.put_slice(b"MN\r\n"),
+            Request::Stats { args } => self.stats(&args, out),
+            Request::FlushAll { noreply, .. } => {
+                let mut ok = true;
+                let mut buf = BytesMut::new();
+                encode_request(&request, b"", 0, &mut buf);
+                let buf = buf.freeze();
+                let ids = self.router.pools[self.router.local].servers.clone();
+                for id in ids {
+                    let reply = self.call(id, buf.clone(), ReplyKind::Line).await;
+                    ok &= reply.is_some_and(|r| r.starts_with(b"OK"));
+                }
+                if !noreply {
+                    out.put_slice(if ok { b"OK\r\n" } else { SERVER_DOWN });
+                }
+            }
+            Request::Quit => {}
+            _ => self.single(request, out).await,
+        }
+    }
+
+    /// A single-key command: to the key's server, to the gutter if that fails, and to the
+    /// replica pools if it is an invalidation of a local key.
+    async fn single(&mut self, request: Request, out: &mut BytesMut) {
+        let router = Arc::clone(&self.router);
+        let Some(key) = request.key().cloned() else {
+            return;
+        };
+        let meta = match &request {
+            Request::Meta { op, flags, .. } => Some((*op, flags.clone())),
+            _ => None,
+        };
+        let (pool, stripped) = match &meta {
+            Some((_, flags)) if meta_has(flags, b'b') => (router.local, &key[..]),
+            _ => router.route(&key),
+        };
+        let exptime = match &request {
+            Request::Store { exptime, .. } | Request::Touch { exptime, .. } => *exptime,
+            Request::Meta { flags, .. } => meta_ttl(flags).unwrap_or(0),
+            _ => 0,
+        };
+        let kind = if meta.is_some() {
+            ReplyKind::Meta
+        } else {
+            ReplyKind::Line
+        };
+        let start = Instant::now();
+        let route = &router.pools[pool].metrics;
+        let mut target = router.target(pool, stripped);
+        let reply = loop {
+            let (id, exptime) = match target {
+                Target::Primary(id) => (id, exptime),
+                Target::Gutter(id) => {
+                    router.metrics.failovers.inc();
+                    (id, router.gutter_exptime(exptime))
+                }
+                Target::Unavailable => break None,
+            };
+            let mut buf = BytesMut::with_capacity(64);
+            encode_request(&request, stripped, exptime, &mut buf);
+            if let Some(reply) = self.call(id, buf.freeze(), kind).await {
+                break Some((id, reply));
+            }
+            target = match target {
+                Target::Primary(_) => router.gutter_for(pool, stripped),
+                _ => Target::Unavailable,
+            };
+        };
+        route.observe(start.elapsed());
+
+        let invalidates = matches!(
+            (&request, &meta),
+            (Request::Delete { .. } | Request::Touch { .. }, _) | (_, Some((MetaOp::Delete, _)))
+        );
+        if invalidates && pool == router.local {
+            replicate::replicate(&router, stripped, || {
+                let mut buf = BytesMut::with_capacity(64);
+                encode_request(&request, stripped, exptime, &mut buf);
+                buf.freeze()
+            });
+        }
+
+        let Some((id, reply)) = reply else {
+            route.errors.inc();
+            if !request.noreply() {
+                out.put_slice(SERVER_DOWN);
+            }
+            return;
+        };
+        if let Some((op, flags)) = &meta {
+            let status = &reply[..2.min(reply.len())];
+            let server = &router.servers[id].metrics;
+            match status {
+                b"VA" | b"HD" if *op == MetaOp::Get => {
+                    route.hits.inc();
+                    server.hits.inc();
+                }
+                b"EN" if *op == MetaOp::Get => {
+                    route.misses.inc();
+                    server.misses.inc();
+                }
+                _ => {}
+            }
+            let quiet = meta_has(flags, b'q')
+                && match op {
+                    MetaOp::Get => status == b"EN",
+                    MetaOp::Set => status == b"HD",
+                    MetaOp::Delete => status == b"HD" || status == b"NF",
+                    MetaOp::Arith => status == b"HD",
+                };
+            if !quiet {
+                write_meta_reply(&reply, &key, stripped, out);
+            }
+        } else if !request.noreply() {
+            out.put_slice(&reply);
+        }
+    }
+
+    /// A get-family command: keys grouped by server, one request per server in parallel, the
+    /// values written back in the client's order under the client's keys.
+    async fn get(&mut self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
+        let router = Arc::clone(&self.router);
+        let start = Instant::now();
+        // For each client key: its pool, its stripped key, its target.
+        // For each client key: its pool, its stripped key, its target, and whether it still
+        // needs fetching.
+        let mut placed: Vec<(usize, Bytes, Target, bool)> = keys
+            .iter()
+            .map(|key| {
+                let (pool, stripped) = router.route(key);
+                let stripped = key.slice_ref(stripped);
+                let target = router.target(pool, &stripped);
+                (pool, stripped, target, target != Target::Unavailable)
+            })
+            .collect();
+        let mut found: HashMap<(usize, Bytes), Value> = HashMap::new();
+        let mut error_line: Option<Bytes> = None;
+        // Two rounds: the owners, then the gutter for keys whose owner failed.
+        for _round in 0..2 {
+            let mut groups: Vec<(Target, Vec<Bytes>)> = Vec::new();
+            for (_, stripped, target, fetch) in &placed {
+                if !*fetch {
+                    continue;
+                }
+                match groups.iter_mut().find(|(t, _)| t == target) {
+                    Some((_, ks)) if !ks.contains(stripped) => ks.push(stripped.clone()),
+                    Some(_) => {}
+                    None => groups.push((*target, vec![stripped.clone()])),
+                }
+            }
+            if groups.is_empty() {
+                break;
+            }
+            let results = self.fetch_groups(kind, exptime, &groups).await;
+            let mut failed = Vec::new();
+            for ((target, group), result) in groups.iter().zip(results) {
+                let id = target_id(*target);
+                let server = &router.servers[id];
+                match result {
+                    Some(reply) => {
+                        let (values, last) = split_values(&reply);
+                        server.metrics.hits.inc_by(values.len() as u64);
+                        server
+                            .metrics
+                            .misses
+                            .inc_by((group.len() - values.len().min(group.len())) as u64);
+                        if last.as_ref() != b"END\r\n" {
+                            error_line = Some(last);
+                        }
+                        for v in values {
+                            found.insert((id, v.key.clone()), v);
+                        }
+                    }
+                    None => failed.push(*target),
+                }
+            }
+            for (pool, stripped, target, fetch) in &mut placed {
+                *fetch = false;
+                if failed.contains(target) {
+                    *target = match target {
+                        Target::Primary(_) => router.gutter_for(*pool, stripped),
+                        _ => Target::Unavailable,
+                    };
+                    *fetch = *target != Target::Unavailable;
+                    if *fetch {
+                        router.metrics.failovers.inc();
+                    }
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+        }
+
+        let elapsed = start.elapsed();
+        let mut routes_seen: Vec<usize> = Vec::new();
+        for (key, (pool, stripped, target, _)) in keys.iter().zip(&placed) {
+            let metrics = &router.pools[*pool].metrics;
+            if !routes_seen.contains(pool) {
+                routes_seen.push(*pool);
+                metrics.observe(elapsed);
+            }
+            let value = match target {
+                Target::Unavailable => {
+                    metrics.errors.inc();
+                    None
+                }
+                t => found.get(&(target_id(*t), stripped.clone())),
+            };
+            match value {
+                Some(v) => {
+                    metrics.hits.inc();
+                    out.put_slice(b"VALUE ");
+                    out.put_slice(key);
+                    out.put_slice(&v.rest);
+                    out.put_slice(&v.data);
+                }
+                None => {
+                    metrics.misses.inc();
+                }
+            }
+        }
+        // A server's error (say, CLIENT_ERROR for a gat with a bad time) is the client's
+        // error too when it asked one server alone; otherwise the other keys still count.
+        match error_line {
+            Some(line) if keys.len() == 1 => out.put_slice(&line),
+            _ => out.put_slice(b"END\r\n"),
+        }
+    }
+
+    /// Sends one get-family request per group, concurrently when there are several.
+    async fn fetch_groups(
+        &mut self,
+        kind: GetKind,
+        exptime: i64,
+        groups: &[(Target, Vec<Bytes>)],
+    ) -> Vec<Option<Bytes>> {
+        let router = Arc::clone(&self.router);
+        let requests: Vec<(usize, Bytes)> = groups
+            .iter()
+            .map(|(target, keys)| {
+                let exptime = match target {
+                    Target::Gutter(_) if kind.touches() => router.gutter_exptime(exptime),
+                    _ => exptime,
+                };
+                let mut buf = BytesMut::with_capacity(64);
+                let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+                encode_get(kind, exptime, &keys, &mut buf);
+                (target_id(*target), buf.freeze())
+            })
+            .collect();
+        if let [(id, request)] = &requests[..] {
+            return vec![self.call(*id, request.clone(), ReplyKind::Values).await];
+        }
+        let calls = requests.into_iter().map(|(id, request)| {
+            let conn = self.conns[id].take();
+            let router = &router;
+            async move {
+                let (conn, result) =
+                    call_server(router, id, conn, request, ReplyKind::Values).await;
+                (id, conn, result)
+            }
+        });
+        let results = join_all(calls).await;
+        results
+            .into_iter()
+            .map(|(id, conn, result)| {
+                self.conns[id] = conn;
+                result.ok()
+            })
+            .collect()
+    }
+
+    fn stats(&self, args: &[Bytes], out: &mut BytesMut) {
+        if !args.is_empty() {
+            out.put_slice(b"ERROR\r\n");
+            return;
+        }
+        let router = &self.router;
+        let m = &router.metrics;
+        let uptime = router.started.elapsed().as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut stat = |name: &str, value: &dyn std::fmt::Display| {
+            out.put_slice(format!("STAT {name} {value}\r\n").as_bytes());
+        };
+        stat("pid", &std::process::id());
+        stat("uptime", &uptime);
+        stat("time", &now);
+        stat(
+            "version",
+            &concat!("mcrouter-wikikube-", env!("CARGO_PKG_VERSION")),
+        );
+        stat("curr_connections", &m.connections.get());
+        stat("total_connections", &m.total_connections.get());
+        stat("failovers", &m.failovers.get());
+        stat("replication_dropped", &m.replication_dropped.get());
+        for pool in &router.pools {
+            let p = &pool.metrics;
+            let name = format!("route:{}", pool.name);
+            stat(&format!("{name}:requests"), &p.requests.get());
+            stat(&format!("{name}:hits"), &p.hits.get());
+            stat(&format!("{name}:misses"), &p.misses.get());
+            stat(&format!("{name}:errors"), &p.errors.get());
+            stat(&format!("{name}:mean_latency_us"), &p.mean_latency_us());
+        }
+        for server in &router.servers {
+            let s = &server.metrics;
+            let name = format!("server:{}:{}", server.pool, server.addr);
+            stat(&format!("{name}:down"), &u8::from(server.is_down()));
+            stat(&format!("{name}:requests"), &s.requests.get());
+            stat(&format!("{name}:hits"), &s.hits.get());
+            stat(&format!("{name}:misses"), &s.misses.get());
+            stat(&format!("{name}:errors"), &s.errors.get());
+            stat(&format!("{name}:mean_latency_us"), &s.mean_latency_us());
+        }
+        out.put_slice(b"END\r\n");
+    }
+}
+
+fn target_id(target: Target) -> usize {
+    match target {
+        Target::Primary(id) | Target::Gutter(id) => id,
+        // Unavailable targets are filtered out before any lookup by id.
+        Target::Unavailable => usize::MAX,
+    }
+}
+
+/// Writes a meta reply, putting the client's key back in a `k` return flag when the routing
+/// prefix was stripped.
+fn write_meta_reply(reply: &Bytes, key: &[u8], stripped: &[u8], out: &mut BytesMut) {
+    if key == stripped {
+        out.put_slice(reply);
+        return;
+    }
+    let nl = memchr::memchr(b'\n', reply).map_or(reply.len(), |i| i + 1);
+    let line = reply[..nl].strip_suffix(b"\r\n").unwrap_or(&reply[..nl]);
+    for (i, token) in line.split(|&b| b == b' ').enumerate() {
+        if i > 0 {
+            out.put_u8(b' ');
+        }
+        if i > 0 && token.first() == Some(&b'k') {
+            out.put_u8(b'k');
+            out.put_slice(key);
+        } else {
+            out.put_slice(token);
+        }
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(&reply[nl..]);
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on `listener` forever.
+pub async fn serve_metrics(router: Arc<Router>, listener: TcpListener) -> io::Result<()> {
+    use http_body_util::Full;
+    use hyper::header::{HeaderValue, CONTENT_TYPE};
+    use hyper::{Response, StatusCode};
+
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let router = Arc::clone(&router);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                let router = Arc::clone(&router);
+                async move {
+                    let _: &hyper::body::Incoming = req.body();
+                    let mut response = if req.uri().path() == "/metrics" {
+                        Response::new(Full::new(Bytes::from(router.metrics.encode())))
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    response.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
