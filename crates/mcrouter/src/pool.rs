@@ -135,6 +135,8 @@ impl Upstream {
             if let Some(n) = reply_len(&self.buf, kind).map_err(|_| UpstreamError::BadReply)? {
                 return Ok(self.buf.split_to(n).freeze());
             }
+            // Without room to spare, BytesMut would grow (and the reads shrink) to 64 bytes.
+            self.buf.reserve(16 * 1024);
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(UpstreamError::Closed);
             }

@@ -128,10 +128,18 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
             }
             out.clear();
         }
-        if close || draining {
+        if close {
             break;
         }
         input.reserve(16 * 1024);
+        if draining {
+            // Commands the client sent before the drain began are in flight too: answer
+            // whatever is already in the socket, then close.
+            match stream.try_read_buf(&mut input) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
         tokio::select! {
             read = stream.read_buf(&mut input) => match read {
                 // The client left, perhaps mid-command: what it sent in part is dropped unsent.
