@@ -82,3 +82,94 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[listen]
+address = "127.0.0.1:8443"
+
+[[tls.certificates]]
+names = ["wiki.example"]
+cert = "c.pem"
+key = "k.pem"
+
+[pod]
+upstream = "127.0.0.1:8080"
+"#;
+
+    fn err(text: &str) -> String {
+        parse_str(text, Path::new("/etc/edge.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse_str(GOOD, Path::new("x")).unwrap();
+        assert_eq!(c.listen.drain_seconds, 7);
+        assert_eq!(c.mode(), Some(crate::config::Mode::Pod));
+        // Round trip: what render writes, edge reads back the same.
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(parse_str(&text, Path::new("x")).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_key() {
+        let e = err(&GOOD.replace("upstream =", "upstreams ="));
+        assert!(
+            e.starts_with("/etc/edge.toml:11:1: pod.upstreams: unknown field `upstreams`"),
+            "{e}"
+        );
+        assert!(e.contains("expected `upstream`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_what_was_expected() {
+        let e = err(&GOOD.replace("key = \"k.pem\"", "key = 3"));
+        assert!(
+            e.starts_with("/etc/edge.toml:8:7: tls.certificates[0].key:"),
+            "{e}"
+        );
+        assert!(e.contains("expected a string"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let e = err(&GOOD.replace("127.0.0.1:8080", "localhost"));
+        assert!(e.contains("pod.upstream: expected HOST:PORT"), "{e}");
+        let e = err(&format!("{GOOD}\n[edge]\nbackends = {{}}\nroutes = []\n"));
+        assert!(e.contains("exactly one of the [pod] and [edge]"), "{e}");
+    }
+
+    #[test]
+    fn edge_references_are_checked() {
+        let text = GOOD.replace(
+            "[pod]\nupstream = \"127.0.0.1:8080\"",
+            r#"[edge.backends.web]
+addresses = ["10.0.0.1:80"]
+[edge.debug]
+backends = ["mwdebug"]
+[[edge.routes]]
+hosts = ["*"]
+backend = "web"
+split = { backend = "nxt", default_percent = 120 }
+"#,
+        );
+        let e = err(&text);
+        assert!(
+            e.contains("edge.debug.backends: unknown backend \"mwdebug\", expected one of: web"),
+            "{e}"
+        );
+        assert!(
+            e.contains("edge.routes[0].split.backend: unknown backend \"nxt\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("edge.routes[0].split.default_percent: expected 0 to 100"),
+            "{e}"
+        );
+    }
+}

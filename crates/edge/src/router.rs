@@ -300,3 +300,135 @@ impl Table {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Backend as B, Edge, Route as R, Split as S};
+
+    fn edge(percent: f64) -> Edge {
+        let b = |a: &str| B {
+            addresses: vec![a.into()],
+            health: None,
+        };
+        Edge {
+            backends: [
+                ("main".to_string(), b("10.0.0.1:80")),
+                ("next".to_string(), b("10.0.0.2:80")),
+            ]
+            .into_iter()
+            .collect(),
+            debug: Default::default(),
+            routes: vec![R {
+                hosts: vec!["*.wiki.example".into()],
+                path_prefix: None,
+                backend: "main".into(),
+                split: Some(S {
+                    backend: "next".into(),
+                    default_percent: percent,
+                    host_percent: [("test.wiki.example".to_string(), 90.0)]
+                        .into_iter()
+                        .collect(),
+                    cookie: None,
+                }),
+            }],
+        }
+    }
+
+    /// splitmix64: a fixed-seed generator keeps the test deterministic.
+    fn rng(mut state: u64) -> impl FnMut(u32) -> u32 {
+        move |n| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) % u64::from(n)) as u32
+        }
+    }
+
+    fn share_of_next(table: &Table, host: &str, n: u32, seed: u64) -> f64 {
+        let mut random = rng(seed);
+        let mut to_next = 0;
+        for _ in 0..n {
+            let facts = RequestFacts {
+                host: Some(host),
+                path: "/wiki/X",
+                ..Default::default()
+            };
+            match table.decide(&facts, &mut random) {
+                Decision::Forward {
+                    backend,
+                    set_cookie: Some(_),
+                    ..
+                } => to_next += u32::from(backend.name == "next"),
+                other => panic!("{other:?}"),
+            }
+        }
+        f64::from(to_next) * 100.0 / f64::from(n)
+    }
+
+    #[test]
+    fn weighted_split_over_10000_requests_is_within_2_points() {
+        for (percent, seed) in [(0.5, 1), (10.0, 2), (33.3, 3), (50.0, 4), (99.0, 5)] {
+            let table = Table::build(&edge(percent), None);
+            let share = share_of_next(&table, "en.wiki.example", 10_000, seed);
+            assert!((share - percent).abs() <= 2.0, "{percent} %: got {share} %");
+        }
+        let table = Table::build(&edge(0.0), None);
+        let share = share_of_next(&table, "test.wiki.example", 10_000, 6);
+        assert!(
+            (share - 90.0).abs() <= 2.0,
+            "per-host weight: got {share} %"
+        );
+        assert_eq!(share_of_next(&table, "en.wiki.example", 10_000, 7), 0.0);
+    }
+
+    #[test]
+    fn raising_the_share_only_moves_clients_towards_next() {
+        let low = Table::build(&edge(20.0), None);
+        let high = Table::build(&edge(60.0), Some(&low));
+        for bucket in 0..weighted::BUCKETS {
+            let cookie = format!("edge_bucket={bucket}");
+            let facts = RequestFacts {
+                host: Some("en.wiki.example"),
+                path: "/",
+                cookie: Some(&cookie),
+                ..Default::default()
+            };
+            let side = |t: &Table| match t.decide(&facts, |_| unreachable!("pinned")) {
+                Decision::Forward { backend, .. } => backend.name.clone(),
+                other => panic!("{other:?}"),
+            };
+            if side(&low) == "next" {
+                assert_eq!(side(&high), "next", "bucket {bucket} moved back");
+            }
+        }
+    }
+
+    #[test]
+    fn reload_keeps_endpoint_health() {
+        let old = Table::build(&edge(1.0), None);
+        old.backends["next"].endpoints[0].set_healthy(false);
+        let new = Table::build(&edge(2.0), Some(&old));
+        assert!(!new.backends["next"].endpoints[0].is_healthy());
+        assert!(Arc::ptr_eq(
+            &old.backends["main"].endpoints[0],
+            &new.backends["main"].endpoints[0]
+        ));
+    }
+
+    #[test]
+    fn unhealthy_side_hands_traffic_to_the_other() {
+        let table = Table::build(&edge(100.0), None);
+        table.backends["next"].endpoints[0].set_healthy(false);
+        let facts = RequestFacts {
+            host: Some("en.wiki.example"),
+            path: "/",
+            ..Default::default()
+        };
+        match table.decide(&facts, |_| 5) {
+            Decision::Forward { backend, .. } => assert_eq!(backend.name, "main"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Pod mode end to end: real TLS clients (curl, openssl s_client, testssl.sh) against the edge
+//! binary, forwarding to a small backend.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+struct Pod {
+    _tmp: tempfile::TempDir,
+    pki: Pki,
+    edge: Edge,
+    backend: Backend,
+}
+
+async fn pod() -> Pod {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let (wc, wk) = pki.leaf("wiki", "wiki-cert", &["wiki.example", "*.wiki.example"]);
+    let (oc, ok) = pki.leaf("other", "other-cert", &["other.example"]);
+    let backend = Backend::start("httpd", 0).await;
+    let (port, mport) = (free_port(), free_port());
+    let config = format!(
+        r#"
+[listen]
+address = "127.0.0.1:{port}"
+metrics = "127.0.0.1:{mport}"
+drain_seconds = 10
+reload_interval_ms = 100
+
+[[tls.certificates]]
+names = ["wiki.example", "*.wiki.example"]
+cert = "{}"
+key = "{}"
+
+[[tls.certificates]]
+names = ["other.example"]
+cert = "{}"
+key = "{}"
+
+[pod]
+upstream = "{}"
+"#,
+        wc.display(),
+        wk.display(),
+        oc.display(),
+        ok.display(),
+        backend.addr
+    );
+    let edge = Edge::start(tmp.path(), &config, port, mport);
+    Pod {
+        _tmp: tmp,
+        pki,
+        edge,
+        backend,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_and_tls13_both_work() {
+    let p = pod().await;
+    let out12 = s_client(p.edge.port, &["-tls1_2", "-servername", "wiki.example"]);
+    assert!(out12.contains("Protocol  : TLSv1.2"), "{out12}");
+    let out13 = s_client(p.edge.port, &["-tls1_3", "-servername", "wiki.example"]);
+    assert!(out13.contains("TLSv1.3"), "{out13}");
+    // And full requests through curl with each version pinned.
+    let r = curl(
+        &p.edge,
+        &p.pki.ca_pem,
+        "wiki.example",
+        "/",
+        &["--tlsv1.2", "--tls-max", "1.2"],
+    );
+    assert_eq!(r.status, 200);
+    let r = curl(&p.edge, &p.pki.ca_pem, "wiki.example", "/", &["--tlsv1.3"]);
+    assert_eq!(r.status, 200);
+    // TLS 1.1 is refused.
+    let out11 = s_client(p.edge.port, &["-tls1_1", "-servername", "wiki.example"]);
+    assert!(out11.contains("no peer certificate available"), "{out11}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_offers_h2_and_http11() {
+    let p = pod().await;
+    let out = s_client(
+        p.edge.port,
+        &["-alpn", "h2,http/1.1", "-servername", "wiki.example"],
+    );
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    let out = s_client(
+        p.edge.port,
+        &["-alpn", "http/1.1", "-servername", "wiki.example"],
+    );
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    let r = curl(&p.edge, &p.pki.ca_pem, "wiki.example", "/h2", &["--http2"]);
+    assert_eq!((r.status, r.version.as_str()), (200, "HTTP/2"), "{r:?}");
+    let r = curl(
+        &p.edge,
+        &p.pki.ca_pem,
+        "wiki.example",
+        "/h1",
+        &["--http1.1"],
+    );
+    assert_eq!((r.status, r.version.as_str()), (200, "HTTP/1.1"), "{r:?}");
+    // The backend always gets HTTP/1.1 with a Host header, even from an HTTP/2 client.
+    let r = curl(
+        &p.edge,
+        &p.pki.ca_pem,
+        "en.wiki.example",
+        "/x",
+        &["--http2"],
+    );
+    assert!(
+        r.body
+            .contains(&format!("host: en.wiki.example:{}", p.edge.port)),
+        "{}",
+        r.body
+    );
+}
+
+fn subject(out: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with("subject="))
+        .unwrap_or_else(|| panic!("no subject in s_client output: {out}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_picks_the_certificate() {
+    let p = pod().await;
+    let port = p.edge.port;
+    assert!(subject(&s_client(port, &["-servername", "wiki.example"])).contains("wiki-cert"));
+    assert!(subject(&s_client(port, &["-servername", "en.wiki.example"])).contains("wiki-cert"));
+    assert!(subject(&s_client(port, &["-servername", "other.example"])).contains("other-cert"));
+    // No SNI, or an unknown name: the first certificate.
+    assert!(subject(&s_client(port, &["-noservername"])).contains("wiki-cert"));
+    assert!(subject(&s_client(port, &["-servername", "nope.test"])).contains("wiki-cert"));
+    // curl verifies each name against the CA: the chosen certificate matches the name.
+    for host in ["wiki.example", "de.wiki.example", "other.example"] {
+        let r = curl(&p.edge, &p.pki.ca_pem, host, "/", &[]);
+        assert_eq!(r.status, 200, "{host}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_is_reloaded_without_restart() {
+    let p = pod().await;
+    let port = p.edge.port;
+    assert!(subject(&s_client(port, &["-servername", "other.example"])).contains("other-cert"));
+    p.pki.leaf("other", "renewed-cert", &["other.example"]);
+    wait_for("the renewed certificate", Duration::from_secs(10), || {
+        subject(&s_client(port, &["-servername", "other.example"]))
+            .contains("renewed-cert")
+            .then_some(())
+    });
+    let r = curl(&p.edge, &p.pki.ca_pem, "other.example", "/", &[]);
+    assert_eq!(r.status, 200);
+    // A broken file keeps the old certificate in use.
+    std::fs::write(p.pki.dir.join("other.pem"), "garbage").unwrap();
+    std::thread::sleep(Duration::from_millis(400)); // several reload intervals
+    assert!(subject(&s_client(port, &["-servername", "other.example"])).contains("renewed-cert"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_are_added_and_the_rest_passes_through() {
+    let p = pod().await;
+    let r = curl(
+        &p.edge,
+        &p.pki.ca_pem,
+        "wiki.example",
+        "/wiki/Main_Page?action=raw",
+        &[
+            "-H",
+            "X-Client-IP: 6.6.6.6",
+            "-H",
+            "X-Forwarded-For: 192.0.2.7",
+            "-H",
+            "X-Custom: kept as is",
+            "-H",
+            "Cookie: a=1",
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let b = &r.body;
+    assert!(b.contains("GET /wiki/Main_Page?action=raw"), "{b}");
+    assert!(b.contains("x-client-ip: 127.0.0.1\n"), "{b}");
+    assert!(
+        !b.contains("6.6.6.6"),
+        "a client-sent X-Client-IP must not pass: {b}"
+    );
+    assert!(b.contains("x-forwarded-for: 192.0.2.7, 127.0.0.1\n"), "{b}");
+    assert!(b.contains("x-forwarded-proto: https\n"), "{b}");
+    assert!(b.contains("x-custom: kept as is\n"), "{b}");
+    assert!(b.contains("cookie: a=1\n"), "{b}");
+    // Response headers pass through too (pod mode does not touch Cache-Control).
+    assert_eq!(
+        r.header("cache-control").as_deref(),
+        Some("public, max-age=300")
+    );
+    assert_eq!(r.header("x-backend").as_deref(), Some("httpd"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways() {
+    let p = pod().await;
+    // 8 MiB up and back down, over both protocols.
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let file = p.pki.dir.join("upload.bin");
+    std::fs::write(&file, &data).unwrap();
+    for proto in ["--http1.1", "--http2"] {
+        let down = p.pki.dir.join("download.bin");
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", proto, "--cacert"])
+            .arg(&p.pki.ca_pem)
+            .args(["--resolve", &p.edge.resolve("wiki.example")])
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg("-o")
+            .arg(&down)
+            .arg(p.edge.url("wiki.example", "/echo"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::read(&down).unwrap() == data,
+            "{proto}: echoed body differs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_latency_and_connections() {
+    let p = pod().await;
+    for _ in 0..3 {
+        assert_eq!(
+            curl(&p.edge, &p.pki.ca_pem, "wiki.example", "/", &[]).status,
+            200
+        );
+    }
+    let m = p.edge.metrics();
+    assert!(m.contains("edge_requests_total{status=\"200\"} 3"), "{m}");
+    assert!(m.contains("edge_request_duration_seconds_count 3"), "{m}");
+    assert!(m.contains("edge_active_connections"), "{m}");
+    // The access log is JSON, one line per request, under target "access".
+    let log = std::fs::read_to_string(&p.edge.log).unwrap();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"target\":\"access\""))
+        .collect();
+    assert_eq!(access.len(), 3, "{log}");
+    assert!(
+        access[0].starts_with('{') && access[0].contains("\"status\":200"),
+        "{}",
+        access[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_complete() {
+    let mut p = pod().await;
+    require("curl", "curl");
+    let slow = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&p.pki.ca_pem)
+        .args(["--resolve", &p.edge.resolve("wiki.example")])
+        .arg(p.edge.url("wiki.example", "/slow/1500"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let inflight = p.backend.in_flight.clone();
+    wait_for(
+        "the slow request to reach the backend",
+        Duration::from_secs(10),
+        || (inflight.load(Ordering::SeqCst) == 1).then_some(()),
+    );
+    p.edge.sigterm();
+    // New connections are refused soon after SIGTERM...
+    let port = p.edge.port;
+    wait_for("the listener to close", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+    // ...while the request in flight completes...
+    let out = slow.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("backend=httpd"));
+    // ...and then edge exits cleanly, well before the drain time.
+    let status = p.edge.wait_exit(Duration::from_secs(8));
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn bad_config_names_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[listen]\naddress = \"127.0.0.1:1\"\ndrain_seconds = \"soon\"\n[tls]\ncertificates = []\n[pod]\nupstream = \"127.0.0.1:2\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:17", path.display())), "{err}");
+    assert!(err.contains("listen.drain_seconds"), "{err}");
+    assert!(err.contains("expected u64"), "{err}");
+}
+
+#[test]
+fn help_documents_the_config_format() {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "[listen]",
+        "[[tls.certificates]]",
+        "[pod]",
+        "[edge.debug]",
+        "split",
+        "health",
+    ] {
+        assert!(help.contains(key), "--help lacks {key}");
+    }
+}
+
+/// testssl.sh over the pod listener: no finding of severity HIGH or CRITICAL.
+/// It takes about a minute here (`--fast`), so it runs with the other tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testssl_finds_no_high_or_critical_issue() {
+    require("testssl", "testssl.sh");
+    let p = pod().await;
+    let json = p.pki.dir.join("testssl.json");
+    let out = Command::new("testssl")
+        .args(["--quiet", "--fast", "--warnings", "off", "--color", "0"])
+        .arg("--jsonfile")
+        .arg(&json)
+        .arg("--add-ca")
+        .arg(&p.pki.ca_pem)
+        .args(["--ip", "127.0.0.1"])
+        .arg(format!("wiki.example:{}", p.edge.port))
+        .output()
+        .unwrap();
+    let report = std::fs::read_to_string(&json).unwrap_or_else(|_| {
+        panic!(
+            "testssl wrote no JSON: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    // testssl's flat JSON pads keys with spaces; compare without whitespace.
+    let squeezed: Vec<String> = report
+        .lines()
+        .map(|l| l.chars().filter(|c| !c.is_whitespace()).collect())
+        .collect();
+    // The scan really reached the server: it saw TLS 1.3 offered.
+    assert!(
+        squeezed.iter().any(|l| l.contains("\"id\":\"TLS1_3\"")),
+        "testssl did not see the server: {report}"
+    );
+    // One finding per `{ ... }` block: keep the whole block so the message says what it is.
+    let blocks: Vec<String> = squeezed
+        .join("")
+        .split('}')
+        .map(|b| b.trim_start_matches([',', '[', '{']).to_owned())
+        .collect();
+    let bad: Vec<&String> = blocks
+        .iter()
+        .filter(|b| b.contains("\"severity\":\"HIGH\"") || b.contains("\"severity\":\"CRITICAL\""))
+        .collect();
+    let flagged: Vec<&String> = squeezed
+        .iter()
+        .filter(|l| l.contains("\"severity\":\""))
+        .collect();
+    assert!(flagged.len() > 10, "testssl reported too little: {report}");
+    assert!(bad.is_empty(), "testssl findings: {bad:?}");
+}
