@@ -62,6 +62,15 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             });
             return Err(error);
         }
+        if let Some(name) = wiki.settings.keys().find(|name| !is_php_identifier(name)) {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                &format!("{path}.settings.{name}"),
+                format!(
+                    "`{name}` is not a MediaWiki setting name: use letters, digits and                      underscores, such as `wgSitename`"
+                ),
+            ));
+        }
         if wiki.domains.is_empty() {
             return Err(fail(
                 ErrorKind::InvalidValue,
@@ -159,4 +168,9 @@ pub fn is_dns_label(name: &str) -> bool {
 /// A DNS name made of RFC 1123 labels, at most 253 characters.
 pub fn is_dns_name(name: &str) -> bool {
     name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+fn is_php_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

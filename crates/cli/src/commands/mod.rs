@@ -1,0 +1,19 @@
+//! One module per subcommand; each has its arguments and a `run` function.
+
+pub mod explain;
+pub mod render;
+
+use std::io::Write;
+
+/// Writes command output to stdout. A closed pipe (`wikikube render ... | head`) is a normal way
+/// for a reader to stop, not an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,59 @@
+//! `wikikube render`: write the Kubernetes objects of one environment.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::{exit, SiteArgs};
+
+/// Write every Kubernetes object of an environment, in apply order, as YAML (or JSON).
+///
+/// The objects are linted first; a broken rule stops the render (exit code 3) unless allowed
+/// with --allow. Rules: probes, resources, non-root, selector, names, port-names.
+/// Secret values are always shown as <redacted>.
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// The site directory.
+    #[arg(default_value = ".", value_name = "SITE_DIR")]
+    site_dir: PathBuf,
+    #[command(flatten)]
+    site: SiteArgs,
+    /// Write one file per object into DIR (replaced whole) instead of printing.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print a JSON `v1 List` instead of YAML documents.
+    #[arg(long)]
+    json: bool,
+    /// Accept objects that break this lint rule (repeatable).
+    #[arg(long, value_name = "RULE")]
+    allow: Vec<render::Rule>,
+}
+
+/// Renders and prints or writes the objects.
+pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
+    let site = args.site.load(&args.site_dir)?;
+    let options = render::RenderOptions {
+        allow: args.allow.iter().copied().collect(),
+    };
+    let rendered = render::render(&site, &options)?;
+    for finding in &rendered.allowed {
+        eprintln!("warning: allowed by --allow {}: {finding}", finding.rule);
+    }
+    match &args.out {
+        Some(dir) => {
+            rendered
+                .write_dir(dir)
+                .with_context(|| format!("writing the objects into {}", dir.display()))?;
+            eprintln!(
+                "wrote {} objects for environment {} into {}",
+                rendered.objects.len(),
+                site.environment_name,
+                dir.display()
+            );
+        }
+        None if args.json => super::print(&rendered.to_json())?,
+        None => super::print(&rendered.to_yaml())?,
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,85 @@
+//! `wikikube`: the command line. It parses arguments, calls one library entry point per command,
+//! prints the outcome (for people, or JSON for machines) and maps it to an exit code. Everything
+//! else lives in the library crates: `model`, `render`, `image`, `local`, `deploy`.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, documented in `--help`.
+pub mod exit {
+    /// Success (for `diff`: no difference).
+    pub const OK: u8 = 0;
+    /// A mistake in the site files, a failed build or deploy, or another error.
+    pub const FAILURE: u8 = 1;
+    /// The command line is wrong (reported by clap).
+    pub const USAGE: u8 = 2;
+    /// The rendered objects break lint rules that were not allowed.
+    pub const LINT: u8 = 3;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  a mistake in the site files, or a failed command (the message says which file and line)
+  2  wrong command-line usage
+  3  rendered objects break lint rules (see `wikikube render --help`)
+
+A site is a directory with site.toml, environments/ and private/; see docs/site-format.md.";
+
+/// Builds, configures, runs and deploys a MediaWiki wiki farm on Kubernetes.
+#[derive(Parser)]
+#[command(name = "wikikube", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Render(commands::render::RenderArgs),
+    Explain(commands::explain::ExplainArgs),
+}
+
+/// Where the site is and which environment to load: shared by every command that reads a site.
+#[derive(Args, Clone, Debug)]
+pub struct SiteArgs {
+    /// The environment: a datacenter such as `eqiad`, or `local`.
+    #[arg(long = "env", short = 'e', value_name = "ENV")]
+    pub environment: String,
+    /// The directory config management writes private values into [default: SITE_DIR/private].
+    #[arg(long, value_name = "DIR")]
+    pub private_dir: Option<PathBuf>,
+}
+
+impl SiteArgs {
+    /// Loads `site_dir` for the chosen environment.
+    pub fn load(&self, site_dir: &std::path::Path) -> Result<model::ResolvedSite, model::Error> {
+        let options = model::LoadOptions {
+            private_dir: self.private_dir.clone(),
+        };
+        model::load(site_dir, &self.environment, &options)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render(args) => commands::render::run(&args),
+        Command::Explain(args) => commands::explain::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            let code = match error.downcast_ref::<render::RenderError>() {
+                Some(render::RenderError::Lint(_)) => exit::LINT,
+                _ => exit::FAILURE,
+            };
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The cake: one release's Deployment, with its four containers from the outside in.
+//!
+//! `tls` (edge, pod mode) -> `httpd` (apache, FastCGI over a shared unix socket) -> `app`
+//! (php-fpm running MediaWiki) -> `mcrouter` (memcached router). Probes: readiness asks php-fpm's
+//! ping through httpd, so it fails when either is down; liveness is a TCP check on httpd. tls
+//! sleeps less in preStop than the others, so it stops taking requests first and drains.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, SleepAction, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use model::{CakeValues, CertificateSource, ReleaseName, ResolvedSite};
+
+use crate::config::mediawiki::variables;
+use crate::config::paths::{FPM_PING, FPM_SOCKET, SECRETS_DIR, SOCKET_DIR, TLS_DIR};
+use crate::config::{mcrouter, tls};
+use crate::labels;
+use crate::sizing::{self, Resources};
+
+/// The uid and gid of `www-data` in Debian, which every cake image runs as.
+pub const RUN_AS: i64 = 33;
+
+/// Port of the mcrouter container's /metrics, also its probe.
+pub const MCROUTER_METRICS_PORT: u16 = 9362;
+
+/// The names of the ConfigMaps and Secrets one release mounts, and their content checksums.
+pub struct Mounts {
+    /// The farm's virtual hosts, shared by every release.
+    pub httpd_sites: String,
+    /// The release's httpd settings.
+    pub httpd: String,
+    /// The release's php-fpm pool and php.ini.
+    pub php: String,
+    /// The release's tls (edge) config.
+    pub tls: String,
+    /// The release's mcrouter config.
+    pub mcrouter: String,
+    /// The site's private values.
+    pub secrets: String,
+    /// Config role (`php`, `httpd-sites`...) -> sha256 of its ConfigMap's data, for the pod
+    /// template's annotations. Keyed by role rather than by ConfigMap name so that annotation
+    /// keys stay short and the same in every release.
+    pub checksums: BTreeMap<String, String>,
+}
+
+/// The Deployment of one release.
+pub fn deployment(
+    site: &ResolvedSite,
+    deployment: &str,
+    release: ReleaseName,
+    values: &CakeValues,
+    mounts: &Mounts,
+) -> Deployment {
+    let name = format!("{deployment}-{release}");
+    let site_name = &site.spec.site.name;
+    let pod_labels = labels::pod(site_name, deployment, release);
+    let annotations: BTreeMap<String, String> = mounts
+        .checksums
+        .iter()
+        .map(|(config, sum)| (format!("{}{config}", labels::CHECKSUM_PREFIX), sum.clone()))
+        .collect();
+    let percent = |value: u32| Some(IntOrString::String(format!("{value}%")));
+
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(site.spec.site.namespace.clone()),
+            labels: Some(pod_labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(values.replicas).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(labels::release_selector(deployment, release)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: percent(values.rollout.max_surge_percent),
+                    max_unavailable: percent(values.rollout.max_unavailable_percent),
+                }),
+            }),
+            progress_deadline_seconds: Some(seconds(values.rollout.progress_deadline_seconds)),
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(site, values, mounts)),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts) -> PodSpec {
+    let certificate_secret = match &values.tls.certificate {
+        CertificateSource::Secret(name) => name.clone(),
+        // Created at run time by `wikikube up`; a generated key never belongs in rendered output.
+        CertificateSource::SelfSigned => format!("{}-self-signed-tls", site.spec.site.name),
+    };
+    PodSpec {
+        service_account_name: Some(crate::SERVICE_ACCOUNT.into()),
+        automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(i64::from(
+            values.lifecycle.termination_grace_seconds,
+        )),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![
+            tls_container(values),
+            httpd_container(values),
+            app_container(site, values),
+            mcrouter_container(values),
+        ],
+        volumes: Some(vec![
+            Volume {
+                name: "shared-socket".into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: Some("Memory".into()),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+            config_map_volume("httpd-sites", &mounts.httpd_sites),
+            config_map_volume("httpd-config", &mounts.httpd),
+            config_map_volume("php-config", &mounts.php),
+            config_map_volume("tls-config", &mounts.tls),
+            config_map_volume("mcrouter-config", &mounts.mcrouter),
+            secret_volume("secrets", &mounts.secrets),
+            secret_volume("tls-certificate", &certificate_secret),
+        ]),
+        ..PodSpec::default()
+    }
+}
+
+fn tls_container(values: &CakeValues) -> Container {
+    Container {
+        name: "tls".into(),
+        image: Some(values.images.tls.clone()),
+        args: Some(strings(&[
+            "--config",
+            &format!("/etc/wikikube/edge/{}", tls::FILE),
+        ])),
+        ports: Some(vec![
+            port("https", values.tls.port),
+            port("tls-metrics", tls::METRICS_PORT),
+        ]),
+        // /healthz answers 503 as soon as the terminator drains, which takes the pod out of the
+        // Service before in-flight requests finish.
+        readiness_probe: Some(http_probe("/healthz", "tls-metrics", 1)),
+        liveness_probe: Some(tcp_probe("https")),
+        lifecycle: Some(pre_stop(values.lifecycle.tls_pre_stop_seconds)),
+        resources: Some(resources(sizing::fixed(
+            values.tls.cpu_millicores,
+            values.tls.memory_mb,
+        ))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![
+            mount("tls-config", "/etc/wikikube/edge"),
+            mount("tls-certificate", TLS_DIR),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn httpd_container(values: &CakeValues) -> Container {
+    Container {
+        name: "httpd".into(),
+        image: Some(values.images.webserver.clone()),
+        ports: Some(vec![port("http", values.httpd.port)]),
+        readiness_probe: Some(http_probe(FPM_PING, "http", 2)),
+        liveness_probe: Some(tcp_probe("http")),
+        lifecycle: Some(pre_stop(values.lifecycle.pre_stop_seconds)),
+        resources: Some(resources(sizing::fixed(
+            values.httpd.cpu_millicores,
+            values.httpd.memory_mb,
+        ))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![
+            mount("shared-socket", SOCKET_DIR),
+            mount("httpd-sites", "/etc/apache2/sites-enabled"),
+            mount("httpd-config", "/etc/apache2/wikikube"),
+            mount("tmp", "/tmp"),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn app_container(site: &ResolvedSite, values: &CakeValues) -> Container {
+    let env = [
+        (variables::ENVIRONMENT, site.environment_name.clone()),
+        (variables::DATACENTER, site.environment.datacenter.clone()),
+        (
+            variables::MEMCACHED,
+            format!("127.0.0.1:{}", values.mcrouter.port),
+        ),
+        (variables::SECRETS_DIR, SECRETS_DIR.to_string()),
+        (variables::DATA_DIR, "/var/lib/mediawiki-data".to_string()),
+        // A leading colon keeps the image's own conf.d and adds the release's php.ini after it.
+        ("PHP_INI_SCAN_DIR", ":/etc/wikikube/php".to_string()),
+    ];
+    Container {
+        name: "app".into(),
+        image: Some(values.images.app.clone()),
+        command: Some(strings(&[
+            "php-fpm8.2",
+            "--nodaemonize",
+            "--fpm-config",
+            "/etc/wikikube/php/php-fpm.conf",
+        ])),
+        env: Some(
+            env.into_iter()
+                .map(|(name, value)| EnvVar {
+                    name: name.into(),
+                    value: Some(value),
+                    ..EnvVar::default()
+                })
+                .collect(),
+        ),
+        // php-fpm is the container's main process, so a crash restarts the container; this
+        // catches a php-fpm that runs but lost its socket. Readiness is httpd's, through php-fpm.
+        liveness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(strings(&["test", "-S", FPM_SOCKET])),
+            }),
+            period_seconds: Some(10),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
+        lifecycle: Some(pre_stop(values.lifecycle.pre_stop_seconds)),
+        resources: Some(resources(sizing::app(&values.php))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![
+            mount("shared-socket", SOCKET_DIR),
+            mount("php-config", "/etc/wikikube/php"),
+            mount("secrets", SECRETS_DIR),
+            mount("tmp", "/tmp"),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn mcrouter_container(values: &CakeValues) -> Container {
+    Container {
+        name: "mcrouter".into(),
+        image: Some(values.images.mcrouter.clone()),
+        args: Some(strings(&[
+            "--config",
+            &format!("/etc/wikikube/mcrouter/{}", mcrouter::FILE),
+            "--listen",
+            // Only the pod's own containers talk to the router.
+            &format!("127.0.0.1:{}", values.mcrouter.port),
+            "--metrics",
+            &format!("0.0.0.0:{MCROUTER_METRICS_PORT}"),
+        ])),
+        ports: Some(vec![port("mcr-metrics", MCROUTER_METRICS_PORT)]),
+        readiness_probe: Some(http_probe("/metrics", "mcr-metrics", 1)),
+        liveness_probe: Some(tcp_probe("mcr-metrics")),
+        lifecycle: Some(pre_stop(values.lifecycle.pre_stop_seconds)),
+        resources: Some(resources(sizing::fixed(
+            values.mcrouter.cpu_millicores,
+            values.mcrouter.memory_mb,
+        ))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![mount("mcrouter-config", "/etc/wikikube/mcrouter")]),
+        ..Container::default()
+    }
+}
+
+/// The restricted Pod Security Standard for one container.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn resources(resources: Resources) -> ResourceRequirements {
+    let memory = |mb: u64| Quantity(format!("{mb}Mi"));
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            (
+                "cpu".to_string(),
+                Quantity(format!("{}m", resources.cpu_request_millicores)),
+            ),
+            ("memory".to_string(), memory(resources.memory_request_mb)),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            memory(resources.memory_limit_mb),
+        )])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn pre_stop(seconds: u32) -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction {
+                seconds: i64::from(seconds),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    }
+}
+
+fn http_probe(path: &str, port_name: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(port_name.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn tcp_probe(port_name: &str) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(port_name.into()),
+            ..TCPSocketAction::default()
+        }),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn port(name: &str, number: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+fn mount(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: Some(!matches!(volume, "shared-socket" | "tmp")),
+        ..VolumeMount::default()
+    }
+}
+
+fn config_map_volume(volume: &str, config_map: &str) -> Volume {
+    Volume {
+        name: volume.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.into(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn secret_volume(volume: &str, secret: &str) -> Volume {
+    Volume {
+        name: volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            // Readable by the pod's group (fsGroup), not by everyone.
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| item.to_string()).collect()
+}
+
+fn seconds(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}

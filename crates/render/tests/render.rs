@@ -1,0 +1,292 @@
+//! Rendering the example farm: order, determinism, the cake's wiring, secrets and checksums.
+
+mod common;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use render::{render, Object, RenderOptions};
+
+fn objects(environment: &str) -> Vec<Object> {
+    render(&common::load(environment), &RenderOptions::default())
+        .unwrap()
+        .objects
+}
+
+fn deployment<'a>(objects: &'a [Object], name: &str) -> &'a Deployment {
+    objects
+        .iter()
+        .find_map(|object| match object {
+            Object::Deployment(deployment) if object.name() == name => Some(deployment),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no Deployment {name}"))
+}
+
+fn config_map<'a>(objects: &'a [Object], name: &str) -> &'a ConfigMap {
+    objects
+        .iter()
+        .find_map(|object| match object {
+            Object::ConfigMap(map) if object.name() == name => Some(map),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+}
+
+fn services(objects: &[Object]) -> Vec<&Service> {
+    objects
+        .iter()
+        .filter_map(|object| match object {
+            Object::Service(service) => Some(service),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_example_renders_in_apply_order_without_lint_exceptions() {
+    for environment in ["eqiad", "codfw", "local"] {
+        let rendered = render(&common::load(environment), &RenderOptions::default()).unwrap();
+        assert!(rendered.allowed.is_empty(), "{environment}");
+        let ranks: Vec<u8> = rendered.objects.iter().map(Object::apply_rank).collect();
+        assert!(
+            ranks.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{environment}"
+        );
+        let kinds: Vec<&str> = rendered.objects.iter().map(Object::kind).collect();
+        for kind in [
+            "Namespace",
+            "ServiceAccount",
+            "ConfigMap",
+            "Secret",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+        ] {
+            assert!(kinds.contains(&kind), "{environment} lacks a {kind}");
+        }
+    }
+}
+
+#[test]
+fn rendering_twice_gives_identical_bytes() {
+    let site = common::load("eqiad");
+    let first = render(&site, &RenderOptions::default()).unwrap();
+    let second = render(&common::load("eqiad"), &RenderOptions::default()).unwrap();
+    assert_eq!(first.to_yaml(), second.to_yaml());
+    assert_eq!(first.to_json(), second.to_json());
+}
+
+#[test]
+fn the_cake_has_four_containers_sharing_the_fastcgi_socket() {
+    let objects = objects("eqiad");
+    let web = deployment(&objects, "mw-web-main");
+    let pod = web.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["tls", "httpd", "app", "mcrouter"]);
+    for container in ["httpd", "app"] {
+        let mounts = pod
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .unwrap()
+            .volume_mounts
+            .as_ref()
+            .unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.name == "shared-socket" && m.mount_path == "/run/shared"),
+            "{container} does not mount the socket directory"
+        );
+    }
+    let php = config_map(&objects, "mw-web-main-php")
+        .data
+        .as_ref()
+        .unwrap();
+    assert!(php["php-fpm.conf"].contains("listen = /run/shared/fpm-www.sock"));
+    let sites = config_map(&objects, "farm-httpd-sites")
+        .data
+        .as_ref()
+        .unwrap();
+    assert!(sites["enwiki.conf"].contains("unix:/run/shared/fpm-www.sock|fcgi://localhost"));
+    assert!(sites["enwiki.conf"].contains("ServerAlias www.farm.test"));
+}
+
+#[test]
+fn tls_drains_first_and_everything_stops_within_the_grace_period() {
+    let objects = objects("eqiad");
+    let web = deployment(&objects, "mw-web-main");
+    let pod = web.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let sleep = |name: &str| {
+        pod.containers
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.lifecycle.as_ref())
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.sleep.as_ref())
+            .map(|s| s.seconds)
+            .unwrap()
+    };
+    let grace = pod.termination_grace_period_seconds.unwrap();
+    assert_eq!((sleep("tls"), sleep("httpd"), grace), (7, 8, 10));
+    for other in ["httpd", "app", "mcrouter"] {
+        assert!(sleep("tls") < sleep(other));
+        assert!(sleep(other) < grace);
+    }
+}
+
+#[test]
+fn canary_has_no_service_but_mains_service_selects_its_pods() {
+    let objects = objects("eqiad");
+    let names: Vec<&str> = services(&objects)
+        .iter()
+        .map(|s| s.metadata.name.as_deref().unwrap())
+        .collect();
+    assert_eq!(names, ["mw-api-ext", "mw-debug", "mw-web"]);
+    let web_service = services(&objects)
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some("mw-web"))
+        .unwrap();
+    let selector = web_service
+        .spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .as_ref()
+        .unwrap();
+    for release in ["mw-web-main", "mw-web-canary"] {
+        let labels = deployment(&objects, release)
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert!(
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "mw-web's Service does not select {release}"
+        );
+    }
+}
+
+#[test]
+fn resources_follow_the_php_fpm_sizing() {
+    let objects = objects("eqiad");
+    let api = deployment(&objects, "mw-api-ext-main");
+    let pod = api.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let app = pod.containers.iter().find(|c| c.name == "app").unwrap();
+    let resources = app.resources.as_ref().unwrap();
+    // 12 workers (site.toml, deployment scope), opcache 500, APCu 768.
+    assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "6500m");
+    assert_eq!(resources.requests.as_ref().unwrap()["memory"].0, "3634Mi");
+    assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "6634Mi");
+    let strategy = api.spec.as_ref().unwrap().strategy.as_ref().unwrap();
+    let rolling = strategy.rolling_update.as_ref().unwrap();
+    assert_eq!(
+        serde_json::to_value(rolling).unwrap(),
+        serde_json::json!({"maxSurge": "3%", "maxUnavailable": "6%"})
+    );
+}
+
+#[test]
+fn secret_values_go_into_the_secret_and_never_into_output() {
+    let site = common::load("eqiad");
+    let rendered = render(&site, &RenderOptions::default()).unwrap();
+    let secret = rendered
+        .objects
+        .iter()
+        .find_map(|object| match object {
+            Object::Secret(secret) => Some(secret),
+            _ => None,
+        })
+        .unwrap();
+    let value = &secret.data.as_ref().unwrap()["secret_key"].0;
+    assert!(String::from_utf8_lossy(value).starts_with("example-eqiad-secret-key"));
+    let yaml = rendered.to_yaml();
+    let json = rendered.to_json();
+    for secret_value in site.secrets.expose().values() {
+        assert!(!yaml.contains(secret_value.as_str()));
+        assert!(!json.contains(secret_value.as_str()));
+        for object in &rendered.objects {
+            if let Object::ConfigMap(map) = object {
+                for text in map.data.iter().flatten().map(|(_, text)| text) {
+                    assert!(!text.contains(secret_value.as_str()));
+                }
+            }
+        }
+    }
+    assert!(yaml.contains("secret_key: <redacted>"));
+}
+
+#[test]
+fn a_config_change_changes_only_that_configs_checksum() {
+    let base = objects("eqiad");
+    let mut site = common::load("eqiad");
+    let web = site
+        .deployments
+        .iter_mut()
+        .find(|d| d.name == "mw-web")
+        .unwrap();
+    web.releases[0].values.php.workers = 3;
+    let changed = render(&site, &RenderOptions::default()).unwrap().objects;
+    let annotations = |objects: &[Object]| {
+        deployment(objects, "mw-web-main")
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap()
+    };
+    let before = annotations(&base);
+    let after = annotations(&changed);
+    let differing: Vec<&String> = before
+        .keys()
+        .filter(|key| before[*key] != after[*key])
+        .collect();
+    assert_eq!(differing, ["checksum.wikikube.org/php"]);
+}
+
+#[test]
+fn mcrouter_routes_purges_to_the_other_datacenter() {
+    let objects = objects("eqiad");
+    let text = &config_map(&objects, "mw-web-main-mcrouter")
+        .data
+        .as_ref()
+        .unwrap()["mcrouter.json"];
+    let config: mcrouter::config::Config = serde_json::from_str(text).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.local_pool, "eqiad");
+    assert_eq!(config.replicate_to, ["codfw"]);
+    assert_eq!(config.failover.gutter_pool.as_deref(), Some("gutter"));
+}
+
+#[test]
+fn the_tls_config_is_one_the_edge_accepts() {
+    let objects = objects("eqiad");
+    let text = &config_map(&objects, "mw-web-main-tls")
+        .data
+        .as_ref()
+        .unwrap()["edge.toml"];
+    let config: edge::config::Config = toml::from_str(text).unwrap();
+    assert_eq!(config.pod.unwrap().upstream, "127.0.0.1:8080");
+    assert_eq!(config.listen.address, "0.0.0.0:4443");
+}
+
+#[test]
+fn disabled_releases_are_not_rendered() {
+    let names: Vec<String> = objects("local")
+        .iter()
+        .filter(|o| o.kind() == "Deployment")
+        .map(|o| o.name().to_string())
+        .collect();
+    assert_eq!(names, ["mw-debug-main", "mw-web-main"]);
+}
