@@ -1,0 +1,602 @@
+//! The build of a site's images: which layers each image has, what each layer's inputs are,
+//! and reusing every layer whose inputs the cache has seen.
+//!
+//! Images and their layers, bottom first:
+//! - each `[bases.NAME]` of build.toml: one layer, the Debian rootfs;
+//! - `app`: base-php; the code of each MediaWiki version; its extensions and skins; its
+//!   security patches; its l10n cache; the site configuration (and private settings only when
+//!   build.toml says `[app] private_settings = true`);
+//! - `webserver`: base-httpd; the static files of each version (no PHP).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cache::{Cache, LayerRecord};
+use crate::code;
+use crate::config::{BaseConfig, BuildConfig};
+use crate::digest::{sha256, Inputs};
+use crate::error::{Error, Result};
+use crate::layer::{self, Contents, Data, Entry, Kind};
+use crate::lock::Lock;
+use crate::oci::{self, RunConfig};
+use crate::patches;
+use crate::progress::Progress;
+use crate::rootfs::{debian, tarball};
+
+/// What a build needs besides the site.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The cache directory ([`Cache::default_dir`] when the CLI is given none).
+    pub cache_dir: PathBuf,
+    /// The OCI layout to write; `<cache>/out/<site>` when `None`.
+    pub out_dir: Option<PathBuf>,
+    /// Resolve the current Debian versions and rewrite `packages.lock`.
+    pub update_lock: bool,
+    /// The config layer: path in the image -> content (render's `config_files`).
+    pub config_files: BTreeMap<String, Vec<u8>>,
+    /// Private settings files; used only when build.toml asks for them.
+    pub private_files: BTreeMap<String, Vec<u8>>,
+    /// Keep rootfs tarballs here instead of in the cache (tests share them between caches).
+    pub rootfs_dir: Option<PathBuf>,
+    /// Show progress bars on the terminal.
+    pub progress: bool,
+}
+
+/// One layer in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    /// What the layer holds (`code 1.39`).
+    pub name: String,
+    /// Digest of the compressed blob.
+    pub digest: String,
+    /// Digest of the tar.
+    pub diff_id: String,
+    /// Compressed size.
+    pub size: u64,
+    /// Whether it came from the cache.
+    pub reused: bool,
+    /// Seconds spent on it.
+    pub seconds: f64,
+    /// Its inputs, as hashed into its cache key.
+    pub inputs: Vec<(String, String)>,
+}
+
+/// One image in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageReport {
+    /// The image's name (`app`).
+    pub image: String,
+    /// The manifest digest.
+    pub digest: String,
+    /// Config and layers, compressed.
+    pub size: u64,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerReport>,
+    /// Layers taken from the cache.
+    pub reused: usize,
+    /// Layers built.
+    pub built: usize,
+    /// Seconds spent on it.
+    pub seconds: f64,
+}
+
+/// What a build did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The OCI layout written.
+    pub out_dir: PathBuf,
+    /// The images, in build order.
+    pub images: Vec<ImageReport>,
+    /// Uncompressed bytes written into layers this build (hashed and compressed).
+    pub bytes_compressed: u64,
+    /// Seconds spent writing those layers.
+    pub seconds_compressing: f64,
+}
+
+/// Builds every image of `site` and writes them to an OCI layout.
+pub fn build(site: &model::ResolvedSite, options: &Options) -> Result<Report> {
+    let config = BuildConfig::load(&site.dir)?;
+    let lock = Lock::load(&site.dir)?;
+    let mut cache = Cache::open(&options.cache_dir)?;
+    if let Some(dir) = &options.rootfs_dir {
+        cache = cache.with_rootfs_dir(dir)?;
+    }
+    let out_dir = options
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| cache.root().join("out").join(&site.spec.site.name));
+    let mut builder = Builder {
+        cache,
+        config,
+        lock,
+        site,
+        options,
+        rootfs: BTreeMap::new(),
+        code: BTreeMap::new(),
+        progress: Progress::new(options.progress),
+        bytes: 0,
+        seconds: 0.0,
+    };
+    if options.update_lock {
+        for (name, base) in builder.config.rootfs_specs() {
+            builder.rootfs(&name, &base)?;
+        }
+    }
+    let mut images = Vec::new();
+    let mut named = BTreeMap::new();
+    for (name, base) in builder.config.bases.clone() {
+        let run = RunConfig {
+            cmd: base.cmd.clone(),
+            expose: base.expose.clone(),
+            workdir: None,
+        };
+        let layers = vec![builder.base_layer(&name)?];
+        let (report, manifest) = builder.image(&name, layers, &run)?;
+        named.insert(name, manifest);
+        images.push(report);
+    }
+    let app = builder.app_layers()?;
+    let php = builder.base_config("base-php")?;
+    let run = RunConfig {
+        cmd: php.cmd,
+        expose: php.expose,
+        workdir: Some("/srv/mediawiki".into()),
+    };
+    let (report, manifest) = builder.image("app", app, &run)?;
+    named.insert("app".into(), manifest);
+    images.push(report);
+    let web = builder.webserver_layers()?;
+    let httpd = builder.base_config("base-httpd")?;
+    let run = RunConfig {
+        cmd: httpd.cmd,
+        expose: httpd.expose,
+        workdir: None,
+    };
+    let (report, manifest) = builder.image("webserver", web, &run)?;
+    named.insert("webserver".into(), manifest);
+    images.push(report);
+    builder.progress.finish();
+
+    // Only now, with every image built, do the names in the layout move.
+    oci::write_layout(&builder.cache, &out_dir, &named)?;
+    let report = Report {
+        out_dir: out_dir.clone(),
+        images,
+        bytes_compressed: builder.bytes,
+        seconds_compressing: builder.seconds,
+    };
+    let bytes = serde_json::to_vec_pretty(&report).expect("the report serializes");
+    crate::cache::write_atomic(&out_dir, &out_dir.join("build-report.json"), &bytes)?;
+    Ok(report)
+}
+
+type Layer = (String, LayerRecord, LayerReport);
+
+struct Builder<'a> {
+    cache: Cache,
+    config: BuildConfig,
+    lock: Lock,
+    site: &'a model::ResolvedSite,
+    options: &'a Options,
+    /// Rootfs tarballs made or found this build: name -> (key, path).
+    rootfs: BTreeMap<String, (String, PathBuf)>,
+    /// Code read this build: version -> (core, extensions).
+    code: BTreeMap<String, (Contents, Contents)>,
+    progress: Progress,
+    bytes: u64,
+    seconds: f64,
+}
+
+impl Builder<'_> {
+    fn base_config(&self, name: &str) -> Result<BaseConfig> {
+        self.config
+            .bases
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Config {
+                path: self.site.dir.join(crate::config::FILE),
+                message: format!("[bases.{name}] is missing"),
+            })
+    }
+
+    fn spec_of(&self, name: &str) -> Result<BaseConfig> {
+        self.config
+            .rootfs_specs()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b)
+            .ok_or_else(|| Error::Config {
+                path: self.site.dir.join(crate::config::FILE),
+                message: format!("no rootfs is named `{name}`"),
+            })
+    }
+
+    /// The cache key of a rootfs, from the lock alone (no mmdebstrap run).
+    fn rootfs_key(&self, name: &str) -> Result<String> {
+        let base = self.spec_of(name)?;
+        match self
+            .lock
+            .rootfs
+            .get(name)
+            .filter(|l| l.request == debian::request(&base))
+        {
+            Some(locked) => Ok(debian::inputs(&self.config, name, locked, &base).key()),
+            None => Err(Error::StaleLock {
+                path: self.lock.path.clone(),
+                image: name.into(),
+                reason: "its packages or customize commands are not in the lock".into(),
+            }),
+        }
+    }
+
+    /// The rootfs tarball `name`, built if the cache lacks it.
+    fn rootfs(&mut self, name: &str, base: &BaseConfig) -> Result<(String, PathBuf)> {
+        if let Some(found) = self.rootfs.get(name) {
+            return Ok(found.clone());
+        }
+        self.progress.step(name, "debian rootfs (mmdebstrap)");
+        let update = self.options.update_lock;
+        let found = debian::ensure(
+            &self.cache,
+            &self.config,
+            &mut self.lock,
+            name,
+            base,
+            update,
+        )?;
+        self.rootfs.insert(name.to_string(), found.clone());
+        Ok(found)
+    }
+
+    fn tree(&mut self, name: &str) -> Result<PathBuf> {
+        let base = self.spec_of(name)?;
+        let (key, path) = self.rootfs(name, &base)?;
+        tarball::unpacked(&self.cache, &key, &path)
+    }
+
+    /// A layer: from the cache if its inputs were built before, else made by `make`.
+    fn layer(
+        &mut self,
+        image: &str,
+        name: &str,
+        inputs: Inputs,
+        make: impl FnOnce(&mut Self, &Path) -> Result<Contents>,
+    ) -> Result<Layer> {
+        let start = Instant::now();
+        self.progress.step(image, name);
+        let (record, reused) = match self.cache.layer(&inputs) {
+            Some(record) => (record, true),
+            None => {
+                let tmp = self.cache.tempdir()?;
+                let contents = make(self, tmp.path())?;
+                self.progress.step(
+                    image,
+                    &format!("{name}: writing {} entries", contents.len()),
+                );
+                let write_start = Instant::now();
+                let record =
+                    layer::tar::write(&self.cache, &contents, self.config.source_date_epoch)?;
+                self.seconds += write_start.elapsed().as_secs_f64();
+                self.bytes += record.tar_size;
+                self.cache.put_layer(&inputs, &record)?;
+                (record, false)
+            }
+        };
+        let report = LayerReport {
+            name: name.to_string(),
+            digest: record.digest.clone(),
+            diff_id: record.diff_id.clone(),
+            size: record.size,
+            reused,
+            seconds: start.elapsed().as_secs_f64(),
+            inputs: inputs.items,
+        };
+        Ok((name.to_string(), record, report))
+    }
+
+    fn base_layer(&mut self, name: &str) -> Result<Layer> {
+        let key = self.rootfs_key(name)?;
+        let mut inputs = Inputs::new("rootfs-layer");
+        inputs
+            .add("rootfs", key)
+            .add("epoch", self.config.source_date_epoch.to_string());
+        let name = name.to_string();
+        self.layer(&name, &format!("{name} rootfs"), inputs, |b, _| {
+            let base = b.spec_of(&name)?;
+            let (_, path) = b.rootfs(&name, &base)?;
+            tarball::contents(&path)
+        })
+    }
+
+    fn image(
+        &mut self,
+        name: &str,
+        layers: Vec<Layer>,
+        run: &RunConfig,
+    ) -> Result<(ImageReport, oci_spec::image::Descriptor)> {
+        let start = Instant::now();
+        let records: Vec<(String, LayerRecord)> = layers
+            .iter()
+            .map(|(n, r, _)| (n.clone(), r.clone()))
+            .collect();
+        let built = oci::assemble(&self.cache, &records, run, self.config.source_date_epoch)?;
+        let reports: Vec<LayerReport> = layers.into_iter().map(|(_, _, r)| r).collect();
+        let reused = reports.iter().filter(|r| r.reused).count();
+        let seconds =
+            reports.iter().map(|r| r.seconds).sum::<f64>() + start.elapsed().as_secs_f64();
+        self.progress.done(name, built.manifest.digest().as_ref());
+        let report = ImageReport {
+            image: name.to_string(),
+            digest: built.manifest.digest().to_string(),
+            size: built.size,
+            built: reports.len() - reused,
+            reused,
+            layers: reports,
+            seconds,
+        };
+        Ok((report, built.manifest))
+    }
+
+    /// Where a version's code is read from, and the key of that source.
+    fn code_source(&mut self, version: &str) -> Result<(String, String)> {
+        let spec = &self.site.spec.versions[version];
+        if spec.code.starts_with('/') {
+            let name = self.config.code.name.clone();
+            Ok((
+                spec.code.clone(),
+                format!("rootfs {}", self.rootfs_key(&name)?),
+            ))
+        } else {
+            // Code in the site directory: its key is the digest of its content.
+            let root = self.site.dir.clone();
+            let contents = code::core(&root, &spec.code, version)?;
+            let mut digest = Inputs::new("site-code");
+            for entry in contents.entries() {
+                if let Kind::File(Data::Path(path)) = &entry.kind {
+                    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+                    digest.add(&entry.path, sha256(&bytes));
+                }
+            }
+            Ok((spec.code.clone(), format!("site {}", digest.key())))
+        }
+    }
+
+    fn code_root(&mut self, version: &str) -> Result<PathBuf> {
+        if self.site.spec.versions[version].code.starts_with('/') {
+            let name = self.config.code.name.clone();
+            self.tree(&name)
+        } else {
+            Ok(self.site.dir.clone())
+        }
+    }
+
+    fn code_contents(&mut self, version: &str) -> Result<(Contents, Contents)> {
+        if let Some(found) = self.code.get(version) {
+            return Ok(found.clone());
+        }
+        let root = self.code_root(version)?;
+        let dir = self.site.spec.versions[version].code.clone();
+        let core = code::core(&root, &dir, version)?;
+        let spec = &self.site.spec;
+        let ext = code::extensions(&root, &dir, version, &spec.extensions, &spec.skins)?;
+        self.code
+            .insert(version.to_string(), (core.clone(), ext.clone()));
+        Ok((core, ext))
+    }
+
+    fn patch_files(&self, version: &str) -> Result<Vec<PathBuf>> {
+        match &self.site.spec.versions[version].patches {
+            Some(dir) => patches::list(&self.site.dir.join(dir)),
+            None => Ok(vec![]),
+        }
+    }
+
+    fn patched(&mut self, version: &str, work: &Path) -> Result<Contents> {
+        let files = self.patch_files(version)?;
+        let (core, ext) = self.code_contents(version)?;
+        let mut both = core;
+        for entry in ext.entries() {
+            both.add(entry.clone());
+        }
+        patches::apply(&files, &both, &code::image_dir(version), work)
+    }
+
+    fn app_layers(&mut self) -> Result<Vec<Layer>> {
+        let mut layers = vec![self.base_layer("base-php")?];
+        let versions: Vec<String> = self.site.spec.versions.keys().cloned().collect();
+        let spec = self.site.spec.clone();
+        let mut keys = BTreeMap::new();
+        for version in &versions {
+            let (dir, source) = self.code_source(version)?;
+            let mut inputs = Inputs::new("code");
+            inputs
+                .add("version", version)
+                .add("code", &dir)
+                .add("source", source);
+            let code_key = inputs.key();
+            let v = version.clone();
+            layers.push(
+                self.layer("app", &format!("code {version}"), inputs, |b, _| {
+                    Ok(b.code_contents(&v)?.0)
+                })?,
+            );
+            keys.insert(version.clone(), code_key);
+        }
+        let mut ext_keys = BTreeMap::new();
+        for version in &versions {
+            let mut inputs = Inputs::new("extensions");
+            inputs
+                .add("code", &keys[version])
+                .add("extensions", spec.extensions.join(","))
+                .add("skins", spec.skins.join(","));
+            ext_keys.insert(version.clone(), inputs.key());
+            let v = version.clone();
+            layers.push(
+                self.layer("app", &format!("extensions {version}"), inputs, |b, _| {
+                    Ok(b.code_contents(&v)?.1)
+                })?,
+            );
+        }
+        let mut l10n_patches = BTreeMap::new();
+        for version in &versions {
+            let files = self.patch_files(version)?;
+            let mut for_l10n = Vec::new();
+            let mut inputs = Inputs::new("patches");
+            inputs.add("extensions", &ext_keys[version]);
+            for file in &files {
+                let bytes = std::fs::read(file).map_err(Error::io(file))?;
+                let name = file
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let text = String::from_utf8_lossy(&bytes);
+                if patches::targets(&text)
+                    .iter()
+                    .any(|t| crate::l10n::is_input(&format!("/{t}")))
+                {
+                    for_l10n.push((name.clone(), sha256(&bytes)));
+                }
+                inputs.add(&format!("patch {name}"), sha256(&bytes));
+            }
+            l10n_patches.insert(version.clone(), for_l10n);
+            if files.is_empty() {
+                continue;
+            }
+            let v = version.clone();
+            layers.push(
+                self.layer("app", &format!("patches {version}"), inputs, |b, work| {
+                    b.patched(&v, work)
+                })?,
+            );
+        }
+        for version in &versions {
+            let mut languages: Vec<String> = spec
+                .wikis
+                .values()
+                .filter(|w| &w.version == version)
+                .map(|w| w.language.clone())
+                .chain(["en".to_string()])
+                .collect();
+            languages.sort();
+            languages.dedup();
+            let mut inputs = Inputs::new("l10n");
+            inputs
+                .add("php", self.rootfs_key("base-php")?)
+                .add("extensions", &ext_keys[version])
+                .add("languages", languages.join(","));
+            for (name, digest) in &l10n_patches[version] {
+                inputs.add(&format!("patch {name}"), digest);
+            }
+            let v = version.clone();
+            let spec = spec.clone();
+            layers.push(self.layer(
+                "app",
+                &format!("l10n {version}"),
+                inputs,
+                move |b, work| {
+                    let php = b.tree("base-php")?;
+                    let patched = b.patched(&v, &work.join("patches"))?;
+                    let (core, ext) = b.code_contents(&v)?;
+                    crate::l10n::build(
+                        &php,
+                        &[&core, &ext, &patched],
+                        &v,
+                        &spec.extensions,
+                        &spec.skins,
+                        &languages,
+                        work,
+                    )
+                },
+            )?);
+        }
+        layers.push(self.files_layer("config", &self.options.config_files.clone())?);
+        if self.config.app.private_settings && !self.options.private_files.is_empty() {
+            layers.push(self.files_layer("private", &self.options.private_files.clone())?);
+        }
+        Ok(layers)
+    }
+
+    fn files_layer(&mut self, name: &str, files: &BTreeMap<String, Vec<u8>>) -> Result<Layer> {
+        let mut inputs = Inputs::new(name);
+        for (path, bytes) in files {
+            inputs.add(path, sha256(bytes));
+        }
+        let files = files.clone();
+        self.layer("app", name, inputs, move |_, _| {
+            let mut contents = Contents::default();
+            for (path, bytes) in files {
+                contents.add(Entry::file(
+                    path.trim_start_matches('/'),
+                    Data::Bytes(bytes),
+                    false,
+                ));
+            }
+            Ok(contents)
+        })
+    }
+
+    fn webserver_layers(&mut self) -> Result<Vec<Layer>> {
+        let mut layers = vec![self.base_layer("base-httpd")?];
+        let spec = self.site.spec.clone();
+        let versions: Vec<String> = spec.versions.keys().cloned().collect();
+        for version in &versions {
+            let (dir, source) = self.code_source(version)?;
+            let mut inputs = Inputs::new("static");
+            inputs
+                .add("version", version)
+                .add("code", &dir)
+                .add("source", source)
+                .add("extensions", spec.extensions.join(","))
+                .add("skins", spec.skins.join(","));
+            for file in self.patch_files(version)? {
+                let bytes = std::fs::read(&file).map_err(Error::io(&file))?;
+                inputs.add(
+                    &file.file_name().unwrap_or_default().to_string_lossy(),
+                    sha256(&bytes),
+                );
+            }
+            let v = version.clone();
+            layers.push(self.layer(
+                "webserver",
+                &format!("static {version}"),
+                inputs,
+                |b, work| {
+                    let (core, ext) = b.code_contents(&v)?;
+                    let patched = b.patched(&v, work)?;
+                    let mut all = Contents::default();
+                    for contents in [&core, &ext, &patched] {
+                        for entry in contents.entries() {
+                            let keep = match entry.kind {
+                                Kind::File(_) => is_static(&entry.path),
+                                Kind::Whiteout => false,
+                                _ => false,
+                            };
+                            if keep {
+                                all.add(entry.clone());
+                            }
+                        }
+                    }
+                    Ok(all)
+                },
+            )?);
+        }
+        Ok(layers)
+    }
+}
+
+/// Files the webserver serves itself: images, styles, scripts and fonts. Never PHP.
+fn is_static(path: &str) -> bool {
+    const EXTENSIONS: &[&str] = &[
+        "png", "gif", "jpg", "jpeg", "svg", "ico", "webp", "cur", "css", "js", "map", "woff",
+        "woff2", "ttf", "eot", "otf", "html", "txt", "xml", "xsl",
+    ];
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    EXTENSIONS.contains(&ext.as_str())
+}

@@ -1,0 +1,131 @@
+//! A layer's content as a list of entries, and how it becomes a blob.
+//!
+//! Entries are collected first and written in one go by [`tar::write`], which sorts them and
+//! normalises every header, so what ends up in the blob depends only on the entries.
+
+pub mod tar;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where a regular file's bytes come from.
+#[derive(Clone, Debug)]
+pub enum Data {
+    /// Held in memory (generated files).
+    Bytes(Vec<u8>),
+    /// A file on the build machine (unpacked trees, site files).
+    Path(PathBuf),
+    /// A slice of a tar file (a rootfs tarball), read without unpacking it.
+    TarSlice {
+        /// The tar file.
+        file: PathBuf,
+        /// Offset of the data.
+        offset: u64,
+        /// Length of the data.
+        len: u64,
+    },
+}
+
+/// What an entry is.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File(Data),
+    /// A symbolic link to the target.
+    Symlink(String),
+    /// A hard link to an earlier entry of the same layer.
+    Hardlink(String),
+    /// An OCI whiteout: the path is deleted from the layers below.
+    Whiteout,
+}
+
+/// One entry of a layer.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Path inside the image, relative (`srv/mediawiki/php-1.39/index.php`).
+    pub path: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+}
+
+impl Entry {
+    /// A root-owned directory, mode 0755.
+    pub fn dir(path: impl Into<String>) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// A root-owned file, mode 0644 (0755 when `executable`).
+    pub fn file(path: impl Into<String>, data: Data, executable: bool) -> Entry {
+        let mode = if executable { 0o755 } else { 0o644 };
+        Entry {
+            path: path.into(),
+            kind: Kind::File(data),
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
+/// The entries of one layer, by path; adding a path twice keeps the last.
+#[derive(Clone, Debug, Default)]
+pub struct Contents {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Contents {
+    /// Adds an entry, and its missing parent directories (root-owned, 0755), so that every
+    /// layer unpacks on its own.
+    pub fn add(&mut self, entry: Entry) {
+        let path = entry.path.trim_matches('/').to_string();
+        let mut parent = path.as_str();
+        while let Some((dir, _)) = parent.rsplit_once('/') {
+            if !self.entries.contains_key(dir) {
+                self.entries.insert(dir.to_string(), Entry::dir(dir));
+            }
+            parent = dir;
+        }
+        self.entries.insert(path.clone(), Entry { path, ..entry });
+    }
+
+    /// Adds the directories leading to `prefix` (`srv/mediawiki`).
+    pub fn add_dirs(&mut self, prefix: &str) {
+        if !prefix.is_empty() && !self.entries.contains_key(prefix) {
+            self.add(Entry::dir(prefix));
+        }
+    }
+
+    /// The entries in path order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// The entry at `path`.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

@@ -1,0 +1,48 @@
+//! Loading built images into podman, without a registry: `podman pull oci:DIR:NAME` reads
+//! the image layout directly, then the image is tagged `localhost/wikikube/NAME:latest`, the
+//! names the site's local environment runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+/// The containers.conf this machine's podman needs (see DESIGN.md), shipped with the crate.
+pub fn containers_conf() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("containers.conf")
+}
+
+/// A podman command using [`containers_conf`] unless CONTAINERS_CONF is set.
+pub fn command() -> Command {
+    let mut command = Command::new("podman");
+    if std::env::var_os("CONTAINERS_CONF").is_none() {
+        command.env("CONTAINERS_CONF", containers_conf());
+    }
+    command
+}
+
+/// The name an image gets in podman.
+pub fn local_name(image: &str) -> String {
+    format!("localhost/wikikube/{image}:latest")
+}
+
+/// Loads `image` from the layout at `layout` and tags it; returns podman's image id.
+pub fn load(layout: &Path, image: &str) -> Result<String> {
+    crate::tools::require("podman", "podman", "load images for local runs")?;
+    let source = format!("oci:{}:{image}", layout.display());
+    let id = run(command().args(["pull", "-q"]).arg(&source), "pull")?;
+    let id = id.lines().last().unwrap_or_default().trim().to_string();
+    run(command().args(["tag", &id, &local_name(image)]), "tag")?;
+    Ok(id)
+}
+
+fn run(command: &mut Command, action: &str) -> Result<String> {
+    let output = command.output().map_err(Error::io("podman"))?;
+    if !output.status.success() {
+        return Err(Error::Podman {
+            action: action.into(),
+            output: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}

@@ -1,0 +1,93 @@
+//! Progress on the terminal while building (one line per image), and the final table.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::build::Report;
+
+/// Progress bars, one per image; silent when not on a terminal or not wanted.
+pub struct Progress {
+    multi: Option<MultiProgress>,
+    bars: BTreeMap<String, ProgressBar>,
+}
+
+impl Progress {
+    /// Shows progress when `enabled`.
+    pub fn new(enabled: bool) -> Progress {
+        Progress {
+            multi: enabled.then(MultiProgress::new),
+            bars: BTreeMap::new(),
+        }
+    }
+
+    fn bar(&mut self, image: &str) -> Option<&ProgressBar> {
+        let multi = self.multi.as_ref()?;
+        Some(self.bars.entry(image.to_string()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:>14} {msg} [{elapsed}]")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(image.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        }))
+    }
+
+    /// `image` is now working on `what`.
+    pub fn step(&mut self, image: &str, what: &str) {
+        if let Some(bar) = self.bar(image) {
+            bar.set_message(what.to_string());
+        }
+    }
+
+    /// `image` is done.
+    pub fn done(&mut self, image: &str, digest: &str) {
+        if let Some(bar) = self.bar(image) {
+            bar.finish_with_message(digest.to_string());
+        }
+    }
+
+    /// Stops every bar.
+    pub fn finish(&mut self) {
+        for bar in self.bars.values() {
+            if !bar.is_finished() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+/// The final table: image, digest, size, layers reused/built, time.
+pub fn table(report: &Report) -> String {
+    let mut out = format!(
+        "{:<16} {:<73} {:>10} {:>14} {:>8}\n",
+        "IMAGE", "DIGEST", "SIZE", "REUSED/BUILT", "TIME"
+    );
+    for image in &report.images {
+        out.push_str(&format!(
+            "{:<16} {:<73} {:>10} {:>14} {:>7.1}s\n",
+            image.image,
+            image.digest,
+            human(image.size),
+            format!("{}/{}", image.reused, image.built),
+            image.seconds
+        ));
+    }
+    out
+}
+
+/// The JSON form: a list of `{image, digest, size, layers: [...]}`.
+pub fn json(report: &Report) -> serde_json::Value {
+    serde_json::to_value(&report.images).expect("the report serializes")
+}
+
+fn human(bytes: u64) -> String {
+    let mb = bytes as f64 / 1_000_000.0;
+    if mb >= 1.0 {
+        format!("{mb:.1} MB")
+    } else {
+        format!("{:.1} kB", bytes as f64 / 1000.0)
+    }
+}
