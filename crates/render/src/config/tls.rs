@@ -29,6 +29,7 @@ pub fn files(values: &CakeValues, domains: &[String]) -> Files {
                     .saturating_sub(values.lifecycle.tls_pre_stop_seconds)
                     .max(1),
             ),
+            threads: None,
             reload_interval_ms: 2000,
         },
         tls: Tls {
