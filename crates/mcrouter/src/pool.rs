@@ -1,21 +1,26 @@
 //! Servers, pools, and the connections to them.
 //!
 //! A [`Server`] is shared by every client session: its address, its health (see
-//! [`crate::failover`]) and its metrics. An [`Upstream`] is one TCP connection to a server, owned
-//! by one session at a time, so replies can never be handed to the wrong client; a session opens
-//! its upstreams lazily and keeps them while the client stays connected.
+//! [`crate::failover`]) and its metrics. Each server has one [`Connection`]: a task that owns
+//! the TCP connection, pipelines every session's requests over it, and hands each reply back
+//! to the session that asked, in order. An [`Upstream`] is a plain connection for one caller
+//! (the probes).
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::OpMetrics;
 use crate::protocol::{reply_len, ReplyKind};
 use crate::ring::Ring;
+use crate::route::Router;
 
 /// One memcached server.
 #[derive(Debug)]
@@ -142,4 +147,178 @@ impl Upstream {
             }
         }
     }
+}
+
+/// A request queued for a server's shared connection.
+#[derive(Debug)]
+pub struct Job {
+    /// The encoded request.
+    pub request: Bytes,
+    /// The shape of its reply.
+    pub kind: ReplyKind,
+    /// Where the reply goes.
+    pub reply: oneshot::Sender<Result<Bytes, UpstreamError>>,
+}
+
+/// The handle to a server's shared, pipelined connection.
+///
+/// Every session queues its requests here; one task writes whatever is queued in one write
+/// and hands the replies back in order. Under load this batches many clients' requests into
+/// one syscall each way, which is where a proxy spends its time (the profile of one connection
+/// per client per server showed 84% of the router's CPU in the kernel).
+#[derive(Debug, Clone)]
+pub struct Connection {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl Connection {
+    /// Starts the connection task for `server` (it connects on the first request).
+    pub fn start(router: &Arc<Router>, id: usize) -> Connection {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(connection_task(Arc::clone(router), id, rx));
+        Connection { tx }
+    }
+
+    /// Sends `request` and waits for its reply. The task bounds the wait with the connect
+    /// and request timeouts.
+    pub async fn call(&self, request: Bytes, kind: ReplyKind) -> Result<Bytes, UpstreamError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                request,
+                kind,
+                reply,
+            })
+            .map_err(|_| UpstreamError::Closed)?;
+        rx.await.unwrap_or(Err(UpstreamError::Closed))
+    }
+}
+
+async fn connection_task(router: Arc<Router>, id: usize, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let server = &router.servers[id];
+    let mut first = None;
+    loop {
+        let job = match first.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let generation = server.generation();
+        let stream =
+            match Upstream::connect(&server.addr, generation, router.connect_timeout()).await {
+                Ok(upstream) => upstream.stream,
+                Err(err) => {
+                    // Everything queued meanwhile fails with it: those clients waited the connect
+                    // timeout already.
+                    let _ = job.reply.send(Err(err));
+                    while let Ok(job) = rx.try_recv() {
+                        let _ = job.reply.send(Err(UpstreamError::Closed));
+                    }
+                    continue;
+                }
+            };
+        first = pipeline(&router, id, generation, stream, job, &mut rx).await;
+        if first.is_none() && rx.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Runs one connection until it fails, its server changes generation, or the queue closes.
+/// Returns a job taken from the queue but not yet sent, if any.
+async fn pipeline(
+    router: &Router,
+    id: usize,
+    generation: u64,
+    stream: TcpStream,
+    job: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+) -> Option<Job> {
+    let server = &router.servers[id];
+    let (mut read, mut write) = stream.into_split();
+    let mut inflight: VecDeque<(ReplyKind, oneshot::Sender<Result<Bytes, UpstreamError>>)> =
+        VecDeque::new();
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let timeout = router.request_timeout();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let queue = |job: Job, wbuf: &mut BytesMut, inflight: &mut VecDeque<_>| {
+        wbuf.extend_from_slice(&job.request);
+        inflight.push_back((job.kind, job.reply));
+    };
+    queue(job, &mut wbuf, &mut inflight);
+    deadline
+        .as_mut()
+        .reset(tokio::time::Instant::now() + timeout);
+    let failure = loop {
+        // Take everything already queued: one write for all of it.
+        let was_idle = inflight.is_empty();
+        while let Ok(job) = rx.try_recv() {
+            queue(job, &mut wbuf, &mut inflight);
+        }
+        if was_idle && !inflight.is_empty() {
+            deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + timeout);
+        }
+        rbuf.reserve(16 * 1024);
+        tokio::select! {
+            written = write.write_buf(&mut wbuf), if !wbuf.is_empty() => {
+                if let Err(err) = written {
+                    break UpstreamError::Io(err);
+                }
+            }
+            read_result = read.read_buf(&mut rbuf), if !inflight.is_empty() => {
+                match read_result {
+                    Ok(0) => break UpstreamError::Closed,
+                    Err(err) => break UpstreamError::Io(err),
+                    Ok(_) => {}
+                }
+                let mut progressed = false;
+                while let Some((kind, _)) = inflight.front() {
+                    match reply_len(&rbuf, *kind) {
+                        Ok(Some(n)) => {
+                            let reply = rbuf.split_to(n).freeze();
+                            if let Some((_, tx)) = inflight.pop_front() {
+                                let _ = tx.send(Ok(reply));
+                            }
+                            progressed = true;
+                        }
+                        Ok(None) => break,
+                        Err(_) => break,
+                    }
+                }
+                if inflight.front().is_some_and(|(kind, _)| reply_len(&rbuf, *kind).is_err()) {
+                    break UpstreamError::BadReply;
+                }
+                if progressed {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                }
+            }
+            job = rx.recv(), if wbuf.is_empty() => match job {
+                Some(job) => {
+                    if inflight.is_empty() {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                    }
+                    if server.generation() != generation && inflight.is_empty() {
+                        // The server went down or came back: this connection is from before.
+                        return Some(job);
+                    }
+                    queue(job, &mut wbuf, &mut inflight);
+                }
+                None => return None,
+            },
+            () = &mut deadline, if !inflight.is_empty() => break UpstreamError::Timeout,
+        }
+    };
+    tracing::debug!(server = %server.addr, err = %failure, "connection failed");
+    let mut first = Some(failure);
+    for (_, tx) in inflight {
+        let err = first.take().unwrap_or(UpstreamError::Closed);
+        let _ = tx.send(Err(err));
+    }
+    None
 }

@@ -285,8 +285,9 @@ pub fn parse_request(
         return Err(err(ERROR, line_len));
     };
     let bad = || err(BAD_FORMAT, line_len);
-    let key_ok =
-        |key: &[u8]| key.len() <= limits.max_key_bytes && !key.iter().any(u8::is_ascii_control);
+    // Like memcached, any byte but space and newline may be part of a key (memaslap's keys
+    // start with control bytes).
+    let key_ok = |key: &[u8]| key.len() <= limits.max_key_bytes;
     let key = |i: usize| -> Result<Bytes, ProtocolError> {
         match args.get(i) {
             Some(k) if key_ok(k) => Ok(Bytes::copy_from_slice(k)),

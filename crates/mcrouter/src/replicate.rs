@@ -5,17 +5,15 @@
 //! waits for a remote datacenter; a full queue drops the copy and counts it
 //! (`mcrouter_replication_dropped_total`) rather than holding memory without bound.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::failover::{record_failure, record_success};
-use crate::pool::Upstream;
 use crate::protocol::ReplyKind;
 use crate::route::Router;
+use crate::server::call_server;
 
 /// Queue depth per remote pool: a burst of this many invalidations can wait for a slow link.
 pub const QUEUE: usize = 16 * 1024;
@@ -69,45 +67,14 @@ pub async fn drain(router: &Router, deadline: Instant) {
 }
 
 async fn run(router: Arc<Router>, mut rx: mpsc::Receiver<Replicated>) {
-    let mut conns: HashMap<usize, Upstream> = HashMap::new();
     while let Some(item) = rx.recv().await {
         let server = &router.servers[item.server];
         if server.is_down() {
+            // Counted, not sent: the probes will bring it back; a lost invalidation of a
+            // down server's keys is what the gutter's short TTL is for.
             server.metrics.errors.inc();
             continue;
         }
-        let generation = server.generation();
-        if conns
-            .get(&item.server)
-            .is_some_and(|c| c.generation != generation)
-        {
-            conns.remove(&item.server);
-        }
-        let conn = match conns.entry(item.server) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                match Upstream::connect(&server.addr, generation, router.connect_timeout()).await {
-                    Ok(c) => e.insert(c),
-                    Err(err) => {
-                        tracing::debug!(server = %server.addr, %err, "replication connect failed");
-                        record_failure(&router, server);
-                        continue;
-                    }
-                }
-            }
-        };
-        let start = Instant::now();
-        let result = conn
-            .call(&item.request, ReplyKind::Line, router.request_timeout())
-            .await;
-        server.metrics.observe(start.elapsed());
-        match result {
-            Ok(_) => record_success(server),
-            Err(err) => {
-                tracing::debug!(server = %server.addr, %err, "replicated request failed");
-                conns.remove(&item.server);
-                record_failure(&router, server);
-            }
-        }
+        let _ = call_server(&router, item.server, item.request, ReplyKind::Line).await;
     }
 }

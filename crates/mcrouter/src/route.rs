@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, InvalidConfig};
 use crate::metrics::Metrics;
-use crate::pool::{Pool, Server};
+use crate::pool::{Connection, Pool, Server};
 use crate::replicate::Replicated;
 use crate::ring::Ring;
 
@@ -50,6 +50,9 @@ pub struct Router {
     pub metrics: Metrics,
     /// One queue per replica pool, same order as `replicas`; set by [`crate::replicate::start`].
     pub(crate) replication: OnceLock<Vec<mpsc::Sender<Replicated>>>,
+    /// One shared connection per server, same order as `servers`; set by
+    /// [`crate::server::serve`] (tasks need a runtime, which `new` may not have).
+    pub(crate) connections: OnceLock<Vec<Connection>>,
     /// When the router started (for `stats`).
     pub started: Instant,
 }
@@ -102,6 +105,7 @@ impl Router {
             pools,
             metrics,
             replication: OnceLock::new(),
+            connections: OnceLock::new(),
             started: Instant::now(),
             config,
         })

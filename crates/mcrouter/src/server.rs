@@ -1,10 +1,10 @@
 //! The listener, one session per client connection, draining, and the metrics endpoint.
 //!
 //! A session reads what its client sent, answers every complete command in order, and writes
-//! the answers back in one write (so a pipelining client gets one syscall per batch). Each
-//! session owns its connections to the servers, opened lazily: replies cannot cross between
-//! clients, and a slow client holds up no one else. The cost is one server connection per client
-//! per server it touches, which suits a sidecar serving one pod's php-fpm workers.
+//! the answers back in one write (so a pipelining client gets one syscall per batch). Requests
+//! go to the servers over one shared, pipelined connection per server
+//! ([`crate::pool::Connection`]), whose replies come back to the session that asked through a
+//! oneshot channel, so replies cannot cross between clients.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::failover::{probe_loop, record_failure, record_success};
-use crate::pool::{Upstream, UpstreamError};
+use crate::pool::{Connection, UpstreamError};
 use crate::protocol::{
     encode_get, encode_request, meta_has, meta_ttl, parse_request, split_values, GetKind, MetaOp,
     ReplyKind, Request, Value,
@@ -39,6 +39,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let _ = router.connections.set(
+        (0..router.servers.len())
+            .map(|id| Connection::start(&router, id))
+            .collect(),
+    );
     replicate::start(&router);
     let probes = tokio::spawn(probe_loop(Arc::clone(&router)));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -81,7 +86,6 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
     let _ = stream.set_nodelay(true);
     router.metrics.connections.inc();
     let mut session = Session {
-        conns: (0..router.servers.len()).map(|_| None).collect(),
         router: Arc::clone(&router),
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
@@ -152,56 +156,39 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
     router.metrics.connections.dec();
 }
 
-/// One client's connections to the servers.
+/// One client's state beyond its buffers.
 struct Session {
     router: Arc<Router>,
-    conns: Vec<Option<Upstream>>,
 }
 
-/// Sends one request to one server on `conn` (opening it if needed), keeping the server's
-/// health and metrics. Returns the connection to keep, if it is still good.
-async fn call_server(
+/// Sends one request to one server over its shared connection, keeping the server's health
+/// and metrics.
+pub(crate) async fn call_server(
     router: &Router,
     id: usize,
-    conn: Option<Upstream>,
     request: Bytes,
     kind: ReplyKind,
-) -> (Option<Upstream>, Result<Bytes, UpstreamError>) {
+) -> Result<Bytes, UpstreamError> {
     let server = &router.servers[id];
-    let generation = server.generation();
     let start = Instant::now();
-    let conn = match conn.filter(|c| c.generation == generation) {
-        Some(c) => Ok(c),
-        None => Upstream::connect(&server.addr, generation, router.connect_timeout()).await,
-    };
-    let (conn, result) = match conn {
-        Ok(mut c) => {
-            let result = c.call(&request, kind, router.request_timeout()).await;
-            (Some(c), result)
-        }
-        Err(e) => (None, Err(e)),
+    let result = match router.connections.get() {
+        Some(conns) => conns[id].call(request, kind).await,
+        None => Err(UpstreamError::Closed),
     };
     server.metrics.observe(start.elapsed());
-    match result {
-        Ok(reply) => {
-            record_success(server);
-            (conn, Ok(reply))
-        }
+    match &result {
+        Ok(_) => record_success(server),
         Err(err) => {
             tracing::debug!(server = %server.addr, %err, "request failed");
             record_failure(router, server);
-            // The connection may hold half a reply: never reuse it.
-            (None, Err(err))
         }
     }
+    result
 }
 
 impl Session {
     async fn call(&mut self, id: usize, request: Bytes, kind: ReplyKind) -> Option<Bytes> {
-        let conn = self.conns[id].take();
-        let (conn, result) = call_server(&self.router, id, conn, request, kind).await;
-        self.conns[id] = conn;
-        result.ok()
+        call_server(&self.router, id, request, kind).await.ok()
     }
 
     async fn execute(&mut self, request: Request, out: &mut BytesMut) {
@@ -475,23 +462,10 @@ impl Session {
         if let [(id, request)] = &requests[..] {
             return vec![self.call(*id, request.clone(), ReplyKind::Values).await];
         }
-        let calls = requests.into_iter().map(|(id, request)| {
-            let conn = self.conns[id].take();
-            let router = &router;
-            async move {
-                let (conn, result) =
-                    call_server(router, id, conn, request, ReplyKind::Values).await;
-                (id, conn, result)
-            }
-        });
-        let results = join_all(calls).await;
-        results
+        let calls = requests
             .into_iter()
-            .map(|(id, conn, result)| {
-                self.conns[id] = conn;
-                result.ok()
-            })
-            .collect()
+            .map(|(id, request)| call_server(&router, id, request, ReplyKind::Values));
+        join_all(calls).await.into_iter().map(Result::ok).collect()
     }
 
     fn stats(&self, args: &[Bytes], out: &mut BytesMut) {
