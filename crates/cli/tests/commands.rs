@@ -1,0 +1,150 @@
+//! The `wikikube` binary as a user runs it: output, files, messages and exit codes.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
+}
+
+fn wikikube() -> Command {
+    Command::cargo_bin("wikikube").unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn render_prints_yaml_in_apply_order() {
+    let output = wikikube()
+        .args(["render", example().to_str().unwrap(), "--env", "eqiad"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("kind: "))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"Namespace"));
+    assert_eq!(kinds.last(), Some(&"PodDisruptionBudget"));
+    assert!(!text.contains("example-eqiad-secret-key"));
+}
+
+#[test]
+fn render_json_is_a_list() {
+    let output = wikikube()
+        .args(["render", example().to_str().unwrap(), "--env", "codfw", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert!(list["items"].as_array().unwrap().len() > 10);
+}
+
+#[test]
+fn render_out_writes_one_file_per_object_and_replaces_the_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("manifests");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("stale.yaml"), "old").unwrap();
+    wikikube()
+        .args(["render", example().to_str().unwrap(), "--env", "local", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.contains(&"stale.yaml".to_string()));
+    assert!(names.contains(&"000-namespace-mediawiki.yaml".to_string()));
+}
+
+#[test]
+fn a_site_mistake_names_the_file_line_and_key_and_exits_1() {
+    let scratch = tempfile::tempdir().unwrap();
+    copy_dir(&example(), scratch.path());
+    let site = scratch.path().join("site.toml");
+    let text = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(&site, text.replacen("language = \"de\"", "langauge = \"de\"", 1)).unwrap();
+    let output = wikikube()
+        .args(["render", scratch.path().to_str().unwrap(), "--env", "local"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = String::from_utf8(output.stderr).unwrap();
+    assert!(message.starts_with("error: "), "{message}");
+    assert!(message.contains("site.toml:"), "{message}");
+    assert!(message.contains("`wikis.dewiki.langauge`"), "{message}");
+    assert!(message.contains("did you mean `language`?"), "{message}");
+}
+
+#[test]
+fn a_lint_failure_exits_3_and_allow_accepts_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    copy_dir(&example(), scratch.path());
+    let site = scratch.path().join("site.toml");
+    let text = std::fs::read_to_string(&site).unwrap();
+    let long = "mw-a-deployment-name-far-too-long-for-pod-names";
+    std::fs::write(&site, text.replace("[deployments.mw-debug]", &format!("[deployments.{long}]")))
+        .unwrap();
+    let output = wikikube()
+        .args(["render", scratch.path().to_str().unwrap(), "--env", "local"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[names] Deployment/"));
+    let output = wikikube()
+        .args(["render", scratch.path().to_str().unwrap(), "--env", "local"])
+        .args(["--allow", "names"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("warning: allowed by --allow names"));
+}
+
+#[test]
+fn explain_shows_where_a_value_came_from() {
+    let output = wikikube()
+        .args(["explain", "php.workers", example().to_str().unwrap()])
+        .args(["--env", "eqiad", "--deployment", "mw-api-ext"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("php.workers = 12\n"), "{text}");
+    assert!(text.contains("in deployment mw-api-ext, release main of environment eqiad"));
+    assert!(text.contains("site.toml:"), "{text}");
+    assert!(text.contains("8 from <built-in>/defaults.toml"), "{text}");
+
+    let output = wikikube()
+        .args(["explain", "secrets.admin_password", example().to_str().unwrap()])
+        .args(["--env", "local", "--json"])
+        .output()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["value"], "<redacted>");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("example-local-admin"));
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let output = wikikube().arg("--help").output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("Exit codes:"));
+    assert!(text.contains("render"));
+    assert!(text.contains("explain"));
+}
