@@ -1,0 +1,21 @@
+# The two commands a newcomer needs are `make up` (the local wiki farm) and `make test`.
+
+.PHONY: test check lint bench packages
+
+# Every test of the workspace, after installing the Debian packages they use.
+test: packages
+	cargo test --workspace --all-targets
+
+# What CI checks before the tests.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+check: lint test
+
+packages:
+	./scripts/install-packages
+
+# Benchmarks print their figures; see docs/benchmarks.md.
+bench: packages
+	cargo bench -p wikikube-render --bench render_farm
