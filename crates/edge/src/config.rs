@@ -95,6 +95,10 @@ pub struct Listen {
     /// Default 7 (Wikimedia's tls preStop).
     #[serde(default = "default_drain_seconds")]
     pub drain_seconds: u64,
+    /// Serving threads, each with its own listening socket (SO_REUSEPORT) and upstream
+    /// connection pool. Default: the CPUs this process may use (cgroup limits included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// How often certificate files and (edge mode) the config file are checked for changes,
     /// in milliseconds. Default 2000.
     #[serde(default = "default_reload_interval_ms")]
@@ -321,6 +325,9 @@ impl Config {
         check_address(&mut p, "listen.address", &self.listen.address);
         if let Some(m) = &self.listen.metrics {
             check_address(&mut p, "listen.metrics", m);
+        }
+        if self.listen.threads == Some(0) {
+            p.push("listen.threads: expected more than 0".into());
         }
         if self.listen.reload_interval_ms == 0 {
             p.push("listen.reload_interval_ms: expected more than 0".into());

@@ -162,10 +162,12 @@ fn local(status: StatusCode, text: String) -> Response<Body> {
     resp
 }
 
-/// The request handler shared by every connection.
+/// The request handler of one serving thread. Its [`sibling`](Proxy::sibling)s share the
+/// routing and metrics but each has its own upstream connection pool, so a thread never
+/// waits on another's connections.
 #[derive(Debug)]
 pub struct Proxy {
-    routing: RwLock<Arc<Routing>>,
+    routing: Arc<RwLock<Arc<Routing>>>,
     client: Client<HttpConnector, Body>,
     metrics: Arc<Metrics>,
 }
@@ -179,20 +181,32 @@ struct Target {
 impl Proxy {
     /// A proxy with this routing, recording into `metrics`.
     pub fn new(routing: Routing, metrics: Arc<Metrics>) -> Self {
+        Proxy {
+            routing: Arc::new(RwLock::new(Arc::new(routing))),
+            client: Self::client(),
+            metrics,
+        }
+    }
+
+    /// A proxy sharing this one's routing and metrics, with its own connection pool.
+    pub fn sibling(&self) -> Self {
+        Proxy {
+            routing: self.routing.clone(),
+            client: Self::client(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    fn client() -> Client<HttpConnector, Body> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        let client = Client::builder(TokioExecutor::new())
+        Client::builder(TokioExecutor::new())
             // Idle upstream connections are kept a while: a new TCP connection per request to
             // httpd would cost more than the request itself for static files.
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
-            .build(connector);
-        Proxy {
-            routing: RwLock::new(Arc::new(routing)),
-            client,
-            metrics,
-        }
+            .build(connector)
     }
 
     /// The routing in force.

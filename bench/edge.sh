@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Benchmark: edge (pod mode) against haproxy doing the same job: TLS termination, adding
+# X-Client-IP / X-Forwarded-For / X-Forwarded-Proto, forwarding over pooled HTTP/1.1 to the
+# same static backend on loopback, with the same certificate. One run, bounded in time.
+#
+# Usage: bench/edge.sh [SECONDS_PER_RUN] [ROUNDS]   (default 3 s, 3 rounds)
+# Each case alternates edge and haproxy ROUNDS times and reports the medians, so that load
+# from other processes on a shared machine hits both alike.
+# Needs: wrk, haproxy, openssl, curl, and h2load (nghttp2-client) for the HTTP/2 rows.
+# Prints one table with requests/s and p99 latency per case and the edge/haproxy ratios.
+set -euo pipefail
+
+DUR=${1:-3}
+ROUNDS=${2:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-edge}
+for bin in wrk haproxy openssl curl; do
+    command -v "$bin" >/dev/null || { echo "missing $bin: apt-get install -y wrk haproxy openssl curl nghttp2-client" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/edge-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "building edge (release)..." >&2
+(cd "$ROOT" && cargo build --release -p edge --quiet)
+EDGE=$CARGO_TARGET_DIR/release/edge
+
+# One self-signed ECDSA P-256 certificate for both proxies.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=bench.example -addext subjectAltName=DNS:bench.example \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
+
+BACKEND_PORT=18080 EDGE_PORT=18443 HAPROXY_PORT=18444
+# The backend: a separate haproxy answering a fixed 13-byte page itself, which is faster than
+# either proxy, so the proxies are what is measured.
+cat > "$WORK/backend.cfg" <<CFG
+global
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend static
+    bind 127.0.0.1:$BACKEND_PORT
+    http-request return status 200 content-type text/plain string "Hello, wiki!\n"
+CFG
+haproxy -f "$WORK/backend.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+
+# haproxy as the TLS terminator, configured for the same job as edge.
+cat > "$WORK/haproxy.cfg" <<CFG
+global
+    nbthread 2
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+    tune.ssl.default-dh-param 2048
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+frontend tls
+    bind 127.0.0.1:$HAPROXY_PORT ssl crt $WORK/haproxy.pem alpn h2,http/1.1
+    option forwardfor
+    http-request set-header X-Client-IP %[src]
+    http-request set-header X-Forwarded-Proto https
+    default_backend httpd
+backend httpd
+    http-reuse always
+    server httpd 127.0.0.1:$BACKEND_PORT
+CFG
+haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+
+cat > "$WORK/edge.toml" <<CFG
+[listen]
+address = "127.0.0.1:$EDGE_PORT"
+[[tls.certificates]]
+names = ["bench.example"]
+cert = "$WORK/cert.pem"
+key = "$WORK/key.pem"
+[pod]
+upstream = "127.0.0.1:$BACKEND_PORT"
+CFG
+# Access logs off in both: haproxy has no log target here either.
+RUST_LOG=warn "$EDGE" --config "$WORK/edge.toml" >/dev/null 2>&1 & PIDS+=($!)
+
+for port in $BACKEND_PORT $EDGE_PORT $HAPROXY_PORT; do
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+        sleep 0.1
+    done
+done
+for port in $EDGE_PORT $HAPROXY_PORT; do
+    curl -sf --cacert "$WORK/cert.pem" --resolve bench.example:$port:127.0.0.1 \
+        "https://bench.example:$port/" >/dev/null || { echo "proxy on $port does not answer" >&2; exit 1; }
+done
+
+# wrk prints "Requests/sec: N" and, with --latency, a "99%" line; both normalized to ms.
+run_wrk() { # port extra-args...
+    local port=$1; shift
+    local out
+    out=$(wrk -t2 -c64 -d"${DUR}s" --latency "$@" "https://127.0.0.1:$port/" 2>&1)
+    local rps p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+    local errors
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+    [ -n "$errors" ] && echo "  note ($port $*): $errors" >&2
+    echo "$rps $p99"
+}
+
+run_h2load() { # port
+    command -v h2load >/dev/null || { echo "- -"; return; }
+    local out
+    out=$(h2load -D "$DUR" -c 32 -m 16 -t 2 "https://127.0.0.1:$1/" 2>&1)
+    local rps
+    rps=$(awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}' <<<"$out")
+    # h2load reports per-request time as min/max/mean/sd only; mean+3sd stands in for p99.
+    local p
+    p=$(awk '/^time for request:/ {m=$5; s=$6; f=1; if (m ~ /us$/) {sub(/us/,"",m);} else if (m ~ /ms$/) {sub(/ms/,"",m); m*=1000} else if (m ~ /s$/) {sub(/s/,"",m); m*=1000000};
+          if (s ~ /us$/) {sub(/us/,"",s);} else if (s ~ /ms$/) {sub(/ms/,"",s); s*=1000} else if (s ~ /s$/) {sub(/s/,"",s); s*=1000000};
+          printf "%.2f", (m+3*s)/1000}' <<<"$out")
+    echo "${rps:--} ${p:--}"
+}
+
+median() { sort -g | awk '{v[NR]=$1} END {print (NR ? v[int((NR+1)/2)] : "-")}'; }
+
+# Runs a case ROUNDS times on each proxy, alternating; prints "edge_rps edge_p99 hap_rps hap_p99".
+measure() { # runner args...
+    local runner=$1; shift
+    local er=() ep=() hr=() hp=() r a b
+    for _ in $(seq "$ROUNDS"); do
+        read -r a b <<<"$($runner $EDGE_PORT "$@")"; er+=("$a"); ep+=("$b")
+        read -r a b <<<"$($runner $HAPROXY_PORT "$@")"; hr+=("$a"); hp+=("$b")
+    done
+    echo "$(printf '%s\n' "${er[@]}" | median) $(printf '%s\n' "${ep[@]}" | median)" \
+         "$(printf '%s\n' "${hr[@]}" | median) $(printf '%s\n' "${hp[@]}" | median)"
+}
+
+printf '%-34s %12s %10s %12s %10s %9s %9s\n' case edge_rps edge_p99 haproxy_rps hap_p99 rps_ratio p99_ratio
+row() { # name "edge_rps edge_p99 hap_rps hap_p99"
+    read -r er ep hr hp <<<"$2"
+    awk -v n="$1" -v er="$er" -v ep="$ep" -v hr="$hr" -v hp="$hp" 'BEGIN {
+        rr = (hr+0 > 0) ? sprintf("%.2f", er/hr) : "-"; pr = (hp+0 > 0) ? sprintf("%.2f", ep/hp) : "-";
+        printf "%-34s %12s %9sms %12s %9sms %9s %9s\n", n, er, ep, hr, hp, rr, pr }'
+}
+
+row "https/1.1 keep-alive (wrk -c64)" "$(measure run_wrk)"
+row "https/1.1 new conn per request" "$(measure run_wrk -H 'Connection: close')"
+row "h2 keep-alive (h2load -c32 -m16)" "$(measure run_h2load)"
+echo "(medians of $ROUNDS alternating runs of ${DUR}s; $(nproc) cores shared by client, proxies and backend;"
+echo " load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); h2 p99 is mean+3sd from h2load)"
