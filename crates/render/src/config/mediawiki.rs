@@ -224,9 +224,11 @@ $wgMainCacheType = CACHE_MEMCACHED;
 $wgMemCachedServers = [getenv('{MEMCACHED}') ?: '127.0.0.1:11213'];
 $wgSessionCacheType = CACHE_MEMCACHED;
 
-// The localisation cache is built into the image at build time and never rebuilt at run time.
+// The localisation cache is built into the image at build time (`wikikube build`, in each
+// version's cache/l10n) and never rebuilt at run time.
 $wgCacheDirectory = '/tmp/mediawiki-cache';
-$wgLocalisationCacheConf['storeDirectory'] = '{FARM_DIR}/l10n/' . basename($wikikubeWiki['code']);
+$wgLocalisationCacheConf['store'] = 'array';
+$wgLocalisationCacheConf['storeDirectory'] = $wikikubeWiki['code'] . '/cache/l10n';
 $wgLocalisationCacheConf['manualRecache'] = true;
 
 // Private values: one file per key, mounted from the Secret; never in the image.
