@@ -247,6 +247,8 @@ pub struct CakeValues {
     pub lifecycle: LifecycleValues,
     /// The Service in front of the release.
     pub service: ServiceValues,
+    /// Where a local environment publishes the release on the host.
+    pub local: LocalValues,
 }
 
 impl CakeValues {
@@ -264,6 +266,7 @@ impl CakeValues {
         "disruption",
         "lifecycle",
         "service",
+        "local",
     ];
 }
 
@@ -402,4 +405,15 @@ pub struct LifecycleValues {
 pub struct ServiceValues {
     /// The port the Service exposes (HTTPS, to the tls container).
     pub port: u16,
+}
+
+/// `[local]`: host ports of a release in a local environment (`wikikube up`). Kubernetes
+/// environments ignore them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalValues {
+    /// The host port for the tls container's HTTPS, or 0 to publish none.
+    pub https_port: u16,
+    /// The host port for httpd's plain HTTP, or 0 to publish none.
+    pub http_port: u16,
 }
