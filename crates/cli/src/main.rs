@@ -40,6 +40,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Build(commands::build::BuildArgs),
     Render(commands::render::RenderArgs),
     Explain(commands::explain::ExplainArgs),
 }
@@ -68,6 +69,7 @@ impl SiteArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Build(args) => commands::build::run(&args),
         Command::Render(args) => commands::render::run(&args),
         Command::Explain(args) => commands::explain::run(&args),
     };

@@ -1,0 +1,322 @@
+//! End-to-end builds of the example farm with the real tools (mmdebstrap, bwrap, php from the
+//! built rootfs, podman). The expensive part, the Debian rootfs tarballs, is built once per test
+//! binary into a shared rootfs directory; `rootfs_is_reproducible` shows that sharing them is
+//! sound (mmdebstrap gives the same bytes for the same locked packages), and every layer above
+//! them is rebuilt from scratch in each fresh cache.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use image::{Options, Report};
+
+fn require(program: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+    assert!(
+        found,
+        "`{program}` is missing: install the Debian package `{package}` (CI must)"
+    );
+}
+
+fn farm() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
+}
+
+/// A copy of the example site that a test may change.
+fn site_copy(dir: &Path) -> PathBuf {
+    let site = dir.join("site");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(farm())
+        .arg(&site)
+        .status();
+    assert!(status.unwrap().success());
+    site
+}
+
+fn config_files(sitename: &str) -> BTreeMap<String, Vec<u8>> {
+    let settings = format!(
+        "<?php\n$wgSitename = '{sitename}';\n$wgServer = 'http://localhost';\n\
+         $wgDBtype = 'sqlite';\n$wgDBname = 'wiki';\n$wgSQLiteDataDir = '/tmp';\n\
+         $wgLocalisationCacheConf['store'] = 'array';\n\
+         $wgLocalisationCacheConf['storeDirectory'] = \"$IP/cache/l10n\";\n\
+         $wgLocalisationCacheConf['manualRecache'] = true;\n"
+    );
+    BTreeMap::from([
+        (
+            "srv/mediawiki/php-1.39/LocalSettings.php".to_string(),
+            settings.into_bytes(),
+        ),
+        (
+            "srv/mediawiki/wikiversions.json".to_string(),
+            br#"{"enwiki":"php-1.39"}"#.to_vec(),
+        ),
+    ])
+}
+
+struct Shared {
+    _dir: tempfile::TempDir,
+    rootfs: PathBuf,
+    cache: PathBuf,
+    report: Report,
+}
+
+fn root() -> PathBuf {
+    let dir = std::env::temp_dir().join("wikikube-image-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The example built once into a fresh cache; rootfs tarballs kept for the other builds.
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        for (program, package) in [
+            ("mmdebstrap", "mmdebstrap"),
+            ("bwrap", "bubblewrap"),
+            ("patch", "patch"),
+        ] {
+            require(program, package);
+        }
+        let dir = tempfile::tempdir_in(root()).unwrap();
+        let rootfs = dir.path().join("rootfs");
+        let cache = dir.path().join("cache-a");
+        let report =
+            build(&farm(), &cache, &rootfs, config_files("Farm")).expect("the example builds");
+        Shared {
+            _dir: dir,
+            rootfs,
+            cache,
+            report,
+        }
+    })
+}
+
+fn build(
+    site: &Path,
+    cache: &Path,
+    rootfs: &Path,
+    config: BTreeMap<String, Vec<u8>>,
+) -> image::Result<Report> {
+    let site = model::load(site, "local", &model::LoadOptions::default()).expect("the site loads");
+    let options = Options {
+        cache_dir: cache.to_path_buf(),
+        rootfs_dir: Some(rootfs.to_path_buf()),
+        config_files: config,
+        ..Default::default()
+    };
+    image::build(&site, &options)
+}
+
+fn digests(report: &Report) -> BTreeMap<String, Vec<(String, String)>> {
+    report
+        .images
+        .iter()
+        .map(|i| {
+            let mut layers: Vec<_> = i
+                .layers
+                .iter()
+                .map(|l| (l.name.clone(), l.digest.clone()))
+                .collect();
+            layers.push(("manifest".into(), i.digest.clone()));
+            (i.image.clone(), layers)
+        })
+        .collect()
+}
+
+/// podman and the shared cache's layout are used by several tests; one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn two_fresh_caches_give_identical_digests() {
+    let shared = shared();
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let second = build(
+        &farm(),
+        &dir.path().join("cache-b"),
+        &shared.rootfs,
+        config_files("Farm"),
+    )
+    .unwrap();
+    // A fresh cache builds every layer (app and webserver reuse only the base layer that this
+    // same build made a moment before).
+    for image in &second.images {
+        assert_eq!(
+            image.reused,
+            usize::from(!image.image.starts_with("base-")),
+            "{}",
+            image.image
+        );
+    }
+    assert_eq!(digests(&shared.report), digests(&second));
+    let names: Vec<_> = shared
+        .report
+        .images
+        .iter()
+        .map(|i| i.image.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "base-httpd",
+            "base-memcached",
+            "base-php",
+            "app",
+            "webserver"
+        ]
+    );
+    let app = &shared.report.images[3];
+    let layers: Vec<_> = app.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        layers,
+        [
+            "base-php rootfs",
+            "code 1.39",
+            "extensions 1.39",
+            "patches 1.39",
+            "l10n 1.39",
+            "config"
+        ]
+    );
+}
+
+#[test]
+fn changing_one_setting_changes_only_the_config_layer() {
+    let shared = shared();
+    let _guard = serial();
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let changed = build(
+        &farm(),
+        &shared.cache,
+        &shared.rootfs,
+        config_files("Farm renamed"),
+    )
+    .unwrap();
+    // The shared layout must name the original images again for the other tests.
+    let _ = dir;
+    let before = digests(&shared.report);
+    let after = digests(&changed);
+    for (image, layers) in &before {
+        for (old, new) in layers.iter().zip(&after[image]) {
+            let expect_change = image == "app" && (old.0 == "config" || old.0 == "manifest");
+            assert_eq!(old.1 != new.1, expect_change, "{image} {}", old.0);
+        }
+    }
+    let app = changed.images.iter().find(|i| i.image == "app").unwrap();
+    assert_eq!(app.built, 1, "only the config layer is built: {app:#?}");
+    build(&farm(), &shared.cache, &shared.rootfs, config_files("Farm")).unwrap();
+}
+
+#[test]
+fn a_bad_patch_names_the_patch_and_hunk_and_keeps_the_previous_images() {
+    let shared = shared();
+    let _guard = serial();
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let site = site_copy(dir.path());
+    let bad = site.join("patches/1.39/0002-bad.patch");
+    std::fs::write(
+        &bad,
+        "--- a/includes/WebStart.php\n+++ b/includes/WebStart.php\n@@ -1,3 +1,3 @@\n\
+         -<?php this line is not there\n+<?php\n /**\n  * The set up\n",
+    )
+    .unwrap();
+    let index = shared.report.out_dir.join("index.json");
+    let before = std::fs::read(&index).unwrap();
+    let options = Options {
+        cache_dir: shared.cache.clone(),
+        rootfs_dir: Some(shared.rootfs.clone()),
+        out_dir: Some(shared.report.out_dir.clone()),
+        config_files: config_files("Farm"),
+        ..Default::default()
+    };
+    let loaded = model::load(&site, "local", &model::LoadOptions::default()).unwrap();
+    let error = image::build(&loaded, &options).unwrap_err().to_string();
+    assert!(error.contains("0002-bad.patch"), "{error}");
+    assert!(error.contains("includes/WebStart.php"), "{error}");
+    assert!(error.contains("Hunk #1 FAILED"), "{error}");
+    assert_eq!(
+        std::fs::read(&index).unwrap(),
+        before,
+        "the layout's names are untouched"
+    );
+    let leftovers = std::fs::read_dir(shared.cache.join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "temporary files are cleaned");
+}
+
+#[test]
+fn the_app_image_runs_php_and_mediawiki_under_podman() {
+    require("podman", "podman");
+    require("runc", "runc");
+    let shared = shared();
+    let _guard = serial();
+    let id = image::podman::load(&shared.report.out_dir, "app").unwrap();
+    assert!(!id.is_empty());
+    let run = |args: &[&str]| {
+        let output = image::podman::command()
+            .args([
+                "run",
+                "--rm",
+                "--network=none",
+                &image::podman::local_name("app"),
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {text}");
+        text
+    };
+    assert!(run(&["php", "-v"]).contains("PHP 8.2"));
+    let version = run(&["php", "/srv/mediawiki/php-1.39/maintenance/version.php"]);
+    assert!(version.contains("1.39"), "{version}");
+    let l10n = run(&["ls", "/srv/mediawiki/php-1.39/cache/l10n"]);
+    assert!(
+        l10n.contains("de.l10n.php") || l10n.contains("l10n"),
+        "{l10n}"
+    );
+    let web = image::podman::load(&shared.report.out_dir, "webserver").unwrap();
+    assert!(!web.is_empty());
+    let php_files = image::podman::command()
+        .args(["run", "--rm", "--network=none", &image::podman::local_name("webserver")])
+        .args(["sh", "-c", "find /srv/mediawiki -name '*.php' | wc -l; apache2ctl -M 2>/dev/null | grep -c -E 'proxy_fcgi|rewrite|headers|remoteip'"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&php_files.stdout);
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>(),
+        ["0", "4"],
+        "{text}"
+    );
+}
+
+#[test]
+fn rootfs_is_reproducible() {
+    require("mmdebstrap", "mmdebstrap");
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let config = image::config::BuildConfig::load(&farm()).unwrap();
+    let base = config.bases["base-memcached"].clone();
+    let mut tarballs = Vec::new();
+    for name in ["one", "two"] {
+        let cache = image::Cache::open(&dir.path().join(name)).unwrap();
+        let mut lock = image::lock::Lock::load(&farm()).unwrap();
+        let (_, path) = image::rootfs::debian::ensure(
+            &cache,
+            &config,
+            &mut lock,
+            "base-memcached",
+            &base,
+            false,
+        )
+        .unwrap();
+        tarballs.push(std::fs::read(path).unwrap());
+    }
+    assert!(
+        tarballs[0] == tarballs[1],
+        "two mmdebstrap runs gave different tarballs"
+    );
+}
