@@ -95,7 +95,7 @@ pub struct Listen {
     /// Default 7 (Wikimedia's tls preStop).
     #[serde(default = "default_drain_seconds")]
     pub drain_seconds: u64,
-    /// Serving threads, each with its own listening socket (SO_REUSEPORT) and upstream
+    /// Serving threads, each accepting from the listening socket and with its own upstream
     /// connection pool. Default: the CPUs this process may use (cgroup limits included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,

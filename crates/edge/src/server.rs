@@ -77,8 +77,8 @@ impl Drop for ConnectionGuard {
 /// Runs the server of the config at `path` until SIGTERM or SIGINT, then drains and returns.
 ///
 /// This (control) runtime runs signals, reloads, health checks and the metrics listener.
-/// Requests are served by `listen.threads` threads, each with a single-threaded runtime, its
-/// own SO_REUSEPORT listener and its own upstream pool: a request is then handled start to
+/// Requests are served by `listen.threads` threads, each with a single-threaded runtime
+/// accepting from the shared listening socket, and its own upstream pool: a request is then handled start to
 /// finish on one thread, with no cross-thread wake-ups (which cost a quarter of the
 /// throughput with one shared multi-threaded runtime in bench/edge.sh).
 pub async fn run(path: PathBuf) -> Result<(), ServerError> {
@@ -106,6 +106,16 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         tokio::spawn(serve_metrics(ml, metrics.clone(), draining.clone()));
     }
 
+    // One listening socket, bound here so that a port in use fails at once, and shared by the
+    // serving threads (each polls a duplicate of it). SO_REUSEPORT with a socket per thread was
+    // weighed: it would silently share the port with a stale edge still running.
+    let listener = std::net::TcpListener::bind(&config.listen.address)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|source| ServerError::Bind {
+            address: config.listen.address.clone(),
+            source,
+        })?;
+    let listener = Arc::new(listener);
     let threads = config.listen.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -116,6 +126,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     for i in 0..threads {
         let worker = Worker {
             address: config.listen.address.clone(),
+            listener: listener.clone(),
             acceptor: acceptor.clone(),
             proxy: proxy.sibling(),
             metrics: metrics.clone(),
@@ -141,6 +152,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         workers.push(handle);
     }
     drop(ready_tx);
+    drop(listener);
     for _ in 0..threads {
         match ready_rx.recv().await {
             Some(Ok(())) => {}
@@ -195,6 +207,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
 /// One serving thread: its listener, its connections, its drain.
 struct Worker {
     address: String,
+    listener: Arc<std::net::TcpListener>,
     acceptor: TlsAcceptor,
     proxy: Proxy,
     metrics: Arc<Metrics>,
@@ -202,42 +215,31 @@ struct Worker {
     drain: Duration,
 }
 
-fn bind_reuseport(address: &str) -> std::io::Result<TcpListener> {
-    let addr: std::net::SocketAddr = address
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
 impl Worker {
     async fn run(self, ready: tokio::sync::mpsc::Sender<Result<(), ServerError>>) {
-        let listener = match bind_reuseport(&self.address) {
+        let Worker {
+            address,
+            listener: shared,
+            acceptor,
+            proxy,
+            metrics,
+            mut stop,
+            drain,
+        } = self;
+        // Registered with this thread's runtime; the socket itself is shared by all workers.
+        let listener = shared.try_clone().and_then(TcpListener::from_std);
+        // The socket must close once every worker has dropped its duplicate on SIGTERM, so no
+        // other handle to it may outlive this point.
+        drop(shared);
+        let listener = match listener {
             Ok(l) => l,
             Err(source) => {
-                let address = self.address.clone();
                 let _ = ready.send(Err(ServerError::Bind { address, source })).await;
                 return;
             }
         };
         let _ = ready.send(Ok(())).await;
         drop(ready);
-        let Worker {
-            acceptor,
-            proxy,
-            metrics,
-            mut stop,
-            drain,
-            ..
-        } = self;
         let proxy = Rc::new(proxy);
         let graceful = GracefulShutdown::new();
         loop {

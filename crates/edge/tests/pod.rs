@@ -392,3 +392,33 @@ async fn testssl_finds_no_high_or_critical_issue() {
     assert!(flagged.len() > 10, "testssl reported too little: {report}");
     assert!(bad.is_empty(), "testssl findings: {bad:?}");
 }
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let (c, k) = pki.leaf("wiki", "wiki-cert", &["wiki.example"]);
+    let path = tmp.path().join("edge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:{port}\"\n[[tls.certificates]]\nnames = [\"wiki.example\"]\ncert = \"{}\"\nkey = \"{}\"\n[pod]\nupstream = \"127.0.0.1:9\"\n",
+            c.display(),
+            k.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
