@@ -40,6 +40,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Up(commands::local::UpArgs),
+    Down(commands::local::DownArgs),
+    Status(commands::local::StatusArgs),
+    Logs(commands::local::LogsArgs),
     Build(commands::build::BuildArgs),
     Render(commands::render::RenderArgs),
     Explain(commands::explain::ExplainArgs),
@@ -69,6 +73,10 @@ impl SiteArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up(args) => commands::local::up(&args),
+        Command::Down(args) => commands::local::down(&args),
+        Command::Status(args) => commands::local::status(&args),
+        Command::Logs(args) => commands::local::logs(&args),
         Command::Build(args) => commands::build::run(&args),
         Command::Render(args) => commands::render::run(&args),
         Command::Explain(args) => commands::explain::run(&args),

@@ -45,7 +45,13 @@ fn render_prints_yaml_in_apply_order() {
 #[test]
 fn render_json_is_a_list() {
     let output = wikikube()
-        .args(["render", example().to_str().unwrap(), "--env", "codfw", "--json"])
+        .args([
+            "render",
+            example().to_str().unwrap(),
+            "--env",
+            "codfw",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -61,7 +67,13 @@ fn render_out_writes_one_file_per_object_and_replaces_the_directory() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("stale.yaml"), "old").unwrap();
     wikikube()
-        .args(["render", example().to_str().unwrap(), "--env", "local", "--out"])
+        .args([
+            "render",
+            example().to_str().unwrap(),
+            "--env",
+            "local",
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .success();
@@ -79,7 +91,11 @@ fn a_site_mistake_names_the_file_line_and_key_and_exits_1() {
     copy_dir(&example(), scratch.path());
     let site = scratch.path().join("site.toml");
     let text = std::fs::read_to_string(&site).unwrap();
-    std::fs::write(&site, text.replacen("language = \"de\"", "langauge = \"de\"", 1)).unwrap();
+    std::fs::write(
+        &site,
+        text.replacen("language = \"de\"", "langauge = \"de\"", 1),
+    )
+    .unwrap();
     let output = wikikube()
         .args(["render", scratch.path().to_str().unwrap(), "--env", "local"])
         .output()
@@ -99,8 +115,11 @@ fn a_lint_failure_exits_3_and_allow_accepts_it() {
     let site = scratch.path().join("site.toml");
     let text = std::fs::read_to_string(&site).unwrap();
     let long = "mw-a-deployment-name-far-too-long-for-pod-names";
-    std::fs::write(&site, text.replace("[deployments.mw-debug]", &format!("[deployments.{long}]")))
-        .unwrap();
+    std::fs::write(
+        &site,
+        text.replace("[deployments.mw-debug]", &format!("[deployments.{long}]")),
+    )
+    .unwrap();
     let output = wikikube()
         .args(["render", scratch.path().to_str().unwrap(), "--env", "local"])
         .output()
@@ -131,7 +150,11 @@ fn explain_shows_where_a_value_came_from() {
     assert!(text.contains("8 from <built-in>/defaults.toml"), "{text}");
 
     let output = wikikube()
-        .args(["explain", "secrets.admin_password", example().to_str().unwrap()])
+        .args([
+            "explain",
+            "secrets.admin_password",
+            example().to_str().unwrap(),
+        ])
         .args(["--env", "local", "--json"])
         .output()
         .unwrap();

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod explain;
+pub mod local;
 pub mod render;
 
 use std::io::Write;

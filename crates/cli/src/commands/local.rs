@@ -1,0 +1,223 @@
+//! `wikikube up`, `down`, `status` and `logs`: the local farm on this machine.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::exit;
+
+/// The site directory and the local environment's name, shared by the local commands.
+#[derive(Args, Debug)]
+pub struct LocalSite {
+    /// The site directory [default: the example farm].
+    #[arg(value_name = "SITE_DIR")]
+    site_dir: Option<PathBuf>,
+    /// The local environment.
+    #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
+    environment: String,
+    /// The directory config management writes private values into [default: SITE_DIR/private].
+    #[arg(long, value_name = "DIR")]
+    private_dir: Option<PathBuf>,
+    /// Where the local farm keeps its state [default: ~/.local/state/wikikube/SITE].
+    #[arg(long, value_name = "DIR", env = "WIKIKUBE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl LocalSite {
+    fn load(&self) -> anyhow::Result<(model::ResolvedSite, render::Rendered, local::StateDir)> {
+        let site_dir = self.site_dir.clone().unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/farm"))
+        });
+        let options = model::LoadOptions {
+            private_dir: self.private_dir.clone(),
+        };
+        let site = model::load(&site_dir, &self.environment, &options)?;
+        let rendered = render::render(&site, &render::RenderOptions::default())?;
+        let state = match &self.state_dir {
+            Some(dir) => local::StateDir::new(dir),
+            None => local::StateDir::default_for(&site.spec.site.name),
+        };
+        Ok((site, rendered, state))
+    }
+}
+
+/// Build what is missing, start the local farm (or converge a running one), and print the URLs.
+///
+/// Runs the site's local environment with podman: memcached and one cake pod per enabled release,
+/// with the same images and rendered configuration as production. Each wiki's database is
+/// installed on first start (SQLite on a podman volume); later starts reuse it.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    site: LocalSite,
+    /// The image build cache [default: ~/.cache/wikikube].
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Seconds to wait for every pod to become ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    timeout: u64,
+    /// Print JSON (what started, and the wikis' URLs).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Builds, loads and starts.
+pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
+    let (site, rendered, state) = args.site.load()?;
+    let progress = !args.json;
+    let config_files = render::config::mediawiki::config_files(&site)
+        .into_iter()
+        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
+        .collect();
+    let options = image::Options {
+        cache_dir: args.cache.clone().unwrap_or_else(image::Cache::default_dir),
+        config_files,
+        progress: progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..Default::default()
+    };
+    if progress {
+        eprintln!("building images (cached layers are reused)");
+    }
+    let built = image::build(&site, &options)?;
+    for image in &built.images {
+        image::podman::load(&built.out_dir, &image.image)?;
+    }
+    let report = local::up(
+        &site,
+        &rendered,
+        &local::UpOptions {
+            state,
+            timeout: Duration::from_secs(args.timeout),
+            progress,
+        },
+    )?;
+    if args.json {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        return Ok(exit::OK);
+    }
+    let mut text = format!(
+        "the local farm is up ({:.1} s): {} started, {} unchanged",
+        report.seconds,
+        report.started.len(),
+        report.unchanged.len()
+    );
+    if !report.installed.is_empty() {
+        text.push_str(&format!(", installed {}", report.installed.join(", ")));
+    }
+    text.push_str("\n\nwikis:\n");
+    for wiki in &report.wikis {
+        text.push_str(&format!("  {:<14} {}\n", wiki.dbname, wiki.url));
+        if let Some(http) = &wiki.http_url {
+            text.push_str(&format!("  {:<14} {http}\n", ""));
+        }
+    }
+    if !report.debug.is_empty() {
+        text.push_str("debug release:\n");
+        for debug in &report.debug {
+            text.push_str(&format!("  {debug}\n"));
+        }
+    }
+    let domains: Vec<&str> = site
+        .spec
+        .wikis
+        .values()
+        .flat_map(|wiki| wiki.domains.iter().map(String::as_str))
+        .collect();
+    text.push_str(&format!(
+        "\nThe domains resolve to this machine with this line in /etc/hosts:\n  127.0.0.1 {}\n\
+         or per request: curl -k --resolve {}:PORT:127.0.0.1 URL\n\
+         The certificate is self-signed; the administrator is `{}` with the site's admin_password.\n",
+        domains.join(" "),
+        domains.first().copied().unwrap_or("DOMAIN"),
+        local::install::ADMIN_USER,
+    ));
+    super::print(&text)?;
+    Ok(exit::OK)
+}
+
+/// Stop the local farm; its data stays unless --purge.
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    #[command(flatten)]
+    site: LocalSite,
+    /// Also delete the wikis' data and the local state.
+    #[arg(long)]
+    purge: bool,
+}
+
+/// Stops the pods.
+pub fn down(args: &DownArgs) -> anyhow::Result<u8> {
+    let (site, _, state) = args.site.load()?;
+    let stopped = local::down(&site, &state, args.purge)?;
+    eprintln!(
+        "stopped {} pod(s){}",
+        stopped.len(),
+        if args.purge {
+            "; data and state deleted"
+        } else {
+            "; data kept"
+        }
+    );
+    Ok(exit::OK)
+}
+
+/// Show the local farm's pods, containers, image ids and wiki URLs.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    site: LocalSite,
+    /// Print JSON, with a `wikis` list of {dbname, url}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints the status.
+pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
+    let (site, rendered, state) = args.site.load()?;
+    let status = local::status(&site, &rendered, &state)?;
+    if args.json {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
+        return Ok(exit::OK);
+    }
+    let mut text = String::new();
+    for pod in &status.pods {
+        text.push_str(&format!("{}  {}\n", pod.name, pod.state));
+        for container in &pod.containers {
+            let id: String = container.image_id.chars().take(12).collect();
+            text.push_str(&format!(
+                "  {:<28} {:<10} restarts {:<3} {} ({id})\n",
+                container.name, container.state, container.restarts, container.image
+            ));
+        }
+    }
+    text.push_str("wikis:\n");
+    for wiki in &status.wikis {
+        text.push_str(&format!("  {:<14} {}\n", wiki.dbname, wiki.url));
+    }
+    super::print(&text)?;
+    Ok(exit::OK)
+}
+
+/// Print the logs of a local pod (all its containers, or one).
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The deployment [default: mw-web].
+    #[arg(default_value = "mw-web")]
+    deployment: String,
+    /// One container: tls, httpd, app or mcrouter [default: all].
+    container: Option<String>,
+    /// The release.
+    #[arg(long, short = 'r', default_value = "main")]
+    release: String,
+    /// Keep printing new lines.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+/// Prints logs.
+pub fn logs(args: &LogsArgs) -> anyhow::Result<u8> {
+    let pod = format!("{}-{}", args.deployment, args.release);
+    local::logs(&pod, args.container.as_deref(), args.follow)?;
+    Ok(exit::OK)
+}

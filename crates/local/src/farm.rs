@@ -1,0 +1,535 @@
+//! `up`, `down`, `status` and `logs`: the local farm's life cycle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use model::{EnvironmentKind, ResolvedSite};
+use render::Rendered;
+
+use crate::pods::{local_pods, LocalPod};
+use crate::state::{self, StateDir};
+use crate::{certificate, install, podman, Error};
+
+/// How `up` runs.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The state directory.
+    pub state: StateDir,
+    /// How long to wait for every pod to become ready.
+    pub timeout: Duration,
+    /// Print progress lines to stderr.
+    pub progress: bool,
+}
+
+/// What `up` did, and where the wikis are.
+#[derive(Clone, Debug, Serialize)]
+pub struct UpReport {
+    /// Pods (re)started because they were new or changed.
+    pub started: Vec<String>,
+    /// Pods left running because nothing about them changed.
+    pub unchanged: Vec<String>,
+    /// Pods removed because the site no longer has them.
+    pub removed: Vec<String>,
+    /// Wikis whose database was installed now.
+    pub installed: Vec<String>,
+    /// Every wiki and its URLs.
+    pub wikis: Vec<WikiUrl>,
+    /// The debug deployments' URLs.
+    pub debug: Vec<String>,
+    /// Wall time of the whole `up`.
+    pub seconds: f64,
+}
+
+/// A wiki's address on this machine.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct WikiUrl {
+    /// The database name.
+    pub dbname: String,
+    /// HTTPS through the tls container.
+    pub url: String,
+    /// Plain HTTP straight to httpd, when published.
+    pub http_url: Option<String>,
+}
+
+fn say(options: &UpOptions, message: impl AsRef<str>) {
+    if options.progress {
+        eprintln!("{}", message.as_ref());
+    }
+}
+
+/// Starts or converges the local farm. Everything that can fail before a pod is touched is
+/// checked first (environment kind, podman, images, ports), so a mistake leaves a running farm
+/// as it was.
+pub fn up(
+    site: &ResolvedSite,
+    rendered: &Rendered,
+    options: &UpOptions,
+) -> Result<UpReport, Error> {
+    let started_at = Instant::now();
+    if site.environment.kind != EnvironmentKind::Local {
+        return Err(Error::NotLocal(site.environment_name.clone()));
+    }
+    podman::run(&["--version"])?;
+    let gateway = podman::gateway()?;
+    let state = &options.state;
+    let pods = local_pods(site, rendered, state, &gateway)?;
+
+    let mut image_ids = BTreeMap::new();
+    for image in pods.iter().flat_map(LocalPod::images) {
+        if image_ids.contains_key(&image) {
+            continue;
+        }
+        let output = podman::output(&["image", "inspect", "--format", "{{.Id}}", &image])?;
+        if !output.status.success() {
+            return Err(Error::MissingImage(image));
+        }
+        let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        image_ids.insert(image, id);
+    }
+
+    let mut plans = Vec::new();
+    for pod in &pods {
+        let yaml = pod.yaml();
+        let mut hasher = Sha256::new();
+        hasher.update(yaml.as_bytes());
+        for image in pod.images() {
+            hasher.update(image_ids[&image].as_bytes());
+        }
+        let hash: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let hash_file = state.pods().join(format!("{}.hash", pod.name));
+        let previous = std::fs::read_to_string(&hash_file).ok();
+        let running = pod_state(&pod.name)?.is_some_and(|state| state == "Running");
+        let changed = !running || previous.as_deref() != Some(hash.as_str());
+        plans.push((pod, yaml, hash, changed, running));
+    }
+    check_ports(&plans, &gateway)?;
+
+    // From here on the machine changes.
+    state::create_dir(state.root(), 0o755)?;
+    state::create_dir(&state.pods(), 0o700)?;
+    state::create_dir(&state.config(), 0o755)?;
+    state::create_dir(&state.secrets(), 0o750)?;
+    for (key, value) in site.secrets.expose() {
+        state::write_file(&state.secrets().join(key), value.as_bytes(), 0o440)?;
+    }
+    state::create_dir(&state.tls(), 0o750)?;
+    let mut names: Vec<String> = site
+        .spec
+        .wikis
+        .values()
+        .flat_map(|wiki| wiki.domains.iter().cloned())
+        .collect();
+    names.push("localhost".into());
+    certificate::ensure(&state.tls(), &names)?;
+
+    let mut report = UpReport {
+        started: Vec::new(),
+        unchanged: Vec::new(),
+        removed: Vec::new(),
+        installed: Vec::new(),
+        wikis: Vec::new(),
+        debug: Vec::new(),
+        seconds: 0.0,
+    };
+    for (pod, yaml, hash, changed, _) in &plans {
+        for (dir, files) in &pod.config_dirs {
+            if !dir.is_dir() {
+                let partial = dir.with_extension("partial");
+                let _ = std::fs::remove_dir_all(&partial);
+                state::create_dir(&partial, 0o755)?;
+                for (name, text) in files {
+                    state::write_file(&partial.join(name), text.as_bytes(), 0o444)?;
+                }
+                std::fs::rename(&partial, dir).map_err(Error::io(dir))?;
+            }
+        }
+        if !changed {
+            report.unchanged.push(pod.name.clone());
+            continue;
+        }
+        say(options, format!("starting {}", pod.name));
+        let manifest = state.pods().join(format!("{}.yaml", pod.name));
+        state::write_file(&manifest, yaml.as_bytes(), 0o600)?;
+        let manifest_text = manifest.display().to_string();
+        podman::run(&["kube", "play", "--replace", &manifest_text])?;
+        state::write_file(
+            &state.pods().join(format!("{}.hash", pod.name)),
+            hash.as_bytes(),
+            0o600,
+        )?;
+        report.started.push(pod.name.clone());
+    }
+
+    for (pod, ..) in &plans {
+        wait_ready(pod, options)?;
+    }
+
+    let installer = pods
+        .iter()
+        .find(|pod| pod.release.is_some())
+        .map(|pod| pod.container_name("app"));
+    if let Some(container) = installer {
+        say(options, "installing wikis that have no database yet");
+        report.installed = install::install_missing(site, &container)?;
+    }
+
+    let wanted: BTreeSet<&str> = pods.iter().map(|pod| pod.name.as_str()).collect();
+    for name in known_pods(state) {
+        if !wanted.contains(name.as_str()) {
+            say(
+                options,
+                format!("removing {name}, which the site no longer has"),
+            );
+            podman::run(&["pod", "rm", "--force", "--time", "10", &name])?;
+            let _ = std::fs::remove_file(state.pods().join(format!("{name}.yaml")));
+            let _ = std::fs::remove_file(state.pods().join(format!("{name}.hash")));
+            report.removed.push(name);
+        }
+    }
+    let used: BTreeSet<&PathBuf> = pods.iter().flat_map(|pod| pod.config_dirs.keys()).collect();
+    for entry in std::fs::read_dir(state.config()).map_err(Error::io(&state.config()))? {
+        let path = entry.map_err(Error::io(&state.config()))?.path();
+        if !used.contains(&path) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+
+    report.wikis = wiki_urls(site, &pods);
+    report.debug = pods
+        .iter()
+        .filter(|pod| {
+            pod.release.as_ref().is_some_and(|(deployment, release)| {
+                deployment.contains("debug") || *release == model::ReleaseName::Debug
+            })
+        })
+        .filter_map(|pod| {
+            let domain = site.spec.wikis.values().next()?.domains.first()?;
+            Some(format!(
+                "{} (deployment {}): https://{domain}:{}/",
+                pod.name,
+                pod.release.as_ref()?.0,
+                pod.https_port?
+            ))
+        })
+        .collect();
+    report.seconds = started_at.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn check_ports(
+    plans: &[(&LocalPod, String, String, bool, bool)],
+    gateway: &str,
+) -> Result<(), Error> {
+    let mut claimed: BTreeMap<u16, &str> = BTreeMap::new();
+    for (pod, _, _, changed, running) in plans {
+        let ports = [
+            (pod.http_port, "http_port", "0.0.0.0"),
+            (pod.https_port, "https_port", "0.0.0.0"),
+            (
+                (pod.release.is_none()).then_some(11211),
+                "memcached",
+                gateway,
+            ),
+        ];
+        for (port, field, address) in ports {
+            let Some(port) = port else { continue };
+            if let Some(other) = claimed.insert(port, &pod.name) {
+                return Err(Error::Inconsistent(format!(
+                    "pods {other} and {} both want host port {port}",
+                    pod.name
+                )));
+            }
+            // A running pod of ours holds its own ports; it is replaced, not competed with.
+            if *changed && !*running && TcpListener::bind((address, port)).is_err() {
+                return Err(Error::PortInUse {
+                    port,
+                    pod: pod.name.clone(),
+                    field,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wait_ready(pod: &LocalPod, options: &UpOptions) -> Result<(), Error> {
+    let start = Instant::now();
+    let mut detail = String::from("not started");
+    while start.elapsed() < options.timeout {
+        let containers = containers(&pod.name)?;
+        let all_running = !containers.is_empty()
+            && containers
+                .iter()
+                .all(|container| container.state == "running");
+        detail = containers
+            .iter()
+            .filter(|container| container.state != "running")
+            .map(|container| format!("{} is {}", container.name, container.state))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if all_running {
+            match pod.http_port {
+                Some(port) => match http_get(port, "localhost", render::config::paths::FPM_PING) {
+                    Some((200, _)) => {
+                        say(
+                            options,
+                            format!(
+                                "{} is ready ({:.1} s)",
+                                pod.name,
+                                start.elapsed().as_secs_f64()
+                            ),
+                        );
+                        return Ok(());
+                    }
+                    Some((status, _)) => {
+                        detail = format!("httpd answers {status} to the php-fpm ping")
+                    }
+                    None => detail = "httpd does not answer yet".into(),
+                },
+                None => return Ok(()),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(Error::NotReady {
+        pod: pod.name.clone(),
+        seconds: options.timeout.as_secs(),
+        detail,
+    })
+}
+
+/// One HTTP/1.0 request to a port on this machine: the status and body, or nothing if the
+/// connection failed. Written by hand because it is a probe, not a client: no redirects, no TLS.
+pub fn http_get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_string();
+    Some((status, body))
+}
+
+fn wiki_urls(site: &ResolvedSite, pods: &[LocalPod]) -> Vec<WikiUrl> {
+    // The wikis' traffic goes to the first deployment that publishes HTTPS and is not a debug one.
+    let serving = pods
+        .iter()
+        .filter(|pod| pod.https_port.is_some())
+        .find(|pod| {
+            pod.release
+                .as_ref()
+                .is_some_and(|(deployment, _)| !deployment.contains("debug"))
+        })
+        .or_else(|| pods.iter().find(|pod| pod.https_port.is_some()));
+    site.spec
+        .wikis
+        .iter()
+        .map(|(dbname, wiki)| {
+            let domain = &wiki.domains[0];
+            WikiUrl {
+                dbname: dbname.clone(),
+                url: serving
+                    .and_then(|pod| pod.https_port)
+                    .map(|port| format!("https://{domain}:{port}/wiki/Main_Page"))
+                    .unwrap_or_default(),
+                http_url: serving
+                    .and_then(|pod| pod.http_port)
+                    .map(|port| format!("http://{domain}:{port}/wiki/Main_Page")),
+            }
+        })
+        .collect()
+}
+
+fn pod_state(name: &str) -> Result<Option<String>, Error> {
+    let output = podman::output(&["pod", "inspect", "--format", "{{.State}}", name])?;
+    Ok(output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string()))
+}
+
+fn known_pods(state: &StateDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state.pods())
+        .map(|entries| {
+            entries
+                .filter_map(|entry| {
+                    let name = entry.ok()?.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".yaml").map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A container of a local pod.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// Its name in podman (`mw-web-main-app`).
+    pub name: String,
+    /// podman's state: running, exited, created...
+    pub state: String,
+    /// The image reference.
+    pub image: String,
+    /// The image's id (the digest of its config).
+    pub image_id: String,
+    /// How often it was restarted.
+    pub restarts: u64,
+}
+
+/// A pod of the local farm.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PodStatus {
+    /// The pod's name.
+    pub name: String,
+    /// podman's state of the pod, or `absent`.
+    pub state: String,
+    /// Its containers.
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// The local farm as podman sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// Every pod `up` made.
+    pub pods: Vec<PodStatus>,
+    /// Every wiki and its URL.
+    pub wikis: Vec<WikiUrl>,
+}
+
+fn containers(pod: &str) -> Result<Vec<ContainerStatus>, Error> {
+    let text = podman::run(&[
+        "ps",
+        "--all",
+        "--filter",
+        &format!("pod={pod}"),
+        "--format",
+        "json",
+    ])?;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+    let mut containers: Vec<ContainerStatus> = listed
+        .iter()
+        .filter(|container| container["IsInfra"] != serde_json::Value::Bool(true))
+        .filter_map(|container| {
+            let name = container["Names"]
+                .as_array()?
+                .first()?
+                .as_str()?
+                .to_string();
+            Some(ContainerStatus {
+                name,
+                state: container["State"].as_str().unwrap_or("unknown").to_string(),
+                image: container["Image"].as_str().unwrap_or_default().to_string(),
+                image_id: container["ImageID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                restarts: container["Restarts"].as_u64().unwrap_or(0),
+            })
+        })
+        .collect();
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(containers)
+}
+
+/// The pods, containers and wiki URLs of the local farm.
+pub fn status(site: &ResolvedSite, rendered: &Rendered, state: &StateDir) -> Result<Status, Error> {
+    podman::run(&["--version"])?;
+    let gateway = podman::gateway().unwrap_or_else(|_| "127.0.0.1".into());
+    let pods = local_pods(site, rendered, state, &gateway)?;
+    let mut names: BTreeSet<String> = known_pods(state).into_iter().collect();
+    names.extend(pods.iter().map(|pod| pod.name.clone()));
+    let mut statuses = Vec::new();
+    for name in names {
+        statuses.push(PodStatus {
+            state: pod_state(&name)?.unwrap_or_else(|| "absent".into()),
+            containers: containers(&name)?,
+            name,
+        });
+    }
+    Ok(Status {
+        pods: statuses,
+        wikis: wiki_urls(site, &pods),
+    })
+}
+
+/// Stops every pod of the local farm. Data stays on its volume unless `purge`, which also
+/// removes the volumes and the state directory.
+pub fn down(site: &ResolvedSite, state: &StateDir, purge: bool) -> Result<Vec<String>, Error> {
+    podman::run(&["--version"])?;
+    let mut stopped = Vec::new();
+    let pods = known_pods(state);
+    for name in &pods {
+        if pod_state(name)?.is_some() {
+            podman::run(&["pod", "rm", "--force", "--time", "10", name])?;
+            stopped.push(name.clone());
+        }
+        let _ = std::fs::remove_file(state.pods().join(format!("{name}.hash")));
+    }
+    if purge {
+        let mut volumes = vec![crate::pods::data_volume(site)];
+        let listed = podman::run(&["volume", "ls", "--format", "{{.Name}}"])?;
+        for volume in listed.lines() {
+            if pods
+                .iter()
+                .any(|pod| volume.starts_with(&format!("{pod}-")))
+            {
+                volumes.push(volume.to_string());
+            }
+        }
+        for volume in volumes {
+            if podman::exists(&["volume", "exists", &volume])? {
+                podman::run(&["volume", "rm", "--force", &volume])?;
+            }
+        }
+        if state.root().exists() {
+            std::fs::remove_dir_all(state.root()).map_err(Error::io(state.root()))?;
+        }
+    }
+    Ok(stopped)
+}
+
+/// Prints a pod's logs (all containers, or one) to stdout, following them if asked.
+pub fn logs(pod: &str, container: Option<&str>, follow: bool) -> Result<(), Error> {
+    let mut command = podman::command();
+    match container {
+        Some(container) => command.arg("logs").arg(format!("{pod}-{container}")),
+        None => command.args(["pod", "logs"]).arg(pod),
+    };
+    if follow {
+        command.arg("--follow");
+    }
+    let status = command.status().map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => Error::PodmanMissing,
+        _ => Error::Io {
+            path: "podman".into(),
+            source: error,
+        },
+    })?;
+    if !status.success() {
+        return Err(Error::Podman {
+            command: format!("podman logs {pod}"),
+            output: "see above".into(),
+        });
+    }
+    Ok(())
+}

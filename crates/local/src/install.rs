@@ -1,0 +1,104 @@
+//! Installing each wiki's database on first start: MediaWiki's own installer, run in the app
+//! container for every wiki whose SQLite file does not exist yet, so a second `up` (or a
+//! restart) never installs twice and never touches existing data.
+
+use std::collections::BTreeMap;
+
+use model::ResolvedSite;
+
+use crate::pods::DATA_DIR;
+use crate::{podman, Error};
+
+/// The private value holding the wikis' administrator password.
+pub const ADMIN_PASSWORD: &str = "admin_password";
+
+/// The name of the administrator account the installer creates.
+pub const ADMIN_USER: &str = "Admin";
+
+/// Installs every wiki that has no database yet, through `container`. Returns the wikis
+/// installed now.
+pub fn install_missing(site: &ResolvedSite, container: &str) -> Result<Vec<String>, Error> {
+    let mut installed = Vec::new();
+    for (dbname, wiki) in &site.spec.wikis {
+        let database = format!("{DATA_DIR}/{dbname}.sqlite");
+        if podman::exists(&["exec", container, "test", "-s", &database])? {
+            continue;
+        }
+        let sitename = match wiki.settings.get("wgSitename") {
+            Some(model::SettingValue::String(name)) => name.clone(),
+            _ => dbname.clone(),
+        };
+        let server = format!("https://{}", wiki.domains[0]);
+        let confpath = format!("/tmp/install-{dbname}");
+        let password_file = format!("{}/{ADMIN_PASSWORD}", render::config::paths::SECRETS_DIR);
+        let farm = render::config::paths::FARM_DIR;
+        let args: Vec<&str> = vec![
+            "exec",
+            container,
+            "sh",
+            "-c",
+            "mkdir -p \"$1\" && exec php \"$2\" \"$3\" maintenance/install.php --dbtype=sqlite \
+             --dbpath=\"$4\" --dbname=\"$3\" --server=\"$5\" --scriptpath=/w --lang=\"$6\" \
+             --passfile=\"$7\" --confpath=\"$1\" --skins=\"$8\" \"$9\" \"${10}\"",
+            "install",
+        ];
+        let skins = site.spec.skins.join(",");
+        let script = format!("{farm}/multiversion/mwscript.php");
+        let positional = [
+            confpath.as_str(),
+            script.as_str(),
+            dbname.as_str(),
+            DATA_DIR,
+            server.as_str(),
+            wiki.language.as_str(),
+            password_file.as_str(),
+            skins.as_str(),
+            sitename.as_str(),
+            ADMIN_USER,
+        ];
+        let mut all = args.clone();
+        all.extend(positional);
+        let output = podman::output(&all)?;
+        if !output.status.success() {
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            return Err(Error::Install {
+                wiki: dbname.clone(),
+                output: tail(&text, 40),
+            });
+        }
+        installed.push(dbname.clone());
+    }
+    Ok(installed)
+}
+
+/// The databases a container sees, by wiki: size in bytes.
+pub fn databases(container: &str) -> Result<BTreeMap<String, u64>, Error> {
+    let listing = podman::run(&[
+        "exec",
+        container,
+        "find",
+        DATA_DIR,
+        "-maxdepth",
+        "1",
+        "-name",
+        "*.sqlite",
+        "-printf",
+        "%f %s\\n",
+    ])?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| {
+            let (file, size) = line.split_once(' ')?;
+            Some((
+                file.strip_suffix(".sqlite")?.to_string(),
+                size.parse().ok()?,
+            ))
+        })
+        .collect())
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,100 @@
+//! The local environment, the embedded default: a site's `local` environment runs on one
+//! machine with podman, with the same images and the same rendered configuration as production.
+//!
+//! [`up`] turns the rendered objects into pods ([`pods`]), plays the ones that changed, installs
+//! each wiki's database once ([`install`]), waits until every cake answers, and returns the
+//! wikis' URLs. [`down`], [`status`] and [`logs`] do what they say.
+//!
+//! This crate runs what `render` produced and `image` built; it neither renders nor builds, and
+//! it never touches a pod or volume whose name it did not make.
+
+pub mod certificate;
+pub mod install;
+pub mod podman;
+pub mod pods;
+pub mod state;
+
+mod farm;
+
+pub use farm::{down, logs, status, up, PodStatus, Status, UpOptions, UpReport, WikiUrl};
+pub use state::StateDir;
+
+use std::path::Path;
+
+/// What can go wrong running the local environment.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// podman is not installed.
+    #[error("podman is not installed: install Debian's podman and runc (`make up` does)")]
+    PodmanMissing,
+    /// A podman command failed.
+    #[error("`{command}` failed: {output}")]
+    Podman {
+        /// The command line.
+        command: String,
+        /// What podman printed.
+        output: String,
+    },
+    /// An image the site names is not in podman.
+    #[error("image {0} is not in podman: run `wikikube build` (which `wikikube up` does) first")]
+    MissingImage(String),
+    /// A host port is taken by something else.
+    #[error(
+        "port {port} for {pod} is already in use on this machine: stop what uses it, or set \
+             `local.{field}` of that release in the local environment file"
+    )]
+    PortInUse {
+        /// The port.
+        port: u16,
+        /// The pod that wants it.
+        pod: String,
+        /// The site key that sets it.
+        field: &'static str,
+    },
+    /// A pod did not become ready.
+    #[error("{pod} did not become ready within {seconds} s: {detail}\n  see `wikikube logs`")]
+    NotReady {
+        /// The pod.
+        pod: String,
+        /// How long we waited.
+        seconds: u64,
+        /// What was last seen.
+        detail: String,
+    },
+    /// Installing a wiki's database failed.
+    #[error("installing the database of wiki {wiki} failed:\n{output}")]
+    Install {
+        /// The wiki's database name.
+        wiki: String,
+        /// MediaWiki's installer output.
+        output: String,
+    },
+    /// The site is not a local environment.
+    #[error(
+        "environment {0} is not a local environment (its [environment] kind is not \"local\")"
+    )]
+    NotLocal(String),
+    /// The rendered objects do not fit together (a bug in wikikube).
+    #[error("{0}")]
+    Inconsistent(String),
+    /// The certificate could not be made.
+    #[error("{0}")]
+    Certificate(String),
+    /// Reading or writing the state directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

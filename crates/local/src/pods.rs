@@ -1,0 +1,314 @@
+//! From rendered objects to the pods podman runs: the same containers, images, commands, config
+//! files and security settings as in Kubernetes, with what a single machine lacks replaced.
+//!
+//! - ConfigMap volumes become read-only host directories holding the same files (podman keeps
+//!   ConfigMap volumes across plays and would serve stale files after a change);
+//! - Secret volumes become host directories with one file per key (podman 4.3 crashes on Secret
+//!   volumes from YAML);
+//! - emptyDir volumes get the pod's name as a prefix: podman makes them named volumes, which
+//!   two pods would otherwise share;
+//! - the app container gets the wikis' SQLite data on a named volume shared by every pod;
+//! - ports are published on the host as the release's `local` values say;
+//! - a memcached pod runs beside the cakes, published on podman's gateway only.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HostPathVolumeSource, PersistentVolumeClaimVolumeSource, Pod,
+    PodSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sha2::{Digest, Sha256};
+
+use model::{ReleaseName, ResolvedSite};
+use render::{Object, Rendered};
+
+use crate::state::StateDir;
+use crate::Error;
+
+/// Where MediaWiki's SQLite databases live in the app container.
+pub const DATA_DIR: &str = "/var/lib/mediawiki-data";
+
+/// A pod to run, with everything that decides whether a running one is still current.
+#[derive(Clone, Debug)]
+pub struct LocalPod {
+    /// The pod's name (`mw-web-main`), also the prefix of its containers' names.
+    pub name: String,
+    /// The manifest podman plays.
+    pub manifest: Pod,
+    /// Config directories to write before playing: path -> file name -> contents.
+    pub config_dirs: BTreeMap<std::path::PathBuf, BTreeMap<String, String>>,
+    /// The host's HTTP port of httpd, when published.
+    pub http_port: Option<u16>,
+    /// The host's HTTPS port of the tls container, when published.
+    pub https_port: Option<u16>,
+    /// Which deployment and release it runs, for cake pods.
+    pub release: Option<(String, ReleaseName)>,
+}
+
+impl LocalPod {
+    /// The manifest as YAML.
+    pub fn yaml(&self) -> String {
+        serde_yaml_ng::to_string(&self.manifest).expect("pods serialize")
+    }
+
+    /// The images the pod runs.
+    pub fn images(&self) -> Vec<String> {
+        self.manifest
+            .spec
+            .iter()
+            .flat_map(|spec| spec.containers.iter())
+            .filter_map(|container| container.image.clone())
+            .collect()
+    }
+
+    /// The container names podman gives this pod's containers.
+    pub fn container_name(&self, container: &str) -> String {
+        format!("{}-{container}", self.name)
+    }
+}
+
+/// The name of the volume holding every wiki's database.
+pub fn data_volume(site: &ResolvedSite) -> String {
+    format!("{}-wiki-data", site.spec.site.name)
+}
+
+/// The name of the memcached pod.
+pub fn memcached_pod_name(site: &ResolvedSite) -> String {
+    format!("{}-memcached", site.spec.site.name)
+}
+
+/// Every pod of the local environment: memcached first, then one per enabled release.
+pub fn local_pods(
+    site: &ResolvedSite,
+    rendered: &Rendered,
+    state: &StateDir,
+    gateway: &str,
+) -> Result<Vec<LocalPod>, Error> {
+    let config_maps: BTreeMap<&str, &BTreeMap<String, String>> = rendered
+        .objects
+        .iter()
+        .filter_map(|object| match object {
+            Object::ConfigMap(map) => Some((object.name(), map.data.as_ref()?)),
+            _ => None,
+        })
+        .collect();
+    let mut pods = vec![memcached_pod(site, gateway)?];
+    for object in &rendered.objects {
+        let Object::Deployment(deployment) = object else {
+            continue;
+        };
+        let name = object.name().to_string();
+        let labels = deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.metadata.as_ref())
+            .and_then(|meta| meta.labels.clone())
+            .unwrap_or_default();
+        let release = release_of(site, &labels)?;
+        let values = &site
+            .deployment(&release.0)
+            .and_then(|deployment| deployment.release(release.1))
+            .expect("rendered releases exist in the site")
+            .values;
+        let mut spec = deployment
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.template.spec.clone())
+            .expect("rendered Deployments have a pod template");
+        let mut config_dirs = BTreeMap::new();
+        for volume in spec.volumes.iter_mut().flatten() {
+            if let Some(source) = volume.config_map.take() {
+                let files = config_maps.get(source.name.as_str()).ok_or_else(|| {
+                    Error::Inconsistent(format!(
+                        "{name} mounts ConfigMap {} which is not rendered",
+                        source.name
+                    ))
+                })?;
+                let dir = state
+                    .config()
+                    .join(format!("{}-{}", source.name, short_hash(files)));
+                volume.host_path = Some(host_dir(&dir));
+                config_dirs.insert(dir, (*files).clone());
+            } else if let Some(source) = volume.secret.take() {
+                let secret = source.secret_name.unwrap_or_default();
+                let dir = if secret.ends_with("-tls") || volume.name.contains("tls") {
+                    state.tls()
+                } else {
+                    state.secrets()
+                };
+                volume.host_path = Some(host_dir(&dir));
+            } else if volume.empty_dir.is_some() {
+                let scoped = format!("{name}-{}", volume.name);
+                rename_mounts(&mut spec.containers, &volume.name, &scoped);
+                volume.name = scoped;
+            }
+        }
+        let data = data_volume(site);
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: data.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: data.clone(),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        let http_port = nonzero(values.local.http_port);
+        let https_port = nonzero(values.local.https_port);
+        for container in &mut spec.containers {
+            if container.name == "app" {
+                container
+                    .volume_mounts
+                    .get_or_insert_with(Vec::new)
+                    .push(VolumeMount {
+                        name: data.clone(),
+                        mount_path: DATA_DIR.into(),
+                        ..VolumeMount::default()
+                    });
+            }
+            for port in container.ports.iter_mut().flatten() {
+                port.host_port = match port.name.as_deref() {
+                    Some("http") => http_port.map(i32::from),
+                    Some("https") => https_port.map(i32::from),
+                    _ => None,
+                };
+            }
+        }
+        pods.push(LocalPod {
+            manifest: pod(&name, labels, spec),
+            name,
+            config_dirs,
+            http_port,
+            https_port,
+            release: Some(release),
+        });
+    }
+    Ok(pods)
+}
+
+fn memcached_pod(site: &ResolvedSite, gateway: &str) -> Result<LocalPod, Error> {
+    let name = memcached_pod_name(site);
+    // The global image setting: memcached is not part of any release.
+    let image = model::de::from_node::<model::ImageValues>(
+        site.tree.get_path(["images"]).expect("defaults set images"),
+        "images",
+    )
+    .map_err(|error| Error::Inconsistent(error.to_string()))?
+    .memcached;
+    let container = Container {
+        name: "memcached".into(),
+        image: Some(image),
+        command: Some(
+            [
+                "memcached",
+                "--port=11211",
+                "--memory-limit=64",
+                "--conn-limit=1024",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        ports: Some(vec![ContainerPort {
+            name: Some("memcache".into()),
+            container_port: 11211,
+            host_port: Some(11211),
+            // Only the host and its containers: never the machine's other networks.
+            host_ip: Some(gateway.to_string()),
+            protocol: Some("TCP".into()),
+        }]),
+        security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(render::cake::RUN_AS),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Container::default()
+    };
+    let labels = render::labels::common(&site.spec.site.name);
+    Ok(LocalPod {
+        manifest: pod(
+            &name,
+            labels,
+            PodSpec {
+                containers: vec![container],
+                ..PodSpec::default()
+            },
+        ),
+        name,
+        config_dirs: BTreeMap::new(),
+        http_port: None,
+        https_port: None,
+        release: None,
+    })
+}
+
+fn pod(name: &str, labels: BTreeMap<String, String>, spec: PodSpec) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+fn release_of(
+    site: &ResolvedSite,
+    labels: &BTreeMap<String, String>,
+) -> Result<(String, ReleaseName), Error> {
+    let deployment = labels.get(render::labels::DEPLOYMENT);
+    let release = labels
+        .get(render::labels::RELEASE)
+        .and_then(|name| name.parse::<ReleaseName>().ok());
+    match (deployment, release) {
+        (Some(deployment), Some(release)) if site.deployment(deployment).is_some() => {
+            Ok((deployment.clone(), release))
+        }
+        _ => Err(Error::Inconsistent(format!(
+            "a rendered Deployment lacks its deployment and release labels: {labels:?}"
+        ))),
+    }
+}
+
+fn rename_mounts(containers: &mut [Container], from: &str, to: &str) {
+    for container in containers {
+        for mount in container.volume_mounts.iter_mut().flatten() {
+            if mount.name == from {
+                mount.name = to.to_string();
+            }
+        }
+    }
+}
+
+fn host_dir(dir: &Path) -> HostPathVolumeSource {
+    HostPathVolumeSource {
+        path: dir.display().to_string(),
+        type_: Some("Directory".into()),
+    }
+}
+
+fn nonzero(port: u16) -> Option<u16> {
+    (port != 0).then_some(port)
+}
+
+/// A short content hash for directory names.
+pub fn short_hash(files: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (name, text) in files {
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hasher.finalize()[..6]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
