@@ -84,11 +84,19 @@ fn main() -> Result<()> {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One thread runs on tokio's current-thread scheduler: no work stealing, no cross-thread
+    // wakeups, which a single proxy thread does not need (real mcrouter's default is one
+    // proxy thread too).
+    let mut runtime = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
     runtime
         .build()
         .context("cannot start the runtime")?
