@@ -133,6 +133,10 @@ pub struct Router {
 
 impl Router {
     pub fn start(config: &serde_json::Value) -> Router {
+        Router::start_with_threads(config, 2)
+    }
+
+    pub fn start_with_threads(config: &serde_json::Value, threads: usize) -> Router {
         let port = free_port();
         let metrics_port = free_port();
         let path =
@@ -143,7 +147,7 @@ impl Router {
             .arg(&path)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--threads", "2"])
+            .args(["--threads", &threads.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
