@@ -77,7 +77,7 @@ backend httpd
     http-reuse always
     server httpd 127.0.0.1:$BACKEND_PORT
 CFG
-haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!); HAPROXY_PID=$!
 
 cat > "$WORK/edge.toml" <<CFG
 [listen]
@@ -90,7 +90,7 @@ key = "$WORK/key.pem"
 upstream = "127.0.0.1:$BACKEND_PORT"
 CFG
 # Access logs off in both: haproxy has no log target here either.
-RUST_LOG=warn "$EDGE" --config "$WORK/edge.toml" >/dev/null 2>&1 & PIDS+=($!)
+RUST_LOG=warn "$EDGE" --config "$WORK/edge.toml" >/dev/null 2>&1 & PIDS+=($!); EDGE_PID=$!
 
 for port in $BACKEND_PORT $EDGE_PORT $HAPROXY_PORT; do
     for _ in $(seq 100); do
@@ -103,10 +103,19 @@ for port in $EDGE_PORT $HAPROXY_PORT; do
         "https://bench.example:$port/" >/dev/null || { echo "proxy on $port does not answer" >&2; exit 1; }
 done
 
+# CPU time (user+system, all threads) a proxy used, in clock ticks. Throughput on a shared
+# machine moves with the neighbours' load; CPU per request much less, so it is reported too.
+TCK=$(getconf CLK_TCK)
+pid_of() { if [ "$1" = "$EDGE_PORT" ]; then echo "$EDGE_PID"; else echo "$HAPROXY_PID"; fi; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# microseconds of proxy CPU per request: ticks, requests/s, seconds
+us_per_req() { awk -v t="$1" -v r="$2" -v d="$3" -v k="$TCK" 'BEGIN { if (r+0 > 0) printf "%.1f", t / k * 1e6 / (r * d); else print "-" }'; }
+
 # wrk prints "Requests/sec: N" and, with --latency, a "99%" line; both normalized to ms.
 run_wrk() { # port extra-args...
     local port=$1; shift
-    local out
+    local out pid c0
+    pid=$(pid_of "$port"); c0=$(cpu_ticks "$pid")
     out=$(wrk -t2 -c64 -d"${DUR}s" --latency "$@" "https://127.0.0.1:$port/" 2>&1)
     local rps p99
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -114,12 +123,13 @@ run_wrk() { # port extra-args...
     local errors
     errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
     [ -n "$errors" ] && echo "  note ($port $*): $errors" >&2
-    echo "$rps $p99"
+    echo "$rps $p99 $(us_per_req $(( $(cpu_ticks "$pid") - c0 )) "$rps" "$DUR")"
 }
 
 run_h2load() { # port
-    command -v h2load >/dev/null || { echo "- -"; return; }
-    local out
+    command -v h2load >/dev/null || { echo "- - -"; return; }
+    local out pid c0
+    pid=$(pid_of "$1"); c0=$(cpu_ticks "$pid")
     out=$(h2load -D "$DUR" -c 32 -m 16 -t 2 "https://127.0.0.1:$1/" 2>&1)
     local rps
     rps=$(awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i=="req/s,") print $(i-1)}' <<<"$out")
@@ -128,33 +138,40 @@ run_h2load() { # port
     p=$(awk '/^time for request:/ {m=$5; s=$6; f=1; if (m ~ /us$/) {sub(/us/,"",m);} else if (m ~ /ms$/) {sub(/ms/,"",m); m*=1000} else if (m ~ /s$/) {sub(/s/,"",m); m*=1000000};
           if (s ~ /us$/) {sub(/us/,"",s);} else if (s ~ /ms$/) {sub(/ms/,"",s); s*=1000} else if (s ~ /s$/) {sub(/s/,"",s); s*=1000000};
           printf "%.2f", (m+3*s)/1000}' <<<"$out")
-    echo "${rps:--} ${p:--}"
+    echo "${rps:--} ${p:--} $(us_per_req $(( $(cpu_ticks "$pid") - c0 )) "${rps:-0}" "$DUR")"
 }
 
 median() { sort -g | awk '{v[NR]=$1} END {print (NR ? v[int((NR+1)/2)] : "-")}'; }
 
-# Runs a case ROUNDS times on each proxy, alternating; prints "edge_rps edge_p99 hap_rps hap_p99".
+# Runs a case ROUNDS times on each proxy, alternating; prints the medians:
+# "edge_rps edge_p99 edge_cpu hap_rps hap_p99 hap_cpu".
 measure() { # runner args...
     local runner=$1; shift
-    local er=() ep=() hr=() hp=() r a b
+    local er=() ep=() ec=() hr=() hp=() hc=() a b c
     for _ in $(seq "$ROUNDS"); do
-        read -r a b <<<"$($runner $EDGE_PORT "$@")"; er+=("$a"); ep+=("$b")
-        read -r a b <<<"$($runner $HAPROXY_PORT "$@")"; hr+=("$a"); hp+=("$b")
+        read -r a b c <<<"$($runner $EDGE_PORT "$@")"; er+=("$a"); ep+=("$b"); ec+=("$c")
+        read -r a b c <<<"$($runner $HAPROXY_PORT "$@")"; hr+=("$a"); hp+=("$b"); hc+=("$c")
     done
-    echo "$(printf '%s\n' "${er[@]}" | median) $(printf '%s\n' "${ep[@]}" | median)" \
-         "$(printf '%s\n' "${hr[@]}" | median) $(printf '%s\n' "${hp[@]}" | median)"
+    local m=()
+    for arr in er ep ec hr hp hc; do
+        local -n ref=$arr
+        m+=("$(printf '%s\n' "${ref[@]}" | median)")
+    done
+    echo "${m[*]}"
 }
 
-printf '%-34s %12s %10s %12s %10s %9s %9s\n' case edge_rps edge_p99 haproxy_rps hap_p99 rps_ratio p99_ratio
-row() { # name "edge_rps edge_p99 hap_rps hap_p99"
-    read -r er ep hr hp <<<"$2"
-    awk -v n="$1" -v er="$er" -v ep="$ep" -v hr="$hr" -v hp="$hp" 'BEGIN {
+printf '%-33s %10s %9s %8s | %10s %9s %8s | %6s %6s %6s\n' case edge_rps p99 us/req haproxy_rps p99 us/req rps p99 cpu
+row() { # name "edge_rps edge_p99 edge_cpu hap_rps hap_p99 hap_cpu"
+    read -r er ep ec hr hp hc <<<"$2"
+    awk -v n="$1" -v er="$er" -v ep="$ep" -v ec="$ec" -v hr="$hr" -v hp="$hp" -v hc="$hc" 'BEGIN {
         rr = (hr+0 > 0) ? sprintf("%.2f", er/hr) : "-"; pr = (hp+0 > 0) ? sprintf("%.2f", ep/hp) : "-";
-        printf "%-34s %12s %9sms %12s %9sms %9s %9s\n", n, er, ep, hr, hp, rr, pr }'
+        cr = (hc+0 > 0) ? sprintf("%.2f", ec/hc) : "-";
+        printf "%-33s %10s %7sms %8s | %10s %7sms %8s | %6s %6s %6s\n", n, er, ep, ec, hr, hp, hc, rr, pr, cr }'
 }
 
 row "https/1.1 keep-alive (wrk -c64)" "$(measure run_wrk)"
 row "https/1.1 new conn per request" "$(measure run_wrk -H 'Connection: close')"
 row "h2 keep-alive (h2load -c32 -m16)" "$(measure run_h2load)"
-echo "(medians of $ROUNDS alternating runs of ${DUR}s; $(nproc) cores shared by client, proxies and backend;"
+echo "(medians of $ROUNDS alternating runs of ${DUR}s; us/req = proxy CPU microseconds per request;"
+echo " ratios are edge/haproxy: rps higher is better, p99 and cpu lower is better; $(nproc) cores shared;"
 echo " load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); h2 p99 is mean+3sd from h2load)"
