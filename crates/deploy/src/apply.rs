@@ -1,0 +1,145 @@
+//! Talking to the API server: server-side apply (for real or as a dry run), get and delete of
+//! the kinds wikikube renders.
+//!
+//! Every write goes through server-side apply under one field manager, [`FIELD_MANAGER`], with
+//! `force`: wikikube owns every field it renders, so a conflict with a hand edit (`kubectl edit`)
+//! is settled in favour of the site files, which is what a deploy means. Fields wikikube does not
+//! render (added by other controllers, or `kubectl scale` on fields we never set) are left alone.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::discovery::ApiResource;
+use kube::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The field manager of every write wikikube makes.
+pub const FIELD_MANAGER: &str = "wikikube";
+
+/// Whether an apply changes the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `dryRun=All`: the server computes the result (defaults, admission) and stores nothing.
+    DryRun,
+    /// A real apply.
+    Apply,
+}
+
+/// Which object: its kind and name. The namespace is the site's (none for a Namespace).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// `Deployment`, `ConfigMap`...
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The reference of a rendered object.
+    pub fn of(object: &render::Object) -> Self {
+        ObjectRef {
+            kind: object.kind().to_string(),
+            name: object.name().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// The API resource of a kind wikikube renders, and whether it lives in a namespace.
+fn resource(kind: &str) -> Result<(ApiResource, bool), Error> {
+    Ok(match kind {
+        "Namespace" => (ApiResource::erase::<Namespace>(&()), false),
+        "ServiceAccount" => (ApiResource::erase::<ServiceAccount>(&()), true),
+        "ConfigMap" => (ApiResource::erase::<ConfigMap>(&()), true),
+        "Secret" => (ApiResource::erase::<Secret>(&()), true),
+        "Service" => (ApiResource::erase::<Service>(&()), true),
+        "Deployment" => (ApiResource::erase::<Deployment>(&()), true),
+        "PodDisruptionBudget" => (ApiResource::erase::<PodDisruptionBudget>(&()), true),
+        other => return Err(Error::UnknownKind(other.to_string())),
+    })
+}
+
+/// The dynamic API for objects of `kind` in `namespace`.
+pub fn api(client: &Client, namespace: &str, kind: &str) -> Result<Api<DynamicObject>, Error> {
+    let (resource, namespaced) = resource(kind)?;
+    Ok(if namespaced {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    } else {
+        Api::all_with(client.clone(), &resource)
+    })
+}
+
+/// The patch parameters of every apply: our field manager, forced, dry-run or not.
+pub fn params(mode: Mode) -> PatchParams {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match mode {
+        Mode::DryRun => params.dry_run(),
+        Mode::Apply => params,
+    }
+}
+
+/// Server-side applies `body` (a whole object with apiVersion and kind) and returns the object as
+/// the server has (or, dry-run, would have) it.
+pub async fn apply_value(
+    client: &Client,
+    namespace: &str,
+    target: &ObjectRef,
+    body: &serde_json::Value,
+    mode: Mode,
+) -> Result<DynamicObject, Error> {
+    api(client, namespace, &target.kind)?
+        .patch(&target.name, &params(mode), &Patch::Apply(body))
+        .await
+        .map_err(|source| Error::kube(format!("apply {target}"), source))
+}
+
+/// Server-side applies one rendered object.
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    object: &render::Object,
+    mode: Mode,
+) -> Result<DynamicObject, Error> {
+    let body = serde_json::to_value(object).expect("rendered objects serialize");
+    apply_value(client, namespace, &ObjectRef::of(object), &body, mode).await
+}
+
+/// The live object, or `None` when it does not exist.
+pub async fn get(
+    client: &Client,
+    namespace: &str,
+    target: &ObjectRef,
+) -> Result<Option<DynamicObject>, Error> {
+    api(client, namespace, &target.kind)?
+        .get_opt(&target.name)
+        .await
+        .map_err(|source| Error::kube(format!("get {target}"), source))
+}
+
+/// Deletes an object; one that is already gone is not an error.
+pub async fn delete(client: &Client, namespace: &str, target: &ObjectRef) -> Result<(), Error> {
+    // Foreground: a Deployment's pods go before the Deployment is reported gone, so a rollback
+    // that deletes a release does not leave pods serving behind it.
+    let params = DeleteParams::foreground();
+    match api(client, namespace, &target.kind)?
+        .delete(&target.name, &params)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(source) => Err(Error::kube(format!("delete {target}"), source)),
+    }
+}
+
+/// Whether an error is the API server's 404.
+pub fn is_not_found(error: &Error) -> bool {
+    matches!(error, Error::Kube { source: kube::Error::Api(status), .. } if status.is_not_found())
+}

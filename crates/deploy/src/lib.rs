@@ -1,0 +1,199 @@
+//! Deploying a rendered wikikube site to Kubernetes clusters with kube-rs: `wikikube diff`,
+//! `deploy`, `rollback` and `history`.
+//!
+//! What it does, per cluster of the environment (`[environment] clusters`, each a kubeconfig
+//! context), all clusters in parallel:
+//! - [`diff`]: server-side apply with `dryRun=All` of every rendered object and a unified diff
+//!   against the live object, server-written fields stripped, Secret values never shown;
+//! - [`run::deploy`]: server-side apply under one field manager ([`apply::FIELD_MANAGER`],
+//!   forced), phase by phase ([`plan`]): shared objects, debug, canary, then the gate
+//!   ([`canary`]: the rollout completion check of [`rollout`], [`smoke`] checks, a soak), then main
+//!   and next; then [`inventory`] pruning. Every step is written to the [`history`] record first,
+//!   so an interrupted deploy can be resumed or rolled back. Any failure in any cluster rolls back
+//!   every phase the run touched, everywhere ([`rollback`]).
+//!
+//! What it must not do: render objects (that is `render`; this crate takes them as they are),
+//! print (it reports through [`progress::Progress`] and returns reports that the CLI prints),
+//! show a Secret's values anywhere, or touch an object that its inventory does not list.
+//!
+//! Where to start: [`run::deploy`], then [`rollout::check`] (when a rollout is complete) and
+//! [`history::State`] (the state machine of a deploy). Tests use a loopback *simulation* of an
+//! API server with a Deployment controller (`tests/support`); see `docs/deploy.md`.
+
+pub mod apply;
+pub mod canary;
+pub mod config;
+pub mod diff;
+pub mod history;
+pub mod inventory;
+pub mod plan;
+pub mod progress;
+pub mod rollback;
+pub mod rollout;
+pub mod run;
+pub mod smoke;
+
+pub use config::{DeployConfig, SmokeCheck};
+pub use diff::{diff, DiffReport};
+pub use history::{Record, State};
+pub use plan::{plan, Phase, Step};
+pub use rollback::rollback;
+pub use run::{deploy, DeployReport, Options};
+
+/// One cluster to talk to.
+#[derive(Clone)]
+pub struct Target {
+    /// Its name, from the environment's `clusters`.
+    pub name: String,
+    /// A client for its API server.
+    pub client: kube::Client,
+}
+
+/// Connects to every cluster of the environment, through the kubeconfig contexts it names
+/// (`KUBECONFIG` or `~/.kube/config`).
+pub async fn connect(clusters: &[model::ClusterSpec]) -> Result<Vec<Target>, Error> {
+    let mut targets = Vec::with_capacity(clusters.len());
+    for cluster in clusters {
+        let options = kube::config::KubeConfigOptions {
+            context: Some(cluster.context.clone()),
+            ..Default::default()
+        };
+        let connect_error = |message: String| Error::Connect {
+            cluster: cluster.name.clone(),
+            context: cluster.context.clone(),
+            message,
+        };
+        let config = kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|error| connect_error(error.to_string()))?;
+        let client =
+            kube::Client::try_from(config).map_err(|error| connect_error(error.to_string()))?;
+        targets.push(Target {
+            name: cluster.name.clone(),
+            client,
+        });
+    }
+    Ok(targets)
+}
+
+/// The history of every cluster: `(cluster, records oldest first)`.
+pub async fn history(
+    targets: &[Target],
+    namespace: &str,
+) -> Result<Vec<(String, Vec<Record>)>, Error> {
+    let reads = targets.iter().map(|target| async move {
+        history::read(&target.client, namespace)
+            .await
+            .map(|records| (target.name.clone(), records))
+    });
+    futures::future::try_join_all(reads).await
+}
+
+/// Why a deploy command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API server failed.
+    #[error("cannot {action}: {source}")]
+    Kube {
+        /// What we were doing.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The kubeconfig does not lead to the cluster.
+    #[error("cannot reach cluster {cluster} (kubeconfig context {context}): {message}")]
+    Connect {
+        /// The cluster's name.
+        cluster: String,
+        /// Its context.
+        context: String,
+        /// Why.
+        message: String,
+    },
+    /// An object of a kind wikikube does not render.
+    #[error("wikikube does not manage objects of kind {0}")]
+    UnknownKind(String),
+    /// Bookkeeping in the cluster that cannot be read.
+    #[error("{what} cannot be read: {message}")]
+    Corrupt {
+        /// Which object.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// `deploy.toml` is wrong.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A rollout failed or did not finish.
+    #[error("rollout of Deployment/{deployment} failed: {reason}")]
+    Rollout {
+        /// The Deployment.
+        deployment: String,
+        /// Why.
+        reason: String,
+    },
+    /// A smoke check failed.
+    #[error("smoke check {check:?} failed on {deployment}: {message}")]
+    Smoke {
+        /// The canary Deployment.
+        deployment: String,
+        /// The check's name.
+        check: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A canary fell out of health while it soaked.
+    #[error("canary Deployment/{deployment} became unhealthy while soaking: {reason}")]
+    Soak {
+        /// The canary Deployment.
+        deployment: String,
+        /// What its status says.
+        reason: String,
+    },
+    /// Stopped because another cluster failed.
+    #[error("stopped because another cluster failed")]
+    Aborted,
+    /// The last deploy did not finish.
+    #[error("revision {revision} (by {user}) stopped in state {state}: run `wikikube deploy --resume` to finish it with the same site, or `wikikube rollback` to undo it")]
+    Interrupted {
+        /// Its revision.
+        revision: u64,
+        /// Where it stopped.
+        state: State,
+        /// Who ran it.
+        user: String,
+    },
+    /// `--resume` with a site that renders differently from the interrupted deploy.
+    #[error("revision {revision} was interrupted with different objects than the site renders now; `wikikube rollback` it, then deploy")]
+    ResumeMismatch {
+        /// The interrupted revision.
+        revision: u64,
+    },
+    /// There is no earlier revision.
+    #[error("no earlier successful revision to roll back to")]
+    NothingToRollBack,
+    /// The revision's objects were pruned from the history.
+    #[error("revision {revision}'s objects are no longer stored")]
+    NotStored {
+        /// The revision.
+        revision: u64,
+    },
+    /// The compressed objects would not fit in one API object.
+    #[error("the site's objects take {bytes} bytes compressed, more than a revision can hold")]
+    RevisionTooLarge {
+        /// Their size.
+        bytes: usize,
+    },
+}
+
+impl Error {
+    pub(crate) fn kube(action: String, source: kube::Error) -> Error {
+        Error::Kube { action, source }
+    }
+}

@@ -1,0 +1,161 @@
+//! The rollout completion check: when is a Deployment's new version fully out, and when has it
+//! failed?
+//!
+//! A Deployment is rolled out when all of these hold (the same test as `kubectl rollout status`,
+//! plus the readiness counts):
+//! - the controller has seen the spec we applied: `status.observedGeneration >= metadata.generation`.
+//!   Until then every other status field describes the *previous* version, and trusting it would
+//!   declare a rollout done before it started;
+//! - updated, ready and available replicas all equal the desired replicas;
+//! - no pod of an old version is left: `status.replicas == status.updatedReplicas`.
+//!
+//! It has failed when the controller says `Progressing=False` with reason
+//! `ProgressDeadlineExceeded`, but only if that condition belongs to this rollout: a condition
+//! whose `lastUpdateTime` is older than our apply is left over from an earlier rollout and says
+//! nothing about this one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::Api;
+
+use crate::Error;
+
+/// Where a rollout stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// Every replica runs the new version and is available.
+    Complete,
+    /// Still going; the text says what it waits for.
+    Waiting(String),
+    /// The controller gave up; the text says why.
+    Failed(String),
+}
+
+/// Checks a Deployment's status for a rollout started (by the server's clock) at `since`.
+pub fn check(deployment: &Deployment, since: Timestamp) -> Rollout {
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(1);
+    let Some(status) = &deployment.status else {
+        return Rollout::Waiting("no status yet".into());
+    };
+    let observed = status.observed_generation.unwrap_or(0);
+    if observed < generation {
+        return Rollout::Waiting(format!(
+            "the controller has not seen generation {generation} yet (observed {observed})"
+        ));
+    }
+    let deadline_exceeded = status.conditions.iter().flatten().find(|condition| {
+        condition.type_ == "Progressing"
+            && condition.status == "False"
+            && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if let Some(condition) = deadline_exceeded {
+        let updated = condition
+            .last_update_time
+            .as_ref()
+            .or(condition.last_transition_time.as_ref())
+            .map(|time| time.0);
+        // A condition without times cannot be placed; the controller always sets them, so
+        // treat a missing one as current rather than wait for ever.
+        if updated.is_none_or(|updated| updated >= since) {
+            return Rollout::Failed(format!(
+                "progress deadline exceeded: {}",
+                condition.message.as_deref().unwrap_or("no message")
+            ));
+        }
+    }
+    let count = |value: Option<i32>| value.unwrap_or(0);
+    let updated = count(status.updated_replicas);
+    let ready = count(status.ready_replicas);
+    let available = count(status.available_replicas);
+    let total = count(status.replicas);
+    if updated < desired {
+        return Rollout::Waiting(format!("{updated} of {desired} replicas updated"));
+    }
+    if total > updated {
+        return Rollout::Waiting(format!(
+            "{} old replica(s) still terminating",
+            total - updated
+        ));
+    }
+    if ready < desired || available < desired {
+        return Rollout::Waiting(format!("{ready} of {desired} ready, {available} available"));
+    }
+    Rollout::Complete
+}
+
+/// How to wait for a rollout.
+#[derive(Clone, Copy, Debug)]
+pub struct WaitOptions {
+    /// Time between two reads of the status.
+    pub poll: Duration,
+    /// Give up after this long even if the controller has not (it reports a deadline only while
+    /// pods make no progress; pods that keep crashing and restarting count as progress).
+    pub timeout: Duration,
+}
+
+/// Polls a Deployment until [`check`] says it is complete or failed, or `timeout` passes.
+/// `report` hears every new waiting message; `abort` stops the wait early.
+pub async fn wait(
+    api: &Api<Deployment>,
+    name: &str,
+    since: Timestamp,
+    options: WaitOptions,
+    abort: &AtomicBool,
+    mut report: impl FnMut(&str),
+) -> Result<(), Error> {
+    let started = tokio::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        if abort.load(Ordering::Relaxed) {
+            return Err(Error::Aborted);
+        }
+        let deployment = api
+            .get(name)
+            .await
+            .map_err(|source| Error::kube(format!("read Deployment/{name}"), source))?;
+        match check(&deployment, since) {
+            Rollout::Complete => return Ok(()),
+            Rollout::Failed(reason) => {
+                return Err(Error::Rollout {
+                    deployment: name.into(),
+                    reason,
+                })
+            }
+            Rollout::Waiting(message) => {
+                if message != last {
+                    report(&message);
+                    last = message;
+                }
+            }
+        }
+        if started.elapsed() >= options.timeout {
+            return Err(Error::Rollout {
+                deployment: name.into(),
+                reason: format!("not complete after {} s: {last}", options.timeout.as_secs()),
+            });
+        }
+        tokio::time::sleep(options.poll).await;
+    }
+}
+
+/// When our last apply changed a Deployment, by the server's clock: the `time` of our field
+/// manager's entry in `managedFields`. Local clocks drift from the server's, so comparing a
+/// condition's time with ours could call a fresh failure stale, or a stale one fresh.
+pub fn applied_at(object: &kube::api::DynamicObject) -> Option<Timestamp> {
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.manager.as_deref() == Some(crate::apply::FIELD_MANAGER))
+        .filter_map(|entry| entry.time.as_ref().map(|time| time.0))
+        .max()
+}

@@ -1,0 +1,413 @@
+//! A loopback **simulation** of a Kubernetes API server, for tests and the benchmark: it stores
+//! objects, answers server-side apply (a simplified merge, not the real structured merge), and
+//! plays a Deployment controller whose status moves one step each time a Deployment is read.
+//! It is not Kubernetes: it checks what wikikube does with the status a controller reports,
+//! not what a real controller reports. Tests against a real cluster are in `tests/real_cluster.rs`.
+#![allow(dead_code)] // Each test binary uses a part of it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::http::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+/// How the simulated controller treats a Deployment whose name or images contain a marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Complete after this many reads.
+    Healthy(u32),
+    /// The controller reports ProgressDeadlineExceeded (fresh) after a few reads.
+    Stuck,
+    /// A ProgressDeadlineExceeded condition from an earlier rollout (an hour old) stays in the
+    /// status, and the first read still shows the previous generation as complete; complete
+    /// after this many reads.
+    StaleCondition(u32),
+    /// Complete after 2 reads, then a pod stops being ready after 5.
+    CrashAfterReady,
+    /// Pods answer smoke checks with 500.
+    FailsSmoke,
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<(String, String, String), Value>,
+    reads: BTreeMap<String, u32>,
+    behaviours: Vec<(String, Behaviour)>,
+    version: u64,
+    /// Method, path and query of every request.
+    requests: Vec<String>,
+    /// Called with the history records' text whenever they are written.
+    stop_at_state: Option<(String, tokio::sync::mpsc::UnboundedSender<()>)>,
+}
+
+/// A running simulation on 127.0.0.1.
+#[derive(Clone)]
+pub struct FakeApi {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeApi {
+    /// Starts one on a free loopback port.
+    pub async fn start() -> FakeApi {
+        let state = Arc::new(Mutex::new(State::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(move |request: Request<Body>| {
+            let state = shared.clone();
+            async move { handle(state, request).await }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeApi { addr, state }
+    }
+
+    /// A kube client for it.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// A deploy target for it.
+    pub fn target(&self, name: &str) -> deploy::Target {
+        deploy::Target {
+            name: name.into(),
+            client: self.client(),
+        }
+    }
+
+    /// Deployments whose name or images contain `marker` behave so.
+    pub fn behave(&self, marker: &str, behaviour: Behaviour) {
+        let mut state = self.state.lock().unwrap();
+        state.behaviours.insert(0, (marker.into(), behaviour));
+    }
+
+    /// Sends on the returned channel when the history first records `state`.
+    pub fn notify_at_state(&self, wanted: &str) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.state.lock().unwrap().stop_at_state = Some((wanted.into(), sender));
+        receiver
+    }
+
+    /// Every request so far, as `METHOD path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Forgets the requests so far.
+    pub fn clear_requests(&self) {
+        self.state.lock().unwrap().requests.clear();
+    }
+
+    /// A stored object.
+    pub fn object(&self, plural: &str, name: &str) -> Option<Value> {
+        let state = self.state.lock().unwrap();
+        state
+            .objects
+            .iter()
+            .find(|((p, _, n), _)| p == plural && n == name)
+            .map(|(_, value)| value.clone())
+    }
+
+    /// Names of the stored objects of one resource.
+    pub fn names(&self, plural: &str) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .objects
+            .keys()
+            .filter(|(p, _, _)| p == plural)
+            .map(|(_, _, n)| n.clone())
+            .collect()
+    }
+
+    /// Stores an object as if someone else had created it.
+    pub fn insert(&self, plural: &str, namespace: &str, object: Value) {
+        let name = object["metadata"]["name"].as_str().unwrap().to_string();
+        let mut state = self.state.lock().unwrap();
+        state
+            .objects
+            .insert((plural.into(), namespace.into(), name), object);
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": message, "reason": reason, "code": code});
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn ok(value: &Value) -> Response<Body> {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(value.to_string()))
+        .unwrap()
+}
+
+async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let body = to_bytes(request.into_body(), 16 << 20).await.unwrap();
+    let mut state = state.lock().unwrap();
+    state.requests.push(format!("{method} {path}?{query}"));
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let rest = match segments.first() {
+        Some(&"api") => &segments[2..],
+        Some(&"apis") => &segments[3..],
+        _ => return status(404, "NotFound", "no such path"),
+    };
+    let (plural, namespace, name, tail) = match rest {
+        ["namespaces", name] => ("namespaces", "", *name, &[][..]),
+        ["namespaces", namespace, plural] => (*plural, *namespace, "", &[][..]),
+        ["namespaces", namespace, plural, name, tail @ ..] => (*plural, *namespace, *name, tail),
+        _ => return status(404, "NotFound", "no such path"),
+    };
+    if plural == "pods" {
+        return pods(&mut state, namespace, name, tail, &query);
+    }
+    let key = (plural.to_string(), namespace.to_string(), name.to_string());
+    if !namespace.is_empty()
+        && !state
+            .objects
+            .contains_key(&("namespaces".into(), String::new(), namespace.into()))
+    {
+        return status(404, "NotFound", &format!("namespaces \"{namespace}\" not found"));
+    }
+    match method {
+        Method::GET => {
+            let Some(object) = state.objects.get(&key).cloned() else {
+                return status(404, "NotFound", &format!("{plural} \"{name}\" not found"));
+            };
+            if plural == "deployments" {
+                let reads = state.reads.entry(name.to_string()).or_default();
+                *reads += 1;
+                let reads = *reads;
+                let behaviour = behaviour(&state, &object);
+                let object = controller(object, behaviour, reads);
+                state.objects.insert(key, object.clone());
+                return ok(&object);
+            }
+            ok(&object)
+        }
+        Method::PATCH => {
+            let applied: Value = serde_json::from_slice(&body).unwrap();
+            let dry_run = query.contains("dryRun=All");
+            let existing = state.objects.get(&key).cloned();
+            state.version += 1;
+            let version = state.version;
+            let result = apply(existing, applied, version, plural);
+            if !dry_run {
+                if plural == "deployments" {
+                    let generation = result["metadata"]["generation"].clone();
+                    let before = state.objects.get(&key).map(|o| o["metadata"]["generation"].clone());
+                    if before.as_ref() != Some(&generation) {
+                        state.reads.insert(name.to_string(), 0);
+                    }
+                }
+                if name == "wikikube-history" {
+                    let text = result["data"]["records.json"].as_str().unwrap_or_default();
+                    if let Some((wanted, sender)) = &state.stop_at_state {
+                        if text.contains(&format!("\"state\":\"{wanted}\"")) {
+                            let _ = sender.send(());
+                        }
+                    }
+                }
+                state.objects.insert(key, result.clone());
+            }
+            ok(&result)
+        }
+        Method::DELETE => match state.objects.remove(&key) {
+            Some(_) => ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+            None => status(404, "NotFound", &format!("{plural} \"{name}\" not found")),
+        },
+        _ => status(405, "MethodNotAllowed", "not simulated"),
+    }
+}
+
+fn behaviour(state: &State, deployment: &Value) -> Behaviour {
+    let mut text = deployment["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    for container in deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        text.push(' ');
+        text.push_str(container["image"].as_str().unwrap_or_default());
+    }
+    state
+        .behaviours
+        .iter()
+        .find(|(marker, _)| text.contains(marker.as_str()))
+        .map_or(Behaviour::Healthy(2), |(_, behaviour)| *behaviour)
+}
+
+/// A simplified server-side apply: the applied fields replace the stored ones, the server adds
+/// its metadata, a Service gets a clusterIP default, and a Deployment's generation moves when its
+/// spec changes.
+fn apply(existing: Option<Value>, applied: Value, version: u64, plural: &str) -> Value {
+    let now = jiff::Timestamp::now().to_string();
+    let mut object = existing.clone().unwrap_or_else(|| json!({"metadata": {
+        "uid": format!("uid-{version}"), "creationTimestamp": now.clone()}}));
+    let mut changed = existing.is_none();
+    for (key, value) in applied.as_object().unwrap() {
+        if key == "metadata" {
+            for field in ["name", "namespace", "labels", "annotations"] {
+                if let Some(value) = value.get(field) {
+                    if object["metadata"].get(field) != Some(value) {
+                        changed = true;
+                    }
+                    object["metadata"][field] = value.clone();
+                }
+            }
+        } else if key != "status" {
+            let mut value = value.clone();
+            if plural == "services" && key == "spec" {
+                value["clusterIP"] = json!("10.96.0.10");
+            }
+            if object.get(key) != Some(&value) {
+                changed = true;
+            }
+            object[key.as_str()] = value;
+        }
+    }
+    object["metadata"]["resourceVersion"] = json!(version.to_string());
+    if changed {
+        object["metadata"]["managedFields"] = json!([{"manager": "wikikube",
+            "operation": "Apply", "apiVersion": "v1", "time": now, "fieldsType": "FieldsV1",
+            "fieldsV1": {}}]);
+    }
+    if plural == "deployments" {
+        let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
+        let spec_changed = existing.as_ref().map(|e| &e["spec"]) != Some(&object["spec"]);
+        if spec_changed {
+            object["metadata"]["generation"] = json!(generation + 1);
+        }
+    }
+    object
+}
+
+/// One step of the simulated Deployment controller.
+fn controller(mut deployment: Value, behaviour: Behaviour, reads: u32) -> Value {
+    let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1);
+    let desired = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    let now = jiff::Timestamp::now();
+    let hour_ago = (now - jiff::SignedDuration::from_hours(1)).to_string();
+    let now = now.to_string();
+    let progressing = |status: &str, reason: &str, time: &str| {
+        json!({"type": "Progressing", "status": status, "reason": reason,
+            "message": format!("simulated: {reason}"), "lastUpdateTime": time,
+            "lastTransitionTime": time})
+    };
+    let done = |time: &str| {
+        json!({"observedGeneration": generation, "replicas": desired, "updatedReplicas": desired,
+            "readyReplicas": desired, "availableReplicas": desired,
+            "conditions": [progressing("True", "NewReplicaSetAvailable", time)]})
+    };
+    let rolling = |conditions: Value| {
+        json!({"observedGeneration": generation, "replicas": desired + 1,
+            "updatedReplicas": (desired - 1).max(1), "readyReplicas": desired,
+            "availableReplicas": desired, "conditions": conditions})
+    };
+    let previous_complete = |conditions: Value| {
+        json!({"observedGeneration": generation - 1, "replicas": desired,
+            "updatedReplicas": desired, "readyReplicas": desired,
+            "availableReplicas": desired, "conditions": conditions})
+    };
+    let status = match behaviour {
+        Behaviour::Healthy(n) | Behaviour::FailsSmoke if reads >= n_of(behaviour, n) => done(&now),
+        Behaviour::Healthy(_) | Behaviour::FailsSmoke if reads <= 1 => previous_complete(json!([])),
+        Behaviour::Healthy(_) | Behaviour::FailsSmoke => {
+            rolling(json!([progressing("True", "ReplicaSetUpdated", &now)]))
+        }
+        Behaviour::StaleCondition(n) if reads >= n => done(&now),
+        Behaviour::StaleCondition(_) => {
+            let stale = json!([progressing("False", "ProgressDeadlineExceeded", &hour_ago)]);
+            if reads <= 1 {
+                previous_complete(stale)
+            } else {
+                rolling(stale)
+            }
+        }
+        Behaviour::Stuck if reads <= 2 => {
+            rolling(json!([progressing("True", "ReplicaSetUpdated", &now)]))
+        }
+        Behaviour::Stuck => rolling(json!([progressing("False", "ProgressDeadlineExceeded", &now)])),
+        Behaviour::CrashAfterReady if reads < 2 => rolling(json!([])),
+        Behaviour::CrashAfterReady if reads < 5 => done(&now),
+        Behaviour::CrashAfterReady => {
+            let mut status = done(&now);
+            status["readyReplicas"] = json!(desired - 1);
+            status["availableReplicas"] = json!(desired - 1);
+            status
+        }
+    };
+    deployment["status"] = status;
+    deployment
+}
+
+fn n_of(behaviour: Behaviour, n: u32) -> u32 {
+    match behaviour {
+        Behaviour::FailsSmoke => 2,
+        _ => n,
+    }
+}
+
+/// Pods of the simulated Deployments (one per ready replica) and the pod proxy.
+fn pods(state: &mut State, namespace: &str, name: &str, tail: &[&str], query: &str) -> Response<Body> {
+    let deployments: Vec<Value> = state
+        .objects
+        .iter()
+        .filter(|((plural, ns, _), _)| plural == "deployments" && ns == namespace)
+        .map(|(_, value)| value.clone())
+        .collect();
+    if name.is_empty() {
+        let selector = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("labelSelector="))
+            .map(|s| s.replace("%2F", "/").replace("%3D", "=").replace("%2C", ","))
+            .unwrap_or_default();
+        let mut items = Vec::new();
+        for deployment in &deployments {
+            let labels = deployment["spec"]["selector"]["matchLabels"].as_object().cloned().unwrap_or_default();
+            let matches = selector.split(',').filter(|s| !s.is_empty()).all(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                labels.get(key).and_then(|v| v.as_str()) == Some(value)
+            });
+            if matches && !selector.is_empty() {
+                let ready = deployment["status"]["readyReplicas"].as_i64().unwrap_or(0);
+                for index in 0..ready {
+                    let pod = format!("{}-pod-{index}", deployment["metadata"]["name"].as_str().unwrap());
+                    items.push(json!({"metadata": {"name": pod, "namespace": namespace}}));
+                }
+            }
+        }
+        return ok(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}));
+    }
+    // `https:POD:PORT` / proxy / path
+    let pod = name.split(':').nth(1).unwrap_or_default();
+    if tail.first() != Some(&"proxy") {
+        return status(404, "NotFound", "not simulated");
+    }
+    let owner = deployments
+        .iter()
+        .find(|d| pod.starts_with(&format!("{}-pod-", d["metadata"]["name"].as_str().unwrap())));
+    let Some(owner) = owner else {
+        return status(404, "NotFound", "no such pod");
+    };
+    if behaviour(state, owner) == Behaviour::FailsSmoke {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Body::from("simulated: fatal error"))
+            .unwrap();
+    }
+    Response::builder()
+        .body(Body::from("<html><title>Main Page</title></html>"))
+        .unwrap()
+}

@@ -1,0 +1,57 @@
+//! The example farm, rendered and planned, and ways to change it as a new version would.
+
+use std::path::PathBuf;
+
+use deploy::Step;
+
+/// The repository's example farm.
+pub fn farm_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
+}
+
+/// The example farm's steps for `env`.
+pub fn farm_steps(env: &str) -> (String, Vec<Step>) {
+    let site = model::load(&farm_dir(), env, &model::LoadOptions::default()).unwrap();
+    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+    (site.spec.site.namespace.clone(), deploy::plan(&site, &rendered.objects))
+}
+
+/// The same steps with the app image of every Deployment of `phase` replaced.
+pub fn with_image(steps: &[Step], phase: deploy::Phase, image: &str) -> Vec<Step> {
+    steps
+        .iter()
+        .cloned()
+        .map(|mut step| {
+            if step.phase == phase && step.object.kind == "Deployment" {
+                for container in step.body["spec"]["template"]["spec"]["containers"]
+                    .as_array_mut()
+                    .unwrap()
+                {
+                    if container["name"] == "app" {
+                        container["image"] = serde_json::json!(image);
+                    }
+                }
+            }
+            step
+        })
+        .collect()
+}
+
+/// Options for a simulation: fast polls, a short soak.
+pub fn fast_options() -> deploy::Options {
+    deploy::Options {
+        user: "tester".into(),
+        soak: std::time::Duration::from_millis(30),
+        smoke: vec![deploy::SmokeCheck {
+            name: "main page".into(),
+            path: "/wiki/Main_Page".into(),
+            host: Some("en.farm.test".into()),
+            expect_status: 200,
+            contains: Some("Main Page".into()),
+        }],
+        poll: std::time::Duration::from_millis(2),
+        extra_wait: std::time::Duration::from_secs(5),
+        parallel: 2,
+        resume: false,
+    }
+}
