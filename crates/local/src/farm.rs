@@ -233,13 +233,9 @@ fn check_ports(
     let mut claimed: BTreeMap<u16, &str> = BTreeMap::new();
     for (pod, _, _, changed, running) in plans {
         let ports = [
-            (pod.http_port, "http_port", "0.0.0.0"),
-            (pod.https_port, "https_port", "0.0.0.0"),
-            (
-                (pod.release.is_none()).then_some(11211),
-                "memcached",
-                gateway,
-            ),
+            (pod.http_port, "local.http_port", "0.0.0.0"),
+            (pod.https_port, "local.https_port", "0.0.0.0"),
+            (pod.memcached_port, "memcached.pools (its port)", gateway),
         ];
         for (port, field, address) in ports {
             let Some(port) = port else { continue };

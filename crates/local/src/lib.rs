@@ -16,7 +16,10 @@ pub mod state;
 
 mod farm;
 
-pub use farm::{down, logs, status, up, PodStatus, Status, UpOptions, UpReport, WikiUrl};
+pub use farm::{
+    down, http_get, logs, status, up, ContainerStatus, PodStatus, Status, UpOptions, UpReport,
+    WikiUrl,
+};
 pub use state::StateDir;
 
 use std::path::Path;

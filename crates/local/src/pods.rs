@@ -33,7 +33,7 @@ pub const DATA_DIR: &str = "/var/lib/mediawiki-data";
 /// A pod to run, with everything that decides whether a running one is still current.
 #[derive(Clone, Debug)]
 pub struct LocalPod {
-    /// The pod's name (`mw-web-main`), also the prefix of its containers' names.
+    /// The pod's name (`farm-mw-web-main`), also the prefix of its containers' names.
     pub name: String,
     /// The manifest podman plays.
     pub manifest: Pod,
@@ -43,6 +43,8 @@ pub struct LocalPod {
     pub http_port: Option<u16>,
     /// The host's HTTPS port of the tls container, when published.
     pub https_port: Option<u16>,
+    /// The host port of memcached, for the memcached pod.
+    pub memcached_port: Option<u16>,
     /// Which deployment and release it runs, for cake pods.
     pub release: Option<(String, ReleaseName)>,
 }
@@ -94,12 +96,13 @@ pub fn local_pods(
             _ => None,
         })
         .collect();
-    let mut pods = vec![memcached_pod(site, gateway)?];
+    let mut pods = vec![memcached_pod(site, gateway, memcached_port(site)?)?];
     for object in &rendered.objects {
         let Object::Deployment(deployment) = object else {
             continue;
         };
-        let name = object.name().to_string();
+        // Pods are named after the site too: two sites may run on one machine.
+        let name = format!("{}-{}", site.spec.site.name, object.name());
         let labels = deployment
             .spec
             .as_ref()
@@ -181,13 +184,41 @@ pub fn local_pods(
             config_dirs,
             http_port,
             https_port,
+            memcached_port: None,
             release: Some(release),
         });
     }
     Ok(pods)
 }
 
-fn memcached_pod(site: &ResolvedSite, gateway: &str) -> Result<LocalPod, Error> {
+/// The host port memcached is published on: the port of the local pool's server, which the
+/// environment file names as `host.containers.internal:PORT`.
+pub fn memcached_port(site: &ResolvedSite) -> Result<u16, Error> {
+    let datacenter = &site.environment.datacenter;
+    let servers: Vec<String> = site
+        .deployments
+        .iter()
+        .flat_map(|deployment| deployment.releases.iter())
+        .filter_map(|release| release.values.memcached.pools.get(datacenter))
+        .flat_map(|pool| pool.servers.iter().cloned())
+        .collect();
+    let server = servers.first().ok_or_else(|| {
+        Error::Inconsistent(format!(
+            "memcached.pools.{datacenter} has no server for the local memcached"
+        ))
+    })?;
+    match server.rsplit_once(':') {
+        Some(("host.containers.internal", port)) => port.parse().map_err(|_| {
+            Error::Inconsistent(format!("memcached server {server} has no valid port"))
+        }),
+        _ => Err(Error::Inconsistent(format!(
+            "a local environment's memcached pool must be `host.containers.internal:PORT`, \
+             where `wikikube up` runs memcached; found {server}"
+        ))),
+    }
+}
+
+fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalPod, Error> {
     let name = memcached_pod_name(site);
     // The global image setting: memcached is not part of any release.
     let image = model::de::from_node::<model::ImageValues>(
@@ -243,6 +274,7 @@ fn memcached_pod(site: &ResolvedSite, gateway: &str) -> Result<LocalPod, Error> 
         config_dirs: BTreeMap::new(),
         http_port: None,
         https_port: None,
+        memcached_port: Some(port),
         release: None,
     })
 }

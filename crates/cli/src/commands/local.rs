@@ -202,6 +202,9 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
 /// Print the logs of a local pod (all its containers, or one).
 #[derive(Args, Debug)]
 pub struct LogsArgs {
+    /// The site directory [default: the example farm].
+    #[arg(long = "site", value_name = "SITE_DIR")]
+    site_dir: Option<PathBuf>,
     /// The deployment [default: mw-web].
     #[arg(default_value = "mw-web")]
     deployment: String,
@@ -217,7 +220,17 @@ pub struct LogsArgs {
 
 /// Prints logs.
 pub fn logs(args: &LogsArgs) -> anyhow::Result<u8> {
-    let pod = format!("{}-{}", args.deployment, args.release);
+    let site = LocalSite {
+        site_dir: args.site_dir.clone(),
+        environment: "local".into(),
+        private_dir: None,
+        state_dir: None,
+    };
+    let (site, ..) = site.load()?;
+    let pod = format!(
+        "{}-{}-{}",
+        site.spec.site.name, args.deployment, args.release
+    );
     local::logs(&pod, args.container.as_deref(), args.follow)?;
     Ok(exit::OK)
 }

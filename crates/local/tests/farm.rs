@@ -1,0 +1,323 @@
+//! The local farm end to end, against the real thing: images built by `image`, pods run by
+//! podman, Debian's MediaWiki serving three wikis, memcached behind the cake's router, and a
+//! real API client (mwclient) editing a page.
+//!
+//! One test walks through the whole life cycle because every step needs the running farm, and
+//! starting it is the expensive part. It uses its own site name, ports and state directory, so a
+//! developer's running farm is left alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use local::{StateDir, UpOptions};
+
+const SITE: &str = "wikitest";
+const HTTP: u16 = 28080;
+const HTTPS: u16 = 28443;
+const DEBUG_HTTP: u16 = 28081;
+const DEBUG_HTTPS: u16 = 28444;
+const MEMCACHED: u16 = 21211;
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn replace(path: &Path, pairs: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (from, to) in pairs {
+        assert!(text.contains(from), "{} lacks {from}", path.display());
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// The example farm under its own name and ports.
+fn test_site(dir: &Path) -> PathBuf {
+    let site = dir.join("site");
+    copy_dir(&example(), &site);
+    replace(
+        &site.join("site.toml"),
+        &[("name = \"farm\"", &format!("name = \"{SITE}\""))],
+    );
+    let memcached = format!("host.containers.internal:{MEMCACHED}");
+    let web = format!("https_port = {HTTPS}, http_port = {HTTP}");
+    let debug = format!("https_port = {DEBUG_HTTPS}, http_port = {DEBUG_HTTP}");
+    replace(
+        &site.join("environments/local.toml"),
+        &[
+            ("host.containers.internal:11211", &memcached),
+            ("https_port = 8443, http_port = 8080", &web),
+            ("https_port = 8444, http_port = 8081", &debug),
+        ],
+    );
+    site
+}
+
+fn load(site_dir: &Path) -> (model::ResolvedSite, render::Rendered) {
+    let site = model::load(site_dir, "local", &model::LoadOptions::default()).unwrap();
+    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+    (site, rendered)
+}
+
+/// Builds and loads the images once per machine; later runs reuse the cache.
+fn build_images(site: &model::ResolvedSite) {
+    let config_files = render::config::mediawiki::config_files(site)
+        .into_iter()
+        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
+        .collect();
+    let options = image::Options {
+        cache_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"),
+        config_files,
+        ..Default::default()
+    };
+    let report = image::build(site, &options).expect("the images build");
+    for built in &report.images {
+        image::podman::load(&report.out_dir, &built.image).expect("podman loads the image");
+    }
+}
+
+fn get(port: u16, host: &str, path: &str) -> (u16, String) {
+    local::http_get(port, host, path).unwrap_or_else(|| panic!("no answer on port {port}"))
+}
+
+fn curl_https(port: u16, host: &str, path: &str) -> (String, String) {
+    let output = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{http_version}",
+            "--resolve",
+        ])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.to_string(), body.to_string())
+}
+
+fn venv_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mwclient-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success(), "python3 -m venv failed");
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "mwclient==0.11.0"])
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip install mwclient failed");
+    }
+    python
+}
+
+fn api(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_edit.py");
+    let output = Command::new(venv_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "mwclient failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn memcached_items() -> u64 {
+    use std::io::{Read, Write};
+    let gateway = local::podman::gateway().unwrap();
+    let mut stream = std::net::TcpStream::connect((gateway.as_str(), MEMCACHED)).unwrap();
+    stream.write_all(b"stats\r\nquit\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("STAT total_items "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Farm {
+    site: model::ResolvedSite,
+    state: StateDir,
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        let _ = local::down(&self.site, &self.state, true);
+    }
+}
+
+#[test]
+fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
+    let scratch = tempfile::tempdir().unwrap();
+    let site_dir = test_site(scratch.path());
+    let (site, rendered) = load(&site_dir);
+    build_images(&site);
+    let state = StateDir::new(scratch.path().join("state"));
+    let farm = Farm {
+        site: site.clone(),
+        state: state.clone(),
+    };
+    let options = UpOptions {
+        state: state.clone(),
+        timeout: Duration::from_secs(240),
+        progress: true,
+    };
+
+    let report = local::up(&site, &rendered, &options).expect("the farm starts");
+    assert_eq!(report.installed, ["commonswiki", "dewiki", "enwiki"]);
+    assert_eq!(report.wikis.len(), 3);
+
+    // Every wiki's main page, at its own domain, through httpd and through the tls container.
+    for (dbname, domain, sitename) in [
+        ("enwiki", "en.farm.test", "Farm English"),
+        ("dewiki", "de.farm.test", "Farm Deutsch"),
+        ("commonswiki", "media.farm.test", "Farm Commons"),
+    ] {
+        let (status, body) = get(HTTP, domain, "/wiki/Main_Page");
+        assert_eq!(status, 200, "{dbname}: {body}");
+        assert!(body.contains(sitename), "{dbname} does not show its name");
+        assert!(
+            body.contains("MediaWiki"),
+            "{dbname} is not MediaWiki's page"
+        );
+        let (status, body) = curl_https(HTTPS, domain, "/wiki/Main_Page");
+        assert!(status.starts_with("200"), "{dbname} over HTTPS: {status}");
+        assert!(body.contains(sitename));
+    }
+    // Static files and the resource loader.
+    let (status, _) = get(
+        HTTP,
+        "en.farm.test",
+        "/w/resources/assets/poweredby_mediawiki_88x31.png",
+    );
+    assert_eq!(status, 200);
+    let (status, body) = get(
+        HTTP,
+        "en.farm.test",
+        "/w/load.php?modules=startup&only=scripts&raw=1",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("mw.loader") || body.contains("mediaWikiLoadStart"),
+        "{}",
+        &body[..body.len().min(300)]
+    );
+    // The debug deployment serves the same wikis.
+    let (status, _) = get(DEBUG_HTTP, "de.farm.test", "/wiki/Main_Page");
+    assert_eq!(status, 200);
+
+    // An edit through the action API, with a real client, reads back on that wiki only.
+    let password = site.secrets.expose()[local::install::ADMIN_PASSWORD].clone();
+    let text = "Written by the wikikube end-to-end test.";
+    let read = api(&[
+        &HTTP.to_string(),
+        "en.farm.test",
+        "Admin",
+        &password,
+        "edit",
+        "Wikikube test",
+        text,
+    ]);
+    assert_eq!(read, text);
+    let (_, page) = get(HTTP, "en.farm.test", "/wiki/Wikikube_test");
+    assert!(page.contains(text));
+    let (status, _) = get(HTTP, "de.farm.test", "/wiki/Wikikube_test");
+    assert_eq!(status, 404, "the page exists on dewiki too");
+
+    // MediaWiki's cache goes through mcrouter to memcached.
+    assert!(memcached_items() > 0, "memcached received no keys");
+
+    // A second `up` with nothing changed touches nothing.
+    let again = local::up(&site, &rendered, &options).unwrap();
+    assert!(again.started.is_empty(), "restarted {:?}", again.started);
+    assert!(again.installed.is_empty());
+
+    // Killing php-fpm: the container restarts and the wiki serves again.
+    let app = format!("{SITE}-mw-web-main-app");
+    local::podman::run(&["exec", &app, "kill", "1"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
+            .is_some_and(|(status, body)| status == 200 && body.contains(text))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wiki did not come back after php-fpm died"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A port taken by something else: a clear error, and the running farm is untouched.
+    let mut changed_dir = scratch.path().join("changed");
+    copy_dir(&site_dir, &changed_dir);
+    replace(
+        &changed_dir.join("environments/local.toml"),
+        &[(&format!("https_port = {DEBUG_HTTPS}"), "https_port = 28555")],
+    );
+    let blocker = std::net::TcpListener::bind(("0.0.0.0", 28555)).unwrap();
+    let (changed, changed_rendered) = load(&changed_dir);
+    let error = local::up(&changed, &changed_rendered, &options).unwrap_err();
+    assert!(
+        matches!(error, local::Error::PortInUse { port: 28555, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("local.https_port"));
+    drop(blocker);
+    let (status, _) = get(HTTP, "en.farm.test", "/wiki/Wikikube_test");
+    assert_eq!(status, 200);
+    changed_dir.push("unused");
+
+    // Down keeps the data; up brings the same page back without installing again.
+    let stopped = local::down(&site, &state, false).unwrap();
+    assert_eq!(stopped.len(), 3);
+    assert!(local::http_get(HTTP, "en.farm.test", "/wiki/Main_Page").is_none());
+    let back = local::up(&site, &rendered, &options).unwrap();
+    assert!(
+        back.installed.is_empty(),
+        "installed again: {:?}",
+        back.installed
+    );
+    let read = api(&[
+        &HTTP.to_string(),
+        "en.farm.test",
+        "Admin",
+        &password,
+        "read",
+        "Wikikube test",
+    ]);
+    assert_eq!(read, text);
+
+    let status = local::status(&site, &rendered, &state).unwrap();
+    assert!(
+        status.pods.iter().all(|pod| pod.state == "Running"),
+        "{status:?}"
+    );
+    drop(farm);
+}
