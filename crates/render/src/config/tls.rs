@@ -31,6 +31,7 @@ pub fn files(values: &CakeValues, domains: &[String]) -> Files {
             ),
             threads: None,
             reload_interval_ms: 2000,
+            trusted_proxies: Vec::new(),
         },
         tls: Tls {
             min_version: TlsVersion::Tls12,
