@@ -13,6 +13,8 @@ use axum::body::{to_bytes, Body};
 use axum::http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+pub mod site;
+
 /// How the simulated controller treats a Deployment whose name or images contain a marker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {
@@ -178,7 +180,11 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             .objects
             .contains_key(&("namespaces".into(), String::new(), namespace.into()))
     {
-        return status(404, "NotFound", &format!("namespaces \"{namespace}\" not found"));
+        return status(
+            404,
+            "NotFound",
+            &format!("namespaces \"{namespace}\" not found"),
+        );
     }
     match method {
         Method::GET => {
@@ -206,7 +212,10 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             if !dry_run {
                 if plural == "deployments" {
                     let generation = result["metadata"]["generation"].clone();
-                    let before = state.objects.get(&key).map(|o| o["metadata"]["generation"].clone());
+                    let before = state
+                        .objects
+                        .get(&key)
+                        .map(|o| o["metadata"]["generation"].clone());
                     if before.as_ref() != Some(&generation) {
                         state.reads.insert(name.to_string(), 0);
                     }
@@ -232,7 +241,10 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
 }
 
 fn behaviour(state: &State, deployment: &Value) -> Behaviour {
-    let mut text = deployment["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let mut text = deployment["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     for container in deployment["spec"]["template"]["spec"]["containers"]
         .as_array()
         .into_iter()
@@ -253,8 +265,10 @@ fn behaviour(state: &State, deployment: &Value) -> Behaviour {
 /// spec changes.
 fn apply(existing: Option<Value>, applied: Value, version: u64, plural: &str) -> Value {
     let now = jiff::Timestamp::now().to_string();
-    let mut object = existing.clone().unwrap_or_else(|| json!({"metadata": {
-        "uid": format!("uid-{version}"), "creationTimestamp": now.clone()}}));
+    let mut object = existing.clone().unwrap_or_else(|| {
+        json!({"metadata": {
+        "uid": format!("uid-{version}"), "creationTimestamp": now.clone()}})
+    });
     let mut changed = existing.is_none();
     for (key, value) in applied.as_object().unwrap() {
         if key == "metadata" {
@@ -321,7 +335,7 @@ fn controller(mut deployment: Value, behaviour: Behaviour, reads: u32) -> Value 
             "availableReplicas": desired, "conditions": conditions})
     };
     let status = match behaviour {
-        Behaviour::Healthy(n) | Behaviour::FailsSmoke if reads >= n_of(behaviour, n) => done(&now),
+        Behaviour::Healthy(_) | Behaviour::FailsSmoke if reads >= settle(behaviour) => done(&now),
         Behaviour::Healthy(_) | Behaviour::FailsSmoke if reads <= 1 => previous_complete(json!([])),
         Behaviour::Healthy(_) | Behaviour::FailsSmoke => {
             rolling(json!([progressing("True", "ReplicaSetUpdated", &now)]))
@@ -338,7 +352,11 @@ fn controller(mut deployment: Value, behaviour: Behaviour, reads: u32) -> Value 
         Behaviour::Stuck if reads <= 2 => {
             rolling(json!([progressing("True", "ReplicaSetUpdated", &now)]))
         }
-        Behaviour::Stuck => rolling(json!([progressing("False", "ProgressDeadlineExceeded", &now)])),
+        Behaviour::Stuck => rolling(json!([progressing(
+            "False",
+            "ProgressDeadlineExceeded",
+            &now
+        )])),
         Behaviour::CrashAfterReady if reads < 2 => rolling(json!([])),
         Behaviour::CrashAfterReady if reads < 5 => done(&now),
         Behaviour::CrashAfterReady => {
@@ -352,15 +370,21 @@ fn controller(mut deployment: Value, behaviour: Behaviour, reads: u32) -> Value 
     deployment
 }
 
-fn n_of(behaviour: Behaviour, n: u32) -> u32 {
+fn settle(behaviour: Behaviour) -> u32 {
     match behaviour {
-        Behaviour::FailsSmoke => 2,
-        _ => n,
+        Behaviour::Healthy(n) => n,
+        _ => 2,
     }
 }
 
 /// Pods of the simulated Deployments (one per ready replica) and the pod proxy.
-fn pods(state: &mut State, namespace: &str, name: &str, tail: &[&str], query: &str) -> Response<Body> {
+fn pods(
+    state: &mut State,
+    namespace: &str,
+    name: &str,
+    tail: &[&str],
+    query: &str,
+) -> Response<Body> {
     let deployments: Vec<Value> = state
         .objects
         .iter()
@@ -371,11 +395,18 @@ fn pods(state: &mut State, namespace: &str, name: &str, tail: &[&str], query: &s
         let selector = query
             .split('&')
             .find_map(|pair| pair.strip_prefix("labelSelector="))
-            .map(|s| s.replace("%2F", "/").replace("%3D", "=").replace("%2C", ","))
+            .map(|s| {
+                s.replace("%2F", "/")
+                    .replace("%3D", "=")
+                    .replace("%2C", ",")
+            })
             .unwrap_or_default();
         let mut items = Vec::new();
         for deployment in &deployments {
-            let labels = deployment["spec"]["selector"]["matchLabels"].as_object().cloned().unwrap_or_default();
+            let labels = deployment["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             let matches = selector.split(',').filter(|s| !s.is_empty()).all(|pair| {
                 let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
                 labels.get(key).and_then(|v| v.as_str()) == Some(value)
@@ -383,7 +414,10 @@ fn pods(state: &mut State, namespace: &str, name: &str, tail: &[&str], query: &s
             if matches && !selector.is_empty() {
                 let ready = deployment["status"]["readyReplicas"].as_i64().unwrap_or(0);
                 for index in 0..ready {
-                    let pod = format!("{}-pod-{index}", deployment["metadata"]["name"].as_str().unwrap());
+                    let pod = format!(
+                        "{}-pod-{index}",
+                        deployment["metadata"]["name"].as_str().unwrap()
+                    );
                     items.push(json!({"metadata": {"name": pod, "namespace": namespace}}));
                 }
             }

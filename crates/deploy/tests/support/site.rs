@@ -13,7 +13,10 @@ pub fn farm_dir() -> PathBuf {
 pub fn farm_steps(env: &str) -> (String, Vec<Step>) {
     let site = model::load(&farm_dir(), env, &model::LoadOptions::default()).unwrap();
     let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
-    (site.spec.site.namespace.clone(), deploy::plan(&site, &rendered.objects))
+    (
+        site.spec.site.namespace.clone(),
+        deploy::plan(&site, &rendered.objects),
+    )
 }
 
 /// The same steps with the app image of every Deployment of `phase` replaced.

@@ -1,0 +1,498 @@
+//! Deploy, gate, rollback, resume, prune and history against a loopback **simulation** of an API
+//! server and a Deployment controller (`tests/support`). What is checked is wikikube's logic
+//! given the status a controller reports; a real controller is exercised by
+//! `tests/real_cluster.rs` when `WIKIKUBE_TEST_KUBECONFIG` is set.
+
+mod support;
+
+use deploy::history::{Action, State};
+use deploy::progress::{Log, Quiet};
+use deploy::Phase;
+use support::site::{farm_steps, fast_options, with_image};
+use support::{Behaviour, FakeApi};
+
+fn app_image(fake: &FakeApi, deployment: &str) -> String {
+    let object = fake
+        .object("deployments", deployment)
+        .expect("the Deployment exists");
+    object["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|container| container["name"] == "app")
+        .unwrap()["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn records(fake: &FakeApi, namespace: &str) -> Vec<deploy::Record> {
+    deploy::history::read(&fake.client(), namespace)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn simulated_deploy_goes_debug_canary_gate_main_and_records_done() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let log = Log::default();
+    let report = deploy::deploy(
+        &[fake.target("eqiad")],
+        &namespace,
+        &steps,
+        &fast_options(),
+        &log,
+    )
+    .await;
+    assert!(report.ok, "{}", report.to_text());
+
+    let requests = fake.requests();
+    let position = |needle: &str| {
+        requests
+            .iter()
+            .position(|request| request.starts_with("PATCH") && request.contains(needle))
+            .unwrap_or_else(|| panic!("no apply of {needle}"))
+    };
+    let proxy = requests
+        .iter()
+        .position(|r| r.contains("/proxy/wiki/Main_Page"))
+        .expect("a smoke check");
+    assert!(position("deployments/mw-web-canary") < proxy);
+    assert!(proxy < position("deployments/mw-web-main"));
+    assert!(position("deployments/mw-api-ext-canary") < position("deployments/mw-api-ext-main"));
+
+    let history = records(&fake, &namespace).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].state, State::Done);
+    assert_eq!(history[0].user, "tester");
+    assert!(history[0].images["mw-web-main"]
+        .iter()
+        .any(|image| image.contains("app:")));
+    let inventory = deploy::inventory::read(&fake.client(), &namespace)
+        .await
+        .unwrap();
+    assert_eq!(inventory.objects.len(), steps.len());
+    assert!(log
+        .lines()
+        .iter()
+        .any(|line| line.contains("canary") && line.contains("rolled out")));
+    assert!(log
+        .lines()
+        .iter()
+        .any(|line| line.contains("smoke check(s) passed")));
+}
+
+#[tokio::test]
+async fn simulated_stale_deadline_condition_from_an_earlier_rollout_is_not_a_failure() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let options = fast_options();
+    assert!(
+        deploy::deploy(
+            &[fake.target("eqiad")],
+            &namespace,
+            &steps,
+            &options,
+            &Quiet
+        )
+        .await
+        .ok
+    );
+    // v2's canary: the first reads show the previous generation complete and an hour-old
+    // ProgressDeadlineExceeded condition. A check that trusted either would stop too early.
+    fake.behave("v2-stale", Behaviour::StaleCondition(5));
+    let v2 = with_image(
+        &steps,
+        Phase::Canary,
+        "registry.farm.test/wikikube/app:v2-stale",
+    );
+    fake.clear_requests();
+    let report = deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+    let reads = fake
+        .requests()
+        .iter()
+        .filter(|request| {
+            request.starts_with("GET") && request.contains("deployments/mw-web-canary")
+        })
+        .count();
+    assert!(reads >= 5, "waited for the new generation: {reads} reads");
+}
+
+#[tokio::test]
+async fn simulated_stuck_canary_in_one_cluster_rolls_back_both_clusters() {
+    let (eqiad, codfw) = (FakeApi::start().await, FakeApi::start().await);
+    let targets = [eqiad.target("eqiad"), codfw.target("codfw")];
+    let (namespace, steps) = farm_steps("eqiad");
+    let options = fast_options();
+    assert!(
+        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+            .await
+            .ok
+    );
+    let v1 = app_image(&eqiad, "mw-web-canary");
+
+    codfw.behave("v2-broken", Behaviour::Stuck);
+    let v2 = with_image(
+        &steps,
+        Phase::Canary,
+        "registry.farm.test/wikikube/app:v2-broken",
+    );
+    let v2 = with_image(
+        &v2,
+        Phase::Main,
+        "registry.farm.test/wikikube/app:v2-broken",
+    );
+    let report = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    assert!(!report.ok);
+    let failure = report.failure.clone().unwrap();
+    assert!(failure.starts_with("codfw:"), "{failure}");
+    assert!(failure.contains("progress deadline exceeded"), "{failure}");
+    for fake in [&eqiad, &codfw] {
+        assert_eq!(app_image(fake, "mw-web-canary"), v1, "canary put back");
+        assert_eq!(app_image(fake, "mw-web-main"), v1, "main never touched");
+        let history = records(fake, &namespace).await;
+        assert_eq!(history.last().unwrap().state, State::RolledBack);
+        assert!(history.last().unwrap().failure.is_some());
+    }
+    assert!(report.clusters.iter().all(|cluster| cluster.rolled_back));
+}
+
+#[tokio::test]
+async fn simulated_failing_smoke_check_names_the_check_and_rolls_back() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let options = fast_options();
+    assert!(
+        deploy::deploy(
+            &[fake.target("eqiad")],
+            &namespace,
+            &steps,
+            &options,
+            &Quiet
+        )
+        .await
+        .ok
+    );
+    fake.behave("v2-smokefail", Behaviour::FailsSmoke);
+    let v2 = with_image(&steps, Phase::Canary, "app:v2-smokefail");
+    let report = deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let failure = report.failure.unwrap();
+    assert!(failure.contains("smoke check \"main page\""), "{failure}");
+    assert!(failure.contains("answered 500"), "{failure}");
+    assert!(!app_image(&fake, "mw-web-canary").contains("v2"));
+}
+
+#[tokio::test]
+async fn simulated_canary_that_crashes_while_soaking_fails_the_gate() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let mut options = fast_options();
+    assert!(
+        deploy::deploy(
+            &[fake.target("eqiad")],
+            &namespace,
+            &steps,
+            &options,
+            &Quiet
+        )
+        .await
+        .ok
+    );
+    fake.behave("v2-crash", Behaviour::CrashAfterReady);
+    options.soak = std::time::Duration::from_millis(300);
+    let v2 = with_image(&steps, Phase::Canary, "app:v2-crash");
+    let report = deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let failure = report.failure.unwrap();
+    assert!(failure.contains("unhealthy while soaking"), "{failure}");
+}
+
+#[tokio::test]
+async fn simulated_failed_first_deploy_deletes_what_it_created_but_the_namespace() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    fake.behave("mw-web-canary", Behaviour::Stuck);
+    let report = deploy::deploy(
+        &[fake.target("eqiad")],
+        &namespace,
+        &steps,
+        &fast_options(),
+        &Quiet,
+    )
+    .await;
+    assert!(!report.ok);
+    assert!(
+        fake.names("deployments").is_empty(),
+        "{:?}",
+        fake.names("deployments")
+    );
+    assert_eq!(fake.names("namespaces"), vec![namespace.clone()]);
+    let history = records(&fake, &namespace).await;
+    assert_eq!(history[0].state, State::RolledBack);
+}
+
+#[tokio::test]
+async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_does_not_own() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let options = fast_options();
+    assert!(
+        deploy::deploy(
+            &[fake.target("eqiad")],
+            &namespace,
+            &steps,
+            &options,
+            &Quiet
+        )
+        .await
+        .ok
+    );
+    // Someone else's ConfigMap with our labels: a label search would take it for ours.
+    fake.insert(
+        "configmaps",
+        &namespace,
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "mw-web-main-extra", "namespace": namespace,
+        "labels": {"app.kubernetes.io/managed-by": "wikikube", "wikikube.org/site": "farm"}}}),
+    );
+    let fewer: Vec<_> = steps
+        .iter()
+        .filter(|step| !step.object.name.starts_with("mw-api-ext"))
+        .cloned()
+        .collect();
+    let report = deploy::deploy(
+        &[fake.target("eqiad")],
+        &namespace,
+        &fewer,
+        &options,
+        &Quiet,
+    )
+    .await;
+    assert!(report.ok, "{}", report.to_text());
+    assert!(!report.clusters[0].pruned.is_empty());
+    assert!(fake
+        .names("deployments")
+        .iter()
+        .all(|name| !name.starts_with("mw-api-ext")));
+    assert!(fake
+        .names("configmaps")
+        .contains(&"mw-web-main-extra".to_string()));
+    assert!(fake.object("deployments", "mw-web-main").is_some());
+}
+
+#[tokio::test]
+async fn simulated_interrupted_deploy_is_refused_then_resumed() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let mut options = fast_options();
+    options.soak = std::time::Duration::from_secs(30);
+    let mut stop = fake.notify_at_state("canary-applied");
+    let targets = [fake.target("eqiad")];
+    tokio::select! {
+        _ = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
+        _ = stop.recv() => {} // The process "dies" here: the future is dropped.
+    }
+    assert_eq!(
+        records(&fake, &namespace).await[0].state,
+        State::CanaryApplied
+    );
+
+    options.soak = std::time::Duration::from_millis(10);
+    let refused = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    assert!(refused.failure.unwrap().contains("--resume"));
+
+    options.resume = true;
+    let resumed = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    assert!(resumed.ok, "{}", resumed.to_text());
+    let history = records(&fake, &namespace).await;
+    assert_eq!(history.len(), 1, "the same revision went on");
+    assert_eq!(history[0].state, State::Done);
+}
+
+#[tokio::test]
+async fn simulated_resume_refuses_a_different_site() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let mut options = fast_options();
+    options.soak = std::time::Duration::from_secs(30);
+    let mut stop = fake.notify_at_state("canary-applied");
+    let targets = [fake.target("eqiad")];
+    tokio::select! {
+        _ = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
+        _ = stop.recv() => {}
+    }
+    options.resume = true;
+    let other = with_image(&steps, Phase::Main, "app:other");
+    let report = deploy::deploy(&targets, &namespace, &other, &options, &Quiet).await;
+    assert!(report.failure.unwrap().contains("different objects"));
+}
+
+#[tokio::test]
+async fn simulated_rollback_reapplies_the_previous_revision_as_a_new_one() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let options = fast_options();
+    let targets = [fake.target("eqiad")];
+    assert!(
+        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+            .await
+            .ok
+    );
+    let v1 = app_image(&fake, "mw-web-main");
+    let v2 = with_image(
+        &with_image(&steps, Phase::Canary, "app:v2"),
+        Phase::Main,
+        "app:v2",
+    );
+    assert!(
+        deploy::deploy(&targets, &namespace, &v2, &options, &Quiet)
+            .await
+            .ok
+    );
+    assert_eq!(app_image(&fake, "mw-web-main"), "app:v2");
+
+    let report = deploy::rollback(&targets, &namespace, &options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+    assert_eq!(app_image(&fake, "mw-web-main"), v1);
+    let history = records(&fake, &namespace).await;
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[2].action, Action::Rollback { to: 1 });
+    assert_eq!(history[2].state, State::Done);
+}
+
+#[tokio::test]
+async fn simulated_interrupted_deploy_can_be_rolled_back() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let mut options = fast_options();
+    let targets = [fake.target("eqiad")];
+    assert!(
+        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+            .await
+            .ok
+    );
+    let v1 = app_image(&fake, "mw-web-canary");
+    options.soak = std::time::Duration::from_secs(30);
+    let mut stop = fake.notify_at_state("canary-applied");
+    let v2 = with_image(&steps, Phase::Canary, "app:v2");
+    tokio::select! {
+        _ = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet) => panic!("should be interrupted"),
+        _ = stop.recv() => {}
+    }
+    assert_eq!(app_image(&fake, "mw-web-canary"), "app:v2");
+    options.soak = std::time::Duration::from_millis(10);
+    let report = deploy::rollback(&targets, &namespace, &options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+    assert_eq!(app_image(&fake, "mw-web-canary"), v1);
+    let history = records(&fake, &namespace).await;
+    assert_eq!(history[1].state, State::RolledBack);
+    assert_eq!(history[2].action, Action::Rollback { to: 1 });
+    // And a normal deploy may follow.
+    assert!(
+        deploy::deploy(&targets, &namespace, &v2, &options, &Quiet)
+            .await
+            .ok
+    );
+}
+
+#[tokio::test]
+async fn simulated_history_keeps_few_full_revisions_and_small_records() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let mut options = fast_options();
+    options.soak = std::time::Duration::ZERO;
+    let targets = [fake.target("eqiad")];
+    for version in 0..8 {
+        let next = with_image(&steps, Phase::Main, &format!("app:v{version}"));
+        assert!(
+            deploy::deploy(&targets, &namespace, &next, &options, &Quiet)
+                .await
+                .ok
+        );
+    }
+    let stored: Vec<String> = fake
+        .names("secrets")
+        .into_iter()
+        .filter(|name| name.starts_with("wikikube-revision-"))
+        .collect();
+    assert_eq!(stored.len(), deploy::history::KEEP_REVISIONS, "{stored:?}");
+    let history = records(&fake, &namespace).await;
+    assert_eq!(history.len(), 8);
+    let history_text =
+        fake.object("configmaps", "wikikube-history").unwrap()["data"]["records.json"].to_string();
+    // At most KEEP_RECORDS records of under 2 KiB each: far below the 1 MiB object limit.
+    assert!(
+        history_text.len() / 8 < 2048,
+        "{} bytes",
+        history_text.len()
+    );
+    let revision =
+        fake.object("secrets", "wikikube-revision-8").unwrap()["data"]["steps.json.gz"].to_string();
+    assert!(revision.len() < 64 * 1024, "{} bytes", revision.len());
+}
+
+#[tokio::test]
+async fn simulated_diff_shows_changes_and_never_secret_values() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let site = model::load(
+        &support::site::farm_dir(),
+        "eqiad",
+        &model::LoadOptions::default(),
+    )
+    .unwrap();
+    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+    let targets = [fake.target("eqiad")];
+
+    let before = deploy::diff(&targets, &namespace, &rendered.objects)
+        .await
+        .unwrap();
+    assert!(before.has_differences());
+    assert!(before.clusters[0]
+        .objects
+        .iter()
+        .all(|object| object.change == deploy::diff::Change::Create));
+
+    assert!(
+        deploy::deploy(&targets, &namespace, &steps, &fast_options(), &Quiet)
+            .await
+            .ok
+    );
+    let after = deploy::diff(&targets, &namespace, &rendered.objects)
+        .await
+        .unwrap();
+    assert!(!after.has_differences(), "{}", after.to_text());
+
+    let mut changed = rendered.objects.clone();
+    for object in &mut changed {
+        match object {
+            render::Object::Secret(secret) => {
+                for value in secret.data.as_mut().unwrap().values_mut() {
+                    *value = k8s_openapi::ByteString(b"hunter2-new-password".to_vec());
+                }
+            }
+            render::Object::Deployment(deployment)
+                if deployment.metadata.name.as_deref() == Some("mw-web-main") =>
+            {
+                deployment.spec.as_mut().unwrap().replicas = Some(99);
+            }
+            _ => {}
+        }
+    }
+    let report = deploy::diff(&targets, &namespace, &changed).await.unwrap();
+    let text = report.to_text();
+    assert!(text.contains("+  replicas: 99"), "{text}");
+    assert!(text.contains("<redacted: new value>"), "{text}");
+    for value in site.secrets.expose().values() {
+        assert!(!text.contains(value.as_str()), "a secret value is shown");
+    }
+    assert!(!text.contains("hunter2"));
+    use base64::Engine;
+    assert!(
+        !text.contains(&base64::engine::general_purpose::STANDARD.encode("hunter2-new-password"))
+    );
+    assert!(!text.contains("managedFields") && !text.contains("resourceVersion"));
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(!json.contains("hunter2"));
+}
