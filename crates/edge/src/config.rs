@@ -103,6 +103,55 @@ pub struct Listen {
     /// in milliseconds. Default 2000.
     #[serde(default = "default_reload_interval_ms")]
     pub reload_interval_ms: u64,
+    /// Peers whose `X-Client-IP` is believed (e.g. the edge in front of a cake, or the CDN):
+    /// IP addresses or CIDR ranges such as `"10.64.0.0/12"`. From any other peer a client-sent
+    /// `X-Client-IP` is replaced by the peer's address. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// An IP range parsed from `listen.trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `ADDRESS` or `ADDRESS/PREFIX`.
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let network: std::net::IpAddr = addr.trim().parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpRange { network, prefix })
+    }
+
+    /// Whether `ip` is inside the range (IPv4-mapped IPv6 peers count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        // Compare the leading `prefix` bits; u128 holds both families.
+        let bits = |a: std::net::IpAddr| match a {
+            std::net::IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, true),
+            std::net::IpAddr::V6(v) => (u128::from(v), false),
+        };
+        let ((n, n4), (i, i4)) = (bits(self.network), bits(ip));
+        if n4 != i4 {
+            return false;
+        }
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        };
+        n & mask == i & mask
+    }
 }
 
 fn default_drain_seconds() -> u64 {
@@ -328,6 +377,13 @@ impl Config {
         }
         if self.listen.threads == Some(0) {
             p.push("listen.threads: expected more than 0".into());
+        }
+        for t in &self.listen.trusted_proxies {
+            if IpRange::parse(t).is_none() {
+                p.push(format!(
+                    "listen.trusted_proxies: expected an IP address or CIDR range, got {t:?}"
+                ));
+            }
         }
         if self.listen.reload_interval_ms == 0 {
             p.push("listen.reload_interval_ms: expected more than 0".into());

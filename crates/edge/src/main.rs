@@ -20,6 +20,8 @@ address = "0.0.0.0:8443"        # TLS listener (required)
 metrics = "127.0.0.1:9361"      # optional plain-HTTP /metrics and /healthz (503 while draining)
 drain_seconds = 7               # after SIGTERM, time for in-flight requests (default 7)
 reload_interval_ms = 2000       # how often the config and certificate files are checked
+threads = 2                     # serving threads (default: the CPUs this process may use)
+trusted_proxies = ["10.64.0.0/12"]  # peers whose X-Client-IP is kept (default: none)
 
 [tls]
 min_version = "1.2"             # "1.2" (default) or "1.3"
@@ -55,6 +57,8 @@ Debug requests: an unknown or missing backend gets 400 listing the debug backend
 "Cache-Control: private, no-cache, no-store, must-revalidate".
 Splits: a cookie (default name edge_bucket) holds the client's bucket 0..9999; buckets below
 percent*100 go to split.backend. A side with no healthy endpoint hands its traffic to the other.
+Forwarded requests get X-Client-IP (the peer, or a trusted proxy's value), X-Forwarded-For
+(peer appended) and X-Forwarded-Proto: https; hop-by-hop headers are dropped, the rest passes.
 The config file is reloaded when it changes ([listen] and tls.min_version need a restart).
 
 Logs: JSON lines on stdout; requests under target "access". RUST_LOG filters (default info).

@@ -4,7 +4,7 @@
 //! backends' Services speak); clients may use HTTP/2 or HTTP/1.1. Bodies are streamed in both
 //! directions, never buffered whole.
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, IpRange, Mode};
 use crate::debug_routing;
 use crate::metrics::{Metrics, StatusLabels};
 use crate::router::{Decision, RequestFacts, Table};
@@ -100,9 +100,10 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Adds the forwarding headers: `X-Client-IP` (the peer, replacing any value the client sent,
-/// since a client could otherwise claim any address), `X-Forwarded-For` (the peer appended to
-/// what came in) and `X-Forwarded-Proto: https`.
-pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr) {
+/// since a client could otherwise claim any address; kept when `trusted` says the peer is a
+/// proxy of ours that set it), `X-Forwarded-For` (the peer appended to what came in) and
+/// `X-Forwarded-Proto: https`.
+pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr, trusted: bool) {
     let ip = peer.ip().to_string();
     let xff = {
         let prior: Vec<&str> = headers
@@ -117,8 +118,15 @@ pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr) {
         }
     };
     // An IP's text is always a valid header value; a malformed prior XFF degrades to the peer.
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_CLIENT_IP.clone(), v);
+    let keep = trusted
+        && headers
+            .get(&X_CLIENT_IP)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().parse::<std::net::IpAddr>().is_ok());
+    if !keep {
+        if let Ok(v) = HeaderValue::from_str(&ip) {
+            headers.insert(X_CLIENT_IP.clone(), v);
+        }
     }
     let xff = HeaderValue::from_str(&xff).or_else(|_| HeaderValue::from_str(&ip));
     if let Ok(v) = xff {
@@ -168,6 +176,7 @@ fn local(status: StatusCode, text: String) -> Response<Body> {
 #[derive(Debug)]
 pub struct Proxy {
     routing: Arc<RwLock<Arc<Routing>>>,
+    trusted: Arc<Vec<IpRange>>,
     client: Client<HttpConnector, Body>,
     metrics: Arc<Metrics>,
 }
@@ -179,10 +188,12 @@ struct Target {
 }
 
 impl Proxy {
-    /// A proxy with this routing, recording into `metrics`.
-    pub fn new(routing: Routing, metrics: Arc<Metrics>) -> Self {
+    /// A proxy with this routing, believing `X-Client-IP` from peers in `trusted`, recording
+    /// into `metrics`.
+    pub fn new(routing: Routing, trusted: Vec<IpRange>, metrics: Arc<Metrics>) -> Self {
         Proxy {
             routing: Arc::new(RwLock::new(Arc::new(routing))),
+            trusted: Arc::new(trusted),
             client: Self::client(),
             metrics,
         }
@@ -192,6 +203,7 @@ impl Proxy {
     pub fn sibling(&self) -> Self {
         Proxy {
             routing: self.routing.clone(),
+            trusted: self.trusted.clone(),
             client: Self::client(),
             metrics: self.metrics.clone(),
         }
@@ -338,7 +350,8 @@ impl Proxy {
                 parts.headers.insert(header::HOST, v);
             }
         }
-        add_forwarding_headers(&mut parts.headers, peer);
+        let trusted = self.trusted.iter().any(|r| r.contains(peer.ip()));
+        add_forwarding_headers(&mut parts.headers, peer, trusted);
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -415,5 +428,60 @@ impl Proxy {
             .parse::<Uri>()
             .unwrap_or_else(|_| Uri::from_static("/"));
         self.client.request(Request::from_parts(parts, body)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(client_ip: Option<&str>, trusted: bool) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(ip) = client_ip {
+            h.insert(&X_CLIENT_IP, HeaderValue::from_str(ip).unwrap());
+        }
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        add_forwarding_headers(&mut h, "10.0.0.9:4000".parse().unwrap(), trusted);
+        h
+    }
+
+    #[test]
+    fn client_ip_is_believed_only_from_trusted_peers() {
+        assert_eq!(
+            forwarded(Some("198.51.100.7"), true)[&X_CLIENT_IP],
+            "198.51.100.7"
+        );
+        assert_eq!(
+            forwarded(Some("198.51.100.7"), false)[&X_CLIENT_IP],
+            "10.0.0.9"
+        );
+        assert_eq!(forwarded(None, true)[&X_CLIENT_IP], "10.0.0.9");
+        assert_eq!(forwarded(Some("not an ip"), true)[&X_CLIENT_IP], "10.0.0.9");
+        assert_eq!(
+            forwarded(None, false)[&X_FORWARDED_FOR],
+            "192.0.2.1, 10.0.0.9"
+        );
+        assert_eq!(forwarded(None, false)[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn ip_ranges() {
+        let r = IpRange::parse("10.64.0.0/12").unwrap();
+        assert!(r.contains("10.64.3.1".parse().unwrap()));
+        assert!(r.contains("10.79.255.255".parse().unwrap()));
+        assert!(!r.contains("10.80.0.1".parse().unwrap()));
+        assert!(r.contains("::ffff:10.64.0.1".parse().unwrap()));
+        assert!(!r.contains("2001:db8::1".parse().unwrap()));
+        let one = IpRange::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(IpRange::parse("2001:db8::/32")
+            .unwrap()
+            .contains("2001:db8:1::5".parse().unwrap()));
+        assert!(IpRange::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert_eq!(IpRange::parse("10.0.0.0/33"), None);
+        assert_eq!(IpRange::parse("ten"), None);
     }
 }

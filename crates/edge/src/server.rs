@@ -99,7 +99,13 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     if let Routing::Edge(table) = &routing {
         health::spawn_checks(table, &metrics);
     }
-    let proxy = Proxy::new(routing, metrics.clone());
+    let trusted = config
+        .listen
+        .trusted_proxies
+        .iter()
+        .filter_map(|t| crate::config::IpRange::parse(t))
+        .collect();
+    let proxy = Proxy::new(routing, trusted, metrics.clone());
 
     let listener = TcpListener::bind(&config.listen.address)
         .await
