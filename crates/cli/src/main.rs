@@ -19,6 +19,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The rendered objects break lint rules that were not allowed.
     pub const LINT: u8 = 3;
+    /// `wikikube diff` found differences (a failed diff is 1).
+    pub const DIFFERENCES: u8 = 4;
 }
 
 const AFTER_HELP: &str = "\
@@ -27,6 +29,7 @@ Exit codes:
   1  a mistake in the site files, or a failed command (the message says which file and line)
   2  wrong command-line usage
   3  rendered objects break lint rules (see `wikikube render --help`)
+  4  `wikikube diff` found differences (0: none)
 
 A site is a directory with site.toml, environments/ and private/; see docs/site-format.md.";
 
@@ -47,6 +50,10 @@ enum Command {
     Build(commands::build::BuildArgs),
     Render(commands::render::RenderArgs),
     Explain(commands::explain::ExplainArgs),
+    Diff(commands::diff::DiffArgs),
+    Deploy(commands::deploy::DeployArgs),
+    Rollback(commands::rollback::RollbackArgs),
+    History(commands::history::HistoryArgs),
 }
 
 /// Where the site is and which environment to load: shared by every command that reads a site.
@@ -80,6 +87,10 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::run(&args),
         Command::Render(args) => commands::render::run(&args),
         Command::Explain(args) => commands::explain::run(&args),
+        Command::Diff(args) => commands::diff::run(&args),
+        Command::Deploy(args) => commands::deploy::run(&args),
+        Command::Rollback(args) => commands::rollback::run(&args),
+        Command::History(args) => commands::history::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -39,6 +39,8 @@ pub use history::{Record, State};
 pub use plan::{plan, Phase, Step};
 pub use rollback::rollback;
 pub use run::{deploy, DeployReport, Options};
+/// The async runtime the CLI drives this crate with (see [`runtime`]).
+pub use tokio::runtime::Runtime;
 
 /// One cluster to talk to.
 #[derive(Clone)]
@@ -196,4 +198,13 @@ impl Error {
     pub(crate) fn kube(action: String, source: kube::Error) -> Error {
         Error::Kube { action, source }
     }
+}
+
+/// A runtime for the CLI's blocking calls into this crate (which is async, waiting on the
+/// network). Two worker threads: the work is waiting, not computing.
+pub fn runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }

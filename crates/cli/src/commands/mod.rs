@@ -1,9 +1,13 @@
 //! One module per subcommand; each has its arguments and a `run` function.
 
 pub mod build;
+pub mod deploy;
+pub mod diff;
 pub mod explain;
+pub mod history;
 pub mod local;
 pub mod render;
+pub mod rollback;
 
 use std::io::Write;
 

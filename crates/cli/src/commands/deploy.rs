@@ -1,0 +1,115 @@
+//! `wikikube deploy`: canary, gate, main, in every cluster of an environment; roll back on
+//! failure. Also the site loading shared by `diff`, `rollback` and `history`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::{exit, SiteArgs};
+
+/// Deploy an environment: debug, then canary, then the gate (rollout, smoke checks, soak), then
+/// main, in every cluster at once; any failure rolls back everything the deploy touched.
+///
+/// Smoke checks and the soak time come from SITE_DIR/deploy.toml (see docs/deploy.md) or
+/// --deploy-config. A deploy that was interrupted must be finished with --resume or undone with
+/// `wikikube rollback` before another can start.
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// The site directory.
+    #[arg(default_value = ".", value_name = "SITE_DIR")]
+    site_dir: PathBuf,
+    #[command(flatten)]
+    site: SiteArgs,
+    /// Smoke checks and soak time [default: SITE_DIR/deploy.toml if present].
+    #[arg(long, value_name = "FILE")]
+    deploy_config: Option<PathBuf>,
+    /// Soak the canaries this many seconds (overrides the config file).
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<u64>,
+    /// Finish an interrupted deploy of the same site instead of refusing to start.
+    #[arg(long)]
+    resume: bool,
+    /// How many clusters deploy at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    parallel: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A site loaded for a Kubernetes environment, with its objects planned and its clusters reached.
+pub struct Loaded {
+    /// The site.
+    pub site: model::ResolvedSite,
+    /// The rendered objects.
+    pub rendered: render::Rendered,
+    /// The clusters.
+    pub targets: Vec<deploy::Target>,
+}
+
+/// Loads, renders and connects; shared by the deploy commands.
+pub fn load(runtime: &deploy::Runtime, site_dir: &Path, site: &SiteArgs) -> anyhow::Result<Loaded> {
+    let site = site.load(site_dir)?;
+    if site.environment.clusters.is_empty() {
+        bail!(
+            "environment {} names no clusters: add `clusters = [{{ name = \"...\", context = \"...\" }}]` to its [environment]",
+            site.environment_name
+        );
+    }
+    let rendered = render::render(&site, &render::RenderOptions::default())?;
+    let targets = runtime.block_on(deploy::connect(&site.environment.clusters))?;
+    Ok(Loaded {
+        site,
+        rendered,
+        targets,
+    })
+}
+
+/// Progress on standard error, one spinner per cluster.
+pub fn bars(targets: &[deploy::Target]) -> deploy::progress::Bars {
+    let names: Vec<String> = targets.iter().map(|target| target.name.clone()).collect();
+    deploy::progress::Bars::new(&names)
+}
+
+/// Prints a deploy or rollback report and gives its exit code.
+pub fn finish(report: &deploy::DeployReport, json: bool) -> anyhow::Result<u8> {
+    if json {
+        let mut text = serde_json::to_string_pretty(report)?;
+        text.push('\n');
+        super::print(&text)?;
+    } else {
+        super::print(&report.to_text())?;
+    }
+    Ok(if report.ok { exit::OK } else { exit::FAILURE })
+}
+
+/// Deploys and prints the summary.
+pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
+    let runtime = deploy::runtime()?;
+    let loaded = load(&runtime, &args.site_dir, &args.site)?;
+    let config = match &args.deploy_config {
+        Some(path) => deploy::DeployConfig::read(path)?,
+        None => deploy::DeployConfig::for_site(&args.site_dir)?,
+    };
+    let options = deploy::Options {
+        soak: Duration::from_secs(args.soak.unwrap_or(config.canary.soak_seconds)),
+        smoke: config.smoke,
+        parallel: args.parallel,
+        resume: args.resume,
+        ..deploy::Options::default()
+    };
+    let steps = deploy::plan(&loaded.site, &loaded.rendered.objects);
+    let namespace = &loaded.site.spec.site.namespace;
+    let progress = bars(&loaded.targets);
+    let report = runtime.block_on(deploy::deploy(
+        &loaded.targets,
+        namespace,
+        &steps,
+        &options,
+        &progress,
+    ));
+    progress.finish();
+    finish(&report, args.json).context("printing the summary")
+}

@@ -1,0 +1,47 @@
+//! `wikikube diff`: what a deploy would change in every cluster of an environment.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::{exit, SiteArgs};
+
+/// Show what a deploy would change: a server-side dry-run apply of every object, then a unified
+/// diff per object against the live one (server-written fields stripped; Secret values never
+/// shown), and the objects a deploy would prune.
+///
+/// Exit code 0 when nothing differs, 4 when something does.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The site directory.
+    #[arg(default_value = ".", value_name = "SITE_DIR")]
+    site_dir: PathBuf,
+    #[command(flatten)]
+    site: SiteArgs,
+    /// Print the differences as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Diffs and prints.
+pub fn run(args: &DiffArgs) -> anyhow::Result<u8> {
+    let runtime = deploy::runtime()?;
+    let loaded = super::deploy::load(&runtime, &args.site_dir, &args.site)?;
+    let report = runtime.block_on(deploy::diff(
+        &loaded.targets,
+        &loaded.site.spec.site.namespace,
+        &loaded.rendered.objects,
+    ))?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        super::print(&text)?;
+    } else {
+        super::print(&report.to_text())?;
+    }
+    Ok(if report.has_differences() {
+        exit::DIFFERENCES
+    } else {
+        exit::OK
+    })
+}
