@@ -261,14 +261,14 @@ async fn metrics_count_requests_latency_and_connections() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_request_in_flight_complete() {
+async fn sigterm_drain(protocol: &str) {
     let mut p = pod().await;
     require("curl", "curl");
     let slow = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--cacert"])
+        .args(["-sS", "--max-time", "20", protocol, "--cacert"])
         .arg(&p.pki.ca_pem)
         .args(["--resolve", &p.edge.resolve("wiki.example")])
+        .args(["-w", "\n%{http_version}"])
         .arg(p.edge.url("wiki.example", "/slow/1500"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -295,10 +295,27 @@ async fn sigterm_lets_the_request_in_flight_complete() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("backend=httpd"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("backend=httpd"), "{text}");
+    let expected = if protocol == "--http2" {
+        "\n2"
+    } else {
+        "\n1.1"
+    };
+    assert!(text.ends_with(expected), "{protocol}: {text}");
     // ...and then edge exits cleanly, well before the drain time.
     let status = p.edge.wait_exit(Duration::from_secs(8));
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_complete() {
+    sigterm_drain("--http1.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_http2_request_in_flight_complete() {
+    sigterm_drain("--http2").await;
 }
 
 #[test]
