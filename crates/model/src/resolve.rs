@@ -28,7 +28,7 @@ const RELEASES: &str = "releases";
 /// `explain` reads.
 #[derive(Clone, Debug)]
 pub struct ResolvedSite {
-    /// The site directory.
+    /// The site directory, absolute.
     pub dir: PathBuf,
     /// The environment's name as given to `--env`.
     pub environment_name: String,
@@ -185,7 +185,9 @@ pub fn resolve(
     }
 
     let site = ResolvedSite {
-        dir: site_dir.to_path_buf(),
+        // Absolute, so that paths relative to the site (patches, code) mean the same thing to a
+        // build that runs tools in other directories.
+        dir: std::path::absolute(site_dir).unwrap_or_else(|_| site_dir.to_path_buf()),
         environment_name: environment_name.to_string(),
         environment,
         spec,
