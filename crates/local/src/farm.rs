@@ -246,7 +246,13 @@ fn check_ports(
                 )));
             }
             // A running pod of ours holds its own ports; it is replaced, not competed with.
-            if *changed && !*running && TcpListener::bind((address, port)).is_err() {
+            // The gateway's address exists only while a container runs on podman's network; an
+            // address that is not there yet cannot have its port taken.
+            let taken = matches!(
+                TcpListener::bind((address, port)),
+                Err(error) if error.kind() == std::io::ErrorKind::AddrInUse
+            );
+            if *changed && !*running && taken {
                 return Err(Error::PortInUse {
                     port,
                     pod: pod.name.clone(),

@@ -43,8 +43,8 @@ pub enum Error {
     MissingImage(String),
     /// A host port is taken by something else.
     #[error(
-        "port {port} for {pod} is already in use on this machine: stop what uses it, or set \
-             `local.{field}` of that release in the local environment file"
+        "port {port} for {pod} is already in use on this machine: stop what uses it, or \
+             change `{field}` in the local environment file"
     )]
     PortInUse {
         /// The port.

@@ -8,7 +8,8 @@
 //! - emptyDir volumes get the pod's name as a prefix: podman makes them named volumes, which
 //!   two pods would otherwise share;
 //! - the app container gets the wikis' SQLite data on a named volume shared by every pod;
-//! - ports are published on the host as the release's `local` values say;
+//! - ports are published on the host as the release's `local` values say, and only those;
+//! - probes are left out: podman runs them only under systemd, and `up` checks readiness itself;
 //! - a memcached pod runs beside the cakes, published on podman's gateway only.
 
 use std::collections::BTreeMap;
@@ -81,7 +82,9 @@ pub fn memcached_pod_name(site: &ResolvedSite) -> String {
     format!("{}-memcached", site.spec.site.name)
 }
 
-/// Every pod of the local environment: memcached first, then one per enabled release.
+/// Every pod of the local environment: one per enabled release, then memcached. memcached comes
+/// last because it is published on podman's gateway address, which exists only once a pod runs
+/// on podman's network; until it starts, the cakes' routers count its server as down.
 pub fn local_pods(
     site: &ResolvedSite,
     rendered: &Rendered,
@@ -96,7 +99,7 @@ pub fn local_pods(
             _ => None,
         })
         .collect();
-    let mut pods = vec![memcached_pod(site, gateway, memcached_port(site)?)?];
+    let mut pods = Vec::new();
     for object in &rendered.objects {
         let Object::Deployment(deployment) = object else {
             continue;
@@ -177,6 +180,16 @@ pub fn local_pods(
                     _ => None,
                 };
             }
+            // podman publishes every declared port on the host, the container port standing in
+            // for a missing host port, so two pods would fight over their metrics ports: keep
+            // only the ports published on purpose.
+            if let Some(ports) = container.ports.as_mut() {
+                ports.retain(|port| port.host_port.is_some());
+            }
+            // podman turns probes into healthchecks that need systemd timers and tools (nc, curl)
+            // inside the images; `wikikube up` checks readiness itself instead.
+            container.liveness_probe = None;
+            container.readiness_probe = None;
         }
         pods.push(LocalPod {
             manifest: pod(&name, labels, spec),
@@ -188,6 +201,7 @@ pub fn local_pods(
             release: Some(release),
         });
     }
+    pods.push(memcached_pod(site, gateway, memcached_port(site)?)?);
     Ok(pods)
 }
 

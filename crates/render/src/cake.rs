@@ -24,7 +24,7 @@ use model::{CakeValues, CertificateSource, ReleaseName, ResolvedSite};
 
 use crate::config::mediawiki::variables;
 use crate::config::paths::{FPM_PING, FPM_SOCKET, SECRETS_DIR, SOCKET_DIR, TLS_DIR};
-use crate::config::{mcrouter, tls};
+use crate::config::{httpd, mcrouter, tls};
 use crate::labels;
 use crate::sizing::{self, Resources};
 
@@ -197,6 +197,12 @@ fn httpd_container(values: &CakeValues) -> Container {
     Container {
         name: "httpd".into(),
         image: Some(values.images.webserver.clone()),
+        command: Some(strings(&[
+            "apache2",
+            "-DFOREGROUND",
+            "-f",
+            &format!("{}/httpd.conf", httpd::CONFIG_DIR),
+        ])),
         ports: Some(vec![port("http", values.httpd.port)]),
         readiness_probe: Some(http_probe(FPM_PING, "http", 2)),
         liveness_probe: Some(tcp_probe("http")),
@@ -208,8 +214,8 @@ fn httpd_container(values: &CakeValues) -> Container {
         security_context: Some(restricted()),
         volume_mounts: Some(vec![
             mount("shared-socket", SOCKET_DIR),
-            mount("httpd-sites", "/etc/apache2/sites-enabled"),
-            mount("httpd-config", "/etc/apache2/wikikube"),
+            mount("httpd-sites", httpd::SITES_DIR),
+            mount("httpd-config", httpd::CONFIG_DIR),
             mount("tmp", "/tmp"),
         ]),
         ..Container::default()

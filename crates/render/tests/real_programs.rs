@@ -103,6 +103,8 @@ fn httpd_and_php_fpm_run_the_rendered_config_and_talk_over_the_socket() {
     require("php-fpm8.2");
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path();
+    // httpd drops to www-data when started as root; its workers must reach the socket.
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let shared = root.join("shared");
     std::fs::create_dir_all(&shared).unwrap();
     let port = free_port();
@@ -138,39 +140,19 @@ fn httpd_and_php_fpm_run_the_rendered_config_and_talk_over_the_socket() {
             .expect("php-fpm starts"),
     );
 
-    let sites_dir = root.join("sites");
-    let conf_dir = root.join("wikikube");
+    // The rendered httpd.conf is the whole configuration, as in the container; only its
+    // mount points move into the scratch directory.
+    let sites_dir = root.join("httpd-sites");
     std::fs::create_dir_all(&sites_dir).unwrap();
-    std::fs::create_dir_all(&conf_dir).unwrap();
     for (name, text) in &sites {
         std::fs::write(sites_dir.join(name), relocate(text)).unwrap();
     }
-    std::fs::write(
-        conf_dir.join("wikikube.conf"),
-        relocate(&httpd["wikikube.conf"]),
-    )
-    .unwrap();
-    let modules = [
-        "mpm_event",
-        "authz_core",
-        "alias",
-        "rewrite",
-        "proxy",
-        "proxy_fcgi",
-        "remoteip",
-        "mime",
-    ];
-    let mut main = String::new();
-    for module in modules {
-        main.push_str(&format!(
-            "LoadModule {module}_module /usr/lib/apache2/modules/mod_{module}.so\n"
-        ));
-    }
-    main.push_str(&format!(
-        "ServerRoot {root}\nServerName localhost\nTypesConfig /etc/mime.types\nPidFile {root}/httpd.pid\nMutex file:{root}\nDefaultRuntimeDir {root}\n\
-         IncludeOptional {root}/wikikube/*.conf\nIncludeOptional {root}/sites/*.conf\n",
-        root = root.display()
-    ));
+    let main = relocate(&httpd["httpd.conf"])
+        .replace(" /tmp", &format!(" {}", root.display()))
+        .replace(
+            render::config::httpd::SITES_DIR,
+            sites_dir.to_str().unwrap(),
+        );
     let main_conf = root.join("httpd.conf");
     std::fs::write(&main_conf, main).unwrap();
     let check = Command::new("apache2")

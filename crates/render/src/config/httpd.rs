@@ -50,15 +50,41 @@ pub fn sites(spec: &SiteSpec) -> Files {
     files
 }
 
-/// The release's own httpd settings: listener and timeouts.
+/// Where the release's httpd.conf is mounted.
+pub const CONFIG_DIR: &str = "/etc/wikikube/httpd";
+
+/// Where the farm's virtual hosts are mounted.
+pub const SITES_DIR: &str = "/etc/wikikube/httpd-sites";
+
+/// The modules the configuration uses, from Debian's apache2.
+const MODULES: &[&str] = &[
+    "mpm_event",
+    "authz_core",
+    "alias",
+    "dir",
+    "mime",
+    "headers",
+    "filter",
+    "deflate",
+    "rewrite",
+    "remoteip",
+    "proxy",
+    "proxy_fcgi",
+];
+
+/// The release's whole httpd configuration (`httpd.conf`): modules, listener, timeouts, logs,
+/// and the farm's virtual hosts from [`SITES_DIR`].
 pub fn server(httpd: &HttpdValues, php: &PhpValues) -> Files {
     let mut files = Files::new();
     files.insert(
-        "wikikube.conf".into(),
+        "httpd.conf".into(),
         template(
             "httpd.conf",
             minijinja::context! {
                 port => httpd.port,
+                modules => MODULES,
+                config_dir => CONFIG_DIR,
+                sites_dir => SITES_DIR,
                 // httpd must wait at least as long as php-fpm lets a request run.
                 timeout_seconds => php.request_timeout_seconds + 1,
             },
