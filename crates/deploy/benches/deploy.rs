@@ -1,2 +1,131 @@
-//! Benchmark placeholder.
-fn main() {}
+//! Time to diff and to deploy 5 deployments x 3 releases (main, canary, debug) in 2 clusters,
+//! against the loopback **simulation** of an API server (`tests/support`), whose controller
+//! finishes a rollout after two reads. So the figures are wikikube's own overhead (planning,
+//! serialization, requests over loopback, bookkeeping) plus the simulation's, with no rollout
+//! time: the part that must stay negligible next to a real rollout. Soak is 0.
+//!
+//! Run with `bench/deploy.sh` or `cargo bench -p wikikube-deploy --bench deploy`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use deploy::progress::Quiet;
+
+/// Writes a copy of the example farm with 5 deployments of 3 releases each and 2 clusters.
+fn bench_site(dir: &std::path::Path) {
+    let farm = support::site::farm_dir();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+    };
+    copy(&farm, dir);
+    copy(&farm.join("environments"), &dir.join("environments"));
+    copy(
+        &farm.join("environments/production"),
+        &dir.join("environments/production"),
+    );
+    copy(&farm.join("private"), &dir.join("private"));
+    let mut site = std::fs::read_to_string(dir.join("site.toml")).unwrap();
+    // mw-web and mw-api-ext have main and canary; mw-debug has none. Give all five deployments
+    // main, canary and debug.
+    site.push_str(
+        "\n[deployments.mw-web.releases.debug]\n[deployments.mw-api-ext.releases.debug]\n",
+    );
+    site.push_str(
+        "[deployments.mw-debug.releases.main]\n[deployments.mw-debug.releases.canary]\n[deployments.mw-debug.releases.debug]\n",
+    );
+    for name in ["mw-api-int", "mw-jobrunner"] {
+        site.push_str(&format!(
+            "[deployments.{name}]\nreplicas = 2\n[deployments.{name}.releases.main]\n\
+             [deployments.{name}.releases.canary]\nreplicas = 1\n[deployments.{name}.releases.debug]\nreplicas = 1\n"
+        ));
+    }
+    std::fs::write(dir.join("site.toml"), site).unwrap();
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    bench_site(dir.path());
+    let site = model::load(dir.path(), "eqiad", &model::LoadOptions::default()).unwrap();
+    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+    let steps = deploy::plan(&site, &rendered.objects);
+    let namespace = site.spec.site.namespace.clone();
+    let deployments = steps
+        .iter()
+        .filter(|step| step.object.kind == "Deployment")
+        .count();
+    let names: Vec<&str> = steps
+        .iter()
+        .filter(|step| step.object.kind == "Deployment")
+        .map(|step| step.object.name.as_str())
+        .collect();
+    assert_eq!(deployments, 15, "5 deployments x 3 releases: {names:?}");
+
+    let runtime = deploy::runtime().unwrap();
+    let options = deploy::Options {
+        user: "bench".into(),
+        soak: Duration::ZERO,
+        smoke: Vec::new(),
+        poll: Duration::from_millis(1),
+        extra_wait: Duration::from_secs(5),
+        parallel: 2,
+        resume: false,
+    };
+    let rounds = 5;
+    let (mut first, mut again, mut diffs, mut requests) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for round in 0..rounds {
+        runtime.block_on(async {
+            let fakes = [
+                support::FakeApi::start().await,
+                support::FakeApi::start().await,
+            ];
+            let targets = [fakes[0].target("eqiad"), fakes[1].target("codfw")];
+            let start = Instant::now();
+            let report = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+            first.push(start.elapsed());
+            assert!(report.ok, "{}", report.to_text());
+            // A change to every Deployment: the realistic redeploy.
+            let next =
+                support::site::with_image(&steps, deploy::Phase::Main, &format!("app:r{round}"));
+            let next =
+                support::site::with_image(&next, deploy::Phase::Canary, &format!("app:r{round}"));
+            let next =
+                support::site::with_image(&next, deploy::Phase::Debug, &format!("app:r{round}"));
+            let start = Instant::now();
+            let report = deploy::deploy(&targets, &namespace, &next, &options, &Quiet).await;
+            again.push(start.elapsed());
+            assert!(report.ok, "{}", report.to_text());
+            let start = Instant::now();
+            let diff = deploy::diff(&targets, &namespace, &rendered.objects)
+                .await
+                .unwrap();
+            diffs.push(start.elapsed());
+            assert!(diff.has_differences());
+            requests = fakes[0].requests().len();
+        });
+    }
+    let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
+    println!(
+        "deploy bench: {} objects ({deployments} Deployments) per cluster, 2 clusters, simulated API server, median of {rounds}",
+        steps.len()
+    );
+    println!("  first deploy: {:8.1} ms", ms(median(first)));
+    println!(
+        "  redeploy:     {:8.1} ms (every Deployment changed)",
+        ms(median(again))
+    );
+    println!("  diff:         {:8.1} ms", ms(median(diffs)));
+    println!("  requests to one cluster for deploy + redeploy + diff: {requests}");
+}

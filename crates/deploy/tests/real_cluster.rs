@@ -1,0 +1,49 @@
+//! Against a real cluster (kind or k3s; see docs/deploy.md). Skipped, with a message, unless
+//! `WIKIKUBE_TEST_KUBECONFIG` names a kubeconfig whose current context may be written to: the
+//! test creates the example farm's namespace there and deletes nothing but what it created.
+
+use std::time::Duration;
+
+use deploy::progress::Quiet;
+
+mod support;
+
+async fn target() -> Option<deploy::Target> {
+    let path = std::env::var("WIKIKUBE_TEST_KUBECONFIG").ok()?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("a readable kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("a usable kubeconfig");
+    Some(deploy::Target {
+        name: "test".into(),
+        client: kube::Client::try_from(config).unwrap(),
+    })
+}
+
+#[tokio::test]
+async fn real_cluster_diff_is_a_dry_run_and_deploy_records_history() {
+    let Some(target) = target().await else {
+        eprintln!("skipped: set WIKIKUBE_TEST_KUBECONFIG to run against a real cluster");
+        return;
+    };
+    let (namespace, steps) = support::site::farm_steps("eqiad");
+    let site = model::load(&support::site::farm_dir(), "eqiad", &Default::default()).unwrap();
+    let rendered = render::render(&site, &Default::default()).unwrap();
+    let targets = [target];
+    let diff = deploy::diff(&targets, &namespace, &rendered.objects)
+        .await
+        .unwrap();
+    println!("{}", diff.to_text());
+    // The example's images cannot be pulled in a test cluster: expect the canary to fail its
+    // rollout and the deploy to roll back, which exercises the real controller's conditions.
+    let options = deploy::Options {
+        soak: Duration::from_secs(5),
+        extra_wait: Duration::from_secs(30),
+        ..deploy::Options::default()
+    };
+    let report = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    println!("{}", report.to_text());
+    let history = deploy::history(&targets, &namespace).await.unwrap();
+    let last = history[0].1.last().expect("a record");
+    assert!(last.state.is_terminal(), "{last:?}");
+}
