@@ -31,33 +31,36 @@ pub fn install_missing(site: &ResolvedSite, container: &str) -> Result<Vec<Strin
         let server = format!("https://{}", wiki.domains[0]);
         let confpath = format!("/tmp/install-{dbname}");
         let password_file = format!("{}/{ADMIN_PASSWORD}", render::config::paths::SECRETS_DIR);
-        let farm = render::config::paths::FARM_DIR;
-        let args: Vec<&str> = vec![
+        // The installer runs from the wiki's version directly, not through the farm's entry
+        // point: that one names the farm's LocalSettings.php, and the installer refuses to run
+        // where settings exist. It writes its own LocalSettings.php to a scratch directory.
+        let installer = format!(
+            "{}/maintenance/install.php",
+            render::config::paths::code_dir(&wiki.version)
+        );
+        let skins = site.spec.skins.join(",");
+        let mut all: Vec<&str> = vec![
             "exec",
             container,
             "sh",
             "-c",
-            "mkdir -p \"$1\" && exec php \"$2\" \"$3\" maintenance/install.php --dbtype=sqlite \
-             --dbpath=\"$4\" --dbname=\"$3\" --server=\"$5\" --scriptpath=/w --lang=\"$6\" \
-             --passfile=\"$7\" --confpath=\"$1\" --skins=\"$8\" \"$9\" \"${10}\"",
+            "mkdir -p \"$1\" && exec php \"$2\" --dbtype=sqlite --dbpath=\"$3\" \
+             --dbname=\"$4\" --server=\"$5\" --scriptpath=/w --lang=\"$6\" --passfile=\"$7\" \
+             --confpath=\"$1\" --skins=\"$8\" \"$9\" \"${10}\"",
             "install",
         ];
-        let skins = site.spec.skins.join(",");
-        let script = format!("{farm}/multiversion/mwscript.php");
-        let positional = [
+        all.extend([
             confpath.as_str(),
-            script.as_str(),
-            dbname.as_str(),
+            installer.as_str(),
             DATA_DIR,
+            dbname.as_str(),
             server.as_str(),
             wiki.language.as_str(),
             password_file.as_str(),
             skins.as_str(),
             sitename.as_str(),
             ADMIN_USER,
-        ];
-        let mut all = args.clone();
-        all.extend(positional);
+        ]);
         let output = podman::output(&all)?;
         if !output.status.success() {
             let mut text = String::from_utf8_lossy(&output.stdout).into_owned();

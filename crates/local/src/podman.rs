@@ -41,13 +41,20 @@ pub fn exists(args: &[&str]) -> Result<bool, Error> {
     Ok(output(args)?.status.success())
 }
 
-/// The gateway of podman's default network: the host as containers see it
-/// (`host.containers.internal`).
+/// The network `podman kube play` puts pods on.
+pub const KUBE_NETWORK: &str = "podman-default-kube-network";
+
+/// The gateway of the network the pods run on: the host as containers see it
+/// (`host.containers.internal`). The network is created if it does not exist yet, as
+/// `podman kube play` would.
 pub fn gateway() -> Result<String, Error> {
+    if !exists(&["network", "exists", KUBE_NETWORK])? {
+        run(&["network", "create", KUBE_NETWORK])?;
+    }
     let text = run(&[
         "network",
         "inspect",
-        "podman",
+        KUBE_NETWORK,
         "--format",
         "{{range .Subnets}}{{.Gateway}} {{end}}",
     ])?;
@@ -55,7 +62,7 @@ pub fn gateway() -> Result<String, Error> {
         .next()
         .map(str::to_string)
         .ok_or_else(|| Error::Podman {
-            command: "podman network inspect podman".into(),
-            output: "the default network has no gateway".into(),
+            command: format!("podman network inspect {KUBE_NETWORK}"),
+            output: "the network has no gateway".into(),
         })
 }

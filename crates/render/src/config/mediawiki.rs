@@ -206,8 +206,13 @@ $wikikubeWiki = wikikubeWiki();
 $wgDBname = $wikikubeWiki['dbname'];
 $wgLanguageCode = $wikikubeWiki['language'];
 $wgSitename = $wgDBname;
-$wgServer = '//' . $wikikubeWiki['domains'][0];
+// $wgServer comes from the request (host, port and, behind the tls container,
+// X-Forwarded-Proto), so links and redirects keep the address the reader used, such as a local
+// farm's port. Canonical links name the wiki's first domain.
+// The tls container forwards the Host header as the client sent it, port included.
+$wgAssumeProxiesUseDefaultProtocolPorts = false;
 $wgCanonicalServer = 'https://' . $wikikubeWiki['domains'][0];
+$wgServer = PHP_SAPI === 'cli' ? $wgCanonicalServer : WebRequest::detectServer();
 $wgScriptPath = '/w';
 $wgArticlePath = '/wiki/$1';
 $wgResourceBasePath = '/w';
