@@ -1,6 +1,13 @@
 # The two commands a newcomer needs are `make up` (the local wiki farm) and `make test`.
 
-.PHONY: test check lint bench packages
+.PHONY: up down test check lint bench packages
+
+# The main job: build the images (cached after the first time) and serve the example farm.
+up: packages
+	cargo run --release -q -p wikikube-cli -- up examples/farm
+
+down:
+	cargo run --release -q -p wikikube-cli -- down examples/farm
 
 # Every test of the workspace, after installing the Debian packages they use.
 test: packages
