@@ -29,10 +29,25 @@ pub fn local_name(image: &str) -> String {
 /// Loads `image` from the layout at `layout` and tags it; returns podman's image id.
 pub fn load(layout: &Path, image: &str) -> Result<String> {
     crate::tools::require("podman", "podman", "load images for local runs")?;
-    let source = format!("oci:{}:{image}", layout.display());
-    let id = run(command().args(["pull", "-q"]).arg(&source), "pull")?;
-    let id = id.lines().last().unwrap_or_default().trim().to_string();
+    // podman 4.3 names an image pulled from `oci:` after the directory's path, and refuses
+    // paths that are not valid image names (upper case, as in temporary directories): pull
+    // through a lowercase symlink, then give the image its real name and drop the path name.
+    let link = std::env::temp_dir().join(format!("wikikube-oci-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    let absolute = std::fs::canonicalize(layout).map_err(Error::io(layout))?;
+    std::os::unix::fs::symlink(&absolute, &link).map_err(Error::io(&link))?;
+    let source = format!("oci:{}:{image}", link.display());
+    let pulled = run(command().args(["pull", "-q"]).arg(&source), "pull");
+    let _ = std::fs::remove_file(&link);
+    let id = pulled?
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     run(command().args(["tag", &id, &local_name(image)]), "tag")?;
+    let path_name = format!("localhost{}:latest", link.display());
+    let _ = command().args(["untag", &id, &path_name]).output();
     Ok(id)
 }
 

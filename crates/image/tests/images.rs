@@ -41,7 +41,8 @@ fn config_files(sitename: &str) -> BTreeMap<String, Vec<u8>> {
          $wgDBtype = 'sqlite';\n$wgDBname = 'wiki';\n$wgSQLiteDataDir = '/tmp';\n\
          $wgLocalisationCacheConf['store'] = 'array';\n\
          $wgLocalisationCacheConf['storeDirectory'] = \"$IP/cache/l10n\";\n\
-         $wgLocalisationCacheConf['manualRecache'] = true;\n"
+         $wgLocalisationCacheConf['manualRecache'] = true;\n\
+         $wgUseDatabaseMessages = false;\n"
     );
     BTreeMap::from([
         (
@@ -221,7 +222,7 @@ fn a_bad_patch_names_the_patch_and_hunk_and_keeps_the_previous_images() {
     std::fs::write(
         &bad,
         "--- a/includes/WebStart.php\n+++ b/includes/WebStart.php\n@@ -1,3 +1,3 @@\n\
-         -<?php this line is not there\n+<?php\n /**\n  * The set up\n",
+          \x20<?php\n-/** this line is not in WebStart.php\n+/** nor is this one\n  * The set up\n",
     )
     .unwrap();
     let index = shared.report.out_dir.join("index.json");
@@ -283,7 +284,7 @@ fn the_app_image_runs_php_and_mediawiki_under_podman() {
     assert!(!web.is_empty());
     let php_files = image::podman::command()
         .args(["run", "--rm", "--network=none", &image::podman::local_name("webserver")])
-        .args(["sh", "-c", "find /srv/mediawiki -name '*.php' | wc -l; apache2ctl -M 2>/dev/null | grep -c -E 'proxy_fcgi|rewrite|headers|remoteip'"])
+        .args(["sh", "-c", "find /srv/mediawiki -type f -name '*.php' | wc -l; apache2ctl -M 2>/dev/null | grep -c -E 'proxy_fcgi|rewrite|headers|remoteip'"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&php_files.stdout);
