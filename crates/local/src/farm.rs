@@ -112,7 +112,7 @@ pub fn up(
         let changed = !running || previous.as_deref() != Some(hash.as_str());
         plans.push((pod, yaml, hash, changed, running));
     }
-    check_ports(&plans, &gateway)?;
+    check_ports(&plans, &gateway, &held_ports(state)?)?;
 
     // From here on the machine changes.
     state::create_dir(state.root(), 0o755)?;
@@ -226,12 +226,39 @@ pub fn up(
     Ok(report)
 }
 
+/// Host ports that running pods of this farm hold now, from the manifests they were played with.
+fn held_ports(state: &StateDir) -> Result<BTreeSet<u16>, Error> {
+    let mut held = BTreeSet::new();
+    for name in known_pods(state) {
+        if pod_state(&name)?.as_deref() != Some("Running") {
+            continue;
+        }
+        let manifest = state.pods().join(format!("{name}.yaml"));
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        let Ok(pod) = serde_yaml_ng::from_str::<k8s_openapi::api::core::v1::Pod>(&text) else {
+            continue;
+        };
+        let ports = pod
+            .spec
+            .iter()
+            .flat_map(|spec| spec.containers.iter())
+            .flat_map(|container| container.ports.iter().flatten())
+            .filter_map(|port| port.host_port)
+            .filter_map(|port| u16::try_from(port).ok());
+        held.extend(ports);
+    }
+    Ok(held)
+}
+
 fn check_ports(
     plans: &[(&LocalPod, String, String, bool, bool)],
     gateway: &str,
+    held: &BTreeSet<u16>,
 ) -> Result<(), Error> {
     let mut claimed: BTreeMap<u16, &str> = BTreeMap::new();
-    for (pod, _, _, changed, running) in plans {
+    for (pod, _, _, changed, _) in plans {
         let ports = [
             (pod.http_port, "local.http_port", "0.0.0.0"),
             (pod.https_port, "local.https_port", "0.0.0.0"),
@@ -245,14 +272,14 @@ fn check_ports(
                     pod.name
                 )));
             }
-            // A running pod of ours holds its own ports; it is replaced, not competed with.
+            // A port one of our running pods holds is handed over when that pod is replaced.
             // The gateway's address exists only while a container runs on podman's network; an
             // address that is not there yet cannot have its port taken.
             let taken = matches!(
                 TcpListener::bind((address, port)),
                 Err(error) if error.kind() == std::io::ErrorKind::AddrInUse
             );
-            if *changed && !*running && taken {
+            if *changed && !held.contains(&port) && taken {
                 return Err(Error::PortInUse {
                     port,
                     pod: pod.name.clone(),

@@ -257,7 +257,7 @@ fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalP
         ports: Some(vec![ContainerPort {
             name: Some("memcache".into()),
             container_port: 11211,
-            host_port: Some(11211),
+            host_port: Some(i32::from(port)),
             // Only the host and its containers: never the machine's other networks.
             host_ip: Some(gateway.to_string()),
             protocol: Some("TCP".into()),

@@ -80,7 +80,10 @@ fn build_images(site: &model::ResolvedSite) {
         .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
         .collect();
     let options = image::Options {
-        cache_dir: Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"),
+        // WIKIKUBE_TEST_CACHE lets a developer reuse a warm cache (such as ~/.cache/wikikube).
+        cache_dir: std::env::var_os("WIKIKUBE_TEST_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache")),
         config_files,
         ..Default::default()
     };
@@ -198,14 +201,22 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         ("dewiki", "de.farm.test", "Farm Deutsch"),
         ("commonswiki", "media.farm.test", "Farm Commons"),
     ] {
-        let (status, body) = get(HTTP, domain, "/wiki/Main_Page");
+        // Each wiki's main page is in its own language: /wiki/ redirects there.
+        let (status, _) = get(HTTP, domain, "/wiki/");
+        assert_eq!(status, 301, "{dbname}");
+        let main_page = if dbname == "dewiki" {
+            "/wiki/Hauptseite"
+        } else {
+            "/wiki/Main_Page"
+        };
+        let (status, body) = get(HTTP, domain, main_page);
         assert_eq!(status, 200, "{dbname}: {body}");
         assert!(body.contains(sitename), "{dbname} does not show its name");
         assert!(
             body.contains("MediaWiki"),
             "{dbname} is not MediaWiki's page"
         );
-        let (status, body) = curl_https(HTTPS, domain, "/wiki/Main_Page");
+        let (status, body) = curl_https(HTTPS, domain, main_page);
         assert!(status.starts_with("200"), "{dbname} over HTTPS: {status}");
         assert!(body.contains(sitename));
     }
@@ -228,7 +239,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         &body[..body.len().min(300)]
     );
     // The debug deployment serves the same wikis.
-    let (status, _) = get(DEBUG_HTTP, "de.farm.test", "/wiki/Main_Page");
+    let (status, _) = get(DEBUG_HTTP, "de.farm.test", "/wiki/Hauptseite");
     assert_eq!(status, 200);
 
     // An edit through the action API, with a real client, reads back on that wiki only.
