@@ -80,7 +80,11 @@ fn shared() -> &'static Shared {
         ] {
             require(program, package);
         }
-        let dir = tempfile::tempdir_in(root()).unwrap();
+        // A static is never dropped, so its TempDir would outlive the run: the previous run's
+        // directory is removed here instead.
+        let _ = std::fs::remove_dir_all(root().join("shared"));
+        std::fs::create_dir_all(root().join("shared")).unwrap();
+        let dir = tempfile::tempdir_in(root().join("shared")).unwrap();
         let rootfs = dir.path().join("rootfs");
         let cache = dir.path().join("cache-a");
         let report =
