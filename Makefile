@@ -4,10 +4,12 @@
 
 # The main job: build the images (cached after the first time) and serve the example farm.
 up: packages
-	cargo run --release -q -p wikikube-cli -- up examples/farm
+	cargo build --release -q -p wikikube-cli -p edge -p mcrouter
+	./target/release/wikikube up examples/farm
 
 down:
-	cargo run --release -q -p wikikube-cli -- down examples/farm
+	cargo build --release -q -p wikikube-cli
+	./target/release/wikikube down examples/farm
 
 # Every test of the workspace, after installing the Debian packages they use.
 test: packages

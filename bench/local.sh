@@ -18,7 +18,8 @@ cargo build --release -q -p wikikube-cli
 wikikube="$PWD/target/release/wikikube"
 work="$(mktemp -d)"
 chmod 755 "$work"
-trap 'WIKIKUBE_STATE_DIR="$work/state" "$wikikube" down "$work/site" --purge >/dev/null 2>&1 || true;
+trap 'umount "$work/socket" 2>/dev/null || true;
+      WIKIKUBE_STATE_DIR="$work/state" "$wikikube" down "$work/site" --purge >/dev/null 2>&1 || true;
       [ -f "$work/httpd.pid" ] && kill "$(cat "$work/httpd.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
 cp -r examples/farm "$work/site"
@@ -50,8 +51,12 @@ start=$(date +%s.%N)
 "$wikikube" up "$work/site" >/dev/null 2>&1
 rows+=("up, warm images, to first page|$(first_page "$start") s")
 
-# A plain apache on the host, in front of the same php-fpm: its socket lives on a podman volume.
-socket_dir=$(podman volume inspect benchfarm-mw-web-main-shared-socket --format '{{.Mountpoint}}')
+# A plain apache on the host, in front of the same php-fpm: its socket lives on a podman volume,
+# under a directory only root may enter; a bind mount lets apache's www-data workers reach it.
+volume_dir=$(podman volume inspect benchfarm-mw-web-main-shared-socket --format '{{.Mountpoint}}')
+socket_dir="$work/socket"
+mkdir -p "$socket_dir"
+mount --bind "$volume_dir" "$socket_dir"
 cat > "$work/httpd.conf" <<CONF
 ServerRoot /etc/apache2
 ServerName localhost

@@ -43,7 +43,14 @@ pub struct Options {
     pub rootfs_dir: Option<PathBuf>,
     /// Show progress bars on the terminal.
     pub progress: bool,
+    /// The project's own programs to package, each as an image of its own name with the
+    /// executable in /usr/local/bin: image name (`edge`, `mcrouter`) -> executable.
+    pub binaries: BTreeMap<String, PathBuf>,
 }
+
+/// The base of the images of the project's own programs: the smallest base the site already
+/// builds (Debian's essential set plus memcached), so that no extra rootfs is needed.
+pub const BINARY_BASE: &str = "base-memcached";
 
 /// One layer in the report.
 #[derive(Clone, Debug, Serialize)]
@@ -158,6 +165,17 @@ pub fn build(site: &model::ResolvedSite, options: &Options) -> Result<Report> {
     let (report, manifest) = builder.image("webserver", web, &run)?;
     named.insert("webserver".into(), manifest);
     images.push(report);
+    for (name, executable) in &options.binaries {
+        let layers = builder.binary_layers(name, executable)?;
+        let run = RunConfig {
+            cmd: vec![format!("/usr/local/bin/{name}")],
+            expose: Vec::new(),
+            workdir: None,
+        };
+        let (report, manifest) = builder.image(name, layers, &run)?;
+        named.insert(name.clone(), manifest);
+        images.push(report);
+    }
     builder.progress.finish();
 
     // Only now, with every image built, do the names in the layout move.
@@ -309,6 +327,25 @@ impl Builder<'_> {
             let (_, path) = b.rootfs(&name, &base)?;
             tarball::contents(&path)
         })
+    }
+
+    /// [`BINARY_BASE`] and one layer with the executable, keyed by its content.
+    fn binary_layers(&mut self, name: &str, executable: &Path) -> Result<Vec<Layer>> {
+        let mut layers = vec![self.base_layer(BINARY_BASE)?];
+        let bytes = std::fs::read(executable).map_err(Error::io(executable))?;
+        let mut inputs = Inputs::new("binary");
+        inputs
+            .add("name", name)
+            .add("executable", sha256(&bytes))
+            .add("epoch", self.config.source_date_epoch.to_string());
+        let target = format!("usr/local/bin/{name}");
+        let layer = self.layer(name, &format!("{name} executable"), inputs, move |_, _| {
+            let mut contents = Contents::default();
+            contents.add(Entry::file(target, Data::Bytes(bytes), true));
+            Ok(contents)
+        })?;
+        layers.push(layer);
+        Ok(layers)
     }
 
     fn image(

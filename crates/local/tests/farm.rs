@@ -79,7 +79,24 @@ fn build_images(site: &model::ResolvedSite) {
         .into_iter()
         .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
         .collect();
+    // The cake's own programs, built by `cargo test --workspace` beside this test.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("debug");
+    let binaries = ["edge", "mcrouter"]
+        .map(|name| {
+            let path = target.join(name);
+            assert!(
+                path.is_file(),
+                "{} is missing: cargo build -p {name}",
+                path.display()
+            );
+            (name.to_string(), path)
+        })
+        .into();
     let options = image::Options {
+        binaries,
         // WIKIKUBE_TEST_CACHE lets a developer reuse a warm cache (such as ~/.cache/wikikube).
         cache_dir: std::env::var_os("WIKIKUBE_TEST_CACHE")
             .map(PathBuf::from)

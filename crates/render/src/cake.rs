@@ -167,6 +167,7 @@ fn tls_container(values: &CakeValues) -> Container {
     Container {
         name: "tls".into(),
         image: Some(values.images.tls.clone()),
+        command: Some(strings(&["edge"])),
         args: Some(strings(&[
             "--config",
             &format!("/etc/wikikube/edge/{}", tls::FILE),
@@ -280,6 +281,7 @@ fn mcrouter_container(values: &CakeValues) -> Container {
     Container {
         name: "mcrouter".into(),
         image: Some(values.images.mcrouter.clone()),
+        command: Some(strings(&["mcrouter"])),
         args: Some(strings(&[
             "--config",
             &format!("/etc/wikikube/mcrouter/{}", mcrouter::FILE),

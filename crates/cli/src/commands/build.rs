@@ -54,6 +54,13 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
         update_lock: args.update_lock,
         config_files,
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        binaries: match super::local::own_programs() {
+            Ok(programs) => programs,
+            Err(error) => {
+                eprintln!("warning: no edge and mcrouter images: {error:#}");
+                Default::default()
+            }
+        },
         ..Default::default()
     };
     let report = image::build(&site, &options)?;

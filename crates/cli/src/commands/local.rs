@@ -74,6 +74,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
         cache_dir: args.cache.clone().unwrap_or_else(image::Cache::default_dir),
         config_files,
         progress: progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        binaries: own_programs()?,
         ..Default::default()
     };
     if progress {
@@ -134,6 +135,27 @@ pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
     ));
     super::print(&text)?;
     Ok(exit::OK)
+}
+
+/// The cake's programs from this project (`edge` for tls, `mcrouter`), which the images package:
+/// they are built beside `wikikube` (`cargo build --release -p wikikube-cli -p edge -p mcrouter`,
+/// which `make up` runs).
+pub fn own_programs() -> anyhow::Result<std::collections::BTreeMap<String, PathBuf>> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().unwrap_or(std::path::Path::new("."));
+    let mut programs = std::collections::BTreeMap::new();
+    for name in ["edge", "mcrouter"] {
+        let path = dir.join(name);
+        if !path.is_file() {
+            anyhow::bail!(
+                "{} is missing: the cake's {name} image packages it; build it with \
+                 `cargo build --release -p {name}` (make up does)",
+                path.display()
+            );
+        }
+        programs.insert(name.to_string(), path);
+    }
+    Ok(programs)
 }
 
 /// Stop the local farm; its data stays unless --purge.
