@@ -325,3 +325,111 @@ fn rootfs_is_reproducible() {
         "two mmdebstrap runs gave different tarballs"
     );
 }
+
+/// A real registry (Debian's docker-registry) on loopback, stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        require("docker-registry", "docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {address}\nlog:\n  level: warn\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            address,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_second_push_to_a_registry_uploads_no_blob() {
+    let shared = shared();
+    let _serial = serial();
+    let registry = Registry::start();
+    let cache = image::Cache::open(&shared.cache).unwrap();
+    let out = &shared.report.out_dir;
+    let first = image::registry::push_layout(&cache, out, &registry.address, "latest").unwrap();
+    assert!(first.uploaded > 0, "the first push uploaded nothing");
+    assert!(first.bytes > 0);
+    let second = image::registry::push_layout(&cache, out, &registry.address, "latest").unwrap();
+    assert_eq!(second.uploaded, 0, "the second push uploaded blobs again");
+    assert_eq!(second.skipped, first.uploaded + first.skipped);
+    // The registry serves what was pushed: the app image's manifest under its tag.
+    let manifest = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!(
+            "http://{}/v2/wikikube/app/manifests/latest",
+            registry.address
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        manifest.status.success(),
+        "the registry has no app manifest"
+    );
+    let app = shared
+        .report
+        .images
+        .iter()
+        .find(|image| image.image == "app")
+        .unwrap();
+    let digest = format!("sha256:{}", sha256_hex(&manifest.stdout));
+    assert_eq!(
+        digest, app.digest,
+        "the pushed manifest is not the built one"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}

@@ -472,10 +472,18 @@ fn containers(pod: &str) -> Result<Vec<ContainerStatus>, Error> {
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
-                restarts: container["Restarts"].as_u64().unwrap_or(0),
+                restarts: 0,
             })
         })
         .collect();
+    // `podman ps` does not report restarts; `inspect` does.
+    for container in &mut containers {
+        let count = podman::output(&["inspect", "--format", "{{.RestartCount}}", &container.name])?;
+        container.restarts = String::from_utf8_lossy(&count.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+    }
     containers.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(containers)
 }

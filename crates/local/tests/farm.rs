@@ -287,7 +287,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
 
     // Killing php-fpm: the container restarts and the wiki serves again.
     let app = format!("{SITE}-mw-web-main-app");
-    local::podman::run(&["exec", &app, "kill", "1"]).unwrap();
+    let _ = local::podman::output(&["exec", &app, "kill", "1"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
@@ -301,6 +301,51 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // Killing httpd: the same.
+    let httpd = format!("{SITE}-mw-web-main-httpd");
+    // The exec session may die with the container it killed: its own outcome says nothing.
+    let _ = local::podman::output(&["exec", &httpd, "kill", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
+            .is_some_and(|(status, body)| status == 200 && body.contains(text))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wiki did not come back after httpd died"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Both were restarted by podman, not merely never killed.
+    let status = local::status(&site, &rendered, &state).unwrap();
+    let web = status
+        .pods
+        .iter()
+        .find(|pod| pod.name == format!("{SITE}-mw-web-main"))
+        .unwrap();
+    for container in [&app, &httpd] {
+        let found = web
+            .containers
+            .iter()
+            .find(|c| &c.name == container)
+            .unwrap();
+        assert!(
+            found.restarts >= 1,
+            "{container} was not restarted: {found:?}"
+        );
+    }
+
+    // Without podman: one clear message, nothing touched.
+    let path = std::env::var_os("PATH").unwrap();
+    std::env::set_var("PATH", scratch.path());
+    let error = local::up(&site, &rendered, &options).unwrap_err();
+    std::env::set_var("PATH", path);
+    assert!(matches!(error, local::Error::PodmanMissing), "{error}");
+    assert!(error.to_string().contains("install Debian's podman"));
 
     // A port taken by something else: a clear error, and the running farm is untouched.
     let mut changed_dir = scratch.path().join("changed");
