@@ -180,6 +180,25 @@ fn memcached_items() -> u64 {
         .unwrap_or(0)
 }
 
+/// Kills a container's main process and waits until the test page is served again.
+fn kill_and_wait(container: &str, text: &str) {
+    // The exec session may die with the container it killed: its own outcome says nothing.
+    let _ = local::podman::output(&["exec", container, "kill", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
+            .is_some_and(|(status, body)| status == 200 && body.contains(text))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wiki did not come back after {container}'s main process died"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 struct Farm {
     site: model::ResolvedSite,
     state: StateDir,
@@ -285,39 +304,11 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert!(again.started.is_empty(), "restarted {:?}", again.started);
     assert!(again.installed.is_empty());
 
-    // Killing php-fpm: the container restarts and the wiki serves again.
+    // Killing php-fpm, then httpd: each container restarts and the wiki serves the page again.
     let app = format!("{SITE}-mw-web-main-app");
-    let _ = local::podman::output(&["exec", &app, "kill", "1"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
-            .is_some_and(|(status, body)| status == 200 && body.contains(text))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the wiki did not come back after php-fpm died"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-
-    // Killing httpd: the same.
     let httpd = format!("{SITE}-mw-web-main-httpd");
-    // The exec session may die with the container it killed: its own outcome says nothing.
-    let _ = local::podman::output(&["exec", &httpd, "kill", "1"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
-            .is_some_and(|(status, body)| status == 200 && body.contains(text))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the wiki did not come back after httpd died"
-        );
-        std::thread::sleep(Duration::from_millis(500));
+    for container in [&app, &httpd] {
+        kill_and_wait(container, text);
     }
 
     // Both were restarted by podman, not merely never killed.
