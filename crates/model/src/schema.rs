@@ -84,11 +84,55 @@ pub struct SiteSpec {
     /// `[wikis]`, by database name.
     #[serde(default)]
     pub wikis: BTreeMap<String, WikiSpec>,
+    /// `[traffic]`: how the edge in front of the releases routes requests.
+    #[serde(default)]
+    pub traffic: TrafficSpec,
 }
 
 impl SiteSpec {
     /// The keys of the site file that belong to the structure rather than to the cake values.
-    pub const KEYS: &'static [&'static str] = &["site", "versions", "extensions", "skins", "wikis"];
+    pub const KEYS: &'static [&'static str] = &[
+        "site",
+        "versions",
+        "extensions",
+        "skins",
+        "wikis",
+        "traffic",
+    ];
+}
+
+/// `[traffic]`: the edge in front of the releases (edge mode of the `edge` program).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSpec {
+    /// The deployment that serves every host unless a route says otherwise.
+    #[serde(default)]
+    pub main: Option<String>,
+    /// Paths that go to another deployment (`/w/api.php` to mw-api-ext).
+    #[serde(default)]
+    pub routes: Vec<PathRoute>,
+    /// Deployments reachable with `X-Wikimedia-Debug: backend=NAME`.
+    #[serde(default)]
+    pub debug: Vec<String>,
+    /// Percent of each deployment's traffic that goes to its `next` release.
+    #[serde(default)]
+    pub next_percent: f64,
+    /// Percent for particular hosts, overriding `next_percent`.
+    #[serde(default)]
+    pub next_host_percent: BTreeMap<String, f64>,
+    /// The host port of the edge that `wikikube up` runs in front of a local farm (0: none).
+    #[serde(default)]
+    pub local_https_port: u16,
+}
+
+/// One path route of `[traffic]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PathRoute {
+    /// The path prefix (`/w/api.php`).
+    pub path_prefix: String,
+    /// The deployment that serves it.
+    pub deployment: String,
 }
 
 /// How an environment runs.

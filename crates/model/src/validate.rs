@@ -141,6 +141,58 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
         }
     }
 
+    let deployments: Vec<&str> = site.deployments.iter().map(|d| d.name.as_str()).collect();
+    let traffic = &site.spec.traffic;
+    let named = traffic
+        .main
+        .iter()
+        .map(|name| ("traffic.main".to_string(), name))
+        .chain(
+            traffic
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(index, route)| (format!("traffic.routes[{index}]"), &route.deployment)),
+        )
+        .chain(
+            traffic
+                .debug
+                .iter()
+                .map(|name| ("traffic.debug".to_string(), name)),
+        );
+    for (path, name) in named {
+        if !deployments.contains(&name.as_str()) {
+            let mut error = fail(
+                ErrorKind::Inconsistent,
+                path.split('[').next().unwrap_or(&path),
+                format!(
+                    "`{name}` is not a deployment of this site; deployments: {}",
+                    one_of(&deployments)
+                ),
+            );
+            error.key = path;
+            if let Some(near) = nearest(name, deployments.iter().copied()) {
+                error.help = Some(format!("did you mean `{near}`?"));
+            }
+            return Err(error);
+        }
+    }
+    let percents = std::iter::once(("traffic.next_percent", traffic.next_percent)).chain(
+        traffic
+            .next_host_percent
+            .values()
+            .map(|p| ("traffic.next_host_percent", *p)),
+    );
+    for (path, percent) in percents {
+        if !(0.0..=100.0).contains(&percent) {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                path,
+                format!("a share is a percentage from 0 to 100, found {percent}"),
+            ));
+        }
+    }
+
     if site.environment.kind == EnvironmentKind::Kubernetes && site.environment.clusters.is_empty()
     {
         return Err(fail(

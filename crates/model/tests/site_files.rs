@@ -391,3 +391,23 @@ fn the_private_directory_can_live_elsewhere() {
         "from-config-management"
     );
 }
+
+#[test]
+fn traffic_names_only_deployments_that_exist() {
+    let scratch = Scratch::new();
+    scratch.replace(
+        "site.toml",
+        "debug = [\"mw-debug\"]",
+        "debug = [\"mw-debgu\"]",
+    );
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::Inconsistent);
+    assert_eq!(error.key, "traffic.debug");
+    assert_eq!(error.help.as_deref(), Some("did you mean `mw-debug`?"));
+
+    let scratch = Scratch::new();
+    scratch.replace("site.toml", "next_percent = 0.0", "next_percent = 150.0");
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::InvalidValue);
+    assert_eq!(error.key, "traffic.next_percent");
+}

@@ -290,3 +290,33 @@ fn disabled_releases_are_not_rendered() {
         .collect();
     assert_eq!(names, ["mw-debug-main", "mw-web-main"]);
 }
+
+#[test]
+fn the_edge_routes_hosts_paths_and_debug_from_the_sites_traffic() {
+    let site = common::load("eqiad");
+    let address = |deployment: &str, release: model::ReleaseName| {
+        Some(format!("{deployment}-{release}.example:8080"))
+    };
+    let config = render::config::traffic::edge(&site, address).unwrap();
+    config.validate().unwrap();
+    let edge = config.edge.as_ref().unwrap();
+    let backends: Vec<&str> = edge.backends.keys().map(String::as_str).collect();
+    assert_eq!(backends, ["mw-api-ext", "mw-debug", "mw-web"]);
+    assert_eq!(edge.debug.backends, ["mw-debug"]);
+    let routes: Vec<(Option<&str>, &str)> = edge
+        .routes
+        .iter()
+        .map(|route| (route.path_prefix.as_deref(), route.backend.as_str()))
+        .collect();
+    assert_eq!(
+        routes,
+        [(Some("/w/api.php"), "mw-api-ext"), (None, "mw-web")]
+    );
+    // The file reads back as the same config.
+    let text = render::config::traffic::file(&config);
+    let read: edge::config::Config = toml::from_str(&text).unwrap();
+    assert_eq!(read, config);
+    // A deployment without an address is left out, and without main there is no edge.
+    let only_debug = |deployment: &str, _| (deployment == "mw-debug").then(|| "x:1".to_string());
+    assert!(render::config::traffic::edge(&site, only_debug).is_none());
+}

@@ -9,6 +9,7 @@ pub mod mcrouter;
 pub mod mediawiki;
 pub mod php;
 pub mod tls;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

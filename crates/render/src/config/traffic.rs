@@ -1,0 +1,141 @@
+//! The edge in front of the releases (edge mode of the `edge` program), from the site's
+//! `[traffic]`: every host to the main deployment, path routes to others, a weighted share of
+//! each deployment to its `next` release, and the debug deployments behind
+//! `X-Wikimedia-Debug: backend=NAME`.
+//!
+//! Where the backends are is the caller's business (Service addresses in a cluster, host ports on
+//! one machine): [`edge`] asks `address` for each deployment's release and leaves out the ones it
+//! has no address for.
+
+use std::collections::BTreeMap;
+
+use edge::config::{
+    Backend, Certificate, Config, Debug, Edge, HealthCheck, Listen, Route, Split, Tls, TlsVersion,
+};
+use model::{ReleaseName, ResolvedSite};
+
+use super::paths::{FPM_PING, TLS_DIR};
+
+/// The port the edge listens on inside its container.
+pub const PORT: u16 = 4443;
+
+/// The backend name of a deployment's release: the deployment for main, `NAME-next` for next.
+pub fn backend_name(deployment: &str, release: ReleaseName) -> String {
+    match release {
+        ReleaseName::Main => deployment.to_string(),
+        other => format!("{deployment}-{other}"),
+    }
+}
+
+/// The edge's config, or `None` when no main deployment has an address.
+pub fn edge(
+    site: &ResolvedSite,
+    address: impl Fn(&str, ReleaseName) -> Option<String>,
+) -> Option<Config> {
+    let traffic = &site.spec.traffic;
+    let mut backends = BTreeMap::new();
+    for deployment in &site.deployments {
+        for release in [ReleaseName::Main, ReleaseName::Next] {
+            let enabled = deployment
+                .release(release)
+                .is_some_and(|found| found.values.enabled);
+            if let Some(address) = enabled
+                .then(|| address(&deployment.name, release))
+                .flatten()
+            {
+                backends.insert(
+                    backend_name(&deployment.name, release),
+                    Backend {
+                        addresses: vec![address],
+                        // php-fpm's ping through httpd, as the pods' readiness probe asks.
+                        health: Some(HealthCheck {
+                            path: FPM_PING.into(),
+                            host: Some("localhost".into()),
+                            interval_ms: 2000,
+                            timeout_ms: 1000,
+                            fall: 2,
+                            rise: 2,
+                        }),
+                    },
+                );
+            }
+        }
+    }
+    let main = traffic
+        .main
+        .clone()
+        .or_else(|| {
+            site.deployments
+                .iter()
+                .map(|deployment| deployment.name.clone())
+                .find(|name| !traffic.debug.contains(name))
+        })
+        .filter(|name| backends.contains_key(name))?;
+    let route = |path_prefix: Option<String>, deployment: &str| -> Option<Route> {
+        if !backends.contains_key(deployment) {
+            return None;
+        }
+        let next = backend_name(deployment, ReleaseName::Next);
+        let split = backends.contains_key(&next).then(|| Split {
+            backend: next,
+            default_percent: traffic.next_percent,
+            host_percent: traffic.next_host_percent.clone(),
+            cookie: None,
+        });
+        Some(Route {
+            hosts: vec!["*".into()],
+            path_prefix,
+            backend: deployment.to_string(),
+            split,
+        })
+    };
+    let mut routes: Vec<Route> = traffic
+        .routes
+        .iter()
+        .filter_map(|path| route(Some(path.path_prefix.clone()), &path.deployment))
+        .collect();
+    routes.extend(route(None, &main));
+    let debug = traffic
+        .debug
+        .iter()
+        .filter(|name| backends.contains_key(*name))
+        .cloned()
+        .collect();
+    let mut names: Vec<String> = site
+        .spec
+        .wikis
+        .values()
+        .flat_map(|wiki| wiki.domains.iter().cloned())
+        .collect();
+    names.push("localhost".into());
+    Some(Config {
+        listen: Listen {
+            address: format!("0.0.0.0:{PORT}"),
+            metrics: None,
+            drain_seconds: 7,
+            threads: None,
+            reload_interval_ms: 2000,
+            trusted_proxies: Vec::new(),
+        },
+        tls: Tls {
+            min_version: TlsVersion::Tls12,
+            certificates: vec![Certificate {
+                names,
+                cert: format!("{TLS_DIR}/tls.crt"),
+                key: format!("{TLS_DIR}/tls.key"),
+            }],
+        },
+        pod: None,
+        edge: Some(Edge {
+            backends,
+            debug: Debug { backends: debug },
+            routes,
+        }),
+    })
+}
+
+/// The config as the file the edge reads.
+pub fn file(config: &Config) -> String {
+    let text = toml::to_string(config).expect("the edge config serializes");
+    format!("# The edge in front of the releases. Generated by wikikube. Do not edit.\n{text}")
+}
