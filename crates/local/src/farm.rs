@@ -42,6 +42,8 @@ pub struct UpReport {
     pub wikis: Vec<WikiUrl>,
     /// The debug deployments' URLs.
     pub debug: Vec<String>,
+    /// The edge in front of the farm, when it runs.
+    pub edge: Option<String>,
     /// Wall time of the whole `up`.
     pub seconds: f64,
 }
@@ -139,6 +141,7 @@ pub fn up(
         installed: Vec::new(),
         wikis: Vec::new(),
         debug: Vec::new(),
+        edge: None,
         seconds: 0.0,
     };
     for (pod, yaml, hash, changed, _) in &plans {
@@ -222,6 +225,10 @@ pub fn up(
             ))
         })
         .collect();
+    report.edge = pods
+        .iter()
+        .find_map(|pod| pod.edge_port)
+        .map(|port| format!("https://localhost:{port}/"));
     report.seconds = started_at.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -263,6 +270,7 @@ fn check_ports(
             (pod.http_port, "local.http_port", "0.0.0.0"),
             (pod.https_port, "local.https_port", "0.0.0.0"),
             (pod.memcached_port, "memcached.pools (its port)", gateway),
+            (pod.edge_port, "traffic.local_https_port", "0.0.0.0"),
         ];
         for (port, field, address) in ports {
             let Some(port) = port else { continue };

@@ -46,6 +46,8 @@ pub struct LocalPod {
     pub https_port: Option<u16>,
     /// The host port of memcached, for the memcached pod.
     pub memcached_port: Option<u16>,
+    /// The host port of the edge in front of the farm, for the edge pod.
+    pub edge_port: Option<u16>,
     /// Which deployment and release it runs, for cake pods.
     pub release: Option<(String, ReleaseName)>,
 }
@@ -198,8 +200,12 @@ pub fn local_pods(
             http_port,
             https_port,
             memcached_port: None,
+            edge_port: None,
             release: Some(release),
         });
+    }
+    if let Some(edge) = edge_pod(site, state, &pods)? {
+        pods.push(edge);
     }
     pods.push(memcached_pod(site, gateway, memcached_port(site)?)?);
     Ok(pods)
@@ -234,13 +240,7 @@ pub fn memcached_port(site: &ResolvedSite) -> Result<u16, Error> {
 
 fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalPod, Error> {
     let name = memcached_pod_name(site);
-    // The global image setting: memcached is not part of any release.
-    let image = model::de::from_node::<model::ImageValues>(
-        site.tree.get_path(["images"]).expect("defaults set images"),
-        "images",
-    )
-    .map_err(|error| Error::Inconsistent(error.to_string()))?
-    .memcached;
+    let image = global_image(site, |images| images.memcached)?;
     let container = Container {
         name: "memcached".into(),
         image: Some(image),
@@ -289,8 +289,123 @@ fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalP
         http_port: None,
         https_port: None,
         memcached_port: Some(port),
+        edge_port: None,
         release: None,
     })
+}
+
+/// The image reference of a global image setting (the edge and memcached belong to no release).
+fn global_image(
+    site: &ResolvedSite,
+    pick: fn(model::ImageValues) -> String,
+) -> Result<String, Error> {
+    let images = model::de::from_node::<model::ImageValues>(
+        site.tree.get_path(["images"]).expect("defaults set images"),
+        "images",
+    )
+    .map_err(|error| Error::Inconsistent(error.to_string()))?;
+    Ok(pick(images))
+}
+
+/// The edge in front of the farm (`[traffic] local_https_port`), routing to the cake pods'
+/// published httpd ports through the host.
+fn edge_pod(
+    site: &ResolvedSite,
+    state: &StateDir,
+    pods: &[LocalPod],
+) -> Result<Option<LocalPod>, Error> {
+    let port = site.spec.traffic.local_https_port;
+    if port == 0 {
+        return Ok(None);
+    }
+    let address = |deployment: &str, release: ReleaseName| {
+        pods.iter()
+            .find(|pod| {
+                pod.release
+                    .as_ref()
+                    .is_some_and(|r| r.0 == deployment && r.1 == release)
+            })
+            .and_then(|pod| pod.http_port)
+            .map(|port| format!("host.containers.internal:{port}"))
+    };
+    let Some(config) = render::config::traffic::edge(site, address) else {
+        return Ok(None);
+    };
+    let name = format!("{}-edge", site.spec.site.name);
+    let files = BTreeMap::from([(
+        "edge.toml".to_string(),
+        render::config::traffic::file(&config),
+    )]);
+    let dir = state
+        .config()
+        .join(format!("{name}-{}", short_hash(&files)));
+    let container = Container {
+        name: "edge".into(),
+        image: Some(global_image(site, |images| images.tls)?),
+        command: Some(
+            ["edge", "--config", "/etc/wikikube/edge/edge.toml"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        ports: Some(vec![ContainerPort {
+            name: Some("https".into()),
+            container_port: i32::from(render::config::traffic::PORT),
+            host_port: Some(i32::from(port)),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "edge-config".into(),
+                mount_path: "/etc/wikikube/edge".into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tls-certificate".into(),
+                mount_path: render::config::paths::TLS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(render::cake::RUN_AS),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Container::default()
+    };
+    let spec = PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![
+            Volume {
+                name: "edge-config".into(),
+                host_path: Some(host_dir(&dir)),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tls-certificate".into(),
+                host_path: Some(host_dir(&state.tls())),
+                ..Volume::default()
+            },
+        ]),
+        ..PodSpec::default()
+    };
+    Ok(Some(LocalPod {
+        manifest: pod(&name, render::labels::common(&site.spec.site.name), spec),
+        name,
+        config_dirs: BTreeMap::from([(dir, files)]),
+        http_port: None,
+        https_port: None,
+        memcached_port: None,
+        edge_port: Some(port),
+        release: None,
+    }))
 }
 
 fn pod(name: &str, labels: BTreeMap<String, String>, spec: PodSpec) -> Pod {

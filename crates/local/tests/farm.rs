@@ -18,6 +18,7 @@ const HTTPS: u16 = 28443;
 const DEBUG_HTTP: u16 = 28081;
 const DEBUG_HTTPS: u16 = 28444;
 const MEMCACHED: u16 = 21211;
+const EDGE: u16 = 28445;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
@@ -62,6 +63,10 @@ fn test_site(dir: &Path) -> PathBuf {
             ("host.containers.internal:11211", &memcached),
             ("https_port = 8443, http_port = 8080", &web),
             ("https_port = 8444, http_port = 8081", &debug),
+            (
+                "local_https_port = 8445",
+                &format!("local_https_port = {EDGE}"),
+            ),
         ],
     );
     site
@@ -115,7 +120,17 @@ fn get(port: u16, host: &str, path: &str) -> (u16, String) {
 }
 
 fn curl_https(port: u16, host: &str, path: &str) -> (String, String) {
-    let output = Command::new("curl")
+    curl_https_with(port, host, path, &[])
+}
+
+/// An HTTPS request with extra headers; returns the status and the response (headers included
+/// when headers were sent).
+fn curl_https_with(port: u16, host: &str, path: &str, headers: &[&str]) -> (String, String) {
+    let mut command = Command::new("curl");
+    for header in headers {
+        command.args(["-i", "-H", header]);
+    }
+    let output = command
         .args([
             "-sk",
             "-o",
@@ -278,6 +293,27 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let (status, _) = get(DEBUG_HTTP, "de.farm.test", "/wiki/Hauptseite");
     assert_eq!(status, 200);
 
+    // The edge in front of the farm: every wiki by its Host, and the debug deployment only
+    // with the X-Wikimedia-Debug header, uncacheable; an unknown debug backend gets a 400.
+    assert_eq!(report.edge.as_deref(), Some("https://localhost:28445/"));
+    let (status, body) = curl_https(EDGE, "en.farm.test", "/wiki/Main_Page");
+    assert!(status.starts_with("200"), "through the edge: {status}");
+    assert!(body.contains("Farm English"));
+    let debug = "X-Wikimedia-Debug: backend=mw-debug";
+    let (status, body) = curl_https_with(EDGE, "de.farm.test", "/wiki/Hauptseite", &[debug]);
+    assert!(
+        status.starts_with("200"),
+        "debug through the edge: {status}"
+    );
+    assert!(
+        body.to_ascii_lowercase().contains("cache-control: private"),
+        "{body}"
+    );
+    let unknown = "X-Wikimedia-Debug: backend=mwdebug9999";
+    let (status, body) = curl_https_with(EDGE, "de.farm.test", "/wiki/Hauptseite", &[unknown]);
+    assert!(status.starts_with("400"), "unknown debug backend: {status}");
+    assert!(body.contains("mw-debug"), "{body}");
+
     // An edit through the action API, with a real client, reads back on that wiki only.
     let password = site.secrets.expose()[local::install::ADMIN_PASSWORD].clone();
     let text = "Written by the wikikube end-to-end test.";
@@ -360,7 +396,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
 
     // Down keeps the data; up brings the same page back without installing again.
     let stopped = local::down(&site, &state, false).unwrap();
-    assert_eq!(stopped.len(), 3);
+    assert_eq!(stopped.len(), 4);
     assert!(local::http_get(HTTP, "en.farm.test", "/wiki/Main_Page").is_none());
     let back = local::up(&site, &rendered, &options).unwrap();
     assert!(

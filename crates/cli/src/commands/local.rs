@@ -113,6 +113,29 @@ pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
             text.push_str(&format!("  {:<14} {http}\n", ""));
         }
     }
+    if let Some(edge) = &report.edge {
+        let domain = site
+            .spec
+            .wikis
+            .values()
+            .next()
+            .and_then(|wiki| wiki.domains.first())
+            .map_or("DOMAIN", String::as_str);
+        let debug = site
+            .spec
+            .traffic
+            .debug
+            .first()
+            .map_or("NAME", String::as_str);
+        text.push_str(&format!(
+            "every wiki through the edge: {edge} with the wiki's Host, such as
+  \
+             curl -k -H 'Host: {domain}' {edge}wiki/
+  \
+             and the debug release with -H 'X-Wikimedia-Debug: backend={debug}'
+"
+        ));
+    }
     if !report.debug.is_empty() {
         text.push_str("debug release:\n");
         for debug in &report.debug {
