@@ -2,8 +2,6 @@
 //! container for every wiki whose SQLite file does not exist yet, so a second `up` (or a
 //! restart) never installs twice and never touches existing data.
 
-use std::collections::BTreeMap;
-
 use model::ResolvedSite;
 
 use crate::pods::DATA_DIR;
@@ -73,32 +71,6 @@ pub fn install_missing(site: &ResolvedSite, container: &str) -> Result<Vec<Strin
         installed.push(dbname.clone());
     }
     Ok(installed)
-}
-
-/// The databases a container sees, by wiki: size in bytes.
-pub fn databases(container: &str) -> Result<BTreeMap<String, u64>, Error> {
-    let listing = podman::run(&[
-        "exec",
-        container,
-        "find",
-        DATA_DIR,
-        "-maxdepth",
-        "1",
-        "-name",
-        "*.sqlite",
-        "-printf",
-        "%f %s\\n",
-    ])?;
-    Ok(listing
-        .lines()
-        .filter_map(|line| {
-            let (file, size) = line.split_once(' ')?;
-            Some((
-                file.strip_suffix(".sqlite")?.to_string(),
-                size.parse().ok()?,
-            ))
-        })
-        .collect())
 }
 
 fn tail(text: &str, lines: usize) -> String {

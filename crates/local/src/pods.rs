@@ -262,16 +262,7 @@ fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalP
             host_ip: Some(gateway.to_string()),
             protocol: Some("TCP".into()),
         }]),
-        security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(render::cake::RUN_AS),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(pod_user()),
         ..Container::default()
     };
     let labels = render::labels::common(&site.spec.site.name);
@@ -292,6 +283,15 @@ fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalP
         edge_port: None,
         release: None,
     })
+}
+
+/// The cake's restricted security context, with the pods' user set: these pods have no pod-level
+/// context to inherit it from.
+fn pod_user() -> k8s_openapi::api::core::v1::SecurityContext {
+    k8s_openapi::api::core::v1::SecurityContext {
+        run_as_user: Some(render::cake::RUN_AS),
+        ..render::cake::restricted()
+    }
 }
 
 /// The image reference of a global image setting (the edge and memcached belong to no release).
@@ -368,16 +368,7 @@ fn edge_pod(
                 ..VolumeMount::default()
             },
         ]),
-        security_context: Some(k8s_openapi::api::core::v1::SecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(render::cake::RUN_AS),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(pod_user()),
         ..Container::default()
     };
     let spec = PodSpec {

@@ -306,7 +306,7 @@ fn mcrouter_container(values: &CakeValues) -> Container {
 }
 
 /// The restricted Pod Security Standard for one container.
-fn restricted() -> SecurityContext {
+pub fn restricted() -> SecurityContext {
     SecurityContext {
         run_as_non_root: Some(true),
         allow_privilege_escalation: Some(false),
