@@ -375,7 +375,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert!(error.to_string().contains("install Debian's podman"));
 
     // A port taken by something else: a clear error, and the running farm is untouched.
-    let mut changed_dir = scratch.path().join("changed");
+    let changed_dir = scratch.path().join("changed");
     copy_dir(&site_dir, &changed_dir);
     replace(
         &changed_dir.join("environments/local.toml"),
@@ -392,7 +392,6 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     drop(blocker);
     let (status, _) = get(HTTP, "en.farm.test", "/wiki/Wikikube_test");
     assert_eq!(status, 200);
-    changed_dir.push("unused");
 
     // Down keeps the data; up brings the same page back without installing again.
     let stopped = local::down(&site, &state, false).unwrap();
