@@ -45,7 +45,8 @@
 //! [edge.backends.mw-api]
 //! addresses = ["mw-api.default.svc:8080"]
 //! [edge.backends.mwdebug1001]
-//! addresses = ["mw-debug.default.svc:8080"]
+//! addresses = ["mw-debug.default.svc:8443"]
+//! tls = { ca = "/etc/edge/cake.pem", server_name = "mw-debug.default.svc" }
 //!
 //! [edge.debug]
 //! backends = ["mwdebug1001"]
@@ -230,9 +231,27 @@ pub struct Backend {
     /// `HOST:PORT` of each endpoint, spoken to in HTTP/1.1; requests go round-robin over the
     /// healthy ones.
     pub addresses: Vec<String>,
-    /// Active health checks; without them every endpoint counts as healthy.
+    /// Active health checks; without them every endpoint counts as healthy. They go over TLS
+    /// when `tls` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+    /// Speak TLS to every address of this backend (e.g. to the cakes' `tls` containers)
+    /// instead of plain HTTP/1.1. Absent: plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS to a backend: TLS 1.2 or 1.3, ALPN `http/1.1`, the server's certificate verified.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM file of the certificates trusted for this backend: CA certificates, or the
+    /// backend's own self-signed certificate, which then is its own trust anchor (how the edge
+    /// trusts exactly the certificate the cakes present). Re-read when the file changes.
+    pub ca: String,
+    /// The name sent as SNI and that the backend's certificate must be valid for (a DNS
+    /// name, e.g. `"wiki.example"`), whatever address is connected to.
+    pub server_name: String,
 }
 
 /// An active HTTP health check, run against each address of a backend.
@@ -358,6 +377,27 @@ fn check_address(problems: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
+/// Whether `name` is a DNS name a certificate can be issued for: dot-separated labels of
+/// letters, digits and inner hyphens, each at most 63 bytes, 253 in all. An IP address is not
+/// one (its labels would be all digits in the last place, which no top-level domain is).
+pub fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(label_ok)
+        && !name
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl Config {
     /// The mode this config selects, if exactly one of `[pod]` and `[edge]` is present.
     pub fn mode(&self) -> Option<Mode> {
@@ -425,6 +465,19 @@ fn validate_edge(edge: &Edge, p: &mut Vec<String>) {
         }
         for a in &b.addresses {
             check_address(p, &format!("edge.backends.{name}.addresses"), a);
+        }
+        if let Some(t) = &b.tls {
+            if t.ca.is_empty() {
+                p.push(format!(
+                    "edge.backends.{name}.tls.ca: expected the path of a PEM file"
+                ));
+            }
+            if !is_dns_name(&t.server_name) {
+                p.push(format!(
+                    "edge.backends.{name}.tls.server_name: expected a DNS name, got {:?}",
+                    t.server_name
+                ));
+            }
         }
         if let Some(h) = &b.health {
             if !h.path.starts_with('/') {

@@ -172,4 +172,98 @@ split = { backend = "nxt", default_percent = 120 }
             "{e}"
         );
     }
+
+    const EDGE_TLS: &str = r#"[edge.backends.web]
+addresses = ["10.0.0.1:8443"]
+tls = { ca = "/etc/edge/cake.pem", server_name = "wiki.example" }
+health = { path = "/healthz" }
+[[edge.routes]]
+hosts = ["*"]
+backend = "web"
+"#;
+
+    fn edge_tls(tls: &str) -> String {
+        GOOD.replace(
+            "[pod]\nupstream = \"127.0.0.1:8080\"",
+            &EDGE_TLS.replace(
+                "{ ca = \"/etc/edge/cake.pem\", server_name = \"wiki.example\" }",
+                tls,
+            ),
+        )
+    }
+
+    #[test]
+    fn upstream_tls_round_trips() {
+        let text = edge_tls(r#"{ ca = "/etc/edge/cake.pem", server_name = "wiki.example" }"#);
+        let c = parse_str(&text, Path::new("x")).unwrap();
+        let tls = c.edge.as_ref().unwrap().backends["web"]
+            .tls
+            .clone()
+            .unwrap();
+        assert_eq!(
+            tls,
+            crate::config::UpstreamTls {
+                ca: "/etc/edge/cake.pem".into(),
+                server_name: "wiki.example".into()
+            }
+        );
+        let written = toml::to_string(&c).unwrap();
+        assert_eq!(parse_str(&written, Path::new("x")).unwrap(), c);
+        // Absent stays absent when written back.
+        let plain = parse_str(GOOD, Path::new("x")).unwrap();
+        assert!(!toml::to_string(&plain).unwrap().contains("tls ="));
+    }
+
+    #[test]
+    fn upstream_tls_is_validated() {
+        let e = err(&edge_tls(r#"{ ca = "", server_name = "10.0.0.1" }"#));
+        assert!(
+            e.contains("edge.backends.web.tls.ca: expected the path of a PEM file"),
+            "{e}"
+        );
+        assert!(
+            e.contains("edge.backends.web.tls.server_name: expected a DNS name, got \"10.0.0.1\""),
+            "{e}"
+        );
+        let e = err(&edge_tls(r#"{ ca = "a.pem", server_name = "" }"#));
+        assert!(e.contains("tls.server_name: expected a DNS name"), "{e}");
+        let e = err(&edge_tls(
+            r#"{ ca = "a.pem", server_name = "wiki.example", sni = "x" }"#,
+        ));
+        assert!(
+            e.contains("edge.backends.web.tls.sni: unknown field `sni`"),
+            "{e}"
+        );
+        let e = err(&edge_tls(r#"{ ca = "a.pem" }"#));
+        assert!(e.contains("missing field `server_name`"), "{e}");
+    }
+
+    #[test]
+    fn dns_names() {
+        use crate::config::is_dns_name;
+        for good in [
+            "wiki.example",
+            "mw-web.default.svc",
+            "localhost",
+            "a.b.c.",
+            "x1.y2",
+        ] {
+            assert!(is_dns_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "-a.example",
+            "a-.example",
+            "a..b",
+            "wiki example",
+            "*.wiki.example",
+            "10.0.0.1",
+            "::1",
+            "under_score.example",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+    }
 }

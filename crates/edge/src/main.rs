@@ -41,7 +41,10 @@ health = { path = "/healthz", interval_ms = 2000, timeout_ms = 1000, fall = 2, r
 [edge.backends.mw-web-next]
 addresses = ["10.0.1.1:8080"]
 [edge.backends.mwdebug1001]
-addresses = ["10.0.2.1:8080"]
+addresses = ["10.0.2.1:8443"]
+tls = { ca = "/etc/edge/cake.pem", server_name = "wiki.example" }  # TLS 1.2+ to this backend:
+                                # certificate checked against these PEM certificates (a
+                                # self-signed one trusts itself) and server_name (also the SNI)
 [edge.debug]
 backends = ["mwdebug1001"]      # X-Wikimedia-Debug: backend=mwdebug1001; other attributes...
 [[edge.routes]]

@@ -310,6 +310,7 @@ mod tests {
         let b = |a: &str| B {
             addresses: vec![a.into()],
             health: None,
+            tls: None,
         };
         Edge {
             backends: [

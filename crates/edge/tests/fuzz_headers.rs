@@ -10,6 +10,7 @@ fn table() -> Table {
     let b = |a: &str| Backend {
         addresses: vec![a.into()],
         health: None,
+        tls: None,
     };
     let edge = Edge {
         backends: [
