@@ -4,7 +4,8 @@
 //! Secret), [`Phase::Debug`], [`Phase::Canary`] (then the gate: rollout, smoke checks, soak), and
 //! [`Phase::Main`] (main and next). An object belongs to a release when its name is the release's
 //! base name `{deployment}-{release}` or starts with it (its ConfigMaps), or when it is main's
-//! Service, named after the deployment.
+//! Service, named after the deployment. The edge's objects (`{site}-edge`) go with main: a change
+//! of routes or shares reaches users only once the canaries passed the gate.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -78,6 +79,7 @@ pub fn plan(site: &ResolvedSite, objects: &[render::Object]) -> Vec<Step> {
         .collect();
     // Longest first, so `mw-api-ext-main` is not taken for a release of `mw-api`.
     bases.sort_by_key(|(base, _)| std::cmp::Reverse(base.len()));
+    let edge = render::edge::name(site);
     let mut steps: Vec<Step> = objects
         .iter()
         .map(|object| {
@@ -94,7 +96,7 @@ pub fn plan(site: &ResolvedSite, objects: &[render::Object]) -> Vec<Step> {
                 .or_else(|| {
                     let main_service = object.kind() == "Service"
                         && site.deployments.iter().any(|d| d.name == name);
-                    main_service.then_some(ReleaseName::Main)
+                    (main_service || name == edge).then_some(ReleaseName::Main)
                 });
             Step {
                 phase: release.map_or(Phase::Shared, Phase::of_release),

@@ -496,3 +496,22 @@ async fn simulated_diff_shows_changes_and_never_secret_values() {
     let json = serde_json::to_string(&report).unwrap();
     assert!(!json.contains("hunter2"));
 }
+
+#[test]
+fn the_edge_changes_with_main_after_the_canary_gate() {
+    let (_, steps) = farm_steps("eqiad");
+    let edge: Vec<(Phase, &str)> = steps
+        .iter()
+        .filter(|step| step.object.name == "farm-edge")
+        .map(|step| (step.phase, step.object.kind.as_str()))
+        .collect();
+    assert_eq!(
+        edge,
+        [
+            (Phase::Main, "ConfigMap"),
+            (Phase::Main, "Service"),
+            (Phase::Main, "Deployment"),
+            (Phase::Main, "PodDisruptionBudget"),
+        ]
+    );
+}

@@ -289,8 +289,8 @@ fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalP
 /// context to inherit it from.
 fn pod_user() -> k8s_openapi::api::core::v1::SecurityContext {
     k8s_openapi::api::core::v1::SecurityContext {
-        run_as_user: Some(render::cake::RUN_AS),
-        ..render::cake::restricted()
+        run_as_user: Some(render::pod::RUN_AS),
+        ..render::pod::restricted()
     }
 }
 
@@ -318,7 +318,7 @@ fn edge_pod(
     if port == 0 {
         return Ok(None);
     }
-    let address = |deployment: &str, release: ReleaseName| {
+    let upstream = |deployment: &str, release: ReleaseName| {
         pods.iter()
             .find(|pod| {
                 pod.release
@@ -326,9 +326,12 @@ fn edge_pod(
                     .is_some_and(|r| r.0 == deployment && r.1 == release)
             })
             .and_then(|pod| pod.http_port)
-            .map(|port| format!("host.containers.internal:{port}"))
+            .map(|port| render::config::traffic::Upstream {
+                address: format!("host.containers.internal:{port}"),
+                tls: None,
+            })
     };
-    let Some(config) = render::config::traffic::edge(site, address) else {
+    let Some(config) = render::config::traffic::edge(site, upstream) else {
         return Ok(None);
     };
     let name = format!("{}-edge", site.spec.site.name);

@@ -123,6 +123,74 @@ pub struct TrafficSpec {
     /// The host port of the edge that `wikikube up` runs in front of a local farm (0: none).
     #[serde(default)]
     pub local_https_port: u16,
+    /// `[traffic.edge]`: the edge's own Deployment in a Kubernetes environment.
+    #[serde(default)]
+    pub edge: EdgeSpec,
+}
+
+/// `[traffic.edge]`: the edge Deployment rendered for a Kubernetes environment. It runs the
+/// `tls` image in edge mode and reaches the releases through their Services over TLS.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSpec {
+    /// Pods of the edge Deployment; 0 renders no edge (another layer, a CDN, routes instead).
+    #[serde(default = "EdgeSpec::default_replicas")]
+    pub replicas: u32,
+    /// The edge Service's type: `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(default)]
+    pub service_type: ServiceType,
+    /// The edge container's CPU request, in millicores.
+    #[serde(default = "EdgeSpec::default_cpu_millicores")]
+    pub cpu_millicores: u32,
+    /// The edge container's memory request and limit, in MiB.
+    #[serde(default = "EdgeSpec::default_memory_mb")]
+    pub memory_mb: u32,
+}
+
+impl EdgeSpec {
+    fn default_replicas() -> u32 {
+        2
+    }
+    fn default_cpu_millicores() -> u32 {
+        1000
+    }
+    fn default_memory_mb() -> u32 {
+        256
+    }
+}
+
+impl Default for EdgeSpec {
+    fn default() -> EdgeSpec {
+        EdgeSpec {
+            replicas: EdgeSpec::default_replicas(),
+            service_type: ServiceType::default(),
+            cpu_millicores: EdgeSpec::default_cpu_millicores(),
+            memory_mb: EdgeSpec::default_memory_mb(),
+        }
+    }
+}
+
+/// A Kubernetes Service type.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only (a load balancer outside forwards to it).
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through the cloud's load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The name Kubernetes uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
 }
 
 /// One path route of `[traffic]`.

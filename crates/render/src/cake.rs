@@ -11,25 +11,22 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, SleepAction, TCPSocketAction, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, ExecAction, PodSpec, PodTemplateSpec, Probe, Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use model::{CakeValues, CertificateSource, ReleaseName, ResolvedSite};
+use model::{CakeValues, ReleaseName, ResolvedSite};
 
 use crate::config::mediawiki::variables;
 use crate::config::paths::{FPM_PING, FPM_SOCKET, SECRETS_DIR, SOCKET_DIR, TLS_DIR};
 use crate::config::{httpd, mcrouter, tls};
 use crate::labels;
-use crate::sizing::{self, Resources};
-
-/// The uid and gid of `www-data` in Debian, which every cake image runs as.
-pub const RUN_AS: i64 = 33;
+use crate::pod::{
+    certificate_secret, config_map_volume, http_probe, mount, pod_security_context, port, pre_stop,
+    resources, restricted, seconds, secret_volume, strings, tcp_probe,
+};
+use crate::sizing;
 
 /// Port of the mcrouter container's /metrics, also its probe.
 pub const MCROUTER_METRICS_PORT: u16 = 9362;
@@ -109,28 +106,14 @@ pub fn deployment(
 }
 
 fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts) -> PodSpec {
-    let certificate_secret = match &values.tls.certificate {
-        CertificateSource::Secret(name) => name.clone(),
-        // Created at run time by `wikikube up`; a generated key never belongs in rendered output.
-        CertificateSource::SelfSigned => format!("{}-self-signed-tls", site.spec.site.name),
-    };
+    let certificate_secret = certificate_secret(site, values);
     PodSpec {
         service_account_name: Some(crate::SERVICE_ACCOUNT.into()),
         automount_service_account_token: Some(false),
         termination_grace_period_seconds: Some(i64::from(
             values.lifecycle.termination_grace_seconds,
         )),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(RUN_AS),
-            run_as_group: Some(RUN_AS),
-            fs_group: Some(RUN_AS),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..SeccompProfile::default()
-            }),
-            ..PodSecurityContext::default()
-        }),
+        security_context: Some(pod_security_context()),
         containers: vec![
             tls_container(values),
             httpd_container(values),
@@ -303,127 +286,4 @@ fn mcrouter_container(values: &CakeValues) -> Container {
         volume_mounts: Some(vec![mount("mcrouter-config", "/etc/wikikube/mcrouter")]),
         ..Container::default()
     }
-}
-
-/// The restricted Pod Security Standard for one container.
-pub fn restricted() -> SecurityContext {
-    SecurityContext {
-        run_as_non_root: Some(true),
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Capabilities::default()
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..SeccompProfile::default()
-        }),
-        ..SecurityContext::default()
-    }
-}
-
-fn resources(resources: Resources) -> ResourceRequirements {
-    let memory = |mb: u64| Quantity(format!("{mb}Mi"));
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            (
-                "cpu".to_string(),
-                Quantity(format!("{}m", resources.cpu_request_millicores)),
-            ),
-            ("memory".to_string(), memory(resources.memory_request_mb)),
-        ])),
-        limits: Some(BTreeMap::from([(
-            "memory".to_string(),
-            memory(resources.memory_limit_mb),
-        )])),
-        ..ResourceRequirements::default()
-    }
-}
-
-fn pre_stop(seconds: u32) -> Lifecycle {
-    Lifecycle {
-        pre_stop: Some(LifecycleHandler {
-            sleep: Some(SleepAction {
-                seconds: i64::from(seconds),
-            }),
-            ..LifecycleHandler::default()
-        }),
-        ..Lifecycle::default()
-    }
-}
-
-fn http_probe(path: &str, port_name: &str, period: i32) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::String(port_name.into()),
-            ..HTTPGetAction::default()
-        }),
-        period_seconds: Some(period),
-        timeout_seconds: Some(2),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    }
-}
-
-fn tcp_probe(port_name: &str) -> Probe {
-    Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String(port_name.into()),
-            ..TCPSocketAction::default()
-        }),
-        period_seconds: Some(10),
-        failure_threshold: Some(3),
-        ..Probe::default()
-    }
-}
-
-fn port(name: &str, number: u16) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.into()),
-        container_port: i32::from(number),
-        protocol: Some("TCP".into()),
-        ..ContainerPort::default()
-    }
-}
-
-fn mount(volume: &str, path: &str) -> VolumeMount {
-    VolumeMount {
-        name: volume.into(),
-        mount_path: path.into(),
-        read_only: Some(!matches!(volume, "shared-socket" | "tmp")),
-        ..VolumeMount::default()
-    }
-}
-
-fn config_map_volume(volume: &str, config_map: &str) -> Volume {
-    Volume {
-        name: volume.into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: config_map.into(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }
-}
-
-fn secret_volume(volume: &str, secret: &str) -> Volume {
-    Volume {
-        name: volume.into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(secret.into()),
-            // Readable by the pod's group (fsGroup), not by everyone.
-            default_mode: Some(0o440),
-            ..SecretVolumeSource::default()
-        }),
-        ..Volume::default()
-    }
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|item| item.to_string()).collect()
-}
-
-fn seconds(value: u32) -> i32 {
-    i32::try_from(value).unwrap_or(i32::MAX)
 }

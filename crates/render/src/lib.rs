@@ -15,9 +15,11 @@
 
 pub mod cake;
 pub mod config;
+pub mod edge;
 pub mod labels;
 pub mod lint;
 pub mod objects;
+pub mod pod;
 pub mod sizing;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +34,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 use sha2::{Digest, Sha256};
 
-use model::{CakeValues, ReleaseName, ResolvedSite};
+use model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
 
 use crate::config::Files;
 pub use crate::lint::{Finding, Rule};
@@ -162,6 +164,10 @@ pub fn build_objects(site: &ResolvedSite) -> Vec<Object> {
                 &meta,
             ));
         }
+    }
+    // On one machine `wikikube up` runs its own edge, on the host's ports.
+    if site.environment.kind == EnvironmentKind::Kubernetes {
+        objects.extend(edge::objects(site, &meta));
     }
     objects.sort_by(|a, b| (a.apply_rank(), a.name()).cmp(&(b.apply_rank(), b.name())));
     objects

@@ -142,7 +142,7 @@ fn canary_has_no_service_but_mains_service_selects_its_pods() {
         .iter()
         .map(|s| s.metadata.name.as_deref().unwrap())
         .collect();
-    assert_eq!(names, ["mw-api-ext", "mw-debug", "mw-web"]);
+    assert_eq!(names, ["farm-edge", "mw-api-ext", "mw-debug", "mw-web"]);
     let web_service = services(&objects)
         .into_iter()
         .find(|s| s.metadata.name.as_deref() == Some("mw-web"))
@@ -294,10 +294,13 @@ fn disabled_releases_are_not_rendered() {
 #[test]
 fn the_edge_routes_hosts_paths_and_debug_from_the_sites_traffic() {
     let site = common::load("eqiad");
-    let address = |deployment: &str, release: model::ReleaseName| {
-        Some(format!("{deployment}-{release}.example:8080"))
+    let upstream = |deployment: &str, release: model::ReleaseName| {
+        Some(render::config::traffic::Upstream {
+            address: format!("{deployment}-{release}.example:8080"),
+            tls: None,
+        })
     };
-    let config = render::config::traffic::edge(&site, address).unwrap();
+    let config = render::config::traffic::edge(&site, upstream).unwrap();
     config.validate().unwrap();
     let edge = config.edge.as_ref().unwrap();
     let backends: Vec<&str> = edge.backends.keys().map(String::as_str).collect();
@@ -317,6 +320,129 @@ fn the_edge_routes_hosts_paths_and_debug_from_the_sites_traffic() {
     let read: edge::config::Config = toml::from_str(&text).unwrap();
     assert_eq!(read, config);
     // A deployment without an address is left out, and without main there is no edge.
-    let only_debug = |deployment: &str, _| (deployment == "mw-debug").then(|| "x:1".to_string());
+    let only_debug = |deployment: &str, _| {
+        (deployment == "mw-debug").then(|| render::config::traffic::Upstream {
+            address: "x:1".into(),
+            tls: None,
+        })
+    };
     assert!(render::config::traffic::edge(&site, only_debug).is_none());
+}
+
+#[test]
+fn a_cluster_gets_an_edge_that_reaches_the_releases_over_tls() {
+    let site = common::load("eqiad");
+    let objects = objects("eqiad");
+    let edge: Vec<String> = objects
+        .iter()
+        .filter(|object| object.name() == "farm-edge")
+        .map(|object| object.describe())
+        .collect();
+    assert_eq!(
+        edge,
+        [
+            "ConfigMap/farm-edge",
+            "Service/farm-edge",
+            "Deployment/farm-edge",
+            "PodDisruptionBudget/farm-edge"
+        ]
+    );
+    let text = &config_map(&objects, "farm-edge").data.as_ref().unwrap()[render::edge::FILE];
+    let config: edge::config::Config = toml::from_str(text).unwrap();
+    config.validate().unwrap();
+    let domains: Vec<&String> = site
+        .spec
+        .wikis
+        .values()
+        .flat_map(|wiki| &wiki.domains)
+        .collect();
+    let pod = deployment(&objects, "farm-edge")
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let mounts = pod.containers[0].volume_mounts.as_ref().unwrap();
+    let volumes = pod.volumes.as_ref().unwrap();
+    let edge = config.edge.as_ref().unwrap();
+    for (name, backend) in &edge.backends {
+        // Through the release's Service, which only the tls container answers.
+        let service = services(&objects)
+            .into_iter()
+            .find(|service| {
+                backend.addresses[0].starts_with(&format!(
+                    "{}.mediawiki.svc:",
+                    service.metadata.name.as_ref().unwrap()
+                ))
+            })
+            .unwrap_or_else(|| panic!("{name}: {:?} is no Service", backend.addresses));
+        let port = service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port;
+        assert!(backend.addresses[0].ends_with(&format!(":{port}")));
+        let tls = backend
+            .tls
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} without TLS"));
+        assert!(
+            domains.contains(&&tls.server_name),
+            "{name}: {}",
+            tls.server_name
+        );
+        // The CA file is the release's certificate Secret, mounted where the config says.
+        let mount = mounts
+            .iter()
+            .find(|mount| tls.ca.starts_with(&format!("{}/", mount.mount_path)))
+            .unwrap_or_else(|| panic!("{name}: {} is not mounted", tls.ca));
+        let volume = volumes
+            .iter()
+            .find(|volume| volume.name == mount.name)
+            .unwrap();
+        assert_eq!(
+            volume.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("mediawiki-tls")
+        );
+        assert!(tls.ca.ends_with("/tls.crt"));
+    }
+    assert_eq!(edge.debug.backends, ["mw-debug"]);
+    // The edge's pods are its Service's only pods, and no cake Service selects them.
+    let labels = pod_labels(&objects, "farm-edge");
+    for service in services(&objects) {
+        let selector = service.spec.as_ref().unwrap().selector.as_ref().unwrap();
+        let selects = selector
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value));
+        assert_eq!(
+            selects,
+            service.metadata.name.as_deref() == Some("farm-edge")
+        );
+    }
+}
+
+#[test]
+fn no_edge_is_rendered_on_one_machine_or_with_no_replicas() {
+    assert!(objects("local")
+        .iter()
+        .all(|object| !object.name().ends_with("-edge")));
+    let mut site = common::load("eqiad");
+    site.spec.traffic.edge.replicas = 0;
+    let rendered = render(&site, &RenderOptions::default()).unwrap();
+    assert!(rendered
+        .objects
+        .iter()
+        .all(|object| object.name() != "farm-edge"));
+}
+
+fn pod_labels(objects: &[Object], name: &str) -> std::collections::BTreeMap<String, String> {
+    deployment(objects, name)
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap()
 }

@@ -3,14 +3,15 @@
 //! each deployment to its `next` release, and the debug deployments behind
 //! `X-Wikimedia-Debug: backend=NAME`.
 //!
-//! Where the backends are is the caller's business (Service addresses in a cluster, host ports on
-//! one machine): [`edge`] asks `address` for each deployment's release and leaves out the ones it
-//! has no address for.
+//! Where the backends are is the caller's business (Services over TLS in a cluster, see
+//! [`crate::edge`]; host ports on one machine, see the `local` crate): [`edge`] asks `upstream`
+//! for each deployment's release and leaves out the ones it has none for.
 
 use std::collections::BTreeMap;
 
 use edge::config::{
     Backend, Certificate, Config, Debug, Edge, HealthCheck, Listen, Route, Split, Tls, TlsVersion,
+    UpstreamTls,
 };
 use model::{ReleaseName, ResolvedSite};
 
@@ -27,10 +28,19 @@ pub fn backend_name(deployment: &str, release: ReleaseName) -> String {
     }
 }
 
-/// The edge's config, or `None` when no main deployment has an address.
+/// Where the edge reaches one release.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    /// `HOST:PORT`.
+    pub address: String,
+    /// TLS to it, or plain HTTP when `None`.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// The edge's config, or `None` when no main deployment has an upstream.
 pub fn edge(
     site: &ResolvedSite,
-    address: impl Fn(&str, ReleaseName) -> Option<String>,
+    upstream: impl Fn(&str, ReleaseName) -> Option<Upstream>,
 ) -> Option<Config> {
     let traffic = &site.spec.traffic;
     let mut backends = BTreeMap::new();
@@ -39,14 +49,15 @@ pub fn edge(
             let enabled = deployment
                 .release(release)
                 .is_some_and(|found| found.values.enabled);
-            if let Some(address) = enabled
-                .then(|| address(&deployment.name, release))
+            if let Some(upstream) = enabled
+                .then(|| upstream(&deployment.name, release))
                 .flatten()
             {
                 backends.insert(
                     backend_name(&deployment.name, release),
                     Backend {
-                        addresses: vec![address],
+                        addresses: vec![upstream.address],
+                        tls: upstream.tls,
                         // php-fpm's ping through httpd, as the pods' readiness probe asks.
                         health: Some(HealthCheck {
                             path: FPM_PING.into(),
@@ -61,16 +72,9 @@ pub fn edge(
             }
         }
     }
-    let main = traffic
-        .main
-        .clone()
-        .or_else(|| {
-            site.deployments
-                .iter()
-                .map(|deployment| deployment.name.clone())
-                .find(|name| !traffic.debug.contains(name))
-        })
-        .filter(|name| backends.contains_key(name))?;
+    let main = main_deployment(site)
+        .filter(|name| backends.contains_key(*name))?
+        .to_string();
     let route = |path_prefix: Option<String>, deployment: &str| -> Option<Route> {
         if !backends.contains_key(deployment) {
             return None;
@@ -131,6 +135,18 @@ pub fn edge(
             debug: Debug { backends: debug },
             routes,
         }),
+    })
+}
+
+/// The deployment that serves every host unless a route says otherwise: `[traffic] main`, or
+/// else the first deployment (by name) that is not a debug one.
+pub fn main_deployment(site: &ResolvedSite) -> Option<&str> {
+    let traffic = &site.spec.traffic;
+    traffic.main.as_deref().or_else(|| {
+        site.deployments
+            .iter()
+            .map(|deployment| deployment.name.as_str())
+            .find(|name| !traffic.debug.iter().any(|debug| debug == name))
     })
 }
 

@@ -1,0 +1,262 @@
+//! The edge in front of the releases, in a Kubernetes environment: the `edge` program in edge
+//! mode as a Deployment of its own (`{site}-edge`), with its config in a ConfigMap, a Service and
+//! a PodDisruptionBudget. `[traffic.edge] replicas = 0` renders none of them.
+//!
+//! The edge reaches each release through the release's Service, over TLS to the pods' `tls`
+//! containers: the cake keeps a single way in, and the edge verifies the certificate the pods
+//! present against the same TLS Secret they mount (a self-signed certificate is its own trust
+//! anchor). The routes, shares and debug backends come from [`config::traffic`].
+//!
+//! The pod template carries no checksum of the config: the edge re-reads its config file when the
+//! ConfigMap's projection changes, so moving a share does not restart the edge pods.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use edge::config::UpstreamTls;
+use model::{CakeValues, ReleaseName, ResolvedSite};
+
+use crate::config::paths::TLS_DIR;
+use crate::config::traffic::{self, Upstream};
+use crate::config::{self, tls, Files};
+use crate::labels;
+use crate::objects::Object;
+use crate::pod::{
+    certificate_secret, config_map_volume, http_probe, mount, pod_security_context, port, pre_stop,
+    resources, restricted, secret_volume, strings, tcp_probe,
+};
+use crate::sizing;
+
+/// The file name of the edge's config in its ConfigMap.
+pub const FILE: &str = "edge.toml";
+
+/// Where the TLS Secrets of the releases are mounted, one directory per Secret, for checking the
+/// certificates the releases present.
+pub const TRUST_DIR: &str = "/etc/wikikube/trust";
+
+/// Label value of `app.kubernetes.io/component` on the edge's pods.
+const COMPONENT: &str = "edge";
+
+/// The name of every edge object.
+pub fn name(site: &ResolvedSite) -> String {
+    format!("{}-edge", site.spec.site.name)
+}
+
+/// The edge's objects, or none when the site renders no edge or no main deployment runs.
+pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec<Object> {
+    let spec = &site.spec.traffic.edge;
+    if spec.replicas == 0 {
+        return Vec::new();
+    }
+    let namespace = &site.spec.site.namespace;
+    // The name the releases' certificates are checked against: any name they are issued for
+    // does, and every wiki domain is on them.
+    let server_name = site
+        .spec
+        .wikis
+        .values()
+        .flat_map(|wiki| wiki.domains.first())
+        .next()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let upstream = |deployment: &str, release: ReleaseName| {
+        let values = &site
+            .deployments
+            .iter()
+            .find(|found| found.name == deployment)?
+            .release(release)?
+            .values;
+        let secret = certificate_secret(site, values);
+        Some(Upstream {
+            address: format!(
+                "{}.{namespace}.svc:{}",
+                service_name(deployment, release),
+                values.service.port
+            ),
+            tls: Some(UpstreamTls {
+                ca: format!("{TRUST_DIR}/{secret}/tls.crt"),
+                server_name: server_name.clone(),
+            }),
+        })
+    };
+    let Some(mut config) = traffic::edge(site, upstream) else {
+        return Vec::new();
+    };
+    // The main deployment's main release gives the edge its image, certificate and timings.
+    let Some(main) = traffic::main_deployment(site)
+        .and_then(|name| site.deployments.iter().find(|found| found.name == name))
+        .and_then(|deployment| deployment.release(ReleaseName::Main))
+        .map(|release| &release.values)
+    else {
+        return Vec::new();
+    };
+    let trusted_secrets: BTreeSet<String> = site
+        .deployments
+        .iter()
+        .flat_map(|deployment| deployment.releases.iter())
+        .filter(|release| release.values.enabled)
+        .map(|release| certificate_secret(site, &release.values))
+        .collect();
+    config.listen.metrics = Some(format!("0.0.0.0:{}", tls::METRICS_PORT));
+    config.listen.drain_seconds = u64::from(
+        main.lifecycle
+            .termination_grace_seconds
+            .saturating_sub(main.lifecycle.tls_pre_stop_seconds)
+            .max(1),
+    );
+    let name = name(site);
+    let mut files = Files::new();
+    files.insert(FILE.into(), config::traffic::file(&config));
+
+    let mut objects = vec![Object::ConfigMap(ConfigMap {
+        metadata: meta(name.clone()),
+        data: Some(files),
+        ..ConfigMap::default()
+    })];
+    let selector = selector(site);
+    let mut pod_labels = labels::common(&site.spec.site.name);
+    pod_labels.extend(selector.clone());
+    objects.push(Object::Service(Service {
+        metadata: meta(name.clone()),
+        spec: Some(ServiceSpec {
+            type_: Some(spec.service_type.as_str().into()),
+            selector: Some(selector.clone()),
+            ports: Some(vec![ServicePort {
+                name: Some("https".into()),
+                port: 443,
+                target_port: Some(IntOrString::String("https".into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }));
+    objects.push(Object::Deployment(Deployment {
+        metadata: ObjectMeta {
+            labels: Some(pod_labels.clone()),
+            ..meta(name.clone())
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(spec.replicas).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            // One pod at a time, never fewer than asked: the edge is every request's way in.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(site, main, &name, &trusted_secrets)),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }));
+    objects.push(Object::PodDisruptionBudget(PodDisruptionBudget {
+        metadata: meta(name),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }));
+    objects
+}
+
+/// The Service a release is reached through: main's is named after the deployment.
+fn service_name(deployment: &str, release: ReleaseName) -> String {
+    match release {
+        ReleaseName::Main => deployment.to_string(),
+        other => format!("{deployment}-{other}"),
+    }
+}
+
+/// The labels that pick the edge's pods, and only them: cake pods have no component label.
+fn selector(site: &ResolvedSite) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::SITE.to_string(), site.spec.site.name.clone()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            COMPONENT.to_string(),
+        ),
+    ])
+}
+
+fn pod_spec(
+    site: &ResolvedSite,
+    main: &CakeValues,
+    config_map: &str,
+    trusted_secrets: &BTreeSet<String>,
+) -> PodSpec {
+    let spec = &site.spec.traffic.edge;
+    let mut mounts = vec![
+        mount("edge-config", "/etc/wikikube/edge"),
+        mount("tls-certificate", TLS_DIR),
+    ];
+    let mut volumes = vec![
+        config_map_volume("edge-config", config_map),
+        secret_volume("tls-certificate", &certificate_secret(site, main)),
+    ];
+    for (index, secret) in trusted_secrets.iter().enumerate() {
+        let volume = format!("trust-{index}");
+        mounts.push(mount(&volume, &format!("{TRUST_DIR}/{secret}")));
+        volumes.push(secret_volume(&volume, secret));
+    }
+    let container = Container {
+        name: "edge".into(),
+        image: Some(main.images.tls.clone()),
+        command: Some(strings(&["edge"])),
+        args: Some(strings(&[
+            "--config",
+            &format!("/etc/wikikube/edge/{FILE}"),
+        ])),
+        ports: Some(vec![
+            port("https", traffic::PORT),
+            port("edge-metrics", tls::METRICS_PORT),
+        ]),
+        // /healthz turns 503 when the edge drains, which takes the pod out of the Service first.
+        readiness_probe: Some(http_probe("/healthz", "edge-metrics", 1)),
+        liveness_probe: Some(tcp_probe("https")),
+        lifecycle: Some(pre_stop(main.lifecycle.tls_pre_stop_seconds)),
+        resources: Some(resources(sizing::fixed(
+            spec.cpu_millicores,
+            spec.memory_mb,
+        ))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    PodSpec {
+        service_account_name: Some(crate::SERVICE_ACCOUNT.into()),
+        automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(i64::from(main.lifecycle.termination_grace_seconds)),
+        security_context: Some(pod_security_context()),
+        containers: vec![container],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}
