@@ -420,6 +420,10 @@ pub struct TlsValues {
     pub port: u16,
     /// `"self-signed"` or `"secret:NAME"`.
     pub certificate: CertificateSource,
+    /// Peers whose `X-Client-IP` the tls container believes: IP addresses or CIDR ranges (the
+    /// pod network where the edge runs). From any other peer the header is replaced by the
+    /// peer's address, so MediaWiki sees the real client only behind a trusted edge.
+    pub trusted_proxies: Vec<String>,
     /// The container's CPU request, in millicores.
     pub cpu_millicores: u32,
     /// The container's memory request and limit, in MiB.

@@ -67,7 +67,8 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                 ErrorKind::InvalidValue,
                 &format!("{path}.settings.{name}"),
                 format!(
-                    "`{name}` is not a MediaWiki setting name: use letters, digits and                      underscores, such as `wgSitename`"
+                    "`{name}` is not a MediaWiki setting name: use letters, digits and \
+                     underscores, such as `wgSitename`"
                 ),
             ));
         }
@@ -126,6 +127,21 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             ));
         }
         for release in &deployment.releases {
+            if let Some(bad) = release
+                .values
+                .tls
+                .trusted_proxies
+                .iter()
+                .find(|range| !is_ip_range(range))
+            {
+                return Err(fail(
+                    ErrorKind::InvalidValue,
+                    "tls.trusted_proxies",
+                    format!(
+                        "`{bad}` is not an IP address or CIDR range such as `10.64.0.0/12`"
+                    ),
+                ));
+            }
             let pools = &release.values.memcached.pools;
             if !pools.is_empty() && !pools.contains_key(datacenter) {
                 return Err(fail(
@@ -225,4 +241,17 @@ pub fn is_dns_name(name: &str) -> bool {
 fn is_php_identifier(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `ADDRESS` or `ADDRESS/PREFIX`, IPv4 or IPv6, as the `edge` program reads `trusted_proxies`.
+fn is_ip_range(text: &str) -> bool {
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let Ok(address) = address.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let longest = if address.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|prefix| prefix.parse::<u8>().is_ok_and(|prefix| prefix <= longest))
 }

@@ -411,3 +411,18 @@ fn traffic_names_only_deployments_that_exist() {
     assert_eq!(error.kind, ErrorKind::InvalidValue);
     assert_eq!(error.key, "traffic.next_percent");
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_ranges() {
+    let scratch = Scratch::new();
+    scratch.replace(
+        "environments/production.toml",
+        "trusted_proxies = [\"10.64.0.0/12\"]",
+        "trusted_proxies = [\"10.64.0.0/12\", \"10.64.0.0/33\"]",
+    );
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::InvalidValue);
+    assert_eq!(error.key, "tls.trusted_proxies");
+    assert!(error.to_string().contains("production.toml"), "{error}");
+    assert!(error.to_string().contains("`10.64.0.0/33`"), "{error}");
+}

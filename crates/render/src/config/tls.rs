@@ -31,7 +31,8 @@ pub fn files(values: &CakeValues, domains: &[String]) -> Files {
             ),
             threads: None,
             reload_interval_ms: 2000,
-            trusted_proxies: Vec::new(),
+            // The edge in front sets X-Client-IP to the real client; believe it from there only.
+            trusted_proxies: values.tls.trusted_proxies.clone(),
         },
         tls: Tls {
             min_version: TlsVersion::Tls12,
