@@ -137,9 +137,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                 return Err(fail(
                     ErrorKind::InvalidValue,
                     "tls.trusted_proxies",
-                    format!(
-                        "`{bad}` is not an IP address or CIDR range such as `10.64.0.0/12`"
-                    ),
+                    format!("`{bad}` is not an IP address or CIDR range such as `10.64.0.0/12`"),
                 ));
             }
             let pools = &release.values.memcached.pools;
