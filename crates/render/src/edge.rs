@@ -58,16 +58,7 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
         return Vec::new();
     }
     let namespace = &site.spec.site.namespace;
-    // The name the releases' certificates are checked against: any name they are issued for
-    // does, and every wiki domain is on them.
-    let server_name = site
-        .spec
-        .wikis
-        .values()
-        .flat_map(|wiki| wiki.domains.first())
-        .next()
-        .cloned()
-        .unwrap_or_else(|| "localhost".into());
+    let server_name = traffic::upstream_server_name(site);
     let upstream = |deployment: &str, release: ReleaseName| {
         let values = &site
             .deployments

@@ -155,17 +155,7 @@ fn canary_has_no_service_but_mains_service_selects_its_pods() {
         .as_ref()
         .unwrap();
     for release in ["mw-web-main", "mw-web-canary"] {
-        let labels = deployment(&objects, release)
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .labels
-            .as_ref()
-            .unwrap();
+        let labels = pod_labels(&objects, release);
         assert!(
             selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
             "mw-web's Service does not select {release}"

@@ -150,6 +150,18 @@ pub fn main_deployment(site: &ResolvedSite) -> Option<&str> {
     })
 }
 
+/// The name the edge checks the releases' certificates against: any name they are issued for
+/// does, and every wiki domain is on them; the first wiki's first domain.
+pub fn upstream_server_name(site: &ResolvedSite) -> String {
+    site.spec
+        .wikis
+        .values()
+        .flat_map(|wiki| wiki.domains.first())
+        .next()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// The config as the file the edge reads.
 pub fn file(config: &Config) -> String {
     let text = toml::to_string(config).expect("the edge config serializes");
