@@ -4,9 +4,10 @@
 //! Each check task holds only a weak reference to its endpoint and ends once no routing table
 //! uses the endpoint any more, so a config reload needs no bookkeeping of tasks.
 
-use crate::config::HealthCheck;
+use crate::config::{HealthCheck, UpstreamTls};
 use crate::metrics::{EndpointLabels, Metrics};
 use crate::router::{Endpoint, Table};
+use crate::upstream_tls::UpstreamTlsStore;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::Request;
@@ -14,8 +15,9 @@ use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// Starts the checks of every endpoint of `table` that has none running yet.
-pub fn spawn_checks(table: &Table, metrics: &Arc<Metrics>) {
+/// Starts the checks of every endpoint of `table` that has none running yet. Checks of TLS
+/// backends go over TLS with the settings in `tls`, as requests do.
+pub fn spawn_checks(table: &Table, metrics: &Arc<Metrics>, tls: &Arc<UpstreamTlsStore>) {
     for ep in table.endpoints() {
         let labels = EndpointLabels {
             backend: ep.backend.clone(),
@@ -26,12 +28,22 @@ pub fn spawn_checks(table: &Table, metrics: &Arc<Metrics>) {
             .get_or_create(&labels)
             .set(i64::from(ep.is_healthy()));
         if ep.health.is_some() && ep.claim_checker() {
-            tokio::spawn(run(Arc::downgrade(ep), metrics.clone(), labels));
+            tokio::spawn(run(
+                Arc::downgrade(ep),
+                metrics.clone(),
+                labels,
+                tls.clone(),
+            ));
         }
     }
 }
 
-async fn run(endpoint: Weak<Endpoint>, metrics: Arc<Metrics>, labels: EndpointLabels) {
+async fn run(
+    endpoint: Weak<Endpoint>,
+    metrics: Arc<Metrics>,
+    labels: EndpointLabels,
+    tls: Arc<UpstreamTlsStore>,
+) {
     let (mut successes, mut failures) = (0u32, 0u32);
     loop {
         let Some(ep) = endpoint.upgrade() else {
@@ -40,8 +52,9 @@ async fn run(endpoint: Weak<Endpoint>, metrics: Arc<Metrics>, labels: EndpointLa
         };
         let Some(hc) = ep.health.clone() else { return };
         let address = ep.address.clone();
+        let settings = ep.tls.clone();
         drop(ep);
-        let result = check(&address, &hc).await;
+        let result = check(&address, &hc, settings.as_ref(), &tls).await;
         let Some(ep) = endpoint.upgrade() else {
             metrics.endpoint_healthy.remove(&labels);
             return;
@@ -73,16 +86,39 @@ async fn run(endpoint: Weak<Endpoint>, metrics: Arc<Metrics>, labels: EndpointLa
     }
 }
 
-/// One check: connect, GET the path, expect 2xx or 3xx within the timeout.
-async fn check(address: &str, hc: &HealthCheck) -> Result<(), String> {
+/// One check: connect (over TLS when `settings` say so), GET the path, expect 2xx or 3xx
+/// within the timeout.
+async fn check(
+    address: &str,
+    hc: &HealthCheck,
+    settings: Option<&UpstreamTls>,
+    tls: &UpstreamTlsStore,
+) -> Result<(), String> {
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect(address)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let conn = tokio::spawn(conn);
+        let (mut sender, conn) = match settings {
+            None => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
+                (sender, tokio::spawn(async move { conn.await.map(drop) }))
+            }
+            Some(settings) => {
+                let client = tls
+                    .client(settings)
+                    .ok_or_else(|| format!("TLS settings for CA {} not loaded", settings.ca))?;
+                let stream = tokio_rustls::TlsConnector::from(client.config)
+                    .connect(client.server_name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS as {}: {e}", settings.server_name))?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
+                (sender, tokio::spawn(async move { conn.await.map(drop) }))
+            }
+        };
         let req = Request::get(hc.path.as_str())
             .header(hyper::header::HOST, hc.host.as_deref().unwrap_or(address))
             .header(hyper::header::USER_AGENT, "wikikube-edge-health")

@@ -6,18 +6,20 @@
 //!   `X-Forwarded-For` and `X-Forwarded-Proto`, and streams every request to httpd on loopback
 //!   over pooled HTTP/1.1 connections. On SIGTERM it stops accepting and drains.
 //! - **edge mode** (`[edge]`): the same, in front of the releases, routing by Host and path to
-//!   named backends; `X-Wikimedia-Debug: backend=NAME` selects a debug backend; weighted
-//!   shares (legacy -> Kubernetes, `main` -> `next`) pinned by a cookie; active health checks.
+//!   named backends (over TLS to those that ask for it, verifying their certificate);
+//!   `X-Wikimedia-Debug: backend=NAME` selects a debug backend; weighted shares (legacy ->
+//!   Kubernetes, `main` -> `next`) pinned by a cookie; active health checks.
 //!
 //! What it must not do: buffer bodies whole, cache responses, rewrite anything but the
 //! forwarding, hop-by-hop and (for debug requests) `Cache-Control` headers, or trust a
-//! client-sent `X-Client-IP`. It does not speak HTTP/2 or TLS to upstreams, and does not proxy
-//! protocol upgrades (WebSocket).
+//! client-sent `X-Client-IP`. It does not speak HTTP/2 to upstreams, and does not proxy protocol
+//! upgrades (WebSocket).
 //!
 //! Where to start reading: [`config`] (the file format, compiled without any feature so that
 //! `render` can write it), then [`server::run`] (listeners, reload, drain), [`proxy`] (one
-//! request), and [`router`] with [`debug_routing`], [`weighted`], [`host`] (pure decisions),
-//! [`health`], [`certificates`], [`metrics`].
+//! request), [`upstream`] (pooled upstream connections) and [`router`] with [`debug_routing`],
+//! [`weighted`], [`host`] (pure decisions), [`health`], [`certificates`], [`upstream_tls`],
+//! [`metrics`].
 //!
 //! Features: `toml` adds [`load`] (reading the file with line/column errors); `server`
 //! (default) adds everything that runs and the `edge` binary.
@@ -41,5 +43,9 @@ pub mod metrics;
 pub mod proxy;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod upstream;
+#[cfg(feature = "server")]
+pub mod upstream_tls;
 
 pub use config::Config;

@@ -79,6 +79,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Records one answered request.
+    pub fn observe(&self, status: u16, elapsed: std::time::Duration) {
+        self.requests.get_or_create(&StatusLabels { status }).inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

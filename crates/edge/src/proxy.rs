@@ -1,28 +1,76 @@
 //! Forwarding one request: pick the upstream, rewrite the headers, stream the bodies.
 //!
-//! Upstreams are spoken to in HTTP/1.1 over pooled keep-alive connections (what httpd and the
-//! backends' Services speak); clients may use HTTP/2 or HTTP/1.1. Bodies are streamed in both
-//! directions, never buffered whole.
+//! Upstreams are spoken to in HTTP/1.1 (over TLS for edge backends that ask for it) on the
+//! serving thread's pooled keep-alive connections ([`upstream`](crate::upstream)); clients may
+//! use HTTP/2 or HTTP/1.1. Bodies are streamed in both directions, never buffered whole.
+//!
+//! The request path avoids work that does not depend on the request: a connection's peer
+//! address is turned into header values once per connection ([`Peer`]), and each thread keeps
+//! its own reference to the routing in force, refreshed only when a reload changed it.
 
 use crate::config::{Config, IpRange, Mode};
 use crate::debug_routing;
-use crate::metrics::{Metrics, StatusLabels};
-use crate::router::{Decision, RequestFacts, Table};
+use crate::metrics::Metrics;
+use crate::router::{Backend, Decision, Endpoint, RequestFacts, Table};
+use crate::upstream::{Pool, Pooled, SendError, UpstreamBody};
+use crate::upstream_tls::UpstreamTlsStore;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-/// The body type of everything edge sends, in both directions.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// The body of every response edge sends: an upstream's, streamed, or one edge wrote itself.
+#[derive(Debug)]
+pub enum Body {
+    /// Streamed from the upstream connection, which goes back to the pool at the end.
+    Upstream(Pooled),
+    /// Edge's own text (errors, metrics); `None` once sent.
+    Local(Option<Bytes>),
+}
+
+impl Body {
+    /// A body of these bytes.
+    pub fn local(bytes: impl Into<Bytes>) -> Body {
+        Body::Local(Some(bytes.into()))
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Upstream(p) => Pin::new(p).poll_frame(cx),
+            Body::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Upstream(p) => p.is_end_stream(),
+            Body::Local(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Upstream(p) => p.size_hint(),
+            Body::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
 
 /// Where requests go under the current config.
 #[derive(Debug)]
@@ -30,7 +78,7 @@ pub enum Routing {
     /// Pod mode: everything to one upstream.
     Pod {
         /// httpd's `HOST:PORT`.
-        upstream: String,
+        upstream: Arc<str>,
     },
     /// Edge mode: by the routing table.
     Edge(Table),
@@ -42,7 +90,7 @@ impl Routing {
     pub fn from_config(config: &Config, previous: Option<&Routing>) -> Routing {
         match (config.mode(), &config.pod, &config.edge) {
             (Some(Mode::Pod), Some(pod), _) => Routing::Pod {
-                upstream: pod.upstream.clone(),
+                upstream: Arc::from(pod.upstream.as_str()),
             },
             (_, _, Some(edge)) => {
                 let previous = match previous {
@@ -77,6 +125,14 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of these: one pass over the (few) headers is cheaper than nine
+    // hashed removals.
+    let any = headers
+        .keys()
+        .any(|k| k == header::TRANSFER_ENCODING || HOP_BY_HOP.iter().any(|h| k.as_str() == *h));
+    if !any {
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -99,67 +155,121 @@ static X_CLIENT_IP: HeaderName = HeaderName::from_static("x-client-ip");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Adds the forwarding headers: `X-Client-IP` (the peer, replacing any value the client sent,
-/// since a client could otherwise claim any address; kept when `trusted` says the peer is a
-/// proxy of ours that set it), `X-Forwarded-For` (the peer appended to what came in) and
-/// `X-Forwarded-Proto: https`.
-pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: SocketAddr, trusted: bool) {
-    let ip = peer.ip().to_string();
-    let xff = {
-        let prior: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if prior.is_empty() {
-            ip.clone()
-        } else {
-            format!("{}, {ip}", prior.join(", "))
+/// A client connection's peer, with what its requests' forwarding headers need worked out
+/// once per connection rather than per request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+    trusted: bool,
+}
+
+impl Peer {
+    /// The peer at `addr`; its `X-Client-IP` is believed when it is inside one of `trusted`.
+    pub fn new(addr: SocketAddr, trusted: &[IpRange]) -> Peer {
+        // An IP address's text is always a valid header value.
+        let ip = HeaderValue::try_from(addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("0.0.0.0"));
+        Peer {
+            addr,
+            ip,
+            trusted: trusted.iter().any(|r| r.contains(addr.ip())),
         }
-    };
-    // An IP's text is always a valid header value; a malformed prior XFF degrades to the peer.
-    let keep = trusted
+    }
+}
+
+/// Adds the forwarding headers: `X-Client-IP` (the peer, replacing any value the client sent,
+/// since a client could otherwise claim any address; kept when the peer is a trusted proxy of
+/// ours that set it), `X-Forwarded-For` (the peer appended to what came in) and
+/// `X-Forwarded-Proto: https`.
+pub fn add_forwarding_headers(headers: &mut HeaderMap, peer: &Peer) {
+    let keep = peer.trusted
         && headers
             .get(&X_CLIENT_IP)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().parse::<std::net::IpAddr>().is_ok());
     if !keep {
-        if let Ok(v) = HeaderValue::from_str(&ip) {
-            headers.insert(X_CLIENT_IP.clone(), v);
+        headers.insert(X_CLIENT_IP.clone(), peer.ip.clone());
+    }
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut joined = String::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            if let Ok(v) = v.to_str() {
+                joined.push_str(v);
+                joined.push_str(", ");
+            }
         }
-    }
-    let xff = HeaderValue::from_str(&xff).or_else(|_| HeaderValue::from_str(&ip));
-    if let Ok(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+        joined.push_str(peer.ip.to_str().unwrap_or_default());
+        // A malformed prior value degrades to the peer alone.
+        HeaderValue::try_from(joined).unwrap_or_else(|_| peer.ip.clone())
+    } else {
+        peer.ip.clone()
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
 }
 
 /// HTTP/2 clients may split `Cookie` into several fields; HTTP/1.1 wants one (RFC 9113 8.2.3).
-fn join_cookies(headers: &mut HeaderMap) -> Option<String> {
-    let all: Vec<&str> = headers
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut all = headers.get_all(header::COOKIE).iter();
+    if all.next().is_none() || all.next().is_none() {
+        return;
+    }
+    let joined = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    if all.is_empty() {
-        return None;
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Ok(v) = HeaderValue::try_from(joined) {
+        headers.insert(header::COOKIE, v);
     }
-    let joined = all.join("; ");
-    if all.len() > 1 {
-        if let Ok(v) = HeaderValue::from_str(&joined) {
-            headers.insert(header::COOKIE, v);
+}
+
+/// The request's host as routes match it: from `:authority` (HTTP/2) or `Host`.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    crate::host::normalize(authority)
+}
+
+/// The request as it goes upstream: HTTP/1.1, origin-form, with Host, without hop-by-hop
+/// headers, with the forwarding headers.
+fn upstream_request(req: Request<Incoming>, peer: &Peer) -> Request<UpstreamBody> {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if parts.uri.authority().is_some() {
+        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
+        if !parts.headers.contains_key(header::HOST) {
+            let authority = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_str(authority) {
+                parts.headers.insert(header::HOST, v);
+            }
         }
+        let mut origin = hyper::http::uri::Parts::default();
+        origin.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+        );
+        parts.uri = Uri::from_parts(origin).unwrap_or_else(|_| Uri::from_static("/"));
     }
-    Some(joined)
+    add_forwarding_headers(&mut parts.headers, peer);
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, body)
 }
 
 fn local(status: StatusCode, text: String) -> Response<Body> {
-    let mut resp = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut resp = Response::new(Body::local(text));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -170,55 +280,68 @@ fn local(status: StatusCode, text: String) -> Response<Body> {
     resp
 }
 
-/// The request handler of one serving thread. Its [`sibling`](Proxy::sibling)s share the
-/// routing and metrics but each has its own upstream connection pool, so a thread never
-/// waits on another's connections.
-#[derive(Debug)]
+/// The request handler's state shared by all serving threads: the routing in force, whom to
+/// trust, the metrics, the upstream TLS settings. Each thread serves through its own
+/// [`ThreadProxy`].
+#[derive(Debug, Clone)]
 pub struct Proxy {
     routing: Arc<RwLock<Arc<Routing>>>,
+    // Bumped by every set_routing; a thread re-reads the routing only when it changed.
+    generation: Arc<AtomicU64>,
     trusted: Arc<Vec<IpRange>>,
-    client: Client<HttpConnector, Body>,
     metrics: Arc<Metrics>,
+    tls: Arc<UpstreamTlsStore>,
 }
 
-/// What the access log says about a request besides status and time.
-struct Target {
-    backend: String,
-    endpoint: String,
+/// Who answered a request, for the access log.
+enum Target<'a> {
+    Pod(&'a str),
+    Endpoint(Arc<Endpoint>),
+    NoEndpoint(Arc<Backend>),
+}
+
+impl Target<'_> {
+    fn backend(&self) -> &str {
+        match self {
+            Target::Pod(_) => "upstream",
+            Target::Endpoint(e) => &e.backend,
+            Target::NoEndpoint(b) => &b.name,
+        }
+    }
+
+    fn endpoint(&self) -> &str {
+        match self {
+            Target::Pod(a) => a,
+            Target::Endpoint(e) => &e.address,
+            Target::NoEndpoint(_) => "-",
+        }
+    }
+}
+
+/// What the access log says about a request besides status, target and time.
+struct Access {
+    method: hyper::Method,
+    path: String,
+    version: Version,
+    host: Option<String>,
 }
 
 impl Proxy {
     /// A proxy with this routing, believing `X-Client-IP` from peers in `trusted`, recording
-    /// into `metrics`.
-    pub fn new(routing: Routing, trusted: Vec<IpRange>, metrics: Arc<Metrics>) -> Self {
+    /// into `metrics`, taking TLS settings for backends from `tls`.
+    pub fn new(
+        routing: Routing,
+        trusted: Vec<IpRange>,
+        metrics: Arc<Metrics>,
+        tls: Arc<UpstreamTlsStore>,
+    ) -> Self {
         Proxy {
             routing: Arc::new(RwLock::new(Arc::new(routing))),
+            generation: Arc::new(AtomicU64::new(0)),
             trusted: Arc::new(trusted),
-            client: Self::client(),
             metrics,
+            tls,
         }
-    }
-
-    /// A proxy sharing this one's routing and metrics, with its own connection pool.
-    pub fn sibling(&self) -> Self {
-        Proxy {
-            routing: self.routing.clone(),
-            trusted: self.trusted.clone(),
-            client: Self::client(),
-            metrics: self.metrics.clone(),
-        }
-    }
-
-    fn client() -> Client<HttpConnector, Body> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        Client::builder(TokioExecutor::new())
-            // Idle upstream connections are kept a while: a new TCP connection per request to
-            // httpd would cost more than the request itself for static files.
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(connector)
     }
 
     /// The routing in force.
@@ -232,202 +355,236 @@ impl Proxy {
     /// Replaces the routing (a config reload); requests under way keep the old one.
     pub fn set_routing(&self, routing: Routing) {
         *self.routing.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routing);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The TLS settings of the backends, shared with health checks and reloads.
+    pub fn upstream_tls(&self) -> &Arc<UpstreamTlsStore> {
+        &self.tls
+    }
+
+    /// The handler of the calling serving thread, with its own upstream pool. Must be called
+    /// inside the thread's `LocalSet`.
+    pub fn for_this_thread(&self) -> ThreadProxy {
+        let pool = Pool::new(self.tls.clone());
+        Pool::spawn_sweeper(&pool);
+        let generation = self.generation.load(Ordering::Acquire);
+        ThreadProxy {
+            cached: RefCell::new((generation, Rc::new(self.routing()))),
+            shared: self.clone(),
+            pool,
+        }
+    }
+
+    /// Whether a peer's `X-Client-IP` is believed, and its header values.
+    pub fn peer(&self, addr: SocketAddr) -> Peer {
+        Peer::new(addr, &self.trusted)
+    }
+}
+
+/// One serving thread's request handler.
+#[derive(Debug)]
+pub struct ThreadProxy {
+    shared: Proxy,
+    pool: Rc<Pool>,
+    // The routing this thread last saw, with its generation. An Rc so that a request holds it
+    // without touching the Arc's count, which every thread would otherwise write to.
+    #[allow(clippy::redundant_allocation)]
+    cached: RefCell<(u64, Rc<Arc<Routing>>)>,
+}
+
+impl ThreadProxy {
+    /// The shared state.
+    pub fn shared(&self) -> &Proxy {
+        &self.shared
+    }
+
+    /// This thread's upstream connections.
+    pub fn pool(&self) -> &Rc<Pool> {
+        &self.pool
+    }
+
+    #[allow(clippy::redundant_allocation)]
+    fn routing(&self) -> Rc<Arc<Routing>> {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let mut cached = self.cached.borrow_mut();
+        if cached.0 != generation {
+            *cached = (generation, Rc::new(self.shared.routing()));
+        }
+        cached.1.clone()
     }
 
     /// Answers one request from a client at `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let start = Instant::now();
-        let method = req.method().clone();
-        let version = req.version();
-        let path = req.uri().path().to_owned();
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
-        let host = authority.as_deref().and_then(crate::host::normalize);
-        let (resp, target) = self
-            .route_and_forward(req, peer, host.as_deref(), authority)
-            .await;
+        let access = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| Access {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            version: req.version(),
+            host: request_host(&req),
+        });
+        let routing = self.routing();
+        let (resp, target) = match &**routing {
+            Routing::Pod { upstream } => {
+                let mut req = req;
+                join_cookies(req.headers_mut());
+                let result = self
+                    .pool
+                    .send(upstream, None, upstream_request(req, peer))
+                    .await
+                    .map_err(|e| e.error);
+                (
+                    respond(result, upstream, false, None),
+                    Some(Target::Pod(upstream)),
+                )
+            }
+            Routing::Edge(table) => self.route(table, req, peer).await,
+        };
         let status = resp.status().as_u16();
         let elapsed = start.elapsed();
-        self.metrics
-            .requests
-            .get_or_create(&StatusLabels { status })
-            .inc();
-        self.metrics.latency.observe(elapsed.as_secs_f64());
-        tracing::info!(
-            target: "access",
-            client = %peer.ip(),
-            method = %method,
-            host = host.as_deref().unwrap_or("-"),
-            path = %path,
-            proto = ?version,
-            status,
-            backend = target.as_ref().map_or("-", |t| t.backend.as_str()),
-            endpoint = target.as_ref().map_or("-", |t| t.endpoint.as_str()),
-            duration_us = elapsed.as_micros() as u64,
-        );
+        self.shared.metrics.observe(status, elapsed);
+        if let Some(a) = access {
+            tracing::info!(
+                target: "access",
+                client = %peer.addr.ip(),
+                method = %a.method,
+                host = a.host.as_deref().unwrap_or("-"),
+                path = %a.path,
+                proto = ?a.version,
+                status,
+                backend = target.as_ref().map_or("-", Target::backend),
+                endpoint = target.as_ref().map_or("-", Target::endpoint),
+                duration_us = elapsed.as_micros() as u64,
+            );
+        }
         resp
     }
 
-    async fn route_and_forward(
+    async fn route<'a>(
         &self,
+        table: &'a Table,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
-        host: Option<&str>,
-        authority: Option<String>,
-    ) -> (Response<Body>, Option<Target>) {
-        let cookie = join_cookies(req.headers_mut());
-        let routing = self.routing();
-        let (endpoint, backend, debug, set_cookie) = match &*routing {
-            Routing::Pod { upstream } => (upstream.clone(), None, false, None),
-            Routing::Edge(table) => {
-                let debug_value = req
+        peer: &Peer,
+    ) -> (Response<Body>, Option<Target<'a>>) {
+        join_cookies(req.headers_mut());
+        let host = request_host(&req);
+        let decision = {
+            let debug = req
+                .headers()
+                .get(debug_routing::HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()));
+            let facts = RequestFacts {
+                host: host.as_deref(),
+                path: req.uri().path(),
+                debug: debug.as_deref(),
+                cookie: req
                     .headers()
-                    .get(debug_routing::HEADER)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-                let facts = RequestFacts {
-                    host,
-                    path: req.uri().path(),
-                    debug: debug_value.as_deref(),
-                    cookie: cookie.as_deref(),
+                    .get(header::COOKIE)
+                    .and_then(|v| v.to_str().ok()),
+            };
+            table.decide(&facts, |n| rand::random_range(0..n))
+        };
+        let (backend, debug, set_cookie) = match decision {
+            Decision::NoRoute => {
+                let text = format!(
+                    "no route for host {:?} and path {:?}\n",
+                    host.as_deref().unwrap_or(""),
+                    req.uri().path()
+                );
+                return (local(StatusCode::NOT_FOUND, text), None);
+            }
+            Decision::BadDebugBackend { asked, known } => {
+                let asked = match asked {
+                    Some(a) => format!("unknown debug backend {a:?}"),
+                    None => "X-Wikimedia-Debug has no backend=NAME attribute".into(),
                 };
-                match table.decide(&facts, |n| rand::random_range(0..n)) {
-                    Decision::NoRoute => {
-                        let text = format!(
-                            "no route for host {:?} and path {:?}\n",
-                            host.unwrap_or(""),
-                            req.uri().path()
-                        );
-                        return (local(StatusCode::NOT_FOUND, text), None);
+                let text = format!(
+                    "{asked}; debug backends: {}\n",
+                    if known.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        known.join(", ")
                     }
-                    Decision::BadDebugBackend { asked, known } => {
-                        let asked = match asked {
-                            Some(a) => format!("unknown debug backend {a:?}"),
-                            None => "X-Wikimedia-Debug has no backend=NAME attribute".into(),
-                        };
-                        let text = format!(
-                            "{asked}; debug backends: {}\n",
-                            if known.is_empty() {
-                                "(none)".to_owned()
-                            } else {
-                                known.join(", ")
-                            }
-                        );
-                        return (local(StatusCode::BAD_REQUEST, text), None);
-                    }
-                    Decision::Forward {
-                        backend,
-                        debug,
-                        set_cookie,
-                    } => match backend.pick() {
-                        Some(ep) => (ep.address.clone(), Some(backend), debug, set_cookie),
-                        None => {
-                            let text =
-                                format!("backend {:?} has no healthy endpoint\n", backend.name);
-                            let t = Target {
-                                backend: backend.name.clone(),
-                                endpoint: "-".into(),
-                            };
-                            return (local(StatusCode::SERVICE_UNAVAILABLE, text), Some(t));
+                );
+                return (local(StatusCode::BAD_REQUEST, text), None);
+            }
+            Decision::Forward {
+                backend,
+                debug,
+                set_cookie,
+            } => (backend, debug, set_cookie),
+        };
+        let Some(mut endpoint) = backend.pick() else {
+            let text = format!("backend {:?} has no healthy endpoint\n", backend.name);
+            return (
+                local(StatusCode::SERVICE_UNAVAILABLE, text),
+                Some(Target::NoEndpoint(backend)),
+            );
+        };
+        let mut req = upstream_request(req, peer);
+        let mut retried = false;
+        let result = loop {
+            match self
+                .pool
+                .send(&endpoint.address, endpoint.tls.as_ref(), req)
+                .await
+            {
+                Ok(resp) => break Ok(resp),
+                // Nothing reached this endpoint, so the request (body included) is untouched
+                // and may go to another one, once: the health check will take it out.
+                Err(SendError {
+                    error,
+                    request: Some(back),
+                }) if !retried && error.is_connect() => {
+                    let next = backend.others(&endpoint.address).next().cloned();
+                    match next {
+                        Some(next) => {
+                            tracing::warn!(endpoint = %endpoint.address, error = %error, retry = %next.address, "connect failed, retrying");
+                            endpoint = next;
+                            req = back;
+                            retried = true;
                         }
-                    },
-                }
-            }
-        };
-
-        let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        if !parts.headers.contains_key(header::HOST) {
-            // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-            if let Some(v) = authority.and_then(|a| HeaderValue::from_str(&a).ok()) {
-                parts.headers.insert(header::HOST, v);
-            }
-        }
-        let trusted = self.trusted.iter().any(|r| r.contains(peer.ip()));
-        add_forwarding_headers(&mut parts.headers, peer, trusted);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        parts.version = Version::HTTP_11;
-        let empty_body = body.is_end_stream();
-        // Kept to retry on another endpoint when connecting fails: only safe while the body is
-        // empty, since a streamed body is consumed by the first attempt.
-        let retry_template = (empty_body && backend.is_some())
-            .then(|| (parts.method.clone(), parts.headers.clone()));
-
-        let first = self
-            .send(&endpoint, &path_and_query, parts, body.boxed())
-            .await;
-        let mut used = endpoint;
-        let result = match (first, retry_template, &backend) {
-            (Err(e), Some((method, headers)), Some(b)) if e.is_connect() => {
-                let next = b.others(&used).next().map(|ep| ep.address.clone());
-                match next {
-                    Some(addr) => {
-                        tracing::warn!(endpoint = %used, error = %e, retry = %addr, "connect failed, retrying");
-                        let mut req = Request::new(());
-                        *req.method_mut() = method;
-                        *req.headers_mut() = headers;
-                        let (p, ()) = req.into_parts();
-                        used = addr;
-                        let empty = Empty::<Bytes>::new().map_err(|n| match n {}).boxed();
-                        self.send(&used, &path_and_query, p, empty).await
+                        None => break Err(error),
                     }
-                    None => Err(e),
                 }
+                Err(e) => break Err(e.error),
             }
-            (r, _, _) => r,
         };
-        let target = Target {
-            backend: backend
-                .as_ref()
-                .map_or("upstream".into(), |b| b.name.clone()),
-            endpoint: used.clone(),
-        };
-        match result {
-            Ok(resp) => {
-                let (mut rparts, rbody) = resp.into_parts();
-                strip_hop_by_hop(&mut rparts.headers);
-                if debug {
-                    rparts.headers.insert(
-                        header::CACHE_CONTROL,
-                        HeaderValue::from_static(debug_routing::UNCACHEABLE),
-                    );
-                }
-                if let Some(c) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-                    rparts.headers.append(header::SET_COOKIE, c);
-                }
-                (Response::from_parts(rparts, rbody.boxed()), Some(target))
-            }
-            Err(e) => {
-                tracing::warn!(endpoint = %used, error = %e, "upstream request failed");
-                let text = format!("upstream {used} failed\n");
-                (local(StatusCode::BAD_GATEWAY, text), Some(target))
-            }
-        }
+        let resp = respond(result, &endpoint.address, debug, set_cookie);
+        (resp, Some(Target::Endpoint(endpoint)))
     }
+}
 
-    async fn send(
-        &self,
-        endpoint: &str,
-        path_and_query: &str,
-        mut parts: hyper::http::request::Parts,
-        body: Body,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        parts.version = Version::HTTP_11;
-        parts.uri = format!("http://{endpoint}{path_and_query}")
-            .parse::<Uri>()
-            .unwrap_or_else(|_| Uri::from_static("/"));
-        self.client.request(Request::from_parts(parts, body)).await
+/// The client's response from the upstream's (or a 502), with hop-by-hop headers removed and
+/// the debug and pinning-cookie headers added.
+fn respond(
+    result: Result<Response<Pooled>, crate::upstream::UpstreamError>,
+    address: &str,
+    debug: bool,
+    set_cookie: Option<String>,
+) -> Response<Body> {
+    match result {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            if debug {
+                parts.headers.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(debug_routing::UNCACHEABLE),
+                );
+            }
+            if let Some(c) = set_cookie.and_then(|c| HeaderValue::try_from(c).ok()) {
+                parts.headers.append(header::SET_COOKIE, c);
+            }
+            Response::from_parts(parts, Body::Upstream(body))
+        }
+        Err(e) => {
+            tracing::warn!(endpoint = %address, error = %e, "upstream request failed");
+            local(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {address} failed\n"),
+            )
+        }
     }
 }
 
@@ -441,7 +598,15 @@ mod tests {
             h.insert(&X_CLIENT_IP, HeaderValue::from_str(ip).unwrap());
         }
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
-        add_forwarding_headers(&mut h, "10.0.0.9:4000".parse().unwrap(), trusted);
+        let ranges = if trusted {
+            vec![IpRange::parse("10.0.0.0/8").unwrap()]
+        } else {
+            vec![]
+        };
+        add_forwarding_headers(
+            &mut h,
+            &Peer::new("10.0.0.9:4000".parse().unwrap(), &ranges),
+        );
         h
     }
 

@@ -3,10 +3,10 @@
 //!
 //! A [`Table`] is built from the config and never changes; a config reload builds a new one and
 //! swaps it in. Endpoints (one address of a backend) are shared between the old and the new
-//! table when their backend, address and health check are unchanged, so that their health
-//! state and running checks survive a reload.
+//! table when their backend, address, health check and TLS settings are unchanged, so that
+//! their health state and running checks survive a reload.
 
-use crate::config::{self, HealthCheck};
+use crate::config::{self, HealthCheck, UpstreamTls};
 use crate::{debug_routing, host, weighted};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +21,8 @@ pub struct Endpoint {
     pub address: String,
     /// The active check, if any.
     pub health: Option<HealthCheck>,
+    /// TLS settings when the backend is spoken to over TLS.
+    pub tls: Option<UpstreamTls>,
     // New endpoints start healthy: starting them unhealthy would turn every start and every
     // config reload into `rise * interval` of 503s. A dead one is taken out after `fall` checks.
     healthy: AtomicBool,
@@ -28,11 +30,17 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(backend: &str, address: &str, health: Option<HealthCheck>) -> Self {
+    fn new(
+        backend: &str,
+        address: &str,
+        health: Option<HealthCheck>,
+        tls: Option<UpstreamTls>,
+    ) -> Self {
         Endpoint {
             backend: backend.to_owned(),
             address: address.to_owned(),
             health,
+            tls,
             healthy: AtomicBool::new(true),
             checker_claimed: AtomicBool::new(false),
         }
@@ -166,10 +174,12 @@ impl Table {
                         old.and_then(|o| {
                             o.endpoints
                                 .iter()
-                                .find(|e| &e.address == a && e.health == b.health)
+                                .find(|e| &e.address == a && e.health == b.health && e.tls == b.tls)
                                 .cloned()
                         })
-                        .unwrap_or_else(|| Arc::new(Endpoint::new(name, a, b.health.clone())))
+                        .unwrap_or_else(|| {
+                            Arc::new(Endpoint::new(name, a, b.health.clone(), b.tls.clone()))
+                        })
                     })
                     .collect();
                 let backend = Backend {

@@ -10,9 +10,10 @@ use crate::config::Config;
 use crate::health;
 use crate::load::{self, LoadError};
 use crate::metrics::Metrics;
-use crate::proxy::{Body, Proxy, Routing};
+use crate::proxy::{Proxy, Routing};
+use crate::upstream_tls::{UpstreamTlsError, UpstreamTlsStore};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -39,6 +40,9 @@ pub enum ServerError {
     /// rustls refused the TLS settings.
     #[error("TLS settings: {0}")]
     Tls(#[from] rustls::Error),
+    /// A backend's TLS settings (its CA file) are unusable.
+    #[error(transparent)]
+    UpstreamTls(#[from] UpstreamTlsError),
     /// A listener could not be opened.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -95,9 +99,13 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     let tls = certificates::server_config(certs.clone(), config.tls.min_version)?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
 
+    let upstream_tls = Arc::new(UpstreamTlsStore::default());
+    if let Some(edge) = &config.edge {
+        upstream_tls.prepare(edge)?;
+    }
     let routing = Routing::from_config(&config, None);
     if let Routing::Edge(table) = &routing {
-        health::spawn_checks(table, &metrics);
+        health::spawn_checks(table, &metrics, &upstream_tls);
     }
     let trusted = config
         .listen
@@ -105,7 +113,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         .iter()
         .filter_map(|t| crate::config::IpRange::parse(t))
         .collect();
-    let proxy = Proxy::new(routing, trusted, metrics.clone());
+    let proxy = Proxy::new(routing, trusted, metrics.clone(), upstream_tls);
 
     let listener = TcpListener::bind(&config.listen.address)
         .await
@@ -135,7 +143,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         let worker = Worker {
             incoming: rx,
             acceptor: acceptor.clone(),
-            proxy: proxy.sibling(),
+            proxy: proxy.clone(),
             metrics: metrics.clone(),
             drain,
         };
@@ -230,7 +238,7 @@ impl Worker {
             metrics,
             drain,
         } = self;
-        let proxy = Rc::new(proxy);
+        let proxy = Rc::new(proxy.for_this_thread());
         let graceful = GracefulShutdown::new();
         while let Some((tcp, peer)) = incoming.recv().await {
             let tcp = match tokio::net::TcpStream::from_std(tcp) {
@@ -257,9 +265,10 @@ impl Worker {
                     Err(_) => return,
                 };
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let client = Rc::new(proxy.shared().peer(peer));
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                    let (proxy, client) = (proxy.clone(), client.clone());
+                    async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
                 });
                 let mut builder = auto::Builder::new(LocalExecutor);
                 builder
@@ -317,18 +326,34 @@ async fn reload_loop(
                     {
                         tracing::warn!("[listen] and tls.min_version changes need a restart");
                     }
-                    let routing = Routing::from_config(&new, Some(&proxy.routing()));
-                    if let Routing::Edge(table) = &routing {
-                        health::spawn_checks(table, &metrics);
+                    let prepared = new
+                        .edge
+                        .as_ref()
+                        .map_or(Ok(()), |edge| proxy.upstream_tls().prepare(edge));
+                    if let Err(e) = prepared {
+                        tracing::error!(error = %e, "config not reloaded, keeping the old one");
+                    } else {
+                        let routing = Routing::from_config(&new, Some(&proxy.routing()));
+                        if let Routing::Edge(table) = &routing {
+                            health::spawn_checks(table, &metrics, proxy.upstream_tls());
+                        }
+                        proxy.set_routing(routing);
+                        proxy.upstream_tls().retain(new.edge.as_ref());
+                        let listen = config.listen.clone();
+                        config = new;
+                        config.listen = listen;
+                        tracing::info!(config = %path.display(), "config reloaded");
                     }
-                    proxy.set_routing(routing);
-                    let listen = config.listen.clone();
-                    config = new;
-                    config.listen = listen;
-                    tracing::info!(config = %path.display(), "config reloaded");
                 }
                 Err(e) => tracing::error!(error = %e, "config not reloaded, keeping the old one"),
             }
+        }
+        let (reloaded, errors) = proxy.upstream_tls().reload_if_changed();
+        if reloaded > 0 {
+            tracing::info!(files = reloaded, "backend CA certificates reloaded");
+        }
+        for e in errors {
+            tracing::error!(error = %e, "backend CA certificates not reloaded, keeping the old ones");
         }
         match certs.reload_if_changed(&config.tls.certificates) {
             Ok(true) => tracing::info!("certificates reloaded"),
@@ -340,8 +365,8 @@ async fn reload_loop(
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r
 }

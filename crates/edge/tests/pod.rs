@@ -234,6 +234,54 @@ async fn bodies_stream_both_ways() {
     }
 }
 
+/// Runs one curl process (so one client connection) for `n` requests of `path`; returns the
+/// status codes.
+fn repeated(p: &Pod, path: &str, n: usize, extra: &[&str]) -> Vec<String> {
+    let url = p.edge.url("wiki.example", path);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(&p.pki.ca_pem)
+        .args(["--resolve", &p.edge.resolve("wiki.example")])
+        .args(["-w", "%{http_code}\\n"])
+        .args(extra)
+        .args((0..n).flat_map(|_| ["-o", "/dev/null", url.as_str()]))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_broken_ones_dropped() {
+    let p = pod().await;
+    let before = p.backend.connections.load(Ordering::SeqCst);
+    // One client connection is served by one thread, whose pool reuses one upstream connection,
+    // also after responses without a body (HEAD) and over HTTP/2.
+    let codes = repeated(&p, "/", 40, &["--http1.1"]);
+    assert_eq!(codes, vec!["200"; 40]);
+    let codes = repeated(&p, "/", 20, &["--http1.1", "--head"]);
+    assert_eq!(codes, vec!["200"; 20]);
+    let codes = repeated(&p, "/", 20, &["--http2"]);
+    assert_eq!(codes, vec!["200"; 20]);
+    let used = p.backend.connections.load(Ordering::SeqCst) - before;
+    assert!(used <= 2, "{used} upstream connections for 80 requests");
+
+    // A client that gives up mid-request takes its upstream connection down with it (HTTP/1.1
+    // cannot abandon a response); the next request gets a working one.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "0.5", "--cacert"])
+        .arg(&p.pki.ca_pem)
+        .args(["--resolve", &p.edge.resolve("wiki.example")])
+        .arg(p.edge.url("wiki.example", "/slow/1500"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "curl should have timed out");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(repeated(&p, "/", 5, &["--http1.1"]), vec!["200"; 5]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_latency_and_connections() {
     let p = pod().await;

@@ -126,6 +126,8 @@ pub struct Backend {
     pub in_flight: Arc<AtomicUsize>,
     pub served: Arc<AtomicUsize>,
     pub healthy: Arc<AtomicBool>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -145,6 +147,8 @@ impl Backend {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let served = Arc::new(AtomicUsize::new(0));
         let healthy = Arc::new(AtomicBool::new(true));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let (n, inf, srv, hl) = (
             name.to_owned(),
             in_flight.clone(),
@@ -159,6 +163,7 @@ impl Backend {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (n, inf, srv, hl) = (n.clone(), inf.clone(), srv.clone(), hl.clone());
                 conns.spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -178,6 +183,7 @@ impl Backend {
             in_flight,
             served,
             healthy,
+            connections,
             task,
         }
     }
