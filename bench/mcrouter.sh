@@ -4,9 +4,15 @@
 #
 # Usage: bench/mcrouter.sh [SECONDS]      (default 5 s per target; ~20 s in all plus the build)
 # Environment: CONCURRENCY (default 32 connections), ROUTER_THREADS (default 1),
+#              DIVISION (keys per get: memaslap's -d, default 1; 10 is a multi-get mix),
 #              BASE_PORT (default 31200; uses BASE_PORT..BASE_PORT+4),
 #              MCROUTER_BIN (a prebuilt binary; skips the release build).
 # Needs the Debian packages memcached, libmemcached-tools (memcaslap) and nutcracker.
+#
+# Each run also prints the CPU time per op (user + system, in µs) of memaslap, of the two
+# memcached together and of the proxy, from rusage and /proc/PID/stat before and after the run,
+# and a CPU budget: the best ratio to direct a proxy with that CPU cost per op could reach on
+# this machine, next to the measured one.
 #
 # Latency: memaslap reports min/avg/max and a log2 histogram; "p99<=" is the upper bound of the
 # power-of-two bucket that holds the 99th percentile (the best percentile figure it gives).
@@ -93,12 +99,31 @@ PIDS+=($!)
 wait_port "$NUT"
 wait_port "$ROUTER"
 
-# Prints "ops/s avg_us p99_us" for one memaslap run.
+# CPU time (user + system) of a running process and all its threads, in clock ticks. The
+# command name in field 2 may hold spaces, so fields are counted after its closing parenthesis.
+cpu_ticks() {
+    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+TICK=$(getconf CLK_TCK)
+
+# One memaslap run against $1. Prints "ops/s avg_us p99_us ops seconds gen_cpu_s"; ops count
+# keys (a multi-get of N keys is N ops), gen_cpu_s is memaslap's own user + system time (from
+# its rusage, via the shell's `time`).
 run() {
-    memcaslap -s "$1" -t "${SECONDS_PER_RUN}s" -c "$CONCURRENCY" -T 1 -S "${SECONDS_PER_RUN}s" \
-        >"$WORK/out" 2>&1 || true
-    awk '
-        /^Run time:/ { for (i = 1; i <= NF; i++) if ($i == "TPS:") tps = $(i + 1) }
+    local TIMEFORMAT='%3U %3S'
+    { time {
+        memcaslap -s "$1" -t "${SECONDS_PER_RUN}s" -c "$CONCURRENCY" -T 1 \
+            -S "${SECONDS_PER_RUN}s" ${DIVISION:+-d "$DIVISION"} >"$WORK/out" 2>&1 || true
+    }; } 2>"$WORK/time"
+    read -r user sys <"$WORK/time"
+    awk -v gen="$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" '
+        /^Run time:/ {
+            for (i = 1; i <= NF; i++) {
+                if ($i == "TPS:") tps = $(i + 1)
+                if ($i == "Ops:") ops = $(i + 1)
+                if ($i == "time:") { secs = $(i + 1); sub(/s$/, "", secs) }
+            }
+        }
         /^Total Statistics \(/ { total = 1; n = $3; gsub(/\(/, "", n) }
         total && /Avg:/ { avg = $2 }
         total && /^ +[0-9]+:/ {
@@ -112,24 +137,85 @@ run() {
                 seen += bucket[k]
                 if (!p99 && seen >= 0.99 * n) p99 = 2 ^ (k + 1)
             }
-            printf "%s %s %s\n", tps, avg, p99
+            printf "%s %s %s %s %s %s\n", tps, avg, p99, ops, secs, gen
         }' "$WORK/out"
 }
 
-printf "%-12s %10s %9s %9s %8s\n" target ops/s avg_us p99_us "vs direct"
-declare -A TPS
+# Non-idle ticks of the whole machine, all cores together.
+machine_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# µs of CPU per op from a tick delta.
+per_op() {
+    awk -v t="$1" -v hz="$TICK" -v ops="$2" 'BEGIN { printf "%.2f", t / hz * 1e6 / ops }'
+}
+
+MC_PIDS=("${PIDS[0]}" "${PIDS[1]}")
+NUT_PID=${PIDS[2]}
+ROUTER_PID=${PIDS[3]}
+declare -A TPS GEN MC PROXY TOTAL
+
+printf "%-11s %9s %7s %8s %6s | %-8s %8s %9s %6s %6s | %5s %6s %5s\n" target ops/s avg_us \
+    p99_us "/dir" "CPU:" memaslap memcached proxy total busy others load
 for target in direct nutcracker mcrouter; do
     case $target in
-        direct) servers="127.0.0.1:$MC1,127.0.0.1:$MC2" ;;
-        nutcracker) servers="127.0.0.1:$NUT" ;;
-        mcrouter) servers="127.0.0.1:$ROUTER" ;;
+        direct) servers="127.0.0.1:$MC1,127.0.0.1:$MC2"; proxy= ;;
+        nutcracker) servers="127.0.0.1:$NUT"; proxy=$NUT_PID ;;
+        mcrouter) servers="127.0.0.1:$ROUTER"; proxy=$ROUTER_PID ;;
     esac
-    read -r tps avg p99 < <(run "$servers")
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    mc_before=$(($(cpu_ticks "${MC_PIDS[0]}") + $(cpu_ticks "${MC_PIDS[1]}")))
+    proxy_before=$([ -n "$proxy" ] && cpu_ticks "$proxy" || echo 0)
+    machine_before=$(machine_ticks)
+    read -r tps avg p99 ops secs gen < <(run "$servers")
+    machine=$(($(machine_ticks) - machine_before))
+    mc=$(($(cpu_ticks "${MC_PIDS[0]}") + $(cpu_ticks "${MC_PIDS[1]}") - mc_before))
+    px=$(($([ -n "$proxy" ] && cpu_ticks "$proxy" || echo 0) - proxy_before))
     TPS[$target]=$tps
+    GEN[$target]=$(awk -v g="$gen" -v ops="$ops" 'BEGIN { printf "%.2f", g * 1e6 / ops }')
+    MC[$target]=$(per_op "$mc" "$ops")
+    PROXY[$target]=$(per_op "$px" "$ops")
+    TOTAL[$target]=$(awk -v a="${GEN[$target]}" -v b="${MC[$target]}" -v c="${PROXY[$target]}" \
+        'BEGIN { printf "%.2f", a + b + c }')
+    # Cores kept busy by these processes: 2.0 means the run was CPU-bound on this machine.
+    busy=$(awk -v g="$gen" -v t="$((mc + px))" -v hz="$TICK" -v s="$secs" \
+        'BEGIN { printf "%.2f", (g + t / hz) / s }')
+    # Cores used by anything else meanwhile (other builds, the kernel's own threads): a run
+    # with more than a few hundredths here was not alone on the machine.
+    others=$(awk -v all="$machine" -v b="$busy" -v hz="$TICK" -v s="$secs" \
+        'BEGIN { o = all / hz / s - b; printf "%.2f", o < 0 ? 0 : o }')
     ratio=$(awk -v a="$tps" -v b="${TPS[direct]}" 'BEGIN { printf "%.2f", a / b }')
-    printf "%-12s %10s %9s %9s %8s\n" "$target" "$tps" "$avg" "<=$p99" "$ratio"
+    printf "%-11s %9s %7s %8s %6s | %-8s %8s %9s %6s %6s | %5s %6s %5s\n" "$target" "$tps" \
+        "$avg" "<=$p99" "$ratio" "µs/op" "${GEN[$target]}" "${MC[$target]}" \
+        "$([ -n "$proxy" ] && echo "${PROXY[$target]}" || echo -)" "${TOTAL[$target]}" "$busy" \
+        "$others" "$load"
 done
 awk -v m="${TPS[mcrouter]}" -v n="${TPS[nutcracker]}" \
     'BEGIN { printf "mcrouter / nutcracker: %.2f\n", m / n }'
-echo "(${SECONDS_PER_RUN} s per target, $CONCURRENCY connections, memaslap 90% get / 10% set," \
-    "router threads: $ROUTER_THREADS, $(nproc) cores)"
+echo "(${SECONDS_PER_RUN} s per target, $CONCURRENCY connections," \
+    "memaslap 90% get / 10% set${DIVISION:+, $DIVISION keys per get}," \
+    "router threads: $ROUTER_THREADS, $(nproc) cores; busy = cores used by memaslap, memcached" \
+    "and the proxy, others = by the rest of the machine, both during the run;" \
+    "load = 1-min load average before it)"
+
+# The CPU budget. With the cores saturated, throughput = cores / (CPU per op of everything
+# on the path). Direct needs G + M per op (memaslap + memcached); a proxy adds its own P, so
+# the best ratio any proxy with that P reaches here is (G + M) / (G + M + P). The second
+# prediction uses the G and M measured in the proxy's own run (both change behind a proxy:
+# memaslap talks to one server instead of two, memcached gets batched requests).
+echo
+echo "CPU budget on $(nproc) cores:"
+awk -v g="${GEN[direct]}" -v m="${MC[direct]}" -v cores="$(nproc)" 'BEGIN {
+    gm = g + m
+    printf "  direct: G + M = %.2f + %.2f = %.2f µs/op -> at most %d ops/s\n", g, m, gm, cores * 1e6 / gm
+    printf "  within 15%% of direct needs P <= 0.176 (G + M) = %.2f µs/op\n", gm * 0.15 / 0.85
+}'
+for target in nutcracker mcrouter; do
+    awk -v t="$target" -v g="${GEN[direct]}" -v m="${MC[direct]}" -v p="${PROXY[$target]}" \
+        -v own="${TOTAL[$target]}" -v tps="${TPS[$target]}" -v dir="${TPS[direct]}" 'BEGIN {
+        gm = g + m
+        printf "  %-10s P = %5.2f µs/op: predicted (G+M)/(G+M+P) = %.2f, with its run'"'"'s G and M = %.2f, measured %.2f\n",
+            t, p, gm / (gm + p), gm / own, tps / dir
+    }'
+done

@@ -149,6 +149,10 @@ impl Upstream {
     }
 }
 
+/// The read buffer of a server's shared connection, and the room it must have before a read.
+const READ_BUFFER: usize = 64 * 1024;
+const READ_ROOM: usize = 4 * 1024;
+
 /// A request queued for a server's shared connection.
 #[derive(Debug)]
 pub struct Job {
@@ -241,7 +245,10 @@ async fn pipeline(
     let mut inflight: VecDeque<(ReplyKind, oneshot::Sender<Result<Bytes, UpstreamError>>)> =
         VecDeque::new();
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    // Replies leave as slices of this buffer, so the space they used comes back only once
+    // every session has copied its reply out. A large buffer with a small minimum of room per
+    // read lets many reads share one allocation instead of allocating 16 KiB per read.
+    let mut rbuf = BytesMut::with_capacity(READ_BUFFER);
     let timeout = router.request_timeout();
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -253,6 +260,7 @@ async fn pipeline(
     deadline
         .as_mut()
         .reset(tokio::time::Instant::now() + timeout);
+    let mut yielded = false;
     let failure = loop {
         // Take everything already queued: one write for all of it.
         let was_idle = inflight.is_empty();
@@ -264,12 +272,18 @@ async fn pipeline(
                 .as_mut()
                 .reset(tokio::time::Instant::now() + timeout);
         }
-        rbuf.reserve(16 * 1024);
+        if !wbuf.is_empty() && !yielded {
+            yielded = true;
+            tokio::task::yield_now().await;
+            continue;
+        }
+        rbuf.reserve(READ_ROOM);
         tokio::select! {
             written = write.write_buf(&mut wbuf), if !wbuf.is_empty() => {
                 if let Err(err) = written {
                     break UpstreamError::Io(err);
                 }
+                yielded = false;
             }
             read_result = read.read_buf(&mut rbuf), if !inflight.is_empty() => {
                 match read_result {

@@ -542,14 +542,10 @@ fn parse_num<T: std::str::FromStr>(token: &[u8]) -> Option<T> {
 /// `q` are dropped): the router must read every reply to keep the connection in step, and
 /// answers the client as it asked.
 pub fn encode_request(request: &Request, key: &[u8], exptime: i64, out: &mut BytesMut) {
-    let line = |out: &mut BytesMut, parts: &[&[u8]]| {
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
-                out.put_u8(b' ');
-            }
-            out.put_slice(p);
-        }
-        out.put_slice(b"\r\n");
+    let cmd = |out: &mut BytesMut, name: &[u8]| {
+        out.put_slice(name);
+        out.put_u8(b' ');
+        out.put_slice(key);
     };
     match request {
         Request::Store {
@@ -559,42 +555,45 @@ pub fn encode_request(request: &Request, key: &[u8], exptime: i64, out: &mut Byt
             data,
             ..
         } => {
-            let (flags, exptime, len) = (
-                flags.to_string(),
-                exptime.to_string(),
-                data.len().to_string(),
-            );
-            let mut parts: Vec<&[u8]> = vec![
-                op.name(),
-                key,
-                flags.as_bytes(),
-                exptime.as_bytes(),
-                len.as_bytes(),
-            ];
-            let cas = cas.to_string();
+            cmd(out, op.name());
+            out.put_u8(b' ');
+            put_decimal(out, i64::from(*flags));
+            out.put_u8(b' ');
+            put_decimal(out, exptime);
+            out.put_u8(b' ');
+            put_unsigned(out, data.len() as u64);
             if *op == StoreOp::Cas {
-                parts.push(cas.as_bytes());
+                out.put_u8(b' ');
+                put_unsigned(out, *cas);
             }
-            line(out, &parts);
+            out.put_slice(b"\r\n");
             out.put_slice(data);
             out.put_slice(b"\r\n");
         }
-        Request::Delete { .. } => line(out, &[b"delete", key]),
-        Request::Arith { incr, delta, .. } => {
-            let cmd: &[u8] = if *incr { b"incr" } else { b"decr" };
-            line(out, &[cmd, key, delta.to_string().as_bytes()]);
+        Request::Delete { .. } => {
+            cmd(out, b"delete");
+            out.put_slice(b"\r\n");
         }
-        Request::Touch { .. } => line(out, &[b"touch", key, exptime.to_string().as_bytes()]),
+        Request::Arith { incr, delta, .. } => {
+            cmd(out, if *incr { b"incr" } else { b"decr" });
+            out.put_u8(b' ');
+            put_unsigned(out, *delta);
+            out.put_slice(b"\r\n");
+        }
+        Request::Touch { .. } => {
+            cmd(out, b"touch");
+            out.put_u8(b' ');
+            put_decimal(out, exptime);
+            out.put_slice(b"\r\n");
+        }
         Request::Get { kind, .. } => encode_get(*kind, exptime, &[key], out),
         Request::Meta {
             op, flags, data, ..
         } => {
-            out.put_slice(op.name());
-            out.put_u8(b' ');
-            out.put_slice(key);
+            cmd(out, op.name());
             if let Some(data) = data {
                 out.put_u8(b' ');
-                out.put_slice(data.len().to_string().as_bytes());
+                put_unsigned(out, data.len() as u64);
             }
             for flag in flags {
                 match flag[0] {
@@ -602,7 +601,7 @@ pub fn encode_request(request: &Request, key: &[u8], exptime: i64, out: &mut Byt
                     // The gutter's TTL cap, when it lowered the expiry.
                     b'T' if exptime != meta_ttl(flags).unwrap_or(0) => {
                         out.put_slice(b" T");
-                        out.put_slice(exptime.to_string().as_bytes());
+                        put_decimal(out, exptime);
                     }
                     _ => {
                         out.put_u8(b' ');
@@ -612,7 +611,7 @@ pub fn encode_request(request: &Request, key: &[u8], exptime: i64, out: &mut Byt
             }
             if exptime != 0 && meta_ttl(flags).is_none() && *op == MetaOp::Set {
                 out.put_slice(b" T");
-                out.put_slice(exptime.to_string().as_bytes());
+                put_decimal(out, exptime);
             }
             out.put_slice(b"\r\n");
             if let Some(data) = data {
@@ -620,15 +619,43 @@ pub fn encode_request(request: &Request, key: &[u8], exptime: i64, out: &mut Byt
                 out.put_slice(b"\r\n");
             }
         }
-        Request::FlushAll { delay, .. } => match delay {
-            Some(d) => line(out, &[b"flush_all", d.to_string().as_bytes()]),
-            None => line(out, &[b"flush_all"]),
-        },
-        Request::Version => line(out, &[b"version"]),
+        Request::FlushAll { delay, .. } => {
+            out.put_slice(b"flush_all");
+            if let Some(d) = delay {
+                out.put_u8(b' ');
+                put_decimal(out, *d);
+            }
+            out.put_slice(b"\r\n");
+        }
+        Request::Version => out.put_slice(b"version\r\n"),
         Request::MetaNoop | Request::Stats { .. } | Request::Verbosity { .. } | Request::Quit => {
-            line(out, &[b"mn"])
+            out.put_slice(b"mn\r\n");
         }
     }
+}
+
+/// Writes `n` in decimal, without the `String` that `to_string` would allocate for every
+/// request.
+pub fn put_unsigned(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
+}
+
+/// Writes `n` in decimal, with a sign when negative.
+pub fn put_decimal(out: &mut BytesMut, n: i64) {
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    put_unsigned(out, n.unsigned_abs());
 }
 
 /// A get-family command for several keys of one server.
@@ -636,7 +663,7 @@ pub fn encode_get(kind: GetKind, exptime: i64, keys: &[&[u8]], out: &mut BytesMu
     out.put_slice(kind.name());
     if kind.touches() {
         out.put_u8(b' ');
-        out.put_slice(exptime.to_string().as_bytes());
+        put_decimal(out, exptime);
     }
     for key in keys {
         out.put_u8(b' ');
@@ -708,12 +735,42 @@ fn is_error(line: &[u8]) -> bool {
         || line.starts_with(b"SERVER_ERROR")
 }
 
+/// The `index`th space-separated token of a reply line, as a length. Every reply the router
+/// relays goes through here, so digits are read directly rather than through `str::parse`.
 fn line_token(line: &[u8], index: usize) -> Option<usize> {
     let line = line.strip_suffix(b"\r\n").unwrap_or(line);
-    line.split(|&b| b == b' ')
+    let token = line
+        .split(|&b| b == b' ')
         .filter(|t| !t.is_empty())
-        .nth(index)
-        .and_then(parse_num)
+        .nth(index)?;
+    if token.is_empty() || token.len() > 19 {
+        return None;
+    }
+    token.iter().try_fold(0usize, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + usize::from(b - b'0'))
+    })
+}
+
+/// Whether a get-family reply holds exactly one value, under `key`, then `END`: what a client
+/// that asked for `key` alone expects, byte for byte, so it can be relayed as it is.
+pub fn is_single_value(reply: &[u8], key: &[u8]) -> bool {
+    let Some(rest) = reply
+        .strip_prefix(b"VALUE ")
+        .and_then(|r| r.strip_prefix(key))
+    else {
+        return false;
+    };
+    if rest.first() != Some(&b' ') {
+        return false;
+    }
+    let Some(nl) = memchr::memchr(b'\n', reply) else {
+        return false;
+    };
+    let Some(len) = line_token(&reply[..=nl], 3) else {
+        return false;
+    };
+    let end = nl + 1 + len;
+    reply.len() == end + 7 && &reply[end..] == b"\r\nEND\r\n"
 }
 
 /// One `VALUE` block of a get-family reply.
@@ -817,6 +874,44 @@ mod tests {
         out.clear();
         encode_request(&req, b"k", 10, &mut out);
         assert_eq!(&out[..], b"ms k 2 T10 F3\r\nhi\r\n");
+    }
+
+    #[test]
+    fn encodes_numbers_without_strings() {
+        let mut out = BytesMut::new();
+        for n in [0, 7, -1, 10, i64::MAX, i64::MIN, 2_592_000] {
+            out.clear();
+            put_decimal(&mut out, n);
+            assert_eq!(&out[..], n.to_string().as_bytes());
+        }
+        let (req, _) = parse(b"cas k 4294967295 -1 2 18446744073709551615\r\nab\r\n")
+            .unwrap()
+            .unwrap();
+        out.clear();
+        encode_request(&req, b"k", -1, &mut out);
+        assert_eq!(
+            &out[..],
+            b"cas k 4294967295 -1 2 18446744073709551615\r\nab\r\n"
+        );
+        let (req, _) = parse(b"flush_all 30 noreply\r\n").unwrap().unwrap();
+        out.clear();
+        encode_request(&req, b"", 0, &mut out);
+        assert_eq!(&out[..], b"flush_all 30\r\n");
+    }
+
+    #[test]
+    fn recognises_a_single_value_reply() {
+        let one = b"VALUE k 0 3\r\nabc\r\nEND\r\n";
+        assert!(is_single_value(one, b"k"));
+        assert!(is_single_value(b"VALUE k 0 3 9\r\nabc\r\nEND\r\n", b"k"));
+        assert!(!is_single_value(one, b"kk"));
+        assert!(!is_single_value(b"VALUE kk 0 3\r\nabc\r\nEND\r\n", b"k"));
+        assert!(!is_single_value(b"END\r\n", b"k"));
+        assert!(!is_single_value(
+            b"VALUE k 0 1\r\na\r\nVALUE k 0 1\r\nb\r\nEND\r\n",
+            b"k"
+        ));
+        assert!(!is_single_value(b"VALUE k 0 x\r\nabc\r\nEND\r\n", b"k"));
     }
 
     #[test]

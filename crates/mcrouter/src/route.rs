@@ -19,8 +19,8 @@ use crate::pool::{Connection, Pool, Server};
 use crate::replicate::Replicated;
 use crate::ring::Ring;
 
-/// Where one request for one key goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where one request for one key goes. Ordered so a multi-key get can sort keys by target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     /// The server that owns the key.
     Primary(usize),

@@ -6,7 +6,6 @@
 //! ([`crate::pool::Connection`]), whose replies come back to the session that asked through a
 //! oneshot channel, so replies cannot cross between clients.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -23,8 +22,8 @@ use tokio::task::JoinSet;
 use crate::failover::{probe_loop, record_failure, record_success};
 use crate::pool::{Connection, UpstreamError};
 use crate::protocol::{
-    encode_get, encode_request, meta_has, meta_ttl, parse_request, split_values, GetKind, MetaOp,
-    ReplyKind, Request, Value,
+    encode_get, encode_request, is_single_value, meta_has, meta_ttl, parse_request, split_values,
+    GetKind, MetaOp, ReplyKind, Request, Value,
 };
 use crate::replicate;
 use crate::route::{Router, Target};
@@ -93,6 +92,10 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
     // Bytes still to discard: the rest of an oversized value.
     let mut swallow = 0usize;
     let mut draining = *stop.borrow();
+    // One registration for the whole session: a fresh `changed()` per command would queue a
+    // waiter on the watch's notifier (under its lock) for every request.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     'conn: loop {
         let mut close = false;
         loop {
@@ -145,12 +148,15 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
             }
         }
         tokio::select! {
+            // Biased, so no random branch order is drawn per command; the stop first, so a
+            // client that never stops sending still sees the drain.
+            biased;
+            _ = &mut stopped, if !draining => draining = true,
             read = stream.read_buf(&mut input) => match read {
                 // The client left, perhaps mid-command: what it sent in part is dropped unsent.
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             },
-            _ = stop.changed() => draining = true,
         }
     }
     router.metrics.connections.dec();
@@ -197,7 +203,10 @@ impl Session {
                 kind,
                 exptime,
                 keys,
-            } => self.get(kind, exptime, &keys, out).await,
+            } => match &keys[..] {
+                [key] => self.get_one(kind, exptime, key, out).await,
+                _ => self.get(kind, exptime, &keys, out).await,
+            },
             Request::Version => {
                 out.put_slice(b"VERSION mcrouter-wikikube-");
                 out.put_slice(env!("CARGO_PKG_VERSION").as_bytes());
@@ -326,96 +335,182 @@ impl Session {
         }
     }
 
+    /// A get-family command for one key, the common case (memaslap's gets, most of
+    /// MediaWiki's): the same answers and metrics as [`Session::get`] without its grouping
+    /// and maps, and the server's reply relayed as it is when it is exactly what the client
+    /// expects.
+    async fn get_one(&mut self, kind: GetKind, exptime: i64, key: &Bytes, out: &mut BytesMut) {
+        let router = &*self.router;
+        let start = Instant::now();
+        let (pool, stripped) = router.route(key);
+        let route = &router.pools[pool].metrics;
+        let mut target = router.target(pool, stripped);
+        let reply = loop {
+            let exptime = match target {
+                Target::Primary(_) => exptime,
+                Target::Gutter(_) if kind.touches() => router.gutter_exptime(exptime),
+                Target::Gutter(_) => exptime,
+                Target::Unavailable => break None,
+            };
+            let id = target_id(target);
+            let mut buf = BytesMut::with_capacity(stripped.len() + 32);
+            encode_get(kind, exptime, &[stripped], &mut buf);
+            if let Ok(reply) = call_server(router, id, buf.freeze(), ReplyKind::Values).await {
+                break Some((id, reply));
+            }
+            target = match target {
+                Target::Primary(_) => router.gutter_for(pool, stripped),
+                _ => Target::Unavailable,
+            };
+            if target != Target::Unavailable {
+                router.metrics.failovers.inc();
+            }
+        };
+        route.observe(start.elapsed());
+        let Some((id, reply)) = reply else {
+            route.errors.inc();
+            route.misses.inc();
+            out.put_slice(b"END\r\n");
+            return;
+        };
+        let server = &router.servers[id].metrics;
+        if key[..] == *stripped && is_single_value(&reply, stripped) {
+            server.hits.inc();
+            route.hits.inc();
+            out.put_slice(&reply);
+            return;
+        }
+        let (values, last) = split_values(&reply);
+        server.hits.inc_by(values.len() as u64);
+        server.misses.inc_by(u64::from(values.is_empty()));
+        match values.iter().find(|v| v.key[..] == *stripped) {
+            Some(v) => {
+                route.hits.inc();
+                out.put_slice(b"VALUE ");
+                out.put_slice(key);
+                out.put_slice(&v.rest);
+                out.put_slice(&v.data);
+            }
+            None => {
+                route.misses.inc();
+            }
+        }
+        // END, or the server's error (say, CLIENT_ERROR for a gat with a bad time), which is
+        // the client's error too since it asked for this key alone.
+        out.put_slice(&last);
+    }
+
     /// A get-family command: keys grouped by server, one request per server in parallel, the
     /// values written back in the client's order under the client's keys.
     async fn get(&mut self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
-        let router = Arc::clone(&self.router);
+        let router = &*self.router;
         let start = Instant::now();
-        // For each client key: its pool, its stripped key, its target.
-        // For each client key: its pool, its stripped key, its target, and whether it still
-        // needs fetching.
-        let mut placed: Vec<(usize, Bytes, Target, bool)> = keys
+        let mut slots: Vec<Slot> = keys
             .iter()
             .map(|key| {
                 let (pool, stripped) = router.route(key);
                 let stripped = key.slice_ref(stripped);
                 let target = router.target(pool, &stripped);
-                (pool, stripped, target, target != Target::Unavailable)
+                Slot {
+                    pool,
+                    stripped,
+                    target,
+                    leader: usize::MAX,
+                }
             })
             .collect();
-        let mut found: HashMap<(usize, Bytes), Value> = HashMap::new();
+        // Indexed by a leader slot: the value found for it.
+        let mut values: Vec<Option<Value>> = vec![None; keys.len()];
         let mut error_line: Option<Bytes> = None;
+        let mut pending: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].target != Target::Unavailable)
+            .collect();
         // Two rounds: the owners, then the gutter for keys whose owner failed.
         for _round in 0..2 {
-            let mut groups: Vec<(Target, Vec<Bytes>)> = Vec::new();
-            for (_, stripped, target, fetch) in &placed {
-                if !*fetch {
-                    continue;
-                }
-                match groups.iter_mut().find(|(t, _)| t == target) {
-                    Some((_, ks)) if !ks.contains(stripped) => ks.push(stripped.clone()),
-                    Some(_) => {}
-                    None => groups.push((*target, vec![stripped.clone()])),
-                }
-            }
-            if groups.is_empty() {
+            if pending.is_empty() {
                 break;
             }
-            let results = self.fetch_groups(kind, exptime, &groups).await;
-            let mut failed = Vec::new();
-            for ((target, group), result) in groups.iter().zip(results) {
-                let id = target_id(*target);
-                let server = &router.servers[id];
-                match result {
-                    Some(reply) => {
-                        let (values, last) = split_values(&reply);
-                        server.metrics.hits.inc_by(values.len() as u64);
-                        server
-                            .metrics
-                            .misses
-                            .inc_by((group.len() - values.len().min(group.len())) as u64);
-                        if last.as_ref() != b"END\r\n" {
-                            error_line = Some(last);
-                        }
-                        for v in values {
-                            found.insert((id, v.key.clone()), v);
+            // Sorted by target then key, each server's keys are one run and repeated keys are
+            // neighbours: grouping and de-duplication in O(n log n), where pairwise checks
+            // would be quadratic in a 250-key getMulti.
+            pending.sort_unstable_by(|&a, &b| {
+                (slots[a].target, &slots[a].stripped).cmp(&(slots[b].target, &slots[b].stripped))
+            });
+            // Each group: its target and its distinct keys' leader slots, sorted by key.
+            let mut groups: Vec<(Target, Vec<usize>)> = Vec::new();
+            for &i in &pending {
+                let target = slots[i].target;
+                match groups.last_mut() {
+                    Some((t, leaders)) if *t == target => {
+                        let last = leaders[leaders.len() - 1];
+                        if slots[last].stripped == slots[i].stripped {
+                            slots[i].leader = last;
+                        } else {
+                            slots[i].leader = i;
+                            leaders.push(i);
                         }
                     }
-                    None => failed.push(*target),
+                    _ => {
+                        slots[i].leader = i;
+                        groups.push((target, vec![i]));
+                    }
                 }
             }
-            for (pool, stripped, target, fetch) in &mut placed {
-                *fetch = false;
-                if failed.contains(target) {
-                    *target = match target {
-                        Target::Primary(_) => router.gutter_for(*pool, stripped),
-                        _ => Target::Unavailable,
-                    };
-                    *fetch = *target != Target::Unavailable;
-                    if *fetch {
-                        router.metrics.failovers.inc();
+            let results = fetch_groups(router, kind, exptime, &slots, &groups).await;
+            let mut failed = Vec::new();
+            for ((target, leaders), result) in groups.iter().zip(results) {
+                let Some(reply) = result else {
+                    failed.push(*target);
+                    continue;
+                };
+                let server = &router.servers[target_id(*target)].metrics;
+                let (found, last) = split_values(&reply);
+                server.hits.inc_by(found.len() as u64);
+                server
+                    .misses
+                    .inc_by((leaders.len() - found.len().min(leaders.len())) as u64);
+                if last.as_ref() != b"END\r\n" {
+                    error_line = Some(last);
+                }
+                for value in found {
+                    if let Ok(at) =
+                        leaders.binary_search_by(|&j| slots[j].stripped[..].cmp(&value.key[..]))
+                    {
+                        values[leaders[at]] = Some(value);
                     }
                 }
             }
             if failed.is_empty() {
                 break;
             }
+            pending.retain(|&i| failed.contains(&slots[i].target));
+            for &i in &pending {
+                let slot = &mut slots[i];
+                slot.target = match slot.target {
+                    Target::Primary(_) => router.gutter_for(slot.pool, &slot.stripped),
+                    _ => Target::Unavailable,
+                };
+                if slot.target != Target::Unavailable {
+                    router.metrics.failovers.inc();
+                }
+            }
+            pending.retain(|&i| slots[i].target != Target::Unavailable);
         }
 
         let elapsed = start.elapsed();
         let mut routes_seen: Vec<usize> = Vec::new();
-        for (key, (pool, stripped, target, _)) in keys.iter().zip(&placed) {
-            let metrics = &router.pools[*pool].metrics;
-            if !routes_seen.contains(pool) {
-                routes_seen.push(*pool);
+        for (key, slot) in keys.iter().zip(&slots) {
+            let metrics = &router.pools[slot.pool].metrics;
+            if !routes_seen.contains(&slot.pool) {
+                routes_seen.push(slot.pool);
                 metrics.observe(elapsed);
             }
-            let value = match target {
+            let value = match slot.target {
                 Target::Unavailable => {
                     metrics.errors.inc();
                     None
                 }
-                t => found.get(&(target_id(*t), stripped.clone())),
+                _ => values[slot.leader].as_ref(),
             };
             match value {
                 Some(v) => {
@@ -436,36 +531,6 @@ impl Session {
             Some(line) if keys.len() == 1 => out.put_slice(&line),
             _ => out.put_slice(b"END\r\n"),
         }
-    }
-
-    /// Sends one get-family request per group, concurrently when there are several.
-    async fn fetch_groups(
-        &mut self,
-        kind: GetKind,
-        exptime: i64,
-        groups: &[(Target, Vec<Bytes>)],
-    ) -> Vec<Option<Bytes>> {
-        let router = Arc::clone(&self.router);
-        let requests: Vec<(usize, Bytes)> = groups
-            .iter()
-            .map(|(target, keys)| {
-                let exptime = match target {
-                    Target::Gutter(_) if kind.touches() => router.gutter_exptime(exptime),
-                    _ => exptime,
-                };
-                let mut buf = BytesMut::with_capacity(64);
-                let keys: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-                encode_get(kind, exptime, &keys, &mut buf);
-                (target_id(*target), buf.freeze())
-            })
-            .collect();
-        if let [(id, request)] = &requests[..] {
-            return vec![self.call(*id, request.clone(), ReplyKind::Values).await];
-        }
-        let calls = requests
-            .into_iter()
-            .map(|(id, request)| call_server(&router, id, request, ReplyKind::Values));
-        join_all(calls).await.into_iter().map(Result::ok).collect()
     }
 
     fn stats(&self, args: &[Bytes], out: &mut BytesMut) {
@@ -514,6 +579,52 @@ impl Session {
         }
         out.put_slice(b"END\r\n");
     }
+}
+
+/// One client key of a multi-key get.
+struct Slot {
+    pool: usize,
+    /// The key as its server knows it (routing prefix stripped).
+    stripped: Bytes,
+    target: Target,
+    /// The slot whose fetched value this key shares: itself, or the first of the same key
+    /// asked twice of the same server.
+    leader: usize,
+}
+
+/// Sends one get-family request per group, concurrently when there are several.
+async fn fetch_groups(
+    router: &Router,
+    kind: GetKind,
+    exptime: i64,
+    slots: &[Slot],
+    groups: &[(Target, Vec<usize>)],
+) -> Vec<Option<Bytes>> {
+    let request = |(target, leaders): &(Target, Vec<usize>)| {
+        let exptime = match target {
+            Target::Gutter(_) if kind.touches() => router.gutter_exptime(exptime),
+            _ => exptime,
+        };
+        let size = leaders
+            .iter()
+            .map(|&i| slots[i].stripped.len() + 1)
+            .sum::<usize>();
+        let mut buf = BytesMut::with_capacity(size + 32);
+        let keys: Vec<&[u8]> = leaders.iter().map(|&i| &slots[i].stripped[..]).collect();
+        encode_get(kind, exptime, &keys, &mut buf);
+        (target_id(*target), buf.freeze())
+    };
+    if let [group] = groups {
+        let (id, request) = request(group);
+        return vec![call_server(router, id, request, ReplyKind::Values)
+            .await
+            .ok()];
+    }
+    let calls = groups
+        .iter()
+        .map(request)
+        .map(|(id, request)| call_server(router, id, request, ReplyKind::Values));
+    join_all(calls).await.into_iter().map(Result::ok).collect()
 }
 
 fn target_id(target: Target) -> usize {

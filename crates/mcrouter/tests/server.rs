@@ -73,6 +73,47 @@ fn a_killed_server_fails_over_to_the_gutter_and_comes_back() {
 }
 
 #[test]
+fn a_multi_get_over_a_dead_server_takes_its_keys_from_the_gutter() {
+    let mut pool: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
+    let gutter = Memcached::start();
+    let addrs: Vec<String> = pool.iter().map(Memcached::addr).collect();
+    let router = Router::start(&json!({
+        "pools": {"eqiad": {"servers": addrs}, "gutter": {"servers": [gutter.addr()]}},
+        "local_pool": "eqiad",
+        // Never marked down here: each get fails on the dead server and is retried on the
+        // gutter within the same request.
+        "failover": {"gutter_pool": "gutter", "failures_until_down": 1000},
+        "timeouts": {"connect_ms": 200, "request_ms": 300},
+    }));
+    let ring = Ring::new(&addrs);
+    let on = |server: usize, prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}:{i}"))
+            .find(|k| ring.server_for(k.as_bytes()) == server)
+            .unwrap()
+    };
+    let (lost, missing, kept) = (on(0, "lost"), on(0, "missing"), on(1, "kept"));
+    let mut client = router.client();
+    assert_eq!(client.set(&kept, "here", 0), "STORED\r\n");
+    assert_eq!(gutter.client().set(&lost, "in-gutter", 0), "STORED\r\n");
+    pool[0].kill();
+    // A repeated key, a key on the live server, and a key in neither place, in the client's
+    // order.
+    let reply = client.call(
+        format!("get {lost} {kept} {missing} {lost}\r\n"),
+        ReplyKind::Values,
+    );
+    assert_eq!(
+        reply,
+        format!(
+            "VALUE {lost} 0 9\r\nin-gutter\r\nVALUE {kept} 0 4\r\nhere\r\n\
+             VALUE {lost} 0 9\r\nin-gutter\r\nEND\r\n"
+        )
+    );
+    assert_eq!(router.stat("failovers").as_deref(), Some("3"));
+}
+
+#[test]
 fn without_a_gutter_a_dead_server_is_a_server_error_not_a_hang() {
     let mut server = Memcached::start();
     let router = Router::start(&json!({
