@@ -318,18 +318,31 @@ fn edge_pod(
     if port == 0 {
         return Ok(None);
     }
+    // As in a cluster, the edge goes through each cake's tls container and checks its
+    // certificate, which on one machine is the edge's own self-signed one; a release that
+    // publishes only httpd's port is reached over plain HTTP.
+    let server_name = render::config::traffic::upstream_server_name(site);
     let upstream = |deployment: &str, release: ReleaseName| {
-        pods.iter()
-            .find(|pod| {
-                pod.release
-                    .as_ref()
-                    .is_some_and(|r| r.0 == deployment && r.1 == release)
-            })
-            .and_then(|pod| pod.http_port)
-            .map(|port| render::config::traffic::Upstream {
-                address: format!("host.containers.internal:{port}"),
+        let pod = pods.iter().find(|pod| {
+            pod.release
+                .as_ref()
+                .is_some_and(|r| r.0 == deployment && r.1 == release)
+        })?;
+        let address = |port: u16| format!("host.containers.internal:{port}");
+        match (pod.https_port, pod.http_port) {
+            (Some(port), _) => Some(render::config::traffic::Upstream {
+                address: address(port),
+                tls: Some(edge::config::UpstreamTls {
+                    ca: format!("{}/tls.crt", render::config::paths::TLS_DIR),
+                    server_name: server_name.clone(),
+                }),
+            }),
+            (None, Some(port)) => Some(render::config::traffic::Upstream {
+                address: address(port),
                 tls: None,
-            })
+            }),
+            (None, None) => None,
+        }
     };
     let Some(config) = render::config::traffic::edge(site, upstream) else {
         return Ok(None);

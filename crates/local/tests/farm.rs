@@ -309,6 +309,18 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         body.to_ascii_lowercase().contains("cache-control: private"),
         "{body}"
     );
+    // As in a cluster, the edge went through the cakes' tls containers, checking their
+    // certificate.
+    let edge_config = std::fs::read_dir(state.config())
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("edge.toml"))
+        .find(|path| path.is_file())
+        .expect("the edge's config in the state directory");
+    let edge_config: edge::config::Config =
+        toml::from_str(&std::fs::read_to_string(edge_config).unwrap()).unwrap();
+    for (name, backend) in &edge_config.edge.as_ref().unwrap().backends {
+        assert!(backend.tls.is_some(), "{name} is reached without TLS");
+    }
     let unknown = "X-Wikimedia-Debug: backend=mwdebug9999";
     let (status, body) = curl_https_with(EDGE, "de.farm.test", "/wiki/Hauptseite", &[unknown]);
     assert!(status.starts_with("400"), "unknown debug backend: {status}");
