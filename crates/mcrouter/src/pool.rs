@@ -272,6 +272,10 @@ async fn pipeline(
                 .as_mut()
                 .reset(tokio::time::Instant::now() + timeout);
         }
+        // Before writing, let every other ready task run once, and the runtime look for newly
+        // readable clients: their sessions queue here too, and the write carries twice as many
+        // requests (measured under memaslap: 8 per write instead of 4, and about 15% less of
+        // the router's CPU per request). It costs one pass of the scheduler in latency.
         if !wbuf.is_empty() && !yielded {
             yielded = true;
             tokio::task::yield_now().await;
