@@ -268,7 +268,10 @@ impl Worker {
                 let client = Rc::new(proxy.shared().peer(peer));
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let (proxy, client) = (proxy.clone(), client.clone());
-                    async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
+                    // Boxed when first polled: hyper and tokio move a stream's future several
+                    // times before that (into the stream task and its cell), and the handler's
+                    // state is kilobytes; memmove was the largest user-space item under h2 load.
+                    async move { Ok::<_, Infallible>(Box::pin(proxy.handle(req, &client)).await) }
                 });
                 let mut builder = auto::Builder::new(LocalExecutor);
                 builder

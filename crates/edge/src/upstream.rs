@@ -1,7 +1,7 @@
 //! Connections to upstreams: HTTP/1.1 over TCP or TLS, kept alive in a pool per serving thread.
 //!
 //! Each serving thread runs a single-threaded runtime, so its pool is plain `Rc<RefCell<..>>`
-//! state and each connection's task runs on the same thread as the requests using it: no
+//! state, and a connection is driven by the task of the request using it (see [`Conn`]): no
 //! locks, atomics or cross-thread wake-ups on the request path. (hyper-util's pooled client,
 //! used before, hands every request to the connection task through a channel, checks
 //! connections in and out under a mutex, and spawns a task per response to return the
@@ -21,10 +21,11 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -98,8 +99,67 @@ impl UpstreamError {
     }
 }
 
-struct Idle {
+/// hyper's state machine of one connection: reads and writes happen when it is polled.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>>>>;
+
+/// One upstream connection. It has no task of its own: whoever uses it polls its driver (the
+/// request while waiting for the response head, then the response body), so a request's
+/// upstream I/O wakes only the task serving it.
+struct Conn {
     sender: SendRequest<UpstreamBody>,
+    driver: Driver,
+    ended: bool,
+}
+
+impl Conn {
+    fn new<F: Future<Output = hyper::Result<()>> + 'static>(
+        sender: SendRequest<UpstreamBody>,
+        driver: F,
+    ) -> Conn {
+        Conn {
+            sender,
+            driver: Box::pin(driver),
+            ended: false,
+        }
+    }
+
+    /// Lets hyper read and write what it can; returns whether the connection is still open.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.ended {
+            if let Poll::Ready(result) = self.driver.as_mut().poll(cx) {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+                self.ended = true;
+            }
+        }
+        !self.ended
+    }
+
+    /// Waits until a request can be sent; false when the connection closed.
+    async fn ready(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            if !self.drive(cx) {
+                return Poll::Ready(false);
+            }
+            self.sender.poll_ready(cx).map(|r| r.is_ok())
+        })
+        .await
+    }
+
+    /// Drives the connection until `exchange` (a sent request's response) resolves.
+    async fn exchange<T>(&mut self, exchange: impl Future<Output = T>) -> T {
+        let mut exchange = std::pin::pin!(exchange);
+        std::future::poll_fn(|cx| {
+            self.drive(cx);
+            exchange.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
@@ -123,8 +183,8 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// An empty pool taking TLS client settings from `tls`. Must be used inside a
-    /// `tokio::task::LocalSet`: connection tasks are spawned on the current thread.
+    /// An empty pool taking TLS client settings from `tls`. Its sweeper needs a
+    /// `tokio::task::LocalSet`.
     pub fn new(tls: Arc<UpstreamTlsStore>) -> Rc<Pool> {
         Rc::new(Pool {
             slots: RefCell::new(HashMap::new()),
@@ -150,8 +210,11 @@ impl Pool {
     pub fn sweep(&self, now: Instant) {
         let mut slots = self.slots.borrow_mut();
         for slot in slots.values_mut() {
-            slot.idle
-                .retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT);
+            slot.idle.retain_mut(|i| {
+                // Not polled while idle: a close by the upstream shows only when polled.
+                let open = i.conn.drive(&mut Context::from_waker(Waker::noop()));
+                open && now.duration_since(i.since) < IDLE_TIMEOUT
+            });
         }
         slots.retain(|_, s| !s.idle.is_empty());
     }
@@ -173,14 +236,19 @@ impl Pool {
         slot.idle.pop().map(|i| (slot.key.clone(), i))
     }
 
-    fn check_in(&self, key: Rc<str>, sender: SendRequest<UpstreamBody>) {
+    fn check_in(&self, key: Rc<str>, mut conn: Conn) {
+        // Once more, so that hyper sees the exchange complete and the connection idle. No task
+        // waits on an idle connection, hence the no-op waker.
+        if !conn.drive(&mut Context::from_waker(Waker::noop())) {
+            return;
+        }
         let mut slots = self.slots.borrow_mut();
         let Some(slot) = slots.get_mut(&*key) else {
             return;
         };
-        if slot.idle.len() < MAX_IDLE && !sender.is_closed() {
+        if slot.idle.len() < MAX_IDLE {
             slot.idle.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -211,13 +279,14 @@ impl Pool {
         tls: Option<&UpstreamTls>,
         mut req: Request<UpstreamBody>,
     ) -> Result<Response<Pooled>, SendError> {
-        while let Some((key, mut idle)) = self.check_out(address, tls) {
-            // Usually ready at once; an error means the upstream closed it while idle.
-            if idle.sender.ready().await.is_err() {
+        while let Some((key, Idle { mut conn, .. })) = self.check_out(address, tls) {
+            // Usually ready at once; false means the upstream closed it while idle.
+            if !conn.ready().await {
                 continue;
             }
-            match idle.sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.pooled(resp, key, idle.sender)),
+            let exchange = conn.sender.try_send_request(req);
+            match conn.exchange(exchange).await {
+                Ok(resp) => return Ok(self.pooled(resp, key, conn)),
                 Err(mut e) => match e.take_message() {
                     // Closed just before the request was written: nothing was sent, so it is
                     // safe to try again on another connection.
@@ -232,8 +301,10 @@ impl Pool {
             }
         }
         let key = self.key(address, tls);
-        let mut sender = match self.connect(address, tls).await {
-            Ok(s) => s,
+        // Boxed: connecting (a TLS handshake above all) needs a large state that would otherwise
+        // be part of, and moved with, every request's future.
+        let mut conn = match Box::pin(self.connect(address, tls)).await {
+            Ok(c) => c,
             Err(error) => {
                 return Err(SendError {
                     error,
@@ -241,8 +312,9 @@ impl Pool {
                 })
             }
         };
-        match sender.send_request(req).await {
-            Ok(resp) => Ok(self.pooled(resp, key, sender)),
+        let exchange = conn.sender.send_request(req);
+        match conn.exchange(exchange).await {
+            Ok(resp) => Ok(self.pooled(resp, key, conn)),
             Err(e) => Err(SendError {
                 error: UpstreamError::Http(e),
                 request: None,
@@ -254,7 +326,7 @@ impl Pool {
         self: &Rc<Self>,
         resp: Response<Incoming>,
         key: Rc<str>,
-        sender: SendRequest<UpstreamBody>,
+        conn: Conn,
     ) -> Response<Pooled> {
         let (parts, body) = resp.into_parts();
         let mut body = Pooled {
@@ -262,7 +334,7 @@ impl Pool {
             check_in: Some(CheckIn {
                 pool: self.clone(),
                 key,
-                sender,
+                conn,
             }),
         };
         // A response without a body (204, 304, HEAD, Content-Length: 0) may never be polled.
@@ -276,7 +348,7 @@ impl Pool {
         &self,
         address: &str,
         tls: Option<&UpstreamTls>,
-    ) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    ) -> Result<Conn, UpstreamError> {
         let connect = async {
             let tcp = tokio::net::TcpStream::connect(address)
                 .await
@@ -288,8 +360,7 @@ impl Pool {
             match tls {
                 None => {
                     let (sender, conn) = self.http1.handshake(TokioIo::new(tcp)).await?;
-                    tokio::task::spawn_local(drive(conn));
-                    Ok(sender)
+                    Ok(Conn::new(sender, conn))
                 }
                 Some(settings) => {
                     let client =
@@ -308,8 +379,7 @@ impl Pool {
                             source,
                         })?;
                     let (sender, conn) = self.http1.handshake(TokioIo::new(stream)).await?;
-                    tokio::task::spawn_local(drive(conn));
-                    Ok(sender)
+                    Ok(Conn::new(sender, conn))
                 }
             }
         };
@@ -323,16 +393,10 @@ impl Pool {
     }
 }
 
-async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "upstream connection ended with an error");
-    }
-}
-
 struct CheckIn {
     pool: Rc<Pool>,
     key: Rc<str>,
-    sender: SendRequest<UpstreamBody>,
+    conn: Conn,
 }
 
 /// An upstream response body that returns its connection to the pool at its end.
@@ -352,7 +416,7 @@ impl std::fmt::Debug for Pooled {
 impl Pooled {
     fn return_connection(&mut self) {
         if let Some(c) = self.check_in.take() {
-            c.pool.check_in(c.key, c.sender);
+            c.pool.check_in(c.key, c.conn);
         }
     }
 }
@@ -366,7 +430,17 @@ impl Body for Pooled {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        // The body first, so that it asks hyper for data; then the connection, which reads
+        // it; then the body again to take it.
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if let Some(c) = &mut this.check_in {
+                    c.conn.drive(cx);
+                }
+                std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx))
+            }
+        };
         match &frame {
             None => this.return_connection(),
             Some(Ok(_)) if this.inner.is_end_stream() => this.return_connection(),
