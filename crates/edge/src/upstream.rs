@@ -238,8 +238,10 @@ impl Pool {
 
     fn check_in(&self, key: Rc<str>, mut conn: Conn) {
         // Once more, so that hyper sees the exchange complete and the connection idle. No task
-        // waits on an idle connection, hence the no-op waker.
-        if !conn.drive(&mut Context::from_waker(Waker::noop())) {
+        // waits on an idle connection, hence the no-op waker. One that is still busy (the
+        // upstream answered before reading the whole request body) is closed rather than
+        // pooled: the next request would wait on the previous client's upload.
+        if !conn.drive(&mut Context::from_waker(Waker::noop())) || !conn.sender.is_ready() {
             return;
         }
         let mut slots = self.slots.borrow_mut();
