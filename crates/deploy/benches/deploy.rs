@@ -71,7 +71,10 @@ fn main() {
         .filter(|step| step.object.kind == "Deployment")
         .map(|step| step.object.name.as_str())
         .collect();
-    assert_eq!(deployments, 15, "5 deployments x 3 releases: {names:?}");
+    assert_eq!(
+        deployments, 16,
+        "5 deployments x 3 releases, and the edge: {names:?}"
+    );
 
     let runtime = deploy::runtime().unwrap();
     let options = deploy::Options {
