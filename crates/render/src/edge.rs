@@ -70,7 +70,7 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
         Some(Upstream {
             address: format!(
                 "{}.{namespace}.svc:{}",
-                service_name(deployment, release),
+                labels::service_name(deployment, release),
                 values.service.port
             ),
             tls: Some(UpstreamTls {
@@ -176,14 +176,6 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
         ..PodDisruptionBudget::default()
     }));
     objects
-}
-
-/// The Service a release is reached through: main's is named after the deployment.
-fn service_name(deployment: &str, release: ReleaseName) -> String {
-    match release {
-        ReleaseName::Main => deployment.to_string(),
-        other => format!("{deployment}-{other}"),
-    }
 }
 
 /// The labels that pick the edge's pods, and only them: cake pods have no component label.

@@ -42,6 +42,15 @@ pub fn routed_via(release: ReleaseName) -> ReleaseName {
     }
 }
 
+/// The name of the Service a release owns: main's is named after the deployment, the others'
+/// `{deployment}-{release}`.
+pub fn service_name(deployment: &str, release: ReleaseName) -> String {
+    match release {
+        ReleaseName::Main => deployment.to_string(),
+        other => format!("{deployment}-{other}"),
+    }
+}
+
 /// The selector of a release's Deployment and PodDisruptionBudget.
 pub fn release_selector(deployment: &str, release: ReleaseName) -> BTreeMap<String, String> {
     BTreeMap::from([

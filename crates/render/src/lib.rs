@@ -216,12 +216,8 @@ fn release_objects(
     )));
 
     if release.has_own_service() {
-        let service_name = match release {
-            ReleaseName::Main => deployment.to_string(),
-            other => format!("{deployment}-{other}"),
-        };
         objects.push(Object::Service(Service {
-            metadata: meta(service_name),
+            metadata: meta(labels::service_name(deployment, release)),
             spec: Some(ServiceSpec {
                 type_: Some("ClusterIP".into()),
                 selector: Some(labels::service_selector(deployment, release)),

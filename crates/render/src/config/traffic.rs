@@ -20,12 +20,11 @@ use super::paths::{FPM_PING, TLS_DIR};
 /// The port the edge listens on inside its container.
 pub const PORT: u16 = 4443;
 
-/// The backend name of a deployment's release: the deployment for main, `NAME-next` for next.
+/// The backend name of a deployment's release: the name of the release's Service (the
+/// deployment for main, `NAME-next` for next), so that the edge's metrics and errors speak of
+/// what `kubectl get services` shows.
 pub fn backend_name(deployment: &str, release: ReleaseName) -> String {
-    match release {
-        ReleaseName::Main => deployment.to_string(),
-        other => format!("{deployment}-{other}"),
-    }
+    crate::labels::service_name(deployment, release)
 }
 
 /// Where the edge reaches one release.
