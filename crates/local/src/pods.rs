@@ -347,7 +347,7 @@ fn edge_pod(
     let Some(config) = render::config::traffic::edge(site, upstream) else {
         return Ok(None);
     };
-    let name = format!("{}-edge", site.spec.site.name);
+    let name = render::edge::name(site);
     let files = BTreeMap::from([(
         "edge.toml".to_string(),
         render::config::traffic::file(&config),
