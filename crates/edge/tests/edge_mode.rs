@@ -362,13 +362,7 @@ async fn weights_are_reloaded_from_the_config_file() {
 }
 
 fn healthy_gauge(metrics: &str, address: &str) -> Option<i64> {
-    metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("edge_endpoint_healthy{") && l.contains(&format!("address=\"{address}\""))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    endpoint_healthy(metrics, "address", address)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

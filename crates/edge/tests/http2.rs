@@ -28,24 +28,12 @@ async fn pod() -> Pod {
     let (c, k) = pki.leaf("wiki", "wiki-cert", &["wiki.example"]);
     let backend = Backend::start("httpd", 0).await;
     let (port, mport) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[listen]
-address = "127.0.0.1:{port}"
-metrics = "127.0.0.1:{mport}"
-drain_seconds = 10
-
-[[tls.certificates]]
-names = ["wiki.example"]
-cert = "{}"
-key = "{}"
-
-[pod]
-upstream = "{}"
-"#,
-        c.display(),
-        k.display(),
-        backend.addr
+    let config = pod_config(
+        port,
+        mport,
+        "drain_seconds = 10",
+        &[(&c, &k, &["wiki.example"])],
+        &backend.addr.to_string(),
     );
     let edge = Edge::start(tmp.path(), &config, port, mport);
     Pod {

@@ -22,32 +22,15 @@ async fn pod() -> Pod {
     let (oc, ok) = pki.leaf("other", "other-cert", &["other.example"]);
     let backend = Backend::start("httpd", 0).await;
     let (port, mport) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[listen]
-address = "127.0.0.1:{port}"
-metrics = "127.0.0.1:{mport}"
-drain_seconds = 10
-reload_interval_ms = 100
-
-[[tls.certificates]]
-names = ["wiki.example", "*.wiki.example"]
-cert = "{}"
-key = "{}"
-
-[[tls.certificates]]
-names = ["other.example"]
-cert = "{}"
-key = "{}"
-
-[pod]
-upstream = "{}"
-"#,
-        wc.display(),
-        wk.display(),
-        oc.display(),
-        ok.display(),
-        backend.addr
+    let config = pod_config(
+        port,
+        mport,
+        "drain_seconds = 10\nreload_interval_ms = 100",
+        &[
+            (&wc, &wk, &["wiki.example", "*.wiki.example"]),
+            (&oc, &ok, &["other.example"]),
+        ],
+        &backend.addr.to_string(),
     );
     let edge = Edge::start(tmp.path(), &config, port, mport);
     Pod {

@@ -36,35 +36,18 @@ fn self_signed(dir: &Path, file: &str, names: &[&str], ca_flag: bool) -> (PathBu
 fn cake(dir: &Path, cert: &Path, key: &Path, backend: &Backend) -> Edge {
     std::fs::create_dir_all(dir).unwrap();
     let (port, mport) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[listen]
-address = "127.0.0.1:{port}"
-metrics = "127.0.0.1:{mport}"
-
-[[tls.certificates]]
-names = ["wiki.example"]
-cert = "{}"
-key = "{}"
-
-[pod]
-upstream = "{}"
-"#,
-        cert.display(),
-        key.display(),
-        backend.addr
+    let config = pod_config(
+        port,
+        mport,
+        "",
+        &[(cert, key, &["wiki.example"])],
+        &backend.addr.to_string(),
     );
     Edge::start(dir, &config, port, mport)
 }
 
 fn healthy(metrics: &str, backend: &str) -> Option<i64> {
-    metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("edge_endpoint_healthy{") && l.contains(&format!("backend=\"{backend}\""))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    endpoint_healthy(metrics, "backend", backend)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -401,3 +401,38 @@ pub fn s_client(port: u16, args: &[&str]) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
+
+/// A pod-mode config: listening on `port` (TLS) and `metrics_port`, with `listen_extra` lines
+/// added to `[listen]`, serving each `(cert, key, names)` and forwarding to `upstream`.
+pub fn pod_config(
+    port: u16,
+    metrics_port: u16,
+    listen_extra: &str,
+    certificates: &[(&Path, &Path, &[&str])],
+    upstream: &str,
+) -> String {
+    let mut config = format!(
+        "[listen]\naddress = \"127.0.0.1:{port}\"\nmetrics = \"127.0.0.1:{metrics_port}\"\n{listen_extra}\n"
+    );
+    for (cert, key, names) in certificates {
+        let names: Vec<String> = names.iter().map(|name| format!("{name:?}")).collect();
+        config.push_str(&format!(
+            "\n[[tls.certificates]]\nnames = [{}]\ncert = \"{}\"\nkey = \"{}\"\n",
+            names.join(", "),
+            cert.display(),
+            key.display()
+        ));
+    }
+    config.push_str(&format!("\n[pod]\nupstream = \"{upstream}\"\n"));
+    config
+}
+
+/// The value of the `edge_endpoint_healthy` gauge whose `label` is `value` (1 healthy, 0 not).
+pub fn endpoint_healthy(metrics: &str, label: &str, value: &str) -> Option<i64> {
+    let wanted = format!("{label}=\"{value}\"");
+    metrics
+        .lines()
+        .find(|l| l.starts_with("edge_endpoint_healthy{") && l.contains(&wanted))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
