@@ -30,10 +30,11 @@ pub enum CertificateError {
     Empty,
 }
 
-/// What a file looked like when loaded: a change to either means reload.
-type Stamp = (Option<SystemTime>, u64);
+/// What a file looked like when loaded (modification time and length): a change to either
+/// means reload. Also used for the upstream CA files.
+pub(crate) type Stamp = (Option<SystemTime>, u64);
 
-fn stamp(path: &Path) -> Stamp {
+pub(crate) fn stamp(path: &Path) -> Stamp {
     std::fs::metadata(path)
         .map(|m| (m.modified().ok(), m.len()))
         .unwrap_or((None, 0))

@@ -8,6 +8,7 @@
 //! roots, so [`Verifier`] accepts it too, but only when it is byte for byte one of the listed
 //! certificates (its dates have been checked by then, and its name is checked after).
 
+use crate::certificates::{stamp, Stamp};
 use crate::config::{Edge, UpstreamTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_name, WebPkiServerVerifier};
@@ -18,7 +19,6 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
 
 /// Why a backend's TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +50,6 @@ pub struct Client {
     pub config: Arc<rustls::ClientConfig>,
     /// SNI and the name the certificate must be valid for.
     pub server_name: ServerName<'static>,
-}
-
-/// A file's modification time and length when read: a change to either means re-read.
-type Stamp = (Option<SystemTime>, u64);
-
-fn stamp(path: &Path) -> Stamp {
-    std::fs::metadata(path)
-        .map(|m| (m.modified().ok(), m.len()))
-        .unwrap_or((None, 0))
 }
 
 #[derive(Debug)]

@@ -125,13 +125,7 @@ pub fn up(
         state::write_file(&state.secrets().join(key), value.as_bytes(), 0o440)?;
     }
     state::create_dir(&state.tls(), 0o750)?;
-    let mut names: Vec<String> = site
-        .spec
-        .wikis
-        .values()
-        .flat_map(|wiki| wiki.domains.iter().cloned())
-        .collect();
-    names.push("localhost".into());
+    let names = render::config::tls::certificate_names(&site.spec);
     certificate::ensure(&state.tls(), &names)?;
 
     let mut report = UpReport {

@@ -12,6 +12,18 @@ pub const METRICS_PORT: u16 = 9361;
 /// The file name the tls container reads.
 pub const FILE: &str = "edge.toml";
 
+/// The names a farm's certificate is made for (and the edge serves it for): every wiki
+/// domain, and `localhost` for probes and local use.
+pub fn certificate_names(spec: &model::SiteSpec) -> Vec<String> {
+    let mut names: Vec<String> = spec
+        .wikis
+        .values()
+        .flat_map(|wiki| wiki.domains.iter().cloned())
+        .collect();
+    names.push("localhost".into());
+    names
+}
+
 /// `edge.toml` for pod mode. Every wiki domain is served by the one certificate mounted in
 /// [`TLS_DIR`], so the certificate lists no names: it is also the default for any SNI.
 pub fn files(values: &CakeValues, domains: &[String]) -> Files {

@@ -104,13 +104,7 @@ pub fn edge(
         .filter(|name| backends.contains_key(*name))
         .cloned()
         .collect();
-    let mut names: Vec<String> = site
-        .spec
-        .wikis
-        .values()
-        .flat_map(|wiki| wiki.domains.iter().cloned())
-        .collect();
-    names.push("localhost".into());
+    let names = super::tls::certificate_names(&site.spec);
     Some(Config {
         listen: Listen {
             address: format!("0.0.0.0:{PORT}"),
