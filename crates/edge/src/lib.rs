@@ -46,6 +46,8 @@ pub mod server;
 #[cfg(feature = "server")]
 pub mod upstream;
 #[cfg(feature = "server")]
+pub mod upstream_http1;
+#[cfg(feature = "server")]
 pub mod upstream_tls;
 
 pub use config::Config;

@@ -13,6 +13,7 @@ use crate::debug_routing;
 use crate::metrics::Metrics;
 use crate::router::{Backend, Decision, Endpoint, RequestFacts, Table};
 use crate::upstream::{Pool, Pooled, SendError, UpstreamBody};
+use crate::upstream_http1::Http1Error;
 use crate::upstream_tls::UpstreamTlsStore;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -45,12 +46,12 @@ impl Body {
 
 impl HttpBody for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Http1Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Http1Error>>> {
         match self.get_mut() {
             Body::Upstream(p) => Pin::new(p).poll_frame(cx),
             Body::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),

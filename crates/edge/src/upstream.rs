@@ -1,32 +1,36 @@
 //! Connections to upstreams: HTTP/1.1 over TCP or TLS, kept alive in a pool per serving thread.
 //!
 //! Each serving thread runs a single-threaded runtime, so its pool is plain `Rc<RefCell<..>>`
-//! state, and a connection is driven by the task of the request using it (see [`Conn`]): no
-//! locks, atomics or cross-thread wake-ups on the request path. (hyper-util's pooled client,
-//! used before, hands every request to the connection task through a channel, checks
-//! connections in and out under a mutex, and spawns a task per response to return the
-//! connection; for HTTP/2 clients that was a large part of edge's CPU per request.)
+//! state, and a connection is used only by the task of the request using it: no locks, atomics,
+//! channels or cross-thread wake-ups on the request path. The HTTP/1.1 itself is
+//! [`upstream_http1`](crate::upstream_http1)'s.
 //!
 //! A connection is checked out (most recently used first, so that idle ones age and are closed
 //! by the upstream or by [`Pool::sweep`]), used for one request, and checked back in when the
 //! response body has been read to its end. A response whose body is dropped before its end
 //! takes its connection with it: HTTP/1.1 cannot abandon a response and stay usable.
+//!
+//! A request without a body whose method is idempotent is sent again on a new connection when
+//! a reused one turns out closed before any byte of an answer (the upstream closed it while
+//! idle, just as the request went out), as RFC 9110 9.2.2 allows; anything else gets the
+//! error.
 
 use crate::config::UpstreamTls;
+use crate::upstream_http1::{self, Connection, Framing, Http1Error};
 use crate::upstream_tls::UpstreamTlsStore;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// The body of a request sent upstream: the client's, streamed.
@@ -80,7 +84,7 @@ pub enum UpstreamError {
     },
     /// The HTTP exchange failed.
     #[error("{0}")]
-    Http(#[from] hyper::Error),
+    Http(#[from] Http1Error),
 }
 
 /// A failed [`Pool::send`], with the request back when nothing of it was sent.
@@ -99,64 +103,74 @@ impl UpstreamError {
     }
 }
 
-/// hyper's state machine of one connection: reads and writes happen when it is polled.
-type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>>>>;
-
-/// One upstream connection. It has no task of its own: whoever uses it polls its driver (the
-/// request while waiting for the response head, then the response body), so a request's
-/// upstream I/O wakes only the task serving it.
-struct Conn {
-    sender: SendRequest<UpstreamBody>,
-    driver: Driver,
-    ended: bool,
+/// The byte stream under an upstream connection.
+enum Stream {
+    Tcp(TcpStream),
+    // Boxed: rustls's connection state is large, and most connections are plain TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-impl Conn {
-    fn new<F: Future<Output = hyper::Result<()>> + 'static>(
-        sender: SendRequest<UpstreamBody>,
-        driver: F,
-    ) -> Conn {
-        Conn {
-            sender,
-            driver: Box::pin(driver),
-            ended: false,
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
-    /// Lets hyper read and write what it can; returns whether the connection is still open.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.ended {
-            if let Poll::Ready(result) = self.driver.as_mut().poll(cx) {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "upstream connection ended with an error");
-                }
-                self.ended = true;
-            }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
-        !self.ended
     }
 
-    /// Waits until a request can be sent; false when the connection closed.
-    async fn ready(&mut self) -> bool {
-        std::future::poll_fn(|cx| {
-            if !self.drive(cx) {
-                return Poll::Ready(false);
-            }
-            self.sender.poll_ready(cx).map(|r| r.is_ok())
-        })
-        .await
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
     }
 
-    /// Drives the connection until `exchange` (a sent request's response) resolves.
-    async fn exchange<T>(&mut self, exchange: impl Future<Output = T>) -> T {
-        let mut exchange = std::pin::pin!(exchange);
-        std::future::poll_fn(|cx| {
-            self.drive(cx);
-            exchange.as_mut().poll(cx)
-        })
-        .await
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
     }
 }
+
+/// One upstream connection. Boxed once when made: it is moved in and out of the pool and
+/// through every request's future and response body.
+type Conn = Box<Connection<Stream, UpstreamBody>>;
 
 struct Idle {
     conn: Conn,
@@ -173,7 +187,9 @@ struct Slot {
 pub struct Pool {
     slots: RefCell<HashMap<Rc<str>, Slot>>,
     tls: Arc<UpstreamTlsStore>,
-    http1: hyper::client::conn::http1::Builder,
+    /// Request heads are encoded here; a head's bytes are split off and go back to this
+    /// buffer's allocation once written, so encoding allocates nothing in the steady state.
+    heads: RefCell<BytesMut>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -189,7 +205,7 @@ impl Pool {
         Rc::new(Pool {
             slots: RefCell::new(HashMap::new()),
             tls,
-            http1: hyper::client::conn::http1::Builder::new(),
+            heads: RefCell::new(BytesMut::with_capacity(16 * 1024)),
         })
     }
 
@@ -211,9 +227,10 @@ impl Pool {
         let mut slots = self.slots.borrow_mut();
         for slot in slots.values_mut() {
             slot.idle.retain_mut(|i| {
-                // Not polled while idle: a close by the upstream shows only when polled.
-                let open = i.conn.drive(&mut Context::from_waker(Waker::noop()));
-                open && now.duration_since(i.since) < IDLE_TIMEOUT
+                // Not polled while idle: a close by the upstream shows only when checked.
+                i.conn
+                    .poll_idle_is_open(&mut Context::from_waker(Waker::noop()))
+                    && now.duration_since(i.since) < IDLE_TIMEOUT
             });
         }
         slots.retain(|_, s| !s.idle.is_empty());
@@ -224,7 +241,7 @@ impl Pool {
         self.slots.borrow().values().map(|s| s.idle.len()).sum()
     }
 
-    fn check_out(&self, address: &str, tls: Option<&UpstreamTls>) -> Option<(Rc<str>, Idle)> {
+    fn check_out(&self, address: &str, tls: Option<&UpstreamTls>) -> Option<(Rc<str>, Conn)> {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(address)?;
         if slot.tls.as_ref() != tls {
@@ -233,15 +250,23 @@ impl Pool {
             slot.tls = tls.cloned();
             return None;
         }
-        slot.idle.pop().map(|i| (slot.key.clone(), i))
+        while let Some(mut idle) = slot.idle.pop() {
+            // No task waits on an idle connection, hence the no-op waker: this only asks
+            // whether the upstream closed it meanwhile.
+            if idle
+                .conn
+                .poll_idle_is_open(&mut Context::from_waker(Waker::noop()))
+            {
+                return Some((slot.key.clone(), idle.conn));
+            }
+        }
+        None
     }
 
-    fn check_in(&self, key: Rc<str>, mut conn: Conn) {
-        // Once more, so that hyper sees the exchange complete and the connection idle. No task
-        // waits on an idle connection, hence the no-op waker. One that is still busy (the
-        // upstream answered before reading the whole request body) is closed rather than
-        // pooled: the next request would wait on the previous client's upload.
-        if !conn.drive(&mut Context::from_waker(Waker::noop())) || !conn.sender.is_ready() {
+    fn check_in(&self, key: Rc<str>, conn: Conn) {
+        // One whose exchange did not end cleanly (the upstream answered before reading the
+        // whole request body, or asked to close) is closed rather than pooled.
+        if !conn.is_reusable() {
             return;
         }
         let mut slots = self.slots.borrow_mut();
@@ -279,27 +304,46 @@ impl Pool {
         self: &Rc<Self>,
         address: &str,
         tls: Option<&UpstreamTls>,
-        mut req: Request<UpstreamBody>,
+        req: Request<UpstreamBody>,
     ) -> Result<Response<Pooled>, SendError> {
-        while let Some((key, Idle { mut conn, .. })) = self.check_out(address, tls) {
-            // Usually ready at once; false means the upstream closed it while idle.
-            if !conn.ready().await {
-                continue;
-            }
-            let exchange = conn.sender.try_send_request(req);
-            match conn.exchange(exchange).await {
+        let (mut parts, body) = req.into_parts();
+        let (head, framing) = {
+            let mut heads = self.heads.borrow_mut();
+            let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let framing = upstream_http1::encode_head(
+                &mut heads,
+                &parts.method,
+                target,
+                &mut parts.headers,
+                &body,
+            );
+            (heads.split().freeze(), framing)
+        };
+        // Sent again on a new connection if a reused one was found closed: only without a
+        // body (none was consumed) and when repeating cannot do harm.
+        let repeatable = framing == Framing::None && parts.method.is_idempotent();
+        let mut body = Some(body);
+        if let Some((key, mut conn)) = self.check_out(address, tls) {
+            conn.start(
+                &parts.method,
+                head.clone(),
+                framing,
+                take_if_sent(&mut body, framing),
+            );
+            match std::future::poll_fn(|cx| conn.poll_response(cx)).await {
                 Ok(resp) => return Ok(self.pooled(resp, key, conn)),
-                Err(mut e) => match e.take_message() {
-                    // Closed just before the request was written: nothing was sent, so it is
-                    // safe to try again on another connection.
-                    Some(back) => req = back,
-                    None => {
-                        return Err(SendError {
-                            error: UpstreamError::Http(e.into_error()),
-                            request: None,
-                        })
-                    }
-                },
+                Err(Http1Error::ClosedBeforeResponse) if repeatable => {
+                    tracing::debug!(
+                        upstream = address,
+                        "reused connection was closed; sending again"
+                    );
+                }
+                Err(error) => {
+                    return Err(SendError {
+                        error: error.into(),
+                        request: None,
+                    })
+                }
             }
         }
         let key = self.key(address, tls);
@@ -308,31 +352,28 @@ impl Pool {
         let mut conn = match Box::pin(self.connect(address, tls)).await {
             Ok(c) => c,
             Err(error) => {
-                return Err(SendError {
-                    error,
-                    request: Some(req),
-                })
+                let request = body.map(|b| Request::from_parts(parts, b));
+                return Err(SendError { error, request });
             }
         };
-        let exchange = conn.sender.send_request(req);
-        match conn.exchange(exchange).await {
+        conn.start(
+            &parts.method,
+            head,
+            framing,
+            take_if_sent(&mut body, framing),
+        );
+        match std::future::poll_fn(|cx| conn.poll_response(cx)).await {
             Ok(resp) => Ok(self.pooled(resp, key, conn)),
-            Err(e) => Err(SendError {
-                error: UpstreamError::Http(e),
+            Err(error) => Err(SendError {
+                error: error.into(),
                 request: None,
             }),
         }
     }
 
-    fn pooled(
-        self: &Rc<Self>,
-        resp: Response<Incoming>,
-        key: Rc<str>,
-        conn: Conn,
-    ) -> Response<Pooled> {
-        let (parts, body) = resp.into_parts();
+    fn pooled(self: &Rc<Self>, resp: Response<()>, key: Rc<str>, conn: Conn) -> Response<Pooled> {
+        let (parts, ()) = resp.into_parts();
         let mut body = Pooled {
-            inner: body,
             check_in: Some(CheckIn {
                 pool: self.clone(),
                 key,
@@ -340,7 +381,7 @@ impl Pool {
             }),
         };
         // A response without a body (204, 304, HEAD, Content-Length: 0) may never be polled.
-        if body.inner.is_end_stream() {
+        if body.is_end_stream() {
             body.return_connection();
         }
         Response::from_parts(parts, body)
@@ -360,10 +401,7 @@ impl Pool {
                 })?;
             let _ = tcp.set_nodelay(true);
             match tls {
-                None => {
-                    let (sender, conn) = self.http1.handshake(TokioIo::new(tcp)).await?;
-                    Ok(Conn::new(sender, conn))
-                }
+                None => Ok(Box::new(Connection::new(Stream::Tcp(tcp)))),
                 Some(settings) => {
                     let client =
                         self.tls
@@ -380,8 +418,7 @@ impl Pool {
                             server_name: settings.server_name.clone(),
                             source,
                         })?;
-                    let (sender, conn) = self.http1.handshake(TokioIo::new(stream)).await?;
-                    Ok(Conn::new(sender, conn))
+                    Ok(Box::new(Connection::new(Stream::Tls(Box::new(stream)))))
                 }
             }
         };
@@ -395,15 +432,24 @@ impl Pool {
     }
 }
 
+/// A request's body goes with it only when its head announced one.
+fn take_if_sent(body: &mut Option<UpstreamBody>, framing: Framing) -> Option<UpstreamBody> {
+    if framing == Framing::None {
+        None
+    } else {
+        body.take()
+    }
+}
+
 struct CheckIn {
     pool: Rc<Pool>,
     key: Rc<str>,
     conn: Conn,
 }
 
-/// An upstream response body that returns its connection to the pool at its end.
+/// An upstream response body, read from its connection, which goes back to the pool at the
+/// body's end.
 pub struct Pooled {
-    inner: Incoming,
     check_in: Option<CheckIn>,
 }
 
@@ -425,47 +471,41 @@ impl Pooled {
 
 impl Body for Pooled {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Http1Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Http1Error>>> {
         let this = &mut *self;
-        // The body first, so that it asks hyper for data; then the connection, which reads
-        // it; then the body again to take it.
-        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => frame,
-            Poll::Pending => {
-                if let Some(c) = &mut this.check_in {
-                    c.conn.drive(cx);
-                }
-                std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx))
-            }
+        let Some(c) = &mut this.check_in else {
+            return Poll::Ready(None);
         };
+        let frame = std::task::ready!(c.conn.poll_body(cx));
         match &frame {
-            None => this.return_connection(),
-            Some(Ok(_)) if this.inner.is_end_stream() => this.return_connection(),
             // The connection broke mid-body: it is not reusable.
             Some(Err(_)) => this.check_in = None,
-            Some(Ok(_)) => {}
+            _ if c.conn.body_is_end() => this.return_connection(),
+            _ => {}
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.check_in.as_ref().is_none_or(|c| c.conn.body_is_end())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.check_in
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |c| c.conn.body_size_hint())
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
         // Servers stop polling once is_end_stream says so, so the end may be seen only here.
-        if self.inner.is_end_stream() {
+        if self.is_end_stream() {
             self.return_connection();
         }
     }

@@ -470,3 +470,109 @@ fn port_in_use_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A backend that answers the first request on each connection and closes the connection on
+/// reading the second, without answering: an upstream closing an idle keep-alive connection
+/// just as the next request arrives, made to happen every time.
+async fn closing_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = closed.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                loop {
+                    let Ok(n) = tcp.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    // Requests here have no body or a one-byte one ("-d x").
+                    let text = String::from_utf8_lossy(&got).into_owned();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = if text[..end]
+                        .to_ascii_lowercase()
+                        .contains("content-length: 1")
+                    {
+                        1
+                    } else {
+                        0
+                    };
+                    if got.len() < end + 4 + length {
+                        continue;
+                    }
+                    got.drain(..end + 4 + length);
+                    if answered {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    answered = true;
+                    tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (addr, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_connection_found_closed_is_retried_for_idempotent_requests_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let (cert, key) = pki.leaf("wiki", "wiki-cert", &["wiki.example"]);
+    let (backend, closed) = closing_backend().await;
+    let (port, mport) = (free_port(), free_port());
+    let config = pod_config(
+        port,
+        mport,
+        "",
+        &[(&cert, &key, &["wiki.example"])],
+        &backend.to_string(),
+    );
+    let edge = Edge::start(tmp.path(), &config, port, mport);
+    let run = |extra: &[&str]| -> Vec<String> {
+        let url = edge.url("wiki.example", "/");
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--http1.1", "--cacert"])
+            .arg(&pki.ca_pem)
+            .args(["--resolve", &edge.resolve("wiki.example")])
+            .args(["-w", "%{http_code}\\n"])
+            .args(extra)
+            .args((0..10).flat_map(|_| ["-o", "/dev/null", url.as_str()]))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    // One client connection, so one serving thread and its pool: every request after the
+    // first finds its reused upstream connection closed, and goes again on a new one.
+    assert_eq!(run(&[]), vec!["200"; 10]);
+    assert!(
+        closed.load(Ordering::SeqCst) >= 9,
+        "{} closes",
+        closed.load(Ordering::SeqCst)
+    );
+    // A POST is not sent twice: the upstream may have acted on it. Those on a reused
+    // connection get 502; the next one goes on a new connection.
+    let codes = run(&["-d", "x"]);
+    assert_eq!(codes.iter().filter(|c| *c == "502").count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| *c == "200").count(), 5, "{codes:?}");
+}
