@@ -190,6 +190,8 @@ pub struct Pool {
     /// Request heads are encoded here; a head's bytes are split off and go back to this
     /// buffer's allocation once written, so encoding allocates nothing in the steady state.
     heads: RefCell<BytesMut>,
+    /// What this thread's connections read into.
+    read_space: upstream_http1::ReadSpace,
 }
 
 impl std::fmt::Debug for Pool {
@@ -206,6 +208,7 @@ impl Pool {
             slots: RefCell::new(HashMap::new()),
             tls,
             heads: RefCell::new(BytesMut::with_capacity(16 * 1024)),
+            read_space: upstream_http1::read_space(),
         })
     }
 
@@ -401,7 +404,10 @@ impl Pool {
                 })?;
             let _ = tcp.set_nodelay(true);
             match tls {
-                None => Ok(Box::new(Connection::new(Stream::Tcp(tcp)))),
+                None => Ok(Box::new(Connection::new(
+                    Stream::Tcp(tcp),
+                    self.read_space.clone(),
+                ))),
                 Some(settings) => {
                     let client =
                         self.tls
@@ -418,7 +424,10 @@ impl Pool {
                             server_name: settings.server_name.clone(),
                             source,
                         })?;
-                    Ok(Box::new(Connection::new(Stream::Tls(Box::new(stream)))))
+                    Ok(Box::new(Connection::new(
+                        Stream::Tls(Box::new(stream)),
+                        self.read_space.clone(),
+                    )))
                 }
             }
         };

@@ -33,8 +33,24 @@ use chunked::{ChunkedDecoder, Decoded};
 const MAX_HEAD: usize = 64 * 1024;
 /// Header fields in a response head or trailer section, at most (hyper's limit too).
 const MAX_HEADERS: usize = 100;
-/// Read buffer space asked for before each read.
+/// Read buffer space asked for when the shared read space runs low.
 const READ_SIZE: usize = 16 * 1024;
+/// Below this much free read space, more is asked for before reading.
+const MIN_READ: usize = 2 * 1024;
+
+/// Where connections read into: one buffer shared by all the connections of a serving thread.
+///
+/// What a read brings is split off it and kept by the connection that read it (response heads
+/// and bodies are handed on as slices of it), so consecutive reads of different connections
+/// land next to each other in memory that is still in the cache, and an idle connection holds
+/// no buffer. (With a buffer per connection, each of hundreds of connections read into memory
+/// of its own, and the cache misses on it were a visible part of the CPU per request.)
+pub type ReadSpace = std::rc::Rc<std::cell::RefCell<BytesMut>>;
+
+/// A new, empty [`ReadSpace`].
+pub fn read_space() -> ReadSpace {
+    std::rc::Rc::new(std::cell::RefCell::new(BytesMut::new()))
+}
 /// Request body bytes queued for writing before the body is polled for more.
 const MAX_QUEUED: usize = 64 * 1024;
 /// Buffers handed to one vectored write.
@@ -176,7 +192,9 @@ enum Incoming {
 /// another request may follow.
 pub struct Connection<T, B> {
     io: T,
+    /// Read and not yet consumed: the rest of a response that came in pieces.
     read: BytesMut,
+    space: ReadSpace,
     /// Bytes to write, in order: request heads, body data, chunk framing.
     write: VecDeque<Bytes>,
     queued: usize,
@@ -210,11 +228,12 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    /// A new connection over `io`, idle.
-    pub fn new(io: T) -> Self {
+    /// A new connection over `io`, idle, reading into `space`.
+    pub fn new(io: T, space: ReadSpace) -> Self {
         Connection {
             io,
-            read: BytesMut::with_capacity(8 * 1024),
+            read: BytesMut::new(),
+            space,
             write: VecDeque::new(),
             queued: 0,
             unflushed: false,
@@ -244,11 +263,8 @@ where
         if !self.is_reusable() {
             return false;
         }
-        if self.read.capacity() < 512 {
-            self.read.reserve(READ_SIZE);
-        }
         // Ready means closed (0), unasked bytes, or an error: not usable.
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read).is_pending()
+        self.poll_read_more(cx).is_pending()
     }
 
     /// Starts an exchange: `head` (from [`encode_head`]) is queued, and `body` is sent with
@@ -424,10 +440,24 @@ where
 
     /// Reads more into the read buffer; Ready(0) at the end of the stream.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < 1024 {
-            self.read.reserve(READ_SIZE);
+        let mut space = self.space.borrow_mut();
+        if space.capacity() < MIN_READ {
+            space.reserve(READ_SIZE);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut *space
+        ))?;
+        let got = space.split();
+        if self.read.is_empty() {
+            self.read = got;
+        } else {
+            // Free when the two are adjacent in the shared space (nothing else was read in
+            // between), a copy otherwise.
+            self.read.unsplit(got);
+        }
+        Poll::Ready(Ok(n))
     }
 
     /// Sends the request along and reads until the final response head (interim 1xx

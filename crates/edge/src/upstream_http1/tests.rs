@@ -59,7 +59,7 @@ type TestConnection = Connection<DuplexStream, TestBody>;
 
 fn pipe() -> (TestConnection, DuplexStream) {
     let (client, server) = tokio::io::duplex(1 << 20);
-    (Connection::new(client), server)
+    (Connection::new(client, read_space()), server)
 }
 
 /// Starts a request on `conn`: the head as edge encodes it.
