@@ -95,30 +95,13 @@ async fn check(
     tls: &UpstreamTlsStore,
 ) -> Result<(), String> {
     let attempt = async {
-        let tcp = tokio::net::TcpStream::connect(address)
+        let stream = crate::upstream::connect(address, settings, tls)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = match settings {
-            None => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| format!("handshake: {e}"))?;
-                (sender, tokio::spawn(async move { conn.await.map(drop) }))
-            }
-            Some(settings) => {
-                let client = tls
-                    .client(settings)
-                    .ok_or_else(|| format!("TLS settings for CA {} not loaded", settings.ca))?;
-                let stream = tokio_rustls::TlsConnector::from(client.config)
-                    .connect(client.server_name, tcp)
-                    .await
-                    .map_err(|e| format!("TLS as {}: {e}", settings.server_name))?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| format!("handshake: {e}"))?;
-                (sender, tokio::spawn(async move { conn.await.map(drop) }))
-            }
-        };
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let conn = tokio::spawn(async move { conn.await.map(drop) });
         let req = Request::get(hc.path.as_str())
             .header(hyper::header::HOST, hc.host.as_deref().unwrap_or(address))
             .header(hyper::header::USER_AGENT, "wikikube-edge-health")

@@ -104,9 +104,12 @@ impl UpstreamError {
 }
 
 /// The byte stream under an upstream connection.
-enum Stream {
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
     Tcp(TcpStream),
-    // Boxed: rustls's connection state is large, and most connections are plain TCP.
+    /// TLS over TCP. Boxed: rustls's connection state is large, and most connections are
+    /// plain TCP.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -395,50 +398,52 @@ impl Pool {
         address: &str,
         tls: Option<&UpstreamTls>,
     ) -> Result<Conn, UpstreamError> {
-        let connect = async {
-            let tcp = tokio::net::TcpStream::connect(address)
-                .await
-                .map_err(|source| UpstreamError::Connect {
-                    address: address.to_owned(),
-                    source,
-                })?;
-            let _ = tcp.set_nodelay(true);
-            match tls {
-                None => Ok(Box::new(Connection::new(
-                    Stream::Tcp(tcp),
-                    self.read_space.clone(),
-                ))),
-                Some(settings) => {
-                    let client =
-                        self.tls
-                            .client(settings)
-                            .ok_or_else(|| UpstreamError::TlsNotLoaded {
-                                address: address.to_owned(),
-                                ca: settings.ca.clone(),
-                            })?;
-                    let stream = tokio_rustls::TlsConnector::from(client.config)
-                        .connect(client.server_name, tcp)
-                        .await
-                        .map_err(|source| UpstreamError::Tls {
-                            address: address.to_owned(),
-                            server_name: settings.server_name.clone(),
-                            source,
-                        })?;
-                    Ok(Box::new(Connection::new(
-                        Stream::Tls(Box::new(stream)),
-                        self.read_space.clone(),
-                    )))
-                }
-            }
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .unwrap_or_else(|_| {
-                Err(UpstreamError::ConnectTimeout {
-                    address: address.to_owned(),
-                })
-            })
+        let stream = connect(address, tls, &self.tls).await?;
+        Ok(Box::new(Connection::new(stream, self.read_space.clone())))
     }
+}
+
+/// Connects to `address`, over TLS with `settings` (from `store`) when given, within
+/// [`CONNECT_TIMEOUT`]. Requests and health checks both connect this way.
+pub async fn connect(
+    address: &str,
+    settings: Option<&UpstreamTls>,
+    store: &UpstreamTlsStore,
+) -> Result<Stream, UpstreamError> {
+    let connect = async {
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                address: address.to_owned(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let Some(settings) = settings else {
+            return Ok(Stream::Tcp(tcp));
+        };
+        let client = store
+            .client(settings)
+            .ok_or_else(|| UpstreamError::TlsNotLoaded {
+                address: address.to_owned(),
+                ca: settings.ca.clone(),
+            })?;
+        let stream = tokio_rustls::TlsConnector::from(client.config)
+            .connect(client.server_name, tcp)
+            .await
+            .map_err(|source| UpstreamError::Tls {
+                address: address.to_owned(),
+                server_name: settings.server_name.clone(),
+                source,
+            })?;
+        Ok(Stream::Tls(Box::new(stream)))
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .unwrap_or_else(|_| {
+            Err(UpstreamError::ConnectTimeout {
+                address: address.to_owned(),
+            })
+        })
 }
 
 /// A request's body goes with it only when its head announced one.
