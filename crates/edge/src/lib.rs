@@ -17,9 +17,9 @@
 //!
 //! Where to start reading: [`config`] (the file format, compiled without any feature so that
 //! `render` can write it), then [`server::run`] (listeners, reload, drain), [`proxy`] (one
-//! request), [`upstream`] (pooled upstream connections) and [`router`] with [`debug_routing`],
-//! [`weighted`], [`host`] (pure decisions), [`health`], [`certificates`], [`upstream_tls`],
-//! [`metrics`].
+//! request), [`upstream`] (pooled upstream connections) with [`upstream_http1`] (the HTTP/1.1
+//! they speak), and [`router`] with [`debug_routing`], [`weighted`], [`host`] (pure decisions),
+//! [`health`], [`certificates`], [`upstream_tls`], [`metrics`].
 //!
 //! Features: `toml` adds [`load`] (reading the file with line/column errors); `server`
 //! (default) adds everything that runs and the `edge` binary.

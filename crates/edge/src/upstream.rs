@@ -3,7 +3,7 @@
 //! Each serving thread runs a single-threaded runtime, so its pool is plain `Rc<RefCell<..>>`
 //! state, and a connection is used only by the task of the request using it: no locks, atomics,
 //! channels or cross-thread wake-ups on the request path. The HTTP/1.1 itself is
-//! [`upstream_http1`](crate::upstream_http1)'s.
+//! [`upstream_http1`]'s.
 //!
 //! A connection is checked out (most recently used first, so that idle ones age and are closed
 //! by the upstream or by [`Pool::sweep`]), used for one request, and checked back in when the
@@ -37,7 +37,7 @@ use tokio::time::Instant;
 pub type UpstreamBody = Incoming;
 
 /// Connecting (TCP and, for TLS backends, the handshake) must finish within this.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// An idle connection unused this long is closed: upstreams close theirs after a while
 /// anyway (httpd's KeepAliveTimeout), and a burst must not pin its sockets forever.

@@ -5,7 +5,7 @@
 //! self-signed certificate: the file then lists exactly that certificate, and it is its own
 //! trust anchor. webpki accepts such a certificate when it is not marked as a CA; one that is
 //! (what `openssl req -x509` makes by default) webpki refuses as an end entity whatever the
-//! roots, so [`Verifier`] accepts it too, but only when it is byte for byte one of the listed
+//! roots, so the `Verifier` accepts it too, but only when it is byte for byte one of the listed
 //! certificates (its dates have been checked by then, and its name is checked after).
 
 use crate::certificates::{stamp, Stamp};
