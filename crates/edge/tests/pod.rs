@@ -220,11 +220,21 @@ async fn bodies_stream_both_ways() {
 /// Runs one curl process (so one client connection) for `n` requests of `path`; returns the
 /// status codes.
 fn repeated(p: &Pod, path: &str, n: usize, extra: &[&str]) -> Vec<String> {
-    let url = p.edge.url("wiki.example", path);
+    repeated_on(&p.edge, &p.pki.ca_pem, path, n, extra)
+}
+
+fn repeated_on(
+    edge: &Edge,
+    ca: &std::path::Path,
+    path: &str,
+    n: usize,
+    extra: &[&str],
+) -> Vec<String> {
+    let url = edge.url("wiki.example", path);
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "30", "--cacert"])
-        .arg(&p.pki.ca_pem)
-        .args(["--resolve", &p.edge.resolve("wiki.example")])
+        .arg(ca)
+        .args(["--resolve", &edge.resolve("wiki.example")])
         .args(["-w", "%{http_code}\\n"])
         .args(extra)
         .args((0..n).flat_map(|_| ["-o", "/dev/null", url.as_str()]))
@@ -546,25 +556,10 @@ async fn a_reused_connection_found_closed_is_retried_for_idempotent_requests_onl
         &backend.to_string(),
     );
     let edge = Edge::start(tmp.path(), &config, port, mport);
-    let run = |extra: &[&str]| -> Vec<String> {
-        let url = edge.url("wiki.example", "/");
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "--http1.1", "--cacert"])
-            .arg(&pki.ca_pem)
-            .args(["--resolve", &edge.resolve("wiki.example")])
-            .args(["-w", "%{http_code}\\n"])
-            .args(extra)
-            .args((0..10).flat_map(|_| ["-o", "/dev/null", url.as_str()]))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
+    let run = |extra: &[&str]| repeated_on(&edge, &pki.ca_pem, "/", 10, extra);
     // One client connection, so one serving thread and its pool: every request after the
     // first finds its reused upstream connection closed, and goes again on a new one.
-    assert_eq!(run(&[]), vec!["200"; 10]);
+    assert_eq!(run(&["--http1.1"]), vec!["200"; 10]);
     assert!(
         closed.load(Ordering::SeqCst) >= 9,
         "{} closes",
@@ -572,7 +567,7 @@ async fn a_reused_connection_found_closed_is_retried_for_idempotent_requests_onl
     );
     // A POST is not sent twice: the upstream may have acted on it. Those on a reused
     // connection get 502; the next one goes on a new connection.
-    let codes = run(&["-d", "x"]);
+    let codes = run(&["--http1.1", "-d", "x"]);
     assert_eq!(codes.iter().filter(|c| *c == "502").count(), 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| *c == "200").count(), 5, "{codes:?}");
 }

@@ -94,6 +94,13 @@ async fn read_until(server: &mut DuplexStream, end: &str) -> String {
     String::from_utf8(got).unwrap()
 }
 
+/// The upstream's side of a simple exchange: reads the request head, then writes `with`.
+async fn answer(server: &mut DuplexStream, with: &[u8]) -> String {
+    let request = read_until(server, "\r\n\r\n").await;
+    server.write_all(with).await.unwrap();
+    request
+}
+
 async fn response(conn: &mut TestConnection) -> Result<Response<()>, Http1Error> {
     poll_fn(|cx| conn.poll_response(cx)).await
 }
@@ -120,14 +127,7 @@ async fn get_with_content_length_and_the_connection_is_reused() {
             &[("host", "en.example"), ("x-client-ip", "192.0.2.7")],
             TestBody::empty(),
         );
-        let (resp, request) = tokio::join!(response(&mut conn), async {
-            let request = read_until(&mut server, "\r\n\r\n").await;
-            server
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Cache: miss\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello\n")
-                .await
-                .unwrap();
-            request
-        });
+        let (resp, request) = tokio::join!(response(&mut conn), answer(&mut server, b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Cache: miss\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello\n"));
         assert_eq!(
             request,
             "GET /w/index.php?title=Main HTTP/1.1\r\nhost: en.example\r\nx-client-ip: 192.0.2.7\r\n\r\n",
@@ -245,13 +245,13 @@ async fn interim_responses_are_skipped() {
 async fn responses_to_head_have_no_body_whatever_their_length() {
     let (mut conn, mut server) = pipe();
     start(&mut conn, Method::HEAD, &[], TestBody::empty());
-    let (resp, _) = tokio::join!(response(&mut conn), async {
-        read_until(&mut server, "\r\n\r\n").await;
-        server
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
-            .await
-            .unwrap();
-    });
+    let (resp, _) = tokio::join!(
+        response(&mut conn),
+        answer(
+            &mut server,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+        )
+    );
     assert_eq!(resp.unwrap().headers()["content-length"], "1234");
     assert!(conn.body_is_end());
     assert!(conn.is_reusable());
@@ -287,11 +287,7 @@ async fn a_body_delimited_by_close_ends_the_connection() {
     let (mut conn, mut server) = pipe();
     start(&mut conn, Method::GET, &[], TestBody::empty());
     let (resp, _) = tokio::join!(response(&mut conn), async {
-        read_until(&mut server, "\r\n\r\n").await;
-        server
-            .write_all(b"HTTP/1.1 200 OK\r\n\r\nall of it")
-            .await
-            .unwrap();
+        answer(&mut server, b"HTTP/1.1 200 OK\r\n\r\nall of it").await;
         drop(server);
     });
     resp.unwrap();
@@ -318,10 +314,7 @@ async fn close_and_http_1_0_responses_are_not_reused() {
     ] {
         let (mut conn, mut server) = pipe();
         start(&mut conn, Method::GET, &[], TestBody::empty());
-        let (resp, _) = tokio::join!(response(&mut conn), async {
-            read_until(&mut server, "\r\n\r\n").await;
-            server.write_all(head.as_bytes()).await.unwrap();
-        });
+        let (resp, _) = tokio::join!(response(&mut conn), answer(&mut server, head.as_bytes()));
         resp.unwrap();
         assert!(conn.body_is_end());
         assert_eq!(conn.is_reusable(), reusable, "{head:?}");
@@ -341,10 +334,7 @@ async fn malformed_responses_are_errors() {
     ] {
         let (mut conn, mut server) = pipe();
         start(&mut conn, Method::GET, &[], TestBody::empty());
-        let (resp, _) = tokio::join!(response(&mut conn), async {
-            read_until(&mut server, "\r\n\r\n").await;
-            server.write_all(head.as_bytes()).await.unwrap();
-        });
+        let (resp, _) = tokio::join!(response(&mut conn), answer(&mut server, head.as_bytes()));
         assert!(
             matches!(resp, Err(Http1Error::Malformed(_))),
             "{:.60?}: {resp:?}",
@@ -369,11 +359,11 @@ async fn closes_before_and_during_a_response_are_told_apart() {
     let (mut conn, mut server) = pipe();
     start(&mut conn, Method::GET, &[], TestBody::empty());
     let (resp, _) = tokio::join!(response(&mut conn), async {
-        read_until(&mut server, "\r\n\r\n").await;
-        server
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
-            .await
-            .unwrap();
+        answer(
+            &mut server,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+        )
+        .await;
         drop(server);
     });
     resp.unwrap();
