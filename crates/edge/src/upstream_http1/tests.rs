@@ -114,7 +114,7 @@ async fn body(conn: &mut TestConnection) -> Result<(String, Option<HeaderMap>), 
             Err(f) => trailers = f.into_trailers().ok(),
         }
     }
-    Ok((String::from_utf8(data).unwrap(), trailers))
+    Ok((String::from_utf8_lossy(&data).into_owned(), trailers))
 }
 
 #[tokio::test]
@@ -420,4 +420,54 @@ async fn an_early_answer_ends_an_upload_that_never_finishes() {
     assert_eq!(body(&mut conn).await.unwrap().0, "big!");
     // The upload did not finish: the connection cannot carry another request.
     assert!(!conn.is_reusable());
+}
+
+/// Feeds `wire` as the upstream's whole answer (then closes) and reads a response and its
+/// body to the end or the first error.
+fn read_answer(wire: &[u8]) -> Result<(Response<()>, String), Http1Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (mut conn, mut server) = pipe();
+        start(&mut conn, Method::GET, &[], TestBody::empty());
+        let (resp, _) = tokio::join!(response(&mut conn), async {
+            answer(&mut server, wire).await;
+            drop(server);
+        });
+        let resp = resp?;
+        let (data, _) = body(&mut conn).await?;
+        Ok((resp, data))
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+
+    /// Whatever an upstream sends, the client answers with a response or an error: no panic,
+    /// no hang.
+    #[test]
+    fn any_upstream_bytes_give_a_response_or_an_error(
+        wire in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+    ) {
+        let _ = read_answer(&wire);
+    }
+
+    /// The same for answers that start well and go wrong anywhere: a valid chunked response
+    /// with one byte replaced.
+    #[test]
+    fn damaged_answers_give_a_response_or_an_error(
+        at in 0usize..120,
+        byte in proptest::prelude::any::<u8>(),
+    ) {
+        let mut wire = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n".to_vec();
+        let at = at % wire.len();
+        wire[at] = byte;
+        if let Ok((resp, data)) = read_answer(&wire) {
+            proptest::prop_assert!(resp.status().as_u16() >= 200);
+            // A damaged Transfer-Encoding leaves a body read to the close: the rest, as it came.
+            proptest::prop_assert!(data.len() <= wire.len());
+        }
+    }
 }
