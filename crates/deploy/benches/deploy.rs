@@ -85,6 +85,7 @@ fn main() {
         extra_wait: Duration::from_secs(5),
         parallel: 2,
         resume: false,
+        lock_duration: std::time::Duration::from_secs(60),
     };
     let rounds = 5;
     let (mut first, mut again, mut diffs, mut requests) = (Vec::new(), Vec::new(), Vec::new(), 0);

@@ -12,6 +12,10 @@
 //!   so an interrupted deploy can be resumed or rolled back. Any failure in any cluster rolls back
 //!   every phase the run touched, everywhere ([`rollback`]).
 //!
+//! Before a deploy or rollback touches any cluster it takes the deploy lock of every cluster, a
+//! Lease renewed while it runs and released when it ends ([`lock`]), so that two people cannot
+//! deploy to the same clusters at once.
+//!
 //! What it must not do: render objects (that is `render`; this crate takes them as they are),
 //! print (it reports through [`progress::Progress`] and returns reports that the CLI prints),
 //! show a Secret's values anywhere, or touch an object that its inventory does not list.
@@ -26,6 +30,7 @@ pub mod config;
 pub mod diff;
 pub mod history;
 pub mod inventory;
+pub mod lock;
 pub mod plan;
 pub mod progress;
 pub mod rollback;
@@ -161,6 +166,24 @@ pub enum Error {
     /// Stopped because another cluster failed.
     #[error("stopped because another cluster failed")]
     Aborted,
+    /// Another deploy or rollback holds the deploy lock.
+    #[error("another deploy holds the lock (Lease wikikube-deploy): {holder}, since {since}, renewed {renewed_seconds_ago} s ago; wait for it to finish; if that process died, the lock expires {expires_after_seconds} s after its last renewal")]
+    Locked {
+        /// Its holderIdentity: `USER@HOST pid N`.
+        holder: String,
+        /// When it took the lock.
+        since: String,
+        /// How long ago it last renewed it.
+        renewed_seconds_ago: i64,
+        /// Its leaseDurationSeconds.
+        expires_after_seconds: i64,
+    },
+    /// Our deploy lock was taken over or could not be renewed in time; the run stopped.
+    #[error("lost the deploy lock (Lease wikikube-deploy): {message}; this run stopped where it was, as if killed: see `wikikube history`, then `wikikube deploy --resume` or `wikikube rollback` once nobody else is deploying")]
+    LockLost {
+        /// Why.
+        message: String,
+    },
     /// The last deploy did not finish.
     #[error("revision {revision} (by {user}) stopped in state {state}: run `wikikube deploy --resume` to finish it with the same site, or `wikikube rollback` to undo it")]
     Interrupted {

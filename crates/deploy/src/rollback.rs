@@ -11,7 +11,7 @@ use crate::history::{self, Action, Record, State};
 use crate::plan::{Phase, Step};
 use crate::progress::Progress;
 use crate::run::{self, ClusterRun, DeployReport, Options};
-use crate::{inventory, Error, Target};
+use crate::{inventory, lock, Error, Target};
 
 /// The newest `done` record before `revision`.
 fn last_done(records: &[Record], revision: u64) -> Option<&Record> {
@@ -135,33 +135,39 @@ pub fn target_revision(records: &[Record]) -> Option<u64> {
     last_done(records, newest_done.revision).map(|record| record.revision)
 }
 
-/// `wikikube rollback`: in every cluster, re-applies the previous done revision as a new
-/// revision (no canary gate: going back to a known state should be quick), prunes what it did
-/// not have, and records it.
+/// `wikikube rollback`: holding the deploy lock of every cluster ([`lock`]), in every cluster
+/// re-applies the previous done revision as a new revision (no canary gate: going back to a known
+/// state should be quick), prunes what it did not have, and records it.
 pub async fn rollback(
     targets: &[Target],
     namespace: &str,
     options: &Options,
     progress: &dyn Progress,
 ) -> DeployReport {
-    let mut prepared = Vec::new();
-    for target in targets {
-        prepared.push(prepare(target, namespace).await);
-    }
-    let prepared = std::sync::Mutex::new(prepared.into_iter().map(Some).collect::<Vec<_>>());
-    run::run_all(
-        targets,
-        namespace,
-        |index| {
-            prepared.lock().expect("not poisoned")[index]
-                .take()
-                .expect("each cluster is prepared once")
-        },
-        options,
-        false,
-        progress,
-    )
-    .await
+    // The history is read under the lock too: a deploy finishing meanwhile changes what
+    // "previous" means.
+    let work = async {
+        let mut prepared = Vec::new();
+        for target in targets {
+            prepared.push(prepare(target, namespace).await);
+        }
+        let prepared = std::sync::Mutex::new(prepared.into_iter().map(Some).collect::<Vec<_>>());
+        run::run_all(
+            targets,
+            namespace,
+            |index| {
+                prepared.lock().expect("not poisoned")[index]
+                    .take()
+                    .expect("each cluster is prepared once")
+            },
+            options,
+            false,
+            progress,
+        )
+        .await
+    };
+    // No Namespace to create: a namespace without history has nothing to roll back.
+    lock::hold(targets, namespace, options, None, work).await
 }
 
 async fn prepare(target: &Target, namespace: &str) -> Result<(Vec<Step>, Action), Error> {

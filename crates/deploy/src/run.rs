@@ -16,7 +16,7 @@ use crate::history::{self, Action, Record, State};
 use crate::plan::{self, Phase, Step};
 use crate::progress::Progress;
 use crate::rollback;
-use crate::{inventory, rollout, Error, Target};
+use crate::{inventory, lock, rollout, Error, Target};
 
 /// How a deploy runs.
 #[derive(Clone, Debug)]
@@ -35,6 +35,8 @@ pub struct Options {
     pub parallel: usize,
     /// Go on with an interrupted deploy instead of refusing to start.
     pub resume: bool,
+    /// How long the deploy lock lasts after its last renewal; it is renewed every third of it.
+    pub lock_duration: Duration,
 }
 
 impl Default for Options {
@@ -47,6 +49,9 @@ impl Default for Options {
             extra_wait: Duration::from_secs(60),
             parallel: 4,
             resume: false,
+            // Long enough that a slow API server does not cost us the lock between renewals,
+            // short enough that a killed deploy does not block the next one for long.
+            lock_duration: Duration::from_secs(60),
         }
     }
 }
@@ -72,6 +77,27 @@ pub struct ClusterReport {
     pub rollback_failure: Option<String>,
     /// Wall time, in seconds.
     pub seconds: f64,
+    /// Why the deploy lock could not be released: the next deploy waits for it to expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_release_failure: Option<String>,
+}
+
+impl ClusterReport {
+    /// A cluster where no work started, with why.
+    pub(crate) fn not_started(cluster: &str, failure: Option<String>) -> ClusterReport {
+        ClusterReport {
+            cluster: cluster.to_string(),
+            revision: None,
+            state: None,
+            applied: 0,
+            pruned: Vec::new(),
+            failure,
+            rolled_back: false,
+            rollback_failure: None,
+            seconds: 0.0,
+            lock_release_failure: None,
+        }
+    }
 }
 
 /// What happened everywhere.
@@ -107,10 +133,18 @@ impl DeployReport {
             if let Some(failure) = &cluster.rollback_failure {
                 out.push_str(&format!("\n  ROLLBACK FAILED: {failure}"));
             }
+            if let Some(failure) = &cluster.lock_release_failure {
+                out.push_str(&format!("\n  lock not released: {failure}"));
+            }
             out.push('\n');
         }
         match &self.failure {
             None => out.push_str("deploy complete\n"),
+            // Refused before any revision was recorded (the lock, an interrupted deploy):
+            // there was nothing to roll back.
+            Some(failure) if self.clusters.iter().all(|c| c.revision.is_none()) => {
+                out.push_str(&format!("deploy did not start: {failure}\n"));
+            }
             Some(failure) => out.push_str(&format!("deploy failed and rolled back: {failure}\n")),
         }
         out
@@ -128,8 +162,8 @@ pub(crate) struct ClusterRun {
     pub(crate) started: Instant,
 }
 
-/// Deploys `steps` (from [`plan::plan`]) to every cluster: canary, gate, main. Any failure rolls
-/// back what the run touched in every cluster. Never returns early: the report says what happened
+/// Deploys `steps` (from [`plan::plan`]) to every cluster: canary, gate, main, holding the deploy
+/// lock of every cluster ([`lock`]). Any failure rolls back what the run touched in every cluster. Never returns early: the report says what happened
 /// in each cluster, including an error that stopped it.
 pub async fn deploy(
     targets: &[Target],
@@ -138,15 +172,16 @@ pub async fn deploy(
     options: &Options,
     progress: &dyn Progress,
 ) -> DeployReport {
-    run_all(
+    let namespace_step = steps.iter().find(|step| step.object.kind == "Namespace");
+    let work = run_all(
         targets,
         namespace,
         |_| Ok((steps.to_vec(), Action::Deploy)),
         options,
         true,
         progress,
-    )
-    .await
+    );
+    lock::hold(targets, namespace, options, namespace_step, work).await
 }
 
 /// Runs `steps_for` in every cluster; shared by deploy and rollback.
@@ -225,6 +260,7 @@ pub(crate) async fn run_all(
                 rolled_back,
                 rollback_failure,
                 seconds: run.started.elapsed().as_secs_f64(),
+                lock_release_failure: None,
             }
         }
     });

@@ -293,6 +293,8 @@ async fn simulated_interrupted_deploy_is_refused_then_resumed() {
         _ = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
         _ = stop.recv() => {} // The process "dies" here: the future is dropped.
     }
+    // Its lock stays until it expires; a minute later, it has.
+    fake.expire_lock(&namespace);
     assert_eq!(
         records(&fake, &namespace).await[0].state,
         State::CanaryApplied
@@ -322,6 +324,7 @@ async fn simulated_resume_refuses_a_different_site() {
         _ = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
         _ = stop.recv() => {}
     }
+    fake.expire_lock(&namespace);
     options.resume = true;
     let other = with_image(&steps, Phase::Main, "app:other");
     let report = deploy::deploy(&targets, &namespace, &other, &options, &Quiet).await;
@@ -380,6 +383,7 @@ async fn simulated_interrupted_deploy_can_be_rolled_back() {
         _ = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet) => panic!("should be interrupted"),
         _ = stop.recv() => {}
     }
+    fake.expire_lock(&namespace);
     assert_eq!(app_image(&fake, "mw-web-canary"), "app:v2");
     options.soak = std::time::Duration::from_millis(10);
     let report = deploy::rollback(&targets, &namespace, &options, &Quiet).await;

@@ -1,6 +1,8 @@
 //! A loopback **simulation** of a Kubernetes API server, for tests and the benchmark: it stores
 //! objects, answers server-side apply (a simplified merge, not the real structured merge), and
 //! plays a Deployment controller whose status moves one step each time a Deployment is read.
+//! Create (POST, 409 AlreadyExists), replace (PUT, 409 Conflict on a stale resourceVersion) and
+//! delete (with preconditions) behave as on a real server, for the deploy lock's Lease.
 //! It is not Kubernetes: it checks what wikikube does with the status a controller reports,
 //! not what a real controller reports. Tests against a real cluster are in `tests/real_cluster.rs`.
 #![allow(dead_code)] // Each test binary uses a part of it.
@@ -125,6 +127,20 @@ impl FakeApi {
             .collect()
     }
 
+    /// Makes the deploy lock in `namespace` look abandoned, as it is an hour after its holder
+    /// died: its renewTime goes back an hour.
+    pub fn expire_lock(&self, namespace: &str) {
+        let mut state = self.state.lock().unwrap();
+        let key = (
+            "leases".to_string(),
+            namespace.to_string(),
+            "wikikube-deploy".to_string(),
+        );
+        let lease = state.objects.get_mut(&key).expect("a deploy lock");
+        let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        lease["spec"]["renewTime"] = json!(hour_ago.to_string());
+    }
+
     /// Stores an object as if someone else had created it.
     pub fn insert(&self, plural: &str, namespace: &str, object: Value) {
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
@@ -142,6 +158,14 @@ fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
         .status(code)
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn created(value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header("content-type", "application/json")
+        .body(Body::from(value.to_string()))
         .unwrap()
 }
 
@@ -232,10 +256,64 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             }
             ok(&result)
         }
-        Method::DELETE => match state.objects.remove(&key) {
-            Some(_) => ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
-            None => status(404, "NotFound", &format!("{plural} \"{name}\" not found")),
-        },
+        Method::POST => {
+            let mut object: Value = serde_json::from_slice(&body).unwrap();
+            let Some(name) = object["metadata"]["name"].as_str().map(String::from) else {
+                return status(422, "Invalid", "metadata.name: Required value");
+            };
+            let key = (plural.to_string(), namespace.to_string(), name.clone());
+            if state.objects.contains_key(&key) {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{plural} \"{name}\" already exists"),
+                );
+            }
+            state.version += 1;
+            let version = state.version;
+            object["metadata"]["namespace"] = json!(namespace);
+            object["metadata"]["resourceVersion"] = json!(version.to_string());
+            object["metadata"]["uid"] = json!(format!("uid-{version}"));
+            object["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::now().to_string());
+            state.objects.insert(key, object.clone());
+            created(&object)
+        }
+        Method::PUT => {
+            let mut object: Value = serde_json::from_slice(&body).unwrap();
+            let Some(existing) = state.objects.get(&key).cloned() else {
+                return status(404, "NotFound", &format!("{plural} \"{name}\" not found"));
+            };
+            let sent = object["metadata"]["resourceVersion"].as_str();
+            if sent
+                .is_some_and(|sent| Some(sent) != existing["metadata"]["resourceVersion"].as_str())
+            {
+                return status(409, "Conflict", &format!("Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"));
+            }
+            state.version += 1;
+            object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+            for field in ["uid", "creationTimestamp"] {
+                object["metadata"][field] = existing["metadata"][field].clone();
+            }
+            state.objects.insert(key, object.clone());
+            ok(&object)
+        }
+        Method::DELETE => {
+            let Some(existing) = state.objects.get(&key) else {
+                return status(404, "NotFound", &format!("{plural} \"{name}\" not found"));
+            };
+            let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let wanted = &options["preconditions"];
+            for (field, sent) in [
+                ("resourceVersion", &wanted["resourceVersion"]),
+                ("uid", &wanted["uid"]),
+            ] {
+                if !sent.is_null() && *sent != existing["metadata"][field] {
+                    return status(409, "Conflict", &format!("Precondition failed: {field} in precondition: {sent}, {field} in object meta: {}", existing["metadata"][field]));
+                }
+            }
+            state.objects.remove(&key);
+            ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
+        }
         _ => status(405, "MethodNotAllowed", "not simulated"),
     }
 }

@@ -56,5 +56,6 @@ pub fn fast_options() -> deploy::Options {
         extra_wait: std::time::Duration::from_secs(5),
         parallel: 2,
         resume: false,
+        lock_duration: std::time::Duration::from_secs(60),
     }
 }
