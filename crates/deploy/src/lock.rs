@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 
 use crate::apply::{self, Mode};
+use crate::history;
 use crate::plan::Step;
 use crate::run::{ClusterReport, DeployReport, Options};
 use crate::{Error, Target};
@@ -77,7 +78,7 @@ fn held(lease: &Lease, now: jiff::Timestamp) -> Error {
             .map(|time| time.0)
             .or(renewed)
             .map_or_else(|| "an unknown time".into(), |time| time.to_string()),
-        renewed_seconds_ago: renewed.map_or(0, |time| (now - time).get_seconds().max(0)),
+        renewed_seconds_ago: renewed.map_or(0, |time| now.duration_since(time).as_secs().max(0)),
         expires_after_seconds: i64::from(spec.lease_duration_seconds.unwrap_or(0)),
     }
 }
@@ -335,18 +336,25 @@ where
     let report = match outcome {
         Ok(report) => report,
         Err((index, error)) => {
-            let failure = format!("{}: {error}", targets[index].name);
+            // The run's own account went with it; the history says where each cluster stopped.
+            // Reading it is harmless to whoever holds the lock now.
+            let reads = targets.iter().enumerate().map(|(i, target)| {
+                let failure = (i == index).then(|| error.to_string());
+                async move {
+                    let mut report = ClusterReport::not_started(&target.name, failure);
+                    if let Ok(records) = history::read(&target.client, namespace).await {
+                        if let Some(record) = records.last() {
+                            report.revision = Some(record.revision);
+                            report.state = Some(record.state);
+                        }
+                    }
+                    report
+                }
+            });
             DeployReport {
                 ok: false,
-                failure: Some(failure.clone()),
-                clusters: targets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, target)| {
-                        let failure = (i == index).then(|| error.to_string());
-                        ClusterReport::not_started(&target.name, failure)
-                    })
-                    .collect(),
+                failure: Some(format!("{}: {error}", targets[index].name)),
+                clusters: futures::future::join_all(reads).await,
             }
         }
     };

@@ -145,6 +145,15 @@ impl DeployReport {
             Some(failure) if self.clusters.iter().all(|c| c.revision.is_none()) => {
                 out.push_str(&format!("deploy did not start: {failure}\n"));
             }
+            // A lost lock stops the run without a rollback: that is the new holder's to decide.
+            Some(failure)
+                if !self
+                    .clusters
+                    .iter()
+                    .any(|c| c.rolled_back || c.rollback_failure.is_some()) =>
+            {
+                out.push_str(&format!("deploy failed: {failure}\n"));
+            }
             Some(failure) => out.push_str(&format!("deploy failed and rolled back: {failure}\n")),
         }
         out

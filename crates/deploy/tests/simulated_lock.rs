@@ -281,8 +281,11 @@ async fn simulated_lost_lock_stops_the_run_and_leaves_the_new_holder_alone() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(!report.ok);
-    let failure = report.failure.unwrap();
+    let failure = report.failure.clone().unwrap();
     assert!(failure.contains("lost the deploy lock"), "{failure}");
+    assert!(report
+        .to_text()
+        .contains("deploy failed: eqiad: lost the deploy lock"));
     let held = fake.object("leases", LEASE_NAME).expect("the new holder's");
     assert_eq!(held["spec"]["holderIdentity"], "erin@other pid 5");
     // Stopped where it was: nothing rolled back, the record says where.
@@ -290,4 +293,41 @@ async fn simulated_lost_lock_stops_the_run_and_leaves_the_new_holder_alone() {
         .await
         .unwrap();
     assert_eq!(history[0].state, State::CanaryApplied);
+    assert_eq!(report.clusters[0].state, Some(State::CanaryApplied));
+    assert!(!report.clusters[0].rolled_back);
+}
+
+#[tokio::test]
+async fn simulated_lock_held_in_one_cluster_stops_the_deploy_before_any_cluster_is_touched() {
+    let (eqiad, codfw) = (FakeApi::start().await, FakeApi::start().await);
+    let targets = [eqiad.target("eqiad"), codfw.target("codfw")];
+    let (namespace, steps) = farm_steps("eqiad");
+    let options = fast_options();
+    assert!(
+        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+            .await
+            .ok
+    );
+    codfw.insert(
+        "leases",
+        &namespace,
+        lease("frank@codfw-host pid 6", jiff::Timestamp::now(), &namespace),
+    );
+    eqiad.clear_requests();
+    let v2 = with_image(&steps, Phase::Canary, "app:v2");
+    let report = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    assert!(!report.ok);
+    assert!(report
+        .failure
+        .unwrap()
+        .starts_with("codfw: another deploy holds the lock"));
+    assert_eq!(report.clusters[0].failure, None);
+    // eqiad's lock was taken and given back; nothing else was asked of eqiad.
+    assert!(eqiad.object("leases", LEASE_NAME).is_none());
+    assert!(
+        eqiad.requests().iter().all(|r| r.contains("/leases")),
+        "{:?}",
+        eqiad.requests()
+    );
+    assert!(!app_image(&eqiad, "mw-web-canary").contains("v2"));
 }
