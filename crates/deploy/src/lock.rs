@@ -5,7 +5,7 @@
 //! A Lease rather than a field in the history: creation is atomic on the API server (the loser
 //! gets 409 AlreadyExists), every later write carries the resourceVersion we read (the loser gets
 //! 409 Conflict), and a holder that dies stops renewing, so its lock expires on its own.
-//! All clusters are locked before work starts in any ([`hold`]): a run that could lock only some
+//! All clusters are locked before work starts in any (`hold`): a run that could lock only some
 //! would roll back, across clusters, a deploy that never had the others.
 
 use std::future::Future;
