@@ -172,8 +172,9 @@ pub(crate) struct ClusterRun {
 }
 
 /// Deploys `steps` (from [`plan::plan`]) to every cluster: canary, gate, main, holding the deploy
-/// lock of every cluster ([`lock`]). Any failure rolls back what the run touched in every cluster. Never returns early: the report says what happened
-/// in each cluster, including an error that stopped it.
+/// lock of every cluster ([`lock`]). Any failure rolls back what the run touched in every
+/// cluster. Never returns early: the report says what happened in each cluster, including an
+/// error that stopped it.
 pub async fn deploy(
     targets: &[Target],
     namespace: &str,
