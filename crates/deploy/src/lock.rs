@@ -323,9 +323,12 @@ where
             ticker.tick().await;
             let renewed =
                 futures::future::join_all(locks.iter_mut().map(|lock| lock.renew())).await;
-            if let Some(index) = renewed.iter().position(Result::is_err) {
-                let error = renewed.into_iter().nth(index).expect("found").unwrap_err();
-                return (index, error);
+            if let Some(lost) = renewed
+                .into_iter()
+                .enumerate()
+                .find_map(|(index, result)| result.err().map(|error| (index, error)))
+            {
+                return lost;
             }
         }
     };
@@ -333,7 +336,7 @@ where
         report = work => Ok(report),
         (index, error) = renewals => Err((index, error)),
     };
-    let report = match outcome {
+    let mut report = match outcome {
         Ok(report) => report,
         Err((index, error)) => {
             // The run's own account went with it; the history says where each cluster stopped.
@@ -358,7 +361,6 @@ where
             }
         }
     };
-    let mut report = report;
     let releases = futures::future::join_all(locks.into_iter().map(Lock::release)).await;
     for (cluster, result) in report.clusters.iter_mut().zip(releases) {
         if let Err(error) = result {

@@ -9,7 +9,7 @@ use deploy::history::{Action, State};
 use deploy::progress::{Log, Quiet};
 use deploy::Phase;
 use support::site::{farm_steps, fast_options, with_image};
-use support::{Behaviour, FakeApi};
+use support::{Behaviour, FakeApi, TwoClusters};
 
 fn app_image(fake: &FakeApi, deployment: &str) -> String {
     let object = fake
@@ -122,15 +122,14 @@ async fn simulated_stale_deadline_condition_from_an_earlier_rollout_is_not_a_fai
 
 #[tokio::test]
 async fn simulated_stuck_canary_in_one_cluster_rolls_back_both_clusters() {
-    let (eqiad, codfw) = (FakeApi::start().await, FakeApi::start().await);
-    let targets = [eqiad.target("eqiad"), codfw.target("codfw")];
-    let (namespace, steps) = farm_steps("eqiad");
+    let TwoClusters {
+        eqiad,
+        codfw,
+        targets,
+        namespace,
+        steps,
+    } = TwoClusters::deployed().await;
     let options = fast_options();
-    assert!(
-        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
-            .await
-            .ok
-    );
     let v1 = app_image(&eqiad, "mw-web-canary");
 
     codfw.behave("v2-broken", Behaviour::Stuck);

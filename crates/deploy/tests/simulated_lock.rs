@@ -12,7 +12,7 @@ use deploy::progress::Quiet;
 use deploy::{Error, Phase};
 use serde_json::json;
 use support::site::{farm_steps, fast_options, with_image};
-use support::{Behaviour, FakeApi};
+use support::{Behaviour, FakeApi, TwoClusters};
 
 fn app_image(fake: &FakeApi, deployment: &str) -> String {
     let object = fake.object("deployments", deployment).unwrap();
@@ -299,15 +299,14 @@ async fn simulated_lost_lock_stops_the_run_and_leaves_the_new_holder_alone() {
 
 #[tokio::test]
 async fn simulated_lock_held_in_one_cluster_stops_the_deploy_before_any_cluster_is_touched() {
-    let (eqiad, codfw) = (FakeApi::start().await, FakeApi::start().await);
-    let targets = [eqiad.target("eqiad"), codfw.target("codfw")];
-    let (namespace, steps) = farm_steps("eqiad");
+    let TwoClusters {
+        eqiad,
+        codfw,
+        targets,
+        namespace,
+        steps,
+    } = TwoClusters::deployed().await;
     let options = fast_options();
-    assert!(
-        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
-            .await
-            .ok
-    );
     codfw.insert(
         "leases",
         &namespace,

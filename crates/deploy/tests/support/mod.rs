@@ -523,3 +523,37 @@ fn pods(
         .body(Body::from("<html><title>Main Page</title></html>"))
         .unwrap()
 }
+
+/// Two simulated clusters, eqiad and codfw, with the example farm (eqiad's environment)
+/// deployed to both.
+pub struct TwoClusters {
+    pub eqiad: FakeApi,
+    pub codfw: FakeApi,
+    pub targets: [deploy::Target; 2],
+    pub namespace: String,
+    pub steps: Vec<deploy::Step>,
+}
+
+impl TwoClusters {
+    pub async fn deployed() -> TwoClusters {
+        let (eqiad, codfw) = (FakeApi::start().await, FakeApi::start().await);
+        let targets = [eqiad.target("eqiad"), codfw.target("codfw")];
+        let (namespace, steps) = site::farm_steps("eqiad");
+        let report = deploy::deploy(
+            &targets,
+            &namespace,
+            &steps,
+            &site::fast_options(),
+            &deploy::progress::Quiet,
+        )
+        .await;
+        assert!(report.ok, "{}", report.to_text());
+        TwoClusters {
+            eqiad,
+            codfw,
+            targets,
+            namespace,
+            steps,
+        }
+    }
+}
