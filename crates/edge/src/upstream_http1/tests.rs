@@ -58,8 +58,12 @@ impl Body for TestBody {
 type TestConnection = Connection<DuplexStream, TestBody>;
 
 fn pipe() -> (TestConnection, DuplexStream) {
+    pipe_reading_into(read_space())
+}
+
+fn pipe_reading_into(space: ReadSpace) -> (TestConnection, DuplexStream) {
     let (client, server) = tokio::io::duplex(1 << 20);
-    (Connection::new(client, read_space()), server)
+    (Connection::new(client, space), server)
 }
 
 /// Starts a request on `conn`: the head as edge encodes it.
@@ -470,4 +474,49 @@ proptest::proptest! {
             proptest::prop_assert!(data.len() <= wire.len());
         }
     }
+}
+
+#[tokio::test]
+async fn connections_sharing_a_read_space_keep_their_own_pieces() {
+    // One connection's response arrives in two pieces with another connection's whole
+    // response read into the shared space in between: the first's pieces are no longer
+    // adjacent there, and must still join up.
+    let space = read_space();
+    let (mut first, mut first_server) = pipe_reading_into(space.clone());
+    let (mut second, mut second_server) = pipe_reading_into(space);
+    start(&mut first, Method::GET, &[], TestBody::empty());
+    start(&mut second, Method::GET, &[], TestBody::empty());
+    // Polled once each, to send the request heads.
+    for conn in [&mut first, &mut second] {
+        let sent = poll_fn(|cx| Poll::Ready(conn.poll_response(cx))).await;
+        assert!(sent.is_pending());
+    }
+    read_until(&mut first_server, "\r\n\r\n").await;
+    read_until(&mut second_server, "\r\n\r\n").await;
+
+    first_server
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Le")
+        .await
+        .unwrap();
+    let partial = poll_fn(|cx| Poll::Ready(first.poll_response(cx))).await;
+    assert!(partial.is_pending());
+
+    second_server
+        .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 6\r\n\r\nsecond")
+        .await
+        .unwrap();
+    assert_eq!(
+        response(&mut second).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    first_server
+        .write_all(b"ngth: 5\r\nX-Which: first\r\n\r\nfirst")
+        .await
+        .unwrap();
+    let resp = response(&mut first).await.unwrap();
+    assert_eq!(resp.headers()["x-which"], "first");
+    assert_eq!(body(&mut first).await.unwrap().0, "first");
+    assert_eq!(body(&mut second).await.unwrap().0, "second");
+    assert!(first.is_reusable() && second.is_reusable());
 }
