@@ -21,7 +21,8 @@ fn main() {
             "--env" => env = args.next().expect("--env ENV"),
             "--cache" => options.cache_dir = args.next().expect("--cache DIR").into(),
             "--out" => options.out_dir = Some(args.next().expect("--out DIR").into()),
-            "--update-lock" => options.update_lock = true,
+            "--update-lock" => options.lock_mode = image::LockMode::Update,
+            "--locked" => options.lock_mode = image::LockMode::Locked,
             "--json" => json = true,
             "--set-config" => {
                 let value = args.next().expect("--set-config PATH=TEXT");

@@ -24,7 +24,8 @@ use crate::lock::Lock;
 use crate::oci::{self, RunConfig};
 use crate::patches;
 use crate::progress::Progress;
-use crate::rootfs::{debian, tarball};
+use crate::rootfs::debian::{self, LockMode, LockUpdate, Resolver};
+use crate::rootfs::tarball;
 
 /// What a build needs besides the site.
 #[derive(Clone, Debug, Default)]
@@ -33,15 +34,15 @@ pub struct Options {
     pub cache_dir: PathBuf,
     /// The OCI layout to write; `<cache>/out/<site>` when `None`.
     pub out_dir: Option<PathBuf>,
-    /// Resolve the current Debian versions and rewrite `packages.lock`.
-    pub update_lock: bool,
+    /// How the build may use and change `packages.lock`.
+    pub lock_mode: LockMode,
     /// The config layer: path in the image -> content (render's `config_files`).
     pub config_files: BTreeMap<String, Vec<u8>>,
     /// Private settings files; used only when build.toml asks for them.
     pub private_files: BTreeMap<String, Vec<u8>>,
     /// Keep rootfs tarballs here instead of in the cache (tests share them between caches).
     pub rootfs_dir: Option<PathBuf>,
-    /// Show progress bars on the terminal.
+    /// Show progress on stderr (spinners on a terminal, one line per step otherwise).
     pub progress: bool,
     /// The project's own programs to package, each as an image of its own name with the
     /// executable in /usr/local/bin: image name (`edge`, `mcrouter`) -> executable.
@@ -101,6 +102,8 @@ pub struct Report {
     pub bytes_compressed: u64,
     /// Seconds spent writing those layers.
     pub seconds_compressing: f64,
+    /// How `packages.lock` changed (empty when it did not).
+    pub lock_updates: Vec<LockUpdate>,
 }
 
 /// Builds every image of `site` and writes them to an OCI layout.
@@ -115,10 +118,12 @@ pub fn build(site: &model::ResolvedSite, options: &Options) -> Result<Report> {
         .out_dir
         .clone()
         .unwrap_or_else(|| cache.root().join("out").join(&site.spec.site.name));
+    let resolver = Resolver::new(&cache, &config, options.lock_mode);
     let mut builder = Builder {
         cache,
         config,
         lock,
+        resolver,
         site,
         options,
         rootfs: BTreeMap::new(),
@@ -127,9 +132,14 @@ pub fn build(site: &model::ResolvedSite, options: &Options) -> Result<Report> {
         bytes: 0,
         seconds: 0.0,
     };
-    if options.update_lock {
-        for (name, base) in builder.config.rootfs_specs() {
-            builder.rootfs(&name, &base)?;
+    // Every lock entry is final before any cache key is computed from it.
+    let mut lock_updates = Vec::new();
+    for (name, base) in builder.config.rootfs_specs() {
+        builder
+            .progress
+            .step(&name, "Debian packages (packages.lock)");
+        if let Some(update) = builder.resolver.settle(&mut builder.lock, &name, &base)? {
+            lock_updates.push(update);
         }
     }
     let mut images = Vec::new();
@@ -185,6 +195,7 @@ pub fn build(site: &model::ResolvedSite, options: &Options) -> Result<Report> {
         images,
         bytes_compressed: builder.bytes,
         seconds_compressing: builder.seconds,
+        lock_updates,
     };
     let bytes = serde_json::to_vec_pretty(&report).expect("the report serializes");
     crate::cache::write_atomic(&out_dir, &out_dir.join("build-report.json"), &bytes)?;
@@ -197,6 +208,7 @@ struct Builder<'a> {
     cache: Cache,
     config: BuildConfig,
     lock: Lock,
+    resolver: Resolver,
     site: &'a model::ResolvedSite,
     options: &'a Options,
     /// Rootfs tarballs made or found this build: name -> (key, path).
@@ -256,15 +268,7 @@ impl Builder<'_> {
             return Ok(found.clone());
         }
         self.progress.step(name, "debian rootfs (mmdebstrap)");
-        let update = self.options.update_lock;
-        let found = debian::ensure(
-            &self.cache,
-            &self.config,
-            &mut self.lock,
-            name,
-            base,
-            update,
-        )?;
+        let found = self.resolver.ensure(&self.lock, name, base)?;
         self.rootfs.insert(name.to_string(), found.clone());
         Ok(found)
     }

@@ -7,6 +7,7 @@
 //! blobs/sha256/<hex>      layer, config and manifest blobs
 //! layers/<key>.json       LayerRecord: which blob a layer with these inputs produced
 //! rootfs/<key>.tar        mmdebstrap output
+//! debs/<hex>.deb          Debian packages by their SHA-256 (and <hex>.control, their fields)
 //! trees/<key>/            a rootfs unpacked, for reading MediaWiki code and running php
 //! tmp/                    work in progress, removed when its build ends
 //! ```
@@ -39,6 +40,7 @@ pub struct LayerRecord {
 pub struct Cache {
     root: PathBuf,
     rootfs_dir: PathBuf,
+    debs_dir: PathBuf,
 }
 
 impl Cache {
@@ -53,22 +55,26 @@ impl Cache {
 
     /// Opens (creating) the cache at `root`.
     pub fn open(root: &Path) -> Result<Cache> {
-        for sub in ["blobs/sha256", "layers", "rootfs", "trees", "tmp"] {
+        for sub in ["blobs/sha256", "layers", "rootfs", "debs", "trees", "tmp"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         }
         Ok(Cache {
             root: root.to_path_buf(),
             rootfs_dir: root.join("rootfs"),
+            debs_dir: root.join("debs"),
         })
     }
 
-    /// Keeps rootfs tarballs in `dir` instead (shared between caches; they are keyed by
-    /// their locked package lists like everything else).
+    /// Keeps rootfs tarballs in `dir`, and Debian packages in `dir/debs`, instead (shared
+    /// between caches; they are keyed by their locked package lists and hashes like
+    /// everything else).
     pub fn with_rootfs_dir(self, dir: &Path) -> Result<Cache> {
-        fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let debs_dir = dir.join("debs");
+        fs::create_dir_all(&debs_dir).map_err(Error::io(&debs_dir))?;
         Ok(Cache {
             rootfs_dir: dir.to_path_buf(),
+            debs_dir,
             ..self
         })
     }
@@ -133,6 +139,49 @@ impl Cache {
     /// Where the rootfs tarball with key `key` lives (it may not exist).
     pub fn rootfs_path(&self, key: &str) -> PathBuf {
         self.rootfs_dir.join(format!("{key}.tar"))
+    }
+
+    /// Where the .deb with SHA-256 `digest` (`sha256:<hex>`) lives (it may not exist).
+    pub fn deb_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.debs_dir.join(format!("{hex}.deb"))
+    }
+
+    /// The control fields of the cached .deb `digest`, as `dpkg-deb --field` printed them.
+    pub fn deb_control(&self, digest: &str) -> Result<String> {
+        let path = self.deb_path(digest).with_extension("control");
+        fs::read_to_string(&path).map_err(Error::io(&path))
+    }
+
+    /// Moves a downloaded .deb into the cache under its SHA-256, with its control fields
+    /// beside it; returns the digest.
+    pub fn adopt_deb(&self, file: &Path) -> Result<String> {
+        let bytes = fs::read(file).map_err(Error::io(file))?;
+        let digest = crate::digest::sha256(&bytes);
+        let control = std::process::Command::new("dpkg-deb")
+            .arg("--field")
+            .arg(file)
+            .output()
+            .map_err(Error::io("dpkg-deb"))?;
+        if !control.status.success() {
+            return Err(Error::Config {
+                path: file.to_path_buf(),
+                message: format!(
+                    "not a Debian package: {}",
+                    String::from_utf8_lossy(&control.stderr).trim()
+                ),
+            });
+        }
+        let path = self.deb_path(&digest);
+        // The control file first: a .deb in the cache always has its fields.
+        write_atomic(
+            &self.debs_dir,
+            &path.with_extension("control"),
+            &control.stdout,
+        )?;
+        write_atomic(&self.debs_dir, &path, &bytes)?;
+        let _ = fs::remove_file(file);
+        Ok(digest)
     }
 
     /// Where the unpacked tree with key `key` lives (it may not exist).

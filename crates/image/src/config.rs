@@ -22,6 +22,11 @@ pub struct BuildConfig {
     pub suite: String,
     /// apt source lines (`deb URL SUITE COMPONENTS`).
     pub sources: Vec<String>,
+    /// A time of Debian's snapshot archive (`20261125T000000Z`): the Debian and
+    /// Debian-Security sources are read from snapshot.debian.org as they were then, so a lock
+    /// keeps building after the archive has moved on. See [`BuildConfig::effective_sources`].
+    #[serde(default)]
+    pub snapshot: Option<String>,
     /// dpkg path-exclude patterns: files no image needs (manuals, documentation).
     #[serde(default)]
     pub path_exclude: Vec<String>,
@@ -89,6 +94,35 @@ impl BuildConfig {
         })
     }
 
+    /// The apt sources a build reads: `sources`, or with `snapshot` set, each Debian and
+    /// Debian-Security source moved to snapshot.debian.org at that time (with
+    /// `check-valid-until=no`, since a snapshot's Release files have long expired). Sources of
+    /// other archives are kept as they are.
+    pub fn effective_sources(&self) -> Result<Vec<String>> {
+        let Some(time) = &self.snapshot else {
+            return Ok(self.sources.clone());
+        };
+        let valid = time.len() == 16
+            && time.as_bytes()[8] == b'T'
+            && time.ends_with('Z')
+            && time[..8].bytes().all(|b| b.is_ascii_digit())
+            && time[9..15].bytes().all(|b| b.is_ascii_digit());
+        if !valid {
+            return Err(Error::Config {
+                path: PathBuf::from(FILE),
+                message: format!(
+                    "snapshot = \"{time}\": expected a time of Debian's snapshot archive as \
+                     YYYYMMDDTHHMMSSZ, for example \"20261125T000000Z\""
+                ),
+            });
+        }
+        Ok(self
+            .sources
+            .iter()
+            .map(|line| snapshot_source(line, time))
+            .collect())
+    }
+
     /// Every rootfs to build: the bases and the code rootfs, with their settings.
     pub fn rootfs_specs(&self) -> Vec<(String, BaseConfig)> {
         let mut specs: Vec<(String, BaseConfig)> = self
@@ -106,5 +140,96 @@ impl BuildConfig {
             },
         ));
         specs
+    }
+}
+
+/// One source line moved to snapshot.debian.org at `time`, if it is Debian's.
+fn snapshot_source(line: &str, time: &str) -> String {
+    let mut words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    if words.first().map(String::as_str) != Some("deb") {
+        return line.to_string();
+    }
+    // `deb [options] URL SUITE COMPONENTS...`
+    let mut options = Vec::new();
+    let mut index = 1;
+    if words.get(1).is_some_and(|w| w.starts_with('[')) {
+        while index < words.len() {
+            let word = words[index].trim_start_matches('[').trim_end_matches(']');
+            let last = words[index].ends_with(']');
+            if !word.is_empty() {
+                options.push(word.to_string());
+            }
+            index += 1;
+            if last {
+                break;
+            }
+        }
+    }
+    let Some(url) = words.get(index).cloned() else {
+        return line.to_string();
+    };
+    let archive = match url.trim_end_matches('/').rsplit('/').next() {
+        Some("debian") => "debian",
+        Some("debian-security") => "debian-security",
+        _ => return line.to_string(),
+    };
+    if !options.iter().any(|o| o.starts_with("check-valid-until")) {
+        options.push("check-valid-until=no".into());
+    }
+    let rest = words.split_off(index + 1);
+    format!(
+        "deb [{}] http://snapshot.debian.org/archive/{archive}/{time}/ {}",
+        options.join(" "),
+        rest.join(" ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(snapshot: Option<&str>) -> BuildConfig {
+        BuildConfig {
+            source_date_epoch: 0,
+            suite: "bookworm".into(),
+            sources: vec![
+                "deb http://deb.debian.org/debian bookworm main".into(),
+                "deb [arch=amd64] http://security.debian.org/debian-security bookworm-security main contrib".into(),
+                "deb http://apt.example.org/wikimedia bookworm-wikimedia main".into(),
+            ],
+            snapshot: snapshot.map(str::to_string),
+            path_exclude: vec![],
+            bases: BTreeMap::new(),
+            code: CodeConfig {
+                name: "code".into(),
+                packages: vec![],
+            },
+            app: AppConfig::default(),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_moves_debian_sources_to_the_snapshot_archive() {
+        let sources = config(Some("20261125T000000Z"))
+            .effective_sources()
+            .unwrap();
+        assert_eq!(
+            sources,
+            [
+                "deb [check-valid-until=no] http://snapshot.debian.org/archive/debian/20261125T000000Z/ bookworm main",
+                "deb [arch=amd64 check-valid-until=no] http://snapshot.debian.org/archive/debian-security/20261125T000000Z/ bookworm-security main contrib",
+                "deb http://apt.example.org/wikimedia bookworm-wikimedia main",
+            ]
+        );
+        assert_eq!(
+            config(None).effective_sources().unwrap(),
+            config(None).sources
+        );
+    }
+
+    #[test]
+    fn a_malformed_snapshot_time_is_refused_with_an_example() {
+        let error = config(Some("2026-11-25")).effective_sources().unwrap_err();
+        assert!(error.to_string().contains("YYYYMMDDTHHMMSSZ"), "{error}");
     }
 }

@@ -34,8 +34,9 @@ pub enum Error {
         /// Why the build needs it.
         purpose: String,
     },
-    /// The lock file does not list the packages `build.toml` asks for.
-    #[error("{path}: the lock of `{image}` is out of date with build.toml ({reason}); run `wikikube build --update-lock`")]
+    /// The lock file does not list the packages `build.toml` asks for (an error only with
+    /// `--locked`; otherwise the build resolves them).
+    #[error("{path}: the lock of `{image}` is out of date with build.toml ({reason}); run `wikikube build` without --locked to resolve it")]
     StaleLock {
         /// The lock file.
         path: PathBuf,
@@ -44,19 +45,63 @@ pub enum Error {
         /// What differs.
         reason: String,
     },
-    /// A locked package version cannot be installed.
-    #[error("{path}:{line}: package `{package}` ({entry}) is not available from the mirror: {detail}; run `wikikube build --update-lock` to pick the current version")]
-    MissingPackage {
+    /// `--locked` with a lock whose packages have no recorded hashes.
+    #[error("{path}: {count} packages of `{image}` have no SHA-256 in the lock (written by an older wikikube); run `wikikube build` once without --locked to record them")]
+    LockWithoutHashes {
         /// The lock file.
         path: PathBuf,
-        /// Line of the package in the lock file (1-based), 0 when the package is not in it.
+        /// The rootfs.
+        image: String,
+        /// How many lack a hash.
+        count: usize,
+    },
+    /// `--locked` with locked versions that are neither cached nor served any more.
+    #[error("{path}: {} locked packages of `{image}` can no longer be had (not in the package cache, not served by build.toml's sources):\n{}\nRun `wikikube build` without --locked to move them to the versions served today and rewrite the lock (`--update-lock` resolves everything afresh), or set build.toml's `snapshot` to a time of Debian's snapshot archive when the lock was written.", packages.len(), packages.iter().map(|p| format!("  line {}: {}", p.line, p.entry)).collect::<Vec<_>>().join("\n"))]
+    Unavailable {
+        /// The lock file.
+        path: PathBuf,
+        /// The rootfs.
+        image: String,
+        /// The packages, with their lines in the lock.
+        packages: Vec<UnavailablePackage>,
+    },
+    /// The archive serves a locked version with other content than the lock recorded.
+    #[error("{path}:{line}: {entry}: {detail}; the archive or a proxy changed a published package: check the mirror before building")]
+    HashMismatch {
+        /// The lock file.
+        path: PathBuf,
+        /// The package's line.
         line: usize,
-        /// The package name.
-        package: String,
-        /// The lock entry (`name=version`).
+        /// `name=version`.
         entry: String,
+        /// Which suite served which hash, and what the lock recorded.
+        detail: String,
+    },
+    /// build.toml asks for a package the archive does not have.
+    #[error("build.toml: [bases.{image}] asks for `{package}`, which the Debian sources do not have ({detail})")]
+    UnknownPackage {
+        /// The rootfs.
+        image: String,
+        /// The package.
+        package: String,
         /// apt's message.
         detail: String,
+    },
+    /// The rootfs built from the locked packages does not hold exactly those packages.
+    #[error("the rootfs of `{image}` does not hold exactly its locked packages ({detail}); run `wikikube build --update-lock`")]
+    LockMismatch {
+        /// The rootfs.
+        image: String,
+        /// What differs.
+        detail: String,
+    },
+    /// apt failed (reading the sources, downloading).
+    #[error("{action} failed:\n{output}")]
+    Apt {
+        /// What was run.
+        action: String,
+        /// apt's output.
+        output: String,
     },
     /// mmdebstrap failed for another reason.
     #[error("mmdebstrap failed building the rootfs of `{image}`:\n{log}")]
@@ -112,6 +157,15 @@ pub enum Error {
         /// podman's output.
         output: String,
     },
+}
+
+/// A locked package that can no longer be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnavailablePackage {
+    /// Its line in the lock file.
+    pub line: usize,
+    /// `name=version`.
+    pub entry: String,
 }
 
 impl Error {

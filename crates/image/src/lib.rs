@@ -36,6 +36,7 @@ pub mod tools;
 pub use build::{build, ImageReport, LayerReport, Options, Report};
 pub use cache::Cache;
 pub use error::{Error, Result};
+pub use rootfs::debian::{LockMode, LockUpdate, PackageChange};
 
 /// The version of how layers are made; part of every cache key, bumped when layer contents
 /// change for the same inputs.

@@ -1,8 +1,19 @@
 //! `packages.lock`: the exact Debian package versions of every rootfs, like Cargo.lock.
 //!
 //! One `[NAME]` table per rootfs, with the package list of build.toml it was made from
-//! (`request`, so a changed build.toml is noticed) and every installed package as
-//! `"name=version"`, one a line, so an error can point at the line.
+//! (`request`, so a changed build.toml is noticed) and every installed package with its
+//! version and the SHA-256 of its .deb, one a line, so an error can point at the line:
+//!
+//! ```toml
+//! [base-httpd]
+//! request = ["apache2", "customize: a2enmod rewrite"]
+//! packages = [
+//!     { name = "apache2", version = "2.4.71-1~deb12u1", sha256 = "sha256:0a1b..." },
+//! ]
+//! ```
+//!
+//! Locks written before the hashes were recorded list `"name=version"` strings; they are read
+//! as packages without a hash, and the next build that is allowed to write the lock adds them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +31,67 @@ pub const FILE: &str = "packages.lock";
 pub struct RootfsLock {
     /// build.toml's packages and customize commands when this was locked.
     pub request: Vec<String>,
-    /// Every installed package, `name=version`, sorted.
-    pub packages: Vec<String>,
+    /// Every installed package, sorted by name.
+    pub packages: Vec<LockedPackage>,
+}
+
+/// One package of a rootfs at its exact version.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LockedPackage {
+    /// The package name.
+    pub name: String,
+    /// The exact version.
+    pub version: String,
+    /// `sha256:<hex>` of the .deb; `None` in locks written before hashes were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl LockedPackage {
+    /// `name=version`, as apt writes a version request.
+    pub fn entry(&self) -> String {
+        format!("{}={}", self.name, self.version)
+    }
+}
+
+impl<'de> Deserialize<'de> for LockedPackage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            /// Today's form: a table.
+            Table {
+                name: String,
+                version: String,
+                sha256: Option<String>,
+            },
+            /// The first form: `"name=version"`.
+            Entry(String),
+        }
+        match Form::deserialize(deserializer)? {
+            Form::Table {
+                name,
+                version,
+                sha256,
+            } => Ok(LockedPackage {
+                name,
+                version,
+                sha256,
+            }),
+            Form::Entry(text) => match text.split_once('=') {
+                Some((name, version)) if !name.is_empty() && !version.is_empty() => {
+                    Ok(LockedPackage {
+                        name: name.to_string(),
+                        version: version.to_string(),
+                        sha256: None,
+                    })
+                }
+                _ => Err(serde::de::Error::custom(format!(
+                    "`{text}` is not `name=version`"
+                ))),
+            },
+        }
+    }
 }
 
 /// The whole lock file.
@@ -50,30 +120,28 @@ impl Lock {
         Ok(Lock { path, rootfs, text })
     }
 
-    /// The 1-based line of `package`'s entry, 0 if it has none.
-    pub fn line_of(&self, package: &str) -> usize {
-        let needle = format!("\"{package}=");
-        self.text
-            .lines()
-            .position(|line| line.contains(&needle))
-            .map_or(0, |i| i + 1)
-    }
-
-    /// The entry (`name=version`) of `package` in any rootfs.
-    pub fn entry_of(&self, package: &str) -> Option<String> {
-        let prefix = format!("{package}=");
-        self.rootfs
-            .values()
-            .flat_map(|lock| &lock.packages)
-            .find(|entry| entry.starts_with(&prefix))
-            .cloned()
+    /// The 1-based line of `package`'s entry in the table of `rootfs`, 0 if it has none.
+    pub fn line_of(&self, rootfs: &str, package: &str) -> usize {
+        let table = format!("[{rootfs}]");
+        let old_form = format!("\"{package}=");
+        let new_form = format!("name = \"{package}\"");
+        let mut in_table = false;
+        for (number, line) in self.text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') && !trimmed.starts_with("[\"") {
+                in_table = trimmed == table;
+            } else if in_table && (line.contains(&old_form) || line.contains(&new_form)) {
+                return number + 1;
+            }
+        }
+        0
     }
 
     /// The file's text, one package a line.
     pub fn render(&self) -> String {
         let mut out = String::from(
-            "# Written by `wikikube build --update-lock`: the exact Debian packages of every rootfs.\n\
-             # A build installs exactly these versions. Commit this file with the site.\n",
+            "# Written by `wikikube build`: the exact Debian packages of every rootfs and the SHA-256\n\
+             # of each .deb. A build installs exactly these; commit this file with the site.\n",
         );
         for (name, lock) in &self.rootfs {
             out.push_str(&format!("\n[{name}]\nrequest = [\n"));
@@ -81,8 +149,16 @@ impl Lock {
                 out.push_str(&format!("    {},\n", toml_string(item)));
             }
             out.push_str("]\npackages = [\n");
-            for item in &lock.packages {
-                out.push_str(&format!("    {},\n", toml_string(item)));
+            for package in &lock.packages {
+                out.push_str(&format!(
+                    "    {{ name = {}, version = {}",
+                    toml_string(&package.name),
+                    toml_string(&package.version)
+                ));
+                if let Some(sha256) = &package.sha256 {
+                    out.push_str(&format!(", sha256 = {}", toml_string(sha256)));
+                }
+                out.push_str(" },\n");
             }
             out.push_str("]\n");
         }
@@ -101,4 +177,71 @@ impl Lock {
 
 fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOTH_FORMS: &str = r#"
+[base-httpd]
+request = ["apache2"]
+packages = [
+    "apache2=2.4.71-1~deb12u1",
+    "bash=5.2.15-2+b13",
+]
+
+[base-php]
+request = ["php8.2-fpm"]
+packages = [
+    { name = "bash", version = "5.2.15-2+b13", sha256 = "sha256:00ff" },
+]
+"#;
+
+    fn lock(text: &str) -> Lock {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), text).unwrap();
+        Lock::load(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn reads_the_first_form_without_hashes_and_the_current_form_with_them() {
+        let lock = lock(BOTH_FORMS);
+        let httpd = &lock.rootfs["base-httpd"].packages;
+        assert_eq!(httpd[0].entry(), "apache2=2.4.71-1~deb12u1");
+        assert_eq!(httpd[0].sha256, None);
+        let php = &lock.rootfs["base-php"].packages[0];
+        assert_eq!(php.sha256.as_deref(), Some("sha256:00ff"));
+    }
+
+    #[test]
+    fn finds_a_package_line_within_its_rootfs_table() {
+        let lock = lock(BOTH_FORMS);
+        assert_eq!(lock.line_of("base-httpd", "bash"), 7);
+        assert_eq!(lock.line_of("base-php", "bash"), 13);
+        assert_eq!(lock.line_of("base-php", "apache2"), 0);
+    }
+
+    #[test]
+    fn writes_what_it_reads() {
+        let mut first = lock(BOTH_FORMS);
+        first.path = PathBuf::new();
+        let text = first.render();
+        let second: BTreeMap<String, RootfsLock> = toml::from_str(&text).unwrap();
+        assert_eq!(second, first.rootfs);
+        assert!(text
+            .contains(r#"{ name = "bash", version = "5.2.15-2+b13", sha256 = "sha256:00ff" },"#));
+    }
+
+    #[test]
+    fn a_malformed_entry_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE),
+            "[x]\nrequest = []\npackages = [\"bash\"]\n",
+        )
+        .unwrap();
+        let error = Lock::load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("`bash` is not `name=version`"), "{error}");
+    }
 }

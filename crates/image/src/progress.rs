@@ -1,23 +1,40 @@
-//! Progress on the terminal while building (one line per image), and the final table.
+//! Progress while building (a spinner per image on a terminal, one line per step in a log),
+//! and the final table.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use crate::build::Report;
 
-/// Progress bars, one per image; silent when not on a terminal or not wanted.
+/// Progress on stderr: spinners, one per image, when stderr is a terminal; otherwise one
+/// line per step, so a first build's minutes show in a log too. Silent when not wanted.
 pub struct Progress {
     multi: Option<MultiProgress>,
     bars: BTreeMap<String, ProgressBar>,
+    /// Line mode: when the build started, and the last step printed per image.
+    lines: Option<(Instant, BTreeMap<String, String>)>,
 }
 
 impl Progress {
     /// Shows progress when `enabled`.
     pub fn new(enabled: bool) -> Progress {
+        let terminal = std::io::stderr().is_terminal();
         Progress {
-            multi: enabled.then(MultiProgress::new),
+            multi: (enabled && terminal).then(MultiProgress::new),
             bars: BTreeMap::new(),
+            lines: (enabled && !terminal).then(|| (Instant::now(), BTreeMap::new())),
+        }
+    }
+
+    /// Prints `what` for `image` in line mode, once per change.
+    fn line(&mut self, image: &str, what: &str) {
+        if let Some((start, last)) = &mut self.lines {
+            if last.get(image).map(String::as_str) != Some(what) {
+                eprintln!("[{:>6.1}s] {image}: {what}", start.elapsed().as_secs_f64());
+                last.insert(image.to_string(), what.to_string());
+            }
         }
     }
 
@@ -37,6 +54,7 @@ impl Progress {
 
     /// `image` is now working on `what`.
     pub fn step(&mut self, image: &str, what: &str) {
+        self.line(image, what);
         if let Some(bar) = self.bar(image) {
             bar.set_message(what.to_string());
         }
@@ -44,6 +62,7 @@ impl Progress {
 
     /// `image` is done.
     pub fn done(&mut self, image: &str, digest: &str) {
+        self.line(image, &format!("done {digest}"));
         if let Some(bar) = self.bar(image) {
             bar.finish_with_message(digest.to_string());
         }

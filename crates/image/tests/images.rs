@@ -58,6 +58,9 @@ fn config_files(sitename: &str) -> BTreeMap<String, Vec<u8>> {
 
 struct Shared {
     _dir: tempfile::TempDir,
+    /// A copy of the example farm: a build may rewrite its packages.lock when the Debian
+    /// archive has moved on, and tests never write into the source tree.
+    site: PathBuf,
     rootfs: PathBuf,
     cache: PathBuf,
     report: Report,
@@ -85,12 +88,14 @@ fn shared() -> &'static Shared {
         let _ = std::fs::remove_dir_all(root().join("shared"));
         std::fs::create_dir_all(root().join("shared")).unwrap();
         let dir = tempfile::tempdir_in(root().join("shared")).unwrap();
+        let site = site_copy(dir.path());
         let rootfs = dir.path().join("rootfs");
         let cache = dir.path().join("cache-a");
         let report =
-            build(&farm(), &cache, &rootfs, config_files("Farm")).expect("the example builds");
+            build(&site, &cache, &rootfs, config_files("Farm")).expect("the example builds");
         Shared {
             _dir: dir,
+            site,
             rootfs,
             cache,
             report,
@@ -141,7 +146,7 @@ fn two_fresh_caches_give_identical_digests() {
     let shared = shared();
     let dir = tempfile::tempdir_in(root()).unwrap();
     let second = build(
-        &farm(),
+        &shared.site,
         &dir.path().join("cache-b"),
         &shared.rootfs,
         config_files("Farm"),
@@ -195,7 +200,7 @@ fn changing_one_setting_changes_only_the_config_layer() {
     let _guard = serial();
     let dir = tempfile::tempdir_in(root()).unwrap();
     let changed = build(
-        &farm(),
+        &shared.site,
         &shared.cache,
         &shared.rootfs,
         config_files("Farm renamed"),
@@ -213,7 +218,13 @@ fn changing_one_setting_changes_only_the_config_layer() {
     }
     let app = changed.images.iter().find(|i| i.image == "app").unwrap();
     assert_eq!(app.built, 1, "only the config layer is built: {app:#?}");
-    build(&farm(), &shared.cache, &shared.rootfs, config_files("Farm")).unwrap();
+    build(
+        &shared.site,
+        &shared.cache,
+        &shared.rootfs,
+        config_files("Farm"),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -221,7 +232,13 @@ fn a_bad_patch_names_the_patch_and_hunk_and_keeps_the_previous_images() {
     let shared = shared();
     let _guard = serial();
     let dir = tempfile::tempdir_in(root()).unwrap();
-    let site = site_copy(dir.path());
+    let site = dir.path().join("bad-site");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&shared.site)
+        .arg(&site)
+        .status();
+    assert!(copied.unwrap().success());
     let bad = site.join("patches/1.39/0002-bad.patch");
     std::fs::write(
         &bad,
@@ -302,22 +319,20 @@ fn the_app_image_runs_php_and_mediawiki_under_podman() {
 #[test]
 fn rootfs_is_reproducible() {
     require("mmdebstrap", "mmdebstrap");
+    // The shared build settled the lock; two fresh caches download its .debs and build the
+    // rootfs from them independently.
+    let shared = shared();
     let dir = tempfile::tempdir_in(root()).unwrap();
-    let config = image::config::BuildConfig::load(&farm()).unwrap();
+    let config = image::config::BuildConfig::load(&shared.site).unwrap();
     let base = config.bases["base-memcached"].clone();
     let mut tarballs = Vec::new();
     for name in ["one", "two"] {
         let cache = image::Cache::open(&dir.path().join(name)).unwrap();
-        let mut lock = image::lock::Lock::load(&farm()).unwrap();
-        let (_, path) = image::rootfs::debian::ensure(
-            &cache,
-            &config,
-            &mut lock,
-            "base-memcached",
-            &base,
-            false,
-        )
-        .unwrap();
+        let mut lock = image::lock::Lock::load(&shared.site).unwrap();
+        let mut resolver =
+            image::rootfs::debian::Resolver::new(&cache, &config, image::LockMode::Locked);
+        resolver.settle(&mut lock, "base-memcached", &base).unwrap();
+        let (_, path) = resolver.ensure(&lock, "base-memcached", &base).unwrap();
         tarballs.push(std::fs::read(path).unwrap());
     }
     assert!(

@@ -379,11 +379,13 @@ fn wiki_urls(site: &ResolvedSite, pods: &[LocalPod]) -> Vec<WikiUrl> {
                 dbname: dbname.clone(),
                 url: serving
                     .and_then(|pod| pod.https_port)
-                    .map(|port| format!("https://{domain}:{port}/wiki/Main_Page"))
+                    // `/wiki/` rather than a title: MediaWiki redirects it to the main page in
+                    // the wiki's own language (`Hauptseite` on a German wiki).
+                    .map(|port| format!("https://{domain}:{port}/wiki/"))
                     .unwrap_or_default(),
                 http_url: serving
                     .and_then(|pod| pod.http_port)
-                    .map(|port| format!("http://{domain}:{port}/wiki/Main_Page")),
+                    .map(|port| format!("http://{domain}:{port}/wiki/")),
             }
         })
         .collect()

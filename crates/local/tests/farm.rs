@@ -245,6 +245,25 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let report = local::up(&site, &rendered, &options).expect("the farm starts");
     assert_eq!(report.installed, ["commonswiki", "dewiki", "enwiki"]);
     assert_eq!(report.wikis.len(), 3);
+    // Every URL `up` prints serves a page, following MediaWiki's redirect to the main page in
+    // the wiki's language.
+    for wiki in &report.wikis {
+        for url in [Some(&wiki.url), wiki.http_url.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let authority = url.split('/').nth(2).unwrap();
+            let (host, port) = authority.split_once(':').unwrap();
+            let output = Command::new("curl")
+                .args(["-skL", "-o", "/dev/null", "-w", "%{http_code}", "--resolve"])
+                .arg(format!("{host}:{port}:127.0.0.1"))
+                .arg(url)
+                .output()
+                .expect("curl runs");
+            let status = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert_eq!(status, "200", "{url} printed by up does not serve a page");
+        }
+    }
 
     // Every wiki's main page, at its own domain, through httpd and through the tls container.
     for (dbname, domain, sitename) in [

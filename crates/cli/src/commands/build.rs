@@ -29,16 +29,81 @@ pub struct BuildArgs {
     /// Load the images into podman as localhost/wikikube/IMAGE:latest.
     #[arg(long)]
     load: bool,
-    /// Resolve the current Debian package versions and rewrite packages.lock.
+    #[command(flatten)]
+    lock: LockArgs,
+    /// Build nothing: list the locked Debian packages that the sources serve in a newer
+    /// version, security updates first (with --json, a list of {package, locked, available,
+    /// suite, security, images}).
     #[arg(long)]
-    update_lock: bool,
+    outdated: bool,
     /// Print JSON: a list of {image, digest, size, layers, ...}.
     #[arg(long)]
     json: bool,
 }
 
+/// How a build may use and change packages.lock; shared by `build` and `up`.
+#[derive(Args, Debug)]
+pub struct LockArgs {
+    /// Build exactly the locked Debian packages and never rewrite packages.lock: a locked
+    /// version that is neither cached nor served any more is an error naming each package
+    /// (for CI and production builds). Without it, such packages move to the version served
+    /// today and the lock is rewritten, as `cargo build` does with Cargo.lock.
+    #[arg(long, conflicts_with = "update_lock")]
+    pub locked: bool,
+    /// Resolve every Debian package afresh from the sources and rewrite packages.lock.
+    #[arg(long)]
+    pub update_lock: bool,
+}
+
+impl LockArgs {
+    /// The library's lock mode.
+    pub fn mode(&self) -> image::LockMode {
+        if self.locked {
+            image::LockMode::Locked
+        } else if self.update_lock {
+            image::LockMode::Update
+        } else {
+            image::LockMode::Amend
+        }
+    }
+}
+
+/// Tells what changed in packages.lock, one line per package, on stderr.
+pub fn print_lock_updates(updates: &[image::LockUpdate]) {
+    for update in updates {
+        eprintln!(
+            "packages.lock: [{}] updated: {}",
+            update.rootfs, update.reason
+        );
+        for change in &update.changes {
+            let security = if change.security {
+                " (security update)"
+            } else {
+                ""
+            };
+            match (&change.old, &change.new) {
+                (Some(old), Some(new)) => {
+                    eprintln!("  {} {old} -> {new}{security}", change.package)
+                }
+                (None, Some(new)) => eprintln!("  {} added at {new}{security}", change.package),
+                (Some(old), None) => eprintln!("  {} {old} removed", change.package),
+                (None, None) => {}
+            }
+        }
+    }
+}
+
 /// Builds, then pushes or loads when asked.
 pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
+    if args.outdated {
+        let list = image::rootfs::outdated::outdated(&args.site_dir)?;
+        if args.json {
+            super::print(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
+        } else {
+            super::print(&image::rootfs::outdated::table(&list))?;
+        }
+        return Ok(exit::OK);
+    }
     let site = model::load(
         &args.site_dir,
         &args.environment,
@@ -51,9 +116,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
     let options = image::Options {
         cache_dir: args.cache.clone().unwrap_or_else(image::Cache::default_dir),
         out_dir: args.out.clone(),
-        update_lock: args.update_lock,
+        lock_mode: args.lock.mode(),
         config_files,
-        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress: !args.json,
         binaries: match super::local::own_programs() {
             Ok(programs) => programs,
             Err(error) => {
@@ -64,6 +129,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
         ..Default::default()
     };
     let report = image::build(&site, &options)?;
+    print_lock_updates(&report.lock_updates);
     if let Some(registry) = &args.push {
         let cache = image::Cache::open(&options.cache_dir)?;
         let pushed = image::registry::push_layout(&cache, &report.out_dir, registry, "latest")?;

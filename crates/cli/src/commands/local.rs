@@ -54,6 +54,8 @@ pub struct UpArgs {
     /// The image build cache [default: ~/.cache/wikikube].
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
+    #[command(flatten)]
+    lock: super::build::LockArgs,
     /// Seconds to wait for every pod to become ready.
     #[arg(long, value_name = "SECONDS", default_value_t = 180)]
     timeout: u64,
@@ -73,14 +75,16 @@ pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
     let options = image::Options {
         cache_dir: args.cache.clone().unwrap_or_else(image::Cache::default_dir),
         config_files,
-        progress: progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress,
         binaries: own_programs()?,
+        lock_mode: args.lock.mode(),
         ..Default::default()
     };
     if progress {
         eprintln!("building images (cached layers are reused)");
     }
     let built = image::build(&site, &options)?;
+    super::build::print_lock_updates(&built.lock_updates);
     for image in &built.images {
         image::podman::load(&built.out_dir, &image.image)?;
     }

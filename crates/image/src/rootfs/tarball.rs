@@ -107,8 +107,8 @@ pub fn contents(tarball: &Path) -> Result<Contents> {
     Ok(contents)
 }
 
-/// `name=version` of every package dpkg installed in the rootfs, sorted.
-pub fn installed_packages(tarball: &Path) -> Result<Vec<String>> {
+/// `(name, version)` of every package dpkg installed in the rootfs, sorted.
+pub fn installed_packages(tarball: &Path) -> Result<Vec<(String, String)>> {
     let file = File::open(tarball).map_err(Error::io(tarball))?;
     let mut archive = tar::Archive::new(BufReader::new(file));
     for entry in archive.entries().map_err(Error::io(tarball))? {
@@ -132,7 +132,7 @@ pub fn installed_packages(tarball: &Path) -> Result<Vec<String>> {
                 (field("Package:"), field("Version:"), field("Status:"))
             {
                 if state.ends_with(" installed") {
-                    packages.push(format!("{package}={version}"));
+                    packages.push((package, version));
                 }
             }
         }
