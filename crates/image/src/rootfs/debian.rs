@@ -257,6 +257,7 @@ impl Resolver {
                 package.sha256 = Some(found.sha256.clone());
             }
         }
+        updated.packages.sort();
         let mut reason = if unavailable.is_empty() {
             format!("recorded the SHA-256 of {hashes_recorded} packages")
         } else {
@@ -456,11 +457,14 @@ impl Resolver {
             Some(&sources_list),
         )?;
         let installed = super::tarball::installed_packages(&out)?;
-        let wanted: Vec<(String, String)> = locked
+        let mut wanted: Vec<(String, String)> = locked
             .packages
             .iter()
             .map(|p| (p.name.clone(), p.version.clone()))
             .collect();
+        // Locks of the first form are sorted as `name=version` strings (`apache2-bin` before
+        // `apache2`), dpkg's list by name.
+        wanted.sort();
         if installed != wanted {
             return Err(Error::LockMismatch {
                 image: name.into(),
