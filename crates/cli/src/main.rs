@@ -69,11 +69,14 @@ pub struct SiteArgs {
 
 impl SiteArgs {
     /// Loads `site_dir` for the chosen environment.
-    pub fn load(&self, site_dir: &std::path::Path) -> Result<model::ResolvedSite, model::Error> {
-        let options = model::LoadOptions {
+    pub fn load(
+        &self,
+        site_dir: &std::path::Path,
+    ) -> Result<wikikube_model::ResolvedSite, wikikube_model::Error> {
+        let options = wikikube_model::LoadOptions {
             private_dir: self.private_dir.clone(),
         };
-        model::load(site_dir, &self.environment, &options)
+        wikikube_model::load(site_dir, &self.environment, &options)
     }
 }
 
@@ -96,8 +99,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
-            let code = match error.downcast_ref::<render::RenderError>() {
-                Some(render::RenderError::Lint(_)) => exit::LINT,
+            let code = match error.downcast_ref::<wikikube_render::RenderError>() {
+                Some(wikikube_render::RenderError::Lint(_)) => exit::LINT,
                 _ => exit::FAILURE,
             };
             ExitCode::from(code)

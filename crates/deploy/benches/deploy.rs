@@ -11,7 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use deploy::progress::Quiet;
+use wikikube_deploy::progress::Quiet;
 
 /// Writes a copy of the example farm with 5 deployments of 3 releases each and 2 clusters.
 fn bench_site(dir: &std::path::Path) {
@@ -58,17 +58,19 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     bench_site(dir.path());
-    let site = model::load(dir.path(), "eqiad", &model::LoadOptions::default()).unwrap();
-    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
-    let steps = deploy::plan(&site, &rendered.objects);
+    let site =
+        wikikube_model::load(dir.path(), "eqiad", &wikikube_model::LoadOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    let steps = wikikube_deploy::plan(&rendered);
     let namespace = site.spec.site.namespace.clone();
     let deployments = steps
         .iter()
-        .filter(|step| step.object.kind == "Deployment")
+        .filter(|step| step.object.kind == wikikube_render::ObjectKind::Deployment)
         .count();
     let names: Vec<&str> = steps
         .iter()
-        .filter(|step| step.object.kind == "Deployment")
+        .filter(|step| step.object.kind == wikikube_render::ObjectKind::Deployment)
         .map(|step| step.object.name.as_str())
         .collect();
     assert_eq!(
@@ -76,8 +78,8 @@ fn main() {
         "5 deployments x 3 releases, and the edge: {names:?}"
     );
 
-    let runtime = deploy::runtime().unwrap();
-    let options = deploy::Options {
+    let runtime = wikikube_deploy::runtime().unwrap();
+    let options = wikikube_deploy::Options {
         user: "bench".into(),
         soak: Duration::ZERO,
         smoke: Vec::new(),
@@ -97,22 +99,33 @@ fn main() {
             ];
             let targets = [fakes[0].target("eqiad"), fakes[1].target("codfw")];
             let start = Instant::now();
-            let report = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+            let report =
+                wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
             first.push(start.elapsed());
             assert!(report.ok, "{}", report.to_text());
             // A change to every Deployment: the realistic redeploy.
-            let next =
-                support::site::with_image(&steps, deploy::Phase::Main, &format!("app:r{round}"));
-            let next =
-                support::site::with_image(&next, deploy::Phase::Canary, &format!("app:r{round}"));
-            let next =
-                support::site::with_image(&next, deploy::Phase::Debug, &format!("app:r{round}"));
+            let next = support::site::with_image(
+                &steps,
+                wikikube_deploy::Phase::Main,
+                &format!("app:r{round}"),
+            );
+            let next = support::site::with_image(
+                &next,
+                wikikube_deploy::Phase::Canary,
+                &format!("app:r{round}"),
+            );
+            let next = support::site::with_image(
+                &next,
+                wikikube_deploy::Phase::Debug,
+                &format!("app:r{round}"),
+            );
             let start = Instant::now();
-            let report = deploy::deploy(&targets, &namespace, &next, &options, &Quiet).await;
+            let report =
+                wikikube_deploy::deploy(&targets, &namespace, &next, &options, &Quiet).await;
             again.push(start.elapsed());
             assert!(report.ok, "{}", report.to_text());
             let start = Instant::now();
-            let diff = deploy::diff(&targets, &namespace, &rendered.objects)
+            let diff = wikikube_deploy::diff(&targets, &namespace, &rendered.objects())
                 .await
                 .unwrap();
             diffs.push(start.elapsed());

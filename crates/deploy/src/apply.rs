@@ -14,6 +14,8 @@ use kube::discovery::ApiResource;
 use kube::Client;
 use serde::{Deserialize, Serialize};
 
+use wikikube_render::ObjectKind;
+
 use crate::Error;
 
 /// The field manager of every write wikikube makes.
@@ -31,17 +33,17 @@ pub enum Mode {
 /// Which object: its kind and name. The namespace is the site's (none for a Namespace).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObjectRef {
-    /// `Deployment`, `ConfigMap`...
-    pub kind: String,
+    /// Its kind.
+    pub kind: ObjectKind,
     /// `metadata.name`.
     pub name: String,
 }
 
 impl ObjectRef {
     /// The reference of a rendered object.
-    pub fn of(object: &render::Object) -> Self {
+    pub fn of(object: &wikikube_render::Object) -> Self {
         ObjectRef {
-            kind: object.kind().to_string(),
+            kind: object.kind(),
             name: object.name().to_string(),
         }
     }
@@ -54,27 +56,26 @@ impl std::fmt::Display for ObjectRef {
 }
 
 /// The API resource of a kind wikikube renders, and whether it lives in a namespace.
-fn resource(kind: &str) -> Result<(ApiResource, bool), Error> {
-    Ok(match kind {
-        "Namespace" => (ApiResource::erase::<Namespace>(&()), false),
-        "ServiceAccount" => (ApiResource::erase::<ServiceAccount>(&()), true),
-        "ConfigMap" => (ApiResource::erase::<ConfigMap>(&()), true),
-        "Secret" => (ApiResource::erase::<Secret>(&()), true),
-        "Service" => (ApiResource::erase::<Service>(&()), true),
-        "Deployment" => (ApiResource::erase::<Deployment>(&()), true),
-        "PodDisruptionBudget" => (ApiResource::erase::<PodDisruptionBudget>(&()), true),
-        other => return Err(Error::UnknownKind(other.to_string())),
-    })
+fn resource(kind: ObjectKind) -> (ApiResource, bool) {
+    match kind {
+        ObjectKind::Namespace => (ApiResource::erase::<Namespace>(&()), false),
+        ObjectKind::ServiceAccount => (ApiResource::erase::<ServiceAccount>(&()), true),
+        ObjectKind::ConfigMap => (ApiResource::erase::<ConfigMap>(&()), true),
+        ObjectKind::Secret => (ApiResource::erase::<Secret>(&()), true),
+        ObjectKind::Service => (ApiResource::erase::<Service>(&()), true),
+        ObjectKind::Deployment => (ApiResource::erase::<Deployment>(&()), true),
+        ObjectKind::PodDisruptionBudget => (ApiResource::erase::<PodDisruptionBudget>(&()), true),
+    }
 }
 
 /// The dynamic API for objects of `kind` in `namespace`.
-pub fn api(client: &Client, namespace: &str, kind: &str) -> Result<Api<DynamicObject>, Error> {
-    let (resource, namespaced) = resource(kind)?;
-    Ok(if namespaced {
+pub fn api(client: &Client, namespace: &str, kind: ObjectKind) -> Api<DynamicObject> {
+    let (resource, namespaced) = resource(kind);
+    if namespaced {
         Api::namespaced_with(client.clone(), namespace, &resource)
     } else {
         Api::all_with(client.clone(), &resource)
-    })
+    }
 }
 
 /// The patch parameters of every apply: our field manager, forced, dry-run or not.
@@ -95,7 +96,7 @@ pub async fn apply_value(
     body: &serde_json::Value,
     mode: Mode,
 ) -> Result<DynamicObject, Error> {
-    api(client, namespace, &target.kind)?
+    api(client, namespace, target.kind)
         .patch(&target.name, &params(mode), &Patch::Apply(body))
         .await
         .map_err(|source| Error::kube(format!("apply {target}"), source))
@@ -105,7 +106,7 @@ pub async fn apply_value(
 pub async fn apply(
     client: &Client,
     namespace: &str,
-    object: &render::Object,
+    object: &wikikube_render::Object,
     mode: Mode,
 ) -> Result<DynamicObject, Error> {
     let body = serde_json::to_value(object).expect("rendered objects serialize");
@@ -118,7 +119,7 @@ pub async fn get(
     namespace: &str,
     target: &ObjectRef,
 ) -> Result<Option<DynamicObject>, Error> {
-    api(client, namespace, &target.kind)?
+    api(client, namespace, target.kind)
         .get_opt(&target.name)
         .await
         .map_err(|source| Error::kube(format!("get {target}"), source))
@@ -129,7 +130,7 @@ pub async fn delete(client: &Client, namespace: &str, target: &ObjectRef) -> Res
     // Foreground: a Deployment's pods go before the Deployment is reported gone, so a rollback
     // that deletes a release does not leave pods serving behind it.
     let params = DeleteParams::foreground();
-    match api(client, namespace, &target.kind)?
+    match api(client, namespace, target.kind)
         .delete(&target.name, &params)
         .await
     {

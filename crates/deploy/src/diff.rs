@@ -100,11 +100,11 @@ impl DiffReport {
 pub async fn diff_cluster(
     target: &Target,
     namespace: &str,
-    objects: &[render::Object],
+    objects: &[&wikikube_render::Object],
 ) -> Result<ClusterDiff, Error> {
     let client = &target.client;
     let mut diffs = Vec::with_capacity(objects.len());
-    for object in objects {
+    for &object in objects {
         let reference = ObjectRef::of(object);
         let live = apply::get(client, namespace, &reference).await?;
         let live = live.map(|live| serde_json::to_value(live).expect("objects serialize"));
@@ -119,7 +119,7 @@ pub async fn diff_cluster(
         };
         diffs.push(object_diff(reference, live, Some(would)));
     }
-    let rendered: Vec<ObjectRef> = objects.iter().map(ObjectRef::of).collect();
+    let rendered: Vec<ObjectRef> = objects.iter().map(|object| ObjectRef::of(object)).collect();
     for reference in inventory::read(client, namespace)
         .await?
         .prunable(&rendered)
@@ -139,7 +139,7 @@ pub async fn diff_cluster(
 pub async fn diff(
     targets: &[Target],
     namespace: &str,
-    objects: &[render::Object],
+    objects: &[&wikikube_render::Object],
 ) -> Result<DiffReport, Error> {
     let clusters = futures::future::try_join_all(
         targets
@@ -154,7 +154,7 @@ pub async fn diff(
 pub fn object_diff(object: ObjectRef, live: Option<Value>, would: Option<Value>) -> ObjectDiff {
     let mut live = live.map(normalize);
     let mut would = would.map(normalize);
-    if object.kind == "Secret" {
+    if object.kind == wikikube_render::ObjectKind::Secret {
         redact_secret(live.as_mut(), would.as_mut());
     }
     let change = match (&live, &would) {

@@ -133,7 +133,7 @@ impl Record {
 pub fn images(steps: &[Step]) -> BTreeMap<String, Vec<String>> {
     steps
         .iter()
-        .filter(|step| step.object.kind == "Deployment")
+        .filter(|step| step.object.kind == wikikube_render::ObjectKind::Deployment)
         .map(|step| {
             let images = step
                 .body
@@ -163,14 +163,14 @@ pub fn values_hash(steps: &[Step]) -> String {
 
 fn history_ref() -> ObjectRef {
     ObjectRef {
-        kind: "ConfigMap".into(),
+        kind: wikikube_render::ObjectKind::ConfigMap,
         name: HISTORY.into(),
     }
 }
 
 fn revision_ref(revision: u64) -> ObjectRef {
     ObjectRef {
-        kind: "Secret".into(),
+        kind: wikikube_render::ObjectKind::Secret,
         name: format!("{REVISION_PREFIX}{revision}"),
     }
 }
@@ -329,4 +329,12 @@ pub async fn prune_revisions(client: &kube::Client, namespace: &str) -> Result<(
         write(client, namespace, &records).await?;
     }
     Ok(())
+}
+
+/// The newest `done` record before `revision`.
+pub fn last_done(records: &[Record], revision: u64) -> Option<&Record> {
+    records
+        .iter()
+        .rev()
+        .find(|record| record.state == State::Done && record.revision < revision)
 }

@@ -36,31 +36,20 @@ impl Inventory {
         let mut gone: Vec<ObjectRef> = self
             .objects
             .iter()
-            .filter(|object| !rendered.contains(object) && object.kind != "Namespace")
+            .filter(|object| {
+                !rendered.contains(object) && object.kind != wikikube_render::ObjectKind::Namespace
+            })
             .cloned()
             .collect();
-        gone.sort_by_key(|object| std::cmp::Reverse(rank(&object.kind)));
+        gone.sort_by_key(|object| std::cmp::Reverse(object.kind.apply_rank()));
         gone
-    }
-}
-
-/// The apply rank of a kind, as in `render::Object::apply_rank`.
-fn rank(kind: &str) -> u8 {
-    match kind {
-        "Namespace" => 0,
-        "ServiceAccount" => 1,
-        "ConfigMap" => 2,
-        "Secret" => 3,
-        "Service" => 4,
-        "Deployment" => 5,
-        _ => 6,
     }
 }
 
 /// Reads the inventory; a namespace without one has an empty inventory.
 pub async fn read(client: &kube::Client, namespace: &str) -> Result<Inventory, Error> {
     let reference = ObjectRef {
-        kind: "ConfigMap".into(),
+        kind: wikikube_render::ObjectKind::ConfigMap,
         name: INVENTORY.into(),
     };
     let Some(object) = apply::get(client, namespace, &reference).await? else {
@@ -100,7 +89,7 @@ pub async fn write(
         ..ConfigMap::default()
     };
     let reference = ObjectRef {
-        kind: "ConfigMap".into(),
+        kind: wikikube_render::ObjectKind::ConfigMap,
         name: INVENTORY.into(),
     };
     let body = serde_json::to_value(&map).expect("ConfigMaps serialize");

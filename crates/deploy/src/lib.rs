@@ -3,14 +3,14 @@
 //!
 //! What it does, per cluster of the environment (`[environment] clusters`, each a kubeconfig
 //! context), all clusters in parallel:
-//! - [`diff`]: server-side apply with `dryRun=All` of every rendered object and a unified diff
+//! - [`diff()`]: server-side apply with `dryRun=All` of every rendered object and a unified diff
 //!   against the live object, server-written fields stripped, Secret values never shown;
 //! - [`run::deploy`]: server-side apply under one field manager ([`apply::FIELD_MANAGER`],
-//!   forced), phase by phase ([`plan`]): shared objects, debug, canary, then the gate
+//!   forced), phase by phase ([`plan()`]): shared objects, debug, canary, then the gate
 //!   ([`canary`]: the rollout completion check of [`rollout`], [`smoke`] checks, a soak), then main
-//!   and next; then [`inventory`] pruning. Every step is written to the [`history`] record first,
+//!   and next; then [`inventory`] pruning. Every step is written to the [`mod@history`] record first,
 //!   so an interrupted deploy can be resumed or rolled back. Any failure in any cluster rolls back
-//!   every phase the run touched, everywhere ([`rollback`]).
+//!   every phase the run touched, everywhere ([`mod@rollback`]).
 //!
 //! Before a deploy or rollback touches any cluster it takes the deploy lock of every cluster, a
 //! Lease renewed while it runs and released when it ends ([`lock`]), so that two people cannot
@@ -26,6 +26,7 @@
 
 pub mod apply;
 pub mod canary;
+pub mod cluster;
 pub mod config;
 pub mod diff;
 pub mod history;
@@ -33,6 +34,7 @@ pub mod inventory;
 pub mod lock;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod rollback;
 pub mod rollout;
 pub mod run;
@@ -42,8 +44,9 @@ pub use config::{DeployConfig, SmokeCheck};
 pub use diff::{diff, DiffReport};
 pub use history::{Record, State};
 pub use plan::{plan, Phase, Step};
+pub use report::{ClusterReport, DeployReport, Options};
 pub use rollback::rollback;
-pub use run::{deploy, DeployReport, Options};
+pub use run::deploy;
 /// The async runtime the CLI drives this crate with (see [`runtime`]).
 pub use tokio::runtime::Runtime;
 
@@ -58,7 +61,7 @@ pub struct Target {
 
 /// Connects to every cluster of the environment, through the kubeconfig contexts it names
 /// (`KUBECONFIG` or `~/.kube/config`).
-pub async fn connect(clusters: &[model::ClusterSpec]) -> Result<Vec<Target>, Error> {
+pub async fn connect(clusters: &[wikikube_model::ClusterSpec]) -> Result<Vec<Target>, Error> {
     let mut targets = Vec::with_capacity(clusters.len());
     for cluster in clusters {
         let options = kube::config::KubeConfigOptions {
@@ -100,7 +103,7 @@ pub async fn history(
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A request to the API server failed.
-    #[error("cannot {action}: {source}")]
+    #[error("cannot {action}")]
     Kube {
         /// What we were doing.
         action: String,
@@ -118,9 +121,6 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// An object of a kind wikikube does not render.
-    #[error("wikikube does not manage objects of kind {0}")]
-    UnknownKind(String),
     /// Bookkeeping in the cluster that cannot be read.
     #[error("{what} cannot be read: {message}")]
     Corrupt {

@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use crate::apply::{self, Mode};
 use crate::history;
 use crate::plan::Step;
-use crate::run::{ClusterReport, DeployReport, Options};
+use crate::report::{ClusterReport, DeployReport, Options};
 use crate::{Error, Target};
 
 /// The Lease's name, in the site's namespace.

@@ -2,15 +2,15 @@
 //!
 //! Phases, in order: [`Phase::Shared`] (Namespace, ServiceAccount, the shared ConfigMap and the
 //! Secret), [`Phase::Debug`], [`Phase::Canary`] (then the gate: rollout, smoke checks, soak), and
-//! [`Phase::Main`] (main and next). An object belongs to a release when its name is the release's
-//! base name `{deployment}-{release}` or starts with it (its ConfigMaps), or when it is main's
-//! Service, named after the deployment. The edge's objects (`{site}-edge`) go with main: a change
-//! of routes or shares reaches users only once the canaries passed the gate.
+//! [`Phase::Main`] (main and next). The render says which objects belong to which release; the
+//! components (the edge) go with main: a change of routes or shares reaches users only once the
+//! canaries passed the gate.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use model::{ReleaseName, ResolvedSite};
+use wikikube_model::ReleaseName;
+use wikikube_render::Rendered;
 
 use crate::apply::ObjectRef;
 
@@ -65,49 +65,28 @@ pub struct Step {
     pub body: Value,
 }
 
-/// Places every rendered object (already in apply order) in its phase; the order inside a phase
-/// is kept.
-pub fn plan(site: &ResolvedSite, objects: &[render::Object]) -> Vec<Step> {
-    let mut bases: Vec<(String, ReleaseName)> = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| {
-            ReleaseName::ALL
-                .into_iter()
-                .map(move |release| (format!("{}-{release}", deployment.name), release))
+/// Places every rendered object in its phase, in apply order inside each phase.
+pub fn plan(rendered: &Rendered) -> Vec<Step> {
+    let mut placed: Vec<(Phase, &wikikube_render::Object)> = Vec::new();
+    placed.extend(rendered.shared.iter().map(|object| (Phase::Shared, object)));
+    for release in &rendered.releases {
+        let phase = Phase::of_release(release.release);
+        placed.extend(release.objects.iter().map(|object| (phase, object)));
+    }
+    for component in &rendered.components {
+        placed.extend(component.objects.iter().map(|object| (Phase::Main, object)));
+    }
+    placed.sort_by(|(phase_a, a), (phase_b, b)| {
+        (phase_a, a.apply_rank(), a.name()).cmp(&(phase_b, b.apply_rank(), b.name()))
+    });
+    placed
+        .into_iter()
+        .map(|(phase, object)| Step {
+            phase,
+            object: ObjectRef::of(object),
+            body: serde_json::to_value(object).expect("rendered objects serialize"),
         })
-        .collect();
-    // Longest first, so `mw-api-ext-main` is not taken for a release of `mw-api`.
-    bases.sort_by_key(|(base, _)| std::cmp::Reverse(base.len()));
-    let edge = render::edge::name(site);
-    let mut steps: Vec<Step> = objects
-        .iter()
-        .map(|object| {
-            let name = object.name();
-            let release = bases
-                .iter()
-                .find(|(base, _)| {
-                    name == base
-                        || name
-                            .strip_prefix(base.as_str())
-                            .is_some_and(|rest| rest.starts_with('-'))
-                })
-                .map(|(_, release)| *release)
-                .or_else(|| {
-                    let main_service = object.kind() == "Service"
-                        && site.deployments.iter().any(|d| d.name == name);
-                    (main_service || name == edge).then_some(ReleaseName::Main)
-                });
-            Step {
-                phase: release.map_or(Phase::Shared, Phase::of_release),
-                object: ObjectRef::of(object),
-                body: serde_json::to_value(object).expect("rendered objects serialize"),
-            }
-        })
-        .collect();
-    // Stable: apply order is kept inside each phase.
-    steps.sort_by_key(|step| step.phase);
-    steps
+        .collect()
 }
 
 /// The steps of one phase.

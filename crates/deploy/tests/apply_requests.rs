@@ -4,10 +4,10 @@ use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{json, Value};
 
-use deploy::apply::{self, Mode};
+use wikikube_deploy::apply::{self, Mode};
 
-fn configmap() -> render::Object {
-    render::Object::ConfigMap(k8s_openapi::api::core::v1::ConfigMap {
+fn configmap() -> wikikube_render::Object {
+    wikikube_render::Object::ConfigMap(k8s_openapi::api::core::v1::ConfigMap {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: Some("farm-httpd-sites".into()),
             namespace: Some("mediawiki".into()),
@@ -90,8 +90,8 @@ async fn deployments_go_to_the_apps_group_and_namespaces_are_cluster_scoped() {
         }
         paths
     });
-    let reference = |kind: &str, name: &str| apply::ObjectRef {
-        kind: kind.into(),
+    let reference = |kind: wikikube_render::ObjectKind, name: &str| apply::ObjectRef {
+        kind,
         name: name.into(),
     };
     let body =
@@ -99,7 +99,7 @@ async fn deployments_go_to_the_apps_group_and_namespaces_are_cluster_scoped() {
     apply::apply_value(
         &client,
         "mediawiki",
-        &reference("Deployment", "mw-web-main"),
+        &reference(wikikube_render::ObjectKind::Deployment, "mw-web-main"),
         &body,
         Mode::Apply,
     )
@@ -109,7 +109,7 @@ async fn deployments_go_to_the_apps_group_and_namespaces_are_cluster_scoped() {
     apply::apply_value(
         &client,
         "mediawiki",
-        &reference("Namespace", "mediawiki"),
+        &reference(wikikube_render::ObjectKind::Namespace, "mediawiki"),
         &body,
         Mode::Apply,
     )

@@ -4,17 +4,17 @@
 
 use std::time::Duration;
 
-use deploy::progress::Quiet;
+use wikikube_deploy::progress::Quiet;
 
 mod support;
 
-async fn target() -> Option<deploy::Target> {
+async fn target() -> Option<wikikube_deploy::Target> {
     let path = std::env::var("WIKIKUBE_TEST_KUBECONFIG").ok()?;
     let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("a readable kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("a usable kubeconfig");
-    Some(deploy::Target {
+    Some(wikikube_deploy::Target {
         name: "test".into(),
         client: kube::Client::try_from(config).unwrap(),
     })
@@ -27,23 +27,26 @@ async fn real_cluster_diff_is_a_dry_run_and_deploy_records_history() {
         return;
     };
     let (namespace, steps) = support::site::farm_steps("eqiad");
-    let site = model::load(&support::site::farm_dir(), "eqiad", &Default::default()).unwrap();
-    let rendered = render::render(&site, &Default::default()).unwrap();
+    let site =
+        wikikube_model::load(&support::site::farm_dir(), "eqiad", &Default::default()).unwrap();
+    let rendered = wikikube_render::render(&site, &Default::default()).unwrap();
     let targets = [target];
-    let diff = deploy::diff(&targets, &namespace, &rendered.objects)
+    let diff = wikikube_deploy::diff(&targets, &namespace, &rendered.objects())
         .await
         .unwrap();
     println!("{}", diff.to_text());
     // The example's images cannot be pulled in a test cluster: expect the canary to fail its
     // rollout and the deploy to roll back, which exercises the real controller's conditions.
-    let options = deploy::Options {
+    let options = wikikube_deploy::Options {
         soak: Duration::from_secs(5),
         extra_wait: Duration::from_secs(30),
-        ..deploy::Options::default()
+        ..wikikube_deploy::Options::default()
     };
-    let report = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
     println!("{}", report.to_text());
-    let history = deploy::history(&targets, &namespace).await.unwrap();
+    let history = wikikube_deploy::history(&targets, &namespace)
+        .await
+        .unwrap();
     let last = history[0].1.last().expect("a record");
     assert!(last.state.is_terminal(), "{last:?}");
 }

@@ -1,8 +1,8 @@
 //! The rollout completion check on hand-written Deployment statuses (pure; no server).
 
-use deploy::rollout::{check, Rollout};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
+use wikikube_deploy::rollout::{check, Rollout};
 
 fn deployment(status: serde_json::Value) -> Deployment {
     serde_json::from_value(

@@ -5,11 +5,11 @@
 
 mod support;
 
-use deploy::history::{Action, State};
-use deploy::progress::{Log, Quiet};
-use deploy::Phase;
 use support::site::{farm_steps, fast_options, with_image};
 use support::{Behaviour, FakeApi, TwoClusters};
+use wikikube_deploy::history::{Action, State};
+use wikikube_deploy::progress::{Log, Quiet};
+use wikikube_deploy::Phase;
 
 fn app_image(fake: &FakeApi, deployment: &str) -> String {
     let object = fake
@@ -26,8 +26,8 @@ fn app_image(fake: &FakeApi, deployment: &str) -> String {
         .to_string()
 }
 
-async fn records(fake: &FakeApi, namespace: &str) -> Vec<deploy::Record> {
-    deploy::history::read(&fake.client(), namespace)
+async fn records(fake: &FakeApi, namespace: &str) -> Vec<wikikube_deploy::Record> {
+    wikikube_deploy::history::read(&fake.client(), namespace)
         .await
         .unwrap()
 }
@@ -37,7 +37,7 @@ async fn simulated_deploy_goes_debug_canary_gate_main_and_records_done() {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     let log = Log::default();
-    let report = deploy::deploy(
+    let report = wikikube_deploy::deploy(
         &[fake.target("eqiad")],
         &namespace,
         &steps,
@@ -69,7 +69,7 @@ async fn simulated_deploy_goes_debug_canary_gate_main_and_records_done() {
     assert!(history[0].images["mw-web-main"]
         .iter()
         .any(|image| image.contains("app:")));
-    let inventory = deploy::inventory::read(&fake.client(), &namespace)
+    let inventory = wikikube_deploy::inventory::read(&fake.client(), &namespace)
         .await
         .unwrap();
     assert_eq!(inventory.objects.len(), steps.len());
@@ -89,7 +89,7 @@ async fn simulated_stale_deadline_condition_from_an_earlier_rollout_is_not_a_fai
     let (namespace, steps) = farm_steps("eqiad");
     let options = fast_options();
     assert!(
-        deploy::deploy(
+        wikikube_deploy::deploy(
             &[fake.target("eqiad")],
             &namespace,
             &steps,
@@ -108,7 +108,8 @@ async fn simulated_stale_deadline_condition_from_an_earlier_rollout_is_not_a_fai
         "registry.farm.test/wikikube/app:v2-stale",
     );
     fake.clear_requests();
-    let report = deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let report =
+        wikikube_deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
     assert!(report.ok, "{}", report.to_text());
     let reads = fake
         .requests()
@@ -143,7 +144,7 @@ async fn simulated_stuck_canary_in_one_cluster_rolls_back_both_clusters() {
         Phase::Main,
         "registry.farm.test/wikikube/app:v2-broken",
     );
-    let report = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
     assert!(!report.ok);
     let failure = report.failure.clone().unwrap();
     assert!(failure.starts_with("codfw:"), "{failure}");
@@ -164,7 +165,7 @@ async fn simulated_failing_smoke_check_names_the_check_and_rolls_back() {
     let (namespace, steps) = farm_steps("eqiad");
     let options = fast_options();
     assert!(
-        deploy::deploy(
+        wikikube_deploy::deploy(
             &[fake.target("eqiad")],
             &namespace,
             &steps,
@@ -176,7 +177,8 @@ async fn simulated_failing_smoke_check_names_the_check_and_rolls_back() {
     );
     fake.behave("v2-smokefail", Behaviour::FailsSmoke);
     let v2 = with_image(&steps, Phase::Canary, "app:v2-smokefail");
-    let report = deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let report =
+        wikikube_deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
     let failure = report.failure.unwrap();
     assert!(failure.contains("smoke check \"main page\""), "{failure}");
     assert!(failure.contains("answered 500"), "{failure}");
@@ -189,7 +191,7 @@ async fn simulated_canary_that_crashes_while_soaking_fails_the_gate() {
     let (namespace, steps) = farm_steps("eqiad");
     let mut options = fast_options();
     assert!(
-        deploy::deploy(
+        wikikube_deploy::deploy(
             &[fake.target("eqiad")],
             &namespace,
             &steps,
@@ -202,7 +204,8 @@ async fn simulated_canary_that_crashes_while_soaking_fails_the_gate() {
     fake.behave("v2-crash", Behaviour::CrashAfterReady);
     options.soak = std::time::Duration::from_millis(300);
     let v2 = with_image(&steps, Phase::Canary, "app:v2-crash");
-    let report = deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let report =
+        wikikube_deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
     let failure = report.failure.unwrap();
     assert!(failure.contains("unhealthy while soaking"), "{failure}");
 }
@@ -212,7 +215,7 @@ async fn simulated_failed_first_deploy_deletes_what_it_created_but_the_namespace
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     fake.behave("mw-web-canary", Behaviour::Stuck);
-    let report = deploy::deploy(
+    let report = wikikube_deploy::deploy(
         &[fake.target("eqiad")],
         &namespace,
         &steps,
@@ -237,7 +240,7 @@ async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_do
     let (namespace, steps) = farm_steps("eqiad");
     let options = fast_options();
     assert!(
-        deploy::deploy(
+        wikikube_deploy::deploy(
             &[fake.target("eqiad")],
             &namespace,
             &steps,
@@ -260,7 +263,7 @@ async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_do
         .filter(|step| !step.object.name.starts_with("mw-api-ext"))
         .cloned()
         .collect();
-    let report = deploy::deploy(
+    let report = wikikube_deploy::deploy(
         &[fake.target("eqiad")],
         &namespace,
         &fewer,
@@ -289,7 +292,7 @@ async fn simulated_interrupted_deploy_is_refused_then_resumed() {
     let mut stop = fake.notify_at_state("canary-applied");
     let targets = [fake.target("eqiad")];
     tokio::select! {
-        _ = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
+        _ = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
         _ = stop.recv() => {} // The process "dies" here: the future is dropped.
     }
     // Its lock stays until it expires; a minute later, it has.
@@ -300,11 +303,11 @@ async fn simulated_interrupted_deploy_is_refused_then_resumed() {
     );
 
     options.soak = std::time::Duration::from_millis(10);
-    let refused = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let refused = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
     assert!(refused.failure.unwrap().contains("--resume"));
 
     options.resume = true;
-    let resumed = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let resumed = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
     assert!(resumed.ok, "{}", resumed.to_text());
     let history = records(&fake, &namespace).await;
     assert_eq!(history.len(), 1, "the same revision went on");
@@ -320,13 +323,13 @@ async fn simulated_resume_refuses_a_different_site() {
     let mut stop = fake.notify_at_state("canary-applied");
     let targets = [fake.target("eqiad")];
     tokio::select! {
-        _ = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
+        _ = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet) => panic!("should be interrupted"),
         _ = stop.recv() => {}
     }
     fake.expire_lock(&namespace);
     options.resume = true;
     let other = with_image(&steps, Phase::Main, "app:other");
-    let report = deploy::deploy(&targets, &namespace, &other, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &other, &options, &Quiet).await;
     assert!(report.failure.unwrap().contains("different objects"));
 }
 
@@ -337,7 +340,7 @@ async fn simulated_rollback_reapplies_the_previous_revision_as_a_new_one() {
     let options = fast_options();
     let targets = [fake.target("eqiad")];
     assert!(
-        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
             .await
             .ok
     );
@@ -348,13 +351,13 @@ async fn simulated_rollback_reapplies_the_previous_revision_as_a_new_one() {
         "app:v2",
     );
     assert!(
-        deploy::deploy(&targets, &namespace, &v2, &options, &Quiet)
+        wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet)
             .await
             .ok
     );
     assert_eq!(app_image(&fake, "mw-web-main"), "app:v2");
 
-    let report = deploy::rollback(&targets, &namespace, &options, &Quiet).await;
+    let report = wikikube_deploy::rollback(&targets, &namespace, &options, &Quiet).await;
     assert!(report.ok, "{}", report.to_text());
     assert_eq!(app_image(&fake, "mw-web-main"), v1);
     let history = records(&fake, &namespace).await;
@@ -370,7 +373,7 @@ async fn simulated_interrupted_deploy_can_be_rolled_back() {
     let mut options = fast_options();
     let targets = [fake.target("eqiad")];
     assert!(
-        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
             .await
             .ok
     );
@@ -379,13 +382,13 @@ async fn simulated_interrupted_deploy_can_be_rolled_back() {
     let mut stop = fake.notify_at_state("canary-applied");
     let v2 = with_image(&steps, Phase::Canary, "app:v2");
     tokio::select! {
-        _ = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet) => panic!("should be interrupted"),
+        _ = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet) => panic!("should be interrupted"),
         _ = stop.recv() => {}
     }
     fake.expire_lock(&namespace);
     assert_eq!(app_image(&fake, "mw-web-canary"), "app:v2");
     options.soak = std::time::Duration::from_millis(10);
-    let report = deploy::rollback(&targets, &namespace, &options, &Quiet).await;
+    let report = wikikube_deploy::rollback(&targets, &namespace, &options, &Quiet).await;
     assert!(report.ok, "{}", report.to_text());
     assert_eq!(app_image(&fake, "mw-web-canary"), v1);
     let history = records(&fake, &namespace).await;
@@ -393,7 +396,7 @@ async fn simulated_interrupted_deploy_can_be_rolled_back() {
     assert_eq!(history[2].action, Action::Rollback { to: 1 });
     // And a normal deploy may follow.
     assert!(
-        deploy::deploy(&targets, &namespace, &v2, &options, &Quiet)
+        wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet)
             .await
             .ok
     );
@@ -409,7 +412,7 @@ async fn simulated_history_keeps_few_full_revisions_and_small_records() {
     for version in 0..8 {
         let next = with_image(&steps, Phase::Main, &format!("app:v{version}"));
         assert!(
-            deploy::deploy(&targets, &namespace, &next, &options, &Quiet)
+            wikikube_deploy::deploy(&targets, &namespace, &next, &options, &Quiet)
                 .await
                 .ok
         );
@@ -419,7 +422,11 @@ async fn simulated_history_keeps_few_full_revisions_and_small_records() {
         .into_iter()
         .filter(|name| name.starts_with("wikikube-revision-"))
         .collect();
-    assert_eq!(stored.len(), deploy::history::KEEP_REVISIONS, "{stored:?}");
+    assert_eq!(
+        stored.len(),
+        wikikube_deploy::history::KEEP_REVISIONS,
+        "{stored:?}"
+    );
     let history = records(&fake, &namespace).await;
     assert_eq!(history.len(), 8);
     let history_text =
@@ -439,43 +446,45 @@ async fn simulated_history_keeps_few_full_revisions_and_small_records() {
 async fn simulated_diff_shows_changes_and_never_secret_values() {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
-    let site = model::load(
+    let site = wikikube_model::load(
         &support::site::farm_dir(),
         "eqiad",
-        &model::LoadOptions::default(),
+        &wikikube_model::LoadOptions::default(),
     )
     .unwrap();
-    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     let targets = [fake.target("eqiad")];
 
-    let before = deploy::diff(&targets, &namespace, &rendered.objects)
+    let before = wikikube_deploy::diff(&targets, &namespace, &rendered.objects())
         .await
         .unwrap();
     assert!(before.has_differences());
     assert!(before.clusters[0]
         .objects
         .iter()
-        .all(|object| object.change == deploy::diff::Change::Create));
+        .all(|object| object.change == wikikube_deploy::diff::Change::Create));
 
     assert!(
-        deploy::deploy(&targets, &namespace, &steps, &fast_options(), &Quiet)
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &fast_options(), &Quiet)
             .await
             .ok
     );
-    let after = deploy::diff(&targets, &namespace, &rendered.objects)
+    let after = wikikube_deploy::diff(&targets, &namespace, &rendered.objects())
         .await
         .unwrap();
     assert!(!after.has_differences(), "{}", after.to_text());
 
-    let mut changed = rendered.objects.clone();
+    let mut changed: Vec<wikikube_render::Object> =
+        rendered.objects().into_iter().cloned().collect();
     for object in &mut changed {
         match object {
-            render::Object::Secret(secret) => {
+            wikikube_render::Object::Secret(secret) => {
                 for value in secret.data.as_mut().unwrap().values_mut() {
                     *value = k8s_openapi::ByteString(b"hunter2-new-password".to_vec());
                 }
             }
-            render::Object::Deployment(deployment)
+            wikikube_render::Object::Deployment(deployment)
                 if deployment.metadata.name.as_deref() == Some("mw-web-main") =>
             {
                 deployment.spec.as_mut().unwrap().replicas = Some(99);
@@ -483,7 +492,10 @@ async fn simulated_diff_shows_changes_and_never_secret_values() {
             _ => {}
         }
     }
-    let report = deploy::diff(&targets, &namespace, &changed).await.unwrap();
+    let changed: Vec<&wikikube_render::Object> = changed.iter().collect();
+    let report = wikikube_deploy::diff(&targets, &namespace, &changed)
+        .await
+        .unwrap();
     let text = report.to_text();
     assert!(text.contains("+  replicas: 99"), "{text}");
     assert!(text.contains("<redacted: new value>"), "{text}");

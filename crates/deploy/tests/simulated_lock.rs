@@ -6,13 +6,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use deploy::history::State;
-use deploy::lock::LEASE_NAME;
-use deploy::progress::Quiet;
-use deploy::{Error, Phase};
 use serde_json::json;
 use support::site::{farm_steps, fast_options, with_image};
 use support::{Behaviour, FakeApi, TwoClusters};
+use wikikube_deploy::history::State;
+use wikikube_deploy::lock::LEASE_NAME;
+use wikikube_deploy::progress::Quiet;
+use wikikube_deploy::{Error, Phase};
 
 fn app_image(fake: &FakeApi, deployment: &str) -> String {
     let object = fake.object("deployments", deployment).unwrap();
@@ -59,15 +59,15 @@ async fn simulated_second_deploy_while_the_first_holds_the_lock_fails_at_once_an
     let v2 = with_image(&steps, Phase::Main, "app:v2-bob");
 
     let (report, elapsed, direct, requests) = tokio::select! {
-        _ = deploy::deploy(&targets, &namespace, &steps, &first, &Quiet) => panic!("alice's deploy soaks for 30 s"),
+        _ = wikikube_deploy::deploy(&targets, &namespace, &steps, &first, &Quiet) => panic!("alice's deploy soaks for 30 s"),
         outcome = async {
             stop.recv().await;
             fake.clear_requests();
             let started = Instant::now();
-            let report = deploy::deploy(&targets, &namespace, &v2, &second, &Quiet).await;
+            let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &second, &Quiet).await;
             let elapsed = started.elapsed();
             let requests = fake.requests();
-            let direct = deploy::lock::acquire(
+            let direct = wikikube_deploy::lock::acquire(
                 &fake.client(), &namespace, "bob@here pid 2", Duration::from_secs(60), None,
             ).await;
             (report, elapsed, direct, requests)
@@ -113,7 +113,7 @@ async fn simulated_second_deploy_while_the_first_holds_the_lock_fails_at_once_an
         .as_str()
         .unwrap()
         .starts_with("alice@"));
-    let history = deploy::history::read(&fake.client(), &namespace)
+    let history = wikikube_deploy::history::read(&fake.client(), &namespace)
         .await
         .unwrap();
     assert_eq!(history.len(), 1);
@@ -130,7 +130,7 @@ async fn simulated_lock_left_by_a_dead_process_is_taken_over() {
     let targets = [fake.target("eqiad")];
     let options = fast_options();
     assert!(
-        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
             .await
             .ok
     );
@@ -142,7 +142,7 @@ async fn simulated_lock_left_by_a_dead_process_is_taken_over() {
     );
     fake.clear_requests();
     let v2 = with_image(&steps, Phase::Main, "app:v2");
-    let report = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
     assert!(report.ok, "{}", report.to_text());
     assert_eq!(app_image(&fake, "mw-web-main"), "app:v2");
     let requests = fake.requests();
@@ -162,7 +162,7 @@ async fn simulated_lock_left_by_a_dead_process_is_taken_over() {
         &namespace,
         lease("carol@busy pid 3", jiff::Timestamp::now(), &namespace),
     );
-    let report = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
     assert!(report.failure.unwrap().contains("carol@busy pid 3"));
     assert_eq!(app_image(&fake, "mw-web-main"), "app:v2");
 }
@@ -173,7 +173,7 @@ async fn simulated_lease_is_gone_after_a_deploy_and_after_a_failed_one_that_roll
     let (namespace, steps) = farm_steps("eqiad");
     let targets = [fake.target("eqiad")];
     let options = fast_options();
-    let report = deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
     assert!(report.ok, "{}", report.to_text());
     assert!(fake.object("leases", LEASE_NAME).is_none());
     // The first deploy's Lease needed its namespace: created first, then locked.
@@ -191,7 +191,7 @@ async fn simulated_lease_is_gone_after_a_deploy_and_after_a_failed_one_that_roll
     fake.behave("v2-broken", Behaviour::Stuck);
     fake.clear_requests();
     let v2 = with_image(&steps, Phase::Canary, "app:v2-broken");
-    let report = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
     assert!(!report.ok);
     assert!(report.clusters[0].rolled_back, "{}", report.to_text());
     assert!(fake.object("leases", LEASE_NAME).is_none());
@@ -221,7 +221,7 @@ async fn simulated_rollback_takes_the_lock() {
     );
     for version in [&steps, &v2] {
         assert!(
-            deploy::deploy(&targets, &namespace, version, &options, &Quiet)
+            wikikube_deploy::deploy(&targets, &namespace, version, &options, &Quiet)
                 .await
                 .ok
         );
@@ -232,7 +232,7 @@ async fn simulated_rollback_takes_the_lock() {
         lease("dave@elsewhere pid 4", jiff::Timestamp::now(), &namespace),
     );
     fake.clear_requests();
-    let refused = deploy::rollback(&targets, &namespace, &options, &Quiet).await;
+    let refused = wikikube_deploy::rollback(&targets, &namespace, &options, &Quiet).await;
     assert!(!refused.ok);
     assert!(refused.failure.unwrap().contains("dave@elsewhere pid 4"));
     assert_eq!(app_image(&fake, "mw-web-main"), "app:v2");
@@ -244,7 +244,7 @@ async fn simulated_rollback_takes_the_lock() {
 
     fake.expire_lock(&namespace);
     fake.clear_requests();
-    let report = deploy::rollback(&targets, &namespace, &options, &Quiet).await;
+    let report = wikikube_deploy::rollback(&targets, &namespace, &options, &Quiet).await;
     assert!(report.ok, "{}", report.to_text());
     assert_ne!(app_image(&fake, "mw-web-main"), "app:v2");
     let requests = fake.requests();
@@ -268,7 +268,7 @@ async fn simulated_lost_lock_stops_the_run_and_leaves_the_new_holder_alone() {
     let mut stop = fake.notify_at_state("canary-applied");
     let started = Instant::now();
     let (report, _) = tokio::join!(
-        deploy::deploy(&targets, &namespace, &steps, &options, &Quiet),
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet),
         async {
             stop.recv().await;
             // Someone took it over, as they would after our renewals stalled past its expiry.
@@ -289,7 +289,7 @@ async fn simulated_lost_lock_stops_the_run_and_leaves_the_new_holder_alone() {
     let held = fake.object("leases", LEASE_NAME).expect("the new holder's");
     assert_eq!(held["spec"]["holderIdentity"], "erin@other pid 5");
     // Stopped where it was: nothing rolled back, the record says where.
-    let history = deploy::history::read(&fake.client(), &namespace)
+    let history = wikikube_deploy::history::read(&fake.client(), &namespace)
         .await
         .unwrap();
     assert_eq!(history[0].state, State::CanaryApplied);
@@ -314,7 +314,7 @@ async fn simulated_lock_held_in_one_cluster_stops_the_deploy_before_any_cluster_
     );
     eqiad.clear_requests();
     let v2 = with_image(&steps, Phase::Canary, "app:v2");
-    let report = deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
     assert!(!report.ok);
     assert!(report
         .failure

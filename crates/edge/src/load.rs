@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Read {
         /// The file.
         path: PathBuf,
@@ -29,7 +29,7 @@ pub enum LoadError {
         message: String,
     },
     /// The file parsed but its values do not fit together.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -100,10 +100,16 @@ key = "k.pem"
 upstream = "127.0.0.1:8080"
 "#;
 
+    /// The error and its causes, as the binary prints them.
     fn err(text: &str) -> String {
-        parse_str(text, Path::new("/etc/edge.toml"))
-            .unwrap_err()
-            .to_string()
+        let error = parse_str(text, Path::new("/etc/edge.toml")).unwrap_err();
+        let mut out = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            out.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        out
     }
 
     #[test]

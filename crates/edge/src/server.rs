@@ -44,7 +44,7 @@ pub enum ServerError {
     #[error(transparent)]
     UpstreamTls(#[from] UpstreamTlsError),
     /// A listener could not be opened.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The address.
         address: String,

@@ -50,12 +50,14 @@ const MAX_IDLE: usize = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// The TCP connection could not be made.
-    #[error("connect to {address}: {source}")]
+    // The cause goes into the message and is not a `source`: these errors are logged and sent
+    // as 502 bodies on one line, and a chain printer would say it twice.
+    #[error("connect to {address}: {cause}")]
     Connect {
         /// `HOST:PORT`.
         address: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Connecting (with the TLS handshake) took longer than [`CONNECT_TIMEOUT`].
     #[error("connect to {address}: no connection within {} s", CONNECT_TIMEOUT.as_secs())]
@@ -64,14 +66,14 @@ pub enum UpstreamError {
         address: String,
     },
     /// The TLS handshake failed (certificate not trusted, wrong name, protocol).
-    #[error("TLS to {address} as {server_name}: {source}")]
+    #[error("TLS to {address} as {server_name}: {cause}")]
     Tls {
         /// `HOST:PORT`.
         address: String,
         /// The name verified.
         server_name: String,
         /// The cause, as rustls reports it.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The backend's TLS settings are not loaded (cannot happen for a validated, prepared
     /// config; reported rather than falling back to plain HTTP).
@@ -413,9 +415,9 @@ pub async fn connect(
     let connect = async {
         let tcp = TcpStream::connect(address)
             .await
-            .map_err(|source| UpstreamError::Connect {
+            .map_err(|cause| UpstreamError::Connect {
                 address: address.to_owned(),
-                source,
+                cause,
             })?;
         let _ = tcp.set_nodelay(true);
         let Some(settings) = settings else {
@@ -430,10 +432,10 @@ pub async fn connect(
         let stream = tokio_rustls::TlsConnector::from(client.config)
             .connect(client.server_name, tcp)
             .await
-            .map_err(|source| UpstreamError::Tls {
+            .map_err(|cause| UpstreamError::Tls {
                 address: address.to_owned(),
                 server_name: settings.server_name.clone(),
-                source,
+                cause,
             })?;
         Ok(Stream::Tls(Box::new(stream)))
     };

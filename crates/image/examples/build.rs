@@ -9,8 +9,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut site = PathBuf::from("examples/farm");
     let mut env = "local".to_string();
-    let mut options = image::Options {
-        cache_dir: image::Cache::default_dir(),
+    let mut options = wikikube_image::Options {
+        cache_dir: wikikube_image::Cache::default_dir(),
         progress: true,
         ..Default::default()
     };
@@ -21,8 +21,8 @@ fn main() {
             "--env" => env = args.next().expect("--env ENV"),
             "--cache" => options.cache_dir = args.next().expect("--cache DIR").into(),
             "--out" => options.out_dir = Some(args.next().expect("--out DIR").into()),
-            "--update-lock" => options.lock_mode = image::LockMode::Update,
-            "--locked" => options.lock_mode = image::LockMode::Locked,
+            "--update-lock" => options.lock_mode = wikikube_image::LockMode::Update,
+            "--locked" => options.lock_mode = wikikube_image::LockMode::Locked,
             "--json" => json = true,
             "--set-config" => {
                 let value = args.next().expect("--set-config PATH=TEXT");
@@ -40,17 +40,17 @@ fn main() {
     }
     options.config_files = config;
     options.progress = !json;
-    let site = match model::load(&site, &env, &model::LoadOptions::default()) {
+    let site = match wikikube_model::load(&site, &env, &wikikube_model::LoadOptions::default()) {
         Ok(site) => site,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(2);
         }
     };
-    match image::build(&site, &options) {
-        Ok(report) if json => println!("{}", image::progress::json(&report)),
+    match wikikube_image::build(&site, &options) {
+        Ok(report) if json => println!("{}", wikikube_image::progress::json(&report)),
         Ok(report) => {
-            print!("{}", image::progress::table(&report));
+            print!("{}", wikikube_image::progress::table(&report));
             println!(
                 "layers written: {:.1} MB in {:.2} s; layout {}",
                 report.bytes_compressed as f64 / 1e6,

@@ -107,7 +107,7 @@ pub struct Report {
 }
 
 /// Builds every image of `site` and writes them to an OCI layout.
-pub fn build(site: &model::ResolvedSite, options: &Options) -> Result<Report> {
+pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<Report> {
     let config = BuildConfig::load(&site.dir)?;
     let lock = Lock::load(&site.dir)?;
     let mut cache = Cache::open(&options.cache_dir)?;
@@ -209,7 +209,7 @@ struct Builder<'a> {
     config: BuildConfig,
     lock: Lock,
     resolver: Resolver,
-    site: &'a model::ResolvedSite,
+    site: &'a wikikube_model::ResolvedSite,
     options: &'a Options,
     /// Rootfs tarballs made or found this build: name -> (key, path).
     rootfs: BTreeMap<String, (String, PathBuf)>,

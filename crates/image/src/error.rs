@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -15,7 +15,7 @@ pub enum Error {
     },
     /// The site could not be loaded.
     #[error(transparent)]
-    Model(#[from] model::Error),
+    Model(#[from] wikikube_model::Error),
     /// `build.toml` or `packages.lock` is not valid.
     #[error("{path}: {message}")]
     Config {
@@ -33,6 +33,14 @@ pub enum Error {
         package: String,
         /// Why the build needs it.
         purpose: String,
+    },
+    /// One of the project's own programs is not beside the running executable.
+    #[error("{path} is missing: the cake's {name} image packages it; build it with `cargo build --release -p {name}` (`make up` does)")]
+    MissingOwnProgram {
+        /// Where it was looked for.
+        path: PathBuf,
+        /// The program.
+        name: String,
     },
     /// The lock file does not list the packages `build.toml` asks for (an error only with
     /// `--locked`; otherwise the build resolves them).

@@ -28,6 +28,7 @@ pub mod lock;
 pub mod oci;
 pub mod patches;
 pub mod podman;
+pub mod programs;
 pub mod progress;
 pub mod registry;
 pub mod rootfs;

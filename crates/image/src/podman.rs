@@ -7,9 +7,29 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 
-/// The containers.conf this machine's podman needs (see DESIGN.md), shipped with the crate.
+/// The containers.conf our machines' podman needs (see DESIGN.md): no default ulimits (they
+/// need CAP_SYS_RESOURCE) and runc (crun refuses hybrid cgroups).
+const CONTAINERS_CONF: &str = include_str!("../containers.conf");
+
+/// The path of [`CONTAINERS_CONF`], written once per process under the system's temporary
+/// directory: the file is compiled into the binary, so an installed `wikikube` works without
+/// the source tree it was built from.
 pub fn containers_conf() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("containers.conf")
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let digest = crate::digest::sha256(CONTAINERS_CONF.as_bytes());
+        let name = format!("wikikube-containers-{}.conf", &digest[7..19]);
+        let path = std::env::temp_dir().join(name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(CONTAINERS_CONF) {
+            // Written beside and renamed, so a concurrent reader never sees half a file.
+            let partial = path.with_extension(format!("{}.partial", std::process::id()));
+            if std::fs::write(&partial, CONTAINERS_CONF).is_ok() {
+                let _ = std::fs::rename(&partial, &path);
+            }
+        }
+        path
+    })
+    .clone()
 }
 
 /// A podman command using [`containers_conf`] unless CONTAINERS_CONF is set.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use image::{Options, Report};
+use wikikube_image::{Options, Report};
 
 fn require(program: &str, package: &str) {
     let found = std::env::var_os("PATH")
@@ -108,15 +108,16 @@ fn build(
     cache: &Path,
     rootfs: &Path,
     config: BTreeMap<String, Vec<u8>>,
-) -> image::Result<Report> {
-    let site = model::load(site, "local", &model::LoadOptions::default()).expect("the site loads");
+) -> wikikube_image::Result<Report> {
+    let site = wikikube_model::load(site, "local", &wikikube_model::LoadOptions::default())
+        .expect("the site loads");
     let options = Options {
         cache_dir: cache.to_path_buf(),
         rootfs_dir: Some(rootfs.to_path_buf()),
         config_files: config,
         ..Default::default()
     };
-    image::build(&site, &options)
+    wikikube_image::build(&site, &options)
 }
 
 fn digests(report: &Report) -> BTreeMap<String, Vec<(String, String)>> {
@@ -255,8 +256,11 @@ fn a_bad_patch_names_the_patch_and_hunk_and_keeps_the_previous_images() {
         config_files: config_files("Farm"),
         ..Default::default()
     };
-    let loaded = model::load(&site, "local", &model::LoadOptions::default()).unwrap();
-    let error = image::build(&loaded, &options).unwrap_err().to_string();
+    let loaded =
+        wikikube_model::load(&site, "local", &wikikube_model::LoadOptions::default()).unwrap();
+    let error = wikikube_image::build(&loaded, &options)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("0002-bad.patch"), "{error}");
     assert!(error.contains("includes/WebStart.php"), "{error}");
     assert!(error.contains("Hunk #1 FAILED"), "{error}");
@@ -275,15 +279,15 @@ fn the_app_image_runs_php_and_mediawiki_under_podman() {
     require("runc", "runc");
     let shared = shared();
     let _guard = serial();
-    let id = image::podman::load(&shared.report.out_dir, "app").unwrap();
+    let id = wikikube_image::podman::load(&shared.report.out_dir, "app").unwrap();
     assert!(!id.is_empty());
     let run = |args: &[&str]| {
-        let output = image::podman::command()
+        let output = wikikube_image::podman::command()
             .args([
                 "run",
                 "--rm",
                 "--network=none",
-                &image::podman::local_name("app"),
+                &wikikube_image::podman::local_name("app"),
             ])
             .args(args)
             .output()
@@ -301,10 +305,10 @@ fn the_app_image_runs_php_and_mediawiki_under_podman() {
         l10n.contains("de.l10n.php") || l10n.contains("l10n"),
         "{l10n}"
     );
-    let web = image::podman::load(&shared.report.out_dir, "webserver").unwrap();
+    let web = wikikube_image::podman::load(&shared.report.out_dir, "webserver").unwrap();
     assert!(!web.is_empty());
-    let php_files = image::podman::command()
-        .args(["run", "--rm", "--network=none", &image::podman::local_name("webserver")])
+    let php_files = wikikube_image::podman::command()
+        .args(["run", "--rm", "--network=none", &wikikube_image::podman::local_name("webserver")])
         .args(["sh", "-c", "find /srv/mediawiki -type f -name '*.php' | wc -l; apache2ctl -M 2>/dev/null | grep -c -E 'proxy_fcgi|rewrite|headers|remoteip'"])
         .output()
         .unwrap();
@@ -323,14 +327,17 @@ fn rootfs_is_reproducible() {
     // rootfs from them independently.
     let shared = shared();
     let dir = tempfile::tempdir_in(root()).unwrap();
-    let config = image::config::BuildConfig::load(&shared.site).unwrap();
+    let config = wikikube_image::config::BuildConfig::load(&shared.site).unwrap();
     let base = config.bases["base-memcached"].clone();
     let mut tarballs = Vec::new();
     for name in ["one", "two"] {
-        let cache = image::Cache::open(&dir.path().join(name)).unwrap();
-        let mut lock = image::lock::Lock::load(&shared.site).unwrap();
-        let mut resolver =
-            image::rootfs::debian::Resolver::new(&cache, &config, image::LockMode::Locked);
+        let cache = wikikube_image::Cache::open(&dir.path().join(name)).unwrap();
+        let mut lock = wikikube_image::lock::Lock::load(&shared.site).unwrap();
+        let mut resolver = wikikube_image::rootfs::debian::Resolver::new(
+            &cache,
+            &config,
+            wikikube_image::LockMode::Locked,
+        );
         resolver.settle(&mut lock, "base-memcached", &base).unwrap();
         let (_, path) = resolver.ensure(&lock, "base-memcached", &base).unwrap();
         tarballs.push(std::fs::read(path).unwrap());
@@ -403,12 +410,14 @@ fn a_second_push_to_a_registry_uploads_no_blob() {
     let shared = shared();
     let _serial = serial();
     let registry = Registry::start();
-    let cache = image::Cache::open(&shared.cache).unwrap();
+    let cache = wikikube_image::Cache::open(&shared.cache).unwrap();
     let out = &shared.report.out_dir;
-    let first = image::registry::push_layout(&cache, out, &registry.address, "latest").unwrap();
+    let first =
+        wikikube_image::registry::push_layout(&cache, out, &registry.address, "latest").unwrap();
     assert!(first.uploaded > 0, "the first push uploaded nothing");
     assert!(first.bytes > 0);
-    let second = image::registry::push_layout(&cache, out, &registry.address, "latest").unwrap();
+    let second =
+        wikikube_image::registry::push_layout(&cache, out, &registry.address, "latest").unwrap();
     assert_eq!(second.uploaded, 0, "the second push uploaded blobs again");
     assert_eq!(second.skipped, first.uploaded + first.skipped);
     // The registry serves what was pushed: the app image's manifest under its tag.

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use image::config::{BaseConfig, BuildConfig};
-use image::lock::{Lock, LockedPackage};
-use image::rootfs::debian::{LockMode, Resolver};
-use image::rootfs::repository::Repository;
-use image::rootfs::tarball::installed_packages;
-use image::Cache;
+use wikikube_image::config::{BaseConfig, BuildConfig};
+use wikikube_image::lock::{Lock, LockedPackage};
+use wikikube_image::rootfs::debian::{LockMode, Resolver};
+use wikikube_image::rootfs::repository::Repository;
+use wikikube_image::rootfs::tarball::installed_packages;
+use wikikube_image::Cache;
 
 const ROOTFS: &str = "small";
 
@@ -202,7 +202,7 @@ fn a_lock_older_than_the_archive_builds_its_own_versions_and_then_without_the_ar
     let first = std::fs::read(&tarball).unwrap();
 
     // `--outdated` sees the update, as a security update.
-    let outdated = image::rootfs::outdated::compare(&lock, |name| {
+    let outdated = wikikube_image::rootfs::outdated::compare(&lock, |name| {
         (name == "hostname").then(|| {
             (
                 resolved.update.version.clone(),

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use model::{EnvironmentKind, ResolvedSite};
-use render::Rendered;
+use wikikube_model::{EnvironmentKind, ResolvedSite};
+use wikikube_render::Rendered;
 
-use crate::pods::{local_pods, LocalPod};
+use crate::pods::{local_pods, LocalPod, PodRole};
 use crate::state::{self, StateDir};
 use crate::{certificate, install, podman, Error};
+use wikikube_render::ComponentKind;
 
 /// How `up` runs.
 #[derive(Clone, Debug)]
@@ -125,7 +126,7 @@ pub fn up(
         state::write_file(&state.secrets().join(key), value.as_bytes(), 0o440)?;
     }
     state::create_dir(&state.tls(), 0o750)?;
-    let names = render::config::tls::certificate_names(&site.spec);
+    let names = wikikube_render::config::tls::certificate_names(&site.spec);
     certificate::ensure(&state.tls(), &names)?;
 
     let mut report = UpReport {
@@ -173,7 +174,7 @@ pub fn up(
 
     let installer = pods
         .iter()
-        .find(|pod| pod.release.is_some())
+        .find(|pod| pod.release().is_some())
         .map(|pod| pod.container_name("app"));
     if let Some(container) = installer {
         say(options, "installing wikis that have no database yet");
@@ -204,24 +205,21 @@ pub fn up(
     report.wikis = wiki_urls(site, &pods);
     report.debug = pods
         .iter()
-        .filter(|pod| {
-            pod.release.as_ref().is_some_and(|(deployment, release)| {
-                deployment.contains("debug") || *release == model::ReleaseName::Debug
-            })
-        })
+        .filter(|pod| pod.is_debug())
         .filter_map(|pod| {
             let domain = site.spec.wikis.values().next()?.domains.first()?;
             Some(format!(
                 "{} (deployment {}): https://{domain}:{}/",
                 pod.name,
-                pod.release.as_ref()?.0,
-                pod.https_port?
+                pod.release()?.0,
+                pod.https_port()?
             ))
         })
         .collect();
     report.edge = pods
         .iter()
-        .find_map(|pod| pod.edge_port)
+        .filter(|pod| pod.is(ComponentKind::Edge))
+        .find_map(LocalPod::https_port)
         .map(|port| format!("https://localhost:{port}/"));
     report.seconds = started_at.elapsed().as_secs_f64();
     Ok(report)
@@ -260,14 +258,18 @@ fn check_ports(
 ) -> Result<(), Error> {
     let mut claimed: BTreeMap<u16, &str> = BTreeMap::new();
     for (pod, _, _, changed, _) in plans {
-        let ports = [
-            (pod.http_port, "local.http_port", "0.0.0.0"),
-            (pod.https_port, "local.https_port", "0.0.0.0"),
-            (pod.memcached_port, "memcached.pools (its port)", gateway),
-            (pod.edge_port, "traffic.local_https_port", "0.0.0.0"),
-        ];
-        for (port, field, address) in ports {
-            let Some(port) = port else { continue };
+        for (port_name, &port) in &pod.host_ports {
+            // The site key a user changes to move the port.
+            let (field, address) = match (&pod.role, port_name.as_str()) {
+                (PodRole::Component(ComponentKind::Memcached), _) => {
+                    ("memcached.pools (its port)", gateway)
+                }
+                (PodRole::Component(ComponentKind::Edge), _) => {
+                    ("traffic.local_https_port", "0.0.0.0")
+                }
+                (_, "http") => ("local.http_port", "0.0.0.0"),
+                _ => ("local.https_port", "0.0.0.0"),
+            };
             if let Some(other) = claimed.insert(port, &pod.name) {
                 return Err(Error::Inconsistent(format!(
                     "pods {other} and {} both want host port {port}",
@@ -309,24 +311,26 @@ fn wait_ready(pod: &LocalPod, options: &UpOptions) -> Result<(), Error> {
             .collect::<Vec<_>>()
             .join(", ");
         if all_running {
-            match pod.http_port {
-                Some(port) => match http_get(port, "localhost", render::config::paths::FPM_PING) {
-                    Some((200, _)) => {
-                        say(
-                            options,
-                            format!(
-                                "{} is ready ({:.1} s)",
-                                pod.name,
-                                start.elapsed().as_secs_f64()
-                            ),
-                        );
-                        return Ok(());
+            match pod.http_port() {
+                Some(port) => {
+                    match http_get(port, "localhost", wikikube_render::config::paths::FPM_PING) {
+                        Some((200, _)) => {
+                            say(
+                                options,
+                                format!(
+                                    "{} is ready ({:.1} s)",
+                                    pod.name,
+                                    start.elapsed().as_secs_f64()
+                                ),
+                            );
+                            return Ok(());
+                        }
+                        Some((status, _)) => {
+                            detail = format!("httpd answers {status} to the php-fpm ping")
+                        }
+                        None => detail = "httpd does not answer yet".into(),
                     }
-                    Some((status, _)) => {
-                        detail = format!("httpd answers {status} to the php-fpm ping")
-                    }
-                    None => detail = "httpd does not answer yet".into(),
-                },
+                }
                 None => return Ok(()),
             }
         }
@@ -360,16 +364,12 @@ pub fn http_get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
 }
 
 fn wiki_urls(site: &ResolvedSite, pods: &[LocalPod]) -> Vec<WikiUrl> {
-    // The wikis' traffic goes to the first deployment that publishes HTTPS and is not a debug one.
-    let serving = pods
-        .iter()
-        .filter(|pod| pod.https_port.is_some())
-        .find(|pod| {
-            pod.release
-                .as_ref()
-                .is_some_and(|(deployment, _)| !deployment.contains("debug"))
-        })
-        .or_else(|| pods.iter().find(|pod| pod.https_port.is_some()));
+    // The wikis' traffic goes to the first release that publishes HTTPS and is not a debug one.
+    let cakes = || pods.iter().filter(|pod| pod.release().is_some());
+    let serving = cakes()
+        .filter(|pod| pod.https_port().is_some())
+        .find(|pod| !pod.is_debug())
+        .or_else(|| cakes().find(|pod| pod.https_port().is_some()));
     site.spec
         .wikis
         .iter()
@@ -378,13 +378,13 @@ fn wiki_urls(site: &ResolvedSite, pods: &[LocalPod]) -> Vec<WikiUrl> {
             WikiUrl {
                 dbname: dbname.clone(),
                 url: serving
-                    .and_then(|pod| pod.https_port)
+                    .and_then(LocalPod::https_port)
                     // `/wiki/` rather than a title: MediaWiki redirects it to the main page in
                     // the wiki's own language (`Hauptseite` on a German wiki).
                     .map(|port| format!("https://{domain}:{port}/wiki/"))
                     .unwrap_or_default(),
                 http_url: serving
-                    .and_then(|pod| pod.http_port)
+                    .and_then(LocalPod::http_port)
                     .map(|port| format!("http://{domain}:{port}/wiki/")),
             }
         })
@@ -527,7 +527,7 @@ pub fn down(site: &ResolvedSite, state: &StateDir, purge: bool) -> Result<Vec<St
         let _ = std::fs::remove_file(state.pods().join(format!("{name}.hash")));
     }
     if purge {
-        let mut volumes = vec![crate::pods::data_volume(site)];
+        let mut volumes = vec![wikikube_render::naming::wiki_data(site)];
         let listed = podman::run(&["volume", "ls", "--format", "{{.Name}}"])?;
         for volume in listed.lines() {
             if pods

@@ -2,10 +2,10 @@
 //! container for every wiki whose SQLite file does not exist yet, so a second `up` (or a
 //! restart) never installs twice and never touches existing data.
 
-use model::ResolvedSite;
+use wikikube_model::ResolvedSite;
 
-use crate::pods::DATA_DIR;
 use crate::{podman, Error};
+use wikikube_render::machine::DATA_DIR;
 
 /// The private value holding the wikis' administrator password.
 pub const ADMIN_PASSWORD: &str = "admin_password";
@@ -23,18 +23,21 @@ pub fn install_missing(site: &ResolvedSite, container: &str) -> Result<Vec<Strin
             continue;
         }
         let sitename = match wiki.settings.get("wgSitename") {
-            Some(model::SettingValue::String(name)) => name.clone(),
+            Some(wikikube_model::SettingValue::String(name)) => name.clone(),
             _ => dbname.clone(),
         };
         let server = format!("https://{}", wiki.domains[0]);
         let confpath = format!("/tmp/install-{dbname}");
-        let password_file = format!("{}/{ADMIN_PASSWORD}", render::config::paths::SECRETS_DIR);
+        let password_file = format!(
+            "{}/{ADMIN_PASSWORD}",
+            wikikube_render::config::paths::SECRETS_DIR
+        );
         // The installer runs from the wiki's version directly, not through the farm's entry
         // point: that one names the farm's LocalSettings.php, and the installer refuses to run
         // where settings exist. It writes its own LocalSettings.php to a scratch directory.
         let installer = format!(
             "{}/maintenance/install.php",
-            render::config::paths::code_dir(&wiki.version)
+            wikikube_render::config::paths::code_dir(&wiki.version)
         );
         let skins = site.spec.skins.join(",");
         let mut all: Vec<&str> = vec![

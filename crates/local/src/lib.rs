@@ -1,12 +1,15 @@
 //! The local environment, the embedded default: a site's `local` environment runs on one
 //! machine with podman, with the same images and the same rendered configuration as production.
 //!
-//! [`up`] turns the rendered objects into pods ([`pods`]), plays the ones that changed, installs
-//! each wiki's database once ([`install`]), waits until every cake answers, and returns the
-//! wikis' URLs. [`down`], [`status`] and [`logs`] do what they say.
+//! [`start`] is `wikikube up`: it has `image` build what the site needs, loads the images into
+//! podman and calls [`up`]. [`up`] turns every rendered Deployment into a pod with one
+//! conversion ([`pods`]), plays the ones that changed, installs each wiki's database once
+//! ([`install`]), waits until every cake answers, and returns the wikis' URLs. [`down`],
+//! [`status`] and [`logs`] do what they say.
 //!
-//! This crate runs what `render` produced and `image` built; it neither renders nor builds, and
-//! it never touches a pod or volume whose name it did not make.
+//! This crate runs what `render` produced and `image` built; it does not render, decide names
+//! (they come from `render::naming`) or build images itself, and it never touches a pod or
+//! volume whose name it did not make.
 
 pub mod certificate;
 pub mod install;
@@ -15,11 +18,13 @@ pub mod pods;
 pub mod state;
 
 mod farm;
+mod start;
 
 pub use farm::{
     down, http_get, logs, status, up, ContainerStatus, PodStatus, Status, UpOptions, UpReport,
     WikiUrl,
 };
+pub use start::{start, StartOptions, StartReport};
 pub use state::StateDir;
 
 use std::path::Path;
@@ -83,8 +88,11 @@ pub enum Error {
     /// The certificate could not be made.
     #[error("{0}")]
     Certificate(String),
+    /// Building or loading the images failed.
+    #[error(transparent)]
+    Image(#[from] wikikube_image::Error),
     /// Reading or writing the state directory failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: String,

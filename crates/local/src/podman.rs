@@ -5,9 +5,9 @@ use std::process::{Command, Output};
 
 use crate::Error;
 
-/// A podman command with this machine's settings (see `image::podman::command`).
+/// A podman command with this machine's settings (see `wikikube_image::podman::command`).
 pub fn command() -> Command {
-    image::podman::command()
+    wikikube_image::podman::command()
 }
 
 /// Runs podman with `args`; returns its stdout.

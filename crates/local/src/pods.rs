@@ -1,55 +1,66 @@
-//! From rendered objects to the pods podman runs: the same containers, images, commands, config
-//! files and security settings as in Kubernetes, with what a single machine lacks replaced.
+//! From rendered Deployments to the pods podman runs. Every Deployment of the render, a cake's
+//! or a component's (the edge, memcached), goes through one conversion, so the local farm runs
+//! exactly the containers, images, commands, config files and security settings production
+//! runs. What podman cannot do is replaced here, and only here:
 //!
 //! - ConfigMap volumes become read-only host directories holding the same files (podman keeps
 //!   ConfigMap volumes across plays and would serve stale files after a change);
-//! - Secret volumes become host directories with one file per key (podman 4.3 crashes on Secret
+//! - Secret volumes become host directories: the private values' Secret one file per key,
+//!   certificate Secrets the certificate `wikikube up` made (podman 4.3 crashes on Secret
 //!   volumes from YAML);
 //! - emptyDir volumes get the pod's name as a prefix: podman makes them named volumes, which
 //!   two pods would otherwise share;
-//! - the app container gets the wikis' SQLite data on a named volume shared by every pod;
-//! - ports are published on the host as the release's `local` values say, and only those;
-//! - probes are left out: podman runs them only under systemd, and `up` checks readiness itself;
-//! - a memcached pod runs beside the cakes, published on podman's gateway only.
+//! - only ports with a `hostPort` are kept (podman publishes every declared port on the host,
+//!   the container port standing in for a missing host port, so pods would fight over their
+//!   metrics ports); memcached's are bound to podman's gateway, so only the host and its
+//!   containers reach it;
+//! - probes are left out: podman runs them only under systemd timers with tools inside the
+//!   images, and `up` checks readiness itself.
+//!
+//! render decides everything else (host ports, the data volume, the edge's upstreams).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HostPathVolumeSource, PersistentVolumeClaimVolumeSource, Pod,
-    PodSpec, Volume, VolumeMount,
-};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sha2::{Digest, Sha256};
 
-use model::{ReleaseName, ResolvedSite};
-use render::{Object, Rendered};
+use wikikube_model::{ReleaseName, ResolvedSite};
+use wikikube_render::{naming, ComponentKind, Object, Rendered};
 
 use crate::state::StateDir;
 use crate::Error;
 
-/// Where MediaWiki's SQLite databases live in the app container.
-pub const DATA_DIR: &str = "/var/lib/mediawiki-data";
+/// What a pod runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodRole {
+    /// A release's cake.
+    Release {
+        /// The deployment.
+        deployment: String,
+        /// The release.
+        release: ReleaseName,
+        /// Whether it serves only requests that ask for it.
+        debug: bool,
+    },
+    /// A component beside the releases.
+    Component(ComponentKind),
+}
 
 /// A pod to run, with everything that decides whether a running one is still current.
 #[derive(Clone, Debug)]
 pub struct LocalPod {
     /// The pod's name (`farm-mw-web-main`), also the prefix of its containers' names.
     pub name: String,
+    /// What it runs.
+    pub role: PodRole,
     /// The manifest podman plays.
     pub manifest: Pod,
     /// Config directories to write before playing: path -> file name -> contents.
-    pub config_dirs: BTreeMap<std::path::PathBuf, BTreeMap<String, String>>,
-    /// The host's HTTP port of httpd, when published.
-    pub http_port: Option<u16>,
-    /// The host's HTTPS port of the tls container, when published.
-    pub https_port: Option<u16>,
-    /// The host port of memcached, for the memcached pod.
-    pub memcached_port: Option<u16>,
-    /// The host port of the edge in front of the farm, for the edge pod.
-    pub edge_port: Option<u16>,
-    /// Which deployment and release it runs, for cake pods.
-    pub release: Option<(String, ReleaseName)>,
+    pub config_dirs: BTreeMap<PathBuf, BTreeMap<String, String>>,
+    /// The host ports it publishes, by port name (`https` -> 8443).
+    pub host_ports: BTreeMap<String, u16>,
 }
 
 impl LocalPod {
@@ -72,79 +83,141 @@ impl LocalPod {
     pub fn container_name(&self, container: &str) -> String {
         format!("{}-{container}", self.name)
     }
+
+    /// The host port of httpd's plain HTTP, when published.
+    pub fn http_port(&self) -> Option<u16> {
+        self.host_ports.get("http").copied()
+    }
+
+    /// The host port of HTTPS (a cake's tls container, or the edge), when published.
+    pub fn https_port(&self) -> Option<u16> {
+        self.host_ports.get("https").copied()
+    }
+
+    /// The deployment and release, for a cake.
+    pub fn release(&self) -> Option<(&str, ReleaseName)> {
+        match &self.role {
+            PodRole::Release {
+                deployment,
+                release,
+                ..
+            } => Some((deployment, *release)),
+            PodRole::Component(_) => None,
+        }
+    }
+
+    /// Whether this is a debug release's cake.
+    pub fn is_debug(&self) -> bool {
+        matches!(self.role, PodRole::Release { debug: true, .. })
+    }
+
+    /// Whether this is the component `kind`.
+    pub fn is(&self, kind: ComponentKind) -> bool {
+        self.role == PodRole::Component(kind)
+    }
 }
 
-/// The name of the volume holding every wiki's database.
-pub fn data_volume(site: &ResolvedSite) -> String {
-    format!("{}-wiki-data", site.spec.site.name)
-}
-
-/// The name of the memcached pod.
-pub fn memcached_pod_name(site: &ResolvedSite) -> String {
-    format!("{}-memcached", site.spec.site.name)
-}
-
-/// Every pod of the local environment: one per enabled release, then memcached. memcached comes
-/// last because it is published on podman's gateway address, which exists only once a pod runs
-/// on podman's network; until it starts, the cakes' routers count its server as down.
+/// Every pod of the local environment: one per enabled release, then the components. memcached
+/// comes last because it is published on podman's gateway address, which exists only once a
+/// pod runs on podman's network; until it starts, the cakes' routers count its server as down.
 pub fn local_pods(
     site: &ResolvedSite,
     rendered: &Rendered,
     state: &StateDir,
     gateway: &str,
 ) -> Result<Vec<LocalPod>, Error> {
-    let config_maps: BTreeMap<&str, &BTreeMap<String, String>> = rendered
-        .objects
+    let objects = rendered.objects();
+    let config_maps: BTreeMap<&str, &BTreeMap<String, String>> = objects
         .iter()
         .filter_map(|object| match object {
             Object::ConfigMap(map) => Some((object.name(), map.data.as_ref()?)),
             _ => None,
         })
         .collect();
+    let converter = Converter {
+        site,
+        state,
+        config_maps,
+    };
     let mut pods = Vec::new();
-    for object in &rendered.objects {
-        let Object::Deployment(deployment) = object else {
+    for release in &rendered.releases {
+        let deployment = release.deployment_object().ok_or_else(|| {
+            Error::Inconsistent(format!(
+                "release {}-{} has no Deployment",
+                release.deployment, release.release
+            ))
+        })?;
+        let name = naming::local_release_pod(site, &release.deployment, release.release);
+        let role = PodRole::Release {
+            deployment: release.deployment.clone(),
+            release: release.release,
+            debug: release.debug,
+        };
+        pods.push(converter.pod(name, role, deployment, None)?);
+    }
+    let mut components: Vec<_> = rendered.components.iter().collect();
+    components.sort_by_key(|component| component.kind == ComponentKind::Memcached);
+    for component in components {
+        let Some(deployment) = component.deployment_object() else {
             continue;
         };
-        // Pods are named after the site too: two sites may run on one machine.
-        let name = format!("{}-{}", site.spec.site.name, object.name());
-        let labels = deployment
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.template.metadata.as_ref())
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let host_ip = (component.kind == ComponentKind::Memcached).then_some(gateway);
+        pods.push(converter.pod(
+            name,
+            PodRole::Component(component.kind),
+            deployment,
+            host_ip,
+        )?);
+    }
+    Ok(pods)
+}
+
+/// The one conversion from a Deployment to a pod.
+struct Converter<'a> {
+    site: &'a ResolvedSite,
+    state: &'a StateDir,
+    config_maps: BTreeMap<&'a str, &'a BTreeMap<String, String>>,
+}
+
+impl Converter<'_> {
+    fn pod(
+        &self,
+        name: String,
+        role: PodRole,
+        deployment: &Deployment,
+        host_ip: Option<&str>,
+    ) -> Result<LocalPod, Error> {
+        let template = deployment.spec.as_ref().map(|spec| &spec.template);
+        let labels = template
+            .and_then(|template| template.metadata.as_ref())
             .and_then(|meta| meta.labels.clone())
             .unwrap_or_default();
-        let release = release_of(site, &labels)?;
-        let values = &site
-            .deployment(&release.0)
-            .and_then(|deployment| deployment.release(release.1))
-            .expect("rendered releases exist in the site")
-            .values;
-        let mut spec = deployment
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.template.spec.clone())
-            .expect("rendered Deployments have a pod template");
+        let mut spec = template
+            .and_then(|template| template.spec.clone())
+            .ok_or_else(|| Error::Inconsistent(format!("{name} has no pod template")))?;
         let mut config_dirs = BTreeMap::new();
+        let private = naming::private_secret(self.site);
         for volume in spec.volumes.iter_mut().flatten() {
             if let Some(source) = volume.config_map.take() {
-                let files = config_maps.get(source.name.as_str()).ok_or_else(|| {
+                let files = self.config_maps.get(source.name.as_str()).ok_or_else(|| {
                     Error::Inconsistent(format!(
                         "{name} mounts ConfigMap {} which is not rendered",
                         source.name
                     ))
                 })?;
-                let dir = state
-                    .config()
-                    .join(format!("{}-{}", source.name, short_hash(files)));
+                let dir = self.state.config().join(format!(
+                    "{}-{}",
+                    source.name,
+                    &wikikube_render::checksum(files)[..12]
+                ));
                 volume.host_path = Some(host_dir(&dir));
                 config_dirs.insert(dir, (*files).clone());
             } else if let Some(source) = volume.secret.take() {
-                let secret = source.secret_name.unwrap_or_default();
-                let dir = if secret.ends_with("-tls") || volume.name.contains("tls") {
-                    state.tls()
+                let dir = if source.secret_name.as_deref() == Some(private.as_str()) {
+                    self.state.secrets()
                 } else {
-                    state.secrets()
+                    self.state.tls()
                 };
                 volume.host_path = Some(host_dir(&dir));
             } else if volume.empty_dir.is_some() {
@@ -153,295 +226,35 @@ pub fn local_pods(
                 volume.name = scoped;
             }
         }
-        let data = data_volume(site);
-        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
-            name: data.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: data.clone(),
-                ..PersistentVolumeClaimVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-        let http_port = nonzero(values.local.http_port);
-        let https_port = nonzero(values.local.https_port);
+        let mut host_ports = BTreeMap::new();
         for container in &mut spec.containers {
-            if container.name == "app" {
-                container
-                    .volume_mounts
-                    .get_or_insert_with(Vec::new)
-                    .push(VolumeMount {
-                        name: data.clone(),
-                        mount_path: DATA_DIR.into(),
-                        ..VolumeMount::default()
-                    });
-            }
-            for port in container.ports.iter_mut().flatten() {
-                port.host_port = match port.name.as_deref() {
-                    Some("http") => http_port.map(i32::from),
-                    Some("https") => https_port.map(i32::from),
-                    _ => None,
-                };
-            }
-            // podman publishes every declared port on the host, the container port standing in
-            // for a missing host port, so two pods would fight over their metrics ports: keep
-            // only the ports published on purpose.
             if let Some(ports) = container.ports.as_mut() {
                 ports.retain(|port| port.host_port.is_some());
+                for port in ports.iter_mut() {
+                    port.host_ip = host_ip.map(str::to_string);
+                    if let (Some(port_name), Some(host)) = (&port.name, port.host_port) {
+                        host_ports.insert(port_name.clone(), u16::try_from(host).unwrap_or(0));
+                    }
+                }
             }
-            // podman turns probes into healthchecks that need systemd timers and tools (nc, curl)
-            // inside the images; `wikikube up` checks readiness itself instead.
             container.liveness_probe = None;
             container.readiness_probe = None;
         }
-        pods.push(LocalPod {
-            manifest: pod(&name, labels, spec),
+        Ok(LocalPod {
+            manifest: Pod {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(spec),
+                status: None,
+            },
             name,
+            role,
             config_dirs,
-            http_port,
-            https_port,
-            memcached_port: None,
-            edge_port: None,
-            release: Some(release),
-        });
-    }
-    if let Some(edge) = edge_pod(site, state, &pods)? {
-        pods.push(edge);
-    }
-    pods.push(memcached_pod(site, gateway, memcached_port(site)?)?);
-    Ok(pods)
-}
-
-/// The host port memcached is published on: the port of the local pool's server, which the
-/// environment file names as `host.containers.internal:PORT`.
-pub fn memcached_port(site: &ResolvedSite) -> Result<u16, Error> {
-    let datacenter = &site.environment.datacenter;
-    let servers: Vec<String> = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| deployment.releases.iter())
-        .filter_map(|release| release.values.memcached.pools.get(datacenter))
-        .flat_map(|pool| pool.servers.iter().cloned())
-        .collect();
-    let server = servers.first().ok_or_else(|| {
-        Error::Inconsistent(format!(
-            "memcached.pools.{datacenter} has no server for the local memcached"
-        ))
-    })?;
-    match server.rsplit_once(':') {
-        Some(("host.containers.internal", port)) => port.parse().map_err(|_| {
-            Error::Inconsistent(format!("memcached server {server} has no valid port"))
-        }),
-        _ => Err(Error::Inconsistent(format!(
-            "a local environment's memcached pool must be `host.containers.internal:PORT`, \
-             where `wikikube up` runs memcached; found {server}"
-        ))),
-    }
-}
-
-fn memcached_pod(site: &ResolvedSite, gateway: &str, port: u16) -> Result<LocalPod, Error> {
-    let name = memcached_pod_name(site);
-    let image = global_image(site, |images| images.memcached)?;
-    let container = Container {
-        name: "memcached".into(),
-        image: Some(image),
-        command: Some(
-            [
-                "memcached",
-                "--port=11211",
-                "--memory-limit=64",
-                "--conn-limit=1024",
-            ]
-            .map(String::from)
-            .to_vec(),
-        ),
-        ports: Some(vec![ContainerPort {
-            name: Some("memcache".into()),
-            container_port: 11211,
-            host_port: Some(i32::from(port)),
-            // Only the host and its containers: never the machine's other networks.
-            host_ip: Some(gateway.to_string()),
-            protocol: Some("TCP".into()),
-        }]),
-        security_context: Some(pod_user()),
-        ..Container::default()
-    };
-    let labels = render::labels::common(&site.spec.site.name);
-    Ok(LocalPod {
-        manifest: pod(
-            &name,
-            labels,
-            PodSpec {
-                containers: vec![container],
-                ..PodSpec::default()
-            },
-        ),
-        name,
-        config_dirs: BTreeMap::new(),
-        http_port: None,
-        https_port: None,
-        memcached_port: Some(port),
-        edge_port: None,
-        release: None,
-    })
-}
-
-/// The cake's restricted security context, with the pods' user set: these pods have no pod-level
-/// context to inherit it from.
-fn pod_user() -> k8s_openapi::api::core::v1::SecurityContext {
-    k8s_openapi::api::core::v1::SecurityContext {
-        run_as_user: Some(render::pod::RUN_AS),
-        ..render::pod::restricted()
-    }
-}
-
-/// The image reference of a global image setting (the edge and memcached belong to no release).
-fn global_image(
-    site: &ResolvedSite,
-    pick: fn(model::ImageValues) -> String,
-) -> Result<String, Error> {
-    let images = model::de::from_node::<model::ImageValues>(
-        site.tree.get_path(["images"]).expect("defaults set images"),
-        "images",
-    )
-    .map_err(|error| Error::Inconsistent(error.to_string()))?;
-    Ok(pick(images))
-}
-
-/// The edge in front of the farm (`[traffic] local_https_port`), routing to the cake pods'
-/// published httpd ports through the host.
-fn edge_pod(
-    site: &ResolvedSite,
-    state: &StateDir,
-    pods: &[LocalPod],
-) -> Result<Option<LocalPod>, Error> {
-    let port = site.spec.traffic.local_https_port;
-    if port == 0 {
-        return Ok(None);
-    }
-    // As in a cluster, the edge goes through each cake's tls container and checks its
-    // certificate, which on one machine is the edge's own self-signed one; a release that
-    // publishes only httpd's port is reached over plain HTTP.
-    let server_name = render::config::traffic::upstream_server_name(site);
-    let upstream = |deployment: &str, release: ReleaseName| {
-        let pod = pods.iter().find(|pod| {
-            pod.release
-                .as_ref()
-                .is_some_and(|r| r.0 == deployment && r.1 == release)
-        })?;
-        let address = |port: u16| format!("host.containers.internal:{port}");
-        match (pod.https_port, pod.http_port) {
-            (Some(port), _) => Some(render::config::traffic::Upstream {
-                address: address(port),
-                tls: Some(edge::config::UpstreamTls {
-                    ca: format!("{}/tls.crt", render::config::paths::TLS_DIR),
-                    server_name: server_name.clone(),
-                }),
-            }),
-            (None, Some(port)) => Some(render::config::traffic::Upstream {
-                address: address(port),
-                tls: None,
-            }),
-            (None, None) => None,
-        }
-    };
-    let Some(config) = render::config::traffic::edge(site, upstream) else {
-        return Ok(None);
-    };
-    let name = render::edge::name(site);
-    let files = BTreeMap::from([(
-        "edge.toml".to_string(),
-        render::config::traffic::file(&config),
-    )]);
-    let dir = state
-        .config()
-        .join(format!("{name}-{}", short_hash(&files)));
-    let container = Container {
-        name: "edge".into(),
-        image: Some(global_image(site, |images| images.tls)?),
-        command: Some(
-            ["edge", "--config", "/etc/wikikube/edge/edge.toml"]
-                .map(String::from)
-                .to_vec(),
-        ),
-        ports: Some(vec![ContainerPort {
-            name: Some("https".into()),
-            container_port: i32::from(render::config::traffic::PORT),
-            host_port: Some(i32::from(port)),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "edge-config".into(),
-                mount_path: "/etc/wikikube/edge".into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tls-certificate".into(),
-                mount_path: render::config::paths::TLS_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
-        security_context: Some(pod_user()),
-        ..Container::default()
-    };
-    let spec = PodSpec {
-        containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: "edge-config".into(),
-                host_path: Some(host_dir(&dir)),
-                ..Volume::default()
-            },
-            Volume {
-                name: "tls-certificate".into(),
-                host_path: Some(host_dir(&state.tls())),
-                ..Volume::default()
-            },
-        ]),
-        ..PodSpec::default()
-    };
-    Ok(Some(LocalPod {
-        manifest: pod(&name, render::labels::common(&site.spec.site.name), spec),
-        name,
-        config_dirs: BTreeMap::from([(dir, files)]),
-        http_port: None,
-        https_port: None,
-        memcached_port: None,
-        edge_port: Some(port),
-        release: None,
-    }))
-}
-
-fn pod(name: &str, labels: BTreeMap<String, String>, spec: PodSpec) -> Pod {
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            labels: Some(labels),
-            ..ObjectMeta::default()
-        },
-        spec: Some(spec),
-        status: None,
-    }
-}
-
-fn release_of(
-    site: &ResolvedSite,
-    labels: &BTreeMap<String, String>,
-) -> Result<(String, ReleaseName), Error> {
-    let deployment = labels.get(render::labels::DEPLOYMENT);
-    let release = labels
-        .get(render::labels::RELEASE)
-        .and_then(|name| name.parse::<ReleaseName>().ok());
-    match (deployment, release) {
-        (Some(deployment), Some(release)) if site.deployment(deployment).is_some() => {
-            Ok((deployment.clone(), release))
-        }
-        _ => Err(Error::Inconsistent(format!(
-            "a rendered Deployment lacks its deployment and release labels: {labels:?}"
-        ))),
+            host_ports,
+        })
     }
 }
 
@@ -460,23 +273,4 @@ fn host_dir(dir: &Path) -> HostPathVolumeSource {
         path: dir.display().to_string(),
         type_: Some("Directory".into()),
     }
-}
-
-fn nonzero(port: u16) -> Option<u16> {
-    (port != 0).then_some(port)
-}
-
-/// A short content hash for directory names.
-pub fn short_hash(files: &BTreeMap<String, String>) -> String {
-    let mut hasher = Sha256::new();
-    for (name, text) in files {
-        hasher.update((name.len() as u64).to_le_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update((text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
-    }
-    hasher.finalize()[..6]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }

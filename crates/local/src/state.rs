@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 
 /// The uid and gid the cake's containers run as; files they read are given to them.
-const POD_USER: u32 = render::pod::RUN_AS as u32;
+const POD_USER: u32 = wikikube_render::pod::RUN_AS as u32;
 
 /// Paths inside one state directory.
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use local::{StateDir, UpOptions};
+use wikikube_local::{StateDir, UpOptions};
 
 const SITE: &str = "wikitest";
 const HTTP: u16 = 28080;
@@ -72,15 +72,17 @@ fn test_site(dir: &Path) -> PathBuf {
     site
 }
 
-fn load(site_dir: &Path) -> (model::ResolvedSite, render::Rendered) {
-    let site = model::load(site_dir, "local", &model::LoadOptions::default()).unwrap();
-    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rendered) {
+    let site =
+        wikikube_model::load(site_dir, "local", &wikikube_model::LoadOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     (site, rendered)
 }
 
 /// Builds and loads the images once per machine; later runs reuse the cache.
-fn build_images(site: &model::ResolvedSite) {
-    let config_files = render::config::mediawiki::config_files(site)
+fn build_images(site: &wikikube_model::ResolvedSite) {
+    let config_files = wikikube_render::config::mediawiki::config_files(site)
         .into_iter()
         .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
         .collect();
@@ -100,7 +102,7 @@ fn build_images(site: &model::ResolvedSite) {
             (name.to_string(), path)
         })
         .into();
-    let options = image::Options {
+    let options = wikikube_image::Options {
         binaries,
         // WIKIKUBE_TEST_CACHE lets a developer reuse a warm cache (such as ~/.cache/wikikube).
         cache_dir: std::env::var_os("WIKIKUBE_TEST_CACHE")
@@ -109,14 +111,15 @@ fn build_images(site: &model::ResolvedSite) {
         config_files,
         ..Default::default()
     };
-    let report = image::build(site, &options).expect("the images build");
+    let report = wikikube_image::build(site, &options).expect("the images build");
     for built in &report.images {
-        image::podman::load(&report.out_dir, &built.image).expect("podman loads the image");
+        wikikube_image::podman::load(&report.out_dir, &built.image)
+            .expect("podman loads the image");
     }
 }
 
 fn get(port: u16, host: &str, path: &str) -> (u16, String) {
-    local::http_get(port, host, path).unwrap_or_else(|| panic!("no answer on port {port}"))
+    wikikube_local::http_get(port, host, path).unwrap_or_else(|| panic!("no answer on port {port}"))
 }
 
 fn curl_https(port: u16, host: &str, path: &str) -> (String, String) {
@@ -184,7 +187,7 @@ fn api(args: &[&str]) -> String {
 
 fn memcached_items() -> u64 {
     use std::io::{Read, Write};
-    let gateway = local::podman::gateway().unwrap();
+    let gateway = wikikube_local::podman::gateway().unwrap();
     let mut stream = std::net::TcpStream::connect((gateway.as_str(), MEMCACHED)).unwrap();
     stream.write_all(b"stats\r\nquit\r\n").unwrap();
     let mut text = String::new();
@@ -198,10 +201,10 @@ fn memcached_items() -> u64 {
 /// Kills a container's main process and waits until the test page is served again.
 fn kill_and_wait(container: &str, text: &str) {
     // The exec session may die with the container it killed: its own outcome says nothing.
-    let _ = local::podman::output(&["exec", container, "kill", "1"]);
+    let _ = wikikube_local::podman::output(&["exec", container, "kill", "1"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
+        if wikikube_local::http_get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
             .is_some_and(|(status, body)| status == 200 && body.contains(text))
         {
             return;
@@ -215,13 +218,13 @@ fn kill_and_wait(container: &str, text: &str) {
 }
 
 struct Farm {
-    site: model::ResolvedSite,
+    site: wikikube_model::ResolvedSite,
     state: StateDir,
 }
 
 impl Drop for Farm {
     fn drop(&mut self) {
-        let _ = local::down(&self.site, &self.state, true);
+        let _ = wikikube_local::down(&self.site, &self.state, true);
     }
 }
 
@@ -242,7 +245,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         progress: true,
     };
 
-    let report = local::up(&site, &rendered, &options).expect("the farm starts");
+    let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts");
     assert_eq!(report.installed, ["commonswiki", "dewiki", "enwiki"]);
     assert_eq!(report.wikis.len(), 3);
     // Every URL `up` prints serves a page, following MediaWiki's redirect to the main page in
@@ -346,7 +349,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert!(body.contains("mw-debug"), "{body}");
 
     // An edit through the action API, with a real client, reads back on that wiki only.
-    let password = site.secrets.expose()[local::install::ADMIN_PASSWORD].clone();
+    let password = site.secrets.expose()[wikikube_local::install::ADMIN_PASSWORD].clone();
     let text = "Written by the wikikube end-to-end test.";
     let read = api(&[
         &HTTP.to_string(),
@@ -367,7 +370,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert!(memcached_items() > 0, "memcached received no keys");
 
     // A second `up` with nothing changed touches nothing.
-    let again = local::up(&site, &rendered, &options).unwrap();
+    let again = wikikube_local::up(&site, &rendered, &options).unwrap();
     assert!(again.started.is_empty(), "restarted {:?}", again.started);
     assert!(again.installed.is_empty());
 
@@ -379,7 +382,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     }
 
     // Both were restarted by podman, not merely never killed.
-    let status = local::status(&site, &rendered, &state).unwrap();
+    let status = wikikube_local::status(&site, &rendered, &state).unwrap();
     let web = status
         .pods
         .iter()
@@ -400,9 +403,12 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     // Without podman: one clear message, nothing touched.
     let path = std::env::var_os("PATH").unwrap();
     std::env::set_var("PATH", scratch.path());
-    let error = local::up(&site, &rendered, &options).unwrap_err();
+    let error = wikikube_local::up(&site, &rendered, &options).unwrap_err();
     std::env::set_var("PATH", path);
-    assert!(matches!(error, local::Error::PodmanMissing), "{error}");
+    assert!(
+        matches!(error, wikikube_local::Error::PodmanMissing),
+        "{error}"
+    );
     assert!(error.to_string().contains("install Debian's podman"));
 
     // A port taken by something else: a clear error, and the running farm is untouched.
@@ -414,9 +420,9 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     );
     let blocker = std::net::TcpListener::bind(("0.0.0.0", 28555)).unwrap();
     let (changed, changed_rendered) = load(&changed_dir);
-    let error = local::up(&changed, &changed_rendered, &options).unwrap_err();
+    let error = wikikube_local::up(&changed, &changed_rendered, &options).unwrap_err();
     assert!(
-        matches!(error, local::Error::PortInUse { port: 28555, .. }),
+        matches!(error, wikikube_local::Error::PortInUse { port: 28555, .. }),
         "{error}"
     );
     assert!(error.to_string().contains("local.https_port"));
@@ -425,10 +431,10 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert_eq!(status, 200);
 
     // Down keeps the data; up brings the same page back without installing again.
-    let stopped = local::down(&site, &state, false).unwrap();
+    let stopped = wikikube_local::down(&site, &state, false).unwrap();
     assert_eq!(stopped.len(), 4);
-    assert!(local::http_get(HTTP, "en.farm.test", "/wiki/Main_Page").is_none());
-    let back = local::up(&site, &rendered, &options).unwrap();
+    assert!(wikikube_local::http_get(HTTP, "en.farm.test", "/wiki/Main_Page").is_none());
+    let back = wikikube_local::up(&site, &rendered, &options).unwrap();
     assert!(
         back.installed.is_empty(),
         "installed again: {:?}",
@@ -444,7 +450,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     ]);
     assert_eq!(read, text);
 
-    let status = local::status(&site, &rendered, &state).unwrap();
+    let status = wikikube_local::status(&site, &rendered, &state).unwrap();
     assert!(
         status.pods.iter().all(|pod| pod.state == "Running"),
         "{status:?}"

@@ -345,7 +345,7 @@ mod tests {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: std::path::PathBuf,
@@ -365,7 +365,7 @@ pub enum LoadError {
         message: String,
     },
     /// The file parses but cannot work.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Invalid {
         /// The file.
         path: std::path::PathBuf,

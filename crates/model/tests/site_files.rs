@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use model::{explain, load, ErrorKind, LoadOptions, ReleaseName};
+use wikikube_model::{explain, load, ErrorKind, LoadOptions, ReleaseName};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
@@ -46,7 +46,7 @@ impl Scratch {
         fs::write(path, old.replacen(from, to, 1)).unwrap();
     }
 
-    fn error(&self, environment: &str) -> model::Error {
+    fn error(&self, environment: &str) -> wikikube_model::Error {
         load(self.path(), environment, &LoadOptions::default()).unwrap_err()
     }
 }
@@ -79,7 +79,7 @@ fn the_example_loads_in_every_environment() {
         assert_eq!(names, ["mw-api-ext", "mw-debug", "mw-web"], "{environment}");
     }
     assert_eq!(
-        model::selectable_environments(&example()),
+        wikikube_model::selectable_environments(&example()),
         ["codfw", "eqiad", "local"]
     );
 }
@@ -99,7 +99,7 @@ fn layers_apply_lowest_first_and_scopes_beat_files() {
     // The production environment file sets the certificate for both datacenters.
     assert_eq!(
         main.tls.certificate,
-        model::CertificateSource::Secret("mediawiki-tls".into())
+        wikikube_model::CertificateSource::Secret("mediawiki-tls".into())
     );
     // A deployment-scoped value in site.toml beats global values in every file.
     let api = site.deployment("mw-api-ext").unwrap();

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use model::{Layer, ResolvedSite};
+use wikikube_model::{Layer, ResolvedSite};
 
 const WIKIS: usize = 1000;
 const DEPLOYMENTS: [&str; 5] = [
@@ -63,7 +63,7 @@ fn resolve(site: &str, datacenter: &str) -> ResolvedSite {
     let environment = environment_text(datacenter);
     let private = "[secrets]\nsecret_key = \"bench\"\n";
     let layers = [
-        (Layer::Defaults, model::load::DEFAULTS),
+        (Layer::Defaults, wikikube_model::load::DEFAULTS),
         (Layer::Site, site),
         (Layer::Datacenter(datacenter.into()), environment.as_str()),
         (Layer::Private(datacenter.into()), private),
@@ -71,11 +71,11 @@ fn resolve(site: &str, datacenter: &str) -> ResolvedSite {
     let trees = layers
         .iter()
         .map(|(layer, text)| {
-            let tree = model::tree::parse_file(text, "bench.toml", layer.clone()).unwrap();
+            let tree = wikikube_model::tree::parse_file(text, "bench.toml", layer.clone()).unwrap();
             (layer.clone(), tree)
         })
         .collect();
-    model::resolve::resolve(Path::new("."), datacenter, Vec::new(), trees).unwrap()
+    wikikube_model::resolve::resolve(Path::new("."), datacenter, Vec::new(), trees).unwrap()
 }
 
 fn render_farm(criterion: &mut Criterion) {
@@ -87,20 +87,27 @@ fn render_farm(criterion: &mut Criterion) {
             for datacenter in DATACENTERS {
                 let resolved = resolve(black_box(&site), datacenter);
                 let rendered =
-                    render::render(&resolved, &render::RenderOptions::default()).unwrap();
+                    wikikube_render::render(&resolved, &wikikube_render::RenderOptions::default())
+                        .unwrap();
                 black_box(rendered.to_yaml());
             }
         })
     });
     let resolved = resolve(&site, "eqiad");
     group.bench_function("render one datacenter (objects and lint only)", |bencher| {
-        bencher.iter(|| render::render(black_box(&resolved), &render::RenderOptions::default()))
+        bencher.iter(|| {
+            wikikube_render::render(
+                black_box(&resolved),
+                &wikikube_render::RenderOptions::default(),
+            )
+        })
     });
     group.finish();
-    let rendered = render::render(&resolved, &render::RenderOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&resolved, &wikikube_render::RenderOptions::default()).unwrap();
     println!(
         "one datacenter: {} objects, {} bytes of YAML",
-        rendered.objects.len(),
+        rendered.objects().len(),
         rendered.to_yaml().len()
     );
 }

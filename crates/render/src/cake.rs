@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use model::{CakeValues, ReleaseName, ResolvedSite};
+use wikikube_model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
 
 use crate::config::mediawiki::variables;
 use crate::config::paths::{FPM_PING, FPM_SOCKET, SECRETS_DIR, SOCKET_DIR, TLS_DIR};
@@ -59,8 +59,18 @@ pub fn deployment(
     values: &CakeValues,
     mounts: &Mounts,
 ) -> Deployment {
-    let name = format!("{deployment}-{release}");
+    let name = crate::naming::release(deployment, release);
     let site_name = &site.spec.site.name;
+    let mut spec = pod_spec(site, values, mounts);
+    if site.environment.kind == EnvironmentKind::Local {
+        // One machine: the release's ports on the host, as its `local` values say, and the
+        // wikis' SQLite databases on a volume.
+        for container in &mut spec.containers {
+            crate::machine::publish(container, "http", values.local.http_port);
+            crate::machine::publish(container, "https", values.local.https_port);
+        }
+        crate::machine::mount_wiki_data(site, &mut spec);
+    }
     let pod_labels = labels::pod(site_name, deployment, release);
     let annotations: BTreeMap<String, String> = mounts
         .checksums
@@ -97,7 +107,7 @@ pub fn deployment(
                     annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(site, values, mounts)),
+                spec: Some(spec),
             },
             ..DeploymentSpec::default()
         }),

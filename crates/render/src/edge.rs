@@ -23,18 +23,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use edge::config::UpstreamTls;
-use model::{CakeValues, ReleaseName, ResolvedSite};
+use wikikube_model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
 
 use crate::config::paths::TLS_DIR;
 use crate::config::traffic::{self, Upstream};
 use crate::config::{self, tls, Files};
-use crate::labels;
 use crate::objects::Object;
 use crate::pod::{
     certificate_secret, config_map_volume, http_probe, mount, pod_security_context, port, pre_stop,
     resources, restricted, secret_volume, strings, tcp_probe,
 };
 use crate::sizing;
+use crate::{labels, naming};
 
 /// The file name of the edge's config in its ConfigMap.
 pub const FILE: &str = "edge.toml";
@@ -46,15 +46,20 @@ pub const TRUST_DIR: &str = "/etc/wikikube/trust";
 /// Label value of `app.kubernetes.io/component` on the edge's pods.
 const COMPONENT: &str = "edge";
 
-/// The name of every edge object.
-pub fn name(site: &ResolvedSite) -> String {
-    format!("{}-edge", site.spec.site.name)
-}
-
 /// The edge's objects, or none when the site renders no edge or no main deployment runs.
+///
+/// In a Kubernetes environment the edge reaches each release through its Service
+/// (`[traffic.edge] replicas = 0` renders none); on one machine through the host ports the
+/// releases publish, with the edge itself on `[traffic] local_https_port` (0: none).
 pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec<Object> {
     let spec = &site.spec.traffic.edge;
-    if spec.replicas == 0 {
+    let local = site.environment.kind == EnvironmentKind::Local;
+    let (replicas, host_port) = if local {
+        (1, site.spec.traffic.local_https_port)
+    } else {
+        (spec.replicas, 0)
+    };
+    if replicas == 0 || (local && host_port == 0) {
         return Vec::new();
     }
     let namespace = &site.spec.site.namespace;
@@ -67,17 +72,34 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
             .release(release)?
             .values;
         let secret = certificate_secret(site, values);
-        Some(Upstream {
-            address: format!(
-                "{}.{namespace}.svc:{}",
-                labels::service_name(deployment, release),
-                values.service.port
-            ),
-            tls: Some(UpstreamTls {
-                ca: format!("{TRUST_DIR}/{secret}/tls.crt"),
-                server_name: server_name.clone(),
+        let tls = Some(UpstreamTls {
+            ca: format!("{TRUST_DIR}/{secret}/tls.crt"),
+            server_name: server_name.clone(),
+        });
+        if !local {
+            return Some(Upstream {
+                address: format!(
+                    "{}.{namespace}.svc:{}",
+                    naming::service(deployment, release),
+                    values.service.port
+                ),
+                tls,
+            });
+        }
+        // On one machine through the host: the release's tls container when it publishes
+        // one, else httpd over plain HTTP.
+        let address = |port: u16| format!("{}:{port}", crate::machine::HOST);
+        match (values.local.https_port, values.local.http_port) {
+            (0, 0) => None,
+            (0, port) => Some(Upstream {
+                address: address(port),
+                tls: None,
             }),
-        })
+            (port, _) => Some(Upstream {
+                address: address(port),
+                tls,
+            }),
+        }
     };
     let Some(mut config) = traffic::edge(site, upstream) else {
         return Vec::new();
@@ -104,7 +126,7 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
             .saturating_sub(main.lifecycle.tls_pre_stop_seconds)
             .max(1),
     );
-    let name = name(site);
+    let name = naming::edge(site);
     let mut files = Files::new();
     files.insert(FILE.into(), config::traffic::file(&config));
 
@@ -138,7 +160,7 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
             ..meta(name.clone())
         },
         spec: Some(DeploymentSpec {
-            replicas: Some(i32::try_from(spec.replicas).unwrap_or(i32::MAX)),
+            replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
             selector: LabelSelector {
                 match_labels: Some(selector.clone()),
                 ..LabelSelector::default()
@@ -157,7 +179,13 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
                     labels: Some(pod_labels),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(site, main, &name, &trusted_secrets)),
+                spec: Some({
+                    let mut pod = pod_spec(site, main, &name, &trusted_secrets);
+                    for container in &mut pod.containers {
+                        crate::machine::publish(container, "https", host_port);
+                    }
+                    pod
+                }),
             },
             ..DeploymentSpec::default()
         }),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use model::ReleaseName;
+use wikikube_model::ReleaseName;
 
 /// Label: which deployment (mw-web, mw-api-ext...).
 pub const DEPLOYMENT: &str = "wikikube.org/deployment";
@@ -39,15 +39,6 @@ pub fn routed_via(release: ReleaseName) -> ReleaseName {
     match release {
         ReleaseName::Canary => ReleaseName::Main,
         other => other,
-    }
-}
-
-/// The name of the Service a release owns: main's is named after the deployment, the others'
-/// `{deployment}-{release}`.
-pub fn service_name(deployment: &str, release: ReleaseName) -> String {
-    match release {
-        ReleaseName::Main => deployment.to_string(),
-        other => format!("{deployment}-{other}"),
     }
 }
 

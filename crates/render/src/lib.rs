@@ -1,6 +1,6 @@
 //! Rendering: a resolved site becomes Kubernetes objects and the config files of the cake.
 //!
-//! [`render`] takes a [`model::ResolvedSite`] (one environment) and returns every object for it
+//! [`render`] takes a [`wikikube_model::ResolvedSite`] (one environment) and returns every object for it
 //! in apply order (Namespace, ServiceAccount, ConfigMaps, Secret, Services, Deployments,
 //! PodDisruptionBudgets) as typed `k8s-openapi` values, after the built-in [`lint`] has checked
 //! them. [`Rendered::to_yaml`] and [`Rendered::to_json`] serialize them deterministically: the
@@ -18,6 +18,8 @@ pub mod config;
 pub mod edge;
 pub mod labels;
 pub mod lint;
+pub mod machine;
+pub mod naming;
 pub mod objects;
 pub mod pod;
 pub mod sizing;
@@ -25,6 +27,7 @@ pub mod sizing;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
@@ -34,11 +37,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 use sha2::{Digest, Sha256};
 
-use model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
+use wikikube_model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
 
 use crate::config::Files;
 pub use crate::lint::{Finding, Rule};
-pub use crate::objects::Object;
+pub use crate::objects::{Object, ObjectKind};
 
 /// The ServiceAccount the cake's pods run as.
 pub const SERVICE_ACCOUNT: &str = "mediawiki";
@@ -59,8 +62,11 @@ pub enum RenderError {
     /// Objects break lint rules that were not allowed.
     #[error("{} rendered object(s) break the lint rules:\n{}\nfix the site, or pass --allow RULE to accept a rule on purpose", .0.len(), .0.iter().map(|f| format!("  - {f}")).collect::<Vec<_>>().join("\n"))]
     Lint(Vec<Finding>),
+    /// The site asks for something its environment cannot have (named in the message).
+    #[error("{0}")]
+    Invalid(String),
     /// Writing the output failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         /// The file or directory.
         path: String,
@@ -69,29 +75,108 @@ pub enum RenderError {
     },
 }
 
-/// Every object of one environment, in apply order.
+/// Every object of one environment, grouped by what it belongs to.
 #[derive(Clone, Debug)]
 pub struct Rendered {
-    /// The objects, sorted by apply order and then name.
-    pub objects: Vec<Object>,
+    /// Objects every release uses: the Namespace, the ServiceAccount, the farm's virtual hosts
+    /// and the private values.
+    pub shared: Vec<Object>,
+    /// One entry per enabled release, in the site's order.
+    pub releases: Vec<RenderedRelease>,
+    /// The programs beside the releases: the edge in front of them, and in a local
+    /// environment what only one machine needs (memcached).
+    pub components: Vec<RenderedComponent>,
     /// Findings of rules the user allowed.
     pub allowed: Vec<Finding>,
 }
 
+/// The objects of one release.
+#[derive(Clone, Debug)]
+pub struct RenderedRelease {
+    /// The deployment (`mw-web`).
+    pub deployment: String,
+    /// The release.
+    pub release: ReleaseName,
+    /// Whether it serves only requests that ask for it (the debug release, or a deployment
+    /// named as a debug backend in `[traffic] debug`).
+    pub debug: bool,
+    /// Its ConfigMaps, Deployment, Service (when it owns one) and PodDisruptionBudget.
+    pub objects: Vec<Object>,
+}
+
+/// What a component is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComponentKind {
+    /// The edge (TLS terminator and router) in front of the releases.
+    Edge,
+    /// The memcached server of a local environment.
+    Memcached,
+}
+
+/// The objects of a component.
+#[derive(Clone, Debug)]
+pub struct RenderedComponent {
+    /// What it is.
+    pub kind: ComponentKind,
+    /// Its ConfigMap, Deployment, Service and PodDisruptionBudget, as it has them.
+    pub objects: Vec<Object>,
+}
+
+impl RenderedRelease {
+    /// The release's Deployment.
+    pub fn deployment_object(&self) -> Option<&Deployment> {
+        self.objects.iter().find_map(|object| match object {
+            Object::Deployment(deployment) => Some(deployment),
+            _ => None,
+        })
+    }
+}
+
+impl RenderedComponent {
+    /// The component's Deployment.
+    pub fn deployment_object(&self) -> Option<&Deployment> {
+        self.objects.iter().find_map(|object| match object {
+            Object::Deployment(deployment) => Some(deployment),
+            _ => None,
+        })
+    }
+}
+
+impl Rendered {
+    /// Every object, in apply order (then by name): what a cluster is given.
+    pub fn objects(&self) -> Vec<&Object> {
+        let mut objects: Vec<&Object> = self
+            .shared
+            .iter()
+            .chain(self.releases.iter().flat_map(|r| &r.objects))
+            .chain(self.components.iter().flat_map(|c| &c.objects))
+            .collect();
+        objects.sort_by(|a, b| (a.apply_rank(), a.name()).cmp(&(b.apply_rank(), b.name())));
+        objects
+    }
+
+    /// The component of `kind`, if the environment has it.
+    pub fn component(&self, kind: ComponentKind) -> Option<&RenderedComponent> {
+        self.components.iter().find(|c| c.kind == kind)
+    }
+}
+
 /// Renders every object of `site`'s environment and lints them.
 pub fn render(site: &ResolvedSite, options: &RenderOptions) -> Result<Rendered, RenderError> {
-    let objects = build_objects(site);
-    let (allowed, refused): (Vec<Finding>, Vec<Finding>) = lint::lint(&objects)
+    let mut rendered = build(site)?;
+    let (allowed, refused): (Vec<Finding>, Vec<Finding>) = lint::lint(&rendered.objects())
         .into_iter()
         .partition(|finding| options.allow.contains(&finding.rule));
     if !refused.is_empty() {
         return Err(RenderError::Lint(refused));
     }
-    Ok(Rendered { objects, allowed })
+    rendered.allowed = allowed;
+    Ok(rendered)
 }
 
 /// Builds the objects without linting them.
-pub fn build_objects(site: &ResolvedSite) -> Vec<Object> {
+pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
     let spec = &site.spec;
     let name = &spec.site.name;
     let namespace = &spec.site.namespace;
@@ -101,7 +186,7 @@ pub fn build_objects(site: &ResolvedSite) -> Vec<Object> {
         labels: Some(labels::common(name)),
         ..ObjectMeta::default()
     };
-    let mut objects = vec![
+    let mut shared = vec![
         Object::Namespace(Namespace {
             metadata: ObjectMeta {
                 name: Some(namespace.clone()),
@@ -124,13 +209,13 @@ pub fn build_objects(site: &ResolvedSite) -> Vec<Object> {
         }),
     ];
 
-    let sites_name = format!("{name}-httpd-sites");
+    let sites_name = naming::httpd_sites(site);
     let sites = config::httpd::sites(spec);
     let sites_checksum = checksum(&sites);
-    objects.push(config_map(meta(sites_name.clone()), sites));
+    shared.push(config_map(meta(sites_name.clone()), sites));
 
-    let secrets_name = format!("{name}-private");
-    objects.push(Object::Secret(Secret {
+    let secrets_name = naming::private_secret(site);
+    shared.push(Object::Secret(Secret {
         metadata: meta(secrets_name.clone()),
         type_: Some("Opaque".into()),
         data: Some(
@@ -148,67 +233,102 @@ pub fn build_objects(site: &ResolvedSite) -> Vec<Object> {
         .values()
         .flat_map(|wiki| wiki.domains.iter().cloned())
         .collect();
+    let shared_inputs = SharedInputs {
+        sites: (&sites_name, &sites_checksum),
+        secrets: &secrets_name,
+        domains: &domains,
+    };
+    let mut releases = Vec::new();
     for deployment in &site.deployments {
         for release in &deployment.releases {
             if !release.values.enabled {
                 continue;
             }
-            objects.extend(release_objects(
+            let mut objects = release_objects(
                 site,
                 &deployment.name,
                 release.name,
                 &release.values,
-                (&sites_name, &sites_checksum),
-                &secrets_name,
-                &domains,
+                &shared_inputs,
                 &meta,
-            ));
+            );
+            objects.sort_by(|a, b| (a.apply_rank(), a.name()).cmp(&(b.apply_rank(), b.name())));
+            releases.push(RenderedRelease {
+                deployment: deployment.name.clone(),
+                release: release.name,
+                debug: release.name == ReleaseName::Debug
+                    || spec.traffic.debug.contains(&deployment.name),
+                objects,
+            });
         }
     }
-    // On one machine `wikikube up` runs its own edge, on the host's ports.
-    if site.environment.kind == EnvironmentKind::Kubernetes {
-        objects.extend(edge::objects(site, &meta));
+    let mut components = Vec::new();
+    let edge = edge::objects(site, &meta);
+    if !edge.is_empty() {
+        components.push(RenderedComponent {
+            kind: ComponentKind::Edge,
+            objects: edge,
+        });
     }
-    objects.sort_by(|a, b| (a.apply_rank(), a.name()).cmp(&(b.apply_rank(), b.name())));
-    objects
+    if site.environment.kind == EnvironmentKind::Local {
+        components.push(RenderedComponent {
+            kind: ComponentKind::Memcached,
+            objects: machine::memcached(site, &meta)?,
+        });
+    }
+    Ok(Rendered {
+        shared,
+        releases,
+        components,
+        allowed: Vec::new(),
+    })
 }
 
-#[allow(clippy::too_many_arguments)] // Each argument is a distinct shared input of a release.
+/// What every release of a site mounts or names from the shared objects.
+struct SharedInputs<'a> {
+    /// The virtual hosts' ConfigMap and its checksum.
+    sites: (&'a str, &'a str),
+    /// The private values' Secret.
+    secrets: &'a str,
+    /// Every wiki domain, for the certificate.
+    domains: &'a [String],
+}
+
 fn release_objects(
     site: &ResolvedSite,
     deployment: &str,
     release: ReleaseName,
     values: &CakeValues,
-    (sites_name, sites_checksum): (&str, &str),
-    secrets_name: &str,
-    domains: &[String],
+    shared: &SharedInputs<'_>,
     meta: &impl Fn(String) -> ObjectMeta,
 ) -> Vec<Object> {
-    let base = format!("{deployment}-{release}");
     let datacenter = &site.environment.datacenter;
     let configs: [(&str, Files); 4] = [
         ("httpd", config::httpd::server(&values.httpd, &values.php)),
         ("php", config::php::files(&values.php)),
-        ("tls", config::tls::files(values, domains)),
+        ("tls", config::tls::files(values, shared.domains)),
         (
             "mcrouter",
             config::mcrouter::files(&values.memcached, datacenter),
         ),
     ];
+    let (sites_name, sites_checksum) = shared.sites;
     let mut checksums = BTreeMap::from([("httpd-sites".to_string(), sites_checksum.to_string())]);
     let mut objects = Vec::new();
-    for (suffix, files) in configs {
-        let config_name = format!("{base}-{suffix}");
-        checksums.insert(suffix.to_string(), checksum(&files));
-        objects.push(config_map(meta(config_name), files));
+    for (part, files) in configs {
+        checksums.insert(part.to_string(), checksum(&files));
+        objects.push(config_map(
+            meta(naming::release_config(deployment, release, part)),
+            files,
+        ));
     }
     let mounts = cake::Mounts {
         httpd_sites: sites_name.to_string(),
-        httpd: format!("{base}-httpd"),
-        php: format!("{base}-php"),
-        tls: format!("{base}-tls"),
-        mcrouter: format!("{base}-mcrouter"),
-        secrets: secrets_name.to_string(),
+        httpd: naming::release_config(deployment, release, "httpd"),
+        php: naming::release_config(deployment, release, "php"),
+        tls: naming::release_config(deployment, release, "tls"),
+        mcrouter: naming::release_config(deployment, release, "mcrouter"),
+        secrets: shared.secrets.to_string(),
         checksums,
     };
     objects.push(Object::Deployment(cake::deployment(
@@ -217,7 +337,7 @@ fn release_objects(
 
     if release.has_own_service() {
         objects.push(Object::Service(Service {
-            metadata: meta(labels::service_name(deployment, release)),
+            metadata: meta(naming::service(deployment, release)),
             spec: Some(ServiceSpec {
                 type_: Some("ClusterIP".into()),
                 selector: Some(labels::service_selector(deployment, release)),
@@ -235,7 +355,7 @@ fn release_objects(
     }
 
     objects.push(Object::PodDisruptionBudget(PodDisruptionBudget {
-        metadata: meta(base),
+        metadata: meta(naming::release(deployment, release)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::String(format!(
                 "{}%",
@@ -261,7 +381,7 @@ fn config_map(metadata: ObjectMeta, files: Files) -> Object {
 }
 
 /// sha256 of a ConfigMap's files, names and contents both, so that any change rolls the pods.
-fn checksum(files: &Files) -> String {
+pub fn checksum(files: &Files) -> String {
     let mut hasher = Sha256::new();
     for (name, contents) in files {
         hasher.update((name.len() as u64).to_le_bytes());
@@ -299,7 +419,7 @@ impl Rendered {
     /// for reading and diffing; `deploy` and `up` use the objects themselves.
     pub fn to_yaml(&self) -> String {
         let mut out = String::new();
-        for object in &self.objects {
+        for object in self.objects() {
             out.push_str("---\n");
             out.push_str(&object_yaml(object));
         }
@@ -309,8 +429,8 @@ impl Rendered {
     /// Every object in a `v1` `List`, as pretty JSON, Secret values redacted.
     pub fn to_json(&self) -> String {
         let items: Vec<serde_json::Value> = self
-            .objects
-            .iter()
+            .objects()
+            .into_iter()
             .map(|object| serde_json::to_value(for_display(object)).expect("objects serialize"))
             .collect();
         let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
@@ -332,10 +452,10 @@ impl Rendered {
             std::fs::remove_dir_all(&partial).map_err(fail(&partial))?;
         }
         std::fs::create_dir_all(&partial).map_err(fail(&partial))?;
-        for (index, object) in self.objects.iter().enumerate() {
+        for (index, object) in self.objects().into_iter().enumerate() {
             let file = partial.join(format!(
                 "{index:03}-{}-{}.yaml",
-                object.kind().to_ascii_lowercase(),
+                object.kind().as_str().to_ascii_lowercase(),
                 object.name()
             ));
             std::fs::write(&file, object_yaml(object)).map_err(fail(&file))?;

@@ -92,7 +92,7 @@ impl fmt::Display for Finding {
 }
 
 /// Checks every object against every rule.
-pub fn lint(objects: &[Object]) -> Vec<Finding> {
+pub fn lint(objects: &[&Object]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let templates: Vec<&BTreeMap<String, String>> = objects
         .iter()
@@ -105,7 +105,7 @@ pub fn lint(objects: &[Object]) -> Vec<Finding> {
         !selector.is_empty() && templates.iter().any(|labels| is_subset(selector, labels))
     };
 
-    for object in objects {
+    for &object in objects {
         let mut report = |rule: Rule, message: String| {
             findings.push(Finding {
                 rule,
@@ -355,7 +355,7 @@ fn check_port_name(name: Option<&str>, report: &mut impl FnMut(Rule, String)) {
 }
 
 fn is_dns_label(name: &str) -> bool {
-    model::validate::is_dns_label(name)
+    wikikube_model::validate::is_dns_label(name)
 }
 
 /// A DNS-1123 label's characters, whatever its length.

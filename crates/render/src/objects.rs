@@ -30,17 +30,65 @@ pub enum Object {
     PodDisruptionBudget(PodDisruptionBudget),
 }
 
-impl Object {
-    /// The object's kind, as in its `kind` field.
-    pub fn kind(&self) -> &'static str {
+/// The kinds of object wikikube renders. Serialized as the `kind` field writes them
+/// (`Deployment`), which is also how deploy records them in its history.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+pub enum ObjectKind {
+    /// A Namespace.
+    Namespace,
+    /// A ServiceAccount.
+    ServiceAccount,
+    /// A ConfigMap.
+    ConfigMap,
+    /// A Secret.
+    Secret,
+    /// A Service.
+    Service,
+    /// A Deployment (apps/v1).
+    Deployment,
+    /// A PodDisruptionBudget (policy/v1).
+    PodDisruptionBudget,
+}
+
+impl ObjectKind {
+    /// Position in apply order: the variants are declared in it.
+    pub fn apply_rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind as the `kind` field writes it.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Object::Namespace(_) => "Namespace",
-            Object::ServiceAccount(_) => "ServiceAccount",
-            Object::ConfigMap(_) => "ConfigMap",
-            Object::Secret(_) => "Secret",
-            Object::Service(_) => "Service",
-            Object::Deployment(_) => "Deployment",
-            Object::PodDisruptionBudget(_) => "PodDisruptionBudget",
+            ObjectKind::Namespace => "Namespace",
+            ObjectKind::ServiceAccount => "ServiceAccount",
+            ObjectKind::ConfigMap => "ConfigMap",
+            ObjectKind::Secret => "Secret",
+            ObjectKind::Service => "Service",
+            ObjectKind::Deployment => "Deployment",
+            ObjectKind::PodDisruptionBudget => "PodDisruptionBudget",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Object::Namespace(_) => ObjectKind::Namespace,
+            Object::ServiceAccount(_) => ObjectKind::ServiceAccount,
+            Object::ConfigMap(_) => ObjectKind::ConfigMap,
+            Object::Secret(_) => ObjectKind::Secret,
+            Object::Service(_) => ObjectKind::Service,
+            Object::Deployment(_) => ObjectKind::Deployment,
+            Object::PodDisruptionBudget(_) => ObjectKind::PodDisruptionBudget,
         }
     }
 
@@ -64,15 +112,7 @@ impl Object {
 
     /// Position in apply order.
     pub fn apply_rank(&self) -> u8 {
-        match self {
-            Object::Namespace(_) => 0,
-            Object::ServiceAccount(_) => 1,
-            Object::ConfigMap(_) => 2,
-            Object::Secret(_) => 3,
-            Object::Service(_) => 4,
-            Object::Deployment(_) => 5,
-            Object::PodDisruptionBudget(_) => 6,
-        }
+        self.kind().apply_rank()
     }
 
     /// `Kind/name`, for messages.

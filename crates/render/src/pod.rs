@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use model::{CakeValues, CertificateSource, ResolvedSite};
+use wikikube_model::{CakeValues, CertificateSource, ResolvedSite};
 
 use crate::sizing::Resources;
 
@@ -38,7 +38,7 @@ pub fn certificate_secret(site: &ResolvedSite, values: &CakeValues) -> String {
     match &values.tls.certificate {
         CertificateSource::Secret(name) => name.clone(),
         // Created at run time by `wikikube up`; a generated key never belongs in rendered output.
-        CertificateSource::SelfSigned => format!("{}-self-signed-tls", site.spec.site.name),
+        CertificateSource::SelfSigned => crate::naming::self_signed_certificate(site),
     }
 }
 

@@ -7,7 +7,7 @@
 //! Half of opcache and APCu counts because they are shared memory that the kernel charges to the
 //! container as pages are touched, and they are rarely full.
 
-use model::PhpValues;
+use wikikube_model::PhpValues;
 
 /// Requests and limits of one container, in millicores and MiB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

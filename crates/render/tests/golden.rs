@@ -28,7 +28,8 @@ fn read_dir(dir: &Path) -> BTreeMap<String, String> {
 
 fn check(environment: &str) {
     let site = common::load(environment);
-    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("out");
     rendered.write_dir(&out).unwrap();

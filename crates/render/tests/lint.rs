@@ -3,20 +3,22 @@
 mod common;
 
 use k8s_openapi::api::core::v1::PodSpec;
-use render::lint::lint;
-use render::{build_objects, render, Object, RenderError, RenderOptions, Rule};
+use wikikube_render::lint::lint;
+use wikikube_render::{build, render, Object, RenderError, RenderOptions, Rule};
 
-fn broken(change: impl Fn(&mut Vec<Object>)) -> Vec<render::Finding> {
-    let mut objects = build_objects(&common::load("eqiad"));
-    assert!(lint(&objects).is_empty(), "the example starts clean");
+fn broken(change: impl Fn(&mut Vec<Object>)) -> Vec<wikikube_render::Finding> {
+    let rendered = build(&common::load("eqiad")).unwrap();
+    let mut objects: Vec<Object> = rendered.objects().into_iter().cloned().collect();
+    let all = |objects: &[Object]| lint(&objects.iter().collect::<Vec<_>>());
+    assert!(all(&objects).is_empty(), "the example starts clean");
     change(&mut objects);
-    lint(&objects)
+    all(&objects)
 }
 
 fn pod_of(objects: &mut [Object], name: &str) -> PodSpec {
     let object = objects
         .iter_mut()
-        .find(|o| o.name() == name && o.kind() == "Deployment");
+        .find(|o| o.name() == name && o.kind() == wikikube_render::ObjectKind::Deployment);
     match object {
         Some(Object::Deployment(deployment)) => deployment
             .spec
@@ -40,7 +42,7 @@ fn set_pod(objects: &mut [Object], name: &str, pod: PodSpec) {
     }
 }
 
-fn rules(findings: &[render::Finding]) -> Vec<Rule> {
+fn rules(findings: &[wikikube_render::Finding]) -> Vec<Rule> {
     let mut rules: Vec<Rule> = findings.iter().map(|f| f.rule).collect();
     rules.dedup();
     rules
@@ -152,7 +154,7 @@ language = "en"
 version = "1.39"
 [deployments.a-deployment-name-that-is-much-too-long-for-pods]
 "#,
-        "[environment]\nkind = \"local\"\ndatacenter = \"here\"\n[memcached.pools]\nhere = { servers = [\"127.0.0.1:11211\"] }\n",
+        "[environment]\nkind = \"local\"\ndatacenter = \"here\"\n[memcached.pools]\nhere = { servers = [\"host.containers.internal:11211\"] }\n",
         "[secrets]\n",
     );
     let error = render(&site, &RenderOptions::default()).unwrap_err();

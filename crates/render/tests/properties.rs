@@ -4,7 +4,7 @@
 mod common;
 
 use proptest::prelude::*;
-use render::{render, RenderOptions};
+use wikikube_render::{render, RenderOptions};
 
 #[derive(Debug, Clone)]
 struct Deployment {
@@ -93,7 +93,7 @@ proptest! {
         }
         let site = site_text(wikis, &deployments, opcache, port);
         let environment = "[environment]\nkind = \"local\"\ndatacenter = \"here\"\n\
-                           [memcached.pools]\nhere = { servers = [\"127.0.0.1:11211\"] }\n";
+                           [memcached.pools]\nhere = { servers = [\"host.containers.internal:11211\"] }\n";
         let private = "[secrets]\nsecret_key = \"generated\"\n";
         let first = render(&common::load_texts(&site, environment, private), &RenderOptions::default());
         let first = match first {
@@ -107,7 +107,14 @@ proptest! {
             .iter()
             .map(|d| 1 + d.releases.iter().filter(|r| r.2).count())
             .sum();
-        let rendered_deployments = first.objects.iter().filter(|o| o.kind() == "Deployment").count();
-        prop_assert_eq!(rendered_deployments, expected_deployments);
+        prop_assert_eq!(first.releases.len(), expected_deployments);
+        // Besides the releases, each component of a local environment (memcached, the edge)
+        // is a Deployment of its own.
+        let rendered_deployments = first
+            .objects()
+            .into_iter()
+            .filter(|o| o.kind() == wikikube_render::ObjectKind::Deployment)
+            .count();
+        prop_assert_eq!(rendered_deployments, expected_deployments + first.components.len());
     }
 }

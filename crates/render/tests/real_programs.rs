@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use render::{render, Object, RenderOptions};
+use wikikube_render::{render, Object, RenderOptions};
 
 fn require(program: &str) {
     let found = Command::new("sh")
@@ -113,9 +113,12 @@ fn httpd_and_php_fpm_run_the_rendered_config_and_talk_over_the_socket() {
             .replace("Listen 8080", &format!("Listen 127.0.0.1:{port}"))
     };
 
-    let objects = render(&common::load("eqiad"), &RenderOptions::default())
+    let objects: Vec<_> = render(&common::load("eqiad"), &RenderOptions::default())
         .unwrap()
-        .objects;
+        .objects()
+        .into_iter()
+        .cloned()
+        .collect();
     let sites = config_map(&objects, "farm-httpd-sites");
     let httpd = config_map(&objects, "mw-web-main-httpd");
     let php = config_map(&objects, "mw-web-main-php");
@@ -150,7 +153,7 @@ fn httpd_and_php_fpm_run_the_rendered_config_and_talk_over_the_socket() {
     let main = relocate(&httpd["httpd.conf"])
         .replace(" /tmp", &format!(" {}", root.display()))
         .replace(
-            render::config::httpd::SITES_DIR,
+            wikikube_render::config::httpd::SITES_DIR,
             sites_dir.to_str().unwrap(),
         );
     let main_conf = root.join("httpd.conf");
@@ -215,9 +218,12 @@ fn httpd_and_php_fpm_run_the_rendered_config_and_talk_over_the_socket() {
 #[test]
 fn php_fpm_accepts_every_release_pool() {
     require("php-fpm8.2");
-    let objects = render(&common::load("eqiad"), &RenderOptions::default())
+    let objects: Vec<_> = render(&common::load("eqiad"), &RenderOptions::default())
         .unwrap()
-        .objects;
+        .objects()
+        .into_iter()
+        .cloned()
+        .collect();
     let scratch = tempfile::tempdir().unwrap();
     for object in &objects {
         if !object.name().ends_with("-php") {
@@ -244,7 +250,7 @@ fn php_fpm_accepts_every_release_pool() {
 fn the_generated_php_files_are_valid_php() {
     require("php");
     let site = common::load("local");
-    let files = render::config::mediawiki::config_files(&site);
+    let files = wikikube_render::config::mediawiki::config_files(&site);
     let scratch = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for (path, text) in &files {
@@ -275,7 +281,7 @@ fn the_multiversion_entry_point_picks_the_wiki_from_the_host() {
     let scratch = tempfile::tempdir().unwrap();
     let farm = scratch.path().join("farm");
     let relocate = |text: &str| text.replace("/srv/mediawiki", farm.to_str().unwrap());
-    for (path, text) in render::config::mediawiki::config_files(&site) {
+    for (path, text) in wikikube_render::config::mediawiki::config_files(&site) {
         let target = Path::new(&relocate(&path)).to_path_buf();
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(target, relocate(&text)).unwrap();

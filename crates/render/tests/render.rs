@@ -4,12 +4,15 @@ mod common;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use render::{render, Object, RenderOptions};
+use wikikube_render::{render, Object, RenderOptions};
 
 fn objects(environment: &str) -> Vec<Object> {
     render(&common::load(environment), &RenderOptions::default())
         .unwrap()
-        .objects
+        .objects()
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 fn deployment<'a>(objects: &'a [Object], name: &str) -> &'a Deployment {
@@ -47,12 +50,20 @@ fn the_example_renders_in_apply_order_without_lint_exceptions() {
     for environment in ["eqiad", "codfw", "local"] {
         let rendered = render(&common::load(environment), &RenderOptions::default()).unwrap();
         assert!(rendered.allowed.is_empty(), "{environment}");
-        let ranks: Vec<u8> = rendered.objects.iter().map(Object::apply_rank).collect();
+        let ranks: Vec<u8> = rendered
+            .objects()
+            .into_iter()
+            .map(Object::apply_rank)
+            .collect();
         assert!(
             ranks.windows(2).all(|pair| pair[0] <= pair[1]),
             "{environment}"
         );
-        let kinds: Vec<&str> = rendered.objects.iter().map(Object::kind).collect();
+        let kinds: Vec<&str> = rendered
+            .objects()
+            .into_iter()
+            .map(|object| object.kind().as_str())
+            .collect();
         for kind in [
             "Namespace",
             "ServiceAccount",
@@ -187,8 +198,8 @@ fn secret_values_go_into_the_secret_and_never_into_output() {
     let site = common::load("eqiad");
     let rendered = render(&site, &RenderOptions::default()).unwrap();
     let secret = rendered
-        .objects
-        .iter()
+        .objects()
+        .into_iter()
         .find_map(|object| match object {
             Object::Secret(secret) => Some(secret),
             _ => None,
@@ -201,7 +212,7 @@ fn secret_values_go_into_the_secret_and_never_into_output() {
     for secret_value in site.secrets.expose().values() {
         assert!(!yaml.contains(secret_value.as_str()));
         assert!(!json.contains(secret_value.as_str()));
-        for object in &rendered.objects {
+        for object in rendered.objects() {
             if let Object::ConfigMap(map) = object {
                 for text in map.data.iter().flatten().map(|(_, text)| text) {
                     assert!(!text.contains(secret_value.as_str()));
@@ -222,7 +233,12 @@ fn a_config_change_changes_only_that_configs_checksum() {
         .find(|d| d.name == "mw-web")
         .unwrap();
     web.releases[0].values.php.workers = 3;
-    let changed = render(&site, &RenderOptions::default()).unwrap().objects;
+    let changed: Vec<Object> = render(&site, &RenderOptions::default())
+        .unwrap()
+        .objects()
+        .into_iter()
+        .cloned()
+        .collect();
     let annotations = |objects: &[Object]| {
         deployment(objects, "mw-web-main")
             .spec
@@ -273,10 +289,12 @@ fn the_tls_config_is_one_the_edge_accepts() {
 
 #[test]
 fn disabled_releases_are_not_rendered() {
-    let names: Vec<String> = objects("local")
+    let rendered = render(&common::load("local"), &RenderOptions::default()).unwrap();
+    let names: Vec<String> = rendered
+        .releases
         .iter()
-        .filter(|o| o.kind() == "Deployment")
-        .map(|o| o.name().to_string())
+        .filter_map(|release| release.deployment_object())
+        .map(|deployment| deployment.metadata.name.clone().unwrap())
         .collect();
     assert_eq!(names, ["mw-debug-main", "mw-web-main"]);
 }
@@ -284,13 +302,13 @@ fn disabled_releases_are_not_rendered() {
 #[test]
 fn the_edge_routes_hosts_paths_and_debug_from_the_sites_traffic() {
     let site = common::load("eqiad");
-    let upstream = |deployment: &str, release: model::ReleaseName| {
-        Some(render::config::traffic::Upstream {
+    let upstream = |deployment: &str, release: wikikube_model::ReleaseName| {
+        Some(wikikube_render::config::traffic::Upstream {
             address: format!("{deployment}-{release}.example:8080"),
             tls: None,
         })
     };
-    let config = render::config::traffic::edge(&site, upstream).unwrap();
+    let config = wikikube_render::config::traffic::edge(&site, upstream).unwrap();
     config.validate().unwrap();
     let edge = config.edge.as_ref().unwrap();
     let backends: Vec<&str> = edge.backends.keys().map(String::as_str).collect();
@@ -306,17 +324,17 @@ fn the_edge_routes_hosts_paths_and_debug_from_the_sites_traffic() {
         [(Some("/w/api.php"), "mw-api-ext"), (None, "mw-web")]
     );
     // The file reads back as the same config.
-    let text = render::config::traffic::file(&config);
+    let text = wikikube_render::config::traffic::file(&config);
     let read: edge::config::Config = toml::from_str(&text).unwrap();
     assert_eq!(read, config);
     // A deployment without an address is left out, and without main there is no edge.
     let only_debug = |deployment: &str, _| {
-        (deployment == "mw-debug").then(|| render::config::traffic::Upstream {
+        (deployment == "mw-debug").then(|| wikikube_render::config::traffic::Upstream {
             address: "x:1".into(),
             tls: None,
         })
     };
-    assert!(render::config::traffic::edge(&site, only_debug).is_none());
+    assert!(wikikube_render::config::traffic::edge(&site, only_debug).is_none());
 }
 
 #[test]
@@ -337,7 +355,8 @@ fn a_cluster_gets_an_edge_that_reaches_the_releases_over_tls() {
             "PodDisruptionBudget/farm-edge"
         ]
     );
-    let text = &config_map(&objects, "farm-edge").data.as_ref().unwrap()[render::edge::FILE];
+    let text =
+        &config_map(&objects, "farm-edge").data.as_ref().unwrap()[wikikube_render::edge::FILE];
     let config: edge::config::Config = toml::from_str(text).unwrap();
     config.validate().unwrap();
     let domains: Vec<&String> = site
@@ -410,16 +429,40 @@ fn a_cluster_gets_an_edge_that_reaches_the_releases_over_tls() {
 }
 
 #[test]
-fn no_edge_is_rendered_on_one_machine_or_with_no_replicas() {
-    assert!(objects("local")
+fn the_edge_is_rendered_unless_it_has_no_port_on_one_machine_or_no_replicas() {
+    // On one machine the edge is published on `[traffic] local_https_port`, reaching the
+    // releases through their host ports; 0 renders none.
+    let rendered = render(&common::load("local"), &RenderOptions::default()).unwrap();
+    let edge = rendered
+        .component(wikikube_render::ComponentKind::Edge)
+        .expect("the local edge");
+    let deployment = edge.deployment_object().unwrap();
+    let ports = &deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .ports;
+    assert!(ports
         .iter()
-        .all(|object| !object.name().ends_with("-edge")));
+        .flatten()
+        .any(|port| port.name.as_deref() == Some("https") && port.host_port == Some(8445)));
+    let mut site = common::load("local");
+    site.spec.traffic.local_https_port = 0;
+    let rendered = render(&site, &RenderOptions::default()).unwrap();
+    assert!(rendered
+        .component(wikikube_render::ComponentKind::Edge)
+        .is_none());
     let mut site = common::load("eqiad");
     site.spec.traffic.edge.replicas = 0;
     let rendered = render(&site, &RenderOptions::default()).unwrap();
     assert!(rendered
-        .objects
-        .iter()
+        .objects()
+        .into_iter()
         .all(|object| object.name() != "farm-edge"));
 }
 

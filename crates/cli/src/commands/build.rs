@@ -57,19 +57,19 @@ pub struct LockArgs {
 
 impl LockArgs {
     /// The library's lock mode.
-    pub fn mode(&self) -> image::LockMode {
+    pub fn mode(&self) -> wikikube_image::LockMode {
         if self.locked {
-            image::LockMode::Locked
+            wikikube_image::LockMode::Locked
         } else if self.update_lock {
-            image::LockMode::Update
+            wikikube_image::LockMode::Update
         } else {
-            image::LockMode::Amend
+            wikikube_image::LockMode::Amend
         }
     }
 }
 
 /// Tells what changed in packages.lock, one line per package, on stderr.
-pub fn print_lock_updates(updates: &[image::LockUpdate]) {
+pub fn print_lock_updates(updates: &[wikikube_image::LockUpdate]) {
     for update in updates {
         eprintln!(
             "packages.lock: [{}] updated: {}",
@@ -96,43 +96,41 @@ pub fn print_lock_updates(updates: &[image::LockUpdate]) {
 /// Builds, then pushes or loads when asked.
 pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
     if args.outdated {
-        let list = image::rootfs::outdated::outdated(&args.site_dir)?;
+        let list = wikikube_image::rootfs::outdated::outdated(&args.site_dir)?;
         if args.json {
             super::print(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
         } else {
-            super::print(&image::rootfs::outdated::table(&list))?;
+            super::print(&wikikube_image::rootfs::outdated::table(&list))?;
         }
         return Ok(exit::OK);
     }
-    let site = model::load(
+    let site = wikikube_model::load(
         &args.site_dir,
         &args.environment,
-        &model::LoadOptions::default(),
+        &wikikube_model::LoadOptions::default(),
     )?;
-    let config_files = render::config::mediawiki::config_files(&site)
-        .into_iter()
-        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
-        .collect();
-    let options = image::Options {
-        cache_dir: args.cache.clone().unwrap_or_else(image::Cache::default_dir),
+    let config_files = wikikube_render::config::mediawiki::image_layer(&site);
+    let options = wikikube_image::Options {
+        cache_dir: args
+            .cache
+            .clone()
+            .unwrap_or_else(wikikube_image::Cache::default_dir),
         out_dir: args.out.clone(),
         lock_mode: args.lock.mode(),
         config_files,
         progress: !args.json,
-        binaries: match super::local::own_programs() {
-            Ok(programs) => programs,
-            Err(error) => {
-                eprintln!("warning: no edge and mcrouter images: {error:#}");
-                Default::default()
-            }
-        },
+        binaries: wikikube_image::programs::beside_current_executable().unwrap_or_else(|error| {
+            eprintln!("warning: no edge and mcrouter images: {error}");
+            Default::default()
+        }),
         ..Default::default()
     };
-    let report = image::build(&site, &options)?;
+    let report = wikikube_image::build(&site, &options)?;
     print_lock_updates(&report.lock_updates);
     if let Some(registry) = &args.push {
-        let cache = image::Cache::open(&options.cache_dir)?;
-        let pushed = image::registry::push_layout(&cache, &report.out_dir, registry, "latest")?;
+        let cache = wikikube_image::Cache::open(&options.cache_dir)?;
+        let pushed =
+            wikikube_image::registry::push_layout(&cache, &report.out_dir, registry, "latest")?;
         eprintln!(
             "pushed to {registry}: {} blobs uploaded, {} already there",
             pushed.uploaded, pushed.skipped
@@ -140,13 +138,13 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
     }
     if args.load {
         for built in &report.images {
-            image::podman::load(&report.out_dir, &built.image)?;
+            wikikube_image::podman::load(&report.out_dir, &built.image)?;
         }
     }
     if args.json {
-        super::print(&format!("{}\n", image::progress::json(&report)))?;
+        super::print(&format!("{}\n", wikikube_image::progress::json(&report)))?;
     } else {
-        super::print(&image::progress::table(&report))?;
+        super::print(&wikikube_image::progress::table(&report))?;
     }
     Ok(exit::OK)
 }

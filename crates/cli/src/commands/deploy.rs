@@ -42,15 +42,19 @@ pub struct DeployArgs {
 /// A site loaded for a Kubernetes environment, with its objects planned and its clusters reached.
 pub struct Loaded {
     /// The site.
-    pub site: model::ResolvedSite,
+    pub site: wikikube_model::ResolvedSite,
     /// The rendered objects.
-    pub rendered: render::Rendered,
+    pub rendered: wikikube_render::Rendered,
     /// The clusters.
-    pub targets: Vec<deploy::Target>,
+    pub targets: Vec<wikikube_deploy::Target>,
 }
 
 /// Loads, renders and connects; shared by the deploy commands.
-pub fn load(runtime: &deploy::Runtime, site_dir: &Path, site: &SiteArgs) -> anyhow::Result<Loaded> {
+pub fn load(
+    runtime: &wikikube_deploy::Runtime,
+    site_dir: &Path,
+    site: &SiteArgs,
+) -> anyhow::Result<Loaded> {
     let site = site.load(site_dir)?;
     if site.environment.clusters.is_empty() {
         bail!(
@@ -58,8 +62,8 @@ pub fn load(runtime: &deploy::Runtime, site_dir: &Path, site: &SiteArgs) -> anyh
             site.environment_name
         );
     }
-    let rendered = render::render(&site, &render::RenderOptions::default())?;
-    let targets = runtime.block_on(deploy::connect(&site.environment.clusters))?;
+    let rendered = wikikube_render::render(&site, &wikikube_render::RenderOptions::default())?;
+    let targets = runtime.block_on(wikikube_deploy::connect(&site.environment.clusters))?;
     Ok(Loaded {
         site,
         rendered,
@@ -68,13 +72,13 @@ pub fn load(runtime: &deploy::Runtime, site_dir: &Path, site: &SiteArgs) -> anyh
 }
 
 /// Progress on standard error, one spinner per cluster.
-pub fn bars(targets: &[deploy::Target]) -> deploy::progress::Bars {
+pub fn bars(targets: &[wikikube_deploy::Target]) -> wikikube_deploy::progress::Bars {
     let names: Vec<String> = targets.iter().map(|target| target.name.clone()).collect();
-    deploy::progress::Bars::new(&names)
+    wikikube_deploy::progress::Bars::new(&names)
 }
 
 /// Prints a deploy or rollback report and gives its exit code.
-pub fn finish(report: &deploy::DeployReport, json: bool) -> anyhow::Result<u8> {
+pub fn finish(report: &wikikube_deploy::DeployReport, json: bool) -> anyhow::Result<u8> {
     if json {
         let mut text = serde_json::to_string_pretty(report)?;
         text.push('\n');
@@ -87,23 +91,23 @@ pub fn finish(report: &deploy::DeployReport, json: bool) -> anyhow::Result<u8> {
 
 /// Deploys and prints the summary.
 pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
-    let runtime = deploy::runtime()?;
+    let runtime = wikikube_deploy::runtime()?;
     let loaded = load(&runtime, &args.site_dir, &args.site)?;
     let config = match &args.deploy_config {
-        Some(path) => deploy::DeployConfig::read(path)?,
-        None => deploy::DeployConfig::for_site(&args.site_dir)?,
+        Some(path) => wikikube_deploy::DeployConfig::read(path)?,
+        None => wikikube_deploy::DeployConfig::for_site(&args.site_dir)?,
     };
-    let options = deploy::Options {
+    let options = wikikube_deploy::Options {
         soak: Duration::from_secs(args.soak.unwrap_or(config.canary.soak_seconds)),
         smoke: config.smoke,
         parallel: args.parallel,
         resume: args.resume,
-        ..deploy::Options::default()
+        ..wikikube_deploy::Options::default()
     };
-    let steps = deploy::plan(&loaded.site, &loaded.rendered.objects);
+    let steps = wikikube_deploy::plan(&loaded.rendered);
     let namespace = &loaded.site.spec.site.namespace;
     let progress = bars(&loaded.targets);
-    let report = runtime.block_on(deploy::deploy(
+    let report = runtime.block_on(wikikube_deploy::deploy(
         &loaded.targets,
         namespace,
         &steps,

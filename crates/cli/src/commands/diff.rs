@@ -25,12 +25,12 @@ pub struct DiffArgs {
 
 /// Diffs and prints.
 pub fn run(args: &DiffArgs) -> anyhow::Result<u8> {
-    let runtime = deploy::runtime()?;
+    let runtime = wikikube_deploy::runtime()?;
     let loaded = super::deploy::load(&runtime, &args.site_dir, &args.site)?;
-    let report = runtime.block_on(deploy::diff(
+    let report = runtime.block_on(wikikube_deploy::diff(
         &loaded.targets,
         &loaded.site.spec.site.namespace,
-        &loaded.rendered.objects,
+        &loaded.rendered.objects(),
     ))?;
     if args.json {
         let mut text = serde_json::to_string_pretty(&report)?;

@@ -25,7 +25,7 @@ pub struct ExplainArgs {
     deployment: Option<String>,
     /// The release of --deployment [default: main].
     #[arg(long, short = 'r', value_name = "RELEASE", requires = "deployment")]
-    release: Option<model::ReleaseName>,
+    release: Option<wikikube_model::ReleaseName>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -34,7 +34,8 @@ pub struct ExplainArgs {
 /// Explains one key.
 pub fn run(args: &ExplainArgs) -> anyhow::Result<u8> {
     let site = args.site.load(&args.site_dir)?;
-    let answer = model::explain(&site, &args.key, args.deployment.as_deref(), args.release)?;
+    let answer =
+        wikikube_model::explain(&site, &args.key, args.deployment.as_deref(), args.release)?;
     if args.json {
         let mut text = serde_json::to_string_pretty(&answer)?;
         text.push('\n');

@@ -22,9 +22,9 @@ pub struct HistoryArgs {
 
 /// Reads and prints the history.
 pub fn run(args: &HistoryArgs) -> anyhow::Result<u8> {
-    let runtime = deploy::runtime()?;
+    let runtime = wikikube_deploy::runtime()?;
     let loaded = super::deploy::load(&runtime, &args.site_dir, &args.site)?;
-    let history = runtime.block_on(deploy::history(
+    let history = runtime.block_on(wikikube_deploy::history(
         &loaded.targets,
         &loaded.site.spec.site.namespace,
     ))?;
@@ -46,8 +46,8 @@ pub fn run(args: &HistoryArgs) -> anyhow::Result<u8> {
         }
         for record in records {
             let action = match record.action {
-                deploy::history::Action::Deploy => "deploy".to_string(),
-                deploy::history::Action::Rollback { to } => format!("rollback to {to}"),
+                wikikube_deploy::history::Action::Deploy => "deploy".to_string(),
+                wikikube_deploy::history::Action::Rollback { to } => format!("rollback to {to}"),
             };
             let mut images: Vec<&str> = record
                 .images

@@ -10,9 +10,9 @@ use crate::exit;
 /// The site directory and the local environment's name, shared by the local commands.
 #[derive(Args, Debug)]
 pub struct LocalSite {
-    /// The site directory [default: the example farm].
-    #[arg(value_name = "SITE_DIR")]
-    site_dir: Option<PathBuf>,
+    /// The site directory.
+    #[arg(value_name = "SITE_DIR", default_value = ".")]
+    site_dir: PathBuf,
     /// The local environment.
     #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
     environment: String,
@@ -25,18 +25,22 @@ pub struct LocalSite {
 }
 
 impl LocalSite {
-    fn load(&self) -> anyhow::Result<(model::ResolvedSite, render::Rendered, local::StateDir)> {
-        let site_dir = self.site_dir.clone().unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/farm"))
-        });
-        let options = model::LoadOptions {
+    fn load(
+        &self,
+    ) -> anyhow::Result<(
+        wikikube_model::ResolvedSite,
+        wikikube_render::Rendered,
+        wikikube_local::StateDir,
+    )> {
+        let site_dir = &self.site_dir;
+        let options = wikikube_model::LoadOptions {
             private_dir: self.private_dir.clone(),
         };
-        let site = model::load(&site_dir, &self.environment, &options)?;
-        let rendered = render::render(&site, &render::RenderOptions::default())?;
+        let site = wikikube_model::load(site_dir, &self.environment, &options)?;
+        let rendered = wikikube_render::render(&site, &wikikube_render::RenderOptions::default())?;
         let state = match &self.state_dir {
-            Some(dir) => local::StateDir::new(dir),
-            None => local::StateDir::default_for(&site.spec.site.name),
+            Some(dir) => wikikube_local::StateDir::new(dir),
+            None => wikikube_local::StateDir::default_for(&site.spec.site.name),
         };
         Ok((site, rendered, state))
     }
@@ -68,35 +72,25 @@ pub struct UpArgs {
 pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
     let (site, rendered, state) = args.site.load()?;
     let progress = !args.json;
-    let config_files = render::config::mediawiki::config_files(&site)
-        .into_iter()
-        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
-        .collect();
-    let options = image::Options {
-        cache_dir: args.cache.clone().unwrap_or_else(image::Cache::default_dir),
-        config_files,
-        progress,
-        binaries: own_programs()?,
-        lock_mode: args.lock.mode(),
-        ..Default::default()
-    };
-    if progress {
-        eprintln!("building images (cached layers are reused)");
-    }
-    let built = image::build(&site, &options)?;
-    super::build::print_lock_updates(&built.lock_updates);
-    for image in &built.images {
-        image::podman::load(&built.out_dir, &image.image)?;
-    }
-    let report = local::up(
-        &site,
-        &rendered,
-        &local::UpOptions {
+    let options = wikikube_local::StartOptions {
+        build: wikikube_image::Options {
+            cache_dir: args
+                .cache
+                .clone()
+                .unwrap_or_else(wikikube_image::Cache::default_dir),
+            progress,
+            lock_mode: args.lock.mode(),
+            ..Default::default()
+        },
+        up: wikikube_local::UpOptions {
             state,
             timeout: Duration::from_secs(args.timeout),
             progress,
         },
-    )?;
+    };
+    let started = wikikube_local::start(&site, &rendered, &options)?;
+    super::build::print_lock_updates(&started.build.lock_updates);
+    let report = started.up;
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
         return Ok(exit::OK);
@@ -158,31 +152,10 @@ pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
          The certificate is self-signed; the administrator is `{}` with the site's admin_password.\n",
         domains.join(" "),
         domains.first().copied().unwrap_or("DOMAIN"),
-        local::install::ADMIN_USER,
+        wikikube_local::install::ADMIN_USER,
     ));
     super::print(&text)?;
     Ok(exit::OK)
-}
-
-/// The cake's programs from this project (`edge` for tls, `mcrouter`), which the images package:
-/// they are built beside `wikikube` (`cargo build --release -p wikikube-cli -p edge -p mcrouter`,
-/// which `make up` runs).
-pub fn own_programs() -> anyhow::Result<std::collections::BTreeMap<String, PathBuf>> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().unwrap_or(std::path::Path::new("."));
-    let mut programs = std::collections::BTreeMap::new();
-    for name in ["edge", "mcrouter"] {
-        let path = dir.join(name);
-        if !path.is_file() {
-            anyhow::bail!(
-                "{} is missing: the cake's {name} image packages it; build it with \
-                 `cargo build --release -p {name}` (make up does)",
-                path.display()
-            );
-        }
-        programs.insert(name.to_string(), path);
-    }
-    Ok(programs)
 }
 
 /// Stop the local farm; its data stays unless --purge.
@@ -198,7 +171,7 @@ pub struct DownArgs {
 /// Stops the pods.
 pub fn down(args: &DownArgs) -> anyhow::Result<u8> {
     let (site, _, state) = args.site.load()?;
-    let stopped = local::down(&site, &state, args.purge)?;
+    let stopped = wikikube_local::down(&site, &state, args.purge)?;
     eprintln!(
         "stopped {} pod(s){}",
         stopped.len(),
@@ -224,7 +197,7 @@ pub struct StatusArgs {
 /// Prints the status.
 pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
     let (site, rendered, state) = args.site.load()?;
-    let status = local::status(&site, &rendered, &state)?;
+    let status = wikikube_local::status(&site, &rendered, &state)?;
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
         return Ok(exit::OK);
@@ -251,17 +224,17 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
 /// Print the logs of a local pod (all its containers, or one).
 #[derive(Args, Debug)]
 pub struct LogsArgs {
-    /// The site directory [default: the example farm].
-    #[arg(long = "site", value_name = "SITE_DIR")]
-    site_dir: Option<PathBuf>,
-    /// The deployment [default: mw-web].
-    #[arg(default_value = "mw-web")]
+    #[command(flatten)]
+    site: LocalSite,
+    /// The deployment.
+    #[arg(long, short = 'd', default_value = "mw-web")]
     deployment: String,
-    /// One container: tls, httpd, app or mcrouter [default: all].
-    container: Option<String>,
     /// The release.
     #[arg(long, short = 'r', default_value = "main")]
-    release: String,
+    release: wikikube_model::ReleaseName,
+    /// One container (tls, httpd, app or mcrouter); all of them when left out.
+    #[arg(long, short = 'c')]
+    container: Option<String>,
     /// Keep printing new lines.
     #[arg(long, short = 'f')]
     follow: bool,
@@ -269,17 +242,8 @@ pub struct LogsArgs {
 
 /// Prints logs.
 pub fn logs(args: &LogsArgs) -> anyhow::Result<u8> {
-    let site = LocalSite {
-        site_dir: args.site_dir.clone(),
-        environment: "local".into(),
-        private_dir: None,
-        state_dir: None,
-    };
-    let (site, ..) = site.load()?;
-    let pod = format!(
-        "{}-{}-{}",
-        site.spec.site.name, args.deployment, args.release
-    );
-    local::logs(&pod, args.container.as_deref(), args.follow)?;
+    let (site, ..) = args.site.load()?;
+    let pod = wikikube_render::naming::local_release_pod(&site, &args.deployment, args.release);
+    wikikube_local::logs(&pod, args.container.as_deref(), args.follow)?;
     Ok(exit::OK)
 }

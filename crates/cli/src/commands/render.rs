@@ -27,16 +27,16 @@ pub struct RenderArgs {
     json: bool,
     /// Accept objects that break this lint rule (repeatable).
     #[arg(long, value_name = "RULE")]
-    allow: Vec<render::Rule>,
+    allow: Vec<wikikube_render::Rule>,
 }
 
 /// Renders and prints or writes the objects.
 pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
     let site = args.site.load(&args.site_dir)?;
-    let options = render::RenderOptions {
+    let options = wikikube_render::RenderOptions {
         allow: args.allow.iter().copied().collect(),
     };
-    let rendered = render::render(&site, &options)?;
+    let rendered = wikikube_render::render(&site, &options)?;
     for finding in &rendered.allowed {
         eprintln!("warning: allowed by --allow {}: {finding}", finding.rule);
     }
@@ -47,7 +47,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
                 .with_context(|| format!("writing the objects into {}", dir.display()))?;
             eprintln!(
                 "wrote {} objects for environment {} into {}",
-                rendered.objects.len(),
+                rendered.objects().len(),
                 site.environment_name,
                 dir.display()
             );

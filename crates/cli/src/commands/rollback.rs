@@ -25,14 +25,14 @@ pub struct RollbackArgs {
 
 /// Rolls back and prints the summary.
 pub fn run(args: &RollbackArgs) -> anyhow::Result<u8> {
-    let runtime = deploy::runtime()?;
+    let runtime = wikikube_deploy::runtime()?;
     let loaded = super::deploy::load(&runtime, &args.site_dir, &args.site)?;
-    let options = deploy::Options {
+    let options = wikikube_deploy::Options {
         parallel: args.parallel,
-        ..deploy::Options::default()
+        ..wikikube_deploy::Options::default()
     };
     let progress = super::deploy::bars(&loaded.targets);
-    let report = runtime.block_on(deploy::rollback(
+    let report = runtime.block_on(wikikube_deploy::rollback(
         &loaded.targets,
         &loaded.site.spec.site.namespace,
         &options,

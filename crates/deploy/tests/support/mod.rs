@@ -76,8 +76,8 @@ impl FakeApi {
     }
 
     /// A deploy target for it.
-    pub fn target(&self, name: &str) -> deploy::Target {
-        deploy::Target {
+    pub fn target(&self, name: &str) -> wikikube_deploy::Target {
+        wikikube_deploy::Target {
             name: name.into(),
             client: self.client(),
         }
@@ -529,9 +529,9 @@ fn pods(
 pub struct TwoClusters {
     pub eqiad: FakeApi,
     pub codfw: FakeApi,
-    pub targets: [deploy::Target; 2],
+    pub targets: [wikikube_deploy::Target; 2],
     pub namespace: String,
-    pub steps: Vec<deploy::Step>,
+    pub steps: Vec<wikikube_deploy::Step>,
 }
 
 impl TwoClusters {
@@ -539,12 +539,12 @@ impl TwoClusters {
         let (eqiad, codfw) = (FakeApi::start().await, FakeApi::start().await);
         let targets = [eqiad.target("eqiad"), codfw.target("codfw")];
         let (namespace, steps) = site::farm_steps("eqiad");
-        let report = deploy::deploy(
+        let report = wikikube_deploy::deploy(
             &targets,
             &namespace,
             &steps,
             &site::fast_options(),
-            &deploy::progress::Quiet,
+            &wikikube_deploy::progress::Quiet,
         )
         .await;
         assert!(report.ok, "{}", report.to_text());

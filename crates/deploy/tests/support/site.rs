@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use deploy::Step;
+use wikikube_deploy::Step;
 
 /// The repository's example farm.
 pub fn farm_dir() -> PathBuf {
@@ -11,21 +11,23 @@ pub fn farm_dir() -> PathBuf {
 
 /// The example farm's steps for `env`.
 pub fn farm_steps(env: &str) -> (String, Vec<Step>) {
-    let site = model::load(&farm_dir(), env, &model::LoadOptions::default()).unwrap();
-    let rendered = render::render(&site, &render::RenderOptions::default()).unwrap();
+    let site =
+        wikikube_model::load(&farm_dir(), env, &wikikube_model::LoadOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     (
         site.spec.site.namespace.clone(),
-        deploy::plan(&site, &rendered.objects),
+        wikikube_deploy::plan(&rendered),
     )
 }
 
 /// The same steps with the app image of every Deployment of `phase` replaced.
-pub fn with_image(steps: &[Step], phase: deploy::Phase, image: &str) -> Vec<Step> {
+pub fn with_image(steps: &[Step], phase: wikikube_deploy::Phase, image: &str) -> Vec<Step> {
     steps
         .iter()
         .cloned()
         .map(|mut step| {
-            if step.phase == phase && step.object.kind == "Deployment" {
+            if step.phase == phase && step.object.kind == wikikube_render::ObjectKind::Deployment {
                 for container in step.body["spec"]["template"]["spec"]["containers"]
                     .as_array_mut()
                     .unwrap()
@@ -41,11 +43,11 @@ pub fn with_image(steps: &[Step], phase: deploy::Phase, image: &str) -> Vec<Step
 }
 
 /// Options for a simulation: fast polls, a short soak.
-pub fn fast_options() -> deploy::Options {
-    deploy::Options {
+pub fn fast_options() -> wikikube_deploy::Options {
+    wikikube_deploy::Options {
         user: "tester".into(),
         soak: std::time::Duration::from_millis(30),
-        smoke: vec![deploy::SmokeCheck {
+        smoke: vec![wikikube_deploy::SmokeCheck {
             name: "main page".into(),
             path: "/wiki/Main_Page".into(),
             host: Some("en.farm.test".into()),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use model::{HttpdValues, PhpValues, SiteSpec};
+use wikikube_model::{HttpdValues, PhpValues, SiteSpec};
 
 use super::mediawiki::ENTRY_DIR;
 use super::paths::{code_dir, FPM_PING, FPM_SOCKET};

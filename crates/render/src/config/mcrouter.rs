@@ -2,7 +2,7 @@
 //! datacenters' pools for routing prefixes and replicated purges, and the gutter for failover.
 
 use mcrouter::config::{Config, Failover, Limits, Pool, Route, Timeouts};
-use model::MemcachedValues;
+use wikikube_model::MemcachedValues;
 
 use super::Files;
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use model::{ResolvedSite, SettingValue};
+use wikikube_model::{ResolvedSite, SettingValue};
 
 use super::paths::{code_dir, FARM_DIR, SECRETS_DIR};
 use super::Files;
@@ -57,6 +57,15 @@ struct FarmWiki<'a> {
     language: &'a str,
     domains: &'a [String],
     settings: &'a BTreeMap<String, SettingValue>,
+}
+
+/// The site configuration layer as the image builder takes it: path inside the image (no
+/// leading `/`) -> bytes.
+pub fn image_layer(site: &ResolvedSite) -> BTreeMap<String, Vec<u8>> {
+    config_files(site)
+        .into_iter()
+        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
+        .collect()
 }
 
 /// Every file of the site configuration layer, by path inside the app image.

@@ -1,6 +1,6 @@
 //! php-fpm's pool and PHP's settings for one release.
 
-use model::PhpValues;
+use wikikube_model::PhpValues;
 
 use super::paths::{FPM_PING, FPM_SOCKET};
 use super::{template, Files};

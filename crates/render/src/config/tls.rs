@@ -1,7 +1,7 @@
 //! The tls container's config: the `edge` binary in pod mode, forwarding to httpd on loopback.
 
 use edge::config::{Certificate, Config, Listen, Pod, Tls, TlsVersion};
-use model::CakeValues;
+use wikikube_model::CakeValues;
 
 use super::paths::TLS_DIR;
 use super::Files;
@@ -14,7 +14,7 @@ pub const FILE: &str = "edge.toml";
 
 /// The names a farm's certificate is made for (and the edge serves it for): every wiki
 /// domain, and `localhost` for probes and local use.
-pub fn certificate_names(spec: &model::SiteSpec) -> Vec<String> {
+pub fn certificate_names(spec: &wikikube_model::SiteSpec) -> Vec<String> {
     let mut names: Vec<String> = spec
         .wikis
         .values()

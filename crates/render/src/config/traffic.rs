@@ -13,7 +13,7 @@ use edge::config::{
     Backend, Certificate, Config, Debug, Edge, HealthCheck, Listen, Route, Split, Tls, TlsVersion,
     UpstreamTls,
 };
-use model::{ReleaseName, ResolvedSite};
+use wikikube_model::{ReleaseName, ResolvedSite};
 
 use super::paths::{FPM_PING, TLS_DIR};
 
@@ -24,7 +24,7 @@ pub const PORT: u16 = 4443;
 /// deployment for main, `NAME-next` for next), so that the edge's metrics and errors speak of
 /// what `kubectl get services` shows.
 pub fn backend_name(deployment: &str, release: ReleaseName) -> String {
-    crate::labels::service_name(deployment, release)
+    crate::naming::service(deployment, release)
 }
 
 /// Where the edge reaches one release.

@@ -8,27 +8,38 @@ pub fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
 }
 
-pub fn load(environment: &str) -> model::ResolvedSite {
-    model::load(&example(), environment, &model::LoadOptions::default())
-        .unwrap_or_else(|error| panic!("the example loads for {environment}: {error}"))
+pub fn load(environment: &str) -> wikikube_model::ResolvedSite {
+    wikikube_model::load(
+        &example(),
+        environment,
+        &wikikube_model::LoadOptions::default(),
+    )
+    .unwrap_or_else(|error| panic!("the example loads for {environment}: {error}"))
 }
 
 /// Loads a site given as TOML texts, one per layer, without files.
-pub fn load_texts(site: &str, environment: &str, private: &str) -> model::ResolvedSite {
+pub fn load_texts(site: &str, environment: &str, private: &str) -> wikikube_model::ResolvedSite {
     let layers = [
-        (model::Layer::Defaults, model::load::DEFAULTS),
-        (model::Layer::Site, site),
-        (model::Layer::Environment("test".into()), environment),
-        (model::Layer::Private("test".into()), private),
+        (
+            wikikube_model::Layer::Defaults,
+            wikikube_model::load::DEFAULTS,
+        ),
+        (wikikube_model::Layer::Site, site),
+        (
+            wikikube_model::Layer::Environment("test".into()),
+            environment,
+        ),
+        (wikikube_model::Layer::Private("test".into()), private),
     ];
     let trees = layers
         .iter()
         .map(|(layer, text)| {
-            let tree = model::tree::parse_file(text, &format!("{layer}.toml"), layer.clone())
-                .unwrap_or_else(|error| panic!("{error}"));
+            let tree =
+                wikikube_model::tree::parse_file(text, &format!("{layer}.toml"), layer.clone())
+                    .unwrap_or_else(|error| panic!("{error}"));
             (layer.clone(), tree)
         })
         .collect();
-    model::resolve::resolve(Path::new("."), "test", Vec::new(), trees)
+    wikikube_model::resolve::resolve(Path::new("."), "test", Vec::new(), trees)
         .unwrap_or_else(|error| panic!("{error}"))
 }
