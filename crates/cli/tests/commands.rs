@@ -171,3 +171,41 @@ fn help_documents_exit_codes() {
     assert!(text.contains("render"));
     assert!(text.contains("explain"));
 }
+
+/// An installed `wikikube` knows nothing of the source tree it was built in: a copy of the
+/// binary, run in a site directory elsewhere, finds the site there and its podman settings in
+/// itself.
+#[test]
+fn an_installed_binary_works_outside_the_source_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let installed = bin.join("wikikube");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("wikikube"), &installed).unwrap();
+    let site = dir.path().join("my-farm");
+    std::fs::create_dir_all(&site).unwrap();
+    copy_dir(&example(), &site);
+    let output = std::process::Command::new(&installed)
+        .args(["explain", "php.workers", "--env", "eqiad"])
+        .current_dir(&site)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("php.workers = 8"));
+    // The podman settings are compiled in, and no site directory of the build machine is.
+    let binary = std::fs::read(&installed).unwrap();
+    let containers_conf =
+        std::fs::read(example().join("../../crates/image/containers.conf")).unwrap();
+    assert!(binary
+        .windows(containers_conf.len())
+        .any(|window| window == containers_conf.as_slice()));
+    let source = env!("CARGO_MANIFEST_DIR").as_bytes();
+    let examples = [source, b"/../../examples/farm"].concat();
+    assert!(!binary
+        .windows(examples.len())
+        .any(|window| window == examples.as_slice()));
+}
