@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pool::Server;
+use crate::pool::{Server, UpstreamError};
 use crate::proxy::Proxy;
 
 /// Records a successful request.
@@ -25,8 +25,9 @@ pub fn record_success(server: &Server) {
     }
 }
 
-/// Records a failed request; marks the server down at the threshold.
-pub fn record_failure(proxy: &Proxy, id: usize) {
+/// Records a failed request; marks the server down at the threshold, logging why (the last
+/// failure: a refused password reads differently from a dead server).
+pub fn record_failure(proxy: &Proxy, id: usize, err: &UpstreamError) {
     let server = &proxy.servers[id];
     server.metrics.errors.inc();
     let failures = server.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -35,7 +36,7 @@ pub fn record_failure(proxy: &Proxy, id: usize) {
     {
         server.metrics.up.set(0);
         proxy.pool_of(id).rebuild_live(&proxy.servers);
-        tracing::warn!(pool = %server.pool, server = %server.addr, failures, "server marked down");
+        tracing::warn!(pool = %server.pool, server = %server.addr, failures, last = %err, "server marked down");
     }
 }
 

@@ -723,7 +723,7 @@ impl Session {
             }
             Err(err) => {
                 tracing::debug!(server = %server.addr, %err, "request failed");
-                record_failure(&self.proxy, id);
+                record_failure(&self.proxy, id, &err);
                 Err(format!(
                     "ERR server {} of pool {}: {err}",
                     server.addr, server.pool

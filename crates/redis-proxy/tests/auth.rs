@@ -87,6 +87,15 @@ fn a_password_the_servers_refuse_is_a_clear_error() {
         r.err().contains("refused the proxy's AUTH") && r.err().contains("WRONGPASS"),
         "{r:?}"
     );
+    // At the third failure the server is marked down, and the log says why.
+    let _ = c.cmd(&["GET", "k"]);
+    let _ = c.cmd(&["GET", "k"]);
+    assert!(c.cmd(&["GET", "k"]).err().contains("marked down"));
+    common::wait_until("the log line", std::time::Duration::from_secs(5), || {
+        let log = proxy.stderr();
+        log.contains("server marked down") && log.contains("WRONGPASS")
+    });
+    assert!(!proxy.stderr().contains("not-the-password"));
 }
 
 #[test]
