@@ -28,12 +28,16 @@ pub enum RequestError {
     #[error("Protocol error: {0}")]
     Protocol(&'static str),
     /// The request is larger than a configured limit.
-    #[error("Protocol error: {what} of {size} is over the proxy's limit of {limit} ({setting})")]
+    #[error(
+        "Protocol error: {what} of {size} {unit} is over the proxy's limit of {limit} ({setting})"
+    )]
     TooLarge {
-        /// What is too large.
+        /// What is too large: a request, an inline command, a command.
         what: &'static str,
-        /// Its size (bytes or arguments).
+        /// Its size.
         size: u64,
+        /// What the size counts: bytes or arguments.
+        unit: &'static str,
         /// The limit.
         limit: u64,
         /// The config setting that sets it.
@@ -93,6 +97,11 @@ fn too_large(what: &'static str, size: u64, limit: usize, setting: &'static str)
     RequestError::TooLarge {
         what,
         size,
+        unit: if setting == "limits.max_args" {
+            "arguments"
+        } else {
+            "bytes"
+        },
         limit: limit as u64,
         setting,
     }
@@ -117,7 +126,7 @@ fn parse_multibulk(
     let count = count as u64;
     if count > limits.max_args as u64 {
         return Err(too_large(
-            "a command of arguments",
+            "command",
             count,
             limits.max_args,
             "limits.max_args",
@@ -139,7 +148,7 @@ fn parse_multibulk(
         let end = start as u64 + len;
         if end + 2 > limits.max_request_bytes as u64 {
             return Err(too_large(
-                "a request of bytes",
+                "request",
                 end + 2,
                 limits.max_request_bytes,
                 "limits.max_request_bytes",
@@ -170,7 +179,7 @@ fn parse_inline(
     let Some(nl) = memchr::memchr(b'\n', window) else {
         if window.len() > limits.max_inline_bytes {
             return Err(too_large(
-                "an inline command of bytes",
+                "inline command",
                 buf.len() as u64,
                 limits.max_inline_bytes,
                 "limits.max_inline_bytes",
@@ -191,7 +200,7 @@ fn parse_inline(
         if i > start {
             if args.len() >= limits.max_args {
                 return Err(too_large(
-                    "a command of arguments",
+                    "command",
                     args.len() as u64 + 1,
                     limits.max_args,
                     "limits.max_args",
@@ -458,6 +467,11 @@ mod tests {
     #[test]
     fn declared_sizes_over_the_limits_fail_before_the_body_arrives() {
         let err = parse(b"*2\r\n$3\r\nSET\r\n$1073741824\r\nabc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Protocol error: request of 1073741852 bytes is over the proxy's limit of 8388608 \
+             (limits.max_request_bytes)"
+        );
         assert!(
             matches!(
                 err,

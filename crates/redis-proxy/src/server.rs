@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -36,26 +37,41 @@ pub async fn serve(
     let mut accepters = JoinSet::new();
     for (pool, listener) in listeners {
         let conn_tx = conn_tx.clone();
+        let mut stop = stop_rx.clone();
         accepters.spawn(async move {
             loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        if conn_tx.send((pool, stream)).await.is_err() {
-                            return;
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            if conn_tx.send((pool, stream)).await.is_err() {
+                                return;
+                            }
                         }
-                    }
-                    Err(err) => {
-                        // Out of file descriptors and the like: keep serving the clients we
-                        // have; the listener recovers when they leave.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                        Err(err) => {
+                            // Out of file descriptors and the like: keep serving the clients
+                            // we have; the listener recovers when they leave.
+                            tracing::warn!(%err, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    },
+                }
+            }
+            // Connections the kernel completed before the stop are served (what they sent is
+            // answered) rather than reset when the listener closes.
+            while let Poll::Ready(Ok((stream, _))) =
+                std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
+            {
+                if conn_tx.send((pool, stream)).await.is_err() {
+                    return;
                 }
             }
         });
     }
     drop(conn_tx);
     let mut sessions = JoinSet::new();
+    let mut stopping = false;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -64,13 +80,16 @@ pub async fn serve(
                 sessions.spawn(session(Arc::clone(&proxy), pool, stream, stop_rx.clone()));
                 while sessions.try_join_next().is_some() {}
             }
-            () = &mut shutdown => break,
+            () = &mut shutdown, if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            // Stopping, and every accepter has handed over its last connection.
+            else => break,
         }
     }
-    // Dropping the accept tasks closes the listening sockets.
-    accepters.shutdown().await;
+    while accepters.join_next().await.is_some() {}
     tracing::info!(sessions = sessions.len(), "draining");
-    let _ = stop_tx.send(true);
     let deadline = Instant::now() + Duration::from_millis(proxy.config.timeouts.drain_ms);
     let _ = tokio::time::timeout_at(deadline.into(), async {
         while sessions.join_next().await.is_some() {}
