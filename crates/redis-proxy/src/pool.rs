@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mcrouter::ring::Ring;
@@ -310,11 +310,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Starts the connection task for a server (it connects on the first request). Must be
-    /// called within a Tokio runtime.
-    pub fn start(link: Link) -> Connection {
+    /// Starts the connection task for a server (it connects on the first request), which
+    /// counts its requests and their latency in `metrics`. Must be called within a Tokio
+    /// runtime.
+    pub fn start(link: Link, metrics: ServerMetrics) -> Connection {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(connection_task(link, rx));
+        tokio::spawn(connection_task(link, metrics, rx));
         Connection { tx }
     }
 
@@ -332,7 +333,7 @@ impl Connection {
     }
 }
 
-async fn connection_task(link: Link, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn connection_task(link: Link, metrics: ServerMetrics, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut next = None;
     loop {
         let job = match next.take() {
@@ -343,11 +344,13 @@ async fn connection_task(link: Link, mut rx: mpsc::UnboundedReceiver<Job>) {
             },
         };
         match link.connect().await {
-            Ok(stream) => next = pipeline(&link, stream, job, &mut rx).await,
+            Ok(stream) => next = pipeline(&link, &metrics, stream, job, &mut rx).await,
             Err(err) => {
                 // What queued up meanwhile fails with it: those clients waited already.
+                metrics.requests.inc();
                 let _ = job.reply.send(Err(err.clone()));
                 while let Ok(job) = rx.try_recv() {
+                    metrics.requests.inc();
                     let _ = job.reply.send(Err(err.clone()));
                 }
             }
@@ -362,12 +365,15 @@ async fn connection_task(link: Link, mut rx: mpsc::UnboundedReceiver<Job>) {
 /// Returns a job taken from the queue but not sent yet, if any.
 async fn pipeline(
     link: &Link,
+    metrics: &ServerMetrics,
     stream: TcpStream,
     job: Job,
     rx: &mut mpsc::UnboundedReceiver<Job>,
 ) -> Option<Job> {
     let (mut read, mut write) = stream.into_split();
-    let mut inflight: VecDeque<(u32, oneshot::Sender<JobResult>)> = VecDeque::new();
+    // Each request's reply count, its sender, and when it was queued. The clock is read once
+    // per batch of requests queued and once per batch of replies read, not per request.
+    let mut inflight: VecDeque<(u32, oneshot::Sender<JobResult>, Instant)> = VecDeque::new();
     // The scanner of the reply at the front, kept across reads.
     let mut scanner: Option<ReplyScanner> = None;
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -378,24 +384,25 @@ async fn pipeline(
     let timeout_ms = timeout.as_millis() as u64;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let queue = |job: Job, wbuf: &mut BytesMut, inflight: &mut VecDeque<_>| {
+    let queue = |job: Job, wbuf: &mut BytesMut, inflight: &mut VecDeque<_>, now: Instant| {
         wbuf.extend_from_slice(&job.request);
-        inflight.push_back((job.count, job.reply));
+        inflight.push_back((job.count, job.reply, now));
     };
-    queue(job, &mut wbuf, &mut inflight);
-    deadline
-        .as_mut()
-        .reset(tokio::time::Instant::now() + timeout);
+    let now = Instant::now();
+    queue(job, &mut wbuf, &mut inflight, now);
+    deadline.as_mut().reset((now + timeout).into());
     let mut yielded = false;
     let failure = loop {
-        let was_idle = inflight.is_empty();
-        while let Ok(job) = rx.try_recv() {
-            queue(job, &mut wbuf, &mut inflight);
-        }
-        if was_idle && !inflight.is_empty() {
-            deadline
-                .as_mut()
-                .reset(tokio::time::Instant::now() + timeout);
+        if let Ok(job) = rx.try_recv() {
+            let was_idle = inflight.is_empty();
+            let now = Instant::now();
+            queue(job, &mut wbuf, &mut inflight, now);
+            while let Ok(job) = rx.try_recv() {
+                queue(job, &mut wbuf, &mut inflight, now);
+            }
+            if was_idle {
+                deadline.as_mut().reset((now + timeout).into());
+            }
         }
         // Before writing, let the other ready tasks run once: their sessions queue requests
         // here too, and one write then carries them all (the same measured trade as the
@@ -424,17 +431,19 @@ async fn pipeline(
                     Ok(_) if inflight.is_empty() => break UpstreamError::BadReply,
                     Ok(_) => {}
                 }
-                let mut progressed = false;
+                // Set when a reply completes: progress, which restarts the deadline.
+                let mut now = None;
                 let bad = loop {
-                    let Some(&(count, _)) = inflight.front() else { break false };
+                    let Some(&(count, _, _)) = inflight.front() else { break false };
                     match scanner.get_or_insert_with(|| ReplyScanner::new(count)).scan(&rbuf) {
                         Ok(Some(n)) => {
                             scanner = None;
                             let reply = rbuf.split_to(n).freeze();
-                            if let Some((_, tx)) = inflight.pop_front() {
+                            if let Some((_, tx, sent)) = inflight.pop_front() {
+                                let now = *now.get_or_insert_with(Instant::now);
+                                metrics.observe(now - sent);
                                 let _ = tx.send(Ok(reply));
                             }
-                            progressed = true;
                         }
                         Ok(None) => break false,
                         Err(_) => break true,
@@ -443,16 +452,17 @@ async fn pipeline(
                 if bad {
                     break UpstreamError::BadReply;
                 }
-                if progressed {
-                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                if let Some(now) = now {
+                    deadline.as_mut().reset((now + timeout).into());
                 }
             }
             job = rx.recv(), if wbuf.is_empty() => match job {
                 Some(job) => {
+                    let now = Instant::now();
                     if inflight.is_empty() {
-                        deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                        deadline.as_mut().reset((now + timeout).into());
                     }
-                    queue(job, &mut wbuf, &mut inflight);
+                    queue(job, &mut wbuf, &mut inflight, now);
                 }
                 None => return None,
             },
@@ -460,7 +470,9 @@ async fn pipeline(
         }
     };
     tracing::debug!(server = %link.addr, err = %failure, "connection failed");
-    for (_, tx) in inflight {
+    let now = Instant::now();
+    for (_, tx, sent) in inflight {
+        metrics.observe(now - sent);
         let _ = tx.send(Err(failure.clone()));
     }
     None

@@ -104,7 +104,11 @@ impl Proxy {
                 metrics.pool(name),
             ));
         }
-        let connections = links.iter().cloned().map(Connection::start).collect();
+        let connections = links
+            .iter()
+            .zip(&servers)
+            .map(|(link, server)| Connection::start(link.clone(), server.metrics.clone()))
+            .collect();
         Ok(Arc::new(Proxy {
             config,
             pools,

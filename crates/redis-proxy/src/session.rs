@@ -9,7 +9,6 @@
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -93,8 +92,6 @@ pub enum Pending {
         id: usize,
         /// Its reply.
         rx: Reply,
-        /// When it was sent.
-        start: Instant,
     },
     /// A transaction: the reply of its `EXEC`, the last of `skip + 1` replies.
     Exec {
@@ -102,8 +99,6 @@ pub enum Pending {
         id: usize,
         /// Its replies.
         rx: Reply,
-        /// When it was sent.
-        start: Instant,
         /// Replies before `EXEC`'s (`MULTI`'s and each `QUEUED`).
         skip: u32,
     },
@@ -115,8 +110,6 @@ pub enum Pending {
         parts: Vec<(usize, Reply)>,
         /// For `MGET`, the part holding each key, in the client's order.
         slots: Vec<u32>,
-        /// When it was sent.
-        start: Instant,
     },
     /// A `SCRIPT` command sent to every server.
     Broadcast {
@@ -124,8 +117,6 @@ pub enum Pending {
         what: Broadcast,
         /// Each server and its reply.
         parts: Vec<(usize, Reply)>,
-        /// When it was sent.
-        start: Instant,
     },
 }
 
@@ -276,7 +267,6 @@ impl Session {
         Pending::One {
             id,
             rx: self.proxy.connections[id].submit(request, 1),
-            start: Instant::now(),
         }
     }
 
@@ -366,7 +356,6 @@ impl Session {
         if let [(id, _)] = groups[..] {
             return self.send(id, cmd.forward());
         }
-        let start = Instant::now();
         let parts = groups
             .iter()
             .map(|(id, positions)| {
@@ -383,7 +372,6 @@ impl Session {
             merge,
             parts,
             slots,
-            start,
         }
     }
 
@@ -665,7 +653,6 @@ impl Session {
         Pending::Exec {
             id,
             rx: self.proxy.connections[id].submit(request.freeze(), multi.count + 2),
-            start: Instant::now(),
             skip: multi.count + 1,
         }
     }
@@ -704,18 +691,14 @@ impl Session {
         if parts.is_empty() {
             return self.error(&self.unavailable(Unavailable::AllDown));
         }
-        Pending::Broadcast {
-            what,
-            parts,
-            start: Instant::now(),
-        }
+        Pending::Broadcast { what, parts }
     }
 
-    /// Waits for one server's reply, keeping its health and metrics.
-    async fn wait(&self, id: usize, rx: Reply, start: Instant) -> Result<Bytes, String> {
+    /// Waits for one server's reply, keeping its health. (The connection task counts the
+    /// request and its latency.)
+    async fn wait(&self, id: usize, rx: Reply) -> Result<Bytes, String> {
         let result = rx.await.unwrap_or(Err(UpstreamError::Closed));
         let server = &self.proxy.servers[id];
-        server.metrics.observe(start.elapsed());
         match result {
             Ok(reply) => {
                 record_success(server);
@@ -734,15 +717,11 @@ impl Session {
 
     /// Waits for every part's reply (all of them, so each server's health is kept), and
     /// returns them, or the first failure.
-    async fn wait_all(
-        &self,
-        parts: Vec<(usize, Reply)>,
-        start: Instant,
-    ) -> Result<Vec<Bytes>, String> {
+    async fn wait_all(&self, parts: Vec<(usize, Reply)>) -> Result<Vec<Bytes>, String> {
         let mut replies = Vec::with_capacity(parts.len());
         let mut failure = None;
         for (id, rx) in parts {
-            match self.wait(id, rx, start).await {
+            match self.wait(id, rx).await {
                 Ok(reply) => replies.push(reply),
                 Err(err) => {
                     failure.get_or_insert(err);
@@ -762,15 +741,10 @@ impl Session {
                 out.put_slice(&bytes);
                 return;
             }
-            Pending::One { id, rx, start } => self.wait(id, rx, start).await.map(|reply| {
+            Pending::One { id, rx } => self.wait(id, rx).await.map(|reply| {
                 out.put_slice(&reply);
             }),
-            Pending::Exec {
-                id,
-                rx,
-                start,
-                skip,
-            } => self.wait(id, rx, start).await.and_then(|reply| {
+            Pending::Exec { id, rx, skip } => self.wait(id, rx).await.and_then(|reply| {
                 match ReplyScanner::new(skip).scan(&reply) {
                     Ok(Some(n)) => {
                         out.put_slice(&reply[n..]);
@@ -783,12 +757,11 @@ impl Session {
                 merge,
                 parts,
                 slots,
-                start,
-            } => match self.wait_all(parts, start).await {
+            } => match self.wait_all(parts).await {
                 Ok(replies) => merge_replies(merge, &replies, &slots, out),
                 Err(err) => Err(err),
             },
-            Pending::Broadcast { what, parts, start } => match self.wait_all(parts, start).await {
+            Pending::Broadcast { what, parts } => match self.wait_all(parts).await {
                 Ok(replies) => merge_broadcast(what, &replies, out),
                 Err(err) => Err(err),
             },

@@ -393,6 +393,16 @@ fn pipelined_commands_are_answered_in_order() {
             }
         }
     }
+    // Every command but PING reached a server (MGET once per server of its keys), and every
+    // request's latency was observed.
+    let requests = farm.proxy.metric_sum("redis_proxy_requests_total{");
+    assert!(requests >= 1200.0, "{requests}");
+    let latencies = farm.proxy.metric_sum("redis_proxy_latency_seconds_count{");
+    assert_eq!(latencies, requests);
+    assert_eq!(
+        farm.proxy.metric_sum("redis_proxy_commands_total{"),
+        n as f64
+    );
 }
 
 #[test]

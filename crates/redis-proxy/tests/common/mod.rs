@@ -266,6 +266,16 @@ impl Proxy {
         (status, body)
     }
 
+    /// The sum of every metric line that starts with `prefix` (a name: all its label sets).
+    pub fn metric_sum(&self, prefix: &str) -> f64 {
+        self.admin("/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The value of a metric line that starts with `prefix` (name and labels), if any.
     pub fn metric(&self, prefix: &str) -> Option<f64> {
         self.admin("/metrics")
