@@ -75,11 +75,23 @@ struct Args {
     check: bool,
 }
 
-fn main() -> Result<()> {
+fn main() {
+    // The error and its causes on one line, without the backtrace anyhow would add when
+    // RUST_BACKTRACE is set: these are an operator's mistakes (a file, a password, a port),
+    // not the program's.
+    if let Err(err) = start() {
+        eprintln!("redis-proxy: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn start() -> Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Colours only for a person at a terminal, not in a container's log.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = redis_proxy::config::load(&args.config)?;
     let secrets = redis_proxy::Secrets::read(&config)?;
