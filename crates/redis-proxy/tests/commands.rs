@@ -537,3 +537,28 @@ fn mediawiki_sessions_and_locks_through_two_pools() {
         Reply::array(vec![])
     );
 }
+
+#[test]
+fn large_values_pass_whole_both_ways() {
+    let farm = farm();
+    let mut c = farm.client();
+    // 4 MiB, under the default 8 MiB request limit; arrives and leaves in many reads.
+    let value: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let keys = farm.keys_on_each_server("large:");
+    assert_eq!(
+        c.cmd_bytes(&[b"SET", keys[0].as_bytes(), &value]),
+        Reply::ok()
+    );
+    assert_eq!(
+        c.cmd_bytes(&[b"SET", keys[1].as_bytes(), b"small"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        c.cmd_bytes(&[b"GET", keys[0].as_bytes()]),
+        Reply::Bulk(Some(value.clone()))
+    );
+    assert_eq!(
+        c.cmd_bytes(&[b"MGET", keys[1].as_bytes(), keys[0].as_bytes()]),
+        Reply::array(vec![Reply::bulk("small"), Reply::Bulk(Some(value))])
+    );
+}
