@@ -225,6 +225,59 @@ mod tests {
         assert_eq!(pos(Keys::TWO, 2), None);
     }
 
+    /// The first backticked group of the table row of `docs/redis-proxy.md` that starts with
+    /// `row`, split into words.
+    fn documented(row: &str) -> Vec<&'static str> {
+        let doc = include_str!("../../../docs/redis-proxy.md");
+        let line = doc
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no row {row:?} in docs/redis-proxy.md"));
+        let group = line.split('`').nth(1).unwrap();
+        group.split_whitespace().collect()
+    }
+
+    /// The commands docs/redis-proxy.md lists are served the way it says.
+    #[test]
+    fn the_documented_lists_match_the_table() {
+        for name in documented("| one key |") {
+            assert_eq!(
+                lookup(name.as_bytes()),
+                Some(Kind::Keyed(Keys::ONE)),
+                "{name}"
+            );
+        }
+        for name in documented("| keys on one server |") {
+            assert!(
+                matches!(lookup(name.as_bytes()), Some(Kind::Keyed(_))),
+                "{name}"
+            );
+        }
+        for name in documented("| cut by server |") {
+            assert!(
+                matches!(lookup(name.as_bytes()), Some(Kind::Split(..))),
+                "{name}"
+            );
+        }
+        for name in documented("| scripts |") {
+            assert_eq!(lookup(name.as_bytes()), Some(Kind::Script), "{name}");
+        }
+        for (row, reason) in [
+            ("| `KEYS", KEYSPACE),
+            ("| `BLPOP", SHARED),
+            ("| `SUBSCRIBE", PUBSUB),
+            ("| `CONFIG", ADMIN),
+        ] {
+            for name in documented(row) {
+                assert_eq!(
+                    lookup(name.as_bytes()),
+                    Some(Kind::Refused(reason)),
+                    "{name}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn names_are_matched_in_upper_case() {
         let mut buf = [0; 24];

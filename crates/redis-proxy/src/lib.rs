@@ -28,15 +28,27 @@
 //!   Prometheus endpoint, which also serves `/healthz` (see [`metrics`], [`server`]);
 //! - on SIGTERM stops accepting, answers what it has read, and exits.
 //!
-//! It does not serve what no proxy over several servers can: commands on the whole keyspace
-//! (`KEYS`, `SCAN`, `FLUSHALL`, ...), commands that block or change a connection it shares
-//! (`BLPOP`, `WATCH`, `SELECT 1`, ...), pub/sub and `MONITOR`, administration (`CONFIG`,
-//! `SHUTDOWN`, ...), multi-key commands, scripts and transactions whose keys are on different
-//! servers, and commands it does not know. Each gets an `-ERR` that says why, and the
-//! connection stays usable; the full list is in [`command`] and `docs/redis-proxy.md`. It does
-//! not speak RESP3, TLS, or Redis Cluster's redirections, and never retries a failed request
-//! elsewhere (a command may not be idempotent). Malformed or oversized requests get an error
-//! and their connection is closed; the proxy goes on.
+//! It does not serve what no proxy over several servers can. Each of these gets an `-ERR` that
+//! says why, and the connection stays usable (the table is [`command::lookup`]; the same list,
+//! with the messages, is in `docs/redis-proxy.md`):
+//!
+//! - commands on the whole keyspace: `KEYS SCAN RANDOMKEY DBSIZE FLUSHDB FLUSHALL`;
+//! - commands that block or change a connection, which the proxy shares between clients:
+//!   `BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP WAIT XREAD XREADGROUP WATCH
+//!   UNWATCH RESET READONLY READWRITE`, `SELECT` of a database other than 0, `CLIENT` but
+//!   `SETNAME GETNAME SETINFO ID`;
+//! - pub/sub and monitoring, which need a connection of their own: `SUBSCRIBE PSUBSCRIBE
+//!   SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE PUBLISH SPUBLISH PUBSUB MONITOR`;
+//! - administration of one server: `CONFIG SAVE BGSAVE BGREWRITEAOF LASTSAVE SHUTDOWN DEBUG
+//!   SLAVEOF REPLICAOF SYNC PSYNC CLUSTER MIGRATE MOVE SWAPDB OBJECT MEMORY SLOWLOG LATENCY ACL
+//!   FAILOVER ROLE MODULE FUNCTION COMMAND TIME LOLWUT`, `SCRIPT KILL`;
+//! - multi-key commands, scripts and `MULTI`/`EXEC` whose keys are on different servers,
+//!   scripts without keys, and commands the proxy does not know (it cannot tell where their
+//!   keys are).
+//!
+//! It does not speak RESP3, TLS, or Redis Cluster's redirections, and never retries a failed
+//! request elsewhere (a command may not be idempotent). Malformed or oversized requests get an
+//! error and their connection is closed; the proxy goes on.
 //!
 //! Why a crate of its own rather than a second protocol of `mcrouter`: the two share the
 //! ring (which this crate takes from `mcrouter` rather than copying) and the shape of a
