@@ -513,6 +513,9 @@ mod tests {
         assert_eq!(reply_len(b"*-1\r\n"), Ok(Some(5)));
         assert_eq!(reply_len(b"*0\r\n"), Ok(Some(4)));
         assert_eq!(reply_len(b"?\r\n"), Err(BadReply));
+        // Found by the property test: a line break where the type byte should be.
+        assert_eq!(reply_len(b"\n"), Err(BadReply));
+        assert_eq!(reply_len(b"\r\n"), Err(BadReply));
         assert_eq!(reply_len(b"$3\r\nabcd\r\n"), Err(BadReply));
         assert_eq!(reply_len(b":x\r\n"), Err(BadReply));
     }
