@@ -47,6 +47,8 @@ pub mod ring;
 pub mod route;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod tree;
 
 pub use config::Config;
 #[cfg(feature = "server")]

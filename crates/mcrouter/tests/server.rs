@@ -80,8 +80,8 @@ fn a_multi_get_over_a_dead_server_takes_its_keys_from_the_gutter() {
     let router = Router::start(&json!({
         "pools": {"eqiad": {"servers": addrs}, "gutter": {"servers": [gutter.addr()]}},
         "local_pool": "eqiad",
-        // Never marked down here: each get fails on the dead server and is retried on the
-        // gutter within the same request.
+        // The first get finds the server dead (refused: marked down at once) and is retried
+        // on the gutter within the same request.
         "failover": {"gutter_pool": "gutter", "failures_until_down": 1000},
         "timeouts": {"connect_ms": 200, "request_ms": 300},
     }));
@@ -114,18 +114,42 @@ fn a_multi_get_over_a_dead_server_takes_its_keys_from_the_gutter() {
 }
 
 #[test]
-fn without_a_gutter_a_dead_server_is_a_server_error_not_a_hang() {
+fn without_a_gutter_a_dead_server_is_a_miss_or_a_hang_up_not_a_hang() {
     let mut server = Memcached::start();
-    let router = Router::start(&json!({
-        "pools": {"eqiad": {"servers": [server.addr()]}},
-        "local_pool": "eqiad",
-        "timeouts": {"connect_ms": 200, "request_ms": 300},
-    }));
-    let mut client = router.client();
+    let config = |unavailable: &str| {
+        json!({
+            "pools": {"eqiad": {"servers": [server.addr()]}},
+            "local_pool": "eqiad",
+            "failover": {"unavailable": unavailable},
+            "timeouts": {"connect_ms": 200, "request_ms": 300},
+        })
+    };
+    let closing = Router::start(&config("close"));
+    let erroring = Router::start(&config("server_error"));
+    let mut client = closing.client();
+    assert_eq!(client.set("k", "v", 0), "STORED\r\n");
     server.kill();
-    assert!(client.set("k", "v", 0).starts_with("SERVER_ERROR"));
-    // A get is a miss, as a cache should answer.
+    // A get is a miss, as a cache should answer, and the connection stays.
     assert_eq!(client.get("k"), None);
+    assert_eq!(client.get("k"), None);
+    // A store that nothing can take: the replies before it, then the connection closes, which
+    // MediaWiki's clients take as an I/O error (see config::Unavailable).
+    client
+        .stream
+        .write_all(b"mn\r\nadd lock 0 6 1\r\n1\r\nmn\r\n")
+        .unwrap();
+    assert_eq!(client.read_reply(ReplyKind::Line), "MN\r\n");
+    let mut rest = Vec::new();
+    client.stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    // The other way: memcached's kind of error line, and the connection stays.
+    let mut client = erroring.client();
+    assert_eq!(client.set("k", "v", 0), "SERVER_ERROR unavailable\r\n");
+    assert_eq!(client.get("k"), None);
+    assert_eq!(
+        client.call("delete k\r\n", ReplyKind::Line),
+        "SERVER_ERROR unavailable\r\n"
+    );
 }
 
 #[test]

@@ -103,8 +103,8 @@ fn main() -> Result<()> {
         .block_on(run(args, config))
 }
 
-async fn run(args: Args, config: mcrouter::Config) -> Result<()> {
-    let router = Arc::new(mcrouter::Router::new(config)?);
+async fn run(args: Args, config: mcrouter::config::RoutesConfig) -> Result<()> {
+    let router = Arc::new(mcrouter::Router::from_routes(config)?);
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
