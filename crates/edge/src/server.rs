@@ -107,6 +107,21 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     if let Routing::Edge(table) = &routing {
         health::spawn_checks(table, &metrics, &upstream_tls);
     }
+    // Pod mode: the cake behind this terminator, checked as edge mode checks endpoints, so
+    // that /healthz (the readiness probe) says whether the whole cake answers. Read at start:
+    // changing it needs a restart, like [listen].
+    let cake = config.pod.as_ref().and_then(|pod| {
+        let check = pod.health.clone()?;
+        let ep = Arc::new(crate::router::Endpoint::new(
+            "upstream",
+            &pod.upstream,
+            Some(check),
+            None,
+            pod.timeouts,
+        ));
+        health::spawn_one(&ep, &metrics, &upstream_tls);
+        Some(ep)
+    });
     let trusted = config
         .listen
         .trusted_proxies
@@ -128,7 +143,12 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
                 address: address.clone(),
                 source,
             })?;
-        tokio::spawn(serve_metrics(ml, metrics.clone(), draining.clone()));
+        tokio::spawn(serve_metrics(
+            ml,
+            metrics.clone(),
+            draining.clone(),
+            cake.clone(),
+        ));
     }
 
     let threads = config.listen.threads.unwrap_or_else(|| {
@@ -374,7 +394,12 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, draining: Arc<AtomicBool>) {
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
+    cake: Option<Arc<crate::router::Endpoint>>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -382,6 +407,7 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, draining: A
         };
         let metrics = metrics.clone();
         let draining = draining.clone();
+        let cake = cake.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let resp = match req.uri().path() {
@@ -398,6 +424,13 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, draining: A
                     "/healthz" if draining.load(Ordering::SeqCst) => {
                         text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
                     }
+                    "/healthz" if cake.as_ref().is_some_and(|c| !c.is_healthy()) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "upstream {} fails its health check\n",
+                            cake.as_ref().map_or("", |c| c.address.as_str())
+                        ),
+                    ),
                     "/healthz" => text(StatusCode::OK, "ok\n".into()),
                     _ => text(StatusCode::NOT_FOUND, "try /metrics or /healthz\n".into()),
                 };
