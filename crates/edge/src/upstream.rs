@@ -10,6 +10,11 @@
 //! response body has been read to its end. A response whose body is dropped before its end
 //! takes its connection with it: HTTP/1.1 cannot abandon a response and stay usable.
 //!
+//! Every wait has a bound: connecting within [`CONNECT_TIMEOUT`], the response head within
+//! the backend's `timeouts.header_ms` (else [`UpstreamError::HeaderTimeout`], a 504), and no
+//! silence longer than `timeouts.body_ms` while the body is read (else the body ends with
+//! [`Http1Error::BodyTimeout`], which cuts the client's response off).
+//!
 //! A request without a body whose method is idempotent is sent again on a new connection when
 //! a reused one turns out closed before any byte of an answer (the upstream closed it while
 //! idle, just as the request went out), as RFC 9110 9.2.2 allows; anything else gets the
