@@ -88,7 +88,7 @@ pub async fn serve(
 async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     router.metrics.connections.inc();
-    let mut session = Session {
+    let session = Session {
         router: Arc::clone(&router),
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
@@ -102,6 +102,8 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
     tokio::pin!(stopped);
     'conn: loop {
         let mut close = false;
+        // Everything complete in the input, in order: commands to run and errors to answer.
+        let mut batch: Vec<Item> = Vec::new();
         loop {
             if swallow > 0 {
                 let n = swallow.min(input.len());
@@ -119,24 +121,24 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
                         close = true;
                         break;
                     }
-                    if session.execute(request, &mut out).await {
-                        // No server could take a command that expects a reply: answer what
-                        // came before and hang up (see config::Unavailable).
-                        close = true;
-                        break;
-                    }
+                    batch.push(Item::Run(request));
                 }
                 Err(err) => {
-                    out.put_slice(err.reply.as_bytes());
                     let n = err.consume.min(input.len());
                     let _ = input.split_to(n);
                     swallow = err.consume - n;
+                    batch.push(Item::Say(err.reply));
                     if err.close {
                         close = true;
                         break;
                     }
                 }
             }
+        }
+        // No server could take a command that expects a reply: what came before is answered,
+        // then the connection closes (see config::Unavailable).
+        if session.run(batch, &mut out).await {
+            close = true;
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
@@ -176,6 +178,14 @@ struct Session {
     router: Arc<Router>,
 }
 
+/// One entry of what a client sent in one go.
+enum Item {
+    /// A command to run.
+    Run(Request),
+    /// A protocol error to answer with.
+    Say(&'static str),
+}
+
 /// Sends one request to one server over its shared connection, keeping the server's health
 /// and metrics.
 pub(crate) async fn call_server(
@@ -202,13 +212,56 @@ pub(crate) async fn call_server(
 }
 
 impl Session {
-    async fn call(&mut self, id: usize, request: Bytes, kind: ReplyKind) -> Option<Bytes> {
+    /// Answers a batch in order; true to hang up after the answers written.
+    ///
+    /// A pipelining client's commands run at once, not one after another: each would
+    /// otherwise wait for its server's reply before the next went out, where the server
+    /// connections pipeline them all in one write. Replies still go back in order, and
+    /// commands for one server reach it in order (each is queued on the server's connection
+    /// when first polled, and they are polled in order).
+    async fn run(&self, batch: Vec<Item>, out: &mut BytesMut) -> bool {
+        if let [Item::Run(_)] = &batch[..] {
+            let Some(Item::Run(request)) = batch.into_iter().next() else {
+                return false;
+            };
+            return self.execute(request, out).await;
+        }
+        if !batch.iter().any(|i| matches!(i, Item::Run(_))) {
+            for item in batch {
+                if let Item::Say(reply) = item {
+                    out.put_slice(reply.as_bytes());
+                }
+            }
+            return false;
+        }
+        let replies = join_all(batch.into_iter().map(|item| async move {
+            let mut reply = BytesMut::new();
+            let hang_up = match item {
+                Item::Run(request) => self.execute(request, &mut reply).await,
+                Item::Say(text) => {
+                    reply.put_slice(text.as_bytes());
+                    false
+                }
+            };
+            (reply, hang_up)
+        }))
+        .await;
+        for (reply, hang_up) in replies {
+            if hang_up {
+                return true;
+            }
+            out.put_slice(&reply);
+        }
+        false
+    }
+
+    async fn call(&self, id: usize, request: Bytes, kind: ReplyKind) -> Option<Bytes> {
         call_server(&self.router, id, request, kind).await.ok()
     }
 
     /// Answers one command into `out`; true when the connection must be closed instead of
     /// answering it (nothing could take it, and the config says so).
-    async fn execute(&mut self, request: Request, out: &mut BytesMut) -> bool {
+    async fn execute(&self, request: Request, out: &mut BytesMut) -> bool {
         match request {
             Request::Get {
                 kind,
@@ -255,7 +308,7 @@ impl Session {
     }
 
     /// A single-key command through the route tree. Returns true to hang up.
-    async fn single(&mut self, request: Request, out: &mut BytesMut) -> bool {
+    async fn single(&self, request: Request, out: &mut BytesMut) -> bool {
         let router = Arc::clone(&self.router);
         let Some(key) = request.key().cloned() else {
             return false;
@@ -342,7 +395,7 @@ impl Session {
     /// MediaWiki's): the same answers and metrics as [`Session::get`] without its grouping
     /// and maps, and the server's reply relayed as it is when it is exactly what the client
     /// expects.
-    async fn get_one(&mut self, kind: GetKind, exptime: i64, key: &Bytes, out: &mut BytesMut) {
+    async fn get_one(&self, kind: GetKind, exptime: i64, key: &Bytes, out: &mut BytesMut) {
         let router = &*self.router;
         let (plan, stripped) = plan_get(router, kind, key);
         let GetPlan::Pool { pool, gutter } = plan else {
@@ -413,7 +466,7 @@ impl Session {
 
     /// A get-family command: keys grouped by server, one request per server in parallel, the
     /// values written back in the client's order under the client's keys.
-    async fn get(&mut self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
+    async fn get(&self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
         let router = &*self.router;
         let start = Instant::now();
         let mut slots: Vec<Slot> = Vec::with_capacity(keys.len());
@@ -558,7 +611,7 @@ impl Session {
 
     /// A multi-key get whose keys need the whole tree: one get per key, all at once, the
     /// values in the client's order.
-    async fn get_each(&mut self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
+    async fn get_each(&self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
         let router = &self.router;
         let replies = join_all(keys.iter().map(|key| async move {
             let (plan, stripped) = plan_get(router, kind, key);

@@ -420,3 +420,37 @@ fn a_bad_config_names_the_file_line_and_expectation() {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
 }
+
+#[test]
+fn pipelined_commands_run_together_and_answer_in_order() {
+    let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
+    let router = Router::start(&json!({
+        "pools": {"eqiad": {"servers": servers.iter().map(Memcached::addr).collect::<Vec<_>>()}},
+        "local_pool": "eqiad",
+    }));
+    let mut c = router.client();
+    // Writes and reads of the same keys in one write: each read sees the write before it.
+    let mut batch = String::new();
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let key = format!("p{}", i % 7);
+        batch += &format!(
+            "set {key} 0 0 {}\r\n{i}\r\nget {key}\r\n",
+            i.to_string().len()
+        );
+        expected.push(("STORED\r\n".to_string(), ReplyKind::Line));
+        expected.push((
+            format!("VALUE {key} 0 {}\r\n{i}\r\nEND\r\n", i.to_string().len()),
+            ReplyKind::Values,
+        ));
+    }
+    batch += "bogus\r\ndelete p0\r\nget p0\r\nmn\r\n";
+    expected.push(("ERROR\r\n".into(), ReplyKind::Line));
+    expected.push(("DELETED\r\n".into(), ReplyKind::Line));
+    expected.push(("END\r\n".into(), ReplyKind::Values));
+    expected.push(("MN\r\n".into(), ReplyKind::Line));
+    c.stream.write_all(batch.as_bytes()).unwrap();
+    for (want, kind) in expected {
+        assert_eq!(c.read_reply(kind), want);
+    }
+}
