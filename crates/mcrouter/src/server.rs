@@ -234,6 +234,12 @@ impl Session {
             }
             return false;
         }
+        if let Some(replies) = self.merged_gets(&batch).await {
+            for reply in replies {
+                out.put_slice(&reply);
+            }
+            return false;
+        }
         let replies = join_all(batch.into_iter().map(|item| async move {
             let mut reply = BytesMut::new();
             let hang_up = match item {
@@ -467,14 +473,42 @@ impl Session {
     /// A get-family command: keys grouped by server, one request per server in parallel, the
     /// values written back in the client's order under the client's keys.
     async fn get(&self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
+        let Some((values, error_line)) = self.get_values(kind, exptime, keys).await else {
+            // A route the shortcut cannot take: every key through the tree, at once.
+            return self.get_each(kind, exptime, keys, out).await;
+        };
+        for (key, value) in keys.iter().zip(&values) {
+            if let Some(v) = value {
+                out.put_slice(b"VALUE ");
+                out.put_slice(key);
+                out.put_slice(&v.rest);
+                out.put_slice(&v.data);
+            }
+        }
+        // A server's error (say, CLIENT_ERROR for a gat with a bad time) is the client's
+        // error too when it asked one server alone; otherwise the other keys still count.
+        match error_line {
+            Some(line) if keys.len() == 1 => out.put_slice(&line),
+            _ => out.put_slice(b"END\r\n"),
+        }
+    }
+
+    /// The values of a get-family command's keys, in the client's order (`None`: a miss),
+    /// and a server's error line if one answered with one; `None` when a key's route needs
+    /// the whole tree.
+    async fn get_values(
+        &self,
+        kind: GetKind,
+        exptime: i64,
+        keys: &[Bytes],
+    ) -> Option<(Vec<Option<Value>>, Option<Bytes>)> {
         let router = &*self.router;
         let start = Instant::now();
         let mut slots: Vec<Slot> = Vec::with_capacity(keys.len());
         for key in keys {
             let (plan, stripped) = plan_get(router, kind, key);
             let GetPlan::Pool { pool, gutter } = plan else {
-                // A route the shortcut cannot take: every key through the tree, at once.
-                return self.get_each(kind, exptime, keys, out).await;
+                return None;
             };
             let stripped = key.slice_ref(stripped);
             let target = router.target(pool, &stripped, gutter);
@@ -575,7 +609,8 @@ impl Session {
 
         let elapsed = start.elapsed();
         let mut routes_seen: Vec<usize> = Vec::new();
-        for (key, slot) in keys.iter().zip(&slots) {
+        let mut found = Vec::with_capacity(keys.len());
+        for slot in &slots {
             let metrics = &router.pools[slot.pool].metrics;
             if !routes_seen.contains(&slot.pool) {
                 routes_seen.push(slot.pool);
@@ -586,27 +621,59 @@ impl Session {
                     metrics.errors.inc();
                     None
                 }
-                _ => values[slot.leader].as_ref(),
+                _ => values[slot.leader].clone(),
             };
-            match value {
-                Some(v) => {
-                    metrics.hits.inc();
-                    out.put_slice(b"VALUE ");
-                    out.put_slice(key);
-                    out.put_slice(&v.rest);
-                    out.put_slice(&v.data);
+            if value.is_some() {
+                metrics.hits.inc();
+            } else {
+                metrics.misses.inc();
+            }
+            found.push(value);
+        }
+        Some((found, error_line))
+    }
+
+    /// Plain gets read together from a pipelining client, all of one kind: asked of each
+    /// server as one multi-key get instead of one request per command (memcached answers a
+    /// multi-get for much less than the same number of single gets), each command answered
+    /// on its own, in order. `None` when they are not all plain gets of one kind.
+    async fn merged_gets(&self, batch: &[Item]) -> Option<Vec<BytesMut>> {
+        let mut kind = None;
+        let mut keys = Vec::new();
+        for item in batch {
+            match item {
+                Item::Run(Request::Get {
+                    kind: k @ (GetKind::Get | GetKind::Gets),
+                    keys: ks,
+                    ..
+                }) if kind.is_none_or(|kind| kind == *k) => {
+                    kind = Some(*k);
+                    keys.extend_from_slice(ks);
                 }
-                None => {
-                    metrics.misses.inc();
-                }
+                _ => return None,
             }
         }
-        // A server's error (say, CLIENT_ERROR for a gat with a bad time) is the client's
-        // error too when it asked one server alone; otherwise the other keys still count.
-        match error_line {
-            Some(line) if keys.len() == 1 => out.put_slice(&line),
-            _ => out.put_slice(b"END\r\n"),
-        }
+        let (values, _) = self.get_values(kind?, 0, &keys).await?;
+        let mut values = values.into_iter();
+        let replies = batch
+            .iter()
+            .map(|item| {
+                let mut reply = BytesMut::new();
+                if let Item::Run(Request::Get { keys, .. }) = item {
+                    for (key, value) in keys.iter().zip(values.by_ref()) {
+                        if let Some(v) = value {
+                            reply.put_slice(b"VALUE ");
+                            reply.put_slice(key);
+                            reply.put_slice(&v.rest);
+                            reply.put_slice(&v.data);
+                        }
+                    }
+                }
+                reply.put_slice(b"END\r\n");
+                reply
+            })
+            .collect();
+        Some(replies)
     }
 
     /// A multi-key get whose keys need the whole tree: one get per key, all at once, the

@@ -454,3 +454,56 @@ fn pipelined_commands_run_together_and_answer_in_order() {
         assert_eq!(c.read_reply(kind), want);
     }
 }
+
+#[test]
+fn pipelined_gets_are_merged_per_server_and_answered_per_command() {
+    let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
+    let router = Router::start(&json!({
+        "pools": {"eqiad": {"servers": servers.iter().map(Memcached::addr).collect::<Vec<_>>()}},
+        "local_pool": "eqiad",
+    }));
+    let mut c = router.client();
+    for i in 0..20 {
+        c.set(&format!("m{i}"), &format!("v{i}"), 0);
+    }
+    let commands: Vec<Vec<String>> = (0..40)
+        .map(|i| {
+            (0..(i % 4))
+                .map(|j| format!("m{}", (i * 3 + j) % 25)) // some miss (m20..m24)
+                .chain([format!("m{}", i % 20)])
+                .collect()
+        })
+        .collect();
+    let batch: String = commands
+        .iter()
+        .map(|keys| format!("get {}\r\n", keys.join(" ")))
+        .collect();
+    c.stream.write_all(batch.as_bytes()).unwrap();
+    for keys in &commands {
+        let mut want = String::new();
+        for key in keys {
+            let n: usize = key[1..].parse().unwrap();
+            if n < 20 {
+                want += &format!("VALUE {key} 0 {}\r\nv{n}\r\n", format!("v{n}").len());
+            }
+        }
+        want += "END\r\n";
+        assert_eq!(c.read_reply(ReplyKind::Values), want);
+    }
+    // Each server got far fewer requests than there were commands.
+    let requests: u64 = servers
+        .iter()
+        .map(|s| {
+            let addr = s.addr();
+            router
+                .stat(&format!("server:eqiad:{addr}:requests"))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        requests < 20 + 20,
+        "{requests} server requests for 20 sets and 40 gets"
+    );
+}
