@@ -148,3 +148,32 @@ async fn pod_healthz_reports_the_cake_behind_it() {
         (healthz(mport) == "200").then_some(())
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_waits_after_the_handshake_is_served_when_it_speaks() {
+    // edge starts HTTP on a connection only once the client sends something (an idle one
+    // holds no HTTP buffers): a client quiet for a while after its handshake is still served.
+    let backend = Backend::start("httpd", 0).await;
+    let s = pod_with(&backend.addr.to_string(), "");
+    require("openssl", "openssl");
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{}", s.edge.port))
+        .args(["-servername", "wiki.example", "-CAfile"])
+        .arg(&s.pki.ca_pem)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    stdin
+        .write_all(b"GET /quiet HTTP/1.1\r\nHost: wiki.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("GET /quiet"), "{text}");
+    drop(stdin);
+}
