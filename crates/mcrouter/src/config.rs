@@ -1,10 +1,18 @@
-//! The router's configuration file: plain serde types and their validation.
+//! The router's configuration: plain serde types and their validation, in two formats.
+//!
+//! - [`RoutesConfig`]: mcrouter's own format — pools and a tree of route handles
+//!   ([`RouteHandle`]) under routing prefixes — with the settings real mcrouter takes on its
+//!   command line as fields. [`wan_routes`] builds Wikimedia's WAN tree from a [`WanLayout`].
+//! - [`Config`]: a shorthand (local pool, prefix routes, pools to replicate invalidations to,
+//!   a gutter) that [`Config::to_routes`] compiles to the same tree.
 //!
 //! This module compiles with `default-features = false` and depends on serde alone, because the
-//! `render` crate builds a [`Config`] from the site's values and writes it as JSON. Every struct
-//! denies unknown fields, so a typo in a hand-written file is an error, not a silent default.
+//! `render` crate builds these values from the site's values and writes them as JSON. Reading a
+//! file ([`load`], either format, errors naming the JSON path of a mistake) needs the `server`
+//! feature. Every struct denies unknown fields, so a typo in a hand-written file is an error,
+//! not a silent default.
 //!
-//! The file format (JSON; every section but `pools` and `local_pool` may be left out):
+//! The shorthand (JSON; every section but `pools` and `local_pool` may be left out):
 //!
 //! ```json
 //! {
@@ -16,7 +24,8 @@
 //!              {"prefix": "/codfw/mw/", "pool": "codfw"}],
 //!   "replicate_to": ["codfw"],
 //!   "failover": {"gutter_pool": "gutter", "gutter_ttl_seconds": 10,
-//!                "failures_until_down": 3, "probe_interval_ms": 1000},
+//!                "failures_until_down": 3, "probe_interval_ms": 1000,
+//!                "unavailable": "close"},
 //!   "timeouts": {"connect_ms": 250, "request_ms": 500, "drain_ms": 5000},
 //!   "limits": {"max_key_bytes": 250, "max_value_bytes": 1048576}
 //! }
@@ -330,6 +339,55 @@ mod tests {
         ] {
             assert!(!is_routing_prefix(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_wan_tree_is_wikimedias() {
+        let layout = WanLayout {
+            local: "eqiad".into(),
+            pools: [
+                ("eqiad".to_string(), vec!["10.64.0.1:11211".to_string()]),
+                ("codfw".to_string(), vec!["10.192.0.1:11211".to_string()]),
+            ]
+            .into_iter()
+            .collect(),
+            gutter: vec!["10.64.0.9:11211".into()],
+            gutter_ttl_seconds: 10,
+            tko: Tko::default(),
+            timeouts: Timeouts::default(),
+        };
+        let tree = wan_routes(&layout);
+        tree.validate().unwrap();
+        let json = serde_json::to_value(&tree).unwrap();
+        if std::env::var_os("PRINT_WAN_TREE").is_some() {
+            println!("{}", serde_json::to_string_pretty(&json).unwrap());
+        }
+        assert_eq!(json["default_route"], "/eqiad/mw/");
+        let route = |alias: &str| {
+            json["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["aliases"][0] == alias)
+                .unwrap()["route"]
+                .clone()
+        };
+        let local = route("/eqiad/mw/");
+        assert_eq!(local["type"], "FailoverWithExptimeRoute");
+        assert_eq!(local["failover"][0], "PoolRoute|gutter");
+        assert_eq!(local["failover_errors"][0], "tko");
+        assert_eq!(route("/codfw/mw/"), "PoolRoute|codfw");
+        let wan_local = route("/eqiad/mw-wan/");
+        assert_eq!(wan_local["default_policy"], local);
+        assert_eq!(wan_local["operation_policies"]["set"]["type"], "AllSyncRoute");
+        assert_eq!(wan_local["operation_policies"]["delete"]["children"][0], local);
+        let wan_remote = route("/codfw/mw-wan/");
+        assert_eq!(wan_remote["default_policy"], local, "reads stay local");
+        assert_eq!(wan_remote["operation_policies"]["set"]["type"], "AllAsyncRoute");
+        assert_eq!(
+            wan_remote["operation_policies"]["delete"]["children"][0],
+            "PoolRoute|codfw"
+        );
     }
 
     #[test]
