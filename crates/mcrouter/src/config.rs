@@ -379,11 +379,20 @@ mod tests {
         assert_eq!(route("/codfw/mw/"), "PoolRoute|codfw");
         let wan_local = route("/eqiad/mw-wan/");
         assert_eq!(wan_local["default_policy"], local);
-        assert_eq!(wan_local["operation_policies"]["set"]["type"], "AllSyncRoute");
-        assert_eq!(wan_local["operation_policies"]["delete"]["children"][0], local);
+        assert_eq!(
+            wan_local["operation_policies"]["set"]["type"],
+            "AllSyncRoute"
+        );
+        assert_eq!(
+            wan_local["operation_policies"]["delete"]["children"][0],
+            local
+        );
         let wan_remote = route("/codfw/mw-wan/");
         assert_eq!(wan_remote["default_policy"], local, "reads stay local");
-        assert_eq!(wan_remote["operation_policies"]["set"]["type"], "AllAsyncRoute");
+        assert_eq!(
+            wan_remote["operation_policies"]["set"]["type"],
+            "AllAsyncRoute"
+        );
         assert_eq!(
             wan_remote["operation_policies"]["delete"]["children"][0],
             "PoolRoute|codfw"
