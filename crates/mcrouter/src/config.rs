@@ -98,6 +98,7 @@ pub struct Failover {
     /// How often a down server is probed (`version`) to bring it back.
     pub probe_interval_ms: u64,
     /// How a command is answered when neither its server nor the gutter can take it.
+    #[serde(skip_serializing_if = "Unavailable::is_default")]
     pub unavailable: Unavailable,
 }
 
@@ -993,6 +994,13 @@ pub enum Unavailable {
     Close,
     /// Answer `SERVER_ERROR unavailable` and keep the connection (real mcrouter's way).
     ServerError,
+}
+
+impl Unavailable {
+    /// Whether this is the default (left out when written).
+    pub fn is_default(&self) -> bool {
+        *self == Unavailable::default()
+    }
 }
 
 /// A memcached operation, as `OperationSelectorRoute` names them.
