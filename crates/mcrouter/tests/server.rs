@@ -507,3 +507,35 @@ fn pipelined_gets_are_merged_per_server_and_answered_per_command() {
         "{requests} server requests for 20 sets and 40 gets"
     );
 }
+
+#[test]
+fn concurrent_clients_gets_stay_their_own() {
+    // Many clients share one pipelined connection per server: each must still get exactly
+    // the values of its own keys.
+    let server = Memcached::start();
+    let router = Router::start(&json!({
+        "pools": {"eqiad": {"servers": [server.addr()]}},
+        "local_pool": "eqiad",
+    }));
+    let mut c = router.client();
+    for i in 0..30 {
+        c.set(&format!("c{i}"), &format!("value-{i}"), 0);
+    }
+    let port = router.port;
+    let threads: Vec<_> = (0..12)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = common::Client::connect(port);
+                for i in 0..300 {
+                    let n = (t * 7 + i) % 40; // c30..c39 miss
+                    let got = c.get(&format!("c{n}"));
+                    let want = (n < 30).then(|| format!("value-{n}"));
+                    assert_eq!(got, want, "client {t}, key c{n}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
