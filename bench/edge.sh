@@ -6,8 +6,12 @@
 # Usage: bench/edge.sh [SECONDS_PER_RUN] [ROUNDS]   (default 3 s, 3 rounds)
 # Each case alternates edge and haproxy ROUNDS times and reports the medians, so that load
 # from other processes on a shared machine hits both alike.
-# Needs: wrk, haproxy, openssl, curl, and h2load (nghttp2-client) for the HTTP/2 rows.
-# Prints one table with requests/s and p99 latency per case and the edge/haproxy ratios.
+# Needs: wrk, haproxy, openssl, curl, python3, and h2load (nghttp2-client) for the HTTP/2 rows.
+# Prints one table with requests/s and p99 latency per case and the edge/haproxy ratios, the
+# memory each proxy takes per idle TLS connection (RSS growth over IDLE_CONNECTIONS, default
+# 9900, held open by a Python client), and last, one machine-readable line per case and
+# metric: `ratio case=NAME metric=NAME value=X`, X > 1 meaning edge is ahead (requests per
+# CPU-second: haproxy's CPU per request over edge's; p99 and memory: haproxy's over edge's).
 set -euo pipefail
 
 DUR=${1:-3}
@@ -77,6 +81,11 @@ backend httpd
     http-reuse always
     server httpd 127.0.0.1:$BACKEND_PORT
 CFG
+# Room for the idle-connection case. This machine's hard limit is 20,000 descriptors per
+# process, and haproxy refuses to start when 2 x maxconn (its maxsock) exceeds it: hence
+# maxconn 9990 and 9,900 idle connections by default rather than 10,000.
+ulimit -n 20000 2>/dev/null || true
+sed -i 's/^global$/global\n    maxconn 9990\n    ulimit-n 20000/' "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!); HAPROXY_PID=$!
 
 cat > "$WORK/edge.toml" <<CFG
@@ -169,9 +178,58 @@ row() { # name "edge_rps edge_p99 edge_cpu hap_rps hap_p99 hap_cpu"
         printf "%-33s %10s %7sms %8s | %10s %7sms %8s | %6s %6s %6s\n", n, er, ep, ec, hr, hp, hc, rr, pr, cr }'
 }
 
-row "https/1.1 keep-alive (wrk -c64)" "$(measure run_wrk)"
-row "https/1.1 new conn per request" "$(measure run_wrk -H 'Connection: close')"
-row "h2 keep-alive (h2load -c32 -m16)" "$(measure run_h2load)"
+KEEPALIVE=$(measure run_wrk)
+row "https/1.1 keep-alive (wrk -c64)" "$KEEPALIVE"
+NEWCONN=$(measure run_wrk -H 'Connection: close')
+row "https/1.1 new TLS 1.3 conn per request" "$NEWCONN"
+H2=$(measure run_h2load)
+row "h2 keep-alive (h2load -c32 -m16)" "$H2"
 echo "(medians of $ROUNDS alternating runs of ${DUR}s; us/req = proxy CPU microseconds per request;"
 echo " ratios are edge/haproxy: rps higher is better, p99 and cpu lower is better; $(nproc) cores shared;"
 echo " load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); h2 p99 is mean+3sd from h2load)"
+
+# Memory per idle TLS connection: RSS growth of each proxy while a client holds
+# IDLE_CONNECTIONS TLS connections open (handshake done, no request), divided by their number.
+IDLE=${IDLE_CONNECTIONS:-9900}
+cat > "$WORK/idle.py" <<'PY'
+import socket, ssl, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+conns = []
+for _ in range(n):
+    conns.append(ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                                 server_hostname="bench.example"))
+print("ready", flush=True)
+sys.stdin.read()
+PY
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+idle_bytes() { # port pid
+    local before after
+    before=$(rss_kb "$2")
+    coproc HOLD { python3 "$WORK/idle.py" "$1" "$IDLE"; }
+    local line; read -r line <&"${HOLD[0]}"
+    sleep 1
+    after=$(rss_kb "$2")
+    exec {HOLD[1]}>&-
+    wait "$HOLD_PID" 2>/dev/null || true
+    awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }'
+}
+EDGE_IDLE=$(idle_bytes $EDGE_PORT $EDGE_PID)
+HAP_IDLE=$(idle_bytes $HAPROXY_PORT $HAPROXY_PID)
+echo "idle TLS connections ($IDLE): edge $EDGE_IDLE bytes each, haproxy $HAP_IDLE bytes each (RSS growth)"
+
+ratio() { # case metric numerator denominator
+    awk -v c="$1" -v m="$2" -v a="$3" -v b="$4" \
+        'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "ratio case=%s metric=%s value=%.3f\n", c, m, a / b }'
+}
+field() { awk -v i="$2" '{ print $i }' <<<"$1"; }
+ratio https11_keepalive requests_per_cpu_second "$(field "$KEEPALIVE" 6)" "$(field "$KEEPALIVE" 3)"
+ratio https11_keepalive throughput "$(field "$KEEPALIVE" 1)" "$(field "$KEEPALIVE" 4)"
+ratio new_tls13_connections connections_per_cpu_second "$(field "$NEWCONN" 6)" "$(field "$NEWCONN" 3)"
+ratio new_tls13_connections throughput "$(field "$NEWCONN" 1)" "$(field "$NEWCONN" 4)"
+ratio h2_keepalive requests_per_cpu_second "$(field "$H2" 6)" "$(field "$H2" 3)"
+ratio h2_keepalive throughput "$(field "$H2" 1)" "$(field "$H2" 4)"
+ratio h2_keepalive p99 "$(field "$H2" 5)" "$(field "$H2" 2)"
+ratio idle_tls_connection memory "$HAP_IDLE" "$EDGE_IDLE"

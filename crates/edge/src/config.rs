@@ -25,6 +25,8 @@
 //!
 //! [pod]
 //! upstream = "127.0.0.1:8080"
+//! timeouts = { header_ms = 202000, body_ms = 60000 }
+//! health = { path = "/fpm-ping", host = "localhost", interval_ms = 1000, timeout_ms = 500 }
 //! ```
 //!
 //! A complete edge-mode file:
@@ -42,6 +44,8 @@
 //! [edge.backends.mw-web]
 //! addresses = ["mw-web.default.svc:8080"]
 //! health = { path = "/healthz", interval_ms = 1000, timeout_ms = 500, fall = 2, rise = 2 }
+//! timeouts = { header_ms = 202000, body_ms = 60000 }
+//! panic_threshold_percent = 50
 //! [edge.backends.mw-api]
 //! addresses = ["mw-api.default.svc:8080"]
 //! [edge.backends.mwdebug1001]
@@ -201,12 +205,52 @@ pub struct Certificate {
 }
 
 /// `[pod]`: forward everything to httpd on loopback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pod {
     /// httpd's address, `HOST:PORT` (e.g. `"127.0.0.1:8080"`), spoken to in HTTP/1.1 with
     /// pooled keep-alive connections.
     pub upstream: String,
+    /// How long httpd may take to answer (`timeouts = { header_ms = 202000, body_ms = 60000 }`).
+    #[serde(default, skip_serializing_if = "UpstreamTimeouts::is_default")]
+    pub timeouts: UpstreamTimeouts,
+    /// A check of the cake behind this terminator (`health = { path = "/fpm-ping", host =
+    /// "localhost" }`: php-fpm's ping through httpd): while it fails, `/healthz` on the
+    /// metrics listener answers 503, so the readiness probe that asks it measures the whole
+    /// cake, cheaply. Absent: `/healthz` says whether edge itself serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+}
+
+/// How long an upstream may take, per backend. Each wait has a bound (a backend that accepts
+/// and never answers would otherwise hold the request until the client gives up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamTimeouts {
+    /// From the moment the request goes to the upstream (its body included) to the end of the
+    /// response head, in milliseconds; past it the client gets a 504. Default 202000:
+    /// php-fpm's request timeout at Wikimedia (201 s) and a second for httpd.
+    pub header_ms: u64,
+    /// Longest silence while the response body is read, in milliseconds; past it the response
+    /// is cut off (its head has gone to the client already, so no 504 can be sent). Default
+    /// 60000.
+    pub body_ms: u64,
+}
+
+impl UpstreamTimeouts {
+    /// Whether these are the defaults (left out when written).
+    pub fn is_default(&self) -> bool {
+        *self == UpstreamTimeouts::default()
+    }
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        UpstreamTimeouts {
+            header_ms: 202_000,
+            body_ms: 60_000,
+        }
+    }
 }
 
 /// `[edge]`: backends, debug backends and routes.
@@ -239,6 +283,40 @@ pub struct Backend {
     /// instead of plain HTTP/1.1. Absent: plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
+    /// How long its endpoints may take to answer.
+    #[serde(default, skip_serializing_if = "UpstreamTimeouts::is_default")]
+    pub timeouts: UpstreamTimeouts,
+    /// Panic threshold, as envoy has it: when fewer than this percentage of the endpoints
+    /// pass their health checks, requests go to every endpoint, healthy or not, rather than
+    /// overload the few left or, with none left, answer 503. A check that fails because the
+    /// service is slow (a cache outage) then does not take the whole backend out. 0 turns it
+    /// off. Default 50 (envoy's).
+    #[serde(
+        default = "default_panic_threshold",
+        skip_serializing_if = "is_default_panic_threshold"
+    )]
+    pub panic_threshold_percent: f64,
+}
+
+fn is_default_panic_threshold(v: &f64) -> bool {
+    *v == default_panic_threshold()
+}
+
+fn default_panic_threshold() -> f64 {
+    50.0
+}
+
+impl Default for Backend {
+    /// No address (not valid on its own): a base for `Backend { addresses, ..default() }`.
+    fn default() -> Self {
+        Backend {
+            addresses: Vec::new(),
+            health: None,
+            tls: None,
+            timeouts: UpstreamTimeouts::default(),
+            panic_threshold_percent: default_panic_threshold(),
+        }
+    }
 }
 
 /// TLS to a backend: TLS 1.2 or 1.3, ALPN `http/1.1`, the server's certificate verified.
@@ -443,6 +521,10 @@ impl Config {
         }
         if let Some(pod) = &self.pod {
             check_address(&mut p, "pod.upstream", &pod.upstream);
+            check_timeouts(&mut p, "pod.timeouts", &pod.timeouts);
+            if let Some(h) = &pod.health {
+                check_health(&mut p, "pod.health", h);
+            }
         }
         if let Some(edge) = &self.edge {
             validate_edge(edge, &mut p);
@@ -452,6 +534,23 @@ impl Config {
         } else {
             Err(ValidationError { problems: p })
         }
+    }
+}
+
+fn check_health(p: &mut Vec<String>, key: &str, h: &HealthCheck) {
+    if !h.path.starts_with('/') {
+        p.push(format!("{key}.path: expected a path starting with /"));
+    }
+    if h.interval_ms == 0 || h.timeout_ms == 0 || h.rise == 0 || h.fall == 0 {
+        p.push(format!(
+            "{key}: interval_ms, timeout_ms, rise and fall must be more than 0"
+        ));
+    }
+}
+
+fn check_timeouts(p: &mut Vec<String>, key: &str, t: &UpstreamTimeouts) {
+    if t.header_ms == 0 || t.body_ms == 0 {
+        p.push(format!("{key}: header_ms and body_ms must be more than 0"));
     }
 }
 
@@ -480,16 +579,14 @@ fn validate_edge(edge: &Edge, p: &mut Vec<String>) {
             }
         }
         if let Some(h) = &b.health {
-            if !h.path.starts_with('/') {
-                p.push(format!(
-                    "edge.backends.{name}.health.path: expected a path starting with /"
-                ));
-            }
-            if h.interval_ms == 0 || h.timeout_ms == 0 || h.rise == 0 || h.fall == 0 {
-                p.push(format!(
-                    "edge.backends.{name}.health: interval_ms, timeout_ms, rise and fall must be more than 0"
-                ));
-            }
+            check_health(p, &format!("edge.backends.{name}.health"), h);
+        }
+        check_timeouts(p, &format!("edge.backends.{name}.timeouts"), &b.timeouts);
+        if !(0.0..=100.0).contains(&b.panic_threshold_percent) {
+            p.push(format!(
+                "edge.backends.{name}.panic_threshold_percent: expected 0 to 100, got {}",
+                b.panic_threshold_percent
+            ));
         }
     }
     for d in &edge.debug.backends {

@@ -38,6 +38,23 @@ pub fn spawn_checks(table: &Table, metrics: &Arc<Metrics>, tls: &Arc<UpstreamTls
     }
 }
 
+/// Starts the check of one endpoint that no routing table holds (pod mode's upstream, whose
+/// health `/healthz` reports); it runs while `endpoint` is alive.
+pub fn spawn_one(endpoint: &Arc<Endpoint>, metrics: &Arc<Metrics>, tls: &Arc<UpstreamTlsStore>) {
+    if endpoint.health.is_some() && endpoint.claim_checker() {
+        let labels = EndpointLabels {
+            backend: endpoint.backend.clone(),
+            address: endpoint.address.clone(),
+        };
+        tokio::spawn(run(
+            Arc::downgrade(endpoint),
+            metrics.clone(),
+            labels,
+            tls.clone(),
+        ));
+    }
+}
+
 async fn run(
     endpoint: Weak<Endpoint>,
     metrics: Arc<Metrics>,

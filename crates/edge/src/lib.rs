@@ -4,11 +4,16 @@
 //! - **pod mode** (`[pod]`): the cake's `tls` container. Terminates TLS 1.2/1.3 (ALPN `h2` and
 //!   `http/1.1`, certificates chosen by SNI and reloaded from their files), adds `X-Client-IP`,
 //!   `X-Forwarded-For` and `X-Forwarded-Proto`, and streams every request to httpd on loopback
-//!   over pooled HTTP/1.1 connections. On SIGTERM it stops accepting and drains.
+//!   over pooled HTTP/1.1 connections, with a bound on how long httpd may take (a 504 when
+//!   the response head is late). `/healthz` on the metrics listener can report a health
+//!   check of the cake behind (php-fpm's ping through httpd), for the readiness probe. On
+//!   SIGTERM it stops accepting and drains.
 //! - **edge mode** (`[edge]`): the same, in front of the releases, routing by Host and path to
 //!   named backends (over TLS to those that ask for it, verifying their certificate);
 //!   `X-Wikimedia-Debug: backend=NAME` selects a debug backend; weighted shares (legacy ->
-//!   Kubernetes, `main` -> `next`) pinned by a cookie; active health checks.
+//!   Kubernetes, `main` -> `next`) pinned by a cookie; active health checks, with envoy's
+//!   panic threshold (when too few endpoints of a backend are healthy, all of them take
+//!   requests rather than none); response timeouts per backend.
 //!
 //! What it must not do: buffer bodies whole, cache responses, rewrite anything but the
 //! forwarding, hop-by-hop and (for debug requests) `Cache-Control` headers, or trust a

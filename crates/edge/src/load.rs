@@ -129,7 +129,7 @@ upstream = "127.0.0.1:8080"
             e.starts_with("/etc/edge.toml:11:1: pod.upstreams: unknown field `upstreams`"),
             "{e}"
         );
-        assert!(e.contains("expected `upstream`"), "{e}");
+        assert!(e.contains("expected one of `upstream`"), "{e}");
     }
 
     #[test]

@@ -33,11 +33,19 @@ key = "/etc/edge/wiki.key"      # PEM private key
 # Pod mode: everything to httpd on loopback.
 [pod]
 upstream = "127.0.0.1:8080"
+timeouts = { header_ms = 202000, body_ms = 60000 }  # response head within header_ms, else
+                                # 504; body silent for body_ms: cut off (these are defaults)
+health = { path = "/fpm-ping", host = "localhost", interval_ms = 1000, timeout_ms = 500 }
+                                # optional: /healthz answers 503 while this check of the
+                                # cake fails (fall/rise as below); read at start only
 
 # Edge mode (instead of [pod]): backends, debug backends, routes tried in order.
 [edge.backends.mw-web]
 addresses = ["10.0.0.1:8080", "10.0.0.2:8080"]   # round-robin over healthy ones
 health = { path = "/healthz", interval_ms = 2000, timeout_ms = 1000, fall = 2, rise = 2 }
+timeouts = { header_ms = 202000, body_ms = 60000 }  # as in [pod]
+panic_threshold_percent = 50    # below this share of healthy endpoints, all take requests
+                                # (default 50, as envoy's; 0: off, nothing healthy = 503)
 [edge.backends.mw-web-next]
 addresses = ["10.0.1.1:8080"]
 [edge.backends.mwdebug1001]

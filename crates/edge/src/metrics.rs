@@ -23,6 +23,13 @@ pub struct EndpointLabels {
     pub address: String,
 }
 
+/// Labels of `edge_panic_requests`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// Backend name.
+    pub backend: String,
+}
+
 /// Every metric the server records.
 #[derive(Debug)]
 pub struct Metrics {
@@ -35,6 +42,8 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// 1 while an endpoint is in, 0 while it is taken out.
     pub endpoint_healthy: Family<EndpointLabels, Gauge>,
+    /// Requests routed while their backend was below its panic threshold.
+    pub panic: Family<BackendLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -68,12 +77,19 @@ impl Default for Metrics {
             "1 if the backend endpoint receives traffic",
             endpoint_healthy.clone(),
         );
+        let panic = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "edge_panic_requests",
+            "Requests sent to any endpoint because too few were healthy",
+            panic.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             active_connections,
             endpoint_healthy,
+            panic,
         }
     }
 }
@@ -83,6 +99,15 @@ impl Metrics {
     pub fn observe(&self, status: u16, elapsed: std::time::Duration) {
         self.requests.get_or_create(&StatusLabels { status }).inc();
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request routed in panic mode.
+    pub fn panic_requests(&self, backend: &str) {
+        self.panic
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

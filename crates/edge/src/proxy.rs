@@ -8,7 +8,7 @@
 //! address is turned into header values once per connection ([`Peer`]), and each thread keeps
 //! its own reference to the routing in force, refreshed only when a reload changed it.
 
-use crate::config::{Config, IpRange, Mode};
+use crate::config::{Config, IpRange, Mode, UpstreamTimeouts};
 use crate::debug_routing;
 use crate::metrics::Metrics;
 use crate::router::{Backend, Decision, Endpoint, RequestFacts, Table};
@@ -80,6 +80,8 @@ pub enum Routing {
     Pod {
         /// httpd's `HOST:PORT`.
         upstream: Arc<str>,
+        /// How long it may take.
+        timeouts: UpstreamTimeouts,
     },
     /// Edge mode: by the routing table.
     Edge(Table),
@@ -92,6 +94,7 @@ impl Routing {
         match (config.mode(), &config.pod, &config.edge) {
             (Some(Mode::Pod), Some(pod), _) => Routing::Pod {
                 upstream: Arc::from(pod.upstream.as_str()),
+                timeouts: pod.timeouts,
             },
             (_, _, Some(edge)) => {
                 let previous = match previous {
@@ -426,12 +429,12 @@ impl ThreadProxy {
         });
         let routing = self.routing();
         let (resp, target) = match &**routing {
-            Routing::Pod { upstream } => {
+            Routing::Pod { upstream, timeouts } => {
                 let mut req = req;
                 join_cookies(req.headers_mut());
                 let result = self
                     .pool
-                    .send(upstream, None, upstream_request(req, peer))
+                    .send(upstream, None, timeouts, upstream_request(req, peer))
                     .await
                     .map_err(|e| e.error);
                 (
@@ -515,6 +518,11 @@ impl ThreadProxy {
                 set_cookie,
             } => (backend, debug, set_cookie),
         };
+        if backend.is_panicking() {
+            // Too few endpoints pass their checks: all of them take requests (see
+            // config::Backend::panic_threshold_percent).
+            self.shared.metrics.panic_requests(&backend.name);
+        }
         let Some(mut endpoint) = backend.pick() else {
             let text = format!("backend {:?} has no healthy endpoint\n", backend.name);
             return (
@@ -527,7 +535,12 @@ impl ThreadProxy {
         let result = loop {
             match self
                 .pool
-                .send(&endpoint.address, endpoint.tls.as_ref(), req)
+                .send(
+                    &endpoint.address,
+                    endpoint.tls.as_ref(),
+                    &endpoint.timeouts,
+                    req,
+                )
                 .await
             {
                 Ok(resp) => break Ok(resp),
@@ -578,6 +591,16 @@ fn respond(
                 parts.headers.append(header::SET_COOKIE, c);
             }
             Response::from_parts(parts, Body::Upstream(body))
+        }
+        Err(crate::upstream::UpstreamError::HeaderTimeout { after, .. }) => {
+            tracing::warn!(endpoint = %address, timeout_ms = after.as_millis() as u64, "upstream did not answer in time");
+            local(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "upstream {address} did not answer within {} ms\n",
+                    after.as_millis()
+                ),
+            )
         }
         Err(e) => {
             tracing::warn!(endpoint = %address, error = %e, "upstream request failed");

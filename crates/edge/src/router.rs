@@ -6,7 +6,7 @@
 //! table when their backend, address, health check and TLS settings are unchanged, so that
 //! their health state and running checks survive a reload.
 
-use crate::config::{self, HealthCheck, UpstreamTls};
+use crate::config::{self, HealthCheck, UpstreamTimeouts, UpstreamTls};
 use crate::{debug_routing, host, weighted};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,6 +23,8 @@ pub struct Endpoint {
     pub health: Option<HealthCheck>,
     /// TLS settings when the backend is spoken to over TLS.
     pub tls: Option<UpstreamTls>,
+    /// How long it may take to answer.
+    pub timeouts: UpstreamTimeouts,
     // New endpoints start healthy: starting them unhealthy would turn every start and every
     // config reload into `rise * interval` of 503s. A dead one is taken out after `fall` checks.
     healthy: AtomicBool,
@@ -30,17 +32,20 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(
+    /// An endpoint, healthy until its checks say otherwise.
+    pub fn new(
         backend: &str,
         address: &str,
         health: Option<HealthCheck>,
         tls: Option<UpstreamTls>,
+        timeouts: UpstreamTimeouts,
     ) -> Self {
         Endpoint {
             backend: backend.to_owned(),
             address: address.to_owned(),
             health,
             tls,
+            timeouts,
             healthy: AtomicBool::new(true),
             checker_claimed: AtomicBool::new(false),
         }
@@ -69,6 +74,8 @@ pub struct Backend {
     pub name: String,
     /// Its endpoints, in config order.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Below this percentage of healthy endpoints, every endpoint takes requests.
+    pub panic_threshold_percent: f64,
     next: AtomicUsize,
 }
 
@@ -78,21 +85,30 @@ impl Backend {
         self.endpoints.iter().any(|e| e.is_healthy())
     }
 
-    /// The next healthy endpoint in round-robin order, if any.
+    /// Whether too few endpoints are healthy (the panic threshold): then health is ignored.
+    pub fn is_panicking(&self) -> bool {
+        let healthy = self.endpoints.iter().filter(|e| e.is_healthy()).count();
+        (healthy as f64) * 100.0 < self.panic_threshold_percent * self.endpoints.len() as f64
+    }
+
+    /// The next endpoint in round-robin order: healthy ones only, or any in panic.
     pub fn pick(&self) -> Option<Arc<Endpoint>> {
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let panic = self.is_panicking();
         (0..n)
             .map(|i| &self.endpoints[(start + i) % n])
-            .find(|e| e.is_healthy())
+            .find(|e| panic || e.is_healthy())
             .cloned()
     }
 
-    /// Every healthy endpoint but the one at address `tried`, for a retry when connecting failed.
+    /// Every endpoint that may take a request (healthy, or any in panic) but the one at
+    /// address `tried`, for a retry when connecting failed.
     pub fn others<'a>(&'a self, tried: &'a str) -> impl Iterator<Item = &'a Arc<Endpoint>> {
+        let panic = self.is_panicking();
         self.endpoints
             .iter()
-            .filter(move |e| e.is_healthy() && e.address != tried)
+            .filter(move |e| (panic || e.is_healthy()) && e.address != tried)
     }
 }
 
@@ -174,17 +190,29 @@ impl Table {
                         old.and_then(|o| {
                             o.endpoints
                                 .iter()
-                                .find(|e| &e.address == a && e.health == b.health && e.tls == b.tls)
+                                .find(|e| {
+                                    &e.address == a
+                                        && e.health == b.health
+                                        && e.tls == b.tls
+                                        && e.timeouts == b.timeouts
+                                })
                                 .cloned()
                         })
                         .unwrap_or_else(|| {
-                            Arc::new(Endpoint::new(name, a, b.health.clone(), b.tls.clone()))
+                            Arc::new(Endpoint::new(
+                                name,
+                                a,
+                                b.health.clone(),
+                                b.tls.clone(),
+                                b.timeouts,
+                            ))
                         })
                     })
                     .collect();
                 let backend = Backend {
                     name: name.clone(),
                     endpoints,
+                    panic_threshold_percent: b.panic_threshold_percent,
                     next: AtomicUsize::new(0),
                 };
                 (name.clone(), Arc::new(backend))
@@ -319,8 +347,7 @@ mod tests {
     fn edge(percent: f64) -> Edge {
         let b = |a: &str| B {
             addresses: vec![a.into()],
-            health: None,
-            tls: None,
+            ..B::default()
         };
         Edge {
             backends: [
@@ -426,6 +453,53 @@ mod tests {
             &old.backends["main"].endpoints[0],
             &new.backends["main"].endpoints[0]
         ));
+    }
+
+    #[test]
+    fn below_the_panic_threshold_every_endpoint_takes_requests() {
+        let backend = |threshold: f64| Backend {
+            name: "web".into(),
+            endpoints: (1..=4)
+                .map(|i| {
+                    Arc::new(Endpoint::new(
+                        "web",
+                        &format!("10.0.0.{i}:80"),
+                        None,
+                        None,
+                        UpstreamTimeouts::default(),
+                    ))
+                })
+                .collect(),
+            panic_threshold_percent: threshold,
+            next: AtomicUsize::new(0),
+        };
+        let picked = |b: &Backend| {
+            let mut seen: Vec<String> = (0..8)
+                .filter_map(|_| b.pick().map(|e| e.address.clone()))
+                .collect();
+            seen.sort();
+            seen.dedup();
+            seen
+        };
+        let b = backend(50.0);
+        // 2 of 4 healthy is 50 %: not below the threshold, so only the healthy ones.
+        b.endpoints[0].set_healthy(false);
+        b.endpoints[1].set_healthy(false);
+        assert_eq!(picked(&b), ["10.0.0.3:80", "10.0.0.4:80"]);
+        // 1 of 4: panic, all four.
+        b.endpoints[2].set_healthy(false);
+        assert!(b.is_panicking());
+        assert_eq!(picked(&b).len(), 4);
+        assert_eq!(b.others("10.0.0.1:80").count(), 3);
+        // None healthy: still all four rather than none.
+        b.endpoints[3].set_healthy(false);
+        assert_eq!(picked(&b).len(), 4);
+        // Turned off: nothing healthy, nothing picked (the 503 case).
+        let off = backend(0.0);
+        for e in &off.endpoints {
+            e.set_healthy(false);
+        }
+        assert!(off.pick().is_none());
     }
 
     #[test]

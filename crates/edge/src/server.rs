@@ -107,6 +107,21 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     if let Routing::Edge(table) = &routing {
         health::spawn_checks(table, &metrics, &upstream_tls);
     }
+    // Pod mode: the cake behind this terminator, checked as edge mode checks endpoints, so
+    // that /healthz (the readiness probe) says whether the whole cake answers. Read at start:
+    // changing it needs a restart, like [listen].
+    let cake = config.pod.as_ref().and_then(|pod| {
+        let check = pod.health.clone()?;
+        let ep = Arc::new(crate::router::Endpoint::new(
+            "upstream",
+            &pod.upstream,
+            Some(check),
+            None,
+            pod.timeouts,
+        ));
+        health::spawn_one(&ep, &metrics, &upstream_tls);
+        Some(ep)
+    });
     let trusted = config
         .listen
         .trusted_proxies
@@ -128,7 +143,12 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
                 address: address.clone(),
                 source,
             })?;
-        tokio::spawn(serve_metrics(ml, metrics.clone(), draining.clone()));
+        tokio::spawn(serve_metrics(
+            ml,
+            metrics.clone(),
+            draining.clone(),
+            cake.clone(),
+        ));
     }
 
     let threads = config.listen.threads.unwrap_or_else(|| {
@@ -264,36 +284,68 @@ impl Worker {
                     }
                     Err(_) => return,
                 };
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                let client = Rc::new(proxy.shared().peer(peer));
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (proxy, client) = (proxy.clone(), client.clone());
-                    // Boxed when first polled: hyper and tokio move a stream's future several
-                    // times before that (into the stream task and its cell), and the handler's
-                    // state is kilobytes; memmove was the largest user-space item under h2 load.
-                    async move { Ok::<_, Infallible>(Box::pin(proxy.handle(req, &client)).await) }
-                });
-                let mut builder = auto::Builder::new(LocalExecutor);
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT);
-                // ALPN already said which protocol; skipping the preface sniffing saves a read.
-                let builder = if h2 {
-                    builder.http2_only()
-                } else {
-                    builder.http1_only()
-                };
-                let conn = builder.serve_connection(TokioIo::new(tls), svc);
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+                // hyper takes its buffers (8 KiB to read, 8 KiB for response heads) as soon
+                // as it starts on a connection, so it starts only once the client has sent
+                // something: an idle connection holds the TLS state alone (about half the
+                // memory per idle connection, bench/edge.sh). A TLS 1.3 client often sends
+                // its request right behind its Finished message, in which case rustls has it
+                // already and nothing is waited for.
+                let mut tls = tls;
+                let buffered = tls
+                    .get_mut()
+                    .1
+                    .process_new_packets()
+                    .map_or(true, |state| state.plaintext_bytes_to_read() > 0);
+                if !buffered {
+                    // The same bound as a slow request head (hyper's header_read_timeout).
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.get_ref().0.readable())
+                        .await
+                    {
+                        Ok(Ok(())) => {}
+                        _ => return,
+                    }
                 }
+                // Boxed: the connection's task stays small while it waits above.
+                Box::pin(serve_connection(tls, proxy, peer, watcher)).await;
             });
         }
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(drain) => {}
         }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (as ALPN chose) on a client connection until it ends.
+async fn serve_connection(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    proxy: Rc<crate::proxy::ThreadProxy>,
+    peer: std::net::SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let client = Rc::new(proxy.shared().peer(peer));
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let (proxy, client) = (proxy.clone(), client.clone());
+        // Boxed when first polled: hyper and tokio move a stream's future several times
+        // before that (into the stream task and its cell), and the handler's state is
+        // kilobytes; memmove was the largest user-space item under h2 load.
+        async move { Ok::<_, Infallible>(Box::pin(proxy.handle(req, &client)).await) }
+    });
+    let mut builder = auto::Builder::new(LocalExecutor);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // ALPN already said which protocol; skipping the preface sniffing saves a read.
+    let builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
     }
 }
 
@@ -374,7 +426,12 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, draining: Arc<AtomicBool>) {
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
+    cake: Option<Arc<crate::router::Endpoint>>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -382,6 +439,7 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, draining: A
         };
         let metrics = metrics.clone();
         let draining = draining.clone();
+        let cake = cake.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let resp = match req.uri().path() {
@@ -398,6 +456,13 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, draining: A
                     "/healthz" if draining.load(Ordering::SeqCst) => {
                         text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
                     }
+                    "/healthz" if cake.as_ref().is_some_and(|c| !c.is_healthy()) => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "upstream {} fails its health check\n",
+                            cake.as_ref().map_or("", |c| c.address.as_str())
+                        ),
+                    ),
                     "/healthz" => text(StatusCode::OK, "ok\n".into()),
                     _ => text(StatusCode::NOT_FOUND, "try /metrics or /healthz\n".into()),
                 };

@@ -10,12 +10,17 @@
 //! response body has been read to its end. A response whose body is dropped before its end
 //! takes its connection with it: HTTP/1.1 cannot abandon a response and stay usable.
 //!
+//! Every wait has a bound: connecting within [`CONNECT_TIMEOUT`], the response head within
+//! the backend's `timeouts.header_ms` (else [`UpstreamError::HeaderTimeout`], a 504), and no
+//! silence longer than `timeouts.body_ms` while the body is read (else the body ends with
+//! [`Http1Error::BodyTimeout`], which cuts the client's response off).
+//!
 //! A request without a body whose method is idempotent is sent again on a new connection when
 //! a reused one turns out closed before any byte of an answer (the upstream closed it while
 //! idle, just as the request went out), as RFC 9110 9.2.2 allows; anything else gets the
 //! error.
 
-use crate::config::UpstreamTls;
+use crate::config::{UpstreamTimeouts, UpstreamTls};
 use crate::upstream_http1::{self, Connection, Framing, Http1Error};
 use crate::upstream_tls::UpstreamTlsStore;
 use bytes::{Bytes, BytesMut};
@@ -23,6 +28,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -84,6 +90,14 @@ pub enum UpstreamError {
         /// The CA file of the settings.
         ca: String,
     },
+    /// The response head did not come within the backend's `timeouts.header_ms`.
+    #[error("{address}: no response within {} ms", after.as_millis())]
+    HeaderTimeout {
+        /// `HOST:PORT`.
+        address: String,
+        /// The timeout.
+        after: Duration,
+    },
     /// The HTTP exchange failed.
     #[error("{0}")]
     Http(#[from] Http1Error),
@@ -101,7 +115,10 @@ pub struct SendError {
 impl UpstreamError {
     /// Whether nothing reached the upstream (so another endpoint may be tried).
     pub fn is_connect(&self) -> bool {
-        !matches!(self, UpstreamError::Http(_))
+        !matches!(
+            self,
+            UpstreamError::Http(_) | UpstreamError::HeaderTimeout { .. }
+        )
     }
 }
 
@@ -307,13 +324,25 @@ impl Pool {
     }
 
     /// Sends `req` (origin-form URI, Host header set) to `address`, over TLS with `tls`'s
-    /// settings when given, on an idle connection if there is one, else a new one.
+    /// settings when given, on an idle connection if there is one, else a new one, and waits
+    /// for the response head within `timeouts.header_ms`; the body then reads with
+    /// `timeouts.body_ms` as the longest silence.
     pub async fn send(
         self: &Rc<Self>,
         address: &str,
         tls: Option<&UpstreamTls>,
+        timeouts: &UpstreamTimeouts,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Pooled>, SendError> {
+        let header = Duration::from_millis(timeouts.header_ms);
+        let body_timeout = Duration::from_millis(timeouts.body_ms);
+        let late = || SendError {
+            error: UpstreamError::HeaderTimeout {
+                address: address.to_owned(),
+                after: header,
+            },
+            request: None,
+        };
         let (mut parts, body) = req.into_parts();
         let (head, framing) = {
             let mut heads = self.heads.borrow_mut();
@@ -338,8 +367,10 @@ impl Pool {
                 framing,
                 take_if_sent(&mut body, framing),
             );
-            match std::future::poll_fn(|cx| conn.poll_response(cx)).await {
-                Ok(resp) => return Ok(self.pooled(resp, key, conn)),
+            let head =
+                tokio::time::timeout(header, std::future::poll_fn(|cx| conn.poll_response(cx)));
+            match head.await.map_err(|_| late())? {
+                Ok(resp) => return Ok(self.pooled(resp, key, conn, body_timeout)),
                 Err(Http1Error::ClosedBeforeResponse) if repeatable => {
                     tracing::debug!(
                         upstream = address,
@@ -370,8 +401,9 @@ impl Pool {
             framing,
             take_if_sent(&mut body, framing),
         );
-        match std::future::poll_fn(|cx| conn.poll_response(cx)).await {
-            Ok(resp) => Ok(self.pooled(resp, key, conn)),
+        let head = tokio::time::timeout(header, std::future::poll_fn(|cx| conn.poll_response(cx)));
+        match head.await.map_err(|_| late())? {
+            Ok(resp) => Ok(self.pooled(resp, key, conn, body_timeout)),
             Err(error) => Err(SendError {
                 error: error.into(),
                 request: None,
@@ -379,7 +411,13 @@ impl Pool {
         }
     }
 
-    fn pooled(self: &Rc<Self>, resp: Response<()>, key: Rc<str>, conn: Conn) -> Response<Pooled> {
+    fn pooled(
+        self: &Rc<Self>,
+        resp: Response<()>,
+        key: Rc<str>,
+        conn: Conn,
+        body_timeout: Duration,
+    ) -> Response<Pooled> {
         let (parts, ()) = resp.into_parts();
         let mut body = Pooled {
             check_in: Some(CheckIn {
@@ -387,6 +425,8 @@ impl Pool {
                 key,
                 conn,
             }),
+            body_timeout,
+            silence: None,
         };
         // A response without a body (204, 304, HEAD, Content-Length: 0) may never be polled.
         if body.is_end_stream() {
@@ -467,6 +507,11 @@ struct CheckIn {
 /// body's end.
 pub struct Pooled {
     check_in: Option<CheckIn>,
+    /// The longest silence of the upstream while the body is read.
+    body_timeout: Duration,
+    /// Armed the first time the body has to wait (most bodies arrive with their head and
+    /// never do, so most responses set no timer), reset whenever data comes.
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for Pooled {
@@ -497,7 +542,26 @@ impl Body for Pooled {
         let Some(c) = &mut this.check_in else {
             return Poll::Ready(None);
         };
-        let frame = std::task::ready!(c.conn.poll_body(cx));
+        let frame = match c.conn.poll_body(cx) {
+            Poll::Ready(frame) => {
+                if let Some(silence) = &mut this.silence {
+                    silence.as_mut().reset(Instant::now() + this.body_timeout);
+                }
+                frame
+            }
+            Poll::Pending => {
+                let timeout = this.body_timeout;
+                let silence = this
+                    .silence
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if silence.as_mut().poll(cx).is_ready() {
+                    // The connection is mid-response: it goes, not back to the pool.
+                    this.check_in = None;
+                    return Poll::Ready(Some(Err(Http1Error::BodyTimeout(timeout))));
+                }
+                return Poll::Pending;
+            }
+        };
         match &frame {
             // The connection broke mid-body: it is not reusable.
             Some(Err(_)) => this.check_in = None,

@@ -424,8 +424,28 @@ split = {{ backend = "next", default_percent = 50.0 }}
     wait_for("web-b to be taken out", Duration::from_secs(10), || {
         (healthy_gauge(&s.edge.metrics(), &addr_b) == Some(0)).then_some(())
     });
-    let r = curl(&s.edge, &s.pki.ca_pem, "en.wiki.example", "/", &[]);
-    assert_eq!(r.status, 503, "nothing healthy is left: {r:?}");
+    // Nothing healthy is left: below the panic threshold every endpoint takes requests
+    // again, so the one still up (whose check only says it is sick) serves rather than a 503
+    // for everyone; the dead one's connect failure is retried there. (Pinned to the `web`
+    // side of the split: `next` is dead.)
+    for _ in 0..4 {
+        let r = curl(
+            &s.edge,
+            &s.pki.ca_pem,
+            "en.wiki.example",
+            "/",
+            &["-H", "Cookie: edge_bucket=9999"],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("x-backend").as_deref(), Some("web-b"));
+    }
+    assert!(
+        s.edge
+            .metrics()
+            .contains("edge_panic_requests_total{backend=\"web\"}"),
+        "{}",
+        s.edge.metrics()
+    );
 
     // Brought back after `rise` good checks.
     b.healthy.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -9,8 +9,7 @@ use proptest::prelude::*;
 fn table() -> Table {
     let b = |a: &str| Backend {
         addresses: vec![a.into()],
-        health: None,
-        tls: None,
+        ..Backend::default()
     };
     let edge = Edge {
         backends: [

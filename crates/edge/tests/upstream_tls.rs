@@ -135,7 +135,9 @@ key = "{}"
     for (name, address, tls, checked) in &backends {
         config += &format!("[edge.backends.{name}]\naddresses = [\"{address}\"]\ntls = {tls}\n");
         if *checked {
-            config += &format!("health = {health}\n");
+            // Without the panic threshold, so that a backend taken out answers 503 (with it,
+            // its one endpoint would take requests anyway).
+            config += &format!("health = {health}\npanic_threshold_percent = 0\n");
         }
     }
     for (name, ..) in &backends {

@@ -29,6 +29,8 @@ pub struct Server {
     pub addr: String,
     /// The pool it belongs to.
     pub pool: String,
+    /// That pool's index in the router's list.
+    pub pool_index: usize,
     /// Its index in the router's flat list of servers.
     pub id: usize,
     /// Consecutive failures since the last success.
@@ -38,6 +40,10 @@ pub struct Server {
     /// Bumped whenever the server goes down or comes back: sessions drop connections opened in
     /// an older generation, which a restarted server has closed.
     pub(crate) generation: AtomicU64,
+    /// While down: when the next probe is due, in ms since the router started.
+    pub(crate) next_probe_ms: AtomicU64,
+    /// While down: the delay before the probe after next (doubles up to the maximum).
+    pub(crate) probe_delay_ms: AtomicU64,
     /// Requests, hits, misses, errors and latency at this server.
     pub metrics: OpMetrics,
 }

@@ -1,9 +1,11 @@
-//! Asynchronous replication of invalidations to other datacenters' pools.
+//! Requests sent in the background (`AllAsyncRoute`, `AllInitialRoute`, broadcasts): one
+//! bounded queue and one sender task per pool.
 //!
-//! Deletes and touches of keys in the local pool are answered from the local pool, and copies go
-//! to each `replicate_to` pool through a bounded queue and one task per pool. The client never
-//! waits for a remote datacenter; a full queue drops the copy and counts it
-//! (`mcrouter_replication_dropped_total`) rather than holding memory without bound.
+//! The client never waits for them; a full queue drops the request and counts it
+//! (`mcrouter_replication_dropped_total`) rather than holding memory without bound, and a
+//! request for a server that is down is counted as an error and dropped: the probes bring the
+//! server back, and a lost invalidation of a down server's keys is what the gutter's short
+//! TTL is for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,22 +17,24 @@ use crate::protocol::ReplyKind;
 use crate::route::Router;
 use crate::server::call_server;
 
-/// Queue depth per remote pool: a burst of this many invalidations can wait for a slow link.
+/// Queue depth per pool: a burst of this many background requests can wait for a slow link.
 pub const QUEUE: usize = 16 * 1024;
 
-/// One request to send to one server of a remote pool.
+/// One request to send to one server.
 #[derive(Debug)]
 pub struct Replicated {
     /// The server id.
     pub server: usize,
     /// The encoded request (asking for a reply).
     pub request: Bytes,
+    /// The shape of its reply.
+    pub kind: ReplyKind,
 }
 
-/// Creates the queues and spawns one sender task per replica pool.
+/// Creates the queues and spawns one sender task per pool.
 pub fn start(router: &Arc<Router>) {
     let mut senders = Vec::new();
-    for _ in &router.replicas {
+    for _ in &router.pools {
         let (tx, rx) = mpsc::channel(QUEUE);
         senders.push(tx);
         tokio::spawn(run(Arc::clone(router), rx));
@@ -39,20 +43,24 @@ pub fn start(router: &Arc<Router>) {
     let _ = router.replication.set(senders);
 }
 
-/// Queues `make(server)` for the owner of `key` in every replica pool.
-pub fn replicate(router: &Router, key: &[u8], request: impl Fn() -> Bytes) {
+/// Queues `request` for server `id`.
+pub fn enqueue(router: &Router, id: usize, request: Bytes, kind: ReplyKind) {
+    let server = &router.servers[id];
+    if server.is_down() {
+        server.metrics.errors.inc();
+        return;
+    }
     let Some(senders) = router.replication.get() else {
         return;
     };
-    for (pool, tx) in router.replicas.iter().zip(senders) {
-        let server = router.pools[*pool].server_for(key);
-        let item = Replicated {
-            server,
-            request: request(),
-        };
-        if tx.try_send(item).is_err() {
-            router.metrics.replication_dropped.inc();
-        }
+    let pool = server.pool_index;
+    let item = Replicated {
+        server: id,
+        request,
+        kind,
+    };
+    if senders[pool].try_send(item).is_err() {
+        router.metrics.replication_dropped.inc();
     }
 }
 
@@ -68,13 +76,10 @@ pub async fn drain(router: &Router, deadline: Instant) {
 
 async fn run(router: Arc<Router>, mut rx: mpsc::Receiver<Replicated>) {
     while let Some(item) = rx.recv().await {
-        let server = &router.servers[item.server];
-        if server.is_down() {
-            // Counted, not sent: the probes will bring it back; a lost invalidation of a
-            // down server's keys is what the gutter's short TTL is for.
-            server.metrics.errors.inc();
+        if router.servers[item.server].is_down() {
+            router.servers[item.server].metrics.errors.inc();
             continue;
         }
-        let _ = call_server(&router, item.server, item.request, ReplyKind::Line).await;
+        let _ = call_server(&router, item.server, item.request, item.kind).await;
     }
 }

@@ -1,10 +1,8 @@
-//! The router's fixed state, and where a key goes: prefix routing, the ring, the gutter.
+//! The router's fixed state (pools, rings, the compiled route tree, metrics), and where a
+//! key of a get goes: its pool's server, or a gutter stand-in when that server is down.
 //!
-//! A key that starts with a configured prefix `/<datacenter>/<cluster>/` goes to that route's
-//! pool with the prefix stripped (real mcrouter strips routing prefixes too, so the same object
-//! has the same key on the server whichever way it was reached). Any other key, including one
-//! with an unknown prefix, goes unchanged to the local pool. Meta commands with the `b` flag
-//! carry a base64 key, which is not looked into: they take the default route.
+//! Routing prefixes and route handles are the [`tree`](crate::tree)'s. Meta commands with the
+//! `b` flag carry a base64 key, which is not looked into: they take the default route.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
@@ -13,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::{Config, InvalidConfig};
+use crate::config::{server_address, Config, InvalidConfig, RoutesConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Connection, Pool, Server};
 use crate::replicate::Replicated;
 use crate::ring::Ring;
+use crate::tree::{Gutter, Tree};
 
-/// Where one request for one key goes. Ordered so a multi-key get can sort keys by target.
+/// Where a get for one key goes. Ordered so a multi-key get can sort keys by target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     /// The server that owns the key.
@@ -34,50 +33,61 @@ pub enum Target {
 #[derive(Debug)]
 pub struct Router {
     /// The configuration it was built from.
-    pub config: Config,
+    pub config: RoutesConfig,
     /// Every server of every pool; [`Pool::servers`] holds indices into it.
     pub servers: Vec<Server>,
     /// Every pool.
     pub pools: Vec<Pool>,
-    routes: Vec<(Vec<u8>, usize)>,
-    /// The local pool's index: the default route.
-    pub local: usize,
-    /// The gutter pool's index.
-    pub gutter: Option<usize>,
-    /// Pools of other datacenters that get the local pool's deletes and touches.
-    pub replicas: Vec<usize>,
+    /// The compiled routes.
+    pub tree: Tree,
+    /// The pool `flush_all` goes to: the first pool of the default route.
+    pub local: Option<usize>,
     /// Every metric.
     pub metrics: Metrics,
-    /// One queue per replica pool, same order as `replicas`; set by [`crate::replicate::start`].
+    /// One background queue per pool, same order as `pools`; set by
+    /// [`crate::replicate::start`].
     pub(crate) replication: OnceLock<Vec<mpsc::Sender<Replicated>>>,
     /// One shared connection per server, same order as `servers`; set by
     /// [`crate::server::serve`] (tasks need a runtime, which `new` may not have).
     pub(crate) connections: OnceLock<Vec<Connection>>,
-    /// When the router started (for `stats`).
+    /// When the router started (for `stats` and probe times).
     pub started: Instant,
 }
 
 impl Router {
-    /// Builds the router's state from a configuration, after validating it.
+    /// Builds the router's state from a shorthand configuration, after validating it.
     pub fn new(config: Config) -> Result<Router, InvalidConfig> {
+        config.validate()?;
+        Router::from_routes(config.to_routes())
+    }
+
+    /// Builds the router's state from a route tree, after validating it.
+    pub fn from_routes(config: RoutesConfig) -> Result<Router, InvalidConfig> {
         config.validate()?;
         let metrics = Metrics::new();
         let mut servers = Vec::new();
         let mut pools = Vec::new();
         let mut index = HashMap::new();
         for (name, pool) in &config.pools {
-            let ids: Vec<usize> = pool
+            let addrs: Vec<&str> = pool
                 .servers
+                .iter()
+                .map(|s| server_address(s).unwrap_or(s))
+                .collect();
+            let ids: Vec<usize> = addrs
                 .iter()
                 .map(|addr| {
                     let id = servers.len();
                     servers.push(Server {
-                        addr: addr.clone(),
+                        addr: addr.to_string(),
                         pool: name.clone(),
+                        pool_index: pools.len(),
                         id,
                         failures: AtomicU32::new(0),
                         down: AtomicBool::new(false),
                         generation: AtomicU64::new(0),
+                        next_probe_ms: AtomicU64::new(0),
+                        probe_delay_ms: AtomicU64::new(0),
                         metrics: metrics.server(name, addr),
                     });
                     id
@@ -87,20 +97,14 @@ impl Router {
             pools.push(Pool {
                 name: name.clone(),
                 servers: ids,
-                ring: Ring::new(&pool.servers),
+                ring: Ring::new(&addrs),
                 metrics: metrics.route(name),
             });
         }
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| (r.prefix.as_bytes().to_vec(), index[&r.pool]))
-            .collect();
+        let tree = Tree::compile(&config, &|name| index[name]);
         Ok(Router {
-            local: index[&config.local_pool],
-            gutter: config.failover.gutter_pool.as_ref().map(|g| index[g]),
-            replicas: config.replicate_to.iter().map(|p| index[p]).collect(),
-            routes,
+            local: tree.local_pool(),
+            tree,
             servers,
             pools,
             metrics,
@@ -111,41 +115,26 @@ impl Router {
         })
     }
 
-    /// The pool a key goes to and the key to send there (its routing prefix stripped).
-    pub fn route<'k>(&self, key: &'k [u8]) -> (usize, &'k [u8]) {
-        if key.first() == Some(&b'/') {
-            for (prefix, pool) in &self.routes {
-                if let Some(rest) = key.strip_prefix(prefix.as_slice()) {
-                    if !rest.is_empty() {
-                        return (*pool, rest);
-                    }
-                }
-            }
-        }
-        (self.local, key)
-    }
-
-    /// The server for `key` (already stripped) in `pool`, or its gutter stand-in if it is down.
-    pub fn target(&self, pool: usize, key: &[u8]) -> Target {
+    /// The server for `key` (already stripped) in `pool`, or its gutter stand-in if it is
+    /// down and the route fails over on TKO.
+    pub fn target(&self, pool: usize, key: &[u8], gutter: Option<Gutter>) -> Target {
         let id = self.pools[pool].server_for(key);
         if !self.servers[id].is_down() {
             return Target::Primary(id);
         }
-        self.gutter_for(pool, key)
+        match gutter {
+            Some(g) if g.takes(crate::config::FailoverError::Tko) => self.gutter_for(key, g),
+            _ => Target::Unavailable,
+        }
     }
 
-    /// The gutter server for `key` of `pool`, if the pool has a gutter.
-    pub fn gutter_for(&self, pool: usize, key: &[u8]) -> Target {
-        match self.gutter {
-            Some(gutter) if gutter != pool => {
-                let id = self.pools[gutter].server_for(key);
-                if self.servers[id].is_down() {
-                    Target::Unavailable
-                } else {
-                    Target::Gutter(id)
-                }
-            }
-            _ => Target::Unavailable,
+    /// The gutter server for `key`.
+    pub fn gutter_for(&self, key: &[u8], gutter: Gutter) -> Target {
+        let id = self.pools[gutter.pool].server_for(key);
+        if self.servers[id].is_down() {
+            Target::Unavailable
+        } else {
+            Target::Gutter(id)
         }
     }
 
@@ -158,23 +147,12 @@ impl Router {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.config.timeouts.request_ms)
     }
-
-    /// The expiry to send to the gutter: `exptime` capped at the gutter TTL. Zero (never),
-    /// absolute times (over 30 days) and anything longer become the cap; negative (already
-    /// expired) stays.
-    pub fn gutter_exptime(&self, exptime: i64) -> i64 {
-        let cap = i64::from(self.config.failover.gutter_ttl_seconds);
-        if exptime < 0 || (exptime > 0 && exptime <= cap) {
-            exptime
-        } else {
-            cap
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::{GetPlan, Routed};
 
     fn router() -> Router {
         let config: Config = serde_json::from_str(
@@ -189,37 +167,55 @@ mod tests {
         Router::new(config).unwrap()
     }
 
-    #[test]
-    fn prefixes_route_and_strip() {
-        let r = router();
-        let codfw = r.pools.iter().position(|p| p.name == "codfw").unwrap();
-        assert_eq!(r.route(b"/codfw/mw/foo"), (codfw, &b"foo"[..]));
-        assert_eq!(r.route(b"foo"), (r.local, &b"foo"[..]));
-        assert_eq!(r.route(b"/ulsfo/mw/foo"), (r.local, &b"/ulsfo/mw/foo"[..]));
-        assert_eq!(r.route(b"/codfw/mw/"), (r.local, &b"/codfw/mw/"[..]));
+    fn pool_of(r: &Router, key: &[u8]) -> (String, Vec<u8>) {
+        let (routed, stripped) = r.tree.route_key(key);
+        let Routed::One(node) = routed else { panic!() };
+        match r
+            .tree
+            .plan_get(node, crate::config::Operation::Get, stripped)
+        {
+            GetPlan::Pool { pool, .. } => (r.pools[pool].name.clone(), stripped.to_vec()),
+            GetPlan::Tree(_) => panic!("not a plain pool"),
+        }
     }
 
     #[test]
-    fn gutter_caps_ttl() {
+    fn prefixes_route_and_strip() {
         let r = router();
-        assert_eq!(r.gutter_exptime(0), 10);
-        assert_eq!(r.gutter_exptime(5), 5);
-        assert_eq!(r.gutter_exptime(3600), 10);
-        assert_eq!(r.gutter_exptime(2_000_000_000), 10);
-        assert_eq!(r.gutter_exptime(-1), -1);
+        assert_eq!(
+            pool_of(&r, b"/codfw/mw/foo"),
+            ("codfw".into(), b"foo".to_vec())
+        );
+        assert_eq!(pool_of(&r, b"foo"), ("eqiad".into(), b"foo".to_vec()));
+        assert_eq!(
+            pool_of(&r, b"/ulsfo/mw/foo"),
+            ("eqiad".into(), b"/ulsfo/mw/foo".to_vec())
+        );
+        assert_eq!(
+            pool_of(&r, b"/codfw/mw/"),
+            ("eqiad".into(), b"/codfw/mw/".to_vec())
+        );
     }
 
     #[test]
     fn down_server_goes_to_gutter() {
         let r = router();
-        let Target::Primary(id) = r.target(r.local, b"k") else {
+        let (routed, _) = r.tree.route_key(b"k");
+        let Routed::One(node) = routed else { panic!() };
+        let GetPlan::Pool { pool, gutter } =
+            r.tree.plan_get(node, crate::config::Operation::Get, b"k")
+        else {
+            panic!()
+        };
+        let Target::Primary(id) = r.target(pool, b"k", gutter) else {
             panic!()
         };
         r.servers[id]
             .down
             .store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(
-            matches!(r.target(r.local, b"k"), Target::Gutter(g) if r.servers[g].pool == "gutter")
+            matches!(r.target(pool, b"k", gutter), Target::Gutter(g) if r.servers[g].pool == "gutter")
         );
+        assert_eq!(gutter.unwrap().exptime, 10);
     }
 }

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::config::{OpClass, Operation, Unavailable};
 use crate::failover::{probe_loop, record_failure, record_success};
 use crate::pool::{Connection, UpstreamError};
 use crate::protocol::{
@@ -27,8 +28,11 @@ use crate::protocol::{
 };
 use crate::replicate;
 use crate::route::{Router, Target};
+use crate::tree::{
+    self, cap_exptime, fail_kind, null_reply, Call, GetPlan, Gutter, NodeId, Routed,
+};
 
-const SERVER_DOWN: &[u8] = b"SERVER_ERROR no server available\r\n";
+const SERVER_DOWN: &[u8] = b"SERVER_ERROR unavailable\r\n";
 
 /// Serves clients from `listener` until `shutdown` completes, then drains: stops accepting,
 /// lets every session answer the commands it has already read, and returns when they are done
@@ -84,7 +88,7 @@ pub async fn serve(
 async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     router.metrics.connections.inc();
-    let mut session = Session {
+    let session = Session {
         router: Arc::clone(&router),
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
@@ -98,6 +102,8 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
     tokio::pin!(stopped);
     'conn: loop {
         let mut close = false;
+        // Everything complete in the input, in order: commands to run and errors to answer.
+        let mut batch: Vec<Item> = Vec::new();
         loop {
             if swallow > 0 {
                 let n = swallow.min(input.len());
@@ -115,19 +121,24 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
                         close = true;
                         break;
                     }
-                    session.execute(request, &mut out).await;
+                    batch.push(Item::Run(request));
                 }
                 Err(err) => {
-                    out.put_slice(err.reply.as_bytes());
                     let n = err.consume.min(input.len());
                     let _ = input.split_to(n);
                     swallow = err.consume - n;
+                    batch.push(Item::Say(err.reply));
                     if err.close {
                         close = true;
                         break;
                     }
                 }
             }
+        }
+        // No server could take a command that expects a reply: what came before is answered,
+        // then the connection closes (see config::Unavailable).
+        if session.run(batch, &mut out).await {
+            close = true;
         }
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
@@ -167,6 +178,14 @@ struct Session {
     router: Arc<Router>,
 }
 
+/// One entry of what a client sent in one go.
+enum Item {
+    /// A command to run.
+    Run(Request),
+    /// A protocol error to answer with.
+    Say(&'static str),
+}
+
 /// Sends one request to one server over its shared connection, keeping the server's health
 /// and metrics.
 pub(crate) async fn call_server(
@@ -186,18 +205,69 @@ pub(crate) async fn call_server(
         Ok(_) => record_success(server),
         Err(err) => {
             tracing::debug!(server = %server.addr, %err, "request failed");
-            record_failure(router, server);
+            record_failure(router, server, err);
         }
     }
     result
 }
 
 impl Session {
-    async fn call(&mut self, id: usize, request: Bytes, kind: ReplyKind) -> Option<Bytes> {
+    /// Answers a batch in order; true to hang up after the answers written.
+    ///
+    /// A pipelining client's commands run at once, not one after another: each would
+    /// otherwise wait for its server's reply before the next went out, where the server
+    /// connections pipeline them all in one write. Replies still go back in order, and
+    /// commands for one server reach it in order (each is queued on the server's connection
+    /// when first polled, and they are polled in order).
+    async fn run(&self, batch: Vec<Item>, out: &mut BytesMut) -> bool {
+        if let [Item::Run(_)] = &batch[..] {
+            let Some(Item::Run(request)) = batch.into_iter().next() else {
+                return false;
+            };
+            return self.execute(request, out).await;
+        }
+        if !batch.iter().any(|i| matches!(i, Item::Run(_))) {
+            for item in batch {
+                if let Item::Say(reply) = item {
+                    out.put_slice(reply.as_bytes());
+                }
+            }
+            return false;
+        }
+        if let Some(replies) = self.merged_gets(&batch).await {
+            for reply in replies {
+                out.put_slice(&reply);
+            }
+            return false;
+        }
+        let replies = join_all(batch.into_iter().map(|item| async move {
+            let mut reply = BytesMut::new();
+            let hang_up = match item {
+                Item::Run(request) => self.execute(request, &mut reply).await,
+                Item::Say(text) => {
+                    reply.put_slice(text.as_bytes());
+                    false
+                }
+            };
+            (reply, hang_up)
+        }))
+        .await;
+        for (reply, hang_up) in replies {
+            if hang_up {
+                return true;
+            }
+            out.put_slice(&reply);
+        }
+        false
+    }
+
+    async fn call(&self, id: usize, request: Bytes, kind: ReplyKind) -> Option<Bytes> {
         call_server(&self.router, id, request, kind).await.ok()
     }
 
-    async fn execute(&mut self, request: Request, out: &mut BytesMut) {
+    /// Answers one command into `out`; true when the connection must be closed instead of
+    /// answering it (nothing could take it, and the config says so).
+    async fn execute(&self, request: Request, out: &mut BytesMut) -> bool {
         match request {
             Request::Get {
                 kind,
@@ -224,7 +294,11 @@ impl Session {
                 let mut buf = BytesMut::new();
                 encode_request(&request, b"", 0, &mut buf);
                 let buf = buf.freeze();
-                let ids = self.router.pools[self.router.local].servers.clone();
+                let ids = self
+                    .router
+                    .local
+                    .map(|p| self.router.pools[p].servers.clone())
+                    .unwrap_or_default();
                 for id in ids {
                     let reply = self.call(id, buf.clone(), ReplyKind::Line).await;
                     ok &= reply.is_some_and(|r| r.starts_with(b"OK"));
@@ -234,24 +308,29 @@ impl Session {
                 }
             }
             Request::Quit => {}
-            _ => self.single(request, out).await,
+            _ => return self.single(request, out).await,
         }
+        false
     }
 
-    /// A single-key command: to the key's server, to the gutter if that fails, and to the
-    /// replica pools if it is an invalidation of a local key.
-    async fn single(&mut self, request: Request, out: &mut BytesMut) {
+    /// A single-key command through the route tree. Returns true to hang up.
+    async fn single(&self, request: Request, out: &mut BytesMut) -> bool {
         let router = Arc::clone(&self.router);
         let Some(key) = request.key().cloned() else {
-            return;
+            return false;
+        };
+        let Some(op) = Call::operation(&request) else {
+            return false;
         };
         let meta = match &request {
             Request::Meta { op, flags, .. } => Some((*op, flags.clone())),
             _ => None,
         };
-        let (pool, stripped) = match &meta {
-            Some((_, flags)) if meta_has(flags, b'b') => (router.local, &key[..]),
-            _ => router.route(&key),
+        let (routed, stripped) = match &meta {
+            Some((_, flags)) if meta_has(flags, b'b') => {
+                (Routed::One(router.tree.default), &key[..])
+            }
+            _ => router.tree.route_key(&key),
         };
         let exptime = match &request {
             Request::Store { exptime, .. } | Request::Touch { exptime, .. } => *exptime,
@@ -263,63 +342,45 @@ impl Session {
         } else {
             ReplyKind::Line
         };
-        let start = Instant::now();
-        let route = &router.pools[pool].metrics;
-        let mut target = router.target(pool, stripped);
-        let reply = loop {
-            let (id, exptime) = match target {
-                Target::Primary(id) => (id, exptime),
-                Target::Gutter(id) => {
-                    router.metrics.failovers.inc();
-                    (id, router.gutter_exptime(exptime))
-                }
-                Target::Unavailable => break None,
-            };
-            let mut buf = BytesMut::with_capacity(64);
-            encode_request(&request, stripped, exptime, &mut buf);
-            if let Some(reply) = self.call(id, buf.freeze(), kind).await {
-                break Some((id, reply));
-            }
-            target = match target {
-                Target::Primary(_) => router.gutter_for(pool, stripped),
-                _ => Target::Unavailable,
-            };
+        let call = Call {
+            op,
+            key: key.slice_ref(stripped),
+            exptime,
+            kind,
+            request: Arc::new(request),
         };
-        route.observe(start.elapsed());
-
-        let invalidates = matches!(
-            (&request, &meta),
-            (Request::Delete { .. } | Request::Touch { .. }, _) | (_, Some((MetaOp::Delete, _)))
-        );
-        if invalidates && pool == router.local {
-            replicate::replicate(&router, stripped, || {
-                let mut buf = BytesMut::with_capacity(64);
-                encode_request(&request, stripped, exptime, &mut buf);
-                buf.freeze()
-            });
-        }
-
-        let Some((id, reply)) = reply else {
-            route.errors.inc();
-            if !request.noreply() {
-                out.put_slice(SERVER_DOWN);
+        let outcome = match routed {
+            Routed::One(node) => tree::execute(&router, node, &call).await,
+            Routed::Broadcast(nodes) => {
+                // Real mcrouter's root route: the first answers, the rest go on behind.
+                for node in &nodes[1..] {
+                    tree::send_async(&router, *node, &call);
+                }
+                tree::execute(&router, nodes[0], &call).await
             }
-            return;
+        };
+        let reply = match outcome {
+            Ok(reply) => reply.bytes,
+            Err(_) => {
+                if call.request.noreply() || meta.as_ref().is_some_and(|(_, f)| meta_has(f, b'q')) {
+                    return false;
+                }
+                if op.class() == OpClass::Gets {
+                    // A cache that cannot answer has nothing (mcrouter's miss_on_get_errors).
+                    out.put_slice(&null_reply(op, kind));
+                    return false;
+                }
+                return match router.config.unavailable {
+                    Unavailable::Close => true,
+                    Unavailable::ServerError => {
+                        out.put_slice(SERVER_DOWN);
+                        false
+                    }
+                };
+            }
         };
         if let Some((op, flags)) = &meta {
             let status = &reply[..2.min(reply.len())];
-            let server = &router.servers[id].metrics;
-            match status {
-                b"VA" | b"HD" if *op == MetaOp::Get => {
-                    route.hits.inc();
-                    server.hits.inc();
-                }
-                b"EN" if *op == MetaOp::Get => {
-                    route.misses.inc();
-                    server.misses.inc();
-                }
-                _ => {}
-            }
             let quiet = meta_has(flags, b'q')
                 && match op {
                     MetaOp::Get => status == b"EN",
@@ -330,36 +391,45 @@ impl Session {
             if !quiet {
                 write_meta_reply(&reply, &key, stripped, out);
             }
-        } else if !request.noreply() {
+        } else if !call.request.noreply() {
             out.put_slice(&reply);
         }
+        false
     }
 
     /// A get-family command for one key, the common case (memaslap's gets, most of
     /// MediaWiki's): the same answers and metrics as [`Session::get`] without its grouping
     /// and maps, and the server's reply relayed as it is when it is exactly what the client
     /// expects.
-    async fn get_one(&mut self, kind: GetKind, exptime: i64, key: &Bytes, out: &mut BytesMut) {
+    async fn get_one(&self, kind: GetKind, exptime: i64, key: &Bytes, out: &mut BytesMut) {
         let router = &*self.router;
+        let (plan, stripped) = plan_get(router, kind, key);
+        let GetPlan::Pool { pool, gutter } = plan else {
+            let GetPlan::Tree(node) = plan else { return };
+            let reply = tree_get(&self.router, node, kind, exptime, key, stripped).await;
+            write_values(&reply, key, stripped, out);
+            return;
+        };
         let start = Instant::now();
-        let (pool, stripped) = router.route(key);
         let route = &router.pools[pool].metrics;
-        let mut target = router.target(pool, stripped);
+        let mut target = router.target(pool, stripped, gutter);
         let reply = loop {
-            let exptime = match target {
-                Target::Primary(_) => exptime,
-                Target::Gutter(_) if kind.touches() => router.gutter_exptime(exptime),
-                Target::Gutter(_) => exptime,
-                Target::Unavailable => break None,
+            let exptime = match (target, gutter) {
+                (Target::Gutter(_), Some(g)) if kind.touches() => cap_exptime(exptime, g.exptime),
+                (Target::Unavailable, _) => break None,
+                _ => exptime,
             };
             let id = target_id(target);
             let mut buf = BytesMut::with_capacity(stripped.len() + 32);
             encode_get(kind, exptime, &[stripped], &mut buf);
-            if let Ok(reply) = call_server(router, id, buf.freeze(), ReplyKind::Values).await {
-                break Some((id, reply));
-            }
-            target = match target {
-                Target::Primary(_) => router.gutter_for(pool, stripped),
+            let err = match call_server(router, id, buf.freeze(), ReplyKind::Values).await {
+                Ok(reply) => break Some((id, reply)),
+                Err(err) => err,
+            };
+            target = match (target, gutter) {
+                (Target::Primary(_), Some(g)) if g.takes(fail_kind(router, id, &err)) => {
+                    router.gutter_for(stripped, g)
+                }
                 _ => Target::Unavailable,
             };
             if target != Target::Unavailable {
@@ -402,23 +472,54 @@ impl Session {
 
     /// A get-family command: keys grouped by server, one request per server in parallel, the
     /// values written back in the client's order under the client's keys.
-    async fn get(&mut self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
+    async fn get(&self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
+        let Some((values, error_line)) = self.get_values(kind, exptime, keys).await else {
+            // A route the shortcut cannot take: every key through the tree, at once.
+            return self.get_each(kind, exptime, keys, out).await;
+        };
+        for (key, value) in keys.iter().zip(&values) {
+            if let Some(v) = value {
+                out.put_slice(b"VALUE ");
+                out.put_slice(key);
+                out.put_slice(&v.rest);
+                out.put_slice(&v.data);
+            }
+        }
+        // A server's error (say, CLIENT_ERROR for a gat with a bad time) is the client's
+        // error too when it asked one server alone; otherwise the other keys still count.
+        match error_line {
+            Some(line) if keys.len() == 1 => out.put_slice(&line),
+            _ => out.put_slice(b"END\r\n"),
+        }
+    }
+
+    /// The values of a get-family command's keys, in the client's order (`None`: a miss),
+    /// and a server's error line if one answered with one; `None` when a key's route needs
+    /// the whole tree.
+    async fn get_values(
+        &self,
+        kind: GetKind,
+        exptime: i64,
+        keys: &[Bytes],
+    ) -> Option<(Vec<Option<Value>>, Option<Bytes>)> {
         let router = &*self.router;
         let start = Instant::now();
-        let mut slots: Vec<Slot> = keys
-            .iter()
-            .map(|key| {
-                let (pool, stripped) = router.route(key);
-                let stripped = key.slice_ref(stripped);
-                let target = router.target(pool, &stripped);
-                Slot {
-                    pool,
-                    stripped,
-                    target,
-                    leader: usize::MAX,
-                }
-            })
-            .collect();
+        let mut slots: Vec<Slot> = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (plan, stripped) = plan_get(router, kind, key);
+            let GetPlan::Pool { pool, gutter } = plan else {
+                return None;
+            };
+            let stripped = key.slice_ref(stripped);
+            let target = router.target(pool, &stripped, gutter);
+            slots.push(Slot {
+                pool,
+                gutter,
+                stripped,
+                target,
+                leader: usize::MAX,
+            });
+        }
         // Indexed by a leader slot: the value found for it.
         let mut values: Vec<Option<Value>> = vec![None; keys.len()];
         let mut error_line: Option<Bytes> = None;
@@ -459,9 +560,12 @@ impl Session {
             let results = fetch_groups(router, kind, exptime, &slots, &groups).await;
             let mut failed = Vec::new();
             for ((target, leaders), result) in groups.iter().zip(results) {
-                let Some(reply) = result else {
-                    failed.push(*target);
-                    continue;
+                let reply = match result {
+                    Ok(reply) => reply,
+                    Err(err) => {
+                        failed.push((*target, fail_kind(router, target_id(*target), &err)));
+                        continue;
+                    }
                 };
                 let server = &router.servers[target_id(*target)].metrics;
                 let (found, last) = split_values(&reply);
@@ -483,11 +587,17 @@ impl Session {
             if failed.is_empty() {
                 break;
             }
-            pending.retain(|&i| failed.contains(&slots[i].target));
+            pending.retain(|&i| failed.iter().any(|(t, _)| *t == slots[i].target));
             for &i in &pending {
                 let slot = &mut slots[i];
-                slot.target = match slot.target {
-                    Target::Primary(_) => router.gutter_for(slot.pool, &slot.stripped),
+                let why = failed
+                    .iter()
+                    .find(|(t, _)| *t == slot.target)
+                    .map(|(_, k)| *k);
+                slot.target = match (slot.target, slot.gutter, why) {
+                    (Target::Primary(_), Some(g), Some(kind)) if g.takes(kind) => {
+                        router.gutter_for(&slot.stripped, g)
+                    }
                     _ => Target::Unavailable,
                 };
                 if slot.target != Target::Unavailable {
@@ -499,7 +609,8 @@ impl Session {
 
         let elapsed = start.elapsed();
         let mut routes_seen: Vec<usize> = Vec::new();
-        for (key, slot) in keys.iter().zip(&slots) {
+        let mut found = Vec::with_capacity(keys.len());
+        for slot in &slots {
             let metrics = &router.pools[slot.pool].metrics;
             if !routes_seen.contains(&slot.pool) {
                 routes_seen.push(slot.pool);
@@ -510,27 +621,89 @@ impl Session {
                     metrics.errors.inc();
                     None
                 }
-                _ => values[slot.leader].as_ref(),
+                _ => values[slot.leader].clone(),
             };
-            match value {
-                Some(v) => {
-                    metrics.hits.inc();
-                    out.put_slice(b"VALUE ");
-                    out.put_slice(key);
-                    out.put_slice(&v.rest);
-                    out.put_slice(&v.data);
+            if value.is_some() {
+                metrics.hits.inc();
+            } else {
+                metrics.misses.inc();
+            }
+            found.push(value);
+        }
+        Some((found, error_line))
+    }
+
+    /// Plain gets read together from a pipelining client, all of one kind: asked of each
+    /// server as one multi-key get instead of one request per command (memcached answers a
+    /// multi-get for much less than the same number of single gets), each command answered
+    /// on its own, in order. `None` when they are not all plain gets of one kind.
+    async fn merged_gets(&self, batch: &[Item]) -> Option<Vec<BytesMut>> {
+        let mut kind = None;
+        let mut keys = Vec::new();
+        for item in batch {
+            match item {
+                Item::Run(Request::Get {
+                    kind: k @ (GetKind::Get | GetKind::Gets),
+                    keys: ks,
+                    ..
+                }) if kind.is_none_or(|kind| kind == *k) => {
+                    kind = Some(*k);
+                    keys.extend_from_slice(ks);
                 }
-                None => {
-                    metrics.misses.inc();
-                }
+                _ => return None,
             }
         }
-        // A server's error (say, CLIENT_ERROR for a gat with a bad time) is the client's
-        // error too when it asked one server alone; otherwise the other keys still count.
-        match error_line {
-            Some(line) if keys.len() == 1 => out.put_slice(&line),
-            _ => out.put_slice(b"END\r\n"),
+        let (values, _) = self.get_values(kind?, 0, &keys).await?;
+        let mut values = values.into_iter();
+        let replies = batch
+            .iter()
+            .map(|item| {
+                let mut reply = BytesMut::new();
+                if let Item::Run(Request::Get { keys, .. }) = item {
+                    for (key, value) in keys.iter().zip(values.by_ref()) {
+                        if let Some(v) = value {
+                            reply.put_slice(b"VALUE ");
+                            reply.put_slice(key);
+                            reply.put_slice(&v.rest);
+                            reply.put_slice(&v.data);
+                        }
+                    }
+                }
+                reply.put_slice(b"END\r\n");
+                reply
+            })
+            .collect();
+        Some(replies)
+    }
+
+    /// A multi-key get whose keys need the whole tree: one get per key, all at once, the
+    /// values in the client's order.
+    async fn get_each(&self, kind: GetKind, exptime: i64, keys: &[Bytes], out: &mut BytesMut) {
+        let router = &self.router;
+        let replies = join_all(keys.iter().map(|key| async move {
+            let (plan, stripped) = plan_get(router, kind, key);
+            let node = match plan {
+                GetPlan::Tree(node) => node,
+                // A plain pool key among them: the tree from its route gives the same.
+                GetPlan::Pool { .. } => match router.tree.route_key(key).0 {
+                    Routed::One(node) => node,
+                    Routed::Broadcast(nodes) => nodes[0],
+                },
+            };
+            tree_get(router, node, kind, exptime, key, stripped).await
+        }))
+        .await;
+        for (key, reply) in keys.iter().zip(&replies) {
+            let (_, stripped) = router.tree.route_key(key);
+            let (values, _) = split_values(reply);
+            if let Some(v) = values.iter().find(|v| v.key[..] == *stripped) {
+                out.put_slice(b"VALUE ");
+                out.put_slice(key);
+                out.put_slice(&v.rest);
+                out.put_slice(&v.data);
+            }
         }
+        out.put_slice(b"END\r\n");
     }
 
     fn stats(&self, args: &[Bytes], out: &mut BytesMut) {
@@ -584,6 +757,8 @@ impl Session {
 /// One client key of a multi-key get.
 struct Slot {
     pool: usize,
+    /// Where the key goes when its server fails.
+    gutter: Option<Gutter>,
     /// The key as its server knows it (routing prefix stripped).
     stripped: Bytes,
     target: Target,
@@ -599,10 +774,10 @@ async fn fetch_groups(
     exptime: i64,
     slots: &[Slot],
     groups: &[(Target, Vec<usize>)],
-) -> Vec<Option<Bytes>> {
+) -> Vec<Result<Bytes, UpstreamError>> {
     let request = |(target, leaders): &(Target, Vec<usize>)| {
-        let exptime = match target {
-            Target::Gutter(_) if kind.touches() => router.gutter_exptime(exptime),
+        let exptime = match (target, slots[leaders[0]].gutter) {
+            (Target::Gutter(_), Some(g)) if kind.touches() => cap_exptime(exptime, g.exptime),
             _ => exptime,
         };
         let size = leaders
@@ -616,15 +791,76 @@ async fn fetch_groups(
     };
     if let [group] = groups {
         let (id, request) = request(group);
-        return vec![call_server(router, id, request, ReplyKind::Values)
-            .await
-            .ok()];
+        return vec![call_server(router, id, request, ReplyKind::Values).await];
     }
     let calls = groups
         .iter()
         .map(request)
         .map(|(id, request)| call_server(router, id, request, ReplyKind::Values));
-    join_all(calls).await.into_iter().map(Result::ok).collect()
+    join_all(calls).await
+}
+
+/// The operation of a get-family command.
+fn get_operation(kind: GetKind) -> Operation {
+    match kind {
+        GetKind::Get => Operation::Get,
+        GetKind::Gets => Operation::Gets,
+        GetKind::Gat => Operation::Gat,
+        GetKind::Gats => Operation::Gats,
+    }
+}
+
+/// How a get of `key` is served, and the key as servers know it. A broadcast prefix reads
+/// from its first (local) route only: reads stay local.
+fn plan_get<'k>(router: &Router, kind: GetKind, key: &'k [u8]) -> (GetPlan, &'k [u8]) {
+    let (routed, stripped) = router.tree.route_key(key);
+    let node = match routed {
+        Routed::One(node) => node,
+        Routed::Broadcast(nodes) => nodes[0],
+    };
+    (
+        router.tree.plan_get(node, get_operation(kind), stripped),
+        stripped,
+    )
+}
+
+/// A get of one key through the tree: the server's reply, or a miss when nothing answered.
+async fn tree_get(
+    router: &Arc<Router>,
+    node: NodeId,
+    kind: GetKind,
+    exptime: i64,
+    key: &Bytes,
+    stripped: &[u8],
+) -> Bytes {
+    let stripped = key.slice_ref(stripped);
+    let call = Call {
+        request: Arc::new(Request::Get {
+            kind,
+            exptime,
+            keys: vec![stripped.clone()],
+        }),
+        op: get_operation(kind),
+        key: stripped,
+        exptime,
+        kind: ReplyKind::Values,
+    };
+    match tree::execute(router, node, &call).await {
+        Ok(reply) => reply.bytes,
+        Err(_) => Bytes::from_static(b"END\r\n"),
+    }
+}
+
+/// Writes the value of a one-key get reply under the client's key, then its last line.
+fn write_values(reply: &Bytes, key: &[u8], stripped: &[u8], out: &mut BytesMut) {
+    let (values, last) = split_values(reply);
+    if let Some(v) = values.iter().find(|v| v.key[..] == *stripped) {
+        out.put_slice(b"VALUE ");
+        out.put_slice(key);
+        out.put_slice(&v.rest);
+        out.put_slice(&v.data);
+    }
+    out.put_slice(&last);
 }
 
 fn target_id(target: Target) -> usize {

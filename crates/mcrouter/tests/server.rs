@@ -80,8 +80,8 @@ fn a_multi_get_over_a_dead_server_takes_its_keys_from_the_gutter() {
     let router = Router::start(&json!({
         "pools": {"eqiad": {"servers": addrs}, "gutter": {"servers": [gutter.addr()]}},
         "local_pool": "eqiad",
-        // Never marked down here: each get fails on the dead server and is retried on the
-        // gutter within the same request.
+        // The first get finds the server dead (refused: marked down at once) and is retried
+        // on the gutter within the same request.
         "failover": {"gutter_pool": "gutter", "failures_until_down": 1000},
         "timeouts": {"connect_ms": 200, "request_ms": 300},
     }));
@@ -114,18 +114,42 @@ fn a_multi_get_over_a_dead_server_takes_its_keys_from_the_gutter() {
 }
 
 #[test]
-fn without_a_gutter_a_dead_server_is_a_server_error_not_a_hang() {
+fn without_a_gutter_a_dead_server_is_a_miss_or_a_hang_up_not_a_hang() {
     let mut server = Memcached::start();
-    let router = Router::start(&json!({
-        "pools": {"eqiad": {"servers": [server.addr()]}},
-        "local_pool": "eqiad",
-        "timeouts": {"connect_ms": 200, "request_ms": 300},
-    }));
-    let mut client = router.client();
+    let config = |unavailable: &str| {
+        json!({
+            "pools": {"eqiad": {"servers": [server.addr()]}},
+            "local_pool": "eqiad",
+            "failover": {"unavailable": unavailable},
+            "timeouts": {"connect_ms": 200, "request_ms": 300},
+        })
+    };
+    let closing = Router::start(&config("close"));
+    let erroring = Router::start(&config("server_error"));
+    let mut client = closing.client();
+    assert_eq!(client.set("k", "v", 0), "STORED\r\n");
     server.kill();
-    assert!(client.set("k", "v", 0).starts_with("SERVER_ERROR"));
-    // A get is a miss, as a cache should answer.
+    // A get is a miss, as a cache should answer, and the connection stays.
     assert_eq!(client.get("k"), None);
+    assert_eq!(client.get("k"), None);
+    // A store that nothing can take: the replies before it, then the connection closes, which
+    // MediaWiki's clients take as an I/O error (see config::Unavailable).
+    client
+        .stream
+        .write_all(b"mn\r\nadd lock 0 6 1\r\n1\r\nmn\r\n")
+        .unwrap();
+    assert_eq!(client.read_reply(ReplyKind::Line), "MN\r\n");
+    let mut rest = Vec::new();
+    client.stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    // The other way: memcached's kind of error line, and the connection stays.
+    let mut client = erroring.client();
+    assert_eq!(client.set("k", "v", 0), "SERVER_ERROR unavailable\r\n");
+    assert_eq!(client.get("k"), None);
+    assert_eq!(
+        client.call("delete k\r\n", ReplyKind::Line),
+        "SERVER_ERROR unavailable\r\n"
+    );
 }
 
 #[test]
@@ -394,5 +418,124 @@ fn a_bad_config_names_the_file_line_and_expectation() {
     let help = String::from_utf8_lossy(&help.stdout);
     for needle in ["\"gutter_ttl_seconds\"", "ketama", "STRIPPED", "SIGTERM"] {
         assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}
+
+#[test]
+fn pipelined_commands_run_together_and_answer_in_order() {
+    let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
+    let router = Router::start(&json!({
+        "pools": {"eqiad": {"servers": servers.iter().map(Memcached::addr).collect::<Vec<_>>()}},
+        "local_pool": "eqiad",
+    }));
+    let mut c = router.client();
+    // Writes and reads of the same keys in one write: each read sees the write before it.
+    let mut batch = String::new();
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let key = format!("p{}", i % 7);
+        batch += &format!(
+            "set {key} 0 0 {}\r\n{i}\r\nget {key}\r\n",
+            i.to_string().len()
+        );
+        expected.push(("STORED\r\n".to_string(), ReplyKind::Line));
+        expected.push((
+            format!("VALUE {key} 0 {}\r\n{i}\r\nEND\r\n", i.to_string().len()),
+            ReplyKind::Values,
+        ));
+    }
+    batch += "bogus\r\ndelete p0\r\nget p0\r\nmn\r\n";
+    expected.push(("ERROR\r\n".into(), ReplyKind::Line));
+    expected.push(("DELETED\r\n".into(), ReplyKind::Line));
+    expected.push(("END\r\n".into(), ReplyKind::Values));
+    expected.push(("MN\r\n".into(), ReplyKind::Line));
+    c.stream.write_all(batch.as_bytes()).unwrap();
+    for (want, kind) in expected {
+        assert_eq!(c.read_reply(kind), want);
+    }
+}
+
+#[test]
+fn pipelined_gets_are_merged_per_server_and_answered_per_command() {
+    let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
+    let router = Router::start(&json!({
+        "pools": {"eqiad": {"servers": servers.iter().map(Memcached::addr).collect::<Vec<_>>()}},
+        "local_pool": "eqiad",
+    }));
+    let mut c = router.client();
+    for i in 0..20 {
+        c.set(&format!("m{i}"), &format!("v{i}"), 0);
+    }
+    let commands: Vec<Vec<String>> = (0..40)
+        .map(|i| {
+            (0..(i % 4))
+                .map(|j| format!("m{}", (i * 3 + j) % 25)) // some miss (m20..m24)
+                .chain([format!("m{}", i % 20)])
+                .collect()
+        })
+        .collect();
+    let batch: String = commands
+        .iter()
+        .map(|keys| format!("get {}\r\n", keys.join(" ")))
+        .collect();
+    c.stream.write_all(batch.as_bytes()).unwrap();
+    for keys in &commands {
+        let mut want = String::new();
+        for key in keys {
+            let n: usize = key[1..].parse().unwrap();
+            if n < 20 {
+                want += &format!("VALUE {key} 0 {}\r\nv{n}\r\n", format!("v{n}").len());
+            }
+        }
+        want += "END\r\n";
+        assert_eq!(c.read_reply(ReplyKind::Values), want);
+    }
+    // Each server got far fewer requests than there were commands.
+    let requests: u64 = servers
+        .iter()
+        .map(|s| {
+            let addr = s.addr();
+            router
+                .stat(&format!("server:eqiad:{addr}:requests"))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        requests < 20 + 20,
+        "{requests} server requests for 20 sets and 40 gets"
+    );
+}
+
+#[test]
+fn concurrent_clients_gets_stay_their_own() {
+    // Many clients share one pipelined connection per server: each must still get exactly
+    // the values of its own keys.
+    let server = Memcached::start();
+    let router = Router::start(&json!({
+        "pools": {"eqiad": {"servers": [server.addr()]}},
+        "local_pool": "eqiad",
+    }));
+    let mut c = router.client();
+    for i in 0..30 {
+        c.set(&format!("c{i}"), &format!("value-{i}"), 0);
+    }
+    let port = router.port;
+    let threads: Vec<_> = (0..12)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = common::Client::connect(port);
+                for i in 0..300 {
+                    let n = (t * 7 + i) % 40; // c30..c39 miss
+                    let got = c.get(&format!("c{n}"));
+                    let want = (n < 30).then(|| format!("value-{n}"));
+                    assert_eq!(got, want, "client {t}, key c{n}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
     }
 }

@@ -75,6 +75,10 @@ pub enum Http1Error {
     /// The client's request body could not be read (the client went away or sent too much).
     #[error("reading the request body: {0}")]
     RequestBody(Box<dyn std::error::Error + Send + Sync>),
+    /// The upstream sent nothing of the response body for this long (set by the pool, which
+    /// owns the timers: this module does not time out).
+    #[error("the upstream sent nothing of the response body for {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
 }
 
 impl Http1Error {

@@ -8,7 +8,44 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio::net::TcpListener;
 
-const AFTER_HELP: &str = r#"CONFIG FILE (JSON; unknown fields are errors):
+const AFTER_HELP: &str = r#"CONFIG FILE (JSON; unknown fields are errors), in one of two formats.
+
+1. mcrouter's own: pools and a route tree.
+
+  {
+    "pools": {"eqiad": {"servers": ["10.0.0.1:11211:ascii:plain"]},
+              "codfw": {"servers": ["10.1.0.1:11211"]},
+              "gutter": {"servers": ["10.0.0.9:11211"]}},
+    "routes": [
+      {"aliases": ["/eqiad/mw/"],
+       "route": {"type": "FailoverWithExptimeRoute", "normal": "PoolRoute|eqiad",
+                 "failover": "PoolRoute|gutter", "failover_exptime": 10,
+                 "failover_errors": ["tko"]}},
+      {"aliases": ["/codfw/mw-wan/"],
+       "route": {"type": "OperationSelectorRoute", "default_policy": "PoolRoute|eqiad",
+                 "operation_policies": {"set": {"type": "AllAsyncRoute",
+                                                "children": ["PoolRoute|codfw"]}}}}],
+    "default_route": "/eqiad/mw/",
+    "tko": {"timeouts_until_tko": 3, "probe_delay_initial_ms": 3000,
+            "probe_delay_max_ms": 60000},
+    "timeouts": {"connect_ms": 250, "request_ms": 500, "drain_ms": 5000},
+    "unavailable": "close"
+  }
+
+  Route handles: PoolRoute, HashRoute, AllSyncRoute, AllAsyncRoute, AllInitialRoute,
+  FailoverRoute, FailoverWithExptimeRoute, OperationSelectorRoute, PrefixSelectorRoute,
+  WarmUpRoute, NullRoute, ErrorRoute ("PoolRoute|NAME", "NullRoute" and
+  "ErrorRoute|TEXT" also as strings). "route": HANDLE may stand for "routes".
+  A key "/<region>/<cluster>/rest" takes the route with that alias, as "rest"; "*" in the
+  prefix ("/*/mw-wan/") broadcasts to every matching route: the default route's region
+  answers, the others complete in the background. Other keys go whole to default_route.
+  TKO: refused/closed connections mark a server down at once, timeouts after
+  timeouts_until_tko in a row; probes after probe_delay_initial_ms, doubling.
+  unavailable: "close" (default) hangs up on a command no server can take (gets are
+  misses), which MediaWiki's clients take as an error; "server_error" answers
+  SERVER_ERROR instead.
+
+2. The shorthand (recognised by "local_pool"), which compiles to such a tree:
 
   {
     "pools": {"eqiad":  {"servers": ["127.0.0.1:11211", "127.0.0.1:11212"]},
@@ -30,11 +67,13 @@ const AFTER_HELP: &str = r#"CONFIG FILE (JSON; unknown fields are errors):
                 before it is sent (as real mcrouter does). Unknown prefixes go, unstripped,
                 to local_pool.
   replicate_to  Pools that also get, asynchronously, every delete/touch/md of a local key.
-  failover      After failures_until_down consecutive failures (timeout, refused, broken
+  failover      After failures_until_down consecutive timeouts (or one refused or broken
                 connection) a server is down: its keys go to gutter_pool, sets with TTL
                 capped at gutter_ttl_seconds (0 = never also becomes the cap), until a
                 probe ("version" every probe_interval_ms) answers. A failed request is
-                retried once on the gutter. Defaults: no gutter, 10 s, 3, 1000 ms.
+                retried once on the gutter. A refused or closed connection marks the
+                server down at once. "unavailable" as above.
+                Defaults: no gutter, 10 s, 3, 1000 ms, "close".
   timeouts      Milliseconds. Defaults: connect 250, request 500, drain 5000.
   limits        Defaults: key 250 bytes (memcached's maximum), value 1 MiB.
 
@@ -103,8 +142,8 @@ fn main() -> Result<()> {
         .block_on(run(args, config))
 }
 
-async fn run(args: Args, config: mcrouter::Config) -> Result<()> {
-    let router = Arc::new(mcrouter::Router::new(config)?);
+async fn run(args: Args, config: mcrouter::config::RoutesConfig) -> Result<()> {
+    let router = Arc::new(mcrouter::Router::from_routes(config)?);
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

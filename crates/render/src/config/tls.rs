@@ -56,6 +56,7 @@ pub fn files(values: &CakeValues, domains: &[String]) -> Files {
         },
         pod: Some(Pod {
             upstream: format!("127.0.0.1:{}", values.httpd.port),
+            ..Pod::default()
         }),
         edge: None,
     };

@@ -66,6 +66,7 @@ pub fn edge(
                             fall: 2,
                             rise: 2,
                         }),
+                        ..Backend::default()
                     },
                 );
             }
