@@ -359,11 +359,7 @@ impl Registry {
     fn start() -> Registry {
         require("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = wikikube_test_support::free_port();
         let address = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         std::fs::write(

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,14 +25,7 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     panic!("`{program}` is not installed: this test needs the Debian package `{package}` (apt-get install -y {package})");
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use wikikube_test_support::free_port;
 
 /// Polls `check` every few milliseconds until it holds or `limit` passes.
 pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {

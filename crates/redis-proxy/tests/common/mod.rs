@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,14 +30,7 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     );
 }
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use wikikube_test_support::free_port;
 
 /// A fresh directory under the system's temp dir, removed by [`TempDir`]'s drop.
 pub struct TempDir(pub PathBuf);
