@@ -264,6 +264,7 @@ fn check_ports(
                 (PodRole::Component(ComponentKind::Memcached), _) => {
                     ("memcached.pools (its port)", gateway)
                 }
+                (PodRole::Component(ComponentKind::Mariadb), _) => ("database.port", gateway),
                 (PodRole::Component(ComponentKind::Edge), _) => {
                     ("traffic.local_https_port", "0.0.0.0")
                 }

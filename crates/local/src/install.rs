@@ -1,10 +1,16 @@
 //! Installing each wiki's database on first start: MediaWiki's own installer, run in the app
-//! container for every wiki whose SQLite file does not exist yet, so a second `up` (or a
-//! restart) never installs twice and never touches existing data.
+//! container for every wiki whose database does not exist yet, so a second `up` (or a restart)
+//! never installs twice and never touches existing data.
+//!
+//! The database is where the release's values say: MariaDB (the farm's own MariaDB pod, or any
+//! server the environment names) or, when chosen explicitly, SQLite files on the data volume.
 
-use wikikube_model::ResolvedSite;
+use std::time::{Duration, Instant};
+
+use wikikube_model::{DatabaseEngine, DatabaseValues, ResolvedSite, WikiSpec};
 
 use crate::{podman, Error};
+use wikikube_render::config::paths::SECRETS_DIR;
 use wikikube_render::machine::DATA_DIR;
 
 /// The private value holding the wikis' administrator password.
@@ -13,67 +19,211 @@ pub const ADMIN_PASSWORD: &str = "admin_password";
 /// The name of the administrator account the installer creates.
 pub const ADMIN_USER: &str = "Admin";
 
+/// How long a database server that was just started may take to accept connections.
+const DATABASE_START: Duration = Duration::from_secs(90);
+
+/// Asks a MariaDB server, from the app container, whether a wiki's database is installed.
+/// Arguments: `host:port`, user, password file, database name. Exit status: 0 installed, 1 not
+/// installed, 2 server unreachable, 3 access denied (wrong password); the server's message on
+/// stderr, which never contains the password.
+const PROBE: &str = r#"mysqli_report(MYSQLI_REPORT_OFF);
+[, $server, $user, $passfile, $db] = $argv;
+[$host, $port] = array_pad(explode(':', $server, 2), 2, '3306');
+$password = trim((string)@file_get_contents($passfile));
+$link = @new mysqli($host, $user, $password, '', (int)$port);
+if ($link->connect_errno) {
+    fwrite(STDERR, $link->connect_error);
+    exit(in_array($link->connect_errno, [1044, 1045, 1698], true) ? 3 : 2);
+}
+$table = $link->query(sprintf(
+    "SELECT 1 FROM information_schema.tables WHERE table_schema = '%s' AND table_name = 'page'",
+    $link->real_escape_string($db)
+));
+exit($table && $table->num_rows > 0 ? 0 : 1);
+"#;
+
 /// Installs every wiki that has no database yet, through `container`. Returns the wikis
 /// installed now.
 pub fn install_missing(site: &ResolvedSite, container: &str) -> Result<Vec<String>, Error> {
-    let mut installed = Vec::new();
+    let database = site.database().cloned();
+    let mut missing = Vec::new();
     for (dbname, wiki) in &site.spec.wikis {
-        let database = format!("{DATA_DIR}/{dbname}.sqlite");
-        if podman::exists(&["exec", container, "test", "-s", &database])? {
-            continue;
-        }
-        let sitename = match wiki.settings.get("wgSitename") {
-            Some(wikikube_model::SettingValue::String(name)) => name.clone(),
-            _ => dbname.clone(),
+        let installed = match &database {
+            Some(database) if database.engine == DatabaseEngine::Mysql => {
+                mysql_installed(container, database, dbname, wiki)?
+            }
+            _ => sqlite_exists(container, dbname)?,
         };
-        let server = format!("https://{}", wiki.domains[0]);
-        let confpath = format!("/tmp/install-{dbname}");
-        let password_file = format!(
-            "{}/{ADMIN_PASSWORD}",
-            wikikube_render::config::paths::SECRETS_DIR
-        );
-        // The installer runs from the wiki's version directly, not through the farm's entry
-        // point: that one names the farm's LocalSettings.php, and the installer refuses to run
-        // where settings exist. It writes its own LocalSettings.php to a scratch directory.
-        let installer = format!(
-            "{}/maintenance/install.php",
-            wikikube_render::config::paths::code_dir(&wiki.version)
-        );
-        let skins = site.spec.skins.join(",");
-        let mut all: Vec<&str> = vec![
-            "exec",
-            container,
-            "sh",
-            "-c",
-            "mkdir -p \"$1\" && exec php \"$2\" --dbtype=sqlite --dbpath=\"$3\" \
-             --dbname=\"$4\" --server=\"$5\" --scriptpath=/w --lang=\"$6\" --passfile=\"$7\" \
-             --confpath=\"$1\" --skins=\"$8\" \"$9\" \"${10}\"",
-            "install",
-        ];
-        all.extend([
-            confpath.as_str(),
-            installer.as_str(),
-            DATA_DIR,
-            dbname.as_str(),
-            server.as_str(),
-            wiki.language.as_str(),
-            password_file.as_str(),
-            skins.as_str(),
-            sitename.as_str(),
-            ADMIN_USER,
-        ]);
-        let output = podman::output(&all)?;
-        if !output.status.success() {
-            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stderr));
-            return Err(Error::Install {
-                wiki: dbname.clone(),
-                output: tail(&text, 40),
+        if !installed {
+            missing.push((dbname, wiki));
+        }
+    }
+    if let Some(database) = database
+        .as_ref()
+        .filter(|d| d.engine == DatabaseEngine::Mysql)
+    {
+        // Wikis that MariaDB lacks but that have SQLite files from an earlier farm: installing
+        // them afresh would hide their pages behind empty wikis. Stop, and change nothing.
+        let mut in_sqlite = Vec::new();
+        for (dbname, _) in &missing {
+            if sqlite_exists(container, dbname)? {
+                in_sqlite.push((*dbname).clone());
+            }
+        }
+        if !in_sqlite.is_empty() {
+            return Err(Error::DataInSqlite {
+                wikis: in_sqlite,
+                volume: wikikube_render::naming::wiki_data(site),
+                server: database.server_of(None),
             });
         }
+    }
+    let mut installed = Vec::new();
+    for (dbname, wiki) in missing {
+        let engine = match &database {
+            Some(database) if database.engine == DatabaseEngine::Mysql => {
+                let server = database.server_of(wiki.section.as_deref());
+                Engine::Mysql {
+                    server,
+                    user: database.user.clone(),
+                }
+            }
+            _ => Engine::Sqlite,
+        };
+        install(site, container, dbname, wiki, &engine)?;
         installed.push(dbname.clone());
     }
     Ok(installed)
+}
+
+enum Engine {
+    Mysql { server: String, user: String },
+    Sqlite,
+}
+
+fn sqlite_exists(container: &str, dbname: &str) -> Result<bool, Error> {
+    let database = format!("{DATA_DIR}/{dbname}.sqlite");
+    podman::exists(&["exec", container, "test", "-s", &database])
+}
+
+/// Whether MariaDB holds the wiki's tables, waiting for a server that is still starting.
+fn mysql_installed(
+    container: &str,
+    database: &DatabaseValues,
+    dbname: &str,
+    wiki: &WikiSpec,
+) -> Result<bool, Error> {
+    let server = database.server_of(wiki.section.as_deref());
+    let password_file = format!("{SECRETS_DIR}/{}", wikikube_model::DATABASE_PASSWORD);
+    let started = Instant::now();
+    loop {
+        let output = podman::output(&[
+            "exec",
+            container,
+            "php",
+            "-r",
+            PROBE,
+            "--",
+            &server,
+            &database.user,
+            &password_file,
+            dbname,
+        ])?;
+        let detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        match output.status.code() {
+            Some(0) => return Ok(true),
+            Some(1) => return Ok(false),
+            Some(3) => {
+                return Err(Error::DatabaseRefused {
+                    server,
+                    user: database.user.clone(),
+                    detail,
+                })
+            }
+            _ if started.elapsed() < DATABASE_START => {
+                std::thread::sleep(Duration::from_millis(500))
+            }
+            _ => {
+                return Err(Error::DatabaseUnreachable {
+                    server,
+                    seconds: DATABASE_START.as_secs(),
+                    detail,
+                })
+            }
+        }
+    }
+}
+
+fn install(
+    site: &ResolvedSite,
+    container: &str,
+    dbname: &str,
+    wiki: &WikiSpec,
+    engine: &Engine,
+) -> Result<(), Error> {
+    let sitename = match wiki.settings.get("wgSitename") {
+        Some(wikikube_model::SettingValue::String(name)) => name.clone(),
+        _ => dbname.to_string(),
+    };
+    let server = format!("https://{}", wiki.domains[0]);
+    let confpath = format!("/tmp/install-{dbname}");
+    let password_file = format!("{SECRETS_DIR}/{ADMIN_PASSWORD}");
+    // The installer runs from the wiki's version directly, not through the farm's entry
+    // point: that one names the farm's LocalSettings.php, and the installer refuses to run
+    // where settings exist. It writes its own LocalSettings.php to a scratch directory.
+    let installer = format!(
+        "{}/maintenance/install.php",
+        wikikube_render::config::paths::code_dir(&wiki.version)
+    );
+    let skins = site.spec.skins.join(",");
+    let database_arguments: Vec<String> = match engine {
+        Engine::Mysql { server, user } => vec![
+            "--dbtype=mysql".into(),
+            format!("--dbserver={server}"),
+            format!("--dbuser={user}"),
+            format!(
+                "--dbpassfile={SECRETS_DIR}/{}",
+                wikikube_model::DATABASE_PASSWORD
+            ),
+        ],
+        Engine::Sqlite => vec!["--dbtype=sqlite".into(), format!("--dbpath={DATA_DIR}")],
+    };
+    let mut all: Vec<&str> = vec![
+        "exec",
+        container,
+        "sh",
+        "-c",
+        "confpath=$1; shift; mkdir -p \"$confpath\" && exec php \"$@\" --confpath=\"$confpath\"",
+        "install",
+        &confpath,
+        &installer,
+    ];
+    all.extend(database_arguments.iter().map(String::as_str));
+    let dbname_argument = format!("--dbname={dbname}");
+    let server_argument = format!("--server={server}");
+    let language_argument = format!("--lang={}", wiki.language);
+    let password_argument = format!("--passfile={password_file}");
+    let skins_argument = format!("--skins={skins}");
+    all.extend([
+        dbname_argument.as_str(),
+        server_argument.as_str(),
+        "--scriptpath=/w",
+        language_argument.as_str(),
+        password_argument.as_str(),
+        skins_argument.as_str(),
+        sitename.as_str(),
+        ADMIN_USER,
+    ]);
+    let output = podman::output(&all)?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        return Err(Error::Install {
+            wiki: dbname.to_string(),
+            output: tail(&text, 40),
+        });
+    }
+    Ok(())
 }
 
 fn tail(text: &str, lines: usize) -> String {

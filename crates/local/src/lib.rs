@@ -5,7 +5,7 @@
 //! podman and calls [`up`]. [`up`] turns every rendered Deployment into a pod with one
 //! conversion ([`pods`]), plays the ones that changed, installs each wiki's database once
 //! ([`install`]), waits until every cake answers, and returns the wikis' URLs. [`down`],
-//! [`status`] and [`logs`] do what they say.
+//! [`status`] and [`logs`] do what they say; [`script`] runs a maintenance script in the farm.
 //!
 //! This crate runs what `render` produced and `image` built; it does not render, decide names
 //! (they come from `render::naming`) or build images itself, and it never touches a pod or
@@ -15,6 +15,7 @@ pub mod certificate;
 pub mod install;
 pub mod podman;
 pub mod pods;
+pub mod script;
 pub mod state;
 
 mod farm;
@@ -77,6 +78,62 @@ pub enum Error {
         /// MediaWiki's installer output.
         output: String,
     },
+    /// The database server does not accept connections.
+    #[error(
+        "the database server {server} does not answer after {seconds} s: {detail}\n  \
+         check [database] host and port in the environment's values (`wikikube explain \
+         database`), and `wikikube logs` for the farm's MariaDB"
+    )]
+    DatabaseUnreachable {
+        /// `host:port`.
+        server: String,
+        /// How long we waited.
+        seconds: u64,
+        /// The client's last error.
+        detail: String,
+    },
+    /// The database server refused the wikis' user: a wrong password (never printed).
+    #[error(
+        "the database server {server} refused user {user}: wrong password? ({detail})\n  \
+         the password is the private value `database_password`"
+    )]
+    DatabaseRefused {
+        /// `host:port`.
+        server: String,
+        /// The user MediaWiki connects as.
+        user: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// Wikis that the database server lacks have SQLite databases from an earlier farm.
+    #[error(
+        "wikis {} have their pages in SQLite files on volume {volume}, from a farm that ran \
+         before this environment used MariaDB ({server}); nothing was installed and the files \
+         are untouched.\n  to keep SQLite: set `type = \"sqlite\"` under [database] in the \
+         environment's values;\n  to start afresh on MariaDB: `wikikube down --purge` (deletes \
+         the SQLite files), then `wikikube up`;\n  to move the pages: export them with \
+         `dumpBackup.php --full` under SQLite, then `importDump.php` under MariaDB",
+        wikis.join(", ")
+    )]
+    DataInSqlite {
+        /// The wikis whose data is in SQLite.
+        wikis: Vec<String>,
+        /// The volume holding the files.
+        volume: String,
+        /// The MariaDB server the environment names.
+        server: String,
+    },
+    /// The site has no such wiki.
+    #[error("the site has no wiki {wiki}; its wikis are {}", known.join(", "))]
+    UnknownWiki {
+        /// The name given.
+        wiki: String,
+        /// The site's wikis.
+        known: Vec<String>,
+    },
+    /// The local farm's pod is not running.
+    #[error("{0} is not running: start the local farm with `wikikube up` first")]
+    NotRunning(String),
     /// The site is not a local environment.
     #[error(
         "environment {0} is not a local environment (its [environment] kind is not \"local\")"

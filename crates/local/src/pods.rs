@@ -118,7 +118,7 @@ impl LocalPod {
 }
 
 /// Every pod of the local environment: one per enabled release, then the components. memcached
-/// comes last because it is published on podman's gateway address, which exists only once a
+/// and MariaDB come last because they are published on podman's gateway address, which exists only once a
 /// pod runs on podman's network; until it starts, the cakes' routers count its server as down.
 pub fn local_pods(
     site: &ResolvedSite,
@@ -156,13 +156,13 @@ pub fn local_pods(
         pods.push(converter.pod(name, role, deployment, None)?);
     }
     let mut components: Vec<_> = rendered.components.iter().collect();
-    components.sort_by_key(|component| component.kind == ComponentKind::Memcached);
+    components.sort_by_key(|component| on_gateway(component.kind));
     for component in components {
         let Some(deployment) = component.deployment_object() else {
             continue;
         };
         let name = deployment.metadata.name.clone().unwrap_or_default();
-        let host_ip = (component.kind == ComponentKind::Memcached).then_some(gateway);
+        let host_ip = on_gateway(component.kind).then_some(gateway);
         pods.push(converter.pod(
             name,
             PodRole::Component(component.kind),
@@ -171,6 +171,12 @@ pub fn local_pods(
         )?);
     }
     Ok(pods)
+}
+
+/// Whether a component serves only the cakes, on podman's gateway address
+/// (`host.containers.internal` inside the pods), and not the machine's other users.
+fn on_gateway(kind: ComponentKind) -> bool {
+    matches!(kind, ComponentKind::Memcached | ComponentKind::Mariadb)
 }
 
 /// The one conversion from a Deployment to a pod.

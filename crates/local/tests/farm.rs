@@ -1,6 +1,6 @@
 //! The local farm end to end, against the real thing: images built by `image`, pods run by
-//! podman, Debian's MediaWiki serving three wikis, memcached behind the cake's router, and a
-//! real API client (mwclient) editing a page.
+//! podman, Debian's MediaWiki serving three wikis from Debian's MariaDB, memcached behind the
+//! cake's router, a real API client (mwclient) editing a page, and maintenance scripts.
 //!
 //! One test walks through the whole life cycle because every step needs the running farm, and
 //! starting it is the expensive part. It uses its own site name, ports and state directory, so a
@@ -19,6 +19,7 @@ const DEBUG_HTTP: u16 = 28081;
 const DEBUG_HTTPS: u16 = 28444;
 const MEMCACHED: u16 = 21211;
 const EDGE: u16 = 28445;
+const MARIADB: u16 = 23306;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
@@ -67,6 +68,7 @@ fn test_site(dir: &Path) -> PathBuf {
                 "local_https_port = 8445",
                 &format!("local_https_port = {EDGE}"),
             ),
+            ("port = 3306", &format!("port = {MARIADB}")),
         ],
     );
     site
@@ -366,6 +368,35 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let (status, _) = get(HTTP, "de.farm.test", "/wiki/Wikikube_test");
     assert_eq!(status, 404, "the page exists on dewiki too");
 
+    // A maintenance script, through the farm's multiversion entry point, reads the same
+    // database: the edit is counted.
+    let stats = script(&site, "enwiki", "showSiteStats.php");
+    assert!(stats.status.success(), "{stats:?}");
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    let figure = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(':').next())
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no figure for {name} in:\n{stats}"))
+    };
+    assert!(figure("Total edits") >= 2, "{stats}");
+    assert!(figure("Number of users") >= 1, "{stats}");
+    let error = wikikube_local::script::output(
+        &site,
+        &wikikube_local::script::ScriptRequest {
+            wiki: "frwiki".into(),
+            script: "showSiteStats.php".into(),
+            arguments: Vec::new(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("commonswiki, dewiki, enwiki"),
+        "{error}"
+    );
+
     // MediaWiki's cache goes through mcrouter to memcached.
     assert!(memcached_items() > 0, "memcached received no keys");
 
@@ -432,7 +463,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
 
     // Down keeps the data; up brings the same page back without installing again.
     let stopped = wikikube_local::down(&site, &state, false).unwrap();
-    assert_eq!(stopped.len(), 4);
+    assert_eq!(stopped.len(), 5, "{stopped:?}");
     assert!(wikikube_local::http_get(HTTP, "en.farm.test", "/wiki/Main_Page").is_none());
     let back = wikikube_local::up(&site, &rendered, &options).unwrap();
     assert!(
@@ -455,5 +486,41 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         status.pods.iter().all(|pod| pod.state == "Running"),
         "{status:?}"
     );
+
+    // A wiki whose pages are in SQLite from a farm that ran before MariaDB: `up` says what to
+    // do and installs nothing over it; the file is untouched.
+    let app = format!("{SITE}-mw-web-main-app");
+    let sqlite = format!("{}/enwiki.sqlite", wikikube_render::machine::DATA_DIR);
+    wikikube_local::podman::run(&["exec", &app, "sh", "-c", &format!("echo pages > {sqlite}")])
+        .unwrap();
+    let database_password = site.secrets.expose()[wikikube_model::DATABASE_PASSWORD].clone();
+    let drop_enwiki = format!(
+        "$link = new mysqli('host.containers.internal', 'wikiuser', '{database_password}', '', \
+         {MARIADB}); exit($link->query('DROP DATABASE enwiki') ? 0 : 1);"
+    );
+    wikikube_local::podman::run(&["exec", &app, "php", "-r", &drop_enwiki]).unwrap();
+    let error = wikikube_local::up(&site, &rendered, &options).unwrap_err();
+    assert!(
+        matches!(&error, wikikube_local::Error::DataInSqlite { wikis, .. } if wikis == &["enwiki"]),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("wikikube down --purge"),
+        "{error}"
+    );
+    let kept = wikikube_local::podman::run(&["exec", &app, "cat", &sqlite]).unwrap();
+    assert_eq!(kept.trim(), "pages");
     drop(farm);
+}
+
+fn script(site: &wikikube_model::ResolvedSite, wiki: &str, script: &str) -> std::process::Output {
+    wikikube_local::script::output(
+        site,
+        &wikikube_local::script::ScriptRequest {
+            wiki: wiki.into(),
+            script: script.into(),
+            arguments: Vec::new(),
+        },
+    )
+    .unwrap()
 }

@@ -97,6 +97,18 @@ impl ResolvedSite {
             .iter()
             .find(|deployment| deployment.name == name)
     }
+
+    /// The database servers of the first enabled release: where installers and maintenance
+    /// scripts that run beside the releases (not in one) find the wikis' databases. Releases
+    /// may differ (a canary on a new server); the first enabled one is the main release of
+    /// the first deployment.
+    pub fn database(&self) -> Option<&crate::DatabaseValues> {
+        self.deployments
+            .iter()
+            .flat_map(|deployment| deployment.releases.iter())
+            .find(|release| release.values.enabled)
+            .map(|release| &release.values.database)
+    }
 }
 
 impl ResolvedDeployment {

@@ -43,6 +43,10 @@ pub struct WikiSpec {
     pub language: String,
     /// The MediaWiki version it runs: a key of `[versions]`.
     pub version: String,
+    /// The database section whose server holds the wiki (a key of `[database.sections]`);
+    /// none: the default server.
+    #[serde(default)]
+    pub section: Option<String>,
     /// MediaWiki settings for this wiki only (`wgSitename = "..."`).
     #[serde(default)]
     pub settings: BTreeMap<String, SettingValue>,
@@ -361,6 +365,8 @@ pub struct CakeValues {
     pub service: ServiceValues,
     /// Where a local environment publishes the release on the host.
     pub local: LocalValues,
+    /// The wikis' database servers.
+    pub database: DatabaseValues,
 }
 
 impl CakeValues {
@@ -379,7 +385,62 @@ impl CakeValues {
         "lifecycle",
         "service",
         "local",
+        "database",
     ];
+}
+
+/// `[database]`: where the wikis' databases live. MediaWiki talks to MariaDB/MySQL servers
+/// outside the cluster (Wikimedia splits its wikis over "sections" of servers); SQLite is for
+/// a tiny farm on one machine and must be chosen explicitly.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseValues {
+    /// `"mysql"` (MariaDB or MySQL) or `"sqlite"`.
+    #[serde(rename = "type")]
+    pub engine: DatabaseEngine,
+    /// The server of every wiki whose section names no other (MariaDB/MySQL): a host name or
+    /// address. A local environment uses `host.containers.internal`, where `wikikube up` runs
+    /// MariaDB.
+    pub host: String,
+    /// The server's port.
+    pub port: u16,
+    /// The user MediaWiki connects as; its password is the private value `database_password`.
+    pub user: String,
+    /// Whether connections use TLS.
+    pub tls: bool,
+    /// Servers by section (`s1 = { host = "db1001", port = 3306 }`); a wiki picks one with
+    /// `section` in its `[wikis.NAME]` table.
+    pub sections: BTreeMap<String, SectionValues>,
+}
+
+/// The database engine.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseEngine {
+    /// MariaDB or MySQL, as MediaWiki's `mysql` type.
+    Mysql,
+    /// SQLite files on a volume: one machine only.
+    Sqlite,
+}
+
+/// One section's server.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SectionValues {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl DatabaseValues {
+    /// `host:port` of the server that holds a wiki of `section` (or of no section).
+    pub fn server_of(&self, section: Option<&str>) -> String {
+        match section.and_then(|name| self.sections.get(name)) {
+            Some(server) => format!("{}:{}", server.host, server.port),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
 }
 
 /// `[php]`: php-fpm and PHP.
@@ -481,6 +542,8 @@ pub struct ImageValues {
     pub mcrouter: String,
     /// memcached, for environments that run their own.
     pub memcached: String,
+    /// MariaDB, for environments that run their own.
+    pub mariadb: String,
 }
 
 /// `[rollout]`: how a Deployment replaces its pods.

@@ -140,6 +140,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                     format!("`{bad}` is not an IP address or CIDR range such as `10.64.0.0/12`"),
                 ));
             }
+            check_database(site, &release.values.database, &fail)?;
             let pools = &release.values.memcached.pools;
             if !pools.is_empty() && !pools.contains_key(datacenter) {
                 return Err(fail(
@@ -215,6 +216,76 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             "a kubernetes environment needs at least one entry in `clusters` \
              (name and kubeconfig context)"
                 .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The private value with the database user's password.
+pub const DATABASE_PASSWORD: &str = "database_password";
+
+/// A release's database settings: a server for MariaDB/MySQL, SQLite only on one machine, every
+/// wiki's section defined, the password among the private values.
+fn check_database(
+    site: &ResolvedSite,
+    database: &crate::schema::DatabaseValues,
+    fail: &impl Fn(ErrorKind, &str, String) -> Error,
+) -> Result<(), Error> {
+    use crate::schema::DatabaseEngine;
+    match database.engine {
+        DatabaseEngine::Sqlite if site.environment.kind == EnvironmentKind::Kubernetes => {
+            return Err(fail(
+                ErrorKind::Inconsistent,
+                "database.type",
+                "SQLite keeps the wikis in files on one machine's volume; a Kubernetes                  environment needs a MariaDB/MySQL server: set type = \"mysql\" and `host`"
+                    .into(),
+            ));
+        }
+        DatabaseEngine::Sqlite => return Ok(()),
+        DatabaseEngine::Mysql => {}
+    }
+    if database.host.trim().is_empty() {
+        return Err(fail(
+            ErrorKind::MissingKey,
+            "database.host",
+            format!(
+                "the wikis' database server is not set for environment `{}`: set [database] \
+                 host (a local environment uses \"host.containers.internal\", where `wikikube \
+                 up` runs MariaDB), or type = \"sqlite\" for a tiny farm on one machine",
+                site.environment_name
+            ),
+        ));
+    }
+    for (dbname, wiki) in &site.spec.wikis {
+        let Some(section) = &wiki.section else {
+            continue;
+        };
+        if !database.sections.contains_key(section) {
+            let defined: Vec<&str> = database.sections.keys().map(String::as_str).collect();
+            let mut error = fail(
+                ErrorKind::Inconsistent,
+                &format!("wikis.{dbname}.section"),
+                format!(
+                    "wiki `{dbname}` is in database section `{section}`, which \
+                     [database.sections] does not define; sections: {}",
+                    one_of(&defined)
+                ),
+            );
+            if let Some(near) = nearest(section, defined.iter().copied()) {
+                error.help = Some(format!("did you mean `{near}`?"));
+            }
+            return Err(error);
+        }
+    }
+    if !site.secrets.expose().contains_key(DATABASE_PASSWORD) {
+        return Err(fail(
+            ErrorKind::MissingKey,
+            "database.user",
+            format!(
+                "the database user `{}` needs a password: add `{DATABASE_PASSWORD}` to the \
+                 [secrets] of private/{}.toml (config management writes it in production)",
+                database.user, site.environment_name
+            ),
         ));
     }
     Ok(())

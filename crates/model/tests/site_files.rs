@@ -174,7 +174,11 @@ fn secrets_never_show_in_debug_output() {
     let debug = format!("{:?}", site.secrets);
     assert!(debug.contains("secret_key"));
     assert!(!debug.contains("example-local-secret-key"), "{debug}");
-    assert_eq!(site.secrets.names().count(), 3);
+    assert!(
+        !debug.contains(&site.secrets.expose()["database_password"]),
+        "{debug}"
+    );
+    assert_eq!(site.secrets.names().count(), 4);
 }
 
 #[test]
@@ -379,7 +383,7 @@ fn the_private_directory_can_live_elsewhere() {
     let elsewhere = tempfile::tempdir().unwrap();
     fs::write(
         elsewhere.path().join("local.toml"),
-        "[secrets]\nsecret_key = \"from-config-management\"\n",
+        "[secrets]\nsecret_key = \"from-config-management\"\ndatabase_password = \"x\"\n",
     )
     .unwrap();
     let options = LoadOptions {

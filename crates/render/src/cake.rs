@@ -226,6 +226,10 @@ fn app_container(site: &ResolvedSite, values: &CakeValues) -> Container {
         ),
         (variables::SECRETS_DIR, SECRETS_DIR.to_string()),
         (variables::DATA_DIR, "/var/lib/mediawiki-data".to_string()),
+        (
+            variables::DATABASE,
+            crate::config::mediawiki::database_variable(&values.database),
+        ),
         // A leading colon keeps the image's own conf.d and adds the release's php.ini after it.
         ("PHP_INI_SCAN_DIR", ":/etc/wikikube/php".to_string()),
     ];

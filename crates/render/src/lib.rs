@@ -112,6 +112,8 @@ pub enum ComponentKind {
     Edge,
     /// The memcached server of a local environment.
     Memcached,
+    /// The MariaDB server of a local environment.
+    Mariadb,
 }
 
 /// The objects of a component.
@@ -275,6 +277,16 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
             kind: ComponentKind::Memcached,
             objects: machine::memcached(site, &meta)?,
         });
+        // The database server the releases name, when it is this machine.
+        if let Some(database) = site.database().filter(|database| {
+            database.engine == wikikube_model::DatabaseEngine::Mysql
+                && database.host == machine::HOST
+        }) {
+            components.push(RenderedComponent {
+                kind: ComponentKind::Mariadb,
+                objects: machine::mariadb(site, database, &meta)?,
+            });
+        }
     }
     Ok(Rendered {
         shared,

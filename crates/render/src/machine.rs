@@ -1,6 +1,6 @@
-//! What only a local environment renders: the memcached server that a cluster's cakes find in
-//! their datacenter's pools, and the host ports and data volume that one machine uses instead of
-//! Services and a database server.
+//! What only a local environment renders: the memcached and MariaDB servers that a cluster's
+//! cakes find outside the cluster (their datacenter's pools, the database sections), and the
+//! host ports and SQLite data volume that one machine uses instead of Services.
 //!
 //! They are ordinary Deployments and pod settings (`hostPort`, a PersistentVolumeClaim volume),
 //! so `local` runs them exactly as it runs the cakes, with one conversion for every Deployment.
@@ -27,6 +27,36 @@ pub const DATA_DIR: &str = "/var/lib/mediawiki-data";
 /// The port memcached listens on inside its pod.
 const MEMCACHED_PORT: u16 = 11211;
 
+/// The port MariaDB listens on inside its pod.
+const MARIADB_PORT: u16 = 3306;
+
+/// Where the MariaDB component keeps its databases (a volume that outlives the pod). Not the
+/// package's /var/lib/mysql: podman gives a new volume the owner of the directory it is mounted
+/// on when the image has one (there, the package's `mysql` user), and the server runs as the
+/// pod's unprivileged user.
+pub const MARIADB_DATA_DIR: &str = "/var/lib/wikikube-mariadb";
+
+/// The MariaDB component's start: make the data directory on first start, then run the server
+/// with the wikis' user (`$1`) created, or its password set, from the private value
+/// `database_password` on every start, so a changed password takes effect. The server runs as
+/// the pod's unprivileged user and needs no capability.
+const MARIADB_START: &str = r#"set -eu
+data=/var/lib/wikikube-mariadb
+if [ ! -d "$data/mysql" ]; then
+  mariadb-install-db --datadir="$data" --auth-root-authentication-method=socket \
+    --skip-test-db >/tmp/mariadb-install.log 2>&1 || { cat /tmp/mariadb-install.log >&2; exit 1; }
+fi
+password=$(sed "s/'/''/g" "$2/database_password")
+cat >/tmp/init.sql <<SQL
+CREATE USER IF NOT EXISTS '$1'@'%' IDENTIFIED BY '$password';
+ALTER USER '$1'@'%' IDENTIFIED BY '$password';
+GRANT ALL PRIVILEGES ON *.* TO '$1'@'%';
+SQL
+exec mariadbd --datadir="$data" --socket=/tmp/mariadb.sock --pid-file=/tmp/mariadb.pid \
+  --bind-address=0.0.0.0 --port=3306 --skip-name-resolve --init-file=/tmp/init.sql \
+  --innodb-buffer-pool-size=64M
+"#;
+
 /// The memcached Deployment of a local environment, published on the host port that the local
 /// pool names (`host.containers.internal:PORT`).
 pub fn memcached(
@@ -34,24 +64,9 @@ pub fn memcached(
     meta: &impl Fn(String) -> ObjectMeta,
 ) -> Result<Vec<Object>, RenderError> {
     let host_port = memcached_host_port(site)?;
-    let name = naming::memcached(site);
-    let selector = std::collections::BTreeMap::from([
-        (labels::SITE.to_string(), site.spec.site.name.clone()),
-        (
-            "app.kubernetes.io/component".to_string(),
-            "memcached".to_string(),
-        ),
-    ]);
-    let mut pod_labels = labels::common(&site.spec.site.name);
-    pod_labels.extend(selector.clone());
-    let images = wikikube_model::de::from_node::<wikikube_model::ImageValues>(
-        site.tree.get_path(["images"]).expect("defaults set images"),
-        "images",
-    )
-    .map_err(|error| RenderError::Invalid(error.to_string()))?;
     let container = Container {
         name: "memcached".into(),
-        image: Some(images.memcached),
+        image: Some(global_images(site)?.memcached),
         command: Some(strings(&[
             "memcached",
             &format!("--port={MEMCACHED_PORT}"),
@@ -68,7 +83,101 @@ pub fn memcached(
         security_context: Some(restricted()),
         ..Container::default()
     };
-    Ok(vec![Object::Deployment(Deployment {
+    Ok(vec![component_deployment(
+        site,
+        naming::memcached(site),
+        "memcached",
+        container,
+        Vec::new(),
+        meta,
+    )])
+}
+
+/// The MariaDB Deployment of a local environment whose database is `host.containers.internal`,
+/// published on the host at `[database] port`, its data on a volume that outlives the pod.
+pub fn mariadb(
+    site: &ResolvedSite,
+    database: &wikikube_model::DatabaseValues,
+    meta: &impl Fn(String) -> ObjectMeta,
+) -> Result<Vec<Object>, RenderError> {
+    let images = global_images(site)?;
+    let data = naming::mariadb_data(site);
+    let container = Container {
+        name: "mariadb".into(),
+        image: Some(images.mariadb),
+        command: Some(strings(&["sh", "-c", MARIADB_START, "mariadb"])),
+        args: Some(vec![
+            database.user.clone(),
+            crate::config::paths::SECRETS_DIR.to_string(),
+        ]),
+        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+            host_port: Some(i32::from(database.port)),
+            ..port("mysql", MARIADB_PORT)
+        }]),
+        readiness_probe: Some(tcp_probe("mysql")),
+        liveness_probe: Some(tcp_probe("mysql")),
+        resources: Some(resources(sizing::fixed(250, 512))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: data.clone(),
+                mount_path: MARIADB_DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+            crate::pod::mount("secrets", crate::config::paths::SECRETS_DIR),
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let volumes = vec![
+        Volume {
+            name: data.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: data,
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        crate::pod::secret_volume("secrets", &naming::private_secret(site)),
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    Ok(vec![component_deployment(
+        site,
+        naming::mariadb(site),
+        "mariadb",
+        container,
+        volumes,
+        meta,
+    )])
+}
+
+/// A one-replica Deployment of one container, selected by its component label.
+fn component_deployment(
+    site: &ResolvedSite,
+    name: String,
+    component: &str,
+    container: Container,
+    volumes: Vec<Volume>,
+    meta: &impl Fn(String) -> ObjectMeta,
+) -> Object {
+    let selector = std::collections::BTreeMap::from([
+        (labels::SITE.to_string(), site.spec.site.name.clone()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.to_string(),
+        ),
+    ]);
+    let mut pod_labels = labels::common(&site.spec.site.name);
+    pod_labels.extend(selector.clone());
+    Object::Deployment(Deployment {
         metadata: ObjectMeta {
             labels: Some(pod_labels.clone()),
             ..meta(name)
@@ -88,13 +197,22 @@ pub fn memcached(
                     security_context: Some(pod_security_context()),
                     automount_service_account_token: Some(false),
                     containers: vec![container],
+                    volumes: (!volumes.is_empty()).then_some(volumes),
                     ..PodSpec::default()
                 }),
             },
             ..DeploymentSpec::default()
         }),
         status: None,
-    })])
+    })
+}
+
+fn global_images(site: &ResolvedSite) -> Result<wikikube_model::ImageValues, RenderError> {
+    wikikube_model::de::from_node::<wikikube_model::ImageValues>(
+        site.tree.get_path(["images"]).expect("defaults set images"),
+        "images",
+    )
+    .map_err(|error| RenderError::Invalid(error.to_string()))
 }
 
 /// The host port of the local memcached: the port of the local pool's first server, which a

@@ -48,6 +48,16 @@ pub fn memcached(site: &ResolvedSite) -> String {
     format!("{}-memcached", site.spec.site.name)
 }
 
+/// The MariaDB a local environment runs beside its cakes.
+pub fn mariadb(site: &ResolvedSite) -> String {
+    format!("{}-mariadb", site.spec.site.name)
+}
+
+/// The volume with the local MariaDB's databases.
+pub fn mariadb_data(site: &ResolvedSite) -> String {
+    format!("{}-mariadb-data", site.spec.site.name)
+}
+
 /// The volume (a PersistentVolumeClaim; a named volume under podman) with the wikis' SQLite
 /// databases in a local environment.
 pub fn wiki_data(site: &ResolvedSite) -> String {

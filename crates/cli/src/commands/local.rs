@@ -247,3 +247,58 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<u8> {
     wikikube_local::logs(&pod, args.container.as_deref(), args.follow)?;
     Ok(exit::OK)
 }
+
+/// Run a MediaWiki maintenance script for one wiki, with the farm's image and configuration.
+///
+/// In a local environment the script runs in the app container of the first deployment's main
+/// release (`wikikube up` first), through the farm's multiversion mwscript.php, with this
+/// terminal's input and output; wikikube exits with the script's exit status.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  wikikube script enwiki showSiteStats.php\n  \
+                        wikikube script enwiki maintenance/update.php -- --quick"
+)]
+pub struct ScriptArgs {
+    /// The wiki's database name, such as enwiki.
+    wiki: String,
+    /// The script: a file of maintenance/ (showSiteStats.php) or a path under the MediaWiki
+    /// code (maintenance/update.php, extensions/X/maintenance/y.php).
+    script: String,
+    /// The script's own arguments; put `--` before the first one that starts with a dash.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    arguments: Vec<String>,
+    /// The site directory.
+    #[arg(long = "site", value_name = "SITE_DIR", default_value = ".")]
+    site_dir: PathBuf,
+    /// The environment.
+    #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
+    environment: String,
+    /// The directory config management writes private values into [default: SITE_DIR/private].
+    #[arg(long, value_name = "DIR")]
+    private_dir: Option<PathBuf>,
+}
+
+/// Runs the script and passes its exit status on.
+pub fn script(args: &ScriptArgs) -> anyhow::Result<u8> {
+    let options = wikikube_model::LoadOptions {
+        private_dir: args.private_dir.clone(),
+    };
+    let site = wikikube_model::load(&args.site_dir, &args.environment, &options)?;
+    if site.environment.kind != wikikube_model::EnvironmentKind::Local {
+        anyhow::bail!(
+            "environment {} is a cluster: `wikikube script` runs in a local environment only so \
+             far (a Kubernetes Job per run is planned)",
+            args.environment
+        );
+    }
+    let request = wikikube_local::script::ScriptRequest {
+        wiki: args.wiki.clone(),
+        script: args.script.clone(),
+        arguments: args.arguments.clone(),
+    };
+    let status = wikikube_local::script::run(&site, &request)?;
+    Ok(status
+        .code()
+        .and_then(|code| u8::try_from(code).ok())
+        .unwrap_or(exit::FAILURE))
+}

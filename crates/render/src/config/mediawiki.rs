@@ -39,6 +39,27 @@ pub mod variables {
     pub const SECRETS_DIR: &str = "WIKIKUBE_SECRETS_DIR";
     /// Where the SQLite databases live (local environments).
     pub const DATA_DIR: &str = "WIKIKUBE_DATA_DIR";
+    /// The database servers, as JSON: `{"type", "server", "sections", "user", "tls"}`.
+    pub const DATABASE: &str = "WIKIKUBE_DATABASE";
+}
+
+/// The value of [`variables::DATABASE`]: where the release's wikis find their databases. It
+/// travels as an environment variable rather than in the app image, so one image serves every
+/// environment; the password is the private value `database_password`, a mounted file.
+pub fn database_variable(database: &wikikube_model::DatabaseValues) -> String {
+    let sections: BTreeMap<&str, String> = database
+        .sections
+        .iter()
+        .map(|(name, server)| (name.as_str(), format!("{}:{}", server.host, server.port)))
+        .collect();
+    serde_json::json!({
+        "type": database.engine,
+        "server": database.server_of(None),
+        "sections": sections,
+        "user": database.user,
+        "tls": database.tls,
+    })
+    .to_string()
 }
 
 #[derive(Serialize)]
@@ -53,6 +74,7 @@ struct Farm<'a> {
 #[derive(Serialize)]
 struct FarmWiki<'a> {
     version: &'a str,
+    section: Option<&'a str>,
     code: String,
     language: &'a str,
     domains: &'a [String],
@@ -87,6 +109,7 @@ pub fn config_files(site: &ResolvedSite) -> Files {
             .map(|(dbname, wiki)| {
                 let farm_wiki = FarmWiki {
                     version: &wiki.version,
+                    section: wiki.section.as_deref(),
                     code: code_dir(&wiki.version),
                     language: &wiki.language,
                     domains: &wiki.domains,
@@ -201,7 +224,7 @@ require wikikubeEntryPoint($wikikubeScript);
 }
 
 fn local_settings() -> String {
-    use variables::{DATA_DIR, MEMCACHED};
+    use variables::{DATABASE, DATA_DIR, MEMCACHED};
     let secrets_variable = variables::SECRETS_DIR;
     format!(
         r#"<?php
@@ -227,11 +250,30 @@ $wgArticlePath = '/wiki/$1';
 $wgResourceBasePath = '/w';
 $wgUsePathInfo = true;
 
-$wgDBtype = 'sqlite';
-$wgDBserver = '';
-$wgDBuser = '';
-$wgDBpassword = '';
-$wgSQLiteDataDir = getenv('{DATA_DIR}') ?: '/var/lib/mediawiki-data';
+// Private values: one file per key, mounted from the Secret; never in the image.
+$wikikubeSecrets = getenv('{secrets_variable}') ?: '{SECRETS_DIR}';
+$wikikubeSecret = static function (string $name) use ($wikikubeSecrets): ?string {{
+    $value = @file_get_contents("$wikikubeSecrets/$name");
+    return $value === false ? null : trim($value);
+}};
+
+// The database: the environment's servers arrive in {DATABASE} (JSON), the password as a
+// private value. A wiki's section picks its server, as Wikimedia splits wikis over sections.
+$wikikubeDatabase = json_decode(getenv('{DATABASE}') ?: '{{"type":"sqlite"}}', true);
+if ($wikikubeDatabase['type'] === 'mysql') {{
+    $wgDBtype = 'mysql';
+    $wgDBserver = $wikikubeDatabase['sections'][$wikikubeWiki['section'] ?? ''] ?? $wikikubeDatabase['server'];
+    $wgDBuser = $wikikubeDatabase['user'];
+    $wgDBpassword = $wikikubeSecret('database_password') ?? '';
+    $wgDBssl = (bool)$wikikubeDatabase['tls'];
+    $wgDBTableOptions = 'ENGINE=InnoDB, DEFAULT CHARSET=binary';
+}} else {{
+    $wgDBtype = 'sqlite';
+    $wgDBserver = '';
+    $wgDBuser = '';
+    $wgDBpassword = '';
+    $wgSQLiteDataDir = getenv('{DATA_DIR}') ?: '/var/lib/mediawiki-data';
+}}
 
 // Memcached through the router in the pod.
 $wgMainCacheType = CACHE_MEMCACHED;
@@ -245,12 +287,6 @@ $wgLocalisationCacheConf['store'] = 'array';
 $wgLocalisationCacheConf['storeDirectory'] = $wikikubeWiki['code'] . '/cache/l10n';
 $wgLocalisationCacheConf['manualRecache'] = true;
 
-// Private values: one file per key, mounted from the Secret; never in the image.
-$wikikubeSecrets = getenv('{secrets_variable}') ?: '{SECRETS_DIR}';
-$wikikubeSecret = static function (string $name) use ($wikikubeSecrets): ?string {{
-    $value = @file_get_contents("$wikikubeSecrets/$name");
-    return $value === false ? null : trim($value);
-}};
 $wgSecretKey = $wikikubeSecret('secret_key');
 $wgUpgradeKey = $wikikubeSecret('upgrade_key');
 

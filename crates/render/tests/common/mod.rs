@@ -25,9 +25,19 @@ pub fn load_texts(site: &str, environment: &str, private: &str) -> wikikube_mode
             wikikube_model::load::DEFAULTS,
         ),
         (wikikube_model::Layer::Site, site),
+        // Every environment needs its database server and password; a test's own texts,
+        // merged after these, can change them.
+        (
+            wikikube_model::Layer::Environment("test".into()),
+            "[database]\nhost = \"db.test\"\n",
+        ),
         (
             wikikube_model::Layer::Environment("test".into()),
             environment,
+        ),
+        (
+            wikikube_model::Layer::Private("test".into()),
+            "[secrets]\ndatabase_password = \"test\"\n",
         ),
         (wikikube_model::Layer::Private("test".into()), private),
     ];

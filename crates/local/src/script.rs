@@ -1,0 +1,121 @@
+//! `wikikube script` on one machine: a MediaWiki maintenance script for one wiki of the farm,
+//! run with the farm's multiversion `mwscript.php` in the app container of the first
+//! deployment's main release, the image and configuration that serve the wiki.
+//!
+//! A cluster runs the same command line as a Kubernetes Job (`deploy`); this module only knows
+//! the local farm and must not start pods of its own.
+
+use std::process::{Command, ExitStatus, Output, Stdio};
+
+use wikikube_model::{ReleaseName, ResolvedSite};
+use wikikube_render::config::paths::FARM_DIR;
+
+use crate::{podman, Error};
+
+/// One maintenance script run.
+#[derive(Clone, Debug)]
+pub struct ScriptRequest {
+    /// The wiki's database name (`enwiki`).
+    pub wiki: String,
+    /// The script: a path under the MediaWiki version's code (`maintenance/update.php`) or a
+    /// bare name, which means one in `maintenance/` (`showSiteStats.php`).
+    pub script: String,
+    /// The script's own arguments.
+    pub arguments: Vec<String>,
+}
+
+impl ScriptRequest {
+    /// The script's path relative to the wiki's MediaWiki code.
+    pub fn script_path(&self) -> String {
+        if self.script.contains('/') {
+            self.script.clone()
+        } else {
+            format!("maintenance/{}", self.script)
+        }
+    }
+
+    /// The command line that runs it in an app container, the same locally and in a Job.
+    pub fn command_line(&self) -> Vec<String> {
+        let mut line = vec![
+            "php".to_string(),
+            format!("{FARM_DIR}/multiversion/mwscript.php"),
+            self.wiki.clone(),
+            self.script_path(),
+        ];
+        line.extend(self.arguments.iter().cloned());
+        line
+    }
+}
+
+/// Checks that the site has the wiki, naming the wikis it has when not.
+pub fn check_wiki(site: &ResolvedSite, wiki: &str) -> Result<(), Error> {
+    if site.spec.wikis.contains_key(wiki) {
+        return Ok(());
+    }
+    Err(Error::UnknownWiki {
+        wiki: wiki.to_string(),
+        known: site.spec.wikis.keys().cloned().collect(),
+    })
+}
+
+/// The app container scripts run in: the first deployment's main release.
+fn container(site: &ResolvedSite) -> Result<String, Error> {
+    let deployment = site
+        .deployments
+        .iter()
+        .find(|deployment| {
+            deployment
+                .release(ReleaseName::Main)
+                .is_some_and(|release| release.values.enabled)
+        })
+        .ok_or_else(|| Error::Inconsistent("no deployment has an enabled main release".into()))?;
+    let pod = wikikube_render::naming::local_release_pod(site, &deployment.name, ReleaseName::Main);
+    let name = format!("{pod}-app");
+    let running = podman::output(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        &name,
+    ])?;
+    if String::from_utf8_lossy(&running.stdout).trim() != "true" {
+        return Err(Error::NotRunning(pod));
+    }
+    Ok(name)
+}
+
+fn command(site: &ResolvedSite, request: &ScriptRequest) -> Result<Command, Error> {
+    check_wiki(site, &request.wiki)?;
+    let container = container(site)?;
+    let mut command = podman::command();
+    command.args(["exec", "--interactive", &container]);
+    command.args(request.command_line());
+    Ok(command)
+}
+
+/// Runs the script with this process's standard input and output, as a person at a terminal
+/// expects; returns its exit status.
+pub fn run(site: &ResolvedSite, request: &ScriptRequest) -> Result<ExitStatus, Error> {
+    command(site, request)?
+        .stdin(Stdio::inherit())
+        .status()
+        .map_err(spawn_error)
+}
+
+/// Runs the script and collects what it printed.
+pub fn output(site: &ResolvedSite, request: &ScriptRequest) -> Result<Output, Error> {
+    command(site, request)?
+        .stdin(Stdio::null())
+        .output()
+        .map_err(spawn_error)
+}
+
+fn spawn_error(error: std::io::Error) -> Error {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => Error::PodmanMissing,
+        _ => Error::Io {
+            path: "podman".into(),
+            source: error,
+        },
+    }
+}

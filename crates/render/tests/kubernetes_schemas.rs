@@ -1,0 +1,103 @@
+//! Every rendered object of every environment of the example farm checked against Kubernetes'
+//! own OpenAPI schemas, in strict mode (an unknown field is an error), with `kubernetes-validate`
+//! from PyPI, for the oldest and the newest Kubernetes version wikikube supports.
+//!
+//! 1.30 is the oldest: the containers' preStop hooks use the `sleep` action, which is in the
+//! schema from 1.29 and enabled by default from 1.30 (the 1.28 schema rejects it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The oldest and the newest Kubernetes versions wikikube supports (docs/deploy.md).
+const VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
+
+/// The validator, installed once per target directory into its own virtual environment.
+fn validator() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubernetes-validate-venv");
+    let program = venv.join("bin/kubernetes-validate");
+    if !program.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs (Debian's python3-venv)");
+        assert!(made.success(), "python3 -m venv failed");
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "kubernetes-validate==1.37.0"])
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip install kubernetes-validate failed");
+    }
+    program
+}
+
+fn validate(files: &[PathBuf], version: &str) -> (bool, String) {
+    let output = Command::new(validator())
+        .args(["--strict", "--quiet", "--kubernetes-version", version])
+        .args(files)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success() && !text.contains("ERROR"), text)
+}
+
+fn rendered_files(environment: &str, out: &Path) -> Vec<PathBuf> {
+    let site = common::load(environment);
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    let dir = out.join(environment);
+    rendered.write_dir(&dir).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() > 10,
+        "{environment} rendered {} files",
+        files.len()
+    );
+    files
+}
+
+#[test]
+fn every_environment_validates_strictly_against_the_supported_kubernetes_versions() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for environment in ["local", "eqiad", "codfw"] {
+        files.extend(rendered_files(environment, scratch.path()));
+    }
+    for version in VERSIONS {
+        let (valid, report) = validate(&files, version);
+        assert!(
+            valid,
+            "Kubernetes {version} rejects rendered objects:\n{report}"
+        );
+    }
+
+    // The check can fail: an unknown field in one Deployment, and a version without the
+    // preStop sleep action, are both rejected.
+    let deployment = files
+        .iter()
+        .find(|path| path.to_string_lossy().contains("-deployment-mw-web-main"))
+        .unwrap()
+        .clone();
+    let (valid, report) = validate(std::slice::from_ref(&deployment), "1.28.0");
+    assert!(
+        !valid,
+        "Kubernetes 1.28 accepted the preStop sleep action:\n{report}"
+    );
+    let text = std::fs::read_to_string(&deployment).unwrap();
+    let broken = scratch.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        text.replacen("spec:\n", "spec:\n  replicaz: 3\n", 1),
+    )
+    .unwrap();
+    let (valid, report) = validate(&[broken], VERSIONS[0]);
+    assert!(!valid, "an unknown field passed:\n{report}");
+    assert!(report.contains("replicaz"), "{report}");
+}
