@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::attest;
 use crate::cache::{Cache, LayerRecord};
 use crate::code;
 use crate::config::{BaseConfig, BuildConfig};
@@ -72,6 +73,19 @@ pub struct LayerReport {
     pub inputs: Vec<(String, String)>,
 }
 
+/// An artifact that travels with an image (its SBOM or provenance), as an OCI 1.1 referrer.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArtifactReport {
+    /// The artifact manifest's digest (what the registry's referrers list names).
+    pub manifest: String,
+    /// The document's own digest (the manifest's one layer).
+    pub blob: String,
+    /// Its media type (`application/spdx+json`, `application/vnd.in-toto+json`).
+    pub media_type: String,
+    /// The document's size in bytes.
+    pub size: u64,
+}
+
 /// One image in the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct ImageReport {
@@ -89,6 +103,21 @@ pub struct ImageReport {
     pub built: usize,
     /// Seconds spent on it.
     pub seconds: f64,
+    /// Its SPDX 2.3 SBOM.
+    pub sbom: ArtifactReport,
+    /// Its in-toto SLSA v1 provenance.
+    pub provenance: ArtifactReport,
+}
+
+/// What an image's SBOM and provenance say besides its layers.
+#[derive(Clone, Debug, Default)]
+struct Origin {
+    /// The rootfs whose packages are in the image.
+    rootfs: Vec<String>,
+    /// Whether it holds MediaWiki's code (app, webserver).
+    mediawiki: bool,
+    /// The project's own programs in it: `(name, sha256)`.
+    binaries: Vec<(String, String)>,
 }
 
 /// What a build did.
@@ -144,6 +173,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
     }
     let mut images = Vec::new();
     let mut named = BTreeMap::new();
+    let mut referrers = BTreeMap::new();
     for (name, base) in builder.config.bases.clone() {
         let run = RunConfig {
             cmd: base.cmd.clone(),
@@ -151,8 +181,13 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             workdir: None,
         };
         let layers = vec![builder.base_layer(&name)?];
-        let (report, manifest) = builder.image(&name, layers, &run)?;
-        named.insert(name, manifest);
+        let origin = Origin {
+            rootfs: vec![name.clone()],
+            ..Default::default()
+        };
+        let (report, manifest, artifacts) = builder.image(&name, layers, &run, origin)?;
+        named.insert(name.clone(), manifest);
+        referrers.insert(name, artifacts);
         images.push(report);
     }
     let app = builder.app_layers()?;
@@ -162,8 +197,17 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         expose: php.expose,
         workdir: Some("/srv/mediawiki".into()),
     };
-    let (report, manifest) = builder.image("app", app, &run)?;
+    let mut origin = Origin {
+        rootfs: vec!["base-php".into()],
+        mediawiki: true,
+        ..Default::default()
+    };
+    if builder.code_from_rootfs() {
+        origin.rootfs.push(builder.config.code.name.clone());
+    }
+    let (report, manifest, artifacts) = builder.image("app", app, &run, origin.clone())?;
     named.insert("app".into(), manifest);
+    referrers.insert("app".to_string(), artifacts);
     images.push(report);
     let web = builder.webserver_layers()?;
     let httpd = builder.base_config("base-httpd")?;
@@ -172,8 +216,10 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         expose: httpd.expose,
         workdir: None,
     };
-    let (report, manifest) = builder.image("webserver", web, &run)?;
+    origin.rootfs[0] = "base-httpd".into();
+    let (report, manifest, artifacts) = builder.image("webserver", web, &run, origin)?;
     named.insert("webserver".into(), manifest);
+    referrers.insert("webserver".to_string(), artifacts);
     images.push(report);
     for (name, executable) in &options.binaries {
         let layers = builder.binary_layers(name, executable)?;
@@ -182,14 +228,21 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             expose: Vec::new(),
             workdir: None,
         };
-        let (report, manifest) = builder.image(name, layers, &run)?;
+        let bytes = std::fs::read(executable).map_err(Error::io(executable))?;
+        let origin = Origin {
+            rootfs: vec![BINARY_BASE.to_string()],
+            binaries: vec![(name.clone(), sha256(&bytes))],
+            ..Default::default()
+        };
+        let (report, manifest, artifacts) = builder.image(name, layers, &run, origin)?;
         named.insert(name.clone(), manifest);
+        referrers.insert(name.clone(), artifacts);
         images.push(report);
     }
     builder.progress.finish();
 
     // Only now, with every image built, do the names in the layout move.
-    oci::write_layout(&builder.cache, &out_dir, &named)?;
+    oci::write_layout(&builder.cache, &out_dir, &named, &referrers)?;
     let report = Report {
         out_dir: out_dir.clone(),
         images,
@@ -352,18 +405,120 @@ impl Builder<'_> {
         Ok(layers)
     }
 
+    fn code_from_rootfs(&self) -> bool {
+        self.site
+            .spec
+            .versions
+            .values()
+            .any(|v| v.code.starts_with('/'))
+    }
+
+    /// What the SBOM and provenance of an image say.
+    fn facts(
+        &mut self,
+        name: &str,
+        manifest: &str,
+        records: &[(String, LayerRecord)],
+        origin: Origin,
+    ) -> Result<attest::Facts> {
+        let mut rootfs = Vec::new();
+        for r in &origin.rootfs {
+            if let Some(lock) = self.lock.rootfs.get(r) {
+                rootfs.push((r.clone(), lock.clone()));
+            }
+        }
+        let mut mediawiki = Vec::new();
+        if origin.mediawiki {
+            let spec = self.site.spec.clone();
+            for version in spec.versions.keys() {
+                let (dir, source) = self.code_source(version)?;
+                let mut patches = Vec::new();
+                for file in self.patch_files(version)? {
+                    let bytes = std::fs::read(&file).map_err(Error::io(&file))?;
+                    patches.push(sha256(&bytes));
+                }
+                patches.sort();
+                mediawiki.push(attest::MediaWiki {
+                    version: version.clone(),
+                    source: format!("{dir} ({source})"),
+                    extensions: spec.extensions.clone(),
+                    skins: spec.skins.clone(),
+                    patches,
+                });
+            }
+        }
+        let mut inputs = Vec::new();
+        for file in [crate::config::FILE, crate::lock::FILE] {
+            let path = self.site.dir.join(file);
+            if let Ok(bytes) = std::fs::read(&path) {
+                inputs.push((file.to_string(), sha256(&bytes)));
+            }
+        }
+        Ok(attest::Facts {
+            site: self.site.spec.site.name.clone(),
+            image: name.to_string(),
+            manifest: manifest.to_string(),
+            epoch: self.config.source_date_epoch,
+            suite: self.config.suite.clone(),
+            rootfs,
+            mediawiki,
+            binaries: origin.binaries,
+            inputs,
+            layers: records
+                .iter()
+                .map(|(n, r)| (n.clone(), r.diff_id.clone()))
+                .collect(),
+        })
+    }
+
+    /// Writes one document as an artifact of `subject`.
+    fn artifact(
+        &self,
+        subject: &oci_spec::image::Descriptor,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(ArtifactReport, oci_spec::image::Descriptor)> {
+        let manifest = oci::artifact(
+            &self.cache,
+            subject,
+            media_type,
+            bytes,
+            self.config.source_date_epoch,
+        )?;
+        let report = ArtifactReport {
+            manifest: manifest.digest().to_string(),
+            blob: sha256(bytes),
+            media_type: media_type.to_string(),
+            size: bytes.len() as u64,
+        };
+        Ok((report, manifest))
+    }
+
     fn image(
         &mut self,
         name: &str,
         layers: Vec<Layer>,
         run: &RunConfig,
-    ) -> Result<(ImageReport, oci_spec::image::Descriptor)> {
+        origin: Origin,
+    ) -> Result<(
+        ImageReport,
+        oci_spec::image::Descriptor,
+        Vec<oci_spec::image::Descriptor>,
+    )> {
         let start = Instant::now();
         let records: Vec<(String, LayerRecord)> = layers
             .iter()
             .map(|(n, r, _)| (n.clone(), r.clone()))
             .collect();
         let built = oci::assemble(&self.cache, &records, run, self.config.source_date_epoch)?;
+        let facts = self.facts(name, built.manifest.digest().as_ref(), &records, origin)?;
+        let (sbom, sbom_manifest) =
+            self.artifact(&built.manifest, attest::MEDIA_SBOM, &attest::sbom(&facts))?;
+        let (provenance, provenance_manifest) = self.artifact(
+            &built.manifest,
+            attest::MEDIA_PROVENANCE,
+            &attest::provenance(&facts),
+        )?;
         let reports: Vec<LayerReport> = layers.into_iter().map(|(_, _, r)| r).collect();
         let reused = reports.iter().filter(|r| r.reused).count();
         let seconds =
@@ -377,8 +532,14 @@ impl Builder<'_> {
             reused,
             layers: reports,
             seconds,
+            sbom,
+            provenance,
         };
-        Ok((report, built.manifest))
+        Ok((
+            report,
+            built.manifest,
+            vec![sbom_manifest, provenance_manifest],
+        ))
     }
 
     /// Where a version's code is read from, and the key of that source.
