@@ -24,6 +24,7 @@ use crate::layer::{self, Contents, Data, Entry, Kind};
 use crate::lock::Lock;
 use crate::oci::{self, RunConfig};
 use crate::patches;
+use crate::plan;
 use crate::progress::Progress;
 use crate::rootfs::debian::{self, LockMode, LockUpdate, Resolver};
 use crate::rootfs::tarball;
@@ -157,6 +158,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         options,
         rootfs: BTreeMap::new(),
         code: BTreeMap::new(),
+        l10n: BTreeMap::new(),
         progress: Progress::new(options.progress),
         bytes: 0,
         seconds: 0.0,
@@ -268,6 +270,9 @@ struct Builder<'a> {
     rootfs: BTreeMap<String, (String, PathBuf)>,
     /// Code read this build: version -> (core, extensions).
     code: BTreeMap<String, (Contents, Contents)>,
+    /// l10n caches generated this build, by the key of their inputs: one run of MediaWiki's
+    /// rebuild serves every language group's layer.
+    l10n: BTreeMap<String, Contents>,
     progress: Progress,
     bytes: u64,
     seconds: f64,
@@ -555,14 +560,10 @@ impl Builder<'_> {
             // Code in the site directory: its key is the digest of its content.
             let root = self.site.dir.clone();
             let contents = code::core(&root, &spec.code, version)?;
-            let mut digest = Inputs::new("site-code");
-            for entry in contents.entries() {
-                if let Kind::File(Data::Path(path)) = &entry.kind {
-                    let bytes = std::fs::read(path).map_err(Error::io(path))?;
-                    digest.add(&entry.path, sha256(&bytes));
-                }
-            }
-            Ok((spec.code.clone(), format!("site {}", digest.key())))
+            Ok((
+                spec.code.clone(),
+                format!("site {}", content_key(&contents)?),
+            ))
         }
     }
 
@@ -627,20 +628,55 @@ impl Builder<'_> {
             );
             keys.insert(version.clone(), code_key);
         }
+        // Extensions and skins in groups (crate::plan): a change in one extension rebuilds
+        // and re-pushes its group's layer only.
+        let items: Vec<String> = spec
+            .extensions
+            .iter()
+            .cloned()
+            .chain(spec.skins.iter().map(|s| format!("{SKIN}{s}")))
+            .collect();
         let mut ext_keys = BTreeMap::new();
         for version in &versions {
-            let mut inputs = Inputs::new("extensions");
-            inputs
-                .add("code", &keys[version])
-                .add("extensions", spec.extensions.join(","))
-                .add("skins", spec.skins.join(","));
-            ext_keys.insert(version.clone(), inputs.key());
-            let v = version.clone();
-            layers.push(
-                self.layer("app", &format!("extensions {version}"), inputs, |b, _| {
-                    Ok(b.code_contents(&v)?.1)
-                })?,
-            );
+            let mut all = Inputs::new("extensions");
+            all.add("code", &keys[version]);
+            for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
+                let (skins, extensions): (Vec<String>, Vec<String>) = group
+                    .items
+                    .iter()
+                    .cloned()
+                    .partition(|i| i.starts_with(SKIN));
+                let skins: Vec<String> = skins
+                    .iter()
+                    .map(|s| s.trim_start_matches(SKIN).to_string())
+                    .collect();
+                let mut inputs = Inputs::new("extensions");
+                inputs
+                    .add("code", &keys[version])
+                    .add("extensions", extensions.join(","))
+                    .add("skins", skins.join(","));
+                if !self.site.spec.versions[version].code.starts_with('/') {
+                    // Code in the site directory: the group's key is its content, since the
+                    // code key covers core only.
+                    let root = self.code_root(version)?;
+                    let dir = self.site.spec.versions[version].code.clone();
+                    let contents = code::extensions(&root, &dir, version, &extensions, &skins)?;
+                    inputs.add("content", content_key(&contents)?);
+                }
+                all.add(&format!("group {}", group.index), inputs.key());
+                let v = version.clone();
+                layers.push(self.layer(
+                    "app",
+                    &format!("extensions {version} {}", group.label()),
+                    inputs,
+                    move |b, _| {
+                        let root = b.code_root(&v)?;
+                        let dir = b.site.spec.versions[&v].code.clone();
+                        code::extensions(&root, &dir, &v, &extensions, &skins)
+                    },
+                )?);
+            }
+            ext_keys.insert(version.clone(), all.key());
         }
         let mut l10n_patches = BTreeMap::new();
         for version in &versions {
@@ -693,27 +729,64 @@ impl Builder<'_> {
             for (name, digest) in &l10n_patches[version] {
                 inputs.add(&format!("patch {name}"), digest);
             }
-            let v = version.clone();
-            let spec = spec.clone();
-            layers.push(self.layer(
-                "app",
-                &format!("l10n {version}"),
-                inputs,
-                move |b, work| {
-                    let php = b.tree("base-php")?;
-                    let patched = b.patched(&v, &work.join("patches"))?;
-                    let (core, ext) = b.code_contents(&v)?;
-                    crate::l10n::build(
-                        &php,
-                        &[&core, &ext, &patched],
-                        &v,
-                        &spec.extensions,
-                        &spec.skins,
-                        &languages,
-                        work,
-                    )
-                },
-            )?);
+            // One run of MediaWiki's rebuild makes every language; its files are split into
+            // layers by language group (crate::plan), so a message changed in a few languages
+            // changes only their groups' layers and a push sends only those.
+            let run = inputs.key();
+            let groups = plan::groups(&languages, plan::L10N_LAYERS);
+            // Files that belong to no language (none are known today) go with `en`.
+            let home = groups
+                .iter()
+                .position(|g| g.items.iter().any(|l| l == "en"))
+                .unwrap_or(0);
+            for (number, group) in groups.iter().enumerate() {
+                let mut inputs = Inputs::new("l10n-group");
+                inputs
+                    .add("run", &run)
+                    .add("languages", group.items.join(","));
+                let v = version.clone();
+                let spec = spec.clone();
+                let languages = languages.clone();
+                let run = run.clone();
+                let group = group.clone();
+                layers.push(self.layer(
+                    "app",
+                    &format!("l10n {version} {}", group.label()),
+                    inputs,
+                    move |b, work| {
+                        if !b.l10n.contains_key(&run) {
+                            let php = b.tree("base-php")?;
+                            let patched = b.patched(&v, &work.join("patches"))?;
+                            let (core, ext) = b.code_contents(&v)?;
+                            let all = crate::l10n::build(
+                                &php,
+                                &[&core, &ext, &patched],
+                                &v,
+                                &spec.extensions,
+                                &spec.skins,
+                                &languages,
+                                work,
+                            )?;
+                            b.l10n.insert(run.clone(), all);
+                        }
+                        let all = &b.l10n[&run];
+                        let mut mine = Contents::default();
+                        for entry in all.entries() {
+                            let language = crate::l10n::language_of(&entry.path);
+                            let here = match language {
+                                Some(l) if languages.iter().any(|x| x == l) => {
+                                    group.items.iter().any(|x| x == l)
+                                }
+                                _ => number == home,
+                            };
+                            if here {
+                                mine.add(entry.clone());
+                            }
+                        }
+                        Ok(mine)
+                    },
+                )?);
+            }
         }
         layers.push(self.files_layer("config", &self.options.config_files.clone())?);
         if self.config.app.private_settings && !self.options.private_files.is_empty() {
@@ -788,6 +861,22 @@ impl Builder<'_> {
         }
         Ok(layers)
     }
+}
+
+/// How a skin is told from an extension among a plan's items (extensions are never named so).
+const SKIN: &str = "skins/";
+
+/// The digest of every file of `contents`, by path: the key of code read from the site
+/// directory.
+fn content_key(contents: &Contents) -> Result<String> {
+    let mut digest = Inputs::new("site-code");
+    for entry in contents.entries() {
+        if let Kind::File(Data::Path(path)) = &entry.kind {
+            let bytes = std::fs::read(path).map_err(Error::io(path))?;
+            digest.add(&entry.path, sha256(&bytes));
+        }
+    }
+    Ok(digest.key())
 }
 
 /// Files the webserver serves itself: images, styles, scripts and fonts. Never PHP.

@@ -28,6 +28,7 @@ pub mod layer;
 pub mod lock;
 pub mod oci;
 pub mod patches;
+pub mod plan;
 pub mod podman;
 pub mod programs;
 pub mod progress;
