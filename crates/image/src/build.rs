@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::attest;
 use crate::cache::{Cache, LayerRecord};
 use crate::code;
 use crate::config::{BaseConfig, BuildConfig};
@@ -23,6 +24,7 @@ use crate::layer::{self, Contents, Data, Entry, Kind};
 use crate::lock::Lock;
 use crate::oci::{self, RunConfig};
 use crate::patches;
+use crate::plan;
 use crate::progress::Progress;
 use crate::rootfs::debian::{self, LockMode, LockUpdate, Resolver};
 use crate::rootfs::tarball;
@@ -72,6 +74,19 @@ pub struct LayerReport {
     pub inputs: Vec<(String, String)>,
 }
 
+/// An artifact that travels with an image (its SBOM or provenance), as an OCI 1.1 referrer.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArtifactReport {
+    /// The artifact manifest's digest (what the registry's referrers list names).
+    pub manifest: String,
+    /// The document's own digest (the manifest's one layer).
+    pub blob: String,
+    /// Its media type (`application/spdx+json`, `application/vnd.in-toto+json`).
+    pub media_type: String,
+    /// The document's size in bytes.
+    pub size: u64,
+}
+
 /// One image in the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct ImageReport {
@@ -89,6 +104,21 @@ pub struct ImageReport {
     pub built: usize,
     /// Seconds spent on it.
     pub seconds: f64,
+    /// Its SPDX 2.3 SBOM.
+    pub sbom: ArtifactReport,
+    /// Its in-toto SLSA v1 provenance.
+    pub provenance: ArtifactReport,
+}
+
+/// What an image's SBOM and provenance say besides its layers.
+#[derive(Clone, Debug, Default)]
+struct Origin {
+    /// The rootfs whose packages are in the image.
+    rootfs: Vec<String>,
+    /// Whether it holds MediaWiki's code (app, webserver).
+    mediawiki: bool,
+    /// The project's own programs in it: `(name, sha256)`.
+    binaries: Vec<(String, String)>,
 }
 
 /// What a build did.
@@ -128,6 +158,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         options,
         rootfs: BTreeMap::new(),
         code: BTreeMap::new(),
+        l10n: BTreeMap::new(),
         progress: Progress::new(options.progress),
         bytes: 0,
         seconds: 0.0,
@@ -144,6 +175,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
     }
     let mut images = Vec::new();
     let mut named = BTreeMap::new();
+    let mut referrers = BTreeMap::new();
     for (name, base) in builder.config.bases.clone() {
         let run = RunConfig {
             cmd: base.cmd.clone(),
@@ -151,8 +183,13 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             workdir: None,
         };
         let layers = vec![builder.base_layer(&name)?];
-        let (report, manifest) = builder.image(&name, layers, &run)?;
-        named.insert(name, manifest);
+        let origin = Origin {
+            rootfs: vec![name.clone()],
+            ..Default::default()
+        };
+        let (report, manifest, artifacts) = builder.image(&name, layers, &run, origin)?;
+        named.insert(name.clone(), manifest);
+        referrers.insert(name, artifacts);
         images.push(report);
     }
     let app = builder.app_layers()?;
@@ -162,8 +199,17 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         expose: php.expose,
         workdir: Some("/srv/mediawiki".into()),
     };
-    let (report, manifest) = builder.image("app", app, &run)?;
+    let mut origin = Origin {
+        rootfs: vec!["base-php".into()],
+        mediawiki: true,
+        ..Default::default()
+    };
+    if builder.code_from_rootfs() {
+        origin.rootfs.push(builder.config.code.name.clone());
+    }
+    let (report, manifest, artifacts) = builder.image("app", app, &run, origin.clone())?;
     named.insert("app".into(), manifest);
+    referrers.insert("app".to_string(), artifacts);
     images.push(report);
     let web = builder.webserver_layers()?;
     let httpd = builder.base_config("base-httpd")?;
@@ -172,8 +218,10 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         expose: httpd.expose,
         workdir: None,
     };
-    let (report, manifest) = builder.image("webserver", web, &run)?;
+    origin.rootfs[0] = "base-httpd".into();
+    let (report, manifest, artifacts) = builder.image("webserver", web, &run, origin)?;
     named.insert("webserver".into(), manifest);
+    referrers.insert("webserver".to_string(), artifacts);
     images.push(report);
     for (name, executable) in &options.binaries {
         let layers = builder.binary_layers(name, executable)?;
@@ -182,14 +230,21 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             expose: Vec::new(),
             workdir: None,
         };
-        let (report, manifest) = builder.image(name, layers, &run)?;
+        let bytes = std::fs::read(executable).map_err(Error::io(executable))?;
+        let origin = Origin {
+            rootfs: vec![BINARY_BASE.to_string()],
+            binaries: vec![(name.clone(), sha256(&bytes))],
+            ..Default::default()
+        };
+        let (report, manifest, artifacts) = builder.image(name, layers, &run, origin)?;
         named.insert(name.clone(), manifest);
+        referrers.insert(name.clone(), artifacts);
         images.push(report);
     }
     builder.progress.finish();
 
     // Only now, with every image built, do the names in the layout move.
-    oci::write_layout(&builder.cache, &out_dir, &named)?;
+    oci::write_layout(&builder.cache, &out_dir, &named, &referrers)?;
     let report = Report {
         out_dir: out_dir.clone(),
         images,
@@ -215,6 +270,9 @@ struct Builder<'a> {
     rootfs: BTreeMap<String, (String, PathBuf)>,
     /// Code read this build: version -> (core, extensions).
     code: BTreeMap<String, (Contents, Contents)>,
+    /// l10n caches generated this build, by the key of their inputs: one run of MediaWiki's
+    /// rebuild serves every language group's layer.
+    l10n: BTreeMap<String, Contents>,
     progress: Progress,
     bytes: u64,
     seconds: f64,
@@ -352,18 +410,120 @@ impl Builder<'_> {
         Ok(layers)
     }
 
+    fn code_from_rootfs(&self) -> bool {
+        self.site
+            .spec
+            .versions
+            .values()
+            .any(|v| v.code.starts_with('/'))
+    }
+
+    /// What the SBOM and provenance of an image say.
+    fn facts(
+        &mut self,
+        name: &str,
+        manifest: &str,
+        records: &[(String, LayerRecord)],
+        origin: Origin,
+    ) -> Result<attest::Facts> {
+        let mut rootfs = Vec::new();
+        for r in &origin.rootfs {
+            if let Some(lock) = self.lock.rootfs.get(r) {
+                rootfs.push((r.clone(), lock.clone()));
+            }
+        }
+        let mut mediawiki = Vec::new();
+        if origin.mediawiki {
+            let spec = self.site.spec.clone();
+            for version in spec.versions.keys() {
+                let (dir, source) = self.code_source(version)?;
+                let mut patches = Vec::new();
+                for file in self.patch_files(version)? {
+                    let bytes = std::fs::read(&file).map_err(Error::io(&file))?;
+                    patches.push(sha256(&bytes));
+                }
+                patches.sort();
+                mediawiki.push(attest::MediaWiki {
+                    version: version.clone(),
+                    source: format!("{dir} ({source})"),
+                    extensions: spec.extensions.clone(),
+                    skins: spec.skins.clone(),
+                    patches,
+                });
+            }
+        }
+        let mut inputs = Vec::new();
+        for file in [crate::config::FILE, crate::lock::FILE] {
+            let path = self.site.dir.join(file);
+            if let Ok(bytes) = std::fs::read(&path) {
+                inputs.push((file.to_string(), sha256(&bytes)));
+            }
+        }
+        Ok(attest::Facts {
+            site: self.site.spec.site.name.clone(),
+            image: name.to_string(),
+            manifest: manifest.to_string(),
+            epoch: self.config.source_date_epoch,
+            suite: self.config.suite.clone(),
+            rootfs,
+            mediawiki,
+            binaries: origin.binaries,
+            inputs,
+            layers: records
+                .iter()
+                .map(|(n, r)| (n.clone(), r.diff_id.clone()))
+                .collect(),
+        })
+    }
+
+    /// Writes one document as an artifact of `subject`.
+    fn artifact(
+        &self,
+        subject: &oci_spec::image::Descriptor,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(ArtifactReport, oci_spec::image::Descriptor)> {
+        let manifest = oci::artifact(
+            &self.cache,
+            subject,
+            media_type,
+            bytes,
+            self.config.source_date_epoch,
+        )?;
+        let report = ArtifactReport {
+            manifest: manifest.digest().to_string(),
+            blob: sha256(bytes),
+            media_type: media_type.to_string(),
+            size: bytes.len() as u64,
+        };
+        Ok((report, manifest))
+    }
+
     fn image(
         &mut self,
         name: &str,
         layers: Vec<Layer>,
         run: &RunConfig,
-    ) -> Result<(ImageReport, oci_spec::image::Descriptor)> {
+        origin: Origin,
+    ) -> Result<(
+        ImageReport,
+        oci_spec::image::Descriptor,
+        Vec<oci_spec::image::Descriptor>,
+    )> {
         let start = Instant::now();
         let records: Vec<(String, LayerRecord)> = layers
             .iter()
             .map(|(n, r, _)| (n.clone(), r.clone()))
             .collect();
         let built = oci::assemble(&self.cache, &records, run, self.config.source_date_epoch)?;
+        let facts = self.facts(name, built.manifest.digest().as_ref(), &records, origin)?;
+        let (sbom, sbom_manifest) =
+            self.artifact(&built.manifest, attest::MEDIA_SBOM, &attest::sbom(&facts))?;
+        let (provenance, provenance_manifest) = self.artifact(
+            &built.manifest,
+            attest::MEDIA_PROVENANCE,
+            &attest::provenance(&facts),
+        )?;
         let reports: Vec<LayerReport> = layers.into_iter().map(|(_, _, r)| r).collect();
         let reused = reports.iter().filter(|r| r.reused).count();
         let seconds =
@@ -377,8 +537,14 @@ impl Builder<'_> {
             reused,
             layers: reports,
             seconds,
+            sbom,
+            provenance,
         };
-        Ok((report, built.manifest))
+        Ok((
+            report,
+            built.manifest,
+            vec![sbom_manifest, provenance_manifest],
+        ))
     }
 
     /// Where a version's code is read from, and the key of that source.
@@ -394,14 +560,10 @@ impl Builder<'_> {
             // Code in the site directory: its key is the digest of its content.
             let root = self.site.dir.clone();
             let contents = code::core(&root, &spec.code, version)?;
-            let mut digest = Inputs::new("site-code");
-            for entry in contents.entries() {
-                if let Kind::File(Data::Path(path)) = &entry.kind {
-                    let bytes = std::fs::read(path).map_err(Error::io(path))?;
-                    digest.add(&entry.path, sha256(&bytes));
-                }
-            }
-            Ok((spec.code.clone(), format!("site {}", digest.key())))
+            Ok((
+                spec.code.clone(),
+                format!("site {}", content_key(&contents)?),
+            ))
         }
     }
 
@@ -466,20 +628,55 @@ impl Builder<'_> {
             );
             keys.insert(version.clone(), code_key);
         }
+        // Extensions and skins in groups (crate::plan): a change in one extension rebuilds
+        // and re-pushes its group's layer only.
+        let items: Vec<String> = spec
+            .extensions
+            .iter()
+            .cloned()
+            .chain(spec.skins.iter().map(|s| format!("{SKIN}{s}")))
+            .collect();
         let mut ext_keys = BTreeMap::new();
         for version in &versions {
-            let mut inputs = Inputs::new("extensions");
-            inputs
-                .add("code", &keys[version])
-                .add("extensions", spec.extensions.join(","))
-                .add("skins", spec.skins.join(","));
-            ext_keys.insert(version.clone(), inputs.key());
-            let v = version.clone();
-            layers.push(
-                self.layer("app", &format!("extensions {version}"), inputs, |b, _| {
-                    Ok(b.code_contents(&v)?.1)
-                })?,
-            );
+            let mut all = Inputs::new("extensions");
+            all.add("code", &keys[version]);
+            for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
+                let (skins, extensions): (Vec<String>, Vec<String>) = group
+                    .items
+                    .iter()
+                    .cloned()
+                    .partition(|i| i.starts_with(SKIN));
+                let skins: Vec<String> = skins
+                    .iter()
+                    .map(|s| s.trim_start_matches(SKIN).to_string())
+                    .collect();
+                let mut inputs = Inputs::new("extensions");
+                inputs
+                    .add("code", &keys[version])
+                    .add("extensions", extensions.join(","))
+                    .add("skins", skins.join(","));
+                if !self.site.spec.versions[version].code.starts_with('/') {
+                    // Code in the site directory: the group's key is its content, since the
+                    // code key covers core only.
+                    let root = self.code_root(version)?;
+                    let dir = self.site.spec.versions[version].code.clone();
+                    let contents = code::extensions(&root, &dir, version, &extensions, &skins)?;
+                    inputs.add("content", content_key(&contents)?);
+                }
+                all.add(&format!("group {}", group.index), inputs.key());
+                let v = version.clone();
+                layers.push(self.layer(
+                    "app",
+                    &format!("extensions {version} {}", group.label()),
+                    inputs,
+                    move |b, _| {
+                        let root = b.code_root(&v)?;
+                        let dir = b.site.spec.versions[&v].code.clone();
+                        code::extensions(&root, &dir, &v, &extensions, &skins)
+                    },
+                )?);
+            }
+            ext_keys.insert(version.clone(), all.key());
         }
         let mut l10n_patches = BTreeMap::new();
         for version in &versions {
@@ -532,27 +729,64 @@ impl Builder<'_> {
             for (name, digest) in &l10n_patches[version] {
                 inputs.add(&format!("patch {name}"), digest);
             }
-            let v = version.clone();
-            let spec = spec.clone();
-            layers.push(self.layer(
-                "app",
-                &format!("l10n {version}"),
-                inputs,
-                move |b, work| {
-                    let php = b.tree("base-php")?;
-                    let patched = b.patched(&v, &work.join("patches"))?;
-                    let (core, ext) = b.code_contents(&v)?;
-                    crate::l10n::build(
-                        &php,
-                        &[&core, &ext, &patched],
-                        &v,
-                        &spec.extensions,
-                        &spec.skins,
-                        &languages,
-                        work,
-                    )
-                },
-            )?);
+            // One run of MediaWiki's rebuild makes every language; its files are split into
+            // layers by language group (crate::plan), so a message changed in a few languages
+            // changes only their groups' layers and a push sends only those.
+            let run = inputs.key();
+            let groups = plan::groups(&languages, plan::L10N_LAYERS);
+            // Files that belong to no language (none are known today) go with `en`.
+            let home = groups
+                .iter()
+                .position(|g| g.items.iter().any(|l| l == "en"))
+                .unwrap_or(0);
+            for (number, group) in groups.iter().enumerate() {
+                let mut inputs = Inputs::new("l10n-group");
+                inputs
+                    .add("run", &run)
+                    .add("languages", group.items.join(","));
+                let v = version.clone();
+                let spec = spec.clone();
+                let languages = languages.clone();
+                let run = run.clone();
+                let group = group.clone();
+                layers.push(self.layer(
+                    "app",
+                    &format!("l10n {version} {}", group.label()),
+                    inputs,
+                    move |b, work| {
+                        if !b.l10n.contains_key(&run) {
+                            let php = b.tree("base-php")?;
+                            let patched = b.patched(&v, &work.join("patches"))?;
+                            let (core, ext) = b.code_contents(&v)?;
+                            let all = crate::l10n::build(
+                                &php,
+                                &[&core, &ext, &patched],
+                                &v,
+                                &spec.extensions,
+                                &spec.skins,
+                                &languages,
+                                work,
+                            )?;
+                            b.l10n.insert(run.clone(), all);
+                        }
+                        let all = &b.l10n[&run];
+                        let mut mine = Contents::default();
+                        for entry in all.entries() {
+                            let language = crate::l10n::language_of(&entry.path);
+                            let here = match language {
+                                Some(l) if languages.iter().any(|x| x == l) => {
+                                    group.items.iter().any(|x| x == l)
+                                }
+                                _ => number == home,
+                            };
+                            if here {
+                                mine.add(entry.clone());
+                            }
+                        }
+                        Ok(mine)
+                    },
+                )?);
+            }
         }
         layers.push(self.files_layer("config", &self.options.config_files.clone())?);
         if self.config.app.private_settings && !self.options.private_files.is_empty() {
@@ -627,6 +861,22 @@ impl Builder<'_> {
         }
         Ok(layers)
     }
+}
+
+/// How a skin is told from an extension among a plan's items (extensions are never named so).
+const SKIN: &str = "skins/";
+
+/// The digest of every file of `contents`, by path: the key of code read from the site
+/// directory.
+fn content_key(contents: &Contents) -> Result<String> {
+    let mut digest = Inputs::new("site-code");
+    for entry in contents.entries() {
+        if let Kind::File(Data::Path(path)) = &entry.kind {
+            let bytes = std::fs::read(path).map_err(Error::io(path))?;
+            digest.add(&entry.path, sha256(&bytes));
+        }
+    }
+    Ok(digest.key())
 }
 
 /// Files the webserver serves itself: images, styles, scripts and fonts. Never PHP.

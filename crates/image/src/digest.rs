@@ -10,6 +10,18 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// Whether the file at `path` hashes to `digest` (`sha256:<hex>`); false when unreadable.
+pub fn file_matches(path: &std::path::Path, digest: &str) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut hasher = Sha256::new();
+    if io::copy(&mut file, &mut hasher).is_err() {
+        return false;
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize())) == digest
+}
+
 /// A writer that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,

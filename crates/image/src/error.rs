@@ -157,6 +157,34 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A registry refused to authenticate us.
+    #[error("registry {registry} refused the push: {reason}")]
+    RegistryRefused {
+        /// `host:port`.
+        registry: String,
+        /// Why, and how to log in (never the password).
+        reason: String,
+    },
+    /// A blob was not as pushed when checked before writing the manifest.
+    #[error("registry {registry}: blob {digest} of {repository} failed its check before the manifest was written: {problem}; the manifest was not written, push again")]
+    BlobCheck {
+        /// `host:port`.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The blob.
+        digest: String,
+        /// What was wrong.
+        problem: String,
+    },
+    /// A blob in the cache does not hash to its name.
+    #[error("{path}: the cached blob does not hash to {digest}; delete it and build again")]
+    CorruptBlob {
+        /// The file.
+        path: PathBuf,
+        /// The digest it is stored under.
+        digest: String,
+    },
     /// podman failed.
     #[error("podman {action} failed: {output}")]
     Podman {

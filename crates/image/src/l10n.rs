@@ -26,6 +26,12 @@ pub fn is_input(path: &str) -> bool {
         || path.contains("/includes/cache/localisation/")
 }
 
+/// The language of a file of the cache: `de` for `.../cache/l10n/de.l10n.php`, the name
+/// `LCStoreStaticArray` gives each language's file.
+pub fn language_of(path: &str) -> Option<&str> {
+    path.rsplit('/').next()?.strip_suffix(".l10n.php")
+}
+
 /// Builds the l10n cache of `version` and returns it as a layer.
 ///
 /// `php_root` is the unpacked base-php rootfs; `code` holds the version's code, extensions and

@@ -16,6 +16,7 @@
 //! [`layer::tar`] (how a layer becomes bytes), [`cache`] (where things are kept) and
 //! [`oci`] (manifests and the layout).
 
+pub mod attest;
 pub mod build;
 pub mod cache;
 pub mod code;
@@ -27,6 +28,7 @@ pub mod layer;
 pub mod lock;
 pub mod oci;
 pub mod patches;
+pub mod plan;
 pub mod podman;
 pub mod programs;
 pub mod progress;
@@ -34,7 +36,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod tools;
 
-pub use build::{build, ImageReport, LayerReport, Options, Report};
+pub use build::{build, ArtifactReport, ImageReport, LayerReport, Options, Report};
 pub use cache::Cache;
 pub use error::{Error, Result};
 pub use rootfs::debian::{LockMode, LockUpdate, PackageChange};

@@ -156,18 +156,70 @@ pub fn blobs_of(cache: &Cache, manifest: &Descriptor) -> Result<Vec<Descriptor>>
     Ok(blobs)
 }
 
-/// Writes an OCI image layout at `out` naming each image; images already in the layout
-/// under other names are kept.
+/// The digest and bytes of the empty JSON blob `{}` that an artifact manifest names as config.
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// Writes an artifact (one blob of `media_type`) whose subject is `subject` as an OCI 1.1
+/// artifact manifest into the cache; returns the manifest's descriptor, with its artifact
+/// type, as an index lists it.
+pub fn artifact(
+    cache: &Cache,
+    subject: &Descriptor,
+    media_type: &str,
+    bytes: &[u8],
+    epoch: u64,
+) -> Result<Descriptor> {
+    let blob = cache.put_blob(bytes)?;
+    let empty = cache.put_blob(EMPTY_JSON)?;
+    let annotations: std::collections::HashMap<String, String> = [(
+        "org.opencontainers.image.created".to_string(),
+        rfc3339(epoch),
+    )]
+    .into();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::Other(media_type.to_string()))
+        .config(descriptor(
+            MediaType::EmptyJSON,
+            &empty,
+            EMPTY_JSON.len() as u64,
+        )?)
+        .layers(vec![descriptor(
+            MediaType::Other(media_type.to_string()),
+            &blob,
+            bytes.len() as u64,
+        )?])
+        .subject(subject.clone())
+        .annotations(annotations.clone())
+        .build()
+        .map_err(spec_error)?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(spec_error)?;
+    let digest = cache.put_blob(&manifest_bytes)?;
+    let mut found = descriptor(
+        MediaType::ImageManifest,
+        &digest,
+        manifest_bytes.len() as u64,
+    )?;
+    found.set_artifact_type(Some(MediaType::Other(media_type.to_string())));
+    found.set_annotations(Some(annotations));
+    Ok(found)
+}
+
+/// Writes an OCI image layout at `out` naming each image, with the artifacts whose subject
+/// each image is (`referrers`: image name -> artifact manifests); images already in the
+/// layout under other names are kept, with their referrers.
 pub fn write_layout(
     cache: &Cache,
     out: &Path,
     images: &BTreeMap<String, Descriptor>,
+    referrers: &BTreeMap<String, Vec<Descriptor>>,
 ) -> Result<()> {
     let blobs = out.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(Error::io(&blobs))?;
     std::fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
         .map_err(Error::io(out))?;
-    for manifest in images.values() {
+    for manifest in images.values().chain(referrers.values().flatten()) {
         for blob in blobs_of(cache, manifest)? {
             let digest = blob.digest().to_string();
             let source = cache.blob_path(&digest);
@@ -186,14 +238,21 @@ pub fn write_layout(
         }
     }
     let mut named: BTreeMap<String, Descriptor> = read_index(out)?;
+    let mut by_subject = read_referrers(out)?;
     named.extend(images.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let manifests = named
-        .into_iter()
-        .map(|(name, mut d)| {
-            d.set_annotations(Some([(REF_NAME.to_string(), name)].into_iter().collect()));
-            d
-        })
-        .collect::<Vec<_>>();
+    for (name, list) in referrers {
+        if let Some(image) = images.get(name) {
+            by_subject.insert(image.digest().to_string(), list.clone());
+        }
+    }
+    let mut manifests = Vec::new();
+    for (name, mut d) in named {
+        // An image's referrers follow it, and leave with it when its name moves on.
+        let subject = d.digest().to_string();
+        d.set_annotations(Some([(REF_NAME.to_string(), name)].into_iter().collect()));
+        manifests.push(d);
+        manifests.extend(by_subject.remove(&subject).unwrap_or_default());
+    }
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
@@ -219,6 +278,39 @@ pub fn read_index(out: &Path) -> Result<BTreeMap<String, Descriptor>> {
             Some((name, d.clone()))
         })
         .collect())
+}
+
+/// The artifacts in the layout at `out` by the digest of their subject: the manifests of its
+/// index that have no name and a `subject` (OCI 1.1 referrers).
+pub fn read_referrers(out: &Path) -> Result<BTreeMap<String, Vec<Descriptor>>> {
+    let path = out.join("index.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(BTreeMap::new());
+    };
+    let index: oci_spec::image::ImageIndex = serde_json::from_slice(&bytes).map_err(spec_error)?;
+    let mut found: BTreeMap<String, Vec<Descriptor>> = BTreeMap::new();
+    for d in index.manifests() {
+        let named = d
+            .annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key(REF_NAME));
+        if named || d.artifact_type().is_none() {
+            continue;
+        }
+        let blob = out
+            .join("blobs/sha256")
+            .join(d.digest().as_ref().trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&blob).map_err(Error::io(&blob))?;
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&bytes).map_err(spec_error)?;
+        if let Some(subject) = manifest.subject() {
+            found
+                .entry(subject.digest().to_string())
+                .or_default()
+                .push(d.clone());
+        }
+    }
+    Ok(found)
 }
 
 /// `epoch` as RFC 3339 UTC, by hand: a date library for one format is not worth a dependency.

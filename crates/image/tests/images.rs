@@ -182,17 +182,28 @@ fn two_fresh_caches_give_identical_digests() {
     );
     let app = &shared.report.images[3];
     let layers: Vec<_> = app.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(
-        layers,
-        [
-            "base-php rootfs",
-            "code 1.39",
-            "extensions 1.39",
-            "patches 1.39",
-            "l10n 1.39",
-            "config"
-        ]
-    );
+    // Extensions and skins, and l10n by language, in the groups of the layer plan.
+    use wikikube_image::plan;
+    let items: Vec<String> = ["Cite", "ParserFunctions", "CategoryTree"]
+        .iter()
+        .map(|e| e.to_string())
+        .chain(
+            ["Vector", "MonoBook", "Timeless"]
+                .iter()
+                .map(|s| format!("skins/{s}")),
+        )
+        .collect();
+    let mut expected = vec!["base-php rootfs".to_string(), "code 1.39".to_string()];
+    for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
+        expected.push(format!("extensions 1.39 {}", group.label()));
+    }
+    expected.push("patches 1.39".into());
+    for group in plan::groups(&["de".into(), "en".into()], plan::L10N_LAYERS) {
+        expected.push(format!("l10n 1.39 {}", group.label()));
+    }
+    expected.push("config".into());
+    assert_eq!(layers, expected);
+    assert!(expected.len() >= 9, "{expected:?}");
 }
 
 #[test]
@@ -415,7 +426,10 @@ fn a_second_push_to_a_registry_uploads_no_blob() {
     let second =
         wikikube_image::registry::push_layout(&cache, out, &registry.address, "latest").unwrap();
     assert_eq!(second.uploaded, 0, "the second push uploaded blobs again");
-    assert_eq!(second.skipped, first.uploaded + first.skipped);
+    assert_eq!(
+        second.skipped,
+        first.uploaded + first.mounted + first.skipped
+    );
     // The registry serves what was pushed: the app image's manifest under its tag.
     let manifest = std::process::Command::new("curl")
         .args([
@@ -452,4 +466,96 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
+}
+
+/// The Python tools' virtualenv that scripts/install-packages fills.
+fn python_tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WIKIKUBE_PYTHON_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+            cache.join("wikikube/python-tools")
+        });
+    let program = dir.join("bin").join(name);
+    assert!(
+        program.is_file(),
+        "{} is missing: run scripts/install-packages",
+        program.display()
+    );
+    program
+}
+
+#[test]
+fn every_image_has_a_valid_sbom_and_provenance_the_same_in_two_builds() {
+    let shared = shared();
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let second = build(
+        &shared.site,
+        &dir.path().join("cache-c"),
+        &shared.rootfs,
+        config_files("Farm"),
+    )
+    .unwrap();
+    let artifacts = |report: &Report| -> Vec<(String, String, String)> {
+        report
+            .images
+            .iter()
+            .map(|i| {
+                (
+                    i.image.clone(),
+                    i.sbom.manifest.clone(),
+                    i.provenance.manifest.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(artifacts(&shared.report), artifacts(&second));
+    let out = &shared.report.out_dir;
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &str| std::fs::read(out.join("blobs/sha256").join(&digest[7..])).unwrap();
+    for image in &shared.report.images {
+        // The layout's index lists both documents, each an artifact whose subject is the image.
+        for artifact in [&image.sbom, &image.provenance] {
+            let listed = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["digest"] == artifact.manifest.as_str());
+            assert!(
+                listed,
+                "{}: {} is not in index.json",
+                image.image, artifact.manifest
+            );
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&blob(&artifact.manifest)).unwrap();
+            assert_eq!(manifest["subject"]["digest"], image.digest.as_str());
+            assert_eq!(manifest["layers"][0]["digest"], artifact.blob.as_str());
+        }
+        let sbom = blob(&image.sbom.blob);
+        let file = dir.path().join(format!("{}.spdx.json", image.image));
+        std::fs::write(&file, &sbom).unwrap();
+        let output = std::process::Command::new(python_tool("pyspdxtools"))
+            .arg("--infile")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: pyspdxtools refused the SBOM: {}",
+            image.image,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&sbom).unwrap();
+        let packages = json["packages"].as_array().unwrap();
+        let has = |name: &str| packages.iter().any(|p| p["name"] == name);
+        match image.image.as_str() {
+            "base-php" => assert!(has("php8.2-fpm") && has("libc6")),
+            "base-httpd" | "webserver" => assert!(has("apache2")),
+            "app" => assert!(has("php8.2-fpm") && has("mediawiki")),
+            _ => {}
+        }
+    }
 }

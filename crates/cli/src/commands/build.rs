@@ -36,7 +36,8 @@ pub struct BuildArgs {
     /// suite, security, images}).
     #[arg(long)]
     outdated: bool,
-    /// Print JSON: a list of {image, digest, size, layers, ...}.
+    /// Print JSON: a list of {image, digest, size, layers, sbom, provenance, ...}; sbom and
+    /// provenance name the OCI 1.1 referrer manifests of the image in the layout.
     #[arg(long)]
     json: bool,
 }
@@ -132,8 +133,8 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
         let pushed =
             wikikube_image::registry::push_layout(&cache, &report.out_dir, registry, "latest")?;
         eprintln!(
-            "pushed to {registry}: {} blobs uploaded, {} already there",
-            pushed.uploaded, pushed.skipped
+            "pushed to {registry}: {} blobs uploaded ({} bytes), {} mounted from another repository, {} already there; each image with its SBOM and provenance as referrers",
+            pushed.uploaded, pushed.bytes, pushed.mounted, pushed.skipped
         );
     }
     if args.load {
