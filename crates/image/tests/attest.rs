@@ -12,24 +12,7 @@ fn farm() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
 }
 
-/// A program of the Python tools' virtualenv that scripts/install-packages fills.
-pub fn python_tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WIKIKUBE_PYTHON_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-            cache.join("wikikube/python-tools")
-        });
-    let program = dir.join("bin").join(name);
-    assert!(
-        program.is_file(),
-        "{} is missing: run scripts/install-packages (it installs scripts/python-tools.txt)",
-        program.display()
-    );
-    program
-}
+use wikikube_test_support::python_tool;
 
 fn facts() -> Facts {
     let lock = wikikube_image::lock::Lock::load(&farm()).unwrap();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use wikikube_image::{Options, Report};
+use wikikube_test_support::python_tool;
 
 fn require(program: &str, package: &str) {
     let found = std::env::var_os("PATH")
@@ -466,25 +467,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-/// The Python tools' virtualenv that scripts/install-packages fills.
-fn python_tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WIKIKUBE_PYTHON_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-            cache.join("wikikube/python-tools")
-        });
-    let program = dir.join("bin").join(name);
-    assert!(
-        program.is_file(),
-        "{} is missing: run scripts/install-packages",
-        program.display()
-    );
-    program
 }
 
 #[test]

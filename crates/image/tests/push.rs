@@ -33,15 +33,7 @@ fn require(program: &str, package: &str) {
     );
 }
 
-/// A free loopback port below the ephemeral range (32768 and up), where outgoing connections
-/// take theirs and could race a test server for it.
-fn port() -> u16 {
-    let start = 20_000 + (std::process::id() % 6_000) as u16 * 2;
-    (start..32_000)
-        .chain(20_000..start)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port below 32768")
-}
+use wikikube_test_support::free_port as port;
 
 /// Debian's docker-registry on loopback, on a storage directory that outlives a restart.
 struct Registry {

@@ -13,24 +13,9 @@ use std::process::Command;
 /// The oldest and the newest Kubernetes versions wikikube supports (docs/deploy.md).
 const VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 
-/// The validator, installed once per target directory into its own virtual environment.
+/// The validator, from the Python tools' virtualenv (scripts/python-tools.txt pins it).
 fn validator() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubernetes-validate-venv");
-    let program = venv.join("bin/kubernetes-validate");
-    if !program.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs (Debian's python3-venv)");
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "kubernetes-validate==1.37.0"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install kubernetes-validate failed");
-    }
-    program
+    wikikube_test_support::python_tool("kubernetes-validate")
 }
 
 fn validate(files: &[PathBuf], version: &str) -> (bool, String) {

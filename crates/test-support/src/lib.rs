@@ -3,9 +3,12 @@
 //! Tests start real servers (redis-server, mcrouter, memcached, apache2, php-fpm, a registry) on
 //! loopback ports they choose beforehand. Choosing those ports the usual way (bind port 0, read
 //! it, release it) races with everything else the tests do on the machine; [`free_port`] does not.
+//! Tests also run validators from PyPI, which scripts/install-packages installs into one
+//! virtualenv ([`python_tool`]); tests install nothing themselves.
 //! This crate must not grow helpers that only one test file uses.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A port that was free a moment ago, below the kernel's ephemeral range.
@@ -29,6 +32,30 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free port between {FIRST} and {}", FIRST + SPAN);
+}
+
+/// A program of the Python tools' virtualenv (scripts/python-tools.txt), which
+/// scripts/install-packages fills: `$WIKIKUBE_PYTHON_TOOLS`, or
+/// `${XDG_CACHE_HOME:-~/.cache}/wikikube/python-tools`. Panics, saying what to run, when it
+/// is missing.
+pub fn python_tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WIKIKUBE_PYTHON_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("wikikube/python-tools")
+        });
+    let program = dir.join("bin").join(name);
+    assert!(
+        program.is_file(),
+        "{} is missing: run scripts/install-packages (it installs scripts/python-tools.txt)",
+        program.display()
+    );
+    program
 }
 
 #[cfg(test)]
