@@ -180,20 +180,10 @@ pub enum Error {
         /// What the pod waits for (`ImagePullBackOff: ...`).
         reason: String,
     },
-    /// A deploy's schema Job failed: nothing of the new code was applied.
-    #[error("the schema Job for wiki {wiki} ({script}, Job/{job}) {outcome}; nothing of the new release was applied; its last lines of output:\n{}", indent(.tail))]
-    Schema {
-        /// The wiki.
-        wiki: String,
-        /// `update.php` or `install.php`.
-        script: String,
-        /// The Job, kept for its `ttlSecondsAfterFinished`.
-        job: String,
-        /// How it ended.
-        outcome: jobs::Outcome,
-        /// The script's last lines.
-        tail: Vec<String>,
-    },
+    /// A deploy's schema Job failed: nothing of the new code was applied. Boxed: the failure
+    /// carries the script's output, and every other `Result` of this crate would pay its size.
+    #[error("{0}")]
+    Schema(Box<SchemaFailure>),
     /// Stopped because another cluster failed.
     #[error("stopped because another cluster failed")]
     Aborted,
@@ -246,6 +236,36 @@ pub enum Error {
         /// Their size.
         bytes: usize,
     },
+}
+
+/// A schema Job that did not succeed, as [`Error::Schema`] reports it.
+#[derive(Debug)]
+pub struct SchemaFailure {
+    /// The wiki.
+    pub wiki: String,
+    /// `update.php` or `install.php`.
+    pub script: String,
+    /// The Job, kept for its `ttlSecondsAfterFinished`.
+    pub job: String,
+    /// How it ended.
+    pub outcome: jobs::Outcome,
+    /// The script's last lines.
+    pub tail: Vec<String>,
+}
+
+impl std::fmt::Display for SchemaFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the schema Job for wiki {} ({}, Job/{}) {}; nothing of the new release was applied; \
+             its last lines of output:\n{}",
+            self.wiki,
+            self.script,
+            self.job,
+            self.outcome,
+            indent(&self.tail)
+        )
+    }
 }
 
 fn indent(lines: &[String]) -> String {

@@ -151,15 +151,23 @@ pub(crate) async fn run(
             ),
         };
         let Some(job) = job else { continue };
-        let report = jobs::run(target, namespace, &job, &schema.jobs, progress, &|_: &str| {}).await?;
+        let report = jobs::run(
+            target,
+            namespace,
+            &job,
+            &schema.jobs,
+            progress,
+            &|_: &str| {},
+        )
+        .await?;
         if report.outcome != Outcome::Succeeded {
-            return Err(Error::Schema {
+            return Err(Error::Schema(Box::new(crate::SchemaFailure {
                 wiki: item.wiki.clone(),
                 script: script.into(),
                 job: report.job,
                 outcome: report.outcome,
                 tail: report.tail,
-            });
+            })));
         }
         progress.event(
             &target.name,
