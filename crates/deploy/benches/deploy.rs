@@ -88,6 +88,7 @@ fn main() {
         parallel: 2,
         resume: false,
         lock_duration: std::time::Duration::from_secs(60),
+        schema: None,
     };
     let rounds = 5;
     let (mut first, mut again, mut diffs, mut requests) = (Vec::new(), Vec::new(), Vec::new(), 0);

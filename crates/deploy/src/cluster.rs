@@ -38,6 +38,7 @@ pub(crate) async fn run_all(
     progress: &dyn Progress,
 ) -> DeployReport {
     let abort = AtomicBool::new(false);
+    let schema_gate = crate::schema::Gate::new(options.schema.is_some());
     let work: Vec<_> = targets
         .iter()
         .enumerate()
@@ -45,7 +46,9 @@ pub(crate) async fn run_all(
         .collect();
     let runs: Vec<(ClusterRun, Vec<Step>)> = futures::stream::iter(work)
         .map(|(target, steps)| {
-            let abort = &abort;
+            let (abort, schema_gate) = (&abort, &schema_gate);
+            // The database is the environment's: its schema Jobs run in the first cluster.
+            let runs_schema = std::ptr::eq(target, &targets[0]);
             async move {
                 match steps {
                     Ok((steps, action)) => {
@@ -55,11 +58,16 @@ pub(crate) async fn run_all(
                             options,
                             abort,
                             progress,
+                            schema_gate,
+                            runs_schema,
                         };
                         let run = cluster.run(&steps, action, gate).await;
                         (run, steps)
                     }
                     Err(error) => {
+                        if runs_schema {
+                            schema_gate.open(false);
+                        }
                         abort.store(true, Ordering::Relaxed);
                         (ClusterRun::failed(error), Vec::new())
                     }
@@ -91,12 +99,15 @@ pub(crate) async fn run_all(
                 progress.event(&target.name, None, "rolling back");
                 // The failure that caused the undo must not stop the undo's own waits.
                 let calm = AtomicBool::new(false);
+                let open = crate::schema::Gate::new(false);
                 let cluster = Cluster {
                     target,
                     namespace,
                     options,
                     abort: &calm,
                     progress,
+                    schema_gate: &open,
+                    runs_schema: false,
                 };
                 match cluster.undo(&mut run, &steps, &reason).await {
                     Ok(()) => rolled_back = true,
@@ -161,6 +172,10 @@ pub(crate) struct Cluster<'a> {
     pub(crate) abort: &'a AtomicBool,
     /// Where events go.
     pub(crate) progress: &'a dyn Progress,
+    /// Opened by the cluster that runs the schema Jobs; the others wait at it.
+    pub(crate) schema_gate: &'a crate::schema::Gate,
+    /// Whether this cluster runs the schema Jobs (the environment's first).
+    pub(crate) runs_schema: bool,
 }
 
 impl Cluster<'_> {
@@ -182,7 +197,12 @@ impl Cluster<'_> {
     /// Runs `steps` here; a failure is kept in the returned run and raises the abort flag.
     async fn run(&self, steps: &[Step], action: Action, gate: bool) -> ClusterRun {
         let mut run = ClusterRun::new();
-        if let Err(error) = self.drive(&mut run, steps, action, gate).await {
+        let result = self.drive(&mut run, steps, action, gate).await;
+        if self.runs_schema {
+            // Whatever happened, nobody may wait for Jobs that will not run any more.
+            self.schema_gate.open(result.is_ok());
+        }
+        if let Err(error) = result {
             self.abort.store(true, Ordering::Relaxed);
             self.progress
                 .event(&self.target.name, None, &format!("failed: {error}"));
@@ -258,8 +278,13 @@ impl Cluster<'_> {
         let gate_runner = self.gate();
         if from <= Phase::Shared {
             self.apply_phase(run, steps, Phase::Shared).await?;
+            self.schema(&records, record.revision).await?;
             let debug = self.apply_phase(run, steps, Phase::Debug).await?;
             gate_runner.rollouts(Phase::Debug, &debug).await?;
+        }
+        if from > Phase::Shared && self.runs_schema {
+            // Resumed past the schema Jobs: they ran in the interrupted run.
+            self.schema_gate.open(true);
         }
         if from <= Phase::Canary {
             let canaries = self.apply_phase(run, steps, Phase::Canary).await?;
@@ -289,6 +314,30 @@ impl Cluster<'_> {
         Ok(())
     }
 
+    /// The schema Jobs, after the shared objects (the Jobs mount the Secret and the maintenance
+    /// ConfigMaps) and before any new code: run here, or waited for.
+    async fn schema(&self, records: &[Record], revision: u64) -> Result<(), Error> {
+        let Some(schema) = &self.options.schema else {
+            return Ok(());
+        };
+        if !self.runs_schema {
+            return self.schema_gate.wait(self.abort).await;
+        }
+        let work = crate::schema::work(&schema.template, records, revision);
+        let result = crate::schema::run(
+            self.target,
+            self.namespace,
+            schema,
+            &work,
+            revision,
+            self.abort,
+            self.progress,
+        )
+        .await;
+        self.schema_gate.open(result.is_ok());
+        result
+    }
+
     /// Applies the Namespace (the history lives in it), then records a new revision.
     async fn new_record(
         &self,
@@ -313,7 +362,10 @@ impl Cluster<'_> {
             .max()
             .unwrap_or(0)
             + 1;
-        let record = Record::new(revision, action, &options.user, steps);
+        let mut record = Record::new(revision, action, &options.user, steps);
+        if let Some(schema) = &options.schema {
+            record.schema = crate::schema::fingerprints(&schema.template);
+        }
         history::store_revision(client, namespace, revision, steps).await?;
         history::save(client, namespace, &record).await?;
         progress.event(&target.name, None, &format!("revision {revision} started"));
@@ -445,7 +497,9 @@ impl Cluster<'_> {
         }
         record.state = State::RolledBack;
         let own = run.error.as_ref().map(|error| error.to_string());
-        record.failure = Some(own.unwrap_or_else(|| reason.to_string()));
+        record.failure = Some(history::short_failure(
+            &own.unwrap_or_else(|| reason.to_string()),
+        ));
         history::save(client, namespace, &record).await?;
         run.record = Some(record);
         Ok(())

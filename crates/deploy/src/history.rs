@@ -108,6 +108,10 @@ pub struct Record {
     pub failure: Option<String>,
     /// Whether the full objects are still stored (only the newest revisions keep them).
     pub stored: bool,
+    /// Each wiki's schema fingerprint at this revision (none for a rollback, or a deploy
+    /// without schema Jobs): what the next deploy compares with ([`crate::schema`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub schema: BTreeMap<String, String>,
 }
 
 impl Record {
@@ -125,6 +129,7 @@ impl Record {
             values_hash: values_hash(steps),
             failure: None,
             stored: true,
+            schema: BTreeMap::new(),
         }
     }
 }
@@ -330,6 +335,23 @@ pub async fn prune_revisions(client: &kube::Client, namespace: &str) -> Result<(
     }
     Ok(())
 }
+
+/// A failure as a record keeps it: at most [`MAX_FAILURE_CHARS`] characters, its beginning
+/// (what failed) and its end (the last output) kept, so that a hundred records stay small.
+pub fn short_failure(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= MAX_FAILURE_CHARS {
+        return text.to_string();
+    }
+    let head: String = chars[..MAX_FAILURE_CHARS / 4].iter().collect();
+    let tail: String = chars[chars.len() - MAX_FAILURE_CHARS * 3 / 4..]
+        .iter()
+        .collect();
+    format!("{head}\n[...]\n{tail}")
+}
+
+/// The longest failure text a record keeps.
+pub const MAX_FAILURE_CHARS: usize = 3000;
 
 /// The newest `done` record before `revision`.
 pub fn last_done(records: &[Record], revision: u64) -> Option<&Record> {

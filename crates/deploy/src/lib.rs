@@ -12,6 +12,11 @@
 //!   so an interrupted deploy can be resumed or rolled back. Any failure in any cluster rolls back
 //!   every phase the run touched, everywhere ([`mod@rollback`]).
 //!
+//! Before the debug and canary releases, a deploy runs the wikis' schema changes as Jobs
+//! ([`schema`]): `update.php --quick` for wikis whose code changed, the installer for new ones,
+//! in the environment's first cluster; a failed one stops the deploy before any new code runs.
+//! [`jobs`] runs one maintenance Job (also `wikikube script --env ENV`).
+//!
 //! Before a deploy or rollback touches any cluster it takes the deploy lock of every cluster, a
 //! Lease renewed while it runs and released when it ends ([`lock`]), so that two people cannot
 //! deploy to the same clusters at once.
@@ -31,6 +36,7 @@ pub mod config;
 pub mod diff;
 pub mod history;
 pub mod inventory;
+pub mod jobs;
 pub mod lock;
 pub mod plan;
 pub mod progress;
@@ -38,6 +44,7 @@ pub mod report;
 pub mod rollback;
 pub mod rollout;
 pub mod run;
+pub mod schema;
 pub mod smoke;
 
 pub use config::{DeployConfig, SmokeCheck};
@@ -163,6 +170,20 @@ pub enum Error {
         /// What its status says.
         reason: String,
     },
+    /// A maintenance Job's pod did not start in time.
+    #[error("the pod of Job/{job} did not start within {seconds} s: {reason}")]
+    JobStart {
+        /// The Job.
+        job: String,
+        /// How long we waited.
+        seconds: u64,
+        /// What the pod waits for (`ImagePullBackOff: ...`).
+        reason: String,
+    },
+    /// A deploy's schema Job failed: nothing of the new code was applied. Boxed: the failure
+    /// carries the script's output, and every other `Result` of this crate would pay its size.
+    #[error("{0}")]
+    Schema(Box<SchemaFailure>),
     /// Stopped because another cluster failed.
     #[error("stopped because another cluster failed")]
     Aborted,
@@ -215,6 +236,47 @@ pub enum Error {
         /// Their size.
         bytes: usize,
     },
+}
+
+/// A schema Job that did not succeed, as [`Error::Schema`] reports it.
+#[derive(Debug)]
+pub struct SchemaFailure {
+    /// The wiki.
+    pub wiki: String,
+    /// `update.php` or `install.php`.
+    pub script: String,
+    /// The Job, kept for its `ttlSecondsAfterFinished`.
+    pub job: String,
+    /// How it ended.
+    pub outcome: jobs::Outcome,
+    /// The script's last lines.
+    pub tail: Vec<String>,
+}
+
+impl std::fmt::Display for SchemaFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the schema Job for wiki {} ({}, Job/{}) {}; nothing of the new release was applied; \
+             its last lines of output:\n{}",
+            self.wiki,
+            self.script,
+            self.job,
+            self.outcome,
+            indent(&self.tail)
+        )
+    }
+}
+
+fn indent(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "  (no output)".into();
+    }
+    lines
+        .iter()
+        .map(|line| format!("  | {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Error {

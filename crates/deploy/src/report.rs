@@ -29,6 +29,8 @@ pub struct Options {
     pub resume: bool,
     /// How long the deploy lock lasts after its last renewal; it is renewed every third of it.
     pub lock_duration: Duration,
+    /// The wikis' schema Jobs ([`crate::schema`]); none: the deploy runs none (a rollback).
+    pub schema: Option<crate::schema::Schema>,
 }
 
 impl Default for Options {
@@ -44,6 +46,7 @@ impl Default for Options {
             // Long enough that a slow API server does not cost us the lock between renewals,
             // short enough that a killed deploy does not block the next one for long.
             lock_duration: Duration::from_secs(60),
+            schema: None,
         }
     }
 }

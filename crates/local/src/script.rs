@@ -8,44 +8,11 @@
 use std::process::{Command, ExitStatus, Output, Stdio};
 
 use wikikube_model::{ReleaseName, ResolvedSite};
-use wikikube_render::config::paths::FARM_DIR;
 
 use crate::{podman, Error};
 
-/// One maintenance script run.
-#[derive(Clone, Debug)]
-pub struct ScriptRequest {
-    /// The wiki's database name (`enwiki`).
-    pub wiki: String,
-    /// The script: a path under the MediaWiki version's code (`maintenance/update.php`) or a
-    /// bare name, which means one in `maintenance/` (`showSiteStats.php`).
-    pub script: String,
-    /// The script's own arguments.
-    pub arguments: Vec<String>,
-}
-
-impl ScriptRequest {
-    /// The script's path relative to the wiki's MediaWiki code.
-    pub fn script_path(&self) -> String {
-        if self.script.contains('/') {
-            self.script.clone()
-        } else {
-            format!("maintenance/{}", self.script)
-        }
-    }
-
-    /// The command line that runs it in an app container, the same locally and in a Job.
-    pub fn command_line(&self) -> Vec<String> {
-        let mut line = vec![
-            "php".to_string(),
-            format!("{FARM_DIR}/multiversion/mwscript.php"),
-            self.wiki.clone(),
-            self.script_path(),
-        ];
-        line.extend(self.arguments.iter().cloned());
-        line
-    }
-}
+/// One maintenance script run; its command line is shared with the cluster's Jobs.
+pub use wikikube_render::maintenance::ScriptRequest;
 
 /// Checks that the site has the wiki, naming the wikis it has when not.
 pub fn check_wiki(site: &ResolvedSite, wiki: &str) -> Result<(), Error> {

@@ -9,6 +9,10 @@
 //! Objects are built as typed values, never by templating YAML; only the config files of the
 //! cake's programs (apache, php-fpm) use templates, in [`config`], with typed inputs.
 //!
+//! In a Kubernetes environment [`Rendered::maintenance`] is the template of the Jobs that run
+//! maintenance scripts ([`maintenance`]): not an object to apply, but what `deploy` makes one
+//! Job per run from.
+//!
 //! This crate does no I/O except [`Rendered::write_dir`]; it does not talk to clusters (that is
 //! `deploy`), run containers (`local`) or build images (`image`, which takes
 //! [`config::mediawiki::config_files`] for the app image's configuration layer).
@@ -19,6 +23,7 @@ pub mod edge;
 pub mod labels;
 pub mod lint;
 pub mod machine;
+pub mod maintenance;
 pub mod naming;
 pub mod objects;
 pub mod pod;
@@ -88,6 +93,8 @@ pub struct Rendered {
     pub components: Vec<RenderedComponent>,
     /// Findings of rules the user allowed.
     pub allowed: Vec<Finding>,
+    /// In a Kubernetes environment, the template of maintenance script Jobs.
+    pub maintenance: Option<maintenance::Maintenance>,
 }
 
 /// The objects of one release.
@@ -167,7 +174,11 @@ impl Rendered {
 /// Renders every object of `site`'s environment and lints them.
 pub fn render(site: &ResolvedSite, options: &RenderOptions) -> Result<Rendered, RenderError> {
     let mut rendered = build(site)?;
-    let (allowed, refused): (Vec<Finding>, Vec<Finding>) = lint::lint(&rendered.objects())
+    let mut findings = lint::lint(&rendered.objects());
+    if let Some(template) = &rendered.maintenance {
+        findings.extend(lint::lint_job(&lint::sample_job(template)));
+    }
+    let (allowed, refused): (Vec<Finding>, Vec<Finding>) = findings
         .into_iter()
         .partition(|finding| options.allow.contains(&finding.rule));
     if !refused.is_empty() {
@@ -264,6 +275,11 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
             });
         }
     }
+    let maintenance = match site.environment.kind {
+        EnvironmentKind::Kubernetes => maintenance_template(site, &releases, &meta, &mut shared),
+        // One machine runs scripts in the running app container (`local`), not in Jobs.
+        EnvironmentKind::Local => None,
+    };
     let mut components = Vec::new();
     let edge = edge::objects(site, &meta);
     if !edge.is_empty() {
@@ -293,7 +309,34 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         releases,
         components,
         allowed: Vec::new(),
+        maintenance,
     })
+}
+
+/// The maintenance Job template, and the shared ConfigMaps its pods mount: copies of the PHP and
+/// mcrouter files of the release scripts run with (see [`maintenance`] for why copies).
+fn maintenance_template(
+    site: &ResolvedSite,
+    releases: &[RenderedRelease],
+    meta: &impl Fn(String) -> ObjectMeta,
+    shared: &mut Vec<Object>,
+) -> Option<maintenance::Maintenance> {
+    let deployment = maintenance::script_deployment(site)?;
+    let values = &deployment.release(ReleaseName::Main)?.values;
+    let release = releases
+        .iter()
+        .find(|r| r.deployment == deployment.name && r.release == ReleaseName::Main)?;
+    let template =
+        maintenance::Maintenance::new(site, &deployment.name, release.deployment_object()?)?;
+    shared.push(config_map(
+        meta(naming::maintenance_config(site, "php")),
+        config::php::files(&values.php),
+    ));
+    shared.push(config_map(
+        meta(naming::maintenance_config(site, "mcrouter")),
+        config::mcrouter::files(&values.memcached, &site.environment.datacenter),
+    ));
+    Some(template)
 }
 
 /// What every release of a site mounts or names from the shared objects.

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde::Serialize;
 
@@ -89,6 +90,76 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{}] {}: {}", self.rule, self.object, self.message)
     }
+}
+
+/// A maintenance Job as the template makes it, for [`lint_job`] at render time: the first
+/// wiki's `showSiteStats.php`, with a deadline.
+pub fn sample_job(template: &crate::maintenance::Maintenance) -> Job {
+    let wiki = template.wikis.keys().next().cloned().unwrap_or_default();
+    let request = crate::maintenance::ScriptRequest {
+        wiki,
+        script: "showSiteStats.php".into(),
+        arguments: Vec::new(),
+    };
+    let settings = crate::maintenance::JobSettings {
+        user: "lint".into(),
+        deadline_seconds: Some(3600),
+        ..crate::maintenance::JobSettings::default()
+    };
+    template.script_job(&request, &settings, "0")
+}
+
+/// Checks a maintenance Job: the same rules as a Deployment's pods, except that the container
+/// running the script needs no probe (it runs to its end and serves nothing); its sidecars do.
+pub fn lint_job(job: &Job) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let object = format!("Job/{}", job.metadata.name.as_deref().unwrap_or_default());
+    let mut report = |rule: Rule, message: String| {
+        findings.push(Finding {
+            rule,
+            object: object.clone(),
+            message,
+        });
+    };
+    let name = job.metadata.name.as_deref().unwrap_or_default();
+    // The Job controller names its pods `{job}-{5 characters}` and labels them with the Job's
+    // name, a 63-character label value: 52 leaves room for the suffix and its dash.
+    if !is_dns_label(name) || name.len() > 52 {
+        report(
+            Rule::Names,
+            format!("`{name}` must be a DNS-1123 label of at most 52 characters"),
+        );
+    }
+    for (key, value) in job.metadata.labels.iter().flatten() {
+        if value.len() > 63 {
+            report(
+                Rule::Names,
+                format!("label {key} has a value longer than 63 characters"),
+            );
+        }
+    }
+    let Some(pod) = job
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+    else {
+        report(Rule::Probes, "has no pod template".into());
+        return findings;
+    };
+    let mut all = pod.clone();
+    all.containers
+        .extend(pod.init_containers.iter().flatten().cloned());
+    check_pod_security(&all, &mut report);
+    for container in &pod.containers {
+        let mut script = container.clone();
+        // Stands in for the probe a run-to-completion container does not have.
+        script.liveness_probe = Some(Default::default());
+        check_container(&script, &mut report);
+    }
+    for container in pod.init_containers.iter().flatten() {
+        check_container(container, &mut report);
+    }
+    findings
 }
 
 /// Checks every object against every rule.

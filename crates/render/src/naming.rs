@@ -33,6 +33,12 @@ pub fn private_secret(site: &ResolvedSite) -> String {
     format!("{}-private", site.spec.site.name)
 }
 
+/// One of the ConfigMaps maintenance Jobs mount, `{site}-maintenance-{part}` (`php`,
+/// `mcrouter`): copies of the files of the release scripts run with.
+pub fn maintenance_config(site: &ResolvedSite, part: &str) -> String {
+    format!("{}-maintenance-{part}", site.spec.site.name)
+}
+
 /// The Secret of a self-signed certificate (made by `wikikube up` on one machine).
 pub fn self_signed_certificate(site: &ResolvedSite) -> String {
     format!("{}-self-signed-tls", site.spec.site.name)

@@ -45,6 +45,20 @@ fn rendered_files(environment: &str, out: &Path) -> Vec<PathBuf> {
         "{environment} rendered {} files",
         files.len()
     );
+    // A maintenance Job, as `wikikube script` and a deploy's schema phase create them: not an
+    // object of the render, but made from its template, and just as strictly checked.
+    if let Some(template) = &rendered.maintenance {
+        let job = wikikube_render::lint::sample_job(template);
+        let path = dir.join("999-job-maintenance.yaml");
+        std::fs::write(&path, serde_yaml_ng::to_string(&job).unwrap()).unwrap();
+        files.push(path);
+        let install = template
+            .install_job("enwiki", &Default::default(), "1")
+            .unwrap();
+        let path = dir.join("999-job-install.yaml");
+        std::fs::write(&path, serde_yaml_ng::to_string(&install).unwrap()).unwrap();
+        files.push(path);
+    }
     files
 }
 
@@ -55,6 +69,12 @@ fn every_environment_validates_strictly_against_the_supported_kubernetes_version
     for environment in ["local", "eqiad", "codfw"] {
         files.extend(rendered_files(environment, scratch.path()));
     }
+    assert!(
+        files
+            .iter()
+            .any(|file| file.ends_with("999-job-install.yaml")),
+        "the maintenance Jobs are checked too"
+    );
     for version in VERSIONS {
         let (valid, report) = validate(&files, version);
         assert!(

@@ -12,6 +12,10 @@ use crate::{exit, SiteArgs};
 /// Deploy an environment: debug, then canary, then the gate (rollout, smoke checks, soak), then
 /// main, in every cluster at once; any failure rolls back everything the deploy touched.
 ///
+/// Before any new code runs, the wikis' schema Jobs run in the first cluster: update.php --quick
+/// for wikis whose code changed since the last finished deploy, the installer for new wikis. A
+/// failed one stops the deploy with the wiki and the script's last lines (docs/deploy.md).
+///
 /// Smoke checks and the soak time come from SITE_DIR/deploy.toml (see docs/deploy.md) or
 /// --deploy-config. A deploy that was interrupted must be finished with --resume or undone with
 /// `wikikube rollback` before another can start.
@@ -34,6 +38,12 @@ pub struct DeployArgs {
     /// How many clusters deploy at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     parallel: usize,
+    /// Skip the wikis' schema Jobs (update.php, the installer) that run before any new code.
+    #[arg(long)]
+    skip_schema: bool,
+    /// Stop a schema Job after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = wikikube_deploy::schema::DEFAULT_DEADLINE_SECONDS)]
+    schema_deadline: u32,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -97,13 +107,21 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
         Some(path) => wikikube_deploy::DeployConfig::read(path)?,
         None => wikikube_deploy::DeployConfig::for_site(&args.site_dir)?,
     };
-    let options = wikikube_deploy::Options {
+    let mut options = wikikube_deploy::Options {
         soak: Duration::from_secs(args.soak.unwrap_or(config.canary.soak_seconds)),
         smoke: config.smoke,
         parallel: args.parallel,
         resume: args.resume,
         ..wikikube_deploy::Options::default()
     };
+    if !args.skip_schema {
+        options.schema = wikikube_deploy::schema::Schema::of(&loaded.rendered, &options.user).map(
+            |mut schema| {
+                schema.settings.deadline_seconds = Some(args.schema_deadline);
+                schema
+            },
+        );
+    }
     let steps = wikikube_deploy::plan(&loaded.rendered);
     let namespace = &loaded.site.spec.site.namespace;
     let progress = bars(&loaded.targets);

@@ -252,11 +252,16 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<u8> {
 ///
 /// In a local environment the script runs in the app container of the first deployment's main
 /// release (`wikikube up` first), through the farm's multiversion mwscript.php, with this
-/// terminal's input and output; wikikube exits with the script's exit status.
+/// terminal's input and output. In a Kubernetes environment it runs as a Job of its own, from
+/// the same release's image and settings, in the environment's first cluster (or --cluster);
+/// the Job is labelled with the wiki, the script and $USER, and kept with its output for
+/// --keep seconds. Either way wikikube exits with the script's exit status (1 when the Job was
+/// stopped at its --deadline or its pod did not start).
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  wikikube script enwiki showSiteStats.php\n  \
-                        wikikube script enwiki maintenance/update.php -- --quick"
+                        wikikube script enwiki maintenance/update.php -- --quick\n  \
+                        wikikube script enwiki showSiteStats.php --env eqiad --follow"
 )]
 pub struct ScriptArgs {
     /// The wiki's database name, such as enwiki.
@@ -276,6 +281,21 @@ pub struct ScriptArgs {
     /// The directory config management writes private values into [default: SITE_DIR/private].
     #[arg(long, value_name = "DIR")]
     private_dir: Option<PathBuf>,
+    /// The cluster to run the Job in [default: the environment's first] (clusters only).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Print the script's output as it runs, rather than when it ends (clusters only).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Stop the Job after this many seconds (its activeDeadlineSeconds) (clusters only).
+    #[arg(long, value_name = "SECONDS")]
+    pub deadline: Option<u32>,
+    /// Keep the finished Job and its output this many seconds (clusters only).
+    #[arg(long, value_name = "SECONDS", default_value_t = wikikube_render::maintenance::DEFAULT_KEEP_SECONDS)]
+    pub keep: u32,
+    /// Print a JSON report (the Job, its outcome and the output) (clusters only).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the script and passes its exit status on.
@@ -284,18 +304,14 @@ pub fn script(args: &ScriptArgs) -> anyhow::Result<u8> {
         private_dir: args.private_dir.clone(),
     };
     let site = wikikube_model::load(&args.site_dir, &args.environment, &options)?;
-    if site.environment.kind != wikikube_model::EnvironmentKind::Local {
-        anyhow::bail!(
-            "environment {} is a cluster: `wikikube script` runs in a local environment only so \
-             far (a Kubernetes Job per run is planned)",
-            args.environment
-        );
-    }
     let request = wikikube_local::script::ScriptRequest {
         wiki: args.wiki.clone(),
         script: args.script.clone(),
         arguments: args.arguments.clone(),
     };
+    if site.environment.kind != wikikube_model::EnvironmentKind::Local {
+        return super::script::in_cluster(&site, &request, args);
+    }
     let status = wikikube_local::script::run(&site, &request)?;
     Ok(status
         .code()

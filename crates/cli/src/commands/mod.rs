@@ -8,6 +8,7 @@ pub mod history;
 pub mod local;
 pub mod render;
 pub mod rollback;
+pub mod script;
 
 use std::io::Write;
 

@@ -3,6 +3,10 @@
 //! plays a Deployment controller whose status moves one step each time a Deployment is read.
 //! Create (POST, 409 AlreadyExists), replace (PUT, 409 Conflict on a stale resourceVersion) and
 //! delete (with preconditions) behave as on a real server, for the deploy lock's Lease.
+//! Jobs are simulated too: a created Job gets one pod (labelled with the Job's name, as the Job
+//! controller does) that goes Pending, Running, then ends as the test scripted it
+//! ([`FakeApi::script_job`]): exit 0 by default, an exit code, or the Job's deadline; the pod's
+//! log (`pods/NAME/log`, streamed line by line with `follow=true`) is the scripted output.
 //! It is not Kubernetes: it checks what wikikube does with the status a controller reports,
 //! not what a real controller reports. Tests against a real cluster are in `tests/real_cluster.rs`.
 #![allow(dead_code)] // Each test binary uses a part of it.
@@ -13,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, Request, Response, StatusCode};
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 pub mod site;
@@ -34,6 +39,33 @@ pub enum Behaviour {
     FailsSmoke,
 }
 
+/// How a simulated Job's pod ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The script exits with this code.
+    Exit(i32),
+    /// The Job runs past its activeDeadlineSeconds: the controller fails it and deletes its pod.
+    Deadline,
+}
+
+/// What a simulated Job's pod prints and how it ends.
+#[derive(Clone, Debug)]
+pub struct JobScript {
+    /// Its output lines.
+    pub output: Vec<String>,
+    /// How it ends.
+    pub end: JobEnd,
+}
+
+struct SimJob {
+    pod: String,
+    reads: u32,
+    script: JobScript,
+}
+
+/// Reads of a Job after which its pod has ended.
+const JOB_ENDS_AT_READ: u32 = 4;
+
 #[derive(Default)]
 struct State {
     objects: BTreeMap<(String, String, String), Value>,
@@ -42,6 +74,10 @@ struct State {
     version: u64,
     /// Method, path and query of every request.
     requests: Vec<String>,
+    /// Jobs by name, with their pod's progress.
+    jobs: BTreeMap<String, SimJob>,
+    /// Scripts for Jobs whose name or command line contain a marker.
+    job_scripts: Vec<(String, JobScript)>,
     /// Called with the history records' text whenever they are written.
     stop_at_state: Option<(String, tokio::sync::mpsc::UnboundedSender<()>)>,
 }
@@ -87,6 +123,16 @@ impl FakeApi {
     pub fn behave(&self, marker: &str, behaviour: Behaviour) {
         let mut state = self.state.lock().unwrap();
         state.behaviours.insert(0, (marker.into(), behaviour));
+    }
+
+    /// Jobs whose name or command line contains `marker` print `output` and end so.
+    pub fn script_job(&self, marker: &str, output: &[&str], end: JobEnd) {
+        let script = JobScript {
+            output: output.iter().map(|line| line.to_string()).collect(),
+            end,
+        };
+        let mut state = self.state.lock().unwrap();
+        state.job_scripts.insert(0, (marker.into(), script));
     }
 
     /// Sends on the returned channel when the history first records `state`.
@@ -215,6 +261,11 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             let Some(object) = state.objects.get(&key).cloned() else {
                 return status(404, "NotFound", &format!("{plural} \"{name}\" not found"));
             };
+            if plural == "jobs" {
+                let object = job_controller(&mut state, object);
+                state.objects.insert(key, object.clone());
+                return ok(&object);
+            }
             if plural == "deployments" {
                 let reads = state.reads.entry(name.to_string()).or_default();
                 *reads += 1;
@@ -275,6 +326,34 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             object["metadata"]["resourceVersion"] = json!(version.to_string());
             object["metadata"]["uid"] = json!(format!("uid-{version}"));
             object["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::now().to_string());
+            if plural == "jobs" {
+                let command = object["spec"]["template"]["spec"]["containers"][0]["command"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|part| part.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let text = format!("{name} {command}");
+                let script = state
+                    .job_scripts
+                    .iter()
+                    .find(|(marker, _)| text.contains(marker.as_str()))
+                    .map(|(_, script)| script.clone())
+                    .unwrap_or_else(|| JobScript {
+                        output: vec![format!("simulated: {command}")],
+                        end: JobEnd::Exit(0),
+                    });
+                let pod = format!("{name}-sim01");
+                state.jobs.insert(
+                    name.clone(),
+                    SimJob {
+                        pod,
+                        reads: 0,
+                        script,
+                    },
+                );
+            }
             state.objects.insert(key, object.clone());
             created(&object)
         }
@@ -448,6 +527,96 @@ fn controller(mut deployment: Value, behaviour: Behaviour, reads: u32) -> Value 
     deployment
 }
 
+/// One step of the simulated Job controller: the Job's status after one more read.
+fn job_controller(state: &mut State, mut job: Value) -> Value {
+    let name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let Some(sim) = state.jobs.get_mut(&name) else {
+        return job;
+    };
+    sim.reads += 1;
+    let now = jiff::Timestamp::now().to_string();
+    let condition = |kind: &str, reason: &str| {
+        json!([{"type": kind, "status": "True", "reason": reason,
+            "message": format!("simulated: {reason}"), "lastTransitionTime": now}])
+    };
+    job["status"] = match (sim.reads >= JOB_ENDS_AT_READ, sim.script.end) {
+        (false, _) => json!({"active": 1}),
+        (true, JobEnd::Exit(0)) => {
+            json!({"succeeded": 1, "conditions": condition("Complete", "Completed")})
+        }
+        (true, JobEnd::Exit(_)) => {
+            json!({"failed": 1, "conditions": condition("Failed", "BackoffLimitExceeded")})
+        }
+        (true, JobEnd::Deadline) => {
+            json!({"failed": 1, "conditions": condition("Failed", "DeadlineExceeded")})
+        }
+    };
+    job
+}
+
+/// The pod of a simulated Job, as its Job's reads so far have it.
+fn job_pods(state: &State, namespace: &str, query: &str) -> Response<Body> {
+    let wanted = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("labelSelector="))
+        .map(|s| s.replace("%2F", "/").replace("%3D", "="))
+        .unwrap_or_default();
+    let mut items = Vec::new();
+    for (job, sim) in &state.jobs {
+        if wanted != format!("batch.kubernetes.io/job-name={job}") {
+            continue;
+        }
+        let ended = sim.reads >= JOB_ENDS_AT_READ;
+        if ended && sim.script.end == JobEnd::Deadline {
+            continue; // the controller deleted it
+        }
+        let container = |state: Value| {
+            json!([{"name": "app", "ready": !ended, "restartCount": 0, "image": "app",
+                "imageID": "", "state": state}])
+        };
+        let now = jiff::Timestamp::now().to_string();
+        let status = match (sim.reads, sim.script.end) {
+            (0 | 1, _) => json!({"phase": "Pending", "containerStatuses": container(
+                json!({"waiting": {"reason": "ContainerCreating"}}))}),
+            (reads, _) if reads < JOB_ENDS_AT_READ => json!({"phase": "Running",
+                "containerStatuses": container(json!({"running": {"startedAt": now}}))}),
+            (_, JobEnd::Exit(code)) => json!({
+                "phase": if code == 0 { "Succeeded" } else { "Failed" },
+                "containerStatuses": container(json!({"terminated": {"exitCode": code,
+                    "reason": if code == 0 { "Completed" } else { "Error" },
+                    "startedAt": now, "finishedAt": now}}))}),
+            (_, JobEnd::Deadline) => unreachable!("deleted above"),
+        };
+        items.push(json!({"metadata": {"name": sim.pod, "namespace": namespace,
+            "labels": {"batch.kubernetes.io/job-name": job}}, "status": status}));
+    }
+    ok(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}))
+}
+
+/// A simulated Job pod's log: every line at once, or with `follow=true` one line every 20 ms.
+fn job_log(state: &State, pod: &str, query: &str) -> Response<Body> {
+    let Some(sim) = state.jobs.values().find(|sim| sim.pod == pod) else {
+        return status(404, "NotFound", &format!("pods \"{pod}\" not found"));
+    };
+    if sim.reads >= JOB_ENDS_AT_READ && sim.script.end == JobEnd::Deadline {
+        return status(404, "NotFound", &format!("pods \"{pod}\" not found"));
+    }
+    let lines: Vec<String> = sim.script.output.iter().map(|l| format!("{l}\n")).collect();
+    if !query.contains("follow=true") {
+        return Response::builder()
+            .body(Body::from(lines.concat()))
+            .unwrap();
+    }
+    let stream = futures::stream::iter(lines).then(|line| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok::<_, std::io::Error>(line)
+    });
+    Response::builder().body(Body::from_stream(stream)).unwrap()
+}
+
 fn settle(behaviour: Behaviour) -> u32 {
     match behaviour {
         Behaviour::Healthy(n) => n,
@@ -469,6 +638,12 @@ fn pods(
         .filter(|((plural, ns, _), _)| plural == "deployments" && ns == namespace)
         .map(|(_, value)| value.clone())
         .collect();
+    if name.is_empty() && query.contains("job-name") {
+        return job_pods(state, namespace, query);
+    }
+    if tail.first() == Some(&"log") {
+        return job_log(state, name, query);
+    }
     if name.is_empty() {
         let selector = query
             .split('&')

@@ -59,5 +59,6 @@ pub fn fast_options() -> wikikube_deploy::Options {
         parallel: 2,
         resume: false,
         lock_duration: std::time::Duration::from_secs(60),
+        schema: None,
     }
 }

@@ -1,0 +1,366 @@
+//! Maintenance Jobs and the schema Jobs of a deploy, against the loopback **simulation** of an
+//! API server (`tests/support`), whose Job controller runs no PHP: each Job's pod prints what the
+//! test scripted and ends as scripted. What is checked is what wikikube creates, how it follows
+//! a Job, and what a deploy does with the outcome; a real Job controller and real MediaWiki
+//! scripts are not exercised here.
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use support::site::{farm_dir, farm_steps, fast_options, with_image};
+use support::{FakeApi, JobEnd};
+use wikikube_deploy::history::State;
+use wikikube_deploy::jobs::{JobOptions, Outcome};
+use wikikube_deploy::progress::{Log, Quiet};
+use wikikube_deploy::schema::Schema;
+use wikikube_deploy::Phase;
+use wikikube_render::maintenance::{JobSettings, Maintenance, ScriptRequest};
+
+fn template(env: &str) -> Maintenance {
+    let site =
+        wikikube_model::load(&farm_dir(), env, &wikikube_model::LoadOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    rendered.maintenance.expect("a Kubernetes environment")
+}
+
+fn fast_jobs(follow: bool) -> JobOptions {
+    JobOptions {
+        poll: std::time::Duration::from_millis(2),
+        follow,
+        start_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
+fn schema(template: Maintenance) -> Schema {
+    Schema {
+        template,
+        settings: JobSettings {
+            user: "tester".into(),
+            deadline_seconds: Some(600),
+            ..JobSettings::default()
+        },
+        jobs: fast_jobs(false),
+    }
+}
+
+/// The example farm deployed once to a simulated cluster, without schema Jobs.
+async fn deployed() -> (FakeApi, String) {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let report = wikikube_deploy::deploy(
+        &[fake.target("eqiad")],
+        &namespace,
+        &steps,
+        &fast_options(),
+        &Quiet,
+    )
+    .await;
+    assert!(report.ok, "{}", report.to_text());
+    (fake, namespace)
+}
+
+fn job_names(fake: &FakeApi) -> Vec<String> {
+    fake.names("jobs")
+}
+
+#[tokio::test]
+async fn simulated_script_job_streams_its_output_and_succeeds() {
+    let (fake, namespace) = deployed().await;
+    let script = [
+        "Total edits: 1234",
+        "Number of articles: 56",
+        "Total pages: 78",
+        "Number of users: 9",
+    ];
+    fake.script_job("showSiteStats.php", &script, JobEnd::Exit(0));
+    let request = ScriptRequest {
+        wiki: "enwiki".into(),
+        script: "showSiteStats.php".into(),
+        arguments: vec!["--verbose".into()],
+    };
+    let settings = JobSettings {
+        user: "Jane Doe".into(),
+        deadline_seconds: Some(120),
+        keep_seconds: 3600,
+    };
+    let job = template("eqiad").script_job(&request, &settings, "abc123");
+    let seen = Mutex::new(Vec::new());
+    let report = wikikube_deploy::jobs::run(
+        &fake.target("eqiad"),
+        &namespace,
+        &job,
+        &fast_jobs(true),
+        &Quiet,
+        &|line: &str| {
+            seen.lock()
+                .unwrap()
+                .push((Instant::now(), line.to_string()))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    assert_eq!(report.outcome.exit_code(), 0);
+    let seen = seen.into_inner().unwrap();
+    let lines: Vec<&str> = seen.iter().map(|(_, line)| line.as_str()).collect();
+    assert_eq!(lines, script);
+    assert_eq!(report.tail, script);
+    // Streamed: the lines came as the pod printed them (20 ms apart), not in one piece at
+    // the end.
+    let spread = seen.last().unwrap().0 - seen[0].0;
+    assert!(
+        spread.as_millis() >= 40,
+        "all lines came at once: {spread:?}"
+    );
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.contains("/log?") && r.contains("follow=true") && r.contains("container=app")));
+
+    // The Job as created: the same command line as `wikikube script` on one machine, one try,
+    // a deadline, kept for the asked time, labelled with the wiki, the script and the person.
+    let created = fake.object("jobs", "mwscript-enwiki-abc123").unwrap();
+    let spec = &created["spec"];
+    assert_eq!(spec["backoffLimit"], 0);
+    assert_eq!(spec["activeDeadlineSeconds"], 120);
+    assert_eq!(spec["ttlSecondsAfterFinished"], 3600);
+    assert_eq!(
+        spec["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(request.command_line())
+    );
+    let labels = &created["metadata"]["labels"];
+    assert_eq!(labels["wikikube.org/wiki"], "enwiki");
+    assert_eq!(labels["wikikube.org/script"], "showSiteStats.php");
+    assert_eq!(labels["wikikube.org/user"], "Jane_Doe");
+}
+
+#[tokio::test]
+async fn simulated_failing_script_reports_its_exit_code_and_output_at_the_end() {
+    let (fake, namespace) = deployed().await;
+    fake.script_job(
+        "deleteBatch.php",
+        &["Deleting Page_1", "Fatal error: no such page"],
+        JobEnd::Exit(3),
+    );
+    let request = ScriptRequest {
+        wiki: "dewiki".into(),
+        script: "deleteBatch.php".into(),
+        arguments: Vec::new(),
+    };
+    let job = template("eqiad").script_job(&request, &JobSettings::default(), "x1");
+    let seen = Mutex::new(Vec::new());
+    let report = wikikube_deploy::jobs::run(
+        &fake.target("eqiad"),
+        &namespace,
+        &job,
+        &fast_jobs(false),
+        &Quiet,
+        &|line: &str| seen.lock().unwrap().push(line.to_string()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            exit_code: Some(3),
+            reason: "Error".into()
+        }
+    );
+    assert_eq!(report.outcome.exit_code(), 3);
+    assert_eq!(
+        seen.into_inner().unwrap(),
+        ["Deleting Page_1", "Fatal error: no such page"]
+    );
+    assert!(!fake.requests().iter().any(|r| r.contains("follow=true")));
+}
+
+#[tokio::test]
+async fn simulated_deadline_exceeded_is_reported_as_such() {
+    let (fake, namespace) = deployed().await;
+    fake.script_job(
+        "runJobs.php",
+        &["Running job 1", "Running job 2"],
+        JobEnd::Deadline,
+    );
+    let request = ScriptRequest {
+        wiki: "enwiki".into(),
+        script: "runJobs.php".into(),
+        arguments: Vec::new(),
+    };
+    let settings = JobSettings {
+        deadline_seconds: Some(30),
+        ..JobSettings::default()
+    };
+    let job = template("eqiad").script_job(&request, &settings, "d1");
+    let log = Log::default();
+    let report = wikikube_deploy::jobs::run(
+        &fake.target("eqiad"),
+        &namespace,
+        &job,
+        &fast_jobs(true),
+        &log,
+        &|_: &str| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::DeadlineExceeded { seconds: Some(30) }
+    );
+    assert_eq!(report.outcome.exit_code(), 1);
+    assert_eq!(report.tail, ["Running job 1", "Running job 2"]);
+    assert!(
+        log.lines()
+            .iter()
+            .any(|line| line.contains("stopped at its deadline of 30 s")),
+        "{:?}",
+        log.lines()
+    );
+}
+
+#[tokio::test]
+async fn simulated_schema_jobs_run_for_new_and_changed_wikis_only_in_the_first_cluster() {
+    let (eqiad, codfw) = (FakeApi::start().await, FakeApi::start().await);
+    let targets = [eqiad.target("eqiad"), codfw.target("codfw")];
+    let (namespace, steps) = farm_steps("eqiad");
+    let v1 = template("eqiad");
+    let wikis: Vec<String> = v1.wikis.keys().cloned().collect();
+    assert!(wikis.len() >= 2, "{wikis:?}");
+    let mut options = fast_options();
+    options.schema = Some(schema(v1.clone()));
+
+    // First deploy: nothing recorded, so every wiki gets the installer.
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+    let first = job_names(&eqiad);
+    assert_eq!(first.len(), wikis.len(), "{first:?}");
+    assert!(first.iter().all(|name| name.starts_with("mwinstall-")));
+    assert!(
+        job_names(&codfw).is_empty(),
+        "the database is shared: one cluster runs the Jobs"
+    );
+    let installer = eqiad.object("jobs", &first[0]).unwrap();
+    let command = installer["spec"]["template"]["spec"]["containers"][0]["command"].to_string();
+    assert!(command.contains("install.php") && command.contains("--dbname="));
+
+    // The same site again: no wiki changed, no Job.
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+    assert_eq!(job_names(&eqiad).len(), wikis.len());
+
+    // A new wiki, and one wiki whose code changed: an installer and an update.
+    let mut v2 = v1.clone();
+    let mut added = v2.wikis[&wikis[0]].clone();
+    added.fingerprint = "new".into();
+    v2.wikis.insert("newwiki".into(), added);
+    v2.wikis.get_mut(&wikis[1]).unwrap().fingerprint = "changed".into();
+    options.schema = Some(schema(v2));
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+    let mut new: Vec<String> = job_names(&eqiad)
+        .into_iter()
+        .filter(|name| !first.contains(name))
+        .collect();
+    new.sort();
+    assert_eq!(new.len(), 2, "{new:?}");
+    assert!(new[0].starts_with("mwinstall-newwiki-"), "{new:?}");
+    let update = wikis[1].replace('_', "-");
+    assert!(
+        new[1].starts_with(&format!("mwupdate-{update}-")),
+        "{new:?}"
+    );
+}
+
+#[tokio::test]
+async fn simulated_failing_update_stops_the_deploy_before_any_new_code_with_wiki_and_output() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let v1 = template("eqiad");
+    let mut options = fast_options();
+    options.schema = Some(schema(v1.clone()));
+    let report = wikikube_deploy::deploy(
+        &[fake.target("eqiad")],
+        &namespace,
+        &steps,
+        &options,
+        &Quiet,
+    )
+    .await;
+    assert!(report.ok, "{}", report.to_text());
+    let image_of = |deployment: &str| {
+        fake.object("deployments", deployment).unwrap()["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "app")
+            .unwrap()["image"]
+            .clone()
+    };
+    let (main_before, canary_before) = (image_of("mw-web-main"), image_of("mw-web-canary"));
+
+    // v2: a new app image everywhere, so every wiki's schema fingerprint changes.
+    let image = "registry.farm.test/wikikube/app:v2";
+    let mut v2_steps = steps.clone();
+    for phase in [Phase::Debug, Phase::Canary, Phase::Main] {
+        v2_steps = with_image(&v2_steps, phase, image);
+    }
+    let mut v2 = v1.clone();
+    v2.pod.containers[0].image = Some(image.into());
+    for schema in v2.wikis.values_mut() {
+        schema.fingerprint.push_str("-v2");
+    }
+    options.schema = Some(schema(v2));
+    fake.script_job(
+        "mwupdate-enwiki",
+        &[
+            "MediaWiki 1.39 Updater",
+            "...have ipb_id field in ipblocks table.",
+            "Wikimedia\\Rdbms\\DBQueryError: Error 1054: Unknown column 'bt_target'",
+        ],
+        JobEnd::Exit(1),
+    );
+    fake.clear_requests();
+    let report = wikikube_deploy::deploy(
+        &[fake.target("eqiad")],
+        &namespace,
+        &v2_steps,
+        &options,
+        &Quiet,
+    )
+    .await;
+    assert!(!report.ok);
+    let failure = report.failure.clone().unwrap();
+    assert!(failure.contains("wiki enwiki"), "{failure}");
+    assert!(failure.contains("update.php"), "{failure}");
+    assert!(failure.contains("exit code 1"), "{failure}");
+    assert!(failure.contains("Unknown column 'bt_target'"), "{failure}");
+    assert!(
+        report.to_text().contains("Unknown column"),
+        "{}",
+        report.to_text()
+    );
+
+    // Nothing of the new code reached the cluster: no Deployment was applied at all.
+    let applied: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("PATCH") && r.contains("/deployments/"))
+        .collect();
+    assert!(applied.is_empty(), "{applied:?}");
+    assert_eq!(image_of("mw-web-main"), main_before);
+    assert_eq!(image_of("mw-web-canary"), canary_before);
+
+    let history = wikikube_deploy::history::read(&fake.client(), &namespace)
+        .await
+        .unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.state, State::RolledBack);
+    let recorded = last.failure.clone().unwrap();
+    assert!(
+        recorded.contains("enwiki") && recorded.contains("bt_target"),
+        "{recorded}"
+    );
+}
