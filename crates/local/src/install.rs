@@ -13,34 +13,11 @@ use crate::{podman, Error};
 use wikikube_render::config::paths::SECRETS_DIR;
 use wikikube_render::machine::DATA_DIR;
 
-/// The private value holding the wikis' administrator password.
-pub const ADMIN_PASSWORD: &str = "admin_password";
-
-/// The name of the administrator account the installer creates.
-pub const ADMIN_USER: &str = "Admin";
+use wikikube_render::maintenance::DATABASE_PROBE as PROBE;
+pub use wikikube_render::maintenance::{ADMIN_PASSWORD, ADMIN_USER};
 
 /// How long a database server that was just started may take to accept connections.
 const DATABASE_START: Duration = Duration::from_secs(90);
-
-/// Asks a MariaDB server, from the app container, whether a wiki's database is installed.
-/// Arguments: `host:port`, user, password file, database name. Exit status: 0 installed, 1 not
-/// installed, 2 server unreachable, 3 access denied (wrong password); the server's message on
-/// stderr, which never contains the password.
-const PROBE: &str = r#"mysqli_report(MYSQLI_REPORT_OFF);
-[, $server, $user, $passfile, $db] = $argv;
-[$host, $port] = array_pad(explode(':', $server, 2), 2, '3306');
-$password = trim((string)@file_get_contents($passfile));
-$link = @new mysqli($host, $user, $password, '', (int)$port);
-if ($link->connect_errno) {
-    fwrite(STDERR, $link->connect_error);
-    exit(in_array($link->connect_errno, [1044, 1045, 1698], true) ? 3 : 2);
-}
-$table = $link->query(sprintf(
-    "SELECT 1 FROM information_schema.tables WHERE table_schema = '%s' AND table_name = 'page'",
-    $link->real_escape_string($db)
-));
-exit($table && $table->num_rows > 0 ? 0 : 1);
-"#;
 
 /// Installs every wiki that has no database yet, through `container`. Returns the wikis
 /// installed now.
