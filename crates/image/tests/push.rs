@@ -455,3 +455,70 @@ fn many_pushes_with_the_registry_killed_once_never_reference_anything_corrupt() 
         assert_eq!(&sha256(&manifest), digest, "{tag}");
     }
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_push_under_its_content_tag_is_recorded_and_the_site_then_runs_it_by_digest() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&dir.path().join("cache")).unwrap();
+    let out = dir.path().join("layout");
+    layout(&cache, &out, &bytes(3, 1 << 20));
+    let tag = wikikube_image::registry::content_tag(&out).unwrap();
+    assert!(tag.starts_with("build-") && tag.len() == 22, "{tag}");
+    assert_eq!(wikikube_image::registry::content_tag(&out).unwrap(), tag);
+    let pushed =
+        wikikube_image::registry::push_layout(&cache, &out, &registry.address, &tag).unwrap();
+    let app = &pushed.images["app"];
+    let served = get(&registry.url(&format!("wikikube/app/manifests/{tag}"))).unwrap();
+    assert_eq!(sha256(&served), app.digest);
+
+    // The example farm's production images, in this registry.
+    let site = dir.path().join("site");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm"),
+        &site,
+    );
+    let production = site.join("environments/production.toml");
+    let text = std::fs::read_to_string(&production).unwrap();
+    assert!(text.contains("registry.farm.test/wikikube/app:2026-11-25"));
+    std::fs::write(
+        &production,
+        text.replace("registry.farm.test", &registry.address),
+    )
+    .unwrap();
+    let load =
+        || wikikube_model::load(&site, "eqiad", &wikikube_model::LoadOptions::default()).unwrap();
+    let before = load();
+    let images = |site: &wikikube_model::ResolvedSite| {
+        site.deployments
+            .iter()
+            .flat_map(|d| d.releases.iter())
+            .map(|r| r.values.images.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(images(&before)
+        .iter()
+        .all(|i| i.app.ends_with("/wikikube/app:2026-11-25")));
+
+    let record = wikikube_image::registry::record_pushed(&site, &pushed).unwrap();
+    assert_eq!(record.0[&app.repository].digest, app.digest);
+    let after = load();
+    for values in images(&after) {
+        // What was pushed runs by digest; what was not keeps the environment's reference.
+        assert_eq!(values.app, app.reference);
+        assert!(values.webserver.ends_with("/wikikube/webserver:2026-11-25"));
+    }
+}

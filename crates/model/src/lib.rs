@@ -17,6 +17,7 @@ pub mod error;
 pub mod explain;
 pub mod load;
 pub mod origin;
+pub mod pushed;
 pub mod resolve;
 pub mod schema;
 pub mod tree;

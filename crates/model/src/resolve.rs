@@ -98,6 +98,32 @@ impl ResolvedSite {
             .find(|deployment| deployment.name == name)
     }
 
+    /// Every release's image that `record` has pushed, by digest (see [`crate::pushed`]).
+    pub fn pin_images(&mut self, record: &crate::pushed::PushedImages) {
+        if record.0.is_empty() {
+            return;
+        }
+        for release in self
+            .deployments
+            .iter_mut()
+            .flat_map(|deployment| deployment.releases.iter_mut())
+        {
+            let images = &mut release.values.images;
+            for image in [
+                &mut images.app,
+                &mut images.webserver,
+                &mut images.tls,
+                &mut images.mcrouter,
+                &mut images.memcached,
+                &mut images.mariadb,
+            ] {
+                if let Some(pinned) = record.pin(image) {
+                    *image = pinned;
+                }
+            }
+        }
+    }
+
     /// The database servers of the first enabled release: where installers and maintenance
     /// scripts that run beside the releases (not in one) find the wikis' databases. Releases
     /// may differ (a canary on a new server); the first enabled one is the main release of
@@ -130,7 +156,9 @@ pub fn load(
         .iter()
         .map(|file| read_layer(file).map(|tree| (file.layer.clone(), tree)))
         .collect::<Result<Vec<_>, _>>()?;
-    resolve(site_dir, environment, files, layers)
+    let mut site = resolve(site_dir, environment, files, layers)?;
+    site.pin_images(&crate::pushed::PushedImages::load(site_dir)?);
+    Ok(site)
 }
 
 /// Merges already-read layers (lowest first) and resolves them; [`load`] without the file reading.

@@ -23,7 +23,11 @@ pub struct BuildArgs {
     /// The OCI image layout to write [default: CACHE/out/SITE].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Push the images to this registry (`host:port[/prefix]`), as REGISTRY/wikikube/IMAGE:latest.
+    /// Push the images to this registry (`host:port[/prefix]`), as REGISTRY/wikikube/IMAGE under
+    /// a tag derived from the build (`build-<hash of every image digest>`), and record their
+    /// digests in SITE_DIR/pushed-images.toml: an environment whose [images] names one of these
+    /// repositories then renders it by digest. Credentials come from podman's or docker's
+    /// auth.json.
     #[arg(long, value_name = "REGISTRY")]
     push: Option<String>,
     /// Load the images into podman as localhost/wikikube/IMAGE:latest.
@@ -130,11 +134,17 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
     print_lock_updates(&report.lock_updates);
     if let Some(registry) = &args.push {
         let cache = wikikube_image::Cache::open(&options.cache_dir)?;
+        let tag = wikikube_image::registry::content_tag(&report.out_dir)?;
         let pushed =
-            wikikube_image::registry::push_layout(&cache, &report.out_dir, registry, "latest")?;
+            wikikube_image::registry::push_layout(&cache, &report.out_dir, registry, &tag)?;
         eprintln!(
-            "pushed to {registry}: {} blobs uploaded ({} bytes), {} mounted from another repository, {} already there; each image with its SBOM and provenance as referrers",
+            "pushed to {registry} as :{tag}: {} blobs uploaded ({} bytes), {} mounted from another repository, {} already there; each image with its SBOM and provenance as referrers",
             pushed.uploaded, pushed.bytes, pushed.mounted, pushed.skipped
+        );
+        wikikube_image::registry::record_pushed(&args.site_dir, &pushed)?;
+        eprintln!(
+            "recorded the digests in {}: environments whose [images] name these repositories now run them by digest",
+            args.site_dir.join(wikikube_model::pushed::FILE).display()
         );
     }
     if args.load {

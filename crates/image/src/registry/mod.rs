@@ -12,3 +12,44 @@ pub mod push;
 
 pub use client::ClientOptions;
 pub use push::{push_layout, PushReport, PushedImage, Pusher, Referrers};
+
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::Result;
+
+/// The tag a build's images are pushed under: derived from every image's manifest digest in
+/// the layout, so the same build gets the same tag on any machine and a different build never
+/// reuses one (`build-` and 16 hex digits).
+pub fn content_tag(layout: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    for (image, descriptor) in crate::oci::read_index(layout)? {
+        hasher.update(format!("{image} {}\n", descriptor.digest()).as_bytes());
+    }
+    let hex: String = hasher.finalize()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Ok(format!("build-{hex}"))
+}
+
+/// Records what `report` pushed in the site's `pushed-images.toml`, so that every environment
+/// naming those repositories renders them by digest ([`wikikube_model::pushed`]).
+pub fn record_pushed(
+    site_dir: &Path,
+    report: &PushReport,
+) -> Result<wikikube_model::pushed::PushedImages> {
+    let entries = report.images.values().map(|image| {
+        (
+            image.repository.clone(),
+            wikikube_model::pushed::PushedImage {
+                digest: image.digest.clone(),
+                tag: image.tag.clone(),
+            },
+        )
+    });
+    Ok(wikikube_model::pushed::PushedImages::record(
+        site_dir, entries,
+    )?)
+}
