@@ -157,6 +157,15 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// An image the site runs by digest is not in its registry.
+    #[error(
+        "the registry has no image {reference}: push the build that made it (`wikikube build \
+         --push REGISTRY`) before deploying, or remove its repository from pushed-images.toml"
+    )]
+    NotInRegistry {
+        /// `HOST/REPOSITORY@sha256:...`.
+        reference: String,
+    },
     /// A registry refused to authenticate us.
     #[error("registry {registry} refused the push: {reason}")]
     RegistryRefused {

@@ -521,4 +521,38 @@ fn a_push_under_its_content_tag_is_recorded_and_the_site_then_runs_it_by_digest(
         assert_eq!(values.app, app.reference);
         assert!(values.webserver.ends_with("/wikikube/webserver:2026-11-25"));
     }
+
+    // A deploy asks the registry for every pinned image first: the pushed one is there; a
+    // digest it never received is named in the error.
+    let options = wikikube_image::registry::ClientOptions::default();
+    assert_eq!(
+        wikikube_image::registry::check_pinned(&after, &options).unwrap(),
+        1
+    );
+    let missing = format!("sha256:{}", "0".repeat(64));
+    wikikube_image::registry::record_pushed(
+        &site,
+        &wikikube_image::registry::PushReport {
+            images: [(
+                "mcrouter".to_string(),
+                wikikube_image::registry::PushedImage {
+                    reference: String::new(),
+                    repository: format!("{}/wikikube/mcrouter", registry.address),
+                    tag: tag.clone(),
+                    digest: missing.clone(),
+                    artifacts: Vec::new(),
+                    referrers: None,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let error = wikikube_image::registry::check_pinned(&load(), &options).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("wikikube/mcrouter@{missing}")) && text.contains("--push"),
+        "{text}"
+    );
 }

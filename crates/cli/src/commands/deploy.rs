@@ -12,7 +12,9 @@ use crate::{exit, SiteArgs};
 /// Deploy an environment: debug, then canary, then the gate (rollout, smoke checks, soak), then
 /// main, in every cluster at once; any failure rolls back everything the deploy touched.
 ///
-/// Before any new code runs, the wikis' schema Jobs run in the first cluster: update.php --quick
+/// Images that the site runs by digest (after `wikikube build --push`, see pushed-images.toml)
+/// must be in their registry, or nothing starts. Before any new code runs, the wikis' schema
+/// Jobs run in the first cluster: update.php --quick
 /// for wikis whose code changed since the last finished deploy, the installer for new wikis. A
 /// failed one stops the deploy with the wiki and the script's last lines (docs/deploy.md).
 ///
@@ -103,6 +105,12 @@ pub fn finish(report: &wikikube_deploy::DeployReport, json: bool) -> anyhow::Res
 pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
     let runtime = wikikube_deploy::runtime()?;
     let loaded = load(&runtime, &args.site_dir, &args.site)?;
+    // Images pinned by digest (pushed-images.toml) must be in their registry before any pod
+    // is asked to pull them.
+    wikikube_image::registry::check_pinned(
+        &loaded.site,
+        &wikikube_image::registry::ClientOptions::default(),
+    )?;
     let config = match &args.deploy_config {
         Some(path) => wikikube_deploy::DeployConfig::read(path)?,
         None => wikikube_deploy::DeployConfig::for_site(&args.site_dir)?,
