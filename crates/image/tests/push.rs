@@ -45,15 +45,41 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_with_users(&[])
+    }
+
+    /// A registry that lets in only `users` (name, password) with HTTP Basic authentication
+    /// (an htpasswd file of bcrypt hashes, the only kind it reads); anyone when empty.
+    fn start_with_users(users: &[(&str, &str)]) -> Registry {
         require("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let address = format!("127.0.0.1:{}", port());
         let config = dir.path().join("config.yml");
+        let mut auth = String::new();
+        if !users.is_empty() {
+            require("htpasswd", "apache2-utils");
+            let file = dir.path().join("htpasswd");
+            let mut lines = String::new();
+            for (user, password) in users {
+                let output = Command::new("htpasswd")
+                    .args(["-nbB", user, password])
+                    .output()
+                    .unwrap();
+                assert!(output.status.success(), "htpasswd failed");
+                lines.push_str(String::from_utf8_lossy(&output.stdout).trim());
+                lines.push('\n');
+            }
+            std::fs::write(&file, lines).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: wikikube-test\n    path: {}\n",
+                file.display()
+            );
+        }
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {address}\nlog:\n  level: warn\n",
+                 http:\n  addr: {address}\nlog:\n  level: warn\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -79,10 +105,11 @@ impl Registry {
             .expect("docker-registry starts");
         *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&format!("http://{}/v2/", self.address))
-            .call()
-            .is_err()
-        {
+        // Up when it answers at all: a registry with authentication answers 401.
+        while matches!(
+            ureq::get(&format!("http://{}/v2/", self.address)).call(),
+            Err(ureq::Error::Transport(_))
+        ) {
             assert!(Instant::now() < deadline, "the registry did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -555,4 +582,78 @@ fn a_push_under_its_content_tag_is_recorded_and_the_site_then_runs_it_by_digest(
         text.contains(&format!("wikikube/mcrouter@{missing}")) && text.contains("--push"),
         "{text}"
     );
+}
+
+/// An auth.json as podman and docker write it, with `user:password` for `registry`.
+fn auth_file(dir: &Path, registry: &str, user: &str, password: &str) -> std::path::PathBuf {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let path = dir.join(format!("auth-{user}.json"));
+    std::fs::write(
+        &path,
+        serde_json::json!({"auths": {registry: {"auth": encoded}}}).to_string(),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_registry_with_authentication_takes_the_credentials_of_auth_json_and_names_itself_when_it_refuses(
+) {
+    let registry = Registry::start_with_users(&[("deployer", "s3cret-Pa55")]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&dir.path().join("cache")).unwrap();
+    let out = dir.path().join("layout");
+    layout(&cache, &out, &bytes(4, 1 << 20));
+    let with = |auth_files: Vec<std::path::PathBuf>| ClientOptions {
+        auth_files,
+        ..ClientOptions::default()
+    };
+
+    // No credentials: the registry is named, and how to log in to it.
+    let none = dir.path().join("empty.json");
+    std::fs::write(&none, "{\"auths\": {}}").unwrap();
+    let error = Pusher::new(&cache, &registry.address, &with(vec![none]))
+        .and_then(|mut pusher| pusher.push_layout(&out, "latest"))
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains(&registry.address) && text.contains("podman login"),
+        "{text}"
+    );
+
+    // A wrong password: refused, and the password is not printed.
+    let wrong = auth_file(dir.path(), &registry.address, "intruder", "not-the-Pa55");
+    let error = Pusher::new(&cache, &registry.address, &with(vec![wrong]))
+        .and_then(|mut pusher| pusher.push_layout(&out, "latest"))
+        .unwrap_err();
+    let text = format!("{error} {error:?}");
+    assert!(text.contains(&registry.address), "{text}");
+    assert!(
+        !text.contains("not-the-Pa55"),
+        "the password was printed: {text}"
+    );
+    // Asked with the right credentials, the registry has nothing yet.
+    let authorized_status = || {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode("deployer:s3cret-Pa55");
+        match ureq::get(&registry.url("wikikube/app/manifests/latest"))
+            .set("Authorization", &format!("Basic {basic}"))
+            .set("Accept", ACCEPT)
+            .call()
+        {
+            Ok(response) => response.status(),
+            Err(ureq::Error::Status(status, _)) => status,
+            Err(error) => panic!("{error}"),
+        }
+    };
+    assert_eq!(authorized_status(), 404);
+
+    // The right credentials: the push goes through.
+    let right = auth_file(dir.path(), &registry.address, "deployer", "s3cret-Pa55");
+    let mut pusher = Pusher::new(&cache, &registry.address, &with(vec![right])).unwrap();
+    let report = pusher.push_layout(&out, "latest").unwrap();
+    assert!(report.uploaded > 0, "{report:#?}");
+    assert_eq!(authorized_status(), 200);
+    assert!(!format!("{report:?}").contains("s3cret"));
 }
