@@ -27,6 +27,7 @@ sed -i 's/name = "farm"/name = "benchfarm"/' "$work/site/site.toml"
 sed -i -e 's/host.containers.internal:11211/host.containers.internal:31211/' \
   -e 's/https_port = 8443, http_port = 8080/https_port = 38443, http_port = 38080/' \
   -e 's/https_port = 8444, http_port = 8081/https_port = 38444, http_port = 38081/' \
+  -e 's/port = 3306/port = 33306/' \
   "$work/site/environments/local.toml"
 export WIKIKUBE_STATE_DIR="$work/state"
 
