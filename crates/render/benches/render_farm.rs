@@ -55,13 +55,14 @@ fn environment_text(datacenter: &str) -> String {
          clusters = [{{ name = \"{datacenter}\", context = \"{datacenter}\" }}]\n\
          [tls]\ncertificate = \"secret:wiki-tls\"\n\
          [memcached.pools]\neqiad = {{ servers = [\"10.64.0.1:11211\", \"10.64.0.2:11211\"] }}\n\
-         codfw = {{ servers = [\"10.192.0.1:11211\", \"10.192.0.2:11211\"] }}\n"
+         codfw = {{ servers = [\"10.192.0.1:11211\", \"10.192.0.2:11211\"] }}\n\
+         [database]\nhost = \"db1001.{datacenter}.wmnet\"\n"
     )
 }
 
 fn resolve(site: &str, datacenter: &str) -> ResolvedSite {
     let environment = environment_text(datacenter);
-    let private = "[secrets]\nsecret_key = \"bench\"\n";
+    let private = "[secrets]\nsecret_key = \"bench\"\ndatabase_password = \"bench\"\n";
     let layers = [
         (Layer::Defaults, wikikube_model::load::DEFAULTS),
         (Layer::Site, site),
