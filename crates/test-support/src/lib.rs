@@ -5,11 +5,14 @@
 //! it, release it) races with everything else the tests do on the machine; [`free_port`] does not.
 //! Tests also run validators from PyPI, which scripts/install-packages installs into one
 //! virtualenv ([`python_tool`]); tests install nothing themselves.
-//! This crate must not grow helpers that only one test file uses.
+//! It also holds the waits and checks that the tests of every server crate share ([`require`],
+//! [`wait_until`], [`wait_listening`]). It must not grow helpers that only one test file uses.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago, below the kernel's ephemeral range.
 ///
@@ -56,6 +59,47 @@ pub fn python_tool(name: &str) -> PathBuf {
         program.display()
     );
     program
+}
+
+/// Fails the test, clearly, when a program it needs is not installed.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/bin".into()]) {
+        let candidate = dir.join(program);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{program}` is not installed: this test needs the Debian package `{package}` \
+         (./scripts/install-packages installs it)"
+    );
+}
+
+/// Polls `check` every few milliseconds until it holds or `limit` passes.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `child` listens on loopback `port`, failing at once if it exits first.
+pub fn wait_listening(port: u16, child: &mut Child, what: &str) {
+    wait_until(
+        &format!("{what} on port {port}"),
+        Duration::from_secs(10),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{what} exited early: {status}");
+            }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+    );
 }
 
 #[cfg(test)]

@@ -9,48 +9,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcrouter::protocol::{reply_len, ReplyKind};
 
-/// Fails the test, clearly, when a program it needs is not installed.
-pub fn require(program: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path).chain(["/usr/sbin".into(), "/usr/bin".into()]) {
-        let candidate = dir.join(program);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`{program}` is not installed: this test needs the Debian package `{package}` (apt-get install -y {package})");
-}
-
-pub use wikikube_test_support::free_port;
-
-/// Polls `check` every few milliseconds until it holds or `limit` passes.
-pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
-    wait_until(
-        &format!("{what} on port {port}"),
-        Duration::from_secs(10),
-        || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("{what} exited early: {status}");
-            }
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        },
-    );
-}
+#[allow(unused_imports)] // each test file uses a different part
+pub use wikikube_test_support::{free_port, require, wait_listening, wait_until};
 
 /// A memcached server on loopback.
 pub struct Memcached {
