@@ -56,26 +56,11 @@ pub fn install_missing(site: &ResolvedSite, container: &str) -> Result<Vec<Strin
         }
     }
     let mut installed = Vec::new();
-    for (dbname, wiki) in missing {
-        let engine = match &database {
-            Some(database) if database.engine == DatabaseEngine::Mysql => {
-                let server = database.server_of(wiki.section.as_deref());
-                Engine::Mysql {
-                    server,
-                    user: database.user.clone(),
-                }
-            }
-            _ => Engine::Sqlite,
-        };
-        install(site, container, dbname, wiki, &engine)?;
+    for (dbname, _) in missing {
+        install(site, container, dbname)?;
         installed.push(dbname.clone());
     }
     Ok(installed)
-}
-
-enum Engine {
-    Mysql { server: String, user: String },
-    Sqlite,
 }
 
 fn sqlite_exists(container: &str, dbname: &str) -> Result<bool, Error> {
@@ -131,66 +116,25 @@ fn mysql_installed(
     }
 }
 
-fn install(
-    site: &ResolvedSite,
-    container: &str,
-    dbname: &str,
-    wiki: &WikiSpec,
-    engine: &Engine,
-) -> Result<(), Error> {
-    let sitename = match wiki.settings.get("wgSitename") {
-        Some(wikikube_model::SettingValue::String(name)) => name.clone(),
-        _ => dbname.to_string(),
-    };
-    let server = format!("https://{}", wiki.domains[0]);
+fn install(site: &ResolvedSite, container: &str, dbname: &str) -> Result<(), Error> {
+    // The installer writes its own LocalSettings.php, which the farm does not use, to a
+    // scratch directory.
     let confpath = format!("/tmp/install-{dbname}");
-    let password_file = format!("{SECRETS_DIR}/{ADMIN_PASSWORD}");
-    // The installer runs from the wiki's version directly, not through the farm's entry
-    // point: that one names the farm's LocalSettings.php, and the installer refuses to run
-    // where settings exist. It writes its own LocalSettings.php to a scratch directory.
-    let installer = format!(
-        "{}/maintenance/install.php",
-        wikikube_render::config::paths::code_dir(&wiki.version)
-    );
-    let skins = site.spec.skins.join(",");
-    let database_arguments: Vec<String> = match engine {
-        Engine::Mysql { server, user } => vec![
-            "--dbtype=mysql".into(),
-            format!("--dbserver={server}"),
-            format!("--dbuser={user}"),
-            format!(
-                "--dbpassfile={SECRETS_DIR}/{}",
-                wikikube_model::DATABASE_PASSWORD
-            ),
-        ],
-        Engine::Sqlite => vec!["--dbtype=sqlite".into(), format!("--dbpath={DATA_DIR}")],
-    };
-    let mut all: Vec<&str> = vec![
+    let mut all: Vec<String> = [
         "exec",
         container,
         "sh",
         "-c",
-        "confpath=$1; shift; mkdir -p \"$confpath\" && exec php \"$@\" --confpath=\"$confpath\"",
+        "confpath=$1; shift; mkdir -p \"$confpath\" && exec \"$@\" --confpath=\"$confpath\"",
         "install",
         &confpath,
-        &installer,
-    ];
-    all.extend(database_arguments.iter().map(String::as_str));
-    let dbname_argument = format!("--dbname={dbname}");
-    let server_argument = format!("--server={server}");
-    let language_argument = format!("--lang={}", wiki.language);
-    let password_argument = format!("--passfile={password_file}");
-    let skins_argument = format!("--skins={skins}");
-    all.extend([
-        dbname_argument.as_str(),
-        server_argument.as_str(),
-        "--scriptpath=/w",
-        language_argument.as_str(),
-        password_argument.as_str(),
-        skins_argument.as_str(),
-        sitename.as_str(),
-        ADMIN_USER,
-    ]);
+    ]
+    .map(str::to_string)
+    .to_vec();
+    all.extend(wikikube_render::maintenance::installer(
+        site, dbname, DATA_DIR,
+    ));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let output = podman::output(&all)?;
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();

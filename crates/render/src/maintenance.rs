@@ -465,40 +465,37 @@ fn fingerprint(site: &ResolvedSite, app_image: &str, dbname: &str) -> String {
         .collect()
 }
 
-/// The installer's command line for one wiki: Debian's MediaWiki 1.39 `install.php` run from
-/// the wiki's version directly (the farm's entry point names the farm's LocalSettings.php, and
-/// the installer refuses to run where settings exist), writing its own LocalSettings.php to a
-/// scratch directory; guarded by a probe so that a wiki whose tables exist is only updated.
-fn install_command(site: &ResolvedSite, dbname: &str) -> Vec<String> {
+/// MediaWiki's installer for one wiki, without `--confpath`: Debian's MediaWiki 1.39
+/// `install.php` run from the wiki's version directly (the farm's entry point names the farm's
+/// LocalSettings.php, and the installer refuses to run where settings exist), into the database
+/// the release values name (MariaDB/MySQL, or SQLite files in `sqlite_dir` when chosen). The
+/// same command installs a wiki of a local farm and of a cluster's schema Job.
+pub fn installer(site: &ResolvedSite, dbname: &str, sqlite_dir: &str) -> Vec<String> {
     let wiki = &site.spec.wikis[dbname];
     let sitename = match wiki.settings.get("wgSitename") {
         Some(SettingValue::String(name)) => name.clone(),
         _ => dbname.to_string(),
     };
-    let database = site.database();
-    let (server, user) = match database {
-        Some(database) if database.engine == DatabaseEngine::Mysql => (
-            database.server_of(wiki.section.as_deref()),
-            database.user.clone(),
-        ),
-        // Validation refuses SQLite in a Kubernetes environment; the probe then fails loudly.
-        _ => (String::new(), String::new()),
-    };
-    let password_file = format!("{SECRETS_DIR}/{}", wikikube_model::DATABASE_PASSWORD);
-    let mut line = strings(&["sh", "-c"]);
-    line.push(INSTALL_SHELL.replace("$FARM", FARM_DIR));
-    line.extend([
-        "install".to_string(),
-        DATABASE_PROBE.to_string(),
-        dbname.to_string(),
-        server.clone(),
-        user.clone(),
-        password_file.clone(),
+    let mut line = vec![
+        "php".to_string(),
         format!("{}/maintenance/install.php", code_dir(&wiki.version)),
-        "--dbtype=mysql".into(),
-        format!("--dbserver={server}"),
-        format!("--dbuser={user}"),
-        format!("--dbpassfile={password_file}"),
+    ];
+    match site.database() {
+        Some(database) if database.engine == DatabaseEngine::Mysql => line.extend([
+            "--dbtype=mysql".to_string(),
+            format!("--dbserver={}", database.server_of(wiki.section.as_deref())),
+            format!("--dbuser={}", database.user),
+            format!(
+                "--dbpassfile={SECRETS_DIR}/{}",
+                wikikube_model::DATABASE_PASSWORD
+            ),
+        ]),
+        _ => line.extend([
+            "--dbtype=sqlite".to_string(),
+            format!("--dbpath={sqlite_dir}"),
+        ]),
+    }
+    line.extend([
         format!("--dbname={dbname}"),
         format!(
             "--server=https://{}",
@@ -511,6 +508,33 @@ fn install_command(site: &ResolvedSite, dbname: &str) -> Vec<String> {
         sitename,
         ADMIN_USER.into(),
     ]);
+    line
+}
+
+/// The schema Job's command for one wiki: [`installer`] guarded by a probe, so that a wiki
+/// whose tables exist is only updated.
+fn install_command(site: &ResolvedSite, dbname: &str) -> Vec<String> {
+    let wiki = &site.spec.wikis[dbname];
+    let (server, user) = match site.database() {
+        Some(database) if database.engine == DatabaseEngine::Mysql => (
+            database.server_of(wiki.section.as_deref()),
+            database.user.clone(),
+        ),
+        // Validation refuses SQLite in a Kubernetes environment; the probe then fails loudly.
+        _ => (String::new(), String::new()),
+    };
+    let mut line = strings(&["sh", "-c"]);
+    line.push(INSTALL_SHELL.replace("$FARM", FARM_DIR));
+    line.extend([
+        "install".to_string(),
+        DATABASE_PROBE.to_string(),
+        dbname.to_string(),
+        server,
+        user,
+        format!("{SECRETS_DIR}/{}", wikikube_model::DATABASE_PASSWORD),
+    ]);
+    // The shell runs `php "$@"`: the installer's arguments without its leading `php`.
+    line.extend(installer(site, dbname, "").into_iter().skip(1));
     line
 }
 
