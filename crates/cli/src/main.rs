@@ -1,6 +1,6 @@
 //! `wikikube`: the command line. It parses arguments, calls one library entry point per command,
 //! prints the outcome (for people, or JSON for machines) and maps it to an exit code. Everything
-//! else lives in the library crates: `model`, `render`, `image`, `local`, `deploy`.
+//! else lives in the library crates: `model`, `render`, `image`, `local`, `deploy`, `release`.
 
 mod commands;
 
@@ -19,7 +19,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The rendered objects break lint rules that were not allowed.
     pub const LINT: u8 = 3;
-    /// `wikikube diff` found differences (a failed diff is 1).
+    /// `wikikube diff` or `release --diff-only` found differences (a failed diff is 1).
     pub const DIFFERENCES: u8 = 4;
 }
 
@@ -29,7 +29,7 @@ Exit codes:
   1  a mistake in the site files, or a failed command (the message says which file and line)
   2  wrong command-line usage
   3  rendered objects break lint rules (see `wikikube render --help`)
-  4  `wikikube diff` found differences (0: none)
+  4  `wikikube diff` (or `release --diff-only`) found differences (0: none)
 
 A site is a directory with site.toml, environments/ and private/; see docs/site-format.md.";
 
@@ -53,6 +53,7 @@ enum Command {
     Explain(commands::explain::ExplainArgs),
     Diff(commands::diff::DiffArgs),
     Deploy(commands::deploy::DeployArgs),
+    Release(commands::release::ReleaseArgs),
     Rollback(commands::rollback::RollbackArgs),
     History(commands::history::HistoryArgs),
 }
@@ -94,6 +95,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => commands::explain::run(&args),
         Command::Diff(args) => commands::diff::run(&args),
         Command::Deploy(args) => commands::deploy::run(&args),
+        Command::Release(args) => commands::release::run(&args),
         Command::Rollback(args) => commands::rollback::run(&args),
         Command::History(args) => commands::history::run(&args),
     };

@@ -10,10 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use oci_spec::image::Descriptor;
 use sha2::Digest as _;
@@ -24,115 +22,7 @@ use wikikube_image::registry::{ClientOptions, Pusher, Referrers};
 
 const EPOCH: u64 = 1_716_163_200;
 
-fn require(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
-    assert!(
-        found,
-        "`{program}` is missing: install the Debian package `{package}` (CI must)"
-    );
-}
-
-use wikikube_test_support::free_port as port;
-
-/// Debian's docker-registry on loopback, on a storage directory that outlives a restart.
-struct Registry {
-    child: Mutex<Option<Child>>,
-    address: String,
-    config: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        Registry::start_with_users(&[])
-    }
-
-    /// A registry that lets in only `users` (name, password) with HTTP Basic authentication
-    /// (an htpasswd file of bcrypt hashes, the only kind it reads); anyone when empty.
-    fn start_with_users(users: &[(&str, &str)]) -> Registry {
-        require("docker-registry", "docker-registry");
-        let dir = tempfile::tempdir().unwrap();
-        let address = format!("127.0.0.1:{}", port());
-        let config = dir.path().join("config.yml");
-        let mut auth = String::new();
-        if !users.is_empty() {
-            require("htpasswd", "apache2-utils");
-            let file = dir.path().join("htpasswd");
-            let mut lines = String::new();
-            for (user, password) in users {
-                let output = Command::new("htpasswd")
-                    .args(["-nbB", user, password])
-                    .output()
-                    .unwrap();
-                assert!(output.status.success(), "htpasswd failed");
-                lines.push_str(String::from_utf8_lossy(&output.stdout).trim());
-                lines.push('\n');
-            }
-            std::fs::write(&file, lines).unwrap();
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: wikikube-test\n    path: {}\n",
-                file.display()
-            );
-        }
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {address}\nlog:\n  level: warn\n{auth}",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let registry = Registry {
-            child: Mutex::new(None),
-            address,
-            config,
-            _dir: dir,
-        };
-        registry.run();
-        registry
-    }
-
-    /// Starts the registry process and waits until it answers.
-    fn run(&self) {
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry starts");
-        *self.child.lock().unwrap() = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        // Up when it answers at all: a registry with authentication answers 401.
-        while matches!(
-            ureq::get(&format!("http://{}/v2/", self.address)).call(),
-            Err(ureq::Error::Transport(_))
-        ) {
-            assert!(Instant::now() < deadline, "the registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no chance to finish what it was writing.
-    fn kill(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}/v2/{path}", self.address)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use wikikube_test_support::registry::Registry;
 
 /// `len` bytes that depend only on `seed`.
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -395,9 +285,8 @@ fn a_blob_the_registry_holds_wrongly_stops_the_push_before_the_manifest() {
     // interrupted copy between storage backends would leave it.
     let hex = &sha256(&top)[7..];
     let stored = registry
-        ._dir
-        .path()
-        .join("data/docker/registry/v2/blobs/sha256")
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
         .join(&hex[..2])
         .join(hex)
         .join("data");

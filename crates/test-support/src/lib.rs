@@ -6,7 +6,10 @@
 //! Tests also run validators from PyPI, which scripts/install-packages installs into one
 //! virtualenv ([`python_tool`]); tests install nothing themselves.
 //! It also holds the waits and checks that the tests of every server crate share ([`require`],
-//! [`wait_until`], [`wait_listening`]). It must not grow helpers that only one test file uses.
+//! [`wait_until`], [`wait_listening`]), and Debian's container registry on loopback
+//! ([`registry::Registry`]). It must not grow helpers that only one test file uses.
+
+pub mod registry;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

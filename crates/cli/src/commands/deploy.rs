@@ -83,6 +83,28 @@ pub fn load(
     })
 }
 
+/// A deploy's options from the site's deploy.toml (or `deploy_config`) and the command line;
+/// shared by `deploy` and `release`.
+pub fn options(
+    site_dir: &Path,
+    deploy_config: Option<&Path>,
+    soak: Option<u64>,
+    parallel: usize,
+    resume: bool,
+) -> anyhow::Result<wikikube_deploy::Options> {
+    let config = match deploy_config {
+        Some(path) => wikikube_deploy::DeployConfig::read(path)?,
+        None => wikikube_deploy::DeployConfig::for_site(site_dir)?,
+    };
+    Ok(wikikube_deploy::Options {
+        soak: Duration::from_secs(soak.unwrap_or(config.canary.soak_seconds)),
+        smoke: config.smoke,
+        parallel,
+        resume,
+        ..wikikube_deploy::Options::default()
+    })
+}
+
 /// Progress on standard error, one spinner per cluster.
 pub fn bars(targets: &[wikikube_deploy::Target]) -> wikikube_deploy::progress::Bars {
     let names: Vec<String> = targets.iter().map(|target| target.name.clone()).collect();
@@ -111,17 +133,13 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
         &loaded.site,
         &wikikube_image::registry::ClientOptions::default(),
     )?;
-    let config = match &args.deploy_config {
-        Some(path) => wikikube_deploy::DeployConfig::read(path)?,
-        None => wikikube_deploy::DeployConfig::for_site(&args.site_dir)?,
-    };
-    let mut options = wikikube_deploy::Options {
-        soak: Duration::from_secs(args.soak.unwrap_or(config.canary.soak_seconds)),
-        smoke: config.smoke,
-        parallel: args.parallel,
-        resume: args.resume,
-        ..wikikube_deploy::Options::default()
-    };
+    let mut options = options(
+        &args.site_dir,
+        args.deploy_config.as_deref(),
+        args.soak,
+        args.parallel,
+        args.resume,
+    )?;
     if !args.skip_schema {
         options.schema = wikikube_deploy::schema::Schema::of(&loaded.rendered, &options.user).map(
             |mut schema| {

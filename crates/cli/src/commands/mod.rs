@@ -6,6 +6,7 @@ pub mod diff;
 pub mod explain;
 pub mod history;
 pub mod local;
+pub mod release;
 pub mod render;
 pub mod rollback;
 pub mod script;
