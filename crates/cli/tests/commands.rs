@@ -172,6 +172,49 @@ fn help_documents_exit_codes() {
     assert!(text.contains("explain"));
 }
 
+/// A release is refused before anything is built when it cannot go anywhere: the local
+/// environment has no clusters, and an app image outside REGISTRY/wikikube/app names no registry.
+#[test]
+fn a_release_that_cannot_reach_a_cluster_or_registry_is_refused_before_building() {
+    let cache = tempfile::tempdir().unwrap();
+    let output = wikikube()
+        .args(["release", "--env", "local", "--cache"])
+        .arg(cache.path())
+        .arg(example())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("environment local names no clusters"), "{text}");
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "nothing was built");
+
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&example(), dir.path());
+    let production = dir.path().join("environments/production.toml");
+    let settings = std::fs::read_to_string(&production).unwrap();
+    std::fs::write(
+        &production,
+        settings.replace(
+            "registry.farm.test/wikikube/app:2026-11-25",
+            "docker.io/library/mediawiki:1.39",
+        ),
+    )
+    .unwrap();
+    let output = wikikube()
+        .args(["release", "--env", "eqiad", "--cache"])
+        .arg(cache.path())
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("docker.io/library/mediawiki:1.39") && text.contains("--registry"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
 /// An installed `wikikube` knows nothing of the source tree it was built in: a copy of the
 /// binary, run in a site directory elsewhere, finds the site there and its podman settings in
 /// itself.
