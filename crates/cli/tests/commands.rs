@@ -185,8 +185,15 @@ fn a_release_that_cannot_reach_a_cluster_or_registry_is_refused_before_building(
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("environment local names no clusters"), "{text}");
-    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "nothing was built");
+    assert!(
+        text.contains("environment local names no clusters"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "nothing was built"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&example(), dir.path());

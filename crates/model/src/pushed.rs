@@ -21,13 +21,16 @@ use crate::{Error, ErrorKind};
 pub const FILE: &str = "pushed-images.toml";
 
 /// One pushed image.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PushedImage {
     /// The manifest digest (`sha256:...`).
     pub digest: String,
     /// The tag it was pushed under too (content-derived: the same build, the same tag).
     pub tag: String,
+    /// The line of its table in the file, for `explain` (0: not read from a file).
+    #[serde(skip)]
+    pub line: u32,
 }
 
 /// The record: pushed images by repository (`HOST[:PORT]/PATH`).
@@ -53,7 +56,7 @@ impl PushedImages {
                 ))
             }
         };
-        toml::from_str(&text).map_err(|error| {
+        let mut record: PushedImages = toml::from_str(&text).map_err(|error| {
             let (line, column) = error
                 .span()
                 .map(|span| line_column(&text, span.start))
@@ -68,7 +71,15 @@ impl PushedImages {
                     error.message()
                 ),
             )
-        })
+        })?;
+        for (repository, image) in &mut record.0 {
+            let header = format!("[\"{repository}\"]");
+            image.line = text
+                .lines()
+                .position(|line| line.trim() == header)
+                .map_or(0, |index| u32::try_from(index + 1).unwrap_or(u32::MAX));
+        }
+        Ok(record)
     }
 
     /// Adds (or replaces) `pushed`, keeping the other repositories, and writes the record
@@ -96,14 +107,23 @@ impl PushedImages {
         };
         std::fs::write(&partial, text).map_err(write_error)?;
         std::fs::rename(&partial, &path).map_err(write_error)?;
-        Ok(record)
+        // Read back, so that the record knows the lines it was written at.
+        PushedImages::load(site_dir)
     }
 
     /// `reference` by digest when its repository was pushed; `None` when it was not.
     pub fn pin(&self, reference: &str) -> Option<String> {
+        self.pin_with_origin(reference).map(|(pinned, _)| pinned)
+    }
+
+    /// [`PushedImages::pin`], with where in the record the digest was written.
+    pub fn pin_with_origin(&self, reference: &str) -> Option<(String, Origin)> {
         let repository = repository_of(reference);
         let pushed = self.0.get(repository)?;
-        Some(format!("{repository}@{}", pushed.digest))
+        Some((
+            format!("{repository}@{}", pushed.digest),
+            origin(pushed.line.max(1), 1),
+        ))
     }
 }
 
@@ -168,6 +188,7 @@ mod tests {
         let app = PushedImage {
             digest: format!("sha256:{}", "a".repeat(64)),
             tag: "build-1".into(),
+            ..Default::default()
         };
         PushedImages::record(
             dir.path(),
@@ -177,6 +198,7 @@ mod tests {
         let edge = PushedImage {
             digest: format!("sha256:{}", "b".repeat(64)),
             tag: "build-2".into(),
+            ..Default::default()
         };
         let record = PushedImages::record(
             dir.path(),

@@ -109,16 +109,44 @@ impl ResolvedSite {
             .flat_map(|deployment| deployment.releases.iter_mut())
         {
             let images = &mut release.values.images;
-            for image in [
-                &mut images.app,
-                &mut images.webserver,
-                &mut images.tls,
-                &mut images.mcrouter,
-                &mut images.memcached,
-                &mut images.mariadb,
+            for (key, image) in [
+                ("app", &mut images.app),
+                ("webserver", &mut images.webserver),
+                ("tls", &mut images.tls),
+                ("mcrouter", &mut images.mcrouter),
+                ("memcached", &mut images.memcached),
+                ("mariadb", &mut images.mariadb),
             ] {
-                if let Some(pinned) = record.pin(image) {
-                    *image = pinned;
+                let Some((pinned, origin)) = record.pin_with_origin(image) else {
+                    continue;
+                };
+                *image = pinned.clone();
+                // `explain` then says the digest came from the record, over the tag the
+                // environment wrote.
+                let node = release
+                    .tree
+                    .as_table_mut()
+                    .and_then(|table| table.get_mut("images"))
+                    .and_then(|images| images.as_table_mut())
+                    .and_then(|images| images.get_mut(key));
+                if let Some(node) = node {
+                    let written = std::mem::replace(
+                        node,
+                        crate::tree::Node {
+                            value: crate::tree::Value::String(pinned),
+                            origin,
+                            overridden: Vec::new(),
+                        },
+                    );
+                    let mut overridden = written.overridden.clone();
+                    overridden.insert(
+                        0,
+                        crate::tree::Node {
+                            overridden: Vec::new(),
+                            ..written
+                        },
+                    );
+                    node.overridden = overridden;
                 }
             }
         }

@@ -169,6 +169,50 @@ fn explain_names_the_file_and_line_and_what_was_overridden() {
 }
 
 #[test]
+fn explain_says_a_pinned_image_came_from_the_push_record_over_the_tag() {
+    let scratch = Scratch::new();
+    let digest = format!("sha256:{}", "c".repeat(64));
+    scratch.write(
+        "pushed-images.toml",
+        &format!(
+            "# written by a push\n[\"registry.farm.test/wikikube/webserver\"]\ndigest = \"sha256:{}\"\ntag = \"build-0\"\n\n\
+             [\"registry.farm.test/wikikube/app\"]\ndigest = \"{digest}\"\ntag = \"build-1\"\n",
+            "d".repeat(64)
+        ),
+    );
+    let site = load(scratch.path(), "eqiad", &LoadOptions::default()).unwrap();
+    let answer = explain(&site, "images.app", Some("mw-web"), None).unwrap();
+    assert_eq!(
+        answer.value,
+        format!("\"registry.farm.test/wikikube/app@{digest}\"")
+    );
+    assert_eq!(answer.set_by.location, "pushed-images.toml:6:1");
+    assert_eq!(
+        answer.overridden.len(),
+        2,
+        "the tag, then the default: {:?}",
+        answer.overridden
+    );
+    assert_eq!(
+        answer.overridden[0].value,
+        "\"registry.farm.test/wikikube/app:2026-11-25\""
+    );
+    assert!(
+        answer.overridden[0]
+            .location
+            .ends_with("production.toml:13:1"),
+        "{:?}",
+        answer.overridden[0]
+    );
+    // A repository the record does not name keeps what the environment wrote.
+    let tls = explain(&site, "images.tls", Some("mw-web"), None).unwrap();
+    assert!(
+        tls.set_by.location.ends_with("production.toml:15:1"),
+        "{tls:?}"
+    );
+}
+
+#[test]
 fn secrets_never_show_in_debug_output() {
     let site = load(&example(), "local", &LoadOptions::default()).unwrap();
     let debug = format!("{:?}", site.secrets);

@@ -372,6 +372,7 @@ pub fn release(
                     wikikube_model::pushed::PushedImage {
                         digest: image.digest.clone(),
                         tag: image.tag.clone(),
+                        ..Default::default()
                     },
                 )
             })

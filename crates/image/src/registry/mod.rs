@@ -46,6 +46,7 @@ pub fn record_pushed(
             wikikube_model::pushed::PushedImage {
                 digest: image.digest.clone(),
                 tag: image.tag.clone(),
+                ..Default::default()
             },
         )
     });
