@@ -566,16 +566,72 @@ pub struct DisruptionValues {
     pub max_unavailable_percent: u32,
 }
 
-/// `[lifecycle]`: shutdown ordering. tls drains first, so its preStop is shorter than the others'.
+/// `[lifecycle]`: how a pod stops, so that no request is cut when a rollout replaces it.
+///
+/// When Kubernetes stops a pod it removes it from the Service's endpoints (which takes a few
+/// seconds to reach every node) and, at the same moment, runs every container's preStop hook; a
+/// container gets SIGTERM when its own hook ends, and everything left gets SIGKILL at the grace
+/// period. php-fpm and httpd stop at once on SIGTERM, killing the requests they serve, so they
+/// must outlive the longest request the tls container may still have accepted: see
+/// [`LifecycleValues::shutdown`].
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleValues {
-    /// preStop sleep of the tls container, in seconds.
+    /// How long the tls container keeps taking requests after the pod is told to stop, while
+    /// its removal from the endpoints spreads (its preStop sleep), in seconds.
     pub tls_pre_stop_seconds: u32,
-    /// preStop sleep of the other containers, in seconds.
-    pub pre_stop_seconds: u32,
-    /// terminationGracePeriodSeconds.
-    pub termination_grace_seconds: u32,
+    /// The preStop sleep of httpd and php-fpm, in seconds. Unset: derived from
+    /// `php.request_timeout_seconds`; set, it must be at least that long (validated).
+    #[serde(default)]
+    pub pre_stop_seconds: Option<u32>,
+    /// terminationGracePeriodSeconds. Unset: derived; set, it must cover the sequence.
+    #[serde(default)]
+    pub termination_grace_seconds: Option<u32>,
+}
+
+/// When each container of a pod stops, in seconds after Kubernetes tells the pod to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shutdown {
+    /// tls stops taking new connections (SIGTERM after its preStop sleep).
+    pub tls_pre_stop_seconds: u32,
+    /// How long tls then waits for the requests in flight (its `drain_seconds`).
+    pub tls_drain_seconds: u32,
+    /// httpd and php-fpm get SIGTERM: every request tls accepted has finished or timed out.
+    pub backend_pre_stop_seconds: u32,
+    /// mcrouter gets SIGTERM, after php-fpm, which may still write to memcached as it ends.
+    pub mcrouter_pre_stop_seconds: u32,
+    /// SIGKILL for whatever is left.
+    pub grace_seconds: u32,
+}
+
+impl LifecycleValues {
+    /// Seconds between one stop and the next: a process's own exit after SIGTERM.
+    pub const STEP_SECONDS: u32 = 2;
+
+    /// The shortest preStop sleep of httpd and php-fpm that cuts no request: a request may
+    /// arrive just before tls stops taking them and then run for the whole request timeout.
+    pub fn minimum_backend_pre_stop(&self, request_timeout_seconds: u32) -> u32 {
+        self.tls_pre_stop_seconds + request_timeout_seconds + Self::STEP_SECONDS
+    }
+
+    /// The stop sequence for a php-fpm request timeout: tls, then httpd and php-fpm once the
+    /// longest request is over, then mcrouter, then the grace period. Set values are used as
+    /// they are ([`crate::validate`] refuses ones that would cut requests).
+    pub fn shutdown(&self, request_timeout_seconds: u32) -> Shutdown {
+        let backend = self
+            .pre_stop_seconds
+            .unwrap_or_else(|| self.minimum_backend_pre_stop(request_timeout_seconds));
+        let mcrouter = backend + Self::STEP_SECONDS;
+        Shutdown {
+            tls_pre_stop_seconds: self.tls_pre_stop_seconds,
+            tls_drain_seconds: backend.saturating_sub(self.tls_pre_stop_seconds).max(1),
+            backend_pre_stop_seconds: backend,
+            mcrouter_pre_stop_seconds: mcrouter,
+            grace_seconds: self
+                .termination_grace_seconds
+                .unwrap_or(mcrouter + Self::STEP_SECONDS),
+        }
+    }
 }
 
 /// `[service]`: the Service in front of a release.

@@ -141,6 +141,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                 ));
             }
             check_database(site, &release.values.database, &fail)?;
+            check_shutdown(&release.values, &fail)?;
             let pools = &release.values.memcached.pools;
             if !pools.is_empty() && !pools.contains_key(datacenter) {
                 return Err(fail(
@@ -216,6 +217,47 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             "a kubernetes environment needs at least one entry in `clusters` \
              (name and kubeconfig context)"
                 .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A stop sequence that would cut requests on every rollout is refused where it was set.
+fn check_shutdown(
+    values: &crate::CakeValues,
+    fail: &impl Fn(ErrorKind, &str, String) -> Error,
+) -> Result<(), Error> {
+    let lifecycle = &values.lifecycle;
+    let timeout = values.php.request_timeout_seconds;
+    let minimum = lifecycle.minimum_backend_pre_stop(timeout);
+    if let Some(set) = lifecycle.pre_stop_seconds.filter(|set| *set < minimum) {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "lifecycle.pre_stop_seconds",
+            format!(
+                "httpd and php-fpm would stop {set} s after the pod is told to, but a request \
+                 accepted up to lifecycle.tls_pre_stop_seconds = {} s may run for \
+                 php.request_timeout_seconds = {timeout} s: at least {minimum} s, or leave it \
+                 unset to derive it",
+                lifecycle.tls_pre_stop_seconds
+            ),
+        ));
+    }
+    let sequence = lifecycle.shutdown(timeout);
+    let needed = sequence.mcrouter_pre_stop_seconds + crate::LifecycleValues::STEP_SECONDS;
+    if let Some(set) = lifecycle
+        .termination_grace_seconds
+        .filter(|set| *set < needed)
+    {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "lifecycle.termination_grace_seconds",
+            format!(
+                "the pod would be killed {set} s after it is told to stop, before its \
+                 containers' stop sequence ends ({needed} s with php.request_timeout_seconds = \
+                 {timeout} s): requests in flight would be cut; at least {needed} s, or leave \
+                 it unset to derive it"
+            ),
         ));
     }
     Ok(())

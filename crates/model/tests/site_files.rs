@@ -314,6 +314,58 @@ fn invalid_toml_has_a_position() {
 }
 
 #[test]
+fn a_stop_sequence_that_would_cut_requests_is_refused_where_it_is_set() {
+    let scratch = Scratch::new();
+    scratch.append(
+        "environments/production.toml",
+        "\n[lifecycle]\npre_stop_seconds = 8\n",
+    );
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::InvalidValue);
+    assert_eq!(error.key, "lifecycle.pre_stop_seconds");
+    assert!(
+        error.origin.file.ends_with("production.toml"),
+        "{}",
+        error.origin
+    );
+    let line = line_of(
+        &scratch.path().join("environments/production.toml"),
+        "pre_stop_seconds = 8",
+    );
+    assert_eq!(error.origin.line, line);
+    assert!(
+        error.message.contains("201") && error.message.contains("at least 210"),
+        "{}",
+        error.message
+    );
+
+    let scratch = Scratch::new();
+    scratch.append(
+        "environments/production.toml",
+        "\n[lifecycle]\ntermination_grace_seconds = 30\n",
+    );
+    let error = scratch.error("eqiad");
+    assert_eq!(error.key, "lifecycle.termination_grace_seconds");
+    assert!(error.message.contains("at least 214"), "{}", error.message);
+
+    // Long enough values are taken as they are.
+    let scratch = Scratch::new();
+    scratch.append(
+        "environments/production.toml",
+        "\n[lifecycle]\npre_stop_seconds = 300\ntermination_grace_seconds = 400\n",
+    );
+    let site = load(scratch.path(), "eqiad", &LoadOptions::default()).unwrap();
+    let values = &site.deployments[0].releases[0].values;
+    let sequence = values
+        .lifecycle
+        .shutdown(values.php.request_timeout_seconds);
+    assert_eq!(
+        (sequence.backend_pre_stop_seconds, sequence.grace_seconds),
+        (300, 400)
+    );
+}
+
+#[test]
 fn an_undefined_version_is_named_with_the_versions_that_exist() {
     let scratch = Scratch::new();
     scratch.replace(

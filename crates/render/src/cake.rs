@@ -2,8 +2,9 @@
 //!
 //! `tls` (edge, pod mode) -> `httpd` (apache, FastCGI over a shared unix socket) -> `app`
 //! (php-fpm running MediaWiki) -> `mcrouter` (memcached router). Probes: readiness asks php-fpm's
-//! ping through httpd, so it fails when either is down; liveness is a TCP check on httpd. tls
-//! sleeps less in preStop than the others, so it stops taking requests first and drains.
+//! ping through httpd, so it fails when either is down; liveness is a TCP check on httpd. On
+//! stop, tls stops taking requests first and drains; httpd and php-fpm stop once the longest
+//! request it accepted is over; mcrouter last ([`wikikube_model::LifecycleValues::shutdown`]).
 
 use std::collections::BTreeMap;
 
@@ -120,9 +121,7 @@ fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts) -> PodSpe
     PodSpec {
         service_account_name: Some(crate::SERVICE_ACCOUNT.into()),
         automount_service_account_token: Some(false),
-        termination_grace_period_seconds: Some(i64::from(
-            values.lifecycle.termination_grace_seconds,
-        )),
+        termination_grace_period_seconds: Some(i64::from(shutdown(values).grace_seconds)),
         security_context: Some(pod_security_context()),
         containers: vec![
             tls_container(values),
@@ -173,7 +172,7 @@ fn tls_container(values: &CakeValues) -> Container {
         // Service before in-flight requests finish.
         readiness_probe: Some(http_probe("/healthz", "tls-metrics", 1)),
         liveness_probe: Some(tcp_probe("https")),
-        lifecycle: Some(pre_stop(values.lifecycle.tls_pre_stop_seconds)),
+        lifecycle: Some(pre_stop(shutdown(values).tls_pre_stop_seconds)),
         resources: Some(resources(sizing::fixed(
             values.tls.cpu_millicores,
             values.tls.memory_mb,
@@ -185,6 +184,15 @@ fn tls_container(values: &CakeValues) -> Container {
         ]),
         ..Container::default()
     }
+}
+
+/// The pod's stop sequence (see [`wikikube_model::LifecycleValues::shutdown`]): tls stops
+/// taking requests first, httpd and php-fpm stop when the longest request it accepted is over,
+/// mcrouter after them.
+fn shutdown(values: &CakeValues) -> wikikube_model::Shutdown {
+    values
+        .lifecycle
+        .shutdown(values.php.request_timeout_seconds)
 }
 
 fn httpd_container(values: &CakeValues) -> Container {
@@ -200,7 +208,7 @@ fn httpd_container(values: &CakeValues) -> Container {
         ports: Some(vec![port("http", values.httpd.port)]),
         readiness_probe: Some(http_probe(FPM_PING, "http", 2)),
         liveness_probe: Some(tcp_probe("http")),
-        lifecycle: Some(pre_stop(values.lifecycle.pre_stop_seconds)),
+        lifecycle: Some(pre_stop(shutdown(values).backend_pre_stop_seconds)),
         resources: Some(resources(sizing::fixed(
             values.httpd.cpu_millicores,
             values.httpd.memory_mb,
@@ -261,7 +269,7 @@ fn app_container(site: &ResolvedSite, values: &CakeValues) -> Container {
             failure_threshold: Some(3),
             ..Probe::default()
         }),
-        lifecycle: Some(pre_stop(values.lifecycle.pre_stop_seconds)),
+        lifecycle: Some(pre_stop(shutdown(values).backend_pre_stop_seconds)),
         resources: Some(resources(sizing::app(&values.php))),
         security_context: Some(restricted()),
         volume_mounts: Some(vec![
@@ -291,7 +299,7 @@ fn mcrouter_container(values: &CakeValues) -> Container {
         ports: Some(vec![port("mcr-metrics", MCROUTER_METRICS_PORT)]),
         readiness_probe: Some(http_probe("/metrics", "mcr-metrics", 1)),
         liveness_probe: Some(tcp_probe("mcr-metrics")),
-        lifecycle: Some(pre_stop(values.lifecycle.pre_stop_seconds)),
+        lifecycle: Some(pre_stop(shutdown(values).mcrouter_pre_stop_seconds)),
         resources: Some(resources(sizing::fixed(
             values.mcrouter.cpu_millicores,
             values.mcrouter.memory_mb,

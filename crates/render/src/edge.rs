@@ -120,12 +120,9 @@ pub fn objects(site: &ResolvedSite, meta: &impl Fn(String) -> ObjectMeta) -> Vec
         .map(|release| certificate_secret(site, &release.values))
         .collect();
     config.listen.metrics = Some(format!("0.0.0.0:{}", tls::METRICS_PORT));
-    config.listen.drain_seconds = u64::from(
-        main.lifecycle
-            .termination_grace_seconds
-            .saturating_sub(main.lifecycle.tls_pre_stop_seconds)
-            .max(1),
-    );
+    // The farm's edge passes requests to the releases, whose longest request bounds its drain.
+    let shutdown = main.lifecycle.shutdown(main.php.request_timeout_seconds);
+    config.listen.drain_seconds = u64::from(shutdown.tls_drain_seconds);
     let name = naming::edge(site);
     let mut files = Files::new();
     files.insert(FILE.into(), config::traffic::file(&config));
@@ -264,7 +261,11 @@ fn pod_spec(
     PodSpec {
         service_account_name: Some(crate::SERVICE_ACCOUNT.into()),
         automount_service_account_token: Some(false),
-        termination_grace_period_seconds: Some(i64::from(main.lifecycle.termination_grace_seconds)),
+        termination_grace_period_seconds: Some(i64::from(
+            main.lifecycle
+                .shutdown(main.php.request_timeout_seconds)
+                .grace_seconds,
+        )),
         security_context: Some(pod_security_context()),
         containers: vec![container],
         volumes: Some(volumes),

@@ -123,10 +123,10 @@ fn the_cake_has_four_containers_sharing_the_fastcgi_socket() {
     assert!(sites["enwiki.conf"].contains("ServerAlias www.farm.test"));
 }
 
-#[test]
-fn tls_drains_first_and_everything_stops_within_the_grace_period() {
-    let objects = objects("eqiad");
-    let web = deployment(&objects, "mw-web-main");
+/// The stop sequence of a release's pod: preStop sleeps and the grace period, and the tls
+/// container's drain time from its config.
+fn stop_sequence(objects: &[Object], release: &str) -> (i64, i64, i64, i64, i64, u64) {
+    let web = deployment(objects, release);
     let pod = web.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     let sleep = |name: &str| {
         pod.containers
@@ -138,12 +138,62 @@ fn tls_drains_first_and_everything_stops_within_the_grace_period() {
             .map(|s| s.seconds)
             .unwrap()
     };
-    let grace = pod.termination_grace_period_seconds.unwrap();
-    assert_eq!((sleep("tls"), sleep("httpd"), grace), (7, 8, 10));
-    for other in ["httpd", "app", "mcrouter"] {
-        assert!(sleep("tls") < sleep(other));
-        assert!(sleep(other) < grace);
-    }
+    let text = &config_map(objects, &format!("{release}-tls"))
+        .data
+        .as_ref()
+        .unwrap()["edge.toml"];
+    let config: edge::config::Config = toml::from_str(text).unwrap();
+    (
+        sleep("tls"),
+        sleep("httpd"),
+        sleep("app"),
+        sleep("mcrouter"),
+        pod.termination_grace_period_seconds.unwrap(),
+        config.listen.drain_seconds,
+    )
+}
+
+#[test]
+fn a_request_accepted_before_tls_stops_finishes_before_php_fpm_stops() {
+    // php.request_timeout_seconds is 201 (the default, as at Wikimedia); tls keeps taking
+    // requests for 7 s while the endpoint removal spreads.
+    let (tls, httpd, app, mcrouter, grace, drain) = stop_sequence(&objects("eqiad"), "mw-web-main");
+    assert_eq!((tls, httpd, app, mcrouter, grace), (7, 210, 210, 212, 214));
+    // The order of stops: tls, then httpd and php-fpm together, then mcrouter, then SIGKILL.
+    assert!(tls < httpd && httpd == app && app < mcrouter && mcrouter < grace);
+    // A request accepted at the last moment runs for the whole timeout before its backends stop.
+    assert!(httpd >= tls + 201);
+    // tls waits for requests in flight until its backends are about to stop.
+    assert_eq!(i64::try_from(drain).unwrap(), httpd - tls);
+
+    // A shorter timeout shortens the whole sequence.
+    let scratch = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(common::example())
+        .arg(scratch.path().join("site"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let settings = scratch.path().join("site/site.toml");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    assert!(!text.contains("[php]"));
+    text.push_str("\n[php]\nrequest_timeout_seconds = 30\n");
+    std::fs::write(&settings, text).unwrap();
+    let site = wikikube_model::load(
+        &scratch.path().join("site"),
+        "eqiad",
+        &wikikube_model::LoadOptions::default(),
+    )
+    .unwrap();
+    let objects: Vec<Object> = render(&site, &RenderOptions::default())
+        .unwrap()
+        .objects()
+        .into_iter()
+        .cloned()
+        .collect();
+    let (tls, httpd, _, mcrouter, grace, drain) = stop_sequence(&objects, "mw-web-main");
+    assert_eq!((tls, httpd, mcrouter, grace, drain), (7, 39, 41, 43, 32));
 }
 
 #[test]

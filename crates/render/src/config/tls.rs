@@ -32,14 +32,12 @@ pub fn files(values: &CakeValues, domains: &[String]) -> Files {
             address: format!("0.0.0.0:{}", values.tls.port),
             // On every address: the kubelet probes /healthz, which turns 503 while draining.
             metrics: Some(format!("0.0.0.0:{METRICS_PORT}")),
-            // Stop within the preStop window: the container gets SIGTERM after its preStop sleep,
-            // and the pod is killed at the grace period.
+            // After SIGTERM, wait for the requests in flight until httpd and php-fpm stop.
             drain_seconds: u64::from(
                 values
                     .lifecycle
-                    .termination_grace_seconds
-                    .saturating_sub(values.lifecycle.tls_pre_stop_seconds)
-                    .max(1),
+                    .shutdown(values.php.request_timeout_seconds)
+                    .tls_drain_seconds,
             ),
             threads: None,
             reload_interval_ms: 2000,
