@@ -108,11 +108,12 @@ async fn simulated_script_job_streams_its_output_and_succeeds() {
     let lines: Vec<&str> = seen.iter().map(|(_, line)| line.as_str()).collect();
     assert_eq!(lines, script);
     assert_eq!(report.tail, script);
-    // Streamed: the lines came as the pod printed them (20 ms apart), not in one piece at
-    // the end.
+    // Streamed: the lines came as the pod printed them (100 ms apart, 300 ms from the first
+    // to the last), not in one piece at the end. The bound is one gap, not three: a loaded
+    // machine may hold this test's task back while lines queue up.
     let spread = seen.last().unwrap().0 - seen[0].0;
     assert!(
-        spread.as_millis() >= 40,
+        spread.as_millis() >= 100,
         "all lines came at once: {spread:?}"
     );
     assert!(fake

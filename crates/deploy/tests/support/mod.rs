@@ -596,7 +596,7 @@ fn job_pods(state: &State, namespace: &str, query: &str) -> Response<Body> {
     ok(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}))
 }
 
-/// A simulated Job pod's log: every line at once, or with `follow=true` one line every 20 ms.
+/// A simulated Job pod's log: every line at once, or with `follow=true` one line every 100 ms.
 fn job_log(state: &State, pod: &str, query: &str) -> Response<Body> {
     let Some(sim) = state.jobs.values().find(|sim| sim.pod == pod) else {
         return status(404, "NotFound", &format!("pods \"{pod}\" not found"));
@@ -611,7 +611,7 @@ fn job_log(state: &State, pod: &str, query: &str) -> Response<Body> {
             .unwrap();
     }
     let stream = futures::stream::iter(lines).then(|line| async move {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         Ok::<_, std::io::Error>(line)
     });
     Response::builder().body(Body::from_stream(stream)).unwrap()
