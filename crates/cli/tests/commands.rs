@@ -115,11 +115,7 @@ fn a_lint_failure_exits_3_and_allow_accepts_it() {
     let site = scratch.path().join("site.toml");
     let text = std::fs::read_to_string(&site).unwrap();
     let long = "mw-a-deployment-name-far-too-long-for-pod-names";
-    std::fs::write(
-        &site,
-        text.replace("[deployments.mw-debug]", &format!("[deployments.{long}]")),
-    )
-    .unwrap();
+    std::fs::write(&site, format!("{text}\n[deployments.{long}]\n")).unwrap();
     let output = wikikube()
         .args(["render", scratch.path().to_str().unwrap(), "--env", "local"])
         .output()

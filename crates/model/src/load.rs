@@ -45,10 +45,27 @@ pub fn layer_files(
     options: &LoadOptions,
 ) -> Result<Vec<LayerFile>, Error> {
     let site_file = site_dir.join("site.toml");
+    not_a_file(&site_file)?;
     if !site_file.is_file() {
         return Err(missing_file(
             &site_file,
             "every site has a site.toml; is this the right directory?",
+        ));
+    }
+    // The name becomes part of file paths (environments/NAME.toml, private/NAME.toml): a name
+    // with a separator or a dot would reach outside those directories.
+    if environment.is_empty()
+        || !environment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(unknown_environment(
+            site_dir,
+            environment,
+            format!(
+                "`{environment}` is not an environment name: use letters, digits, `-` and `_` \
+                 (a datacenter is chosen by its own name, such as `eqiad`, not `production/eqiad`)"
+            ),
         ));
     }
     let mut files = vec![
@@ -63,7 +80,21 @@ pub fn layer_files(
     ];
     let environments = site_dir.join("environments");
     let direct = environments.join(format!("{environment}.toml"));
+    not_a_file(&direct)?;
     let nested = find_datacenter(&environments, environment);
+    if let (Some((parent, datacenter_file)), true) = (&nested, direct.is_file()) {
+        return Err(Error::new(
+            ErrorKind::UnknownEnvironment,
+            whole_file(&direct, Layer::Environment(environment.to_string())),
+            String::new(),
+            format!(
+                "`{environment}` is both an environment (this file) and a datacenter of \
+                 environment `{parent}` ({}): `--env {environment}` would be ambiguous",
+                datacenter_file.display()
+            ),
+        )
+        .with_help("rename one of them"));
+    }
     match nested {
         Some((parent, datacenter_file)) => {
             let parent_file = environments.join(format!("{parent}.toml"));
@@ -116,6 +147,7 @@ pub fn layer_files(
         .clone()
         .unwrap_or_else(|| site_dir.join("private"));
     let private_file = private_dir.join(format!("{environment}.toml"));
+    not_a_file(&private_file)?;
     if !private_file.is_file() {
         return Err(missing_file(
             &private_file,
@@ -135,8 +167,30 @@ pub fn read_layer(file: &LayerFile) -> Result<Node, Error> {
     if file.layer == Layer::Defaults {
         return parse_file(DEFAULTS, DEFAULTS_FILE, Layer::Defaults);
     }
-    let text = std::fs::read_to_string(&file.path)
+    let bytes = std::fs::read(&file.path)
         .map_err(|error| missing_file(&file.path, &format!("it cannot be read: {error}")))?;
+    let text = String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&byte| byte == b'\n').count() + 1;
+        let column = valid
+            .rsplit(|&byte| byte == b'\n')
+            .next()
+            .map_or(0, <[u8]>::len)
+            + 1;
+        Error::new(
+            ErrorKind::Syntax,
+            Origin {
+                layer: Arc::new(file.layer.clone()),
+                file: Arc::from(file.path.display().to_string()),
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+            },
+            String::new(),
+            "this file is not UTF-8 text: TOML files must be UTF-8 (was it saved as Latin-1 or \
+             UTF-16?)"
+                .into(),
+        )
+    })?;
     parse_file(&text, &file.path.display().to_string(), file.layer.clone())
 }
 
@@ -218,6 +272,28 @@ fn whole_file(path: &Path, layer: Layer) -> Origin {
         file: Arc::from(path.display().to_string()),
         line: 0,
         column: 0,
+    }
+}
+
+/// A directory, socket or other non-file where a TOML file is expected is named as such, not
+/// reported as missing or as an unknown name.
+fn not_a_file(path: &Path) -> Result<(), Error> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => Err(Error::new(
+            ErrorKind::MissingFile,
+            whole_file(path, Layer::Site),
+            String::new(),
+            format!(
+                "this is a {}, not a file",
+                if metadata.is_dir() {
+                    "directory"
+                } else {
+                    "special file"
+                }
+            ),
+        )
+        .with_help("a TOML file is expected here")),
+        _ => Ok(()),
     }
 }
 

@@ -197,8 +197,16 @@ pub fn resolve(
     layers: Vec<(Layer, Node)>,
 ) -> Result<ResolvedSite, Error> {
     let mut merged: Option<Node> = None;
+    let mut declared: Option<Vec<String>> = None;
     for (layer, tree) in layers {
         check_placement(&layer, &tree)?;
+        match &layer {
+            Layer::Site => declared = Some(deployment_names(&tree)),
+            Layer::Environment(_) | Layer::Datacenter(_) => {
+                check_declared(&tree, declared.as_deref().unwrap_or_default())?
+            }
+            Layer::Defaults | Layer::Private(_) => {}
+        }
         match merged.as_mut() {
             Some(base) => base.merge(tree),
             None => merged = Some(tree),
@@ -251,6 +259,10 @@ pub fn resolve(
             deployments.push(resolve_deployment(&global, name, deployment)?);
         }
     }
+
+    // Every value deserialized, so each winning value has its key's type; one that lost to it
+    // in a lower layer must have it too, or a mistake hides until the winner goes away.
+    check_overridden_types(&tree, "")?;
 
     let site = ResolvedSite {
         // Absolute, so that paths relative to the site (patches, code) mean the same thing to a
@@ -420,6 +432,82 @@ fn scope_error_key(
 
 /// Secrets come only from the private layer, and the private layer holds only secrets; the
 /// environment table belongs to environment files.
+/// The deployments a layer names.
+fn deployment_names(tree: &Node) -> Vec<String> {
+    tree.get_path([DEPLOYMENTS])
+        .and_then(Node::as_table)
+        .map(|table| table.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Environment and datacenter files adjust the deployments site.toml declares; a name it does
+/// not declare is a misspelling until proven otherwise. A deployment that only some
+/// environments run is declared in site.toml with `enabled = false` and enabled where it runs.
+fn check_declared(tree: &Node, declared: &[String]) -> Result<(), Error> {
+    let Some(table) = tree.get_path([DEPLOYMENTS]).and_then(Node::as_table) else {
+        return Ok(());
+    };
+    for (name, node) in table {
+        if declared.contains(name) {
+            continue;
+        }
+        let mut error = Error::new(
+            ErrorKind::Inconsistent,
+            node.origin.clone(),
+            format!("{DEPLOYMENTS}.{name}"),
+            format!(
+                "site.toml declares no deployment `{name}`; declared: {}",
+                one_of(declared)
+            ),
+        );
+        error.help = Some(match nearest(name, declared.iter().map(String::as_str)) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "a deployment that only some environments run is declared in site.toml with \
+                 `[{DEPLOYMENTS}.{name}] enabled = false` and enabled in their files"
+            ),
+        });
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// Refuses a value whose type differs from the winning value of its key (integers and floats
+/// count as one: TOML writes `5` where a float is meant).
+fn check_overridden_types(node: &Node, path: &str) -> Result<(), Error> {
+    let kind = |value: &Value| match value {
+        Value::Float(_) => Value::Integer(0).type_name(),
+        other => other.type_name(),
+    };
+    for lost in &node.overridden {
+        if kind(&lost.value) != kind(&node.value) {
+            return Err(Error::new(
+                ErrorKind::WrongType,
+                lost.origin.clone(),
+                path.to_string(),
+                format!(
+                    "`{path}` takes {} (as {} sets it, which wins here), but this file sets {}: \
+                     every layer's value must have the key's type",
+                    node.value.type_name(),
+                    node.origin,
+                    lost.value.type_name()
+                ),
+            ));
+        }
+    }
+    if let Value::Table(table) = &node.value {
+        for (key, child) in table {
+            let child_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            check_overridden_types(child, &child_path)?;
+        }
+    }
+    Ok(())
+}
+
 fn check_placement(layer: &Layer, tree: &Node) -> Result<(), Error> {
     let Some(table) = tree.as_table() else {
         return Ok(());

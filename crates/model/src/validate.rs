@@ -2,8 +2,10 @@
 //! is claimed twice, names are usable as Kubernetes and DNS names.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{nearest, one_of, Error, ErrorKind};
+use crate::origin::{Layer, Origin};
 use crate::resolve::ResolvedSite;
 use crate::schema::{EnvironmentKind, ReleaseName};
 use crate::tree::Node;
@@ -25,6 +27,96 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                 site.spec.site.namespace
             ),
         ));
+    }
+
+    // A key that no file sets is reported at the top of site.toml, where it would be added,
+    // rather than in the built-in defaults.
+    let site_file = site
+        .files
+        .iter()
+        .find(|file| file.layer == Layer::Site)
+        .map(|file| Origin {
+            layer: Arc::new(Layer::Site),
+            file: Arc::from(file.path.display().to_string()),
+            line: 1,
+            column: 1,
+        });
+    let missing = |path: &str, message: String| {
+        let node = at(path);
+        let origin = match (&site_file, node.origin.layer.as_ref()) {
+            (Some(site_file), Layer::Defaults) => site_file.clone(),
+            _ => node.origin.clone(),
+        };
+        Error::new(ErrorKind::MissingKey, origin, path.to_string(), message)
+    };
+    if site.spec.wikis.is_empty() {
+        return Err(missing(
+            "wikis",
+            "the farm has no wikis: add one, such as `[wikis.enwiki]` with `domains` and \
+             `language`"
+                .into(),
+        ));
+    }
+    if site.deployments.is_empty() {
+        return Err(missing(
+            "deployments",
+            "the farm has no deployments to serve its wikis: add one, such as \
+             `[deployments.mw-web]`"
+                .into(),
+        ));
+    }
+    for name in site.secrets.names() {
+        // Kubernetes' rule for Secret and ConfigMap keys: they become file names in the pod.
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                &format!("secrets.{name}"),
+                format!(
+                    "`{name}` cannot be a key of a Kubernetes Secret: use letters, digits, `-`, \
+                     `_` and `.`"
+                ),
+            ));
+        }
+    }
+    for (version, spec) in &site.spec.versions {
+        let Some(patches) = &spec.patches else {
+            continue;
+        };
+        let path = std::path::Path::new(patches);
+        let mut depth: i32 = 0;
+        let mut escapes = path.is_absolute();
+        for component in path.components() {
+            match component {
+                std::path::Component::ParentDir => depth -= 1,
+                std::path::Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+            escapes |= depth < 0;
+        }
+        if escapes {
+            // The version's name has dots (`1.39`): looked up by segments, not by a dotted path.
+            let origin = site
+                .tree
+                .get_path(["versions", version.as_str(), "patches"])
+                .map_or_else(|| at("versions").origin.clone(), |node| node.origin.clone());
+            return Err(Error::new(
+                ErrorKind::InvalidValue,
+                origin,
+                format!("versions.\"{version}\".patches"),
+                format!(
+                    "`{patches}` is outside the site directory: patches are part of the site, \
+                     so the same site directory builds the same image anywhere; give a path \
+                     inside it, such as `patches/{version}`"
+                ),
+            ));
+        }
     }
 
     let mut domains: BTreeMap<String, &str> = BTreeMap::new();
@@ -142,6 +234,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             }
             check_database(site, &release.values.database, &fail)?;
             check_shutdown(&release.values, &fail)?;
+            check_ranges(&release.values, &fail)?;
             let pools = &release.values.memcached.pools;
             if !pools.is_empty() && !pools.contains_key(datacenter) {
                 return Err(fail(
@@ -218,6 +311,133 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
              (name and kubeconfig context)"
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// Values the programs refuse or no cluster can schedule, and ports that clash in one pod.
+fn check_ranges(
+    values: &crate::CakeValues,
+    fail: &impl Fn(ErrorKind, &str, String) -> Error,
+) -> Result<(), Error> {
+    // Bounds far beyond any real pod (Wikimedia's run 8 to 64 workers with a few GiB), low
+    // enough that a stray digit is caught before it reaches a scheduler.
+    let bounds: [(&str, u64, u64, u64, &str); 11] = [
+        ("replicas", values.replicas.into(), 0, 10_000, ""),
+        (
+            "php.workers",
+            values.php.workers.into(),
+            1,
+            1_024,
+            " php-fpm workers",
+        ),
+        (
+            "php.request_timeout_seconds",
+            values.php.request_timeout_seconds.into(),
+            1,
+            86_400,
+            " seconds",
+        ),
+        (
+            "php.opcache_mb",
+            values.php.opcache_mb.into(),
+            8,
+            65_536,
+            " MiB",
+        ),
+        ("php.apcu_mb", values.php.apcu_mb.into(), 1, 65_536, " MiB"),
+        (
+            "php.memory_limit_mb",
+            values.php.memory_limit_mb.into(),
+            16,
+            65_536,
+            " MiB",
+        ),
+        (
+            "httpd.memory_mb",
+            values.httpd.memory_mb.into(),
+            16,
+            65_536,
+            " MiB",
+        ),
+        (
+            "httpd.cpu_millicores",
+            values.httpd.cpu_millicores.into(),
+            1,
+            256_000,
+            " millicores",
+        ),
+        (
+            "tls.memory_mb",
+            values.tls.memory_mb.into(),
+            16,
+            65_536,
+            " MiB",
+        ),
+        (
+            "tls.cpu_millicores",
+            values.tls.cpu_millicores.into(),
+            1,
+            256_000,
+            " millicores",
+        ),
+        (
+            "mcrouter.memory_mb",
+            values.mcrouter.memory_mb.into(),
+            16,
+            65_536,
+            " MiB",
+        ),
+    ];
+    for (path, value, low, high, unit) in bounds {
+        if !(low..=high).contains(&value) {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                path,
+                format!("{value}{unit} is out of range: {path} takes {low} to {high}{unit}"),
+            ));
+        }
+    }
+    if values
+        .php
+        .memory_limit_mb
+        .saturating_mul(values.php.workers)
+        > 1_048_576
+    {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "php.workers",
+            format!(
+                "{} workers of php.memory_limit_mb = {} MiB ask for more than 1 TiB in one pod",
+                values.php.workers, values.php.memory_limit_mb
+            ),
+        ));
+    }
+    // The pods run as a non-root user (the restricted Pod Security level), which cannot bind
+    // ports below 1024; and the three listeners share the pod's network namespace.
+    let ports = [
+        ("tls.port", values.tls.port),
+        ("httpd.port", values.httpd.port),
+        ("mcrouter.port", values.mcrouter.port),
+    ];
+    for (index, (path, port)) in ports.iter().enumerate() {
+        if *port < 1024 {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                path,
+                format!(
+                    "port {port} is below 1024, which the pod's non-root containers cannot \
+                     listen on; the Service maps its own port (service.port) to it"
+                ),
+            ));
+        }
+        if let Some((other, _)) = ports[..index].iter().find(|(_, used)| used == port) {
+            return Err(fail(
+                ErrorKind::Inconsistent,
+                path,
+                format!("port {port} is also {other}: the cake's containers share one network"),
+            ));
+        }
     }
     Ok(())
 }

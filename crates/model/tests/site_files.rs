@@ -526,3 +526,225 @@ fn trusted_proxies_are_addresses_or_ranges() {
     assert!(error.to_string().contains("production.toml"), "{error}");
     assert!(error.to_string().contains("`10.64.0.0/33`"), "{error}");
 }
+
+/// One way a new user breaks a site, and where the refusal must point.
+struct Broken {
+    what: &'static str,
+    /// (file, text appended to it) or, with `from`, a replacement in it.
+    file: &'static str,
+    from: Option<&'static str>,
+    text: &'static str,
+    environment: &'static str,
+    kind: ErrorKind,
+    /// The file the error must name (a suffix of its path).
+    at_file: &'static str,
+    /// A line of that file the error must point at (a needle in it), when it has one.
+    at_line: Option<&'static str>,
+    /// Words the message must contain.
+    says: &'static [&'static str],
+}
+
+/// A corpus of broken sites, by class: each is refused, by kind, at the file (and line) where
+/// the mistake is, with a message that says what was expected.
+#[test]
+fn every_broken_site_is_refused_where_it_is_wrong() {
+    let corpus = [
+        Broken {
+            what: "a wrong type in a layer that a later layer overrides",
+            file: "site.toml",
+            from: None,
+            text: "\n[php]\nworkers = \"eight\"\n",
+            environment: "local",
+            kind: ErrorKind::WrongType,
+            at_file: "site.toml",
+            at_line: Some("workers = \"eight\""),
+            says: &["php.workers", "an integer", "a string"],
+        },
+        Broken {
+            what: "a misspelt deployment in an environment file",
+            file: "environments/production/eqiad.toml",
+            from: None,
+            text: "\n[deployments.mw-wbe]\nreplicas = 3\n",
+            environment: "eqiad",
+            kind: ErrorKind::Inconsistent,
+            at_file: "eqiad.toml",
+            at_line: Some("[deployments.mw-wbe]"),
+            says: &["mw-wbe", "mw-web"],
+        },
+        Broken {
+            what: "zero php-fpm workers",
+            file: "environments/local.toml",
+            from: Some("workers = 2"),
+            text: "workers = 0",
+            environment: "local",
+            kind: ErrorKind::InvalidValue,
+            at_file: "local.toml",
+            at_line: Some("workers = 0"),
+            says: &["php.workers", "1 to 1024"],
+        },
+        Broken {
+            what: "a billion workers",
+            file: "environments/local.toml",
+            from: Some("workers = 2"),
+            text: "workers = 1000000000",
+            environment: "local",
+            kind: ErrorKind::InvalidValue,
+            at_file: "local.toml",
+            at_line: Some("workers = 1000000000"),
+            says: &["out of range"],
+        },
+        Broken {
+            what: "memory in exabytes",
+            file: "site.toml",
+            from: None,
+            text: "\n[httpd]\nmemory_mb = 4000000000\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "site.toml",
+            at_line: Some("memory_mb = 4000000000"),
+            says: &["httpd.memory_mb", "MiB"],
+        },
+        Broken {
+            what: "two containers on one port",
+            file: "site.toml",
+            from: None,
+            text: "\n[mcrouter]\nport = 8080\n",
+            environment: "eqiad",
+            kind: ErrorKind::Inconsistent,
+            at_file: "site.toml",
+            at_line: Some("port = 8080"),
+            says: &["8080", "httpd.port"],
+        },
+        Broken {
+            what: "a privileged port in a non-root pod",
+            file: "site.toml",
+            from: None,
+            text: "\n[tls]\nport = 443\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "site.toml",
+            at_line: Some("port = 443"),
+            says: &["1024"],
+        },
+        Broken {
+            what: "a Secret key Kubernetes refuses",
+            file: "private/eqiad.toml",
+            from: None,
+            text: "\"smtp password\" = \"x\"\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "private/eqiad.toml",
+            at_line: Some("\"smtp password\""),
+            says: &["Secret"],
+        },
+        Broken {
+            what: "a patch directory outside the site",
+            file: "site.toml",
+            from: Some("patches = \"patches/1.39\""),
+            text: "patches = \"../../elsewhere\"",
+            environment: "local",
+            kind: ErrorKind::InvalidValue,
+            at_file: "site.toml",
+            at_line: Some("../../elsewhere"),
+            says: &["outside the site directory"],
+        },
+    ];
+    for case in &corpus {
+        let scratch = Scratch::new();
+        match case.from {
+            Some(from) => scratch.replace(case.file, from, case.text),
+            None => scratch.append(case.file, case.text),
+        }
+        let error = load(scratch.path(), case.environment, &LoadOptions::default())
+            .err()
+            .unwrap_or_else(|| panic!("{}: accepted", case.what));
+        assert_eq!(error.kind, case.kind, "{}: {error}", case.what);
+        assert!(
+            error.origin.file.ends_with(case.at_file),
+            "{}: points at {} instead of {}",
+            case.what,
+            error.origin,
+            case.at_file
+        );
+        if let Some(needle) = case.at_line {
+            let line = line_of(&scratch.path().join(case.file), needle);
+            assert_eq!(error.origin.line, line, "{}: {error}", case.what);
+        }
+        let text = error.to_string();
+        for word in case.says {
+            assert!(
+                text.contains(word),
+                "{}: {text:?} lacks {word:?}",
+                case.what
+            );
+        }
+    }
+}
+
+#[test]
+fn a_farm_without_wikis_or_deployments_is_refused_at_site_toml() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "site.toml",
+        "[site]\nname = \"farm\"\nnamespace = \"mediawiki\"\n[versions.\"1.39\"]\ncode = \"/usr/share/mediawiki\"\n\
+         [deployments.mw-web]\n",
+    );
+    let local_without_deployments = fs::read_to_string(example().join("environments/local.toml"))
+        .unwrap()
+        .split("\n[deployments.")
+        .next()
+        .unwrap()
+        .to_string();
+    scratch.write("environments/local.toml", &local_without_deployments);
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::MissingKey);
+    assert!(error.origin.file.ends_with("site.toml"), "{}", error.origin);
+    assert!(error.message.contains("no wikis"), "{error}");
+
+    let text = fs::read_to_string(example().join("site.toml")).unwrap();
+    let without_deployments: String = text.split("\n[deployments.").next().unwrap().to_string();
+    scratch.write("site.toml", &without_deployments);
+    let text = scratch.error("local").to_string();
+    assert!(text.contains("no deployments"), "{text}");
+}
+
+#[test]
+fn file_system_mistakes_are_named_as_what_they_are() {
+    // A file that is not UTF-8: its position, not "missing".
+    let scratch = Scratch::new();
+    let path = scratch.path().join("environments/local.toml");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"\n# caf\xe9\n");
+    fs::write(&path, bytes).unwrap();
+    let error = scratch.error("local");
+    assert_eq!(error.kind, ErrorKind::Syntax);
+    assert!(error.message.contains("UTF-8"), "{error}");
+    let lines = fs::read_to_string(example().join("environments/local.toml"))
+        .unwrap()
+        .lines()
+        .count() as u32;
+    assert_eq!(error.origin.line, lines + 2, "{}", error.origin);
+
+    // A directory where the environment file should be.
+    let scratch = Scratch::new();
+    fs::remove_file(scratch.path().join("environments/local.toml")).unwrap();
+    fs::create_dir(scratch.path().join("environments/local.toml")).unwrap();
+    let error = scratch.error("local");
+    assert!(error.message.contains("directory, not a file"), "{error}");
+
+    // An environment name that reaches into other directories.
+    let scratch = Scratch::new();
+    let error = scratch.error("../private/local");
+    assert_eq!(error.kind, ErrorKind::UnknownEnvironment);
+    assert!(error.message.contains("not an environment name"), "{error}");
+
+    // An environment that is also a datacenter of another.
+    let scratch = Scratch::new();
+    fs::copy(
+        scratch.path().join("environments/production/eqiad.toml"),
+        scratch.path().join("environments/eqiad.toml"),
+    )
+    .unwrap();
+    let error = scratch.error("eqiad");
+    assert!(error.message.contains("ambiguous"), "{error}");
+}
