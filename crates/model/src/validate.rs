@@ -164,6 +164,22 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                 ),
             ));
         }
+        if !is_mediawiki_language(&wiki.language) {
+            let mut error = fail(
+                ErrorKind::InvalidValue,
+                &format!("{path}.language"),
+                format!(
+                    "`{}` is not a language MediaWiki knows (its list: \
+                     includes/languages/data/Names.php); use a code such as `en`, `de` or \
+                     `zh-hans`",
+                    wiki.language
+                ),
+            );
+            if let Some(near) = nearest(&wiki.language, mediawiki_languages()) {
+                error.help = Some(format!("did you mean `{near}`?"));
+            }
+            return Err(error);
+        }
         if wiki.domains.is_empty() {
             return Err(fail(
                 ErrorKind::InvalidValue,
@@ -481,6 +497,18 @@ fn check_shutdown(
         ));
     }
     Ok(())
+}
+
+/// MediaWiki's language codes (`languages.txt`, from the version Debian ships).
+fn mediawiki_languages() -> impl Iterator<Item = &'static str> {
+    include_str!("languages.txt")
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+}
+
+/// Whether MediaWiki knows `code` as a language.
+pub fn is_mediawiki_language(code: &str) -> bool {
+    mediawiki_languages().any(|known| known == code)
 }
 
 /// The private value with the database user's password.

@@ -638,6 +638,17 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
             says: &["Secret"],
         },
         Broken {
+            what: "a language MediaWiki does not know",
+            file: "site.toml",
+            from: Some("language = \"de\""),
+            text: "language = \"deu\"",
+            environment: "local",
+            kind: ErrorKind::InvalidValue,
+            at_file: "site.toml",
+            at_line: Some("language = \"deu\""),
+            says: &["wikis.dewiki.language", "not a language MediaWiki knows"],
+        },
+        Broken {
             what: "a patch directory outside the site",
             file: "site.toml",
             from: Some("patches = \"patches/1.39\""),
