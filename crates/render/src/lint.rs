@@ -29,17 +29,24 @@ pub enum Rule {
     Names,
     /// Port names are IANA service names: at most 15 characters.
     PortNames,
+    /// Every object is at most [`MAX_OBJECT_BYTES`] as JSON: an API server refuses a ConfigMap
+    /// or Secret whose data passes 1 MiB, and etcd any object much larger.
+    Size,
 }
+
+/// The largest object the size rule accepts, in bytes of compact JSON (what is sent).
+pub const MAX_OBJECT_BYTES: usize = 1024 * 1024;
 
 impl Rule {
     /// Every rule, in the order they are documented.
-    pub const ALL: [Rule; 6] = [
+    pub const ALL: [Rule; 7] = [
         Rule::Probes,
         Rule::Resources,
         Rule::NonRoot,
         Rule::Selector,
         Rule::Names,
         Rule::PortNames,
+        Rule::Size,
     ];
 
     /// The name used with `--allow`.
@@ -51,6 +58,7 @@ impl Rule {
             Rule::Selector => "selector",
             Rule::Names => "names",
             Rule::PortNames => "port-names",
+            Rule::Size => "size",
         }
     }
 }
@@ -185,6 +193,25 @@ pub fn lint(objects: &[&Object]) -> Vec<Finding> {
             });
         };
         check_object_name(object, &mut report);
+        let bytes = match object {
+            Object::Namespace(o) => serde_json::to_vec(o),
+            Object::ServiceAccount(o) => serde_json::to_vec(o),
+            Object::ConfigMap(o) => serde_json::to_vec(o),
+            Object::Secret(o) => serde_json::to_vec(o),
+            Object::Service(o) => serde_json::to_vec(o),
+            Object::Deployment(o) => serde_json::to_vec(o),
+            Object::PodDisruptionBudget(o) => serde_json::to_vec(o),
+        }
+        .map_or(0, |json| json.len());
+        if bytes > MAX_OBJECT_BYTES {
+            report(
+                Rule::Size,
+                format!(
+                    "{bytes} bytes, over the {MAX_OBJECT_BYTES} an API server accepts: split \
+                     it (the farm's virtual hosts grow with its domains)"
+                ),
+            );
+        }
         match object {
             Object::Deployment(deployment) => check_deployment(deployment, &mut report),
             Object::Service(service) => {

@@ -119,8 +119,18 @@ fn the_cake_has_four_containers_sharing_the_fastcgi_socket() {
         .data
         .as_ref()
         .unwrap();
-    assert!(sites["enwiki.conf"].contains("unix:/run/shared/fpm-www.sock|fcgi://localhost"));
-    assert!(sites["enwiki.conf"].contains("ServerAlias www.farm.test"));
+    let vhost = &sites["mediawiki-1.39.conf"];
+    assert!(vhost.contains("unix:/run/shared/fpm-www.sock|fcgi://localhost"));
+    // Every domain of every wiki on 1.39, in one virtual host.
+    assert!(vhost.contains("ServerName commons.farm.test"), "{vhost}");
+    for domain in [
+        "media.farm.test",
+        "de.farm.test",
+        "en.farm.test",
+        "www.farm.test",
+    ] {
+        assert!(vhost.contains(domain), "{domain}: {vhost}");
+    }
 }
 
 /// The stop sequence of a release's pod: preStop sleeps and the grace period, and the tls

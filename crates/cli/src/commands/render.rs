@@ -10,7 +10,7 @@ use crate::{exit, SiteArgs};
 /// Write every Kubernetes object of an environment, in apply order, as YAML (or JSON).
 ///
 /// The objects are linted first; a broken rule stops the render (exit code 3) unless allowed
-/// with --allow. Rules: probes, resources, non-root, selector, names, port-names.
+/// with --allow. Rules: probes, resources, non-root, selector, names, port-names, size.
 /// Secret values are always shown as <redacted>.
 #[derive(Args, Debug)]
 pub struct RenderArgs {

@@ -1,5 +1,14 @@
-//! apache httpd: one virtual host per wiki (all its domains), MediaWiki short URLs, FastCGI to
-//! php-fpm over the shared socket, and the release's listener settings.
+//! apache httpd: one virtual host per MediaWiki version (every domain of the wikis on it),
+//! MediaWiki short URLs, FastCGI to php-fpm over the shared socket, and the release's listener
+//! settings.
+//!
+//! Why per version and not per wiki: what differs between two wikis' virtual hosts is only their
+//! domains and their version's code directory; the wiki itself is chosen from the Host header in
+//! PHP, by the multiversion entry point. A virtual host per wiki took about 1 kB each, so the
+//! shared ConfigMap passed the API server's 1 MiB limit near 1,000 wikis (Wikimedia runs about
+//! 1,070); per version, a domain costs its name, and 10,000 wikis fit.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -10,15 +19,21 @@ use super::paths::{code_dir, FPM_PING, FPM_SOCKET};
 use super::{template, Files};
 
 #[derive(Serialize)]
-struct VhostWiki<'a> {
-    dbname: &'a str,
+struct VhostVersion<'a> {
+    version: &'a str,
+    wikis: usize,
     server_name: &'a str,
-    aliases: &'a [String],
+    /// The other domains, a few per `ServerAlias` line.
+    alias_lines: Vec<String>,
     code: String,
 }
 
+/// Domains per `ServerAlias` line: short lines to read, few bytes of repeated directive.
+const ALIASES_PER_LINE: usize = 8;
+
 /// The virtual hosts of the farm: `000-default.conf` for unknown hosts and probes, then one file
-/// per wiki. They depend only on the wikis (any port matches), so every release shares them.
+/// per MediaWiki version, `mediawiki-VERSION.conf`. They depend only on the wikis (any port
+/// matches), so every release shares them.
 pub fn sites(spec: &SiteSpec) -> Files {
     let mut files = Files::new();
     files.insert(
@@ -28,22 +43,31 @@ pub fn sites(spec: &SiteSpec) -> Files {
             minijinja::context! { socket => FPM_SOCKET, ping_path => FPM_PING },
         ),
     );
-    for (dbname, wiki) in &spec.wikis {
-        let (server_name, aliases) = wiki
-            .domains
+    let mut by_version: BTreeMap<&str, (usize, Vec<&str>)> = BTreeMap::new();
+    for wiki in spec.wikis.values() {
+        let entry = by_version.entry(wiki.version.as_str()).or_default();
+        entry.0 += 1;
+        entry.1.extend(wiki.domains.iter().map(String::as_str));
+    }
+    for (version, (wikis, domains)) in by_version {
+        let (server_name, aliases) = domains
             .split_first()
-            .expect("validation requires at least one domain");
-        let wiki = VhostWiki {
-            dbname,
+            .expect("validation requires at least one domain per wiki");
+        let vhost = VhostVersion {
+            version,
+            wikis,
             server_name,
-            aliases,
-            code: code_dir(&wiki.version),
+            alias_lines: aliases
+                .chunks(ALIASES_PER_LINE)
+                .map(|chunk| chunk.join(" "))
+                .collect(),
+            code: code_dir(version),
         };
         files.insert(
-            format!("{dbname}.conf"),
+            format!("mediawiki-{version}.conf"),
             template(
                 "vhost.conf",
-                minijinja::context! { wiki, socket => FPM_SOCKET, entry_dir => ENTRY_DIR },
+                minijinja::context! { vhost, socket => FPM_SOCKET, entry_dir => ENTRY_DIR },
             ),
         );
     }
