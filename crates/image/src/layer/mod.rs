@@ -94,9 +94,12 @@ impl Contents {
         let path = entry.path.trim_matches('/').to_string();
         let mut parent = path.as_str();
         while let Some((dir, _)) = parent.rsplit_once('/') {
-            if !self.entries.contains_key(dir) {
-                self.entries.insert(dir.to_string(), Entry::dir(dir));
+            // Every entry came in with its parents: once one is there, so are the rest (this
+            // keeps adding a tree of 185,000 files linear in its size).
+            if self.entries.contains_key(dir) {
+                break;
             }
+            self.entries.insert(dir.to_string(), Entry::dir(dir));
             parent = dir;
         }
         self.entries.insert(path.clone(), Entry { path, ..entry });
