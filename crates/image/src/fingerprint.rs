@@ -20,9 +20,11 @@
 //! timestamps (which needs one of the first two).
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -81,6 +83,34 @@ impl Stat {
     }
 }
 
+/// A hasher for maps keyed by host paths: FNV-1a over the bytes, several times faster than
+/// the default SipHash on paths of 60 to 120 bytes, which a no-op build of 185,000 files
+/// hashes twice each. The keys come from the build's own trees, so resistance to chosen
+/// collisions (SipHash's reason to be) buys nothing here.
+pub type PathHasher = std::hash::BuildHasherDefault<Fnv>;
+
+/// FNV-1a, 64 bits.
+#[derive(Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// What the store did since it was opened, for tests and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -97,7 +127,8 @@ pub struct Stats {
 pub struct Fingerprints {
     file: Option<PathBuf>,
     tmp: PathBuf,
-    known: HashMap<PathBuf, (Stat, String)>,
+    /// By path as bytes (hashing a `Path` walks its components, a measurable cost here).
+    known: HashMap<OsString, (Stat, String), PathHasher>,
     window: Duration,
     dirty: bool,
     stats: Stats,
@@ -108,7 +139,7 @@ impl Fingerprints {
     /// costs reading the files again.
     pub fn open(cache: &Cache) -> Fingerprints {
         let file = cache.root().join(FILE);
-        let mut known = HashMap::new();
+        let mut known = HashMap::default();
         if let Ok(f) = std::fs::File::open(&file) {
             let mut lines = std::io::BufReader::with_capacity(1 << 20, f).lines();
             if matches!(lines.next(), Some(Ok(ref h)) if h == HEADER) {
@@ -134,7 +165,7 @@ impl Fingerprints {
         Fingerprints {
             file: None,
             tmp: std::env::temp_dir(),
-            known: HashMap::new(),
+            known: HashMap::default(),
             window: RACY_WINDOW,
             dirty: false,
             stats: Stats::default(),
@@ -150,36 +181,58 @@ impl Fingerprints {
     /// `sha256:<hex>` of the content of the file at `path` (symlinks followed), read only when
     /// its metadata differs from when it was last hashed.
     pub fn hash(&mut self, path: &Path) -> Result<String> {
-        let meta = std::fs::metadata(path).map_err(Error::io(path))?;
-        let stat = Stat::of(&meta);
-        if let Some((known, digest)) = self.known.get(path) {
-            if *known == stat {
-                self.stats.reused += 1;
-                return Ok(digest.clone());
+        let stat = stat(path)?;
+        if let Some(digest) = self.lookup(path, &stat) {
+            return Ok(digest);
+        }
+        let read = read(path, stat, self.window)?;
+        Ok(self.record(path, stat, read))
+    }
+
+    /// [`Fingerprints::hash`] for a store shared between threads: the lock is not held while
+    /// a file is read.
+    /// `seen` is the file's metadata if the caller has just stat'ed it.
+    pub fn hash_shared(
+        store: &Mutex<Fingerprints>,
+        path: &Path,
+        seen: Option<&std::fs::Metadata>,
+    ) -> Result<String> {
+        let stat = match seen {
+            Some(meta) => Stat::of(meta),
+            None => stat(path)?,
+        };
+        let window = {
+            let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(digest) = store.lookup(path, &stat) {
+                return Ok(digest);
             }
+            store.window
+        };
+        let read = read(path, stat, window)?;
+        let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(store.record(path, stat, read))
+    }
+
+    fn lookup(&mut self, path: &Path, stat: &Stat) -> Option<String> {
+        let (known, digest) = self.known.get(path.as_os_str())?;
+        if known != stat {
+            return None;
         }
-        // Taken before reading: a change during the read makes the file look recent.
-        let now = SystemTime::now();
-        let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
-        let mut hasher = Sha256::new();
-        let bytes = std::io::copy(&mut file, &mut hasher).map_err(Error::io(path))?;
-        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+        self.stats.reused += 1;
+        Some(digest.clone())
+    }
+
+    fn record(&mut self, path: &Path, stat: Stat, read: Read) -> String {
         self.stats.hashed += 1;
-        self.stats.bytes_hashed += bytes;
-        // The metadata after the read must still be the one before it, or the content read
-        // may be a mix; and a recent file may still change within its timestamp's tick.
-        let after = std::fs::metadata(path).map(|m| Stat::of(&m)).ok();
-        let remember = after == Some(stat)
-            && !stat.is_racy(now, self.window)
-            && !path.as_os_str().as_encoded_bytes().contains(&b'\n');
-        if remember {
+        self.stats.bytes_hashed += read.bytes;
+        if read.remember {
             self.known
-                .insert(path.to_path_buf(), (stat, digest.clone()));
+                .insert(path.as_os_str().to_owned(), (stat, read.digest.clone()));
             self.dirty = true;
-        } else if self.known.remove(path).is_some() {
+        } else if self.known.remove(path.as_os_str()).is_some() {
             self.dirty = true;
         }
-        Ok(digest)
+        read.digest
     }
 
     /// What the store did since it was opened (or since [`Fingerprints::reset_stats`]).
@@ -217,7 +270,7 @@ impl Fingerprints {
                 s.ctime_ns,
                 s.ino,
                 s.dev,
-                path.display()
+                Path::new(path).display()
             )
             .expect("writing to memory");
         }
@@ -227,8 +280,40 @@ impl Fingerprints {
     }
 }
 
+fn stat(path: &Path) -> Result<Stat> {
+    Ok(Stat::of(&std::fs::metadata(path).map_err(Error::io(path))?))
+}
+
+/// A file read and hashed.
+struct Read {
+    digest: String,
+    bytes: u64,
+    /// Whether its hash may be reused by metadata (see the module's doc).
+    remember: bool,
+}
+
+fn read(path: &Path, stat: Stat, window: Duration) -> Result<Read> {
+    // Taken before reading: a change during the read makes the file look recent.
+    let now = SystemTime::now();
+    let mut file = std::fs::File::open(path).map_err(Error::io(path))?;
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher).map_err(Error::io(path))?;
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    // The metadata after the read must still be the one before it, or the content read may
+    // be a mix; and a recent file may still change within its timestamp's tick.
+    let after = std::fs::metadata(path).map(|m| Stat::of(&m)).ok();
+    let remember = after == Some(stat)
+        && !stat.is_racy(now, window)
+        && !path.as_os_str().as_encoded_bytes().contains(&b'\n');
+    Ok(Read {
+        digest,
+        bytes,
+        remember,
+    })
+}
+
 /// One line of the store: seven numbers, the hex digest, then the path (which may hold spaces).
-fn parse(line: &str) -> Option<(PathBuf, (Stat, String))> {
+fn parse(line: &str) -> Option<(OsString, (Stat, String))> {
     let mut parts = line.splitn(9, ' ');
     let mut number = || parts.next()?.parse::<i64>().ok();
     let (size, mtime, mtime_ns, ctime, ctime_ns) =
@@ -249,7 +334,7 @@ fn parse(line: &str) -> Option<(PathBuf, (Stat, String))> {
         ino,
         dev,
     };
-    Some((PathBuf::from(path), (stat, format!("sha256:{hex}"))))
+    Some((OsString::from(path), (stat, format!("sha256:{hex}"))))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::build::LayerReport;
@@ -111,9 +112,77 @@ pub struct BaseGroup {
     pub files: String,
 }
 
+/// How a group's entries are found.
+enum Walk<'a> {
+    /// A version's core.
+    Core(&'a VersionTree),
+    /// Some extensions and skins of a version.
+    Extensions(&'a VersionTree, Vec<String>, Vec<String>),
+    /// Already listed (l10n files).
+    Ready(Contents),
+    /// Taken.
+    Done,
+}
+
+impl Walk<'_> {
+    fn contents(self) -> Result<Contents> {
+        match self {
+            Walk::Core(tree) => code::core(&tree.dir, "/", &tree.version),
+            Walk::Extensions(tree, extensions, skins) => {
+                code::extensions(&tree.dir, "/", &tree.version, &extensions, &skins)
+            }
+            Walk::Ready(contents) => Ok(contents),
+            Walk::Done => Ok(Contents::default()),
+        }
+    }
+}
+
+/// A group's entries and each entry's key.
+type Walked = (Contents, BTreeMap<String, String>);
+
+/// Walks every group and keys its entries, on as many threads as there are cores (up to
+/// four): an unchanged tree of 185,000 files costs a stat or two per file and little else, and
+/// that is spread over the cores. The results come back in the groups' order.
+fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Walked>> {
+    let count = walks.len();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+        .min(count.max(1));
+    let queue = Mutex::new(walks.into_iter().enumerate());
+    let store = Mutex::new(std::mem::replace(fingerprints, Fingerprints::in_memory()));
+    let results: Mutex<Vec<Option<Result<Walked>>>> =
+        Mutex::new((0..count).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some((index, walk)) = next else {
+                    break;
+                };
+                let result = walk.contents().and_then(|contents| {
+                    let keys = entry_keys(
+                        &mut |path, seen| Fingerprints::hash_shared(&store, path, seen),
+                        &contents,
+                    )?;
+                    Ok((contents, keys))
+                });
+                results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+            });
+        }
+    });
+    *fingerprints = store.into_inner().unwrap_or_else(|e| e.into_inner());
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.expect("every group was walked"))
+        .collect()
+}
+
 struct Builder<'a> {
     cache: &'a Cache,
-    fingerprints: &'a mut Fingerprints,
     options: &'a Options,
     stack: Stack,
     old: Base,
@@ -145,7 +214,6 @@ pub fn build(
     };
     let mut builder = Builder {
         cache,
-        fingerprints,
         options,
         stack: Stack::default(),
         old,
@@ -153,15 +221,13 @@ pub fn build(
         allowance: 0,
     };
     // Plans first, so that the number of groups (and so the room for deltas) is known.
-    let mut groups: Vec<(String, String, Inputs, Contents)> = Vec::new();
+    let mut groups: Vec<(String, String, Inputs, Walk)> = Vec::new();
     for tree in versions {
-        let root = &tree.dir;
         let version = &tree.version;
-        let core = code::core(root, "/", version)?;
         let mut inputs = Inputs::new("code");
         inputs.add("version", version);
         let id = format!("code {version}");
-        groups.push((id.clone(), id, inputs, core));
+        groups.push((id.clone(), id, inputs, Walk::Core(tree)));
 
         let items: Vec<String> = tree
             .extensions
@@ -179,7 +245,6 @@ pub fn build(
                 .iter()
                 .map(|s| s.trim_start_matches(SKIN).to_string())
                 .collect();
-            let contents = code::extensions(root, "/", version, &extensions, &skins)?;
             let mut inputs = Inputs::new("extensions");
             inputs
                 .add("version", version)
@@ -187,7 +252,7 @@ pub fn build(
                 .add("skins", skins.join(","));
             let id = format!("extensions {version} group {:02}", group.index);
             let name = format!("extensions {version} {}", group.label());
-            groups.push((id, name, inputs, contents));
+            groups.push((id, name, inputs, Walk::Extensions(tree, extensions, skins)));
         }
 
         if let Some(dir) = &tree.l10n_dir {
@@ -205,13 +270,18 @@ pub fn build(
                     .add("languages", group.items.join(","));
                 let id = format!("l10n {version} group {:02}", group.index);
                 let name = format!("l10n {version} {}", group.label());
-                groups.push((id, name, inputs, contents));
+                groups.push((id, name, inputs, Walk::Ready(contents)));
             }
         }
     }
     builder.allowance = MAX_LAYERS.saturating_sub(groups.len() + 1);
-    for (id, name, inputs, contents) in groups {
-        builder.group(&id, &name, inputs, contents)?;
+    let walks: Vec<Walk> = groups
+        .iter_mut()
+        .map(|g| std::mem::replace(&mut g.3, Walk::Done))
+        .collect();
+    let walked = walk_all(walks, fingerprints)?;
+    for ((id, name, inputs, _), (contents, keys)) in groups.into_iter().zip(walked) {
+        builder.group(&id, &name, inputs, contents, keys)?;
     }
     let mut inputs = Inputs::new("config");
     let mut config = Contents::default();
@@ -244,8 +314,8 @@ impl Builder<'_> {
         name: &str,
         mut inputs: Inputs,
         contents: Contents,
+        keys: BTreeMap<String, String>,
     ) -> Result<()> {
-        let keys = entry_keys(self.fingerprints, &contents)?;
         let content = keys_digest(&keys);
         inputs.add("content", &content);
         if !self.options.incremental {
@@ -395,19 +465,22 @@ pub(crate) const SKIN: &str = "skins/";
 /// The key of a layer's content: every entry's path, kind and mode, and for files the hash of
 /// their bytes (from `fingerprints`, so unchanged files are not read).
 pub fn content_key(fingerprints: &mut Fingerprints, contents: &Contents) -> Result<String> {
-    Ok(keys_digest(&entry_keys(fingerprints, contents)?))
+    Ok(keys_digest(&entry_keys(
+        &mut |path, _| fingerprints.hash(path),
+        contents,
+    )?))
 }
 
-/// Each entry's part of [`content_key`], by path.
+/// Each entry's part of [`content_key`], by path; `hash` gives a file's content hash.
 fn entry_keys(
-    fingerprints: &mut Fingerprints,
+    hash: &mut dyn FnMut(&std::path::Path, Option<&std::fs::Metadata>) -> Result<String>,
     contents: &Contents,
 ) -> Result<BTreeMap<String, String>> {
     let mut keys = BTreeMap::new();
     for entry in contents.entries() {
         let what = match &entry.kind {
             Kind::Dir => "dir".to_string(),
-            Kind::File(Data::Path(path)) => fingerprints.hash(path)?,
+            Kind::File(Data::Path(path)) => hash(path, contents.seen(path))?,
             Kind::File(Data::Bytes(bytes)) => sha256(bytes),
             Kind::File(Data::TarSlice { file, offset, len }) => {
                 // Slices of a rootfs tarball, which is itself named by its packages' hashes.
@@ -426,11 +499,7 @@ fn entry_keys(
 }
 
 fn keys_digest(keys: &BTreeMap<String, String>) -> String {
-    let mut digest = Inputs::new("content");
-    for (path, key) in keys {
-        digest.add(path, key);
-    }
-    digest.key()
+    Inputs::new("content").key_with(keys.iter().map(|(p, k)| (p.as_str(), k.as_str())))
 }
 
 /// The files of an l10n cache directory, as they go into the image.
