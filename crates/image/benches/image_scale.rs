@@ -520,6 +520,7 @@ fn main() {
     let mut seed = 18;
     let mut incremental = true;
     let mut noop_runs = 0;
+    let mut add_version = true;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--registry" => registry = args.next(),
@@ -527,6 +528,8 @@ fn main() {
             "--seed" => seed = args.next().and_then(|s| s.parse().ok()).expect("--seed N"),
             // `cargo bench` passes this to every bench target.
             "--whole" => incremental = false,
+            // Leaves out adding a version (which needs another ~0.8 GB of cache and registry).
+            "--no-version" => add_version = false,
             // For profiling: the cold build (on a tree kept from an earlier run, if any), then
             // only N no-op builds.
             "--noop-runs" => {
@@ -618,6 +621,10 @@ fn main() {
     );
     bench.run("one file in core", &trees, &options, size);
 
+    if !add_version {
+        print_table(&bench.rows);
+        return;
+    }
     let second = work.join(format!("srv/php-{SECOND}"));
     link_tree(&tree, &second);
     let defines = second.join("includes/Defines.php");
@@ -636,6 +643,10 @@ fn main() {
     );
     bench.run("no-op rebuild, two versions", &trees, &options, 0);
 
+    print_table(&bench.rows);
+}
+
+fn print_table(rows: &[Row]) {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -643,7 +654,7 @@ fn main() {
     )
     .ok();
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|").ok();
-    for row in &bench.rows {
+    for row in rows {
         writeln!(
             out,
             "| {} | {:.2} | {} | {} | {} ({}) | {} | {} | {:.2} | {} | {} |",
