@@ -128,7 +128,10 @@ pub struct Fingerprints {
     file: Option<PathBuf>,
     tmp: PathBuf,
     /// By path as bytes (hashing a `Path` walks its components, a measurable cost here).
-    known: HashMap<OsString, (Stat, String), PathHasher>,
+    /// Path -> its metadata, hash, and whether this build looked it up (entries of files
+    /// that were not, and that no longer exist, are dropped on save: deleted trees do not
+    /// stay in the store forever).
+    known: HashMap<OsString, (Stat, String, bool), PathHasher>,
     window: Duration,
     dirty: bool,
     stats: Stats,
@@ -144,8 +147,8 @@ impl Fingerprints {
             let mut lines = std::io::BufReader::with_capacity(1 << 20, f).lines();
             if matches!(lines.next(), Some(Ok(ref h)) if h == HEADER) {
                 for line in lines.map_while(|l| l.ok()) {
-                    if let Some((path, entry)) = parse(&line) {
-                        known.insert(path, entry);
+                    if let Some((path, (stat, digest))) = parse(&line) {
+                        known.insert(path, (stat, digest, false));
                     }
                 }
             }
@@ -214,10 +217,11 @@ impl Fingerprints {
     }
 
     fn lookup(&mut self, path: &Path, stat: &Stat) -> Option<String> {
-        let (known, digest) = self.known.get(path.as_os_str())?;
+        let (known, digest, used) = self.known.get_mut(path.as_os_str())?;
         if known != stat {
             return None;
         }
+        *used = true;
         self.stats.reused += 1;
         Some(digest.clone())
     }
@@ -226,8 +230,10 @@ impl Fingerprints {
         self.stats.hashed += 1;
         self.stats.bytes_hashed += read.bytes;
         if read.remember {
-            self.known
-                .insert(path.as_os_str().to_owned(), (stat, read.digest.clone()));
+            self.known.insert(
+                path.as_os_str().to_owned(),
+                (stat, read.digest.clone(), true),
+            );
             self.dirty = true;
         } else if self.known.remove(path.as_os_str()).is_some() {
             self.dirty = true;
@@ -254,11 +260,15 @@ impl Fingerprints {
         if !self.dirty {
             return Ok(());
         }
+        // Only on a save that has something to write, so a no-op build pays nothing for it.
+        self.known.retain(|path, (_, _, used)| {
+            *used || std::fs::symlink_metadata(Path::new(path)).is_ok()
+        });
         let mut out = Vec::with_capacity(self.known.len() * 160);
         writeln!(out, "{HEADER}").expect("writing to memory");
         let mut entries: Vec<_> = self.known.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
-        for (path, (s, digest)) in entries {
+        for (path, (s, digest, _)) in entries {
             let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
             writeln!(
                 out,
@@ -425,6 +435,28 @@ mod tests {
         let mut store = Fingerprints::open(&cache);
         assert_eq!(store.hash(&file).unwrap(), crate::digest::sha256(b"two"));
         assert_eq!(store.stats().hashed, 1);
+    }
+
+    #[test]
+    fn entries_of_deleted_files_are_dropped_when_the_store_is_written() {
+        let (dir, cache) = cache();
+        let [a, b, c] = ["a.php", "b.php", "c.php"].map(|n| dir.path().join(n));
+        for file in [&a, &b, &c] {
+            std::fs::write(file, "x").unwrap();
+        }
+        let mut store = Fingerprints::open(&cache).with_racy_window(Duration::ZERO);
+        store.hash(&a).unwrap();
+        store.hash(&b).unwrap();
+        store.save().unwrap();
+        std::fs::remove_file(&b).unwrap();
+        let mut store = Fingerprints::open(&cache).with_racy_window(Duration::ZERO);
+        store.hash(&c).unwrap();
+        store.save().unwrap();
+        let store = Fingerprints::open(&cache);
+        let mut kept: Vec<_> = store.known.keys().cloned().collect();
+        kept.sort();
+        // `a` was not looked up by the second build but still exists: it stays.
+        assert_eq!(kept, [a.into_os_string(), c.into_os_string()]);
     }
 
     #[test]
