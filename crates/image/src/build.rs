@@ -20,6 +20,7 @@ use crate::code;
 use crate::config::{BaseConfig, BuildConfig};
 use crate::digest::{sha256, Inputs};
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprints;
 use crate::layer::{self, Contents, Data, Entry, Kind};
 use crate::lock::Lock;
 use crate::oci::{self, RunConfig};
@@ -28,6 +29,7 @@ use crate::plan;
 use crate::progress::Progress;
 use crate::rootfs::debian::{self, LockMode, LockUpdate, Resolver};
 use crate::rootfs::tarball;
+use crate::stack::content_key;
 
 /// What a build needs besides the site.
 #[derive(Clone, Debug, Default)]
@@ -149,6 +151,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         .clone()
         .unwrap_or_else(|| cache.root().join("out").join(&site.spec.site.name));
     let resolver = Resolver::new(&cache, &config, options.lock_mode);
+    let fingerprints = Fingerprints::open(&cache);
     let mut builder = Builder {
         cache,
         config,
@@ -160,6 +163,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         code: BTreeMap::new(),
         l10n: BTreeMap::new(),
         progress: Progress::new(options.progress),
+        fingerprints,
         bytes: 0,
         seconds: 0.0,
     };
@@ -242,6 +246,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         images.push(report);
     }
     builder.progress.finish();
+    builder.fingerprints.save()?;
 
     // Only now, with every image built, do the names in the layout move.
     oci::write_layout(&builder.cache, &out_dir, &named, &referrers)?;
@@ -274,6 +279,8 @@ struct Builder<'a> {
     /// rebuild serves every language group's layer.
     l10n: BTreeMap<String, Contents>,
     progress: Progress,
+    /// Content hashes of site files by their metadata: an unchanged site is not read again.
+    fingerprints: Fingerprints,
     bytes: u64,
     seconds: f64,
 }
@@ -562,7 +569,7 @@ impl Builder<'_> {
             let contents = code::core(&root, &spec.code, version)?;
             Ok((
                 spec.code.clone(),
-                format!("site {}", content_key(&contents)?),
+                format!("site {}", content_key(&mut self.fingerprints, &contents)?),
             ))
         }
     }
@@ -661,7 +668,7 @@ impl Builder<'_> {
                     let root = self.code_root(version)?;
                     let dir = self.site.spec.versions[version].code.clone();
                     let contents = code::extensions(&root, &dir, version, &extensions, &skins)?;
-                    inputs.add("content", content_key(&contents)?);
+                    inputs.add("content", content_key(&mut self.fingerprints, &contents)?);
                 }
                 all.add(&format!("group {}", group.index), inputs.key());
                 let v = version.clone();
@@ -734,11 +741,7 @@ impl Builder<'_> {
             // changes only their groups' layers and a push sends only those.
             let run = inputs.key();
             let groups = plan::groups(&languages, plan::L10N_LAYERS);
-            // Files that belong to no language (none are known today) go with `en`.
-            let home = groups
-                .iter()
-                .position(|g| g.items.iter().any(|l| l == "en"))
-                .unwrap_or(0);
+            // Files that belong to no language go with `en` (crate::l10n::split).
             for (number, group) in groups.iter().enumerate() {
                 let mut inputs = Inputs::new("l10n-group");
                 inputs
@@ -748,7 +751,7 @@ impl Builder<'_> {
                 let spec = spec.clone();
                 let languages = languages.clone();
                 let run = run.clone();
-                let group = group.clone();
+                let groups = groups.clone();
                 layers.push(self.layer(
                     "app",
                     &format!("l10n {version} {}", group.label()),
@@ -769,21 +772,8 @@ impl Builder<'_> {
                             )?;
                             b.l10n.insert(run.clone(), all);
                         }
-                        let all = &b.l10n[&run];
-                        let mut mine = Contents::default();
-                        for entry in all.entries() {
-                            let language = crate::l10n::language_of(&entry.path);
-                            let here = match language {
-                                Some(l) if languages.iter().any(|x| x == l) => {
-                                    group.items.iter().any(|x| x == l)
-                                }
-                                _ => number == home,
-                            };
-                            if here {
-                                mine.add(entry.clone());
-                            }
-                        }
-                        Ok(mine)
+                        let mut parts = crate::l10n::split(&b.l10n[&run], &languages, &groups);
+                        Ok(std::mem::take(&mut parts[number]))
                     },
                 )?);
             }
@@ -863,21 +853,7 @@ impl Builder<'_> {
     }
 }
 
-/// How a skin is told from an extension among a plan's items (extensions are never named so).
-const SKIN: &str = "skins/";
-
-/// The digest of every file of `contents`, by path: the key of code read from the site
-/// directory.
-fn content_key(contents: &Contents) -> Result<String> {
-    let mut digest = Inputs::new("site-code");
-    for entry in contents.entries() {
-        if let Kind::File(Data::Path(path)) = &entry.kind {
-            let bytes = std::fs::read(path).map_err(Error::io(path))?;
-            digest.add(&entry.path, sha256(&bytes));
-        }
-    }
-    Ok(digest.key())
-}
+use crate::stack::SKIN;
 
 /// Files the webserver serves itself: images, styles, scripts and fonts. Never PHP.
 fn is_static(path: &str) -> bool {

@@ -9,6 +9,8 @@
 //! rootfs/<key>.tar        mmdebstrap output
 //! debs/<hex>.deb          Debian packages by their SHA-256 (and <hex>.control, their fields)
 //! trees/<key>/            a rootfs unpacked, for reading MediaWiki code and running php
+//! fingerprints            content hashes of site and code files by their metadata
+//!                         (crate::fingerprint): an unchanged tree is not read again
 //! tmp/                    work in progress, removed when its build ends
 //! ```
 

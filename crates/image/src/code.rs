@@ -87,39 +87,50 @@ pub fn add_tree(
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<()> {
     contents.add_dirs(prefix);
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    // The directory entry's own type and metadata (stat'ed relative to the open directory, not
+    // through the whole path) tell links apart: a tree of Wikimedia's size is 185,000 entries,
+    // and each path walk counts.
+    let mut names: Vec<(String, Option<std::fs::Metadata>)> = std::fs::read_dir(dir)
         .map_err(Error::io(dir))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .map(|e| {
+            let e = e?;
+            let meta = e.metadata()?;
+            let meta = (!meta.file_type().is_symlink()).then_some(meta);
+            Ok((e.file_name().to_string_lossy().into_owned(), meta))
+        })
         .collect::<std::io::Result<_>>()
         .map_err(Error::io(dir))?;
-    names.sort();
-    for name in names {
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, meta) in names {
         if skip(&name) {
             continue;
         }
         let host = dir.join(&name);
         let target = format!("{prefix}/{name}");
-        let resolved = if host.is_symlink() {
-            let inside = host
-                .strip_prefix(root)
-                .unwrap_or(&host)
-                .to_string_lossy()
-                .into_owned();
-            match resolve(root, &inside) {
-                Some(path) if path.exists() => path,
-                // A dangling link points at something that belongs to run time.
-                _ => continue,
+        let (resolved, meta) = match meta {
+            Some(meta) => (host, meta),
+            None => {
+                let inside = host
+                    .strip_prefix(root)
+                    .unwrap_or(&host)
+                    .to_string_lossy()
+                    .into_owned();
+                match resolve(root, &inside) {
+                    Some(path) => match std::fs::metadata(&path) {
+                        Ok(meta) => (path, meta),
+                        // A dangling link points at something that belongs to run time.
+                        Err(_) => continue,
+                    },
+                    None => continue,
+                }
             }
-        } else {
-            host
         };
-        let meta = std::fs::metadata(&resolved).map_err(Error::io(&resolved))?;
         if meta.is_dir() {
             add_tree(contents, root, &resolved, &target, &|_| false)?;
         } else if meta.is_file() {
             use std::os::unix::fs::PermissionsExt;
             let executable = meta.permissions().mode() & 0o111 != 0;
-            contents.add(Entry::file(target, Data::Path(resolved), executable));
+            contents.add_seen(Entry::file(target, Data::Path(resolved), executable), meta);
         }
     }
     Ok(())

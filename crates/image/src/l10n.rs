@@ -32,6 +32,34 @@ pub fn language_of(path: &str) -> Option<&str> {
     path.rsplit('/').next()?.strip_suffix(".l10n.php")
 }
 
+/// Splits an l10n cache into one part per group of `groups` (from [`crate::plan::groups`] over
+/// `languages`): each language's files go with its group; files of no listed language (none are
+/// known today) go with the group of `en`, or the first.
+pub fn split(all: &Contents, languages: &[String], groups: &[crate::plan::Group]) -> Vec<Contents> {
+    let home = groups
+        .iter()
+        .position(|g| g.items.iter().any(|l| l == "en"))
+        .unwrap_or(0);
+    let mut parts = vec![Contents::default(); groups.len()];
+    for entry in all.entries() {
+        if matches!(entry.kind, Kind::Dir) {
+            // Parents are added with each file.
+            continue;
+        }
+        let number = match language_of(&entry.path) {
+            Some(l) if languages.iter().any(|x| x == l) => groups
+                .iter()
+                .position(|g| g.items.iter().any(|x| x == l))
+                .unwrap_or(home),
+            _ => home,
+        };
+        if let Some(part) = parts.get_mut(number) {
+            part.add(entry.clone());
+        }
+    }
+    parts
+}
+
 /// Builds the l10n cache of `version` and returns it as a layer.
 ///
 /// `php_root` is the unpacked base-php rootfs; `code` holds the version's code, extensions and

@@ -5,7 +5,7 @@
 
 pub mod tar;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 /// Where a regular file's bytes come from.
@@ -85,21 +85,42 @@ impl Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Contents {
     entries: BTreeMap<String, Entry>,
+    /// The metadata of files read from a tree, as the walk that found them saw it, by the
+    /// host path: keying a layer then needs no second stat per file. Never part of a layer.
+    seen: HashMap<std::ffi::OsString, std::fs::Metadata, crate::fingerprint::PathHasher>,
 }
 
 impl Contents {
     /// Adds an entry, and its missing parent directories (root-owned, 0755), so that every
     /// layer unpacks on its own.
-    pub fn add(&mut self, entry: Entry) {
-        let path = entry.path.trim_matches('/').to_string();
-        let mut parent = path.as_str();
+    pub fn add(&mut self, mut entry: Entry) {
+        if entry.path.starts_with('/') || entry.path.ends_with('/') {
+            entry.path = entry.path.trim_matches('/').to_string();
+        }
+        let mut parent = entry.path.as_str();
         while let Some((dir, _)) = parent.rsplit_once('/') {
-            if !self.entries.contains_key(dir) {
-                self.entries.insert(dir.to_string(), Entry::dir(dir));
+            // Every entry came in with its parents: once one is there, so are the rest (this
+            // keeps adding a tree of 185,000 files linear in its size).
+            if self.entries.contains_key(dir) {
+                break;
             }
+            self.entries.insert(dir.to_string(), Entry::dir(dir));
             parent = dir;
         }
-        self.entries.insert(path.clone(), Entry { path, ..entry });
+        self.entries.insert(entry.path.clone(), entry);
+    }
+
+    /// Adds a file found on the build machine, with the metadata its walk saw.
+    pub fn add_seen(&mut self, entry: Entry, meta: std::fs::Metadata) {
+        if let Kind::File(Data::Path(path)) = &entry.kind {
+            self.seen.insert(path.as_os_str().to_owned(), meta);
+        }
+        self.add(entry);
+    }
+
+    /// The metadata a walk saw of the host file `path`, if it was added with it.
+    pub fn seen(&self, path: &std::path::Path) -> Option<&std::fs::Metadata> {
+        self.seen.get(path.as_os_str())
     }
 
     /// Adds the directories leading to `prefix` (`srv/mediawiki`).

@@ -1,0 +1,526 @@
+//! The MediaWiki layers of the app image for code trees already on disk: each version's core,
+//! its extensions and skins in [`crate::plan`] groups, its l10n cache split by language group,
+//! and the site configuration, each keyed by the content hashes of its files.
+//!
+//! [`crate::build`] makes the same layers from a site (and runs MediaWiki to make the l10n
+//! cache); this entry point takes a tree that already holds them, which is what a deploy
+//! machine with a checkout of Wikimedia's size has, and what `bench/image-scale.sh` measures.
+//! Both key code by [`content_key`] over a [`Fingerprints`] store, so an unchanged tree is
+//! stat'ed, never read, and a changed file costs reading that file and writing its layer.
+//!
+//! A group's layer is tens of megabytes at Wikimedia's size (185,000 files in ~80 groups for
+//! two versions), too much to re-upload for a one-line backport. With
+//! [`Options::incremental`], a changed group is its layer from a named earlier build (its
+//! [`Base`]) plus one layer of what changed since (files, and whiteouts for what is gone), as
+//! Wikimedia's incremental images do, but with the base an explicit input so that digests stay
+//! reproducible. A group starts again from a whole layer when its changes exceed
+//! [`REBASE_SHARE`] of it, and deltas are given up when the stack would exceed [`MAX_LAYERS`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::build::LayerReport;
+use crate::cache::{Cache, LayerRecord};
+use crate::code;
+use crate::digest::{sha256, Inputs};
+use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprints;
+use crate::layer::{self, Contents, Data, Entry, Kind};
+use crate::plan;
+
+/// One MediaWiki version's tree on disk.
+#[derive(Clone, Debug)]
+pub struct VersionTree {
+    /// The version (`1.45.0-wmf.3`); its code goes to `/srv/mediawiki/php-VERSION`.
+    pub version: String,
+    /// The code: the directory that holds `includes/`, `extensions/` and `skins/`.
+    pub dir: PathBuf,
+    /// The extensions to take from `extensions/`.
+    pub extensions: Vec<String>,
+    /// The skins to take from `skins/`.
+    pub skins: Vec<String>,
+    /// The l10n cache as MediaWiki's `rebuildLocalisationCache.php` wrote it (one
+    /// `LANG.l10n.php` per language), if the tree has one.
+    pub l10n_dir: Option<PathBuf>,
+}
+
+/// What a stack needs besides the trees.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Every mtime in the layers (SOURCE_DATE_EPOCH).
+    pub epoch: u64,
+    /// The config layer: path in the image -> content.
+    pub config_files: BTreeMap<String, Vec<u8>>,
+    /// Build each group as its layer in an earlier build (the base) plus one layer of what
+    /// changed since, instead of rewriting the whole group (see [`Base`]).
+    pub incremental: bool,
+    /// The base to build on: the digest of a [`Base`] in the cache, as an earlier build's
+    /// [`Stack::base`] named it. `None` (or a base the cache lacks) builds every group whole.
+    pub base: Option<String>,
+}
+
+/// The layers made, bottom first.
+#[derive(Clone, Debug, Default)]
+pub struct Stack {
+    /// Each layer's name and record, for [`crate::oci::assemble`].
+    pub layers: Vec<(String, LayerRecord)>,
+    /// Each layer as reported by a build.
+    pub reports: Vec<LayerReport>,
+    /// Uncompressed bytes written into new layers.
+    pub tar_bytes: u64,
+    /// With [`Options::incremental`]: the base the next build should name in [`Options::base`].
+    pub base: Option<String>,
+    /// Groups built as their base plus a layer of changes.
+    pub deltas: usize,
+    /// Groups whose changes had grown too large for a delta, built whole again.
+    pub rebased: usize,
+}
+
+/// At most this many layers in a stack: deltas are given up (their groups rebuilt whole) beyond
+/// it, so that base-php, patches and the stack stay well below containerd's 127.
+pub const MAX_LAYERS: usize = 100;
+
+/// A delta is given up, and its group rebuilt whole, when it would hold more than this share of
+/// the base layer's bytes (Wikimedia's own incremental builds start again at 25%).
+pub const REBASE_SHARE: f64 = 0.25;
+
+/// The layers an incremental build builds on: for each group, the layer an earlier build made
+/// whole and the files it holds.
+///
+/// Why an explicit base and not "the last build": a layer of changes depends on what it
+/// changes, so its digest is reproducible only if what it builds on is an input. A build with
+/// the same tree and the same base gives the same digests with any cache that holds the base
+/// (a blob named by its digest, with its groups' file lists, also blobs); a build without a
+/// base, or whose cache lacks it, gives every group's whole layer, the same as a
+/// non-incremental build, and records a new base.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Base {
+    /// Group (`extensions 1.45 group 07`) -> its base layer.
+    pub groups: BTreeMap<String, BaseGroup>,
+}
+
+/// One group's base layer.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BaseGroup {
+    /// The layer.
+    pub layer: LayerRecord,
+    /// The [`content_key`] of its content.
+    pub content: String,
+    /// The blob of its files: path -> the key [`content_key`] gives each entry.
+    pub files: String,
+}
+
+/// How a group's entries are found.
+enum Walk<'a> {
+    /// A version's core.
+    Core(&'a VersionTree),
+    /// Some extensions and skins of a version.
+    Extensions(&'a VersionTree, Vec<String>, Vec<String>),
+    /// Already listed (l10n files).
+    Ready(Contents),
+    /// Taken.
+    Done,
+}
+
+impl Walk<'_> {
+    fn contents(self) -> Result<Contents> {
+        match self {
+            Walk::Core(tree) => code::core(&tree.dir, "/", &tree.version),
+            Walk::Extensions(tree, extensions, skins) => {
+                code::extensions(&tree.dir, "/", &tree.version, &extensions, &skins)
+            }
+            Walk::Ready(contents) => Ok(contents),
+            Walk::Done => Ok(Contents::default()),
+        }
+    }
+}
+
+/// A group's entries and each entry's key.
+type Walked = (Contents, BTreeMap<String, String>);
+
+/// Walks every group and keys its entries, on as many threads as there are cores (up to
+/// four): an unchanged tree of 185,000 files costs a stat or two per file and little else, and
+/// that is spread over the cores. The results come back in the groups' order.
+fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Walked>> {
+    let count = walks.len();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+        .min(count.max(1));
+    let queue = Mutex::new(walks.into_iter().enumerate());
+    let store = Mutex::new(std::mem::replace(fingerprints, Fingerprints::in_memory()));
+    let results: Mutex<Vec<Option<Result<Walked>>>> =
+        Mutex::new((0..count).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some((index, walk)) = next else {
+                    break;
+                };
+                let result = walk.contents().and_then(|contents| {
+                    let keys = entry_keys(
+                        &mut |path, seen| Fingerprints::hash_shared(&store, path, seen),
+                        &contents,
+                    )?;
+                    Ok((contents, keys))
+                });
+                results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+            });
+        }
+    });
+    *fingerprints = store.into_inner().unwrap_or_else(|e| e.into_inner());
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.expect("every group was walked"))
+        .collect()
+}
+
+struct Builder<'a> {
+    cache: &'a Cache,
+    options: &'a Options,
+    stack: Stack,
+    old: Base,
+    new: Base,
+    /// Deltas still allowed under [`MAX_LAYERS`].
+    allowance: usize,
+}
+
+/// Builds (or finds in `cache`) the MediaWiki layers of `versions`, then the config layer.
+pub fn build(
+    cache: &Cache,
+    fingerprints: &mut Fingerprints,
+    versions: &[VersionTree],
+    options: &Options,
+) -> Result<Stack> {
+    let old = match (&options.base, options.incremental) {
+        (Some(digest), true) => {
+            let path = cache.blob_path(digest);
+            match std::fs::read(&path) {
+                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+                    path,
+                    message: format!("not a base of layers: {e}"),
+                })?,
+                // A cache without the base builds every group whole, and records a new base.
+                Err(_) => Base::default(),
+            }
+        }
+        _ => Base::default(),
+    };
+    let mut builder = Builder {
+        cache,
+        options,
+        stack: Stack::default(),
+        old,
+        new: Base::default(),
+        allowance: 0,
+    };
+    // Plans first, so that the number of groups (and so the room for deltas) is known.
+    let mut groups: Vec<(String, String, Inputs, Walk)> = Vec::new();
+    for tree in versions {
+        let version = &tree.version;
+        let mut inputs = Inputs::new("code");
+        inputs.add("version", version);
+        let id = format!("code {version}");
+        groups.push((id.clone(), id, inputs, Walk::Core(tree)));
+
+        let items: Vec<String> = tree
+            .extensions
+            .iter()
+            .cloned()
+            .chain(tree.skins.iter().map(|s| format!("{SKIN}{s}")))
+            .collect();
+        for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
+            let (skins, extensions): (Vec<String>, Vec<String>) = group
+                .items
+                .iter()
+                .cloned()
+                .partition(|i| i.starts_with(SKIN));
+            let skins: Vec<String> = skins
+                .iter()
+                .map(|s| s.trim_start_matches(SKIN).to_string())
+                .collect();
+            let mut inputs = Inputs::new("extensions");
+            inputs
+                .add("version", version)
+                .add("extensions", extensions.join(","))
+                .add("skins", skins.join(","));
+            let id = format!("extensions {version} group {:02}", group.index);
+            let name = format!("extensions {version} {}", group.label());
+            groups.push((id, name, inputs, Walk::Extensions(tree, extensions, skins)));
+        }
+
+        if let Some(dir) = &tree.l10n_dir {
+            let all = l10n_files(dir, version)?;
+            let languages: Vec<String> = all
+                .entries()
+                .filter_map(|e| crate::l10n::language_of(&e.path).map(String::from))
+                .collect();
+            let plan = plan::groups(&languages, plan::L10N_LAYERS);
+            let parts = crate::l10n::split(&all, &languages, &plan);
+            for (group, contents) in plan.iter().zip(parts) {
+                let mut inputs = Inputs::new("l10n-group");
+                inputs
+                    .add("version", version)
+                    .add("languages", group.items.join(","));
+                let id = format!("l10n {version} group {:02}", group.index);
+                let name = format!("l10n {version} {}", group.label());
+                groups.push((id, name, inputs, Walk::Ready(contents)));
+            }
+        }
+    }
+    builder.allowance = MAX_LAYERS.saturating_sub(groups.len() + 1);
+    let walks: Vec<Walk> = groups
+        .iter_mut()
+        .map(|g| std::mem::replace(&mut g.3, Walk::Done))
+        .collect();
+    let walked = walk_all(walks, fingerprints)?;
+    for ((id, name, inputs, _), (contents, keys)) in groups.into_iter().zip(walked) {
+        builder.group(&id, &name, inputs, contents, keys)?;
+    }
+    let mut inputs = Inputs::new("config");
+    let mut config = Contents::default();
+    for (path, bytes) in &options.config_files {
+        inputs.add(path, sha256(bytes));
+        config.add(Entry::file(
+            path.trim_start_matches('/'),
+            Data::Bytes(bytes.clone()),
+            false,
+        ));
+    }
+    builder.add("config", &inputs, &config)?;
+    let mut stack = builder.stack;
+    if options.incremental {
+        stack.base = Some(if builder.new == builder.old && options.base.is_some() {
+            options.base.clone().expect("checked")
+        } else {
+            let bytes = serde_json::to_vec(&builder.new).expect("a base serializes");
+            cache.put_blob(&bytes)?
+        });
+    }
+    Ok(stack)
+}
+
+impl Builder<'_> {
+    /// One group: its whole layer, or with [`Options::incremental`] its base and a delta.
+    fn group(
+        &mut self,
+        id: &str,
+        name: &str,
+        mut inputs: Inputs,
+        contents: Contents,
+        keys: BTreeMap<String, String>,
+    ) -> Result<()> {
+        let content = keys_digest(&keys);
+        inputs.add("content", &content);
+        if !self.options.incremental {
+            return self.add(name, &inputs, &contents).map(|_| ());
+        }
+        if let Some(base) = self.old.groups.get(id).cloned() {
+            if base.content == content {
+                self.new.groups.insert(id.to_string(), base.clone());
+                return self.reuse(name, &base.layer, &inputs);
+            }
+            if self.allowance > 0 {
+                let mut delta_inputs = Inputs::new("delta");
+                delta_inputs
+                    .add("base", &base.layer.digest)
+                    .add("files", &base.files)
+                    .add("content", &content);
+                let delta = match self.cache.layer(&delta_inputs) {
+                    Some(_) => Some(Contents::default()),
+                    None => self.delta(&base, &contents, &keys)?,
+                };
+                if let Some(delta) = delta {
+                    self.allowance -= 1;
+                    self.stack.deltas += 1;
+                    self.new.groups.insert(id.to_string(), base.clone());
+                    self.reuse(&format!("{name} (base)"), &base.layer, &inputs)?;
+                    return self
+                        .add(&format!("{name} (changes)"), &delta_inputs, &delta)
+                        .map(|_| ());
+                }
+            }
+            self.stack.rebased += 1;
+        }
+        let record = self.add(name, &inputs, &contents)?;
+        let files = serde_json::to_vec(&keys).expect("keys serialize");
+        let files = self.cache.put_blob(&files)?;
+        self.new.groups.insert(
+            id.to_string(),
+            BaseGroup {
+                layer: record,
+                content,
+                files,
+            },
+        );
+        Ok(())
+    }
+
+    /// What changed in a group since `base`: changed and new entries, and whiteouts for what
+    /// is gone. `None` when that is more than [`REBASE_SHARE`] of the base.
+    fn delta(
+        &mut self,
+        base: &BaseGroup,
+        contents: &Contents,
+        keys: &BTreeMap<String, String>,
+    ) -> Result<Option<Contents>> {
+        let path = self.cache.blob_path(&base.files);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(None);
+        };
+        let old: BTreeMap<String, String> =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+                path,
+                message: format!("not a list of files: {e}"),
+            })?;
+        let mut delta = Contents::default();
+        let mut bytes = 0u64;
+        for entry in contents.entries() {
+            if old.get(&entry.path) == keys.get(&entry.path) {
+                continue;
+            }
+            if let Kind::File(Data::Path(file)) = &entry.kind {
+                bytes += std::fs::metadata(file).map_err(Error::io(file))?.len();
+            }
+            bytes += 512;
+            delta.add(entry.clone());
+        }
+        for path in old.keys() {
+            if keys.contains_key(path) {
+                continue;
+            }
+            // A whiteout of a directory hides what is under it: one is enough.
+            let parent_gone = path
+                .rsplit_once('/')
+                .is_some_and(|(dir, _)| old.contains_key(dir) && !keys.contains_key(dir));
+            if !parent_gone {
+                delta.add(Entry {
+                    path: path.clone(),
+                    kind: Kind::Whiteout,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                });
+                bytes += 512;
+            }
+        }
+        if bytes as f64 > REBASE_SHARE * base.layer.tar_size as f64 {
+            return Ok(None);
+        }
+        Ok(Some(delta))
+    }
+
+    /// Adds a layer from the cache, or written from `contents`.
+    fn add(&mut self, name: &str, inputs: &Inputs, contents: &Contents) -> Result<LayerRecord> {
+        let start = Instant::now();
+        let (record, reused) = match self.cache.layer(inputs) {
+            Some(record) => (record, true),
+            None => {
+                let record = layer::tar::write(self.cache, contents, self.options.epoch)?;
+                self.cache.put_layer(inputs, &record)?;
+                self.stack.tar_bytes += record.tar_size;
+                (record, false)
+            }
+        };
+        self.push(name, record.clone(), reused, inputs, start);
+        Ok(record)
+    }
+
+    /// Adds a base layer as it is.
+    fn reuse(&mut self, name: &str, record: &LayerRecord, inputs: &Inputs) -> Result<()> {
+        self.push(name, record.clone(), true, inputs, Instant::now());
+        Ok(())
+    }
+
+    fn push(
+        &mut self,
+        name: &str,
+        record: LayerRecord,
+        reused: bool,
+        inputs: &Inputs,
+        start: Instant,
+    ) {
+        self.stack.reports.push(LayerReport {
+            name: name.to_string(),
+            digest: record.digest.clone(),
+            diff_id: record.diff_id.clone(),
+            size: record.size,
+            reused,
+            seconds: start.elapsed().as_secs_f64(),
+            inputs: inputs.items.clone(),
+        });
+        self.stack.layers.push((name.to_string(), record));
+    }
+}
+
+/// How a skin is told from an extension among a plan's items (extensions are never named so).
+pub(crate) const SKIN: &str = "skins/";
+
+/// The key of a layer's content: every entry's path, kind and mode, and for files the hash of
+/// their bytes (from `fingerprints`, so unchanged files are not read).
+pub fn content_key(fingerprints: &mut Fingerprints, contents: &Contents) -> Result<String> {
+    Ok(keys_digest(&entry_keys(
+        &mut |path, _| fingerprints.hash(path),
+        contents,
+    )?))
+}
+
+/// Each entry's part of [`content_key`], by path; `hash` gives a file's content hash.
+fn entry_keys(
+    hash: &mut dyn FnMut(&std::path::Path, Option<&std::fs::Metadata>) -> Result<String>,
+    contents: &Contents,
+) -> Result<BTreeMap<String, String>> {
+    let mut keys = BTreeMap::new();
+    for entry in contents.entries() {
+        let what = match &entry.kind {
+            Kind::Dir => "dir".to_string(),
+            Kind::File(Data::Path(path)) => hash(path, contents.seen(path))?,
+            Kind::File(Data::Bytes(bytes)) => sha256(bytes),
+            Kind::File(Data::TarSlice { file, offset, len }) => {
+                // Slices of a rootfs tarball, which is itself named by its packages' hashes.
+                format!("{} {offset} {len}", file.display())
+            }
+            Kind::Symlink(target) => format!("-> {target}"),
+            Kind::Hardlink(target) => format!("=> {target}"),
+            Kind::Whiteout => "whiteout".to_string(),
+        };
+        keys.insert(
+            entry.path.clone(),
+            format!("{what} {:o} {}:{}", entry.mode, entry.uid, entry.gid),
+        );
+    }
+    Ok(keys)
+}
+
+fn keys_digest(keys: &BTreeMap<String, String>) -> String {
+    Inputs::new("content").key_with(keys.iter().map(|(p, k)| (p.as_str(), k.as_str())))
+}
+
+/// The files of an l10n cache directory, as they go into the image.
+fn l10n_files(dir: &std::path::Path, version: &str) -> Result<Contents> {
+    let prefix = code::image_dir(version);
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(Error::io(dir))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(Error::io(dir))?;
+    names.sort();
+    let mut contents = Contents::default();
+    for name in names {
+        let path = dir.join(&name);
+        if path.is_file() {
+            contents.add(Entry::file(
+                format!("{prefix}/cache/l10n/{name}"),
+                Data::Path(path),
+                false,
+            ));
+        }
+    }
+    Ok(contents)
+}
