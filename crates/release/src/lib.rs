@@ -378,19 +378,16 @@ pub fn release(
             })
             .collect(),
     );
-    site.pin_images(&record);
-    let pinned = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| deployment.releases.iter())
-        .any(|release| release.values.images.app.contains("@sha256:"));
-    if !pinned {
+    // The app image must be one this push published: a pin left by an earlier record in
+    // pushed-images.toml does not count.
+    if record.pin(&app_image).is_none() {
         return Err(Error::NothingPinned {
             registry,
             environment: request.environment.clone(),
             image: app_image,
         });
     }
+    site.pin_images(&record);
     let rendered = wikikube_render::render(&site, &wikikube_render::RenderOptions::default())?;
     let checked = wikikube_image::registry::check_pinned(&site, &request.registry_client)
         .map_err(|error| Error::Pinned(Box::new(error)))?;

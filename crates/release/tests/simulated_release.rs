@@ -198,8 +198,22 @@ fn a_change_goes_from_the_site_directory_to_the_cluster_by_digest() {
     );
     assert!(report.outcome.contains("rolled back"), "{}", report.outcome);
 
-    // A registry that is not there: the push fails, naming it; nothing recorded or touched.
+    // A push to another registry than the one the environment runs from pins nothing it runs
+    // (the digest pinned by the record is the first registry's): refused before any cluster.
     fake.clear_requests();
+    let other = Registry::start();
+    let mut elsewhere = request(&site, Until::Deploy);
+    elsewhere.registry = Some(other.address.clone());
+    let error = wikikube_release::release(&elsewhere, clusters(), &runtime, &Quiet)
+        .expect_err("the environment does not run images from there");
+    assert!(
+        matches!(error, wikikube_release::Error::NothingPinned { .. }),
+        "{error}"
+    );
+    assert_eq!(record(&site), before);
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+
+    // A registry that is not there: the push fails, naming it; nothing recorded or touched.
     let mut unreachable = request(&site, Until::Deploy);
     unreachable.registry = Some(format!("127.0.0.1:{}", wikikube_test_support::free_port()));
     unreachable.registry_client.timeout = std::time::Duration::from_secs(2);

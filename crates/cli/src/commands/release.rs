@@ -63,9 +63,11 @@ pub struct ReleaseArgs {
     json: bool,
 }
 
-/// Stage lines on standard error; the deploy's spinners per cluster.
+/// Stage lines on standard error; the deploy's spinners per cluster, started with the deploy
+/// (before, they would tick between the build's own progress lines).
 struct Lines {
-    bars: wikikube_deploy::progress::Bars,
+    clusters: Vec<String>,
+    bars: std::sync::OnceLock<wikikube_deploy::progress::Bars>,
 }
 
 impl wikikube_release::Progress for Lines {
@@ -73,13 +75,17 @@ impl wikikube_release::Progress for Lines {
         eprintln!("release: {} ...", stage.name());
     }
     fn finished(&self, stage: wikikube_release::Stage, seconds: f64, summary: &str) {
+        if let Some(bars) = self.bars.get() {
+            bars.finish();
+        }
         eprintln!(
             "release: {} done in {seconds:.2} s: {summary}",
             stage.name()
         );
     }
     fn deploy(&self) -> &dyn wikikube_deploy::progress::Progress {
-        &self.bars
+        self.bars
+            .get_or_init(|| wikikube_deploy::progress::Bars::new(&self.clusters))
     }
 }
 
@@ -141,7 +147,8 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<u8> {
     };
     let runtime = wikikube_deploy::runtime()?;
     let progress = Lines {
-        bars: wikikube_deploy::progress::Bars::new(&names),
+        clusters: names,
+        bars: std::sync::OnceLock::new(),
     };
     let result = wikikube_release::release(
         &request,
@@ -149,7 +156,9 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<u8> {
         &runtime,
         &progress,
     );
-    progress.bars.finish();
+    if let Some(bars) = progress.bars.get() {
+        bars.finish();
+    }
     let report = result?;
     if args.json {
         let mut text = serde_json::to_string_pretty(&report)?;
