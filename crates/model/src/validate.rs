@@ -122,6 +122,24 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
     let mut domains: BTreeMap<String, &str> = BTreeMap::new();
     for (dbname, wiki) in &site.spec.wikis {
         let path = format!("wikis.{dbname}");
+        // Looked up by segments: a wiki's name may itself hold a dot.
+        let in_wiki = |rest: &[&str]| -> Origin {
+            let mut segments = vec!["wikis", dbname.as_str()];
+            segments.extend_from_slice(rest);
+            (0..=segments.len())
+                .rev()
+                .find_map(|n| site.tree.get_path(segments[..n].iter().copied()))
+                .map_or_else(|| site.tree.origin.clone(), |node| node.origin.clone())
+        };
+        let fail = |kind, key: &str, message: String| {
+            let rest: Vec<&str> = key
+                .strip_prefix(&path)
+                .unwrap_or_default()
+                .split('.')
+                .filter(|part| !part.is_empty())
+                .collect();
+            Error::new(kind, in_wiki(&rest), key.to_string(), message)
+        };
         if dbname.is_empty()
             || !dbname
                 .chars()
@@ -197,7 +215,10 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                 ));
             }
             if let Some(first) = domains.insert(normal, dbname) {
-                let first_origin = at(&format!("wikis.{first}.domains")).origin.clone();
+                let first_origin = site
+                    .tree
+                    .get_path(["wikis", first, "domains"])
+                    .map_or_else(|| site.tree.origin.clone(), |node| node.origin.clone());
                 return Err(fail(
                     ErrorKind::DuplicateDomain,
                     &format!("{path}.domains"),
