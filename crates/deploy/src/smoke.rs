@@ -25,7 +25,7 @@ pub fn https_port(deployment: &serde_json::Value) -> u16 {
         .unwrap_or(443)
 }
 
-/// Runs every check against every ready pod of one canary Deployment; the first failure is the
+/// Runs every check against every serving pod ([`serving`]) of one canary Deployment; the first failure is the
 /// error, naming the check, the pod and what was wrong.
 pub async fn run(
     client: &Client,
@@ -46,7 +46,7 @@ pub async fn run(
     let names: Vec<String> = list
         .items
         .iter()
-        .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+        .filter(|pod| serving(pod))
         .filter_map(|pod| pod.metadata.name.clone())
         .collect();
     if names.is_empty() {
@@ -70,6 +70,23 @@ pub async fn run(
         }
     }
     Ok(passed)
+}
+
+/// Whether a pod takes requests: running, Ready, and not being deleted. The selector also
+/// lists pods that never will (evicted or failed ones stay listed until garbage collection,
+/// pending ones have no container yet, unready ones are out of their Service): a smoke check
+/// sent to one of those would fail the gate for nothing.
+pub fn serving(pod: &Pod) -> bool {
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    pod.metadata.deletion_timestamp.is_none()
+        && status.phase.as_deref() == Some("Running")
+        && status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|condition| condition.type_ == "Ready" && condition.status == "True")
 }
 
 async fn check_pod(

@@ -666,13 +666,27 @@ fn pods(
             });
             if matches && !selector.is_empty() {
                 let ready = deployment["status"]["readyReplicas"].as_i64().unwrap_or(0);
+                let name = deployment["metadata"]["name"].as_str().unwrap();
                 for index in 0..ready {
-                    let pod = format!(
-                        "{}-pod-{index}",
-                        deployment["metadata"]["name"].as_str().unwrap()
-                    );
-                    items.push(json!({"metadata": {"name": pod, "namespace": namespace}}));
+                    items.push(json!({
+                        "metadata": {"name": format!("{name}-pod-{index}"), "namespace": namespace},
+                        "status": {"phase": "Running", "conditions": [
+                            {"type": "Ready", "status": "True"}]}}));
                 }
+                // What a real cluster also lists under the selector until garbage collection:
+                // an evicted pod, one not yet scheduled, and one running but not ready. None
+                // serves: the proxy answers 503 for them, so a smoke check sent there fails.
+                items.push(json!({
+                    "metadata": {"name": format!("{name}-evicted-0"), "namespace": namespace},
+                    "status": {"phase": "Failed", "reason": "Evicted"}}));
+                items.push(json!({
+                    "metadata": {"name": format!("{name}-pending-0"), "namespace": namespace},
+                    "status": {"phase": "Pending", "conditions": [
+                        {"type": "PodScheduled", "status": "False"}]}}));
+                items.push(json!({
+                    "metadata": {"name": format!("{name}-unready-0"), "namespace": namespace},
+                    "status": {"phase": "Running", "conditions": [
+                        {"type": "Ready", "status": "False"}]}}));
             }
         }
         return ok(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}));
@@ -686,7 +700,7 @@ fn pods(
         .iter()
         .find(|d| pod.starts_with(&format!("{}-pod-", d["metadata"]["name"].as_str().unwrap())));
     let Some(owner) = owner else {
-        return status(404, "NotFound", "no such pod");
+        return status(503, "ServiceUnavailable", "the pod is not serving");
     };
     if behaviour(state, owner) == Behaviour::FailsSmoke {
         return Response::builder()
