@@ -54,14 +54,15 @@ pub struct Schema {
 }
 
 impl Schema {
-    /// Schema Jobs for a rendered Kubernetes environment, run by `user`; `None` when the
+    /// Schema Jobs for a rendered Kubernetes environment, run by `user`, each stopped after
+    /// `deadline_seconds` ([`DEFAULT_DEADLINE_SECONDS`] is the CLI's default); `None` when the
     /// environment has no maintenance template (a local one).
-    pub fn of(rendered: &Rendered, user: &str) -> Option<Schema> {
+    pub fn of(rendered: &Rendered, user: &str, deadline_seconds: u32) -> Option<Schema> {
         Some(Schema {
             template: rendered.maintenance.clone()?,
             settings: JobSettings {
                 user: user.to_string(),
-                deadline_seconds: Some(DEFAULT_DEADLINE_SECONDS),
+                deadline_seconds: Some(deadline_seconds),
                 ..JobSettings::default()
             },
             jobs: JobOptions::default(),

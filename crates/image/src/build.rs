@@ -637,26 +637,17 @@ impl Builder<'_> {
         }
         // Extensions and skins in groups (crate::plan): a change in one extension rebuilds
         // and re-pushes its group's layer only.
-        let items: Vec<String> = spec
-            .extensions
-            .iter()
-            .cloned()
-            .chain(spec.skins.iter().map(|s| format!("{SKIN}{s}")))
-            .collect();
         let mut ext_keys = BTreeMap::new();
         for version in &versions {
             let mut all = Inputs::new("extensions");
             all.add("code", &keys[version]);
-            for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
-                let (skins, extensions): (Vec<String>, Vec<String>) = group
-                    .items
-                    .iter()
-                    .cloned()
-                    .partition(|i| i.starts_with(SKIN));
-                let skins: Vec<String> = skins
-                    .iter()
-                    .map(|s| s.trim_start_matches(SKIN).to_string())
-                    .collect();
+            for plan::ExtensionGroup {
+                index,
+                label,
+                extensions,
+                skins,
+            } in plan::extension_groups(&spec.extensions, &spec.skins)
+            {
                 let mut inputs = Inputs::new("extensions");
                 inputs
                     .add("code", &keys[version])
@@ -670,11 +661,11 @@ impl Builder<'_> {
                     let contents = code::extensions(&root, &dir, version, &extensions, &skins)?;
                     inputs.add("content", content_key(&mut self.fingerprints, &contents)?);
                 }
-                all.add(&format!("group {}", group.index), inputs.key());
+                all.add(&format!("group {index}"), inputs.key());
                 let v = version.clone();
                 layers.push(self.layer(
                     "app",
-                    &format!("extensions {version} {}", group.label()),
+                    &format!("extensions {version} {label}"),
                     inputs,
                     move |b, _| {
                         let root = b.code_root(&v)?;
@@ -852,8 +843,6 @@ impl Builder<'_> {
         Ok(layers)
     }
 }
-
-use crate::stack::SKIN;
 
 /// Files the webserver serves itself: images, styles, scripts and fonts. Never PHP.
 fn is_static(path: &str) -> bool {

@@ -38,6 +38,52 @@ impl Group {
     }
 }
 
+/// How a skin is told from an extension among a plan's items: a skin and an extension may
+/// share a name, and extensions are never named so.
+const SKIN: &str = "skins/";
+
+/// One layer's worth of extensions and skins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionGroup {
+    /// The group's place in the plan, as [`Group::index`].
+    pub index: usize,
+    /// A short name for its layer ([`Group::label`]).
+    pub label: String,
+    /// Its extensions, sorted.
+    pub extensions: Vec<String>,
+    /// Its skins, sorted.
+    pub skins: Vec<String>,
+}
+
+/// Extensions and skins in at most [`EXTENSION_LAYERS`] groups, each placed by a hash of its
+/// name: what `build` and `stack` both make the extension layers of a version from.
+pub fn extension_groups(extensions: &[String], skins: &[String]) -> Vec<ExtensionGroup> {
+    let items: Vec<String> = extensions
+        .iter()
+        .cloned()
+        .chain(skins.iter().map(|skin| format!("{SKIN}{skin}")))
+        .collect();
+    groups(&items, EXTENSION_LAYERS)
+        .into_iter()
+        .map(|group| {
+            let (skins, extensions): (Vec<String>, Vec<String>) = group
+                .items
+                .iter()
+                .cloned()
+                .partition(|item| item.starts_with(SKIN));
+            ExtensionGroup {
+                index: group.index,
+                label: group.label(),
+                extensions,
+                skins: skins
+                    .iter()
+                    .map(|skin| skin.trim_start_matches(SKIN).to_string())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 /// Places each item in one of `budget` groups by a hash of its name; returns the groups that
 /// are not empty, by number. The place of an item never depends on the other items.
 pub fn groups(items: &[String], budget: usize) -> Vec<Group> {

@@ -229,29 +229,20 @@ pub fn build(
         let id = format!("code {version}");
         groups.push((id.clone(), id, inputs, Walk::Core(tree)));
 
-        let items: Vec<String> = tree
-            .extensions
-            .iter()
-            .cloned()
-            .chain(tree.skins.iter().map(|s| format!("{SKIN}{s}")))
-            .collect();
-        for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
-            let (skins, extensions): (Vec<String>, Vec<String>) = group
-                .items
-                .iter()
-                .cloned()
-                .partition(|i| i.starts_with(SKIN));
-            let skins: Vec<String> = skins
-                .iter()
-                .map(|s| s.trim_start_matches(SKIN).to_string())
-                .collect();
+        for plan::ExtensionGroup {
+            index,
+            label,
+            extensions,
+            skins,
+        } in plan::extension_groups(&tree.extensions, &tree.skins)
+        {
             let mut inputs = Inputs::new("extensions");
             inputs
                 .add("version", version)
                 .add("extensions", extensions.join(","))
                 .add("skins", skins.join(","));
-            let id = format!("extensions {version} group {:02}", group.index);
-            let name = format!("extensions {version} {}", group.label());
+            let id = format!("extensions {version} group {index:02}");
+            let name = format!("extensions {version} {label}");
             groups.push((id, name, inputs, Walk::Extensions(tree, extensions, skins)));
         }
 
@@ -458,9 +449,6 @@ impl Builder<'_> {
         self.stack.layers.push((name.to_string(), record));
     }
 }
-
-/// How a skin is told from an extension among a plan's items (extensions are never named so).
-pub(crate) const SKIN: &str = "skins/";
 
 /// The key of a layer's content: every entry's path, kind and mode, and for files the hash of
 /// their bytes (from `fingerprints`, so unchanged files are not read).

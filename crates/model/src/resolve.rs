@@ -130,23 +130,11 @@ impl ResolvedSite {
                     .and_then(|images| images.as_table_mut())
                     .and_then(|images| images.get_mut(key));
                 if let Some(node) = node {
-                    let written = std::mem::replace(
-                        node,
-                        crate::tree::Node {
-                            value: crate::tree::Value::String(pinned),
-                            origin,
-                            overridden: Vec::new(),
-                        },
-                    );
-                    let mut overridden = written.overridden.clone();
-                    overridden.insert(
-                        0,
-                        crate::tree::Node {
-                            overridden: Vec::new(),
-                            ..written
-                        },
-                    );
-                    node.overridden = overridden;
+                    node.merge(crate::tree::Node {
+                        value: crate::tree::Value::String(pinned),
+                        origin,
+                        overridden: Vec::new(),
+                    });
                 }
             }
         }

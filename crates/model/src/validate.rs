@@ -359,74 +359,41 @@ fn check_ranges(
 ) -> Result<(), Error> {
     // Bounds far beyond any real pod (Wikimedia's run 8 to 64 workers with a few GiB), low
     // enough that a stray digit is caught before it reaches a scheduler.
-    let bounds: [(&str, u64, u64, u64, &str); 11] = [
-        ("replicas", values.replicas.into(), 0, 10_000, ""),
+    const MEMORY: (u64, u64, &str) = (16, 65_536, " MiB");
+    const CPU: (u64, u64, &str) = (1, 256_000, " millicores");
+    let bounds: [(&str, u32, (u64, u64, &str)); 13] = [
+        ("replicas", values.replicas, (0, 10_000, "")),
         (
             "php.workers",
-            values.php.workers.into(),
-            1,
-            1_024,
-            " php-fpm workers",
+            values.php.workers,
+            (1, 1_024, " php-fpm workers"),
         ),
         (
             "php.request_timeout_seconds",
-            values.php.request_timeout_seconds.into(),
-            1,
-            86_400,
-            " seconds",
+            values.php.request_timeout_seconds,
+            (1, 86_400, " seconds"),
+        ),
+        ("php.opcache_mb", values.php.opcache_mb, (8, 65_536, " MiB")),
+        ("php.apcu_mb", values.php.apcu_mb, (1, 65_536, " MiB")),
+        ("php.memory_limit_mb", values.php.memory_limit_mb, MEMORY),
+        ("httpd.memory_mb", values.httpd.memory_mb, MEMORY),
+        ("httpd.cpu_millicores", values.httpd.cpu_millicores, CPU),
+        ("tls.memory_mb", values.tls.memory_mb, MEMORY),
+        ("tls.cpu_millicores", values.tls.cpu_millicores, CPU),
+        ("mcrouter.memory_mb", values.mcrouter.memory_mb, MEMORY),
+        (
+            "mcrouter.cpu_millicores",
+            values.mcrouter.cpu_millicores,
+            CPU,
         ),
         (
-            "php.opcache_mb",
-            values.php.opcache_mb.into(),
-            8,
-            65_536,
-            " MiB",
-        ),
-        ("php.apcu_mb", values.php.apcu_mb.into(), 1, 65_536, " MiB"),
-        (
-            "php.memory_limit_mb",
-            values.php.memory_limit_mb.into(),
-            16,
-            65_536,
-            " MiB",
-        ),
-        (
-            "httpd.memory_mb",
-            values.httpd.memory_mb.into(),
-            16,
-            65_536,
-            " MiB",
-        ),
-        (
-            "httpd.cpu_millicores",
-            values.httpd.cpu_millicores.into(),
-            1,
-            256_000,
-            " millicores",
-        ),
-        (
-            "tls.memory_mb",
-            values.tls.memory_mb.into(),
-            16,
-            65_536,
-            " MiB",
-        ),
-        (
-            "tls.cpu_millicores",
-            values.tls.cpu_millicores.into(),
-            1,
-            256_000,
-            " millicores",
-        ),
-        (
-            "mcrouter.memory_mb",
-            values.mcrouter.memory_mb.into(),
-            16,
-            65_536,
-            " MiB",
+            "disruption.max_unavailable_percent",
+            values.disruption.max_unavailable_percent,
+            (0, 100, " %"),
         ),
     ];
-    for (path, value, low, high, unit) in bounds {
+    for (path, value, (low, high, unit)) in bounds {
+        let value = u64::from(value);
         if !(low..=high).contains(&value) {
             return Err(fail(
                 ErrorKind::InvalidValue,

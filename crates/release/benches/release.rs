@@ -21,28 +21,17 @@ use wikikube_release::{Clusters, Quiet, Report, Request, Until};
 use wikikube_test_support::registry::Registry;
 
 fn request(site: &std::path::Path) -> Request {
-    Request {
-        site_dir: site.to_path_buf(),
-        environment: "eqiad".into(),
-        load: Default::default(),
-        registry: None,
-        build: wikikube_image::Options {
-            cache_dir: std::env::var_os("WIKIKUBE_BENCH_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(wikikube_image::Cache::default_dir),
-            ..Default::default()
-        },
-        registry_client: Default::default(),
-        deploy: wikikube_deploy::Options {
-            user: "bench".into(),
-            soak: std::time::Duration::ZERO,
-            smoke: Vec::new(),
-            poll: std::time::Duration::from_millis(1),
-            ..wikikube_deploy::Options::default()
-        },
-        schema_deadline: Some(600),
-        until: Until::Deploy,
-    }
+    let cache = std::env::var_os("WIKIKUBE_BENCH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(wikikube_image::Cache::default_dir);
+    let deploy = wikikube_deploy::Options {
+        user: "bench".into(),
+        soak: std::time::Duration::ZERO,
+        smoke: Vec::new(),
+        poll: std::time::Duration::from_millis(1),
+        ..wikikube_deploy::Options::default()
+    };
+    common::eqiad_release(site, cache, deploy, Until::Deploy)
 }
 
 fn seconds(report: &Report, stage: &str) -> f64 {

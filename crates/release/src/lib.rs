@@ -109,8 +109,8 @@ pub trait Progress: Sync {
     fn started(&self, stage: Stage);
     /// A stage ended after `seconds`; `summary` says what it did, in a line.
     fn finished(&self, stage: Stage, seconds: f64, summary: &str);
-    /// Events of the deploy stage.
-    fn deploy(&self) -> &dyn wikikube_deploy::progress::Progress;
+    /// Events of the deploy stage, in `clusters` (by name, in the environment's order).
+    fn deploy(&self, clusters: &[String]) -> &dyn wikikube_deploy::progress::Progress;
 }
 
 /// Hears nothing.
@@ -119,7 +119,7 @@ pub struct Quiet;
 impl Progress for Quiet {
     fn started(&self, _: Stage) {}
     fn finished(&self, _: Stage, _: f64, _: &str) {}
-    fn deploy(&self) -> &dyn wikikube_deploy::progress::Progress {
+    fn deploy(&self, _: &[String]) -> &dyn wikikube_deploy::progress::Progress {
         &wikikube_deploy::progress::Quiet
     }
 }
@@ -455,18 +455,16 @@ pub fn release(
         let start = Instant::now();
         let mut options = request.deploy.clone();
         options.schema = request.schema_deadline.and_then(|deadline| {
-            wikikube_deploy::schema::Schema::of(&rendered, &options.user).map(|mut schema| {
-                schema.settings.deadline_seconds = Some(deadline);
-                schema
-            })
+            wikikube_deploy::schema::Schema::of(&rendered, &options.user, deadline)
         });
         let steps = wikikube_deploy::plan(&rendered);
+        let names: Vec<String> = targets.iter().map(|target| target.name.clone()).collect();
         let deployed = runtime.block_on(wikikube_deploy::deploy(
             &targets,
             &namespace,
             &steps,
             &options,
-            progress.deploy(),
+            progress.deploy(&names),
         ));
         report.ok = deployed.ok;
         report.outcome = match &deployed.failure {

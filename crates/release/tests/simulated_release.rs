@@ -30,20 +30,7 @@ fn cache_dir() -> PathBuf {
 }
 
 fn request(site: &Path, until: Until) -> Request {
-    Request {
-        site_dir: site.to_path_buf(),
-        environment: "eqiad".into(),
-        load: Default::default(),
-        registry: None,
-        build: wikikube_image::Options {
-            cache_dir: cache_dir(),
-            ..Default::default()
-        },
-        registry_client: Default::default(),
-        deploy: support::site::fast_options(),
-        schema_deadline: Some(600),
-        until,
-    }
+    common::eqiad_release(site, cache_dir(), support::site::fast_options(), until)
 }
 
 /// The app image of every container named `app` in the cluster's Deployments of `release`.

@@ -193,16 +193,7 @@ pub fn lint(objects: &[&Object]) -> Vec<Finding> {
             });
         };
         check_object_name(object, &mut report);
-        let bytes = match object {
-            Object::Namespace(o) => serde_json::to_vec(o),
-            Object::ServiceAccount(o) => serde_json::to_vec(o),
-            Object::ConfigMap(o) => serde_json::to_vec(o),
-            Object::Secret(o) => serde_json::to_vec(o),
-            Object::Service(o) => serde_json::to_vec(o),
-            Object::Deployment(o) => serde_json::to_vec(o),
-            Object::PodDisruptionBudget(o) => serde_json::to_vec(o),
-        }
-        .map_or(0, |json| json.len());
+        let bytes = serde_json::to_vec(object).map_or(0, |json| json.len());
         if bytes > MAX_OBJECT_BYTES {
             report(
                 Rule::Size,

@@ -55,22 +55,10 @@ fn largest(wikis: usize) -> (String, usize, Vec<wikikube_render::lint::Finding>)
     let (name, bytes) = rendered
         .objects()
         .into_iter()
-        .map(|object| (object.describe(), rendered_json(object).len()))
+        .map(|object| (object.describe(), serde_json::to_vec(object).unwrap().len()))
         .max_by_key(|(_, bytes)| *bytes)
         .unwrap();
     (name, bytes, findings)
-}
-
-fn rendered_json(object: &wikikube_render::Object) -> String {
-    match object {
-        wikikube_render::Object::ConfigMap(o) => serde_json::to_string(o).unwrap(),
-        wikikube_render::Object::Secret(o) => serde_json::to_string(o).unwrap(),
-        wikikube_render::Object::Deployment(o) => serde_json::to_string(o).unwrap(),
-        wikikube_render::Object::Service(o) => serde_json::to_string(o).unwrap(),
-        wikikube_render::Object::Namespace(o) => serde_json::to_string(o).unwrap(),
-        wikikube_render::Object::ServiceAccount(o) => serde_json::to_string(o).unwrap(),
-        wikikube_render::Object::PodDisruptionBudget(o) => serde_json::to_string(o).unwrap(),
-    }
 }
 
 #[test]

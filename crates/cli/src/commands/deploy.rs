@@ -28,24 +28,11 @@ pub struct DeployArgs {
     site_dir: PathBuf,
     #[command(flatten)]
     site: SiteArgs,
-    /// Smoke checks and soak time [default: SITE_DIR/deploy.toml if present].
-    #[arg(long, value_name = "FILE")]
-    deploy_config: Option<PathBuf>,
-    /// Soak the canaries this many seconds (overrides the config file).
-    #[arg(long, value_name = "SECONDS")]
-    soak: Option<u64>,
+    #[command(flatten)]
+    rollout: RolloutArgs,
     /// Finish an interrupted deploy of the same site instead of refusing to start.
     #[arg(long)]
     resume: bool,
-    /// How many clusters deploy at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    parallel: usize,
-    /// Skip the wikis' schema Jobs (update.php, the installer) that run before any new code.
-    #[arg(long)]
-    skip_schema: bool,
-    /// Stop a schema Job after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = wikikube_deploy::schema::DEFAULT_DEADLINE_SECONDS)]
-    schema_deadline: u32,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -83,26 +70,51 @@ pub fn load(
     })
 }
 
-/// A deploy's options from the site's deploy.toml (or `deploy_config`) and the command line;
-/// shared by `deploy` and `release`.
-pub fn options(
-    site_dir: &Path,
-    deploy_config: Option<&Path>,
+/// How a deploy rolls: shared by `deploy` and `release`.
+#[derive(Args, Debug)]
+pub struct RolloutArgs {
+    /// Smoke checks and soak time [default: SITE_DIR/deploy.toml if present].
+    #[arg(long, value_name = "FILE")]
+    deploy_config: Option<PathBuf>,
+    /// Soak the canaries this many seconds (overrides the config file).
+    #[arg(long, value_name = "SECONDS")]
     soak: Option<u64>,
+    /// How many clusters deploy at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
     parallel: usize,
-    resume: bool,
-) -> anyhow::Result<wikikube_deploy::Options> {
-    let config = match deploy_config {
-        Some(path) => wikikube_deploy::DeployConfig::read(path)?,
-        None => wikikube_deploy::DeployConfig::for_site(site_dir)?,
-    };
-    Ok(wikikube_deploy::Options {
-        soak: Duration::from_secs(soak.unwrap_or(config.canary.soak_seconds)),
-        smoke: config.smoke,
-        parallel,
-        resume,
-        ..wikikube_deploy::Options::default()
-    })
+    /// Skip the wikis' schema Jobs (update.php, the installer) that run before any new code.
+    #[arg(long)]
+    skip_schema: bool,
+    /// Stop a schema Job after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = wikikube_deploy::schema::DEFAULT_DEADLINE_SECONDS)]
+    schema_deadline: u32,
+}
+
+impl RolloutArgs {
+    /// The deploy's options, from the site's deploy.toml (or --deploy-config) and these
+    /// arguments; schema Jobs are the caller's to add ([`RolloutArgs::schema_deadline`]).
+    pub fn options(
+        &self,
+        site_dir: &Path,
+        resume: bool,
+    ) -> anyhow::Result<wikikube_deploy::Options> {
+        let config = match &self.deploy_config {
+            Some(path) => wikikube_deploy::DeployConfig::read(path)?,
+            None => wikikube_deploy::DeployConfig::for_site(site_dir)?,
+        };
+        Ok(wikikube_deploy::Options {
+            soak: Duration::from_secs(self.soak.unwrap_or(config.canary.soak_seconds)),
+            smoke: config.smoke,
+            parallel: self.parallel,
+            resume,
+            ..wikikube_deploy::Options::default()
+        })
+    }
+
+    /// Each schema Job's deadline; `None` with --skip-schema.
+    pub fn schema_deadline(&self) -> Option<u32> {
+        (!self.skip_schema).then_some(self.schema_deadline)
+    }
 }
 
 /// Progress on standard error, one spinner per cluster.
@@ -133,21 +145,10 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
         &loaded.site,
         &wikikube_image::registry::ClientOptions::default(),
     )?;
-    let mut options = options(
-        &args.site_dir,
-        args.deploy_config.as_deref(),
-        args.soak,
-        args.parallel,
-        args.resume,
-    )?;
-    if !args.skip_schema {
-        options.schema = wikikube_deploy::schema::Schema::of(&loaded.rendered, &options.user).map(
-            |mut schema| {
-                schema.settings.deadline_seconds = Some(args.schema_deadline);
-                schema
-            },
-        );
-    }
+    let mut options = args.rollout.options(&args.site_dir, args.resume)?;
+    options.schema = args.rollout.schema_deadline().and_then(|deadline| {
+        wikikube_deploy::schema::Schema::of(&loaded.rendered, &options.user, deadline)
+    });
     let steps = wikikube_deploy::plan(&loaded.rendered);
     let namespace = &loaded.site.spec.site.namespace;
     let progress = bars(&loaded.targets);

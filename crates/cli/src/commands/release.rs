@@ -42,21 +42,8 @@ pub struct ReleaseArgs {
     /// `wikikube build --help`); releases to production should use it.
     #[arg(long)]
     locked: bool,
-    /// Smoke checks and soak time [default: SITE_DIR/deploy.toml if present].
-    #[arg(long, value_name = "FILE")]
-    deploy_config: Option<PathBuf>,
-    /// Soak the canaries this many seconds (overrides the config file).
-    #[arg(long, value_name = "SECONDS")]
-    soak: Option<u64>,
-    /// How many clusters deploy at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    parallel: usize,
-    /// Skip the wikis' schema Jobs (update.php, the installer) that run before any new code.
-    #[arg(long)]
-    skip_schema: bool,
-    /// Stop a schema Job after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = wikikube_deploy::schema::DEFAULT_DEADLINE_SECONDS)]
-    schema_deadline: u32,
+    #[command(flatten)]
+    rollout: super::deploy::RolloutArgs,
     /// Print the report as JSON on stdout: {ok, outcome, registry, images, push, stages, diff,
     /// deploy, recorded}.
     #[arg(long)]
@@ -66,7 +53,6 @@ pub struct ReleaseArgs {
 /// Stage lines on standard error; the deploy's spinners per cluster, started with the deploy
 /// (before, they would tick between the build's own progress lines).
 struct Lines {
-    clusters: Vec<String>,
     bars: std::sync::OnceLock<wikikube_deploy::progress::Bars>,
 }
 
@@ -83,29 +69,15 @@ impl wikikube_release::Progress for Lines {
             stage.name()
         );
     }
-    fn deploy(&self) -> &dyn wikikube_deploy::progress::Progress {
+    fn deploy(&self, clusters: &[String]) -> &dyn wikikube_deploy::progress::Progress {
         self.bars
-            .get_or_init(|| wikikube_deploy::progress::Bars::new(&self.clusters))
+            .get_or_init(|| wikikube_deploy::progress::Bars::new(clusters))
     }
 }
 
 /// Releases and prints the report.
 pub fn run(args: &ReleaseArgs) -> anyhow::Result<u8> {
-    // Loaded here only for the clusters' names (the spinners); the release loads it again.
-    let site = args.site.load(&args.site_dir)?;
-    let names: Vec<String> = site
-        .environment
-        .clusters
-        .iter()
-        .map(|cluster| cluster.name.clone())
-        .collect();
-    let deploy = super::deploy::options(
-        &args.site_dir,
-        args.deploy_config.as_deref(),
-        args.soak,
-        args.parallel,
-        false,
-    )?;
+    let deploy = args.rollout.options(&args.site_dir, false)?;
     let registry_client = wikikube_image::registry::ClientOptions {
         ca_files: args.registry_ca.clone(),
         ..Default::default()
@@ -138,7 +110,7 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<u8> {
         },
         registry_client,
         deploy,
-        schema_deadline: (!args.skip_schema).then_some(args.schema_deadline),
+        schema_deadline: args.rollout.schema_deadline(),
         until: if args.diff_only {
             wikikube_release::Until::Diff
         } else {
@@ -147,7 +119,6 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<u8> {
     };
     let runtime = wikikube_deploy::runtime()?;
     let progress = Lines {
-        clusters: names,
         bars: std::sync::OnceLock::new(),
     };
     let result = wikikube_release::release(

@@ -3,6 +3,29 @@
 
 use std::path::{Path, PathBuf};
 
+/// A release of `site`'s environment eqiad (one cluster), images cached in `cache_dir`.
+pub fn eqiad_release(
+    site: &Path,
+    cache_dir: PathBuf,
+    deploy: wikikube_deploy::Options,
+    until: wikikube_release::Until,
+) -> wikikube_release::Request {
+    wikikube_release::Request {
+        site_dir: site.to_path_buf(),
+        environment: "eqiad".into(),
+        load: Default::default(),
+        registry: None,
+        build: wikikube_image::Options {
+            cache_dir,
+            ..Default::default()
+        },
+        registry_client: Default::default(),
+        deploy,
+        schema_deadline: Some(600),
+        until,
+    }
+}
+
 /// The repository's example farm.
 pub fn farm_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
