@@ -88,7 +88,7 @@ fn main() {
         parallel: 2,
         resume: false,
         lock_duration: std::time::Duration::from_secs(60),
-        schema: None,
+        ..wikikube_deploy::Options::default()
     };
     let rounds = 5;
     let (mut first, mut again, mut diffs, mut requests) = (Vec::new(), Vec::new(), Vec::new(), 0);
@@ -126,9 +126,14 @@ fn main() {
             again.push(start.elapsed());
             assert!(report.ok, "{}", report.to_text());
             let start = Instant::now();
-            let diff = wikikube_deploy::diff(&targets, &namespace, &rendered.objects())
-                .await
-                .unwrap();
+            let diff = wikikube_deploy::diff(
+                &targets,
+                &namespace,
+                &rendered.objects(),
+                wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
+            )
+            .await
+            .unwrap();
             diffs.push(start.elapsed());
             assert!(diff.has_differences());
             requests = fakes[0].requests().len();

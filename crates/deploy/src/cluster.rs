@@ -299,7 +299,10 @@ impl Cluster<'_> {
         let main = self.apply_phase(run, steps, Phase::Main).await?;
         set_state(run, client, namespace, &mut record, State::MainApplied).await?;
         gate_runner.rollouts(Phase::Main, &main).await?;
-        let keep: Vec<ObjectRef> = steps.iter().map(|step| step.object.clone()).collect();
+        let mut keep: Vec<ObjectRef> = steps.iter().map(|step| step.object.clone()).collect();
+        // This revision is the newest of the `config_revisions` whose versions stay.
+        let earlier = options.config_revisions.saturating_sub(1);
+        keep.extend(history::retained(client, namespace, &records, earlier).await?);
         run.pruned = inventory::prune(client, namespace, &keep).await?;
         for object in &run.pruned {
             progress.event(&target.name, Some(Phase::Main), &format!("pruned {object}"));
@@ -440,7 +443,15 @@ impl Cluster<'_> {
             .filter(|step| touched.contains(&step.phase))
             .cloned()
             .collect();
-        let keep: BTreeSet<&ObjectRef> = previous.iter().map(|step| &step.object).collect();
+        // What goes live again keeps its objects, and the versions of the revisions before it
+        // stay as a deploy's prune would have left them.
+        let retained =
+            history::retained(client, namespace, &records, self.options.config_revisions).await?;
+        let keep: BTreeSet<&ObjectRef> = previous
+            .iter()
+            .map(|step| &step.object)
+            .chain(&retained)
+            .collect();
         inventory::add(
             client,
             namespace,

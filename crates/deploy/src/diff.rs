@@ -7,13 +7,20 @@
 //! resourceVersion, uid, creationTimestamp, generation) are stripped before comparing.
 //!
 //! Secret values are never shown: each is replaced by a marker that only says whether it changes.
+//!
+//! A new version of a versioned ConfigMap or Secret ([`wikikube_render::naming::versioned`]) is
+//! shown as what it is, [`Change::Replace`]: diffed against the version the live revision uses,
+//! not as a create beside an unrelated object. The old version is listed as a delete only when
+//! this deploy's prune would remove it ([`crate::history::retained`]).
 
 use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
 
+use wikikube_render::naming;
+
 use crate::apply::{self, Mode, ObjectRef};
-use crate::{inventory, Error, Target};
+use crate::{history, inventory, Error, Target};
 
 /// What a deploy would do to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -23,6 +30,9 @@ pub enum Change {
     Create,
     /// It exists and would change.
     Update,
+    /// A new version of a versioned ConfigMap or Secret, which replaces the one the live
+    /// revision uses ([`ObjectDiff::replaces`]).
+    Replace,
     /// It exists and would not change.
     Unchanged,
     /// It is in the inventory but no longer rendered: the deploy prunes it.
@@ -36,6 +46,9 @@ pub struct ObjectDiff {
     pub object: ObjectRef,
     /// What would happen to it.
     pub change: Change,
+    /// For [`Change::Replace`], the version it replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<ObjectRef>,
     /// A unified diff, live first; empty when unchanged. Secret values are redacted.
     pub text: String,
 }
@@ -84,10 +97,11 @@ impl DiffReport {
                     .count()
             };
             out.push_str(&format!(
-                "{}: {} to create, {} to update, {} to delete, {} unchanged\n",
+                "{}: {} to create, {} to update, {} to replace, {} to delete, {} unchanged\n",
                 cluster.cluster,
                 count(Change::Create),
                 count(Change::Update),
+                count(Change::Replace),
                 count(Change::Delete),
                 count(Change::Unchanged),
             ));
@@ -96,13 +110,18 @@ impl DiffReport {
     }
 }
 
-/// Diffs the rendered objects against one cluster.
+/// Diffs the rendered objects against one cluster. `config_revisions` is the deploy's
+/// ([`crate::Options::config_revisions`]), to list as deletes only what its prune would remove.
 pub async fn diff_cluster(
     target: &Target,
     namespace: &str,
     objects: &[&wikikube_render::Object],
+    config_revisions: usize,
 ) -> Result<ClusterDiff, Error> {
     let client = &target.client;
+    let inventory = inventory::read(client, namespace).await?;
+    let records = history::read(client, namespace).await?;
+    let live_versions = history::retained(client, namespace, &records, 1).await?;
     let mut diffs = Vec::with_capacity(objects.len());
     for &object in objects {
         let reference = ObjectRef::of(object);
@@ -117,13 +136,25 @@ pub async fn diff_cluster(
             }
             Err(error) => return Err(error),
         };
-        diffs.push(object_diff(reference, live, Some(would)));
+        let predecessor = match (&live, object.is_versioned()) {
+            (None, true) => predecessor(&reference, &live_versions, &inventory),
+            _ => None,
+        };
+        let replaced = match &predecessor {
+            Some(old) => apply::get(client, namespace, old)
+                .await?
+                .map(|live| serde_json::to_value(live).expect("objects serialize")),
+            None => None,
+        };
+        diffs.push(match (predecessor, replaced) {
+            (Some(old), Some(replaced)) => replacement(reference, old, replaced, would),
+            _ => object_diff(reference, live, Some(would)),
+        });
     }
-    let rendered: Vec<ObjectRef> = objects.iter().map(|object| ObjectRef::of(object)).collect();
-    for reference in inventory::read(client, namespace)
-        .await?
-        .prunable(&rendered)
-    {
+    let mut keep: Vec<ObjectRef> = objects.iter().map(|object| ObjectRef::of(object)).collect();
+    let earlier = config_revisions.saturating_sub(1);
+    keep.extend(history::retained(client, namespace, &records, earlier).await?);
+    for reference in inventory.prunable(&keep) {
         if let Some(live) = apply::get(client, namespace, &reference).await? {
             let live = serde_json::to_value(live).expect("objects serialize");
             diffs.push(object_diff(reference, Some(live), None));
@@ -135,16 +166,49 @@ pub async fn diff_cluster(
     })
 }
 
+/// The version a new versioned object replaces: the one of the same base name that the live
+/// revision uses, or else one the inventory lists (a revision recorded before objects were
+/// versioned, whose object has the base name itself).
+fn predecessor(
+    new: &ObjectRef,
+    live_versions: &[ObjectRef],
+    inventory: &inventory::Inventory,
+) -> Option<ObjectRef> {
+    let base = naming::unversioned(&new.name);
+    let same_base = |old: &&ObjectRef| {
+        old.kind == new.kind && old.name != new.name && naming::unversioned(&old.name) == base
+    };
+    live_versions
+        .iter()
+        .find(same_base)
+        .or_else(|| inventory.objects.iter().rev().find(same_base))
+        .cloned()
+}
+
+/// A new version diffed against the one it replaces.
+fn replacement(new: ObjectRef, old: ObjectRef, replaced: Value, would: Value) -> ObjectDiff {
+    let mut diff = object_diff(new.clone(), Some(replaced), Some(would));
+    let headline = format!("new {new} replaces {old}\n");
+    diff.text = headline
+        + &diff
+            .text
+            .replacen(&format!("live/{new}"), &format!("live/{old}"), 1);
+    diff.change = Change::Replace;
+    diff.replaces = Some(old);
+    diff
+}
+
 /// Diffs every cluster, all at once: the work is waiting on the network.
 pub async fn diff(
     targets: &[Target],
     namespace: &str,
     objects: &[&wikikube_render::Object],
+    config_revisions: usize,
 ) -> Result<DiffReport, Error> {
     let clusters = futures::future::try_join_all(
         targets
             .iter()
-            .map(|target| diff_cluster(target, namespace, objects)),
+            .map(|target| diff_cluster(target, namespace, objects, config_revisions)),
     )
     .await?;
     Ok(DiffReport { clusters })
@@ -179,6 +243,7 @@ pub fn object_diff(object: ObjectRef, live: Option<Value>, would: Option<Value>)
     ObjectDiff {
         object,
         change,
+        replaces: None,
         text,
     }
 }

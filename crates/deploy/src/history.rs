@@ -36,6 +36,9 @@ pub const REVISION_PREFIX: &str = "wikikube-revision-";
 pub const KEEP_RECORDS: usize = 100;
 /// How many full revisions are kept.
 pub const KEEP_REVISIONS: usize = 5;
+/// How many done revisions' versioned ConfigMaps and Secrets stay by default (`deploy.toml`'s
+/// `[retention] config_revisions`).
+pub const DEFAULT_CONFIG_REVISIONS: usize = 3;
 /// The largest compressed revision accepted, well under the API's 1 MiB per object.
 pub const MAX_REVISION_BYTES: usize = 768 * 1024;
 
@@ -132,6 +135,38 @@ impl Record {
             schema: BTreeMap::new(),
         }
     }
+}
+
+/// The versioned (immutable, content-named) ConfigMaps and Secrets among `steps`.
+pub fn versioned(steps: &[Step]) -> Vec<ObjectRef> {
+    steps
+        .iter()
+        .filter(|step| step.body.get("immutable") == Some(&serde_json::Value::Bool(true)))
+        .map(|step| step.object.clone())
+        .collect()
+}
+
+/// The versioned objects of the newest `count` done revisions in `records`: what a prune keeps
+/// besides the objects going live. Read from the stored revisions, so `count` is bounded by
+/// [`KEEP_REVISIONS`]: a version only a summary record remembers is one no rollback can reach.
+pub async fn retained(
+    client: &kube::Client,
+    namespace: &str,
+    records: &[Record],
+    count: usize,
+) -> Result<Vec<ObjectRef>, Error> {
+    let mut retained = Vec::new();
+    let newest_done = records
+        .iter()
+        .rev()
+        .filter(|record| record.state == State::Done && record.stored)
+        .take(count);
+    for record in newest_done {
+        if let Some(steps) = load_revision(client, namespace, record.revision).await? {
+            retained.extend(versioned(&steps));
+        }
+    }
+    Ok(retained)
 }
 
 /// The images of every Deployment in `steps`.

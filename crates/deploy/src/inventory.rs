@@ -1,6 +1,7 @@
 //! The inventory: the list of every object wikikube applied in a namespace, kept in the cluster
-//! in the ConfigMap [`INVENTORY`]. Pruning deletes what the inventory lists and the site no longer
-//! renders, and nothing else: an object wikikube never applied is never touched, whatever its
+//! in the ConfigMap [`INVENTORY`]. Pruning deletes what the inventory lists and the caller does
+//! not keep (what the site renders, and the versioned ConfigMaps and Secrets of recent revisions,
+//! [`crate::history::retained`]), and nothing else: an object wikikube never applied is never touched, whatever its
 //! labels say (a label search would also find copies made by hand or by other tools).
 //!
 //! The inventory only grows during a deploy (every phase adds what it applied before it applies

@@ -1,10 +1,15 @@
 //! The plan: which objects a deploy applies in which phase.
 //!
-//! Phases, in order: [`Phase::Shared`] (Namespace, ServiceAccount, the shared ConfigMap and the
-//! Secret), [`Phase::Debug`], [`Phase::Canary`] (then the gate: rollout, smoke checks, soak), and
-//! [`Phase::Main`] (main and next). The render says which objects belong to which release; the
-//! components (the edge) go with main: a change of routes or shares reaches users only once the
-//! canaries passed the gate.
+//! Phases, in order: [`Phase::Shared`] (Namespace, ServiceAccount, and every versioned ConfigMap
+//! and Secret, whichever release uses it), [`Phase::Debug`], [`Phase::Canary`] (then the gate:
+//! rollout, smoke checks, soak), and [`Phase::Main`] (main and next). The render says which
+//! objects belong to which release; the components (the edge) go with main: a change of routes
+//! or shares reaches users only once the canaries passed the gate.
+//!
+//! Versioned objects ([`wikikube_render::naming::versioned`]) all go first because creating one
+//! changes nothing that runs: a new version is a new name, which only the pod templates of the
+//! later phases point at. So the schema Jobs (after the shared phase) see the new settings, and
+//! main keeps its old versions until its own phase, after the gate.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,7 +76,14 @@ pub fn plan(rendered: &Rendered) -> Vec<Step> {
     placed.extend(rendered.shared.iter().map(|object| (Phase::Shared, object)));
     for release in &rendered.releases {
         let phase = Phase::of_release(release.release);
-        placed.extend(release.objects.iter().map(|object| (phase, object)));
+        placed.extend(release.objects.iter().map(|object| {
+            let phase = if object.is_versioned() {
+                Phase::Shared
+            } else {
+                phase
+            };
+            (phase, object)
+        }));
     }
     for component in &rendered.components {
         placed.extend(component.objects.iter().map(|object| (Phase::Main, object)));

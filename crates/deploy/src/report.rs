@@ -31,6 +31,9 @@ pub struct Options {
     pub lock_duration: Duration,
     /// The wikis' schema Jobs ([`crate::schema`]); none: the deploy runs none (a rollback).
     pub schema: Option<crate::schema::Schema>,
+    /// How many done revisions' versioned ConfigMaps and Secrets the prune keeps, the one going
+    /// live included ([`crate::history::retained`]); at least 1.
+    pub config_revisions: usize,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             // short enough that a killed deploy does not block the next one for long.
             lock_duration: Duration::from_secs(60),
             schema: None,
+            config_revisions: crate::history::DEFAULT_CONFIG_REVISIONS,
         }
     }
 }

@@ -96,13 +96,51 @@ pub fn check(deployment: &Deployment, since: Timestamp) -> Rollout {
 pub struct WaitOptions {
     /// Time between two reads of the status.
     pub poll: Duration,
-    /// Give up after this long even if the controller has not (it reports a deadline only while
-    /// pods make no progress; pods that keep crashing and restarting count as progress).
+    /// Give up after this long **without progress**, even if the controller has not: the same
+    /// measure as the controller's own `progressDeadlineSeconds`, which restarts whenever the
+    /// rollout moves. A fixed limit from the start would fail a healthy rollout of many
+    /// replicas rolled a few at a time.
     pub timeout: Duration,
 }
 
-/// Polls a Deployment until [`check`] says it is complete or failed, or `timeout` passes.
-/// `report` hears every new waiting message; `abort` stops the wait early.
+/// The counts whose rise is progress, as the Deployment controller counts it: a newer
+/// generation observed, more pods updated, ready or available.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    observed_generation: i64,
+    updated: i32,
+    ready: i32,
+    available: i32,
+}
+
+impl Counts {
+    fn of(deployment: &Deployment) -> Counts {
+        let status = deployment.status.as_ref();
+        Counts {
+            observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
+            updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+            ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+            available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        }
+    }
+
+    /// Whether any count is above the highest seen so far (`best`), which then takes it. The
+    /// highest, not the last: a pod that flaps between ready and not is no progress.
+    fn rose(self, best: &mut Counts) -> bool {
+        let rose = self.observed_generation > best.observed_generation
+            || self.updated > best.updated
+            || self.ready > best.ready
+            || self.available > best.available;
+        best.observed_generation = best.observed_generation.max(self.observed_generation);
+        best.updated = best.updated.max(self.updated);
+        best.ready = best.ready.max(self.ready);
+        best.available = best.available.max(self.available);
+        rose
+    }
+}
+
+/// Polls a Deployment until [`check`] says it is complete or failed, or it makes no progress for
+/// `timeout`. `report` hears every new waiting message; `abort` stops the wait early.
 pub async fn wait(
     api: &Api<Deployment>,
     name: &str,
@@ -111,7 +149,8 @@ pub async fn wait(
     abort: &AtomicBool,
     mut report: impl FnMut(&str),
 ) -> Result<(), Error> {
-    let started = tokio::time::Instant::now();
+    let mut last_progress = tokio::time::Instant::now();
+    let mut best: Option<Counts> = None;
     let mut last = String::new();
     loop {
         if abort.load(Ordering::Relaxed) {
@@ -121,6 +160,16 @@ pub async fn wait(
             .get(name)
             .await
             .map_err(|source| Error::kube(format!("read Deployment/{name}"), source))?;
+        let counts = Counts::of(&deployment);
+        match &mut best {
+            // The first read is where progress is measured from.
+            None => best = Some(counts),
+            Some(best) => {
+                if counts.rose(best) {
+                    last_progress = tokio::time::Instant::now();
+                }
+            }
+        }
         match check(&deployment, since) {
             Rollout::Complete => return Ok(()),
             Rollout::Failed(reason) => {
@@ -136,10 +185,10 @@ pub async fn wait(
                 }
             }
         }
-        if started.elapsed() >= options.timeout {
+        if last_progress.elapsed() >= options.timeout {
             return Err(Error::Rollout {
                 deployment: name.into(),
-                reason: format!("not complete after {} s: {last}", options.timeout.as_secs()),
+                reason: format!("no progress for {} s: {last}", options.timeout.as_secs()),
             });
         }
         tokio::time::sleep(options.poll).await;

@@ -456,9 +456,14 @@ async fn simulated_diff_shows_changes_and_never_secret_values() {
         wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     let targets = [fake.target("eqiad")];
 
-    let before = wikikube_deploy::diff(&targets, &namespace, &rendered.objects())
-        .await
-        .unwrap();
+    let before = wikikube_deploy::diff(
+        &targets,
+        &namespace,
+        &rendered.objects(),
+        wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
+    )
+    .await
+    .unwrap();
     assert!(before.has_differences());
     assert!(before.clusters[0]
         .objects
@@ -470,43 +475,95 @@ async fn simulated_diff_shows_changes_and_never_secret_values() {
             .await
             .ok
     );
-    let after = wikikube_deploy::diff(&targets, &namespace, &rendered.objects())
-        .await
-        .unwrap();
+    let after = wikikube_deploy::diff(
+        &targets,
+        &namespace,
+        &rendered.objects(),
+        wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
+    )
+    .await
+    .unwrap();
     assert!(!after.has_differences(), "{}", after.to_text());
 
+    // config management writes a new upgrade key; someone scales mw-web.
+    let (_, new_secret) = support::site::farm_rendered_with_upgrade_key("eqiad", "hunter2-new-key");
     let mut changed: Vec<wikikube_render::Object> =
-        rendered.objects().into_iter().cloned().collect();
+        new_secret.objects().into_iter().cloned().collect();
     for object in &mut changed {
-        match object {
-            wikikube_render::Object::Secret(secret) => {
-                for value in secret.data.as_mut().unwrap().values_mut() {
-                    *value = k8s_openapi::ByteString(b"hunter2-new-password".to_vec());
-                }
-            }
-            wikikube_render::Object::Deployment(deployment)
-                if deployment.metadata.name.as_deref() == Some("mw-web-main") =>
-            {
+        if let wikikube_render::Object::Deployment(deployment) = object {
+            if deployment.metadata.name.as_deref() == Some("mw-web-main") {
                 deployment.spec.as_mut().unwrap().replicas = Some(99);
             }
-            _ => {}
         }
     }
     let changed: Vec<&wikikube_render::Object> = changed.iter().collect();
-    let report = wikikube_deploy::diff(&targets, &namespace, &changed)
-        .await
-        .unwrap();
+    let report = wikikube_deploy::diff(
+        &targets,
+        &namespace,
+        &changed,
+        wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
+    )
+    .await
+    .unwrap();
     let text = report.to_text();
     assert!(text.contains("+  replicas: 99"), "{text}");
-    assert!(text.contains("<redacted: new value>"), "{text}");
+
+    // The new Secret is shown against the one it replaces, which is kept, not deleted.
+    let (old, new) = (
+        support::site::private_secret(&steps),
+        support::site::private_secret(&wikikube_deploy::plan(&new_secret)),
+    );
+    assert_ne!(old, new, "a new secret value is a new version");
+    let secret = report.clusters[0]
+        .objects
+        .iter()
+        .find(|object| object.object.name == new)
+        .unwrap();
+    assert_eq!(secret.change, wikikube_deploy::diff::Change::Replace);
+    assert_eq!(secret.replaces.as_ref().unwrap().name, old);
+    assert!(
+        secret
+            .text
+            .starts_with(&format!("new Secret/{new} replaces Secret/{old}\n")),
+        "{}",
+        secret.text
+    );
+    assert!(
+        secret.text.contains(&format!("--- live/Secret/{old}")),
+        "{}",
+        secret.text
+    );
+    assert!(
+        secret.text.contains("upgrade_key: '<redacted: new value>'"),
+        "{}",
+        secret.text
+    );
+    assert!(
+        secret.text.contains("secret_key: <redacted>"),
+        "{}",
+        secret.text
+    );
+    assert!(report.clusters[0]
+        .objects
+        .iter()
+        .all(|object| object.change != wikikube_deploy::diff::Change::Delete));
+    // The pod templates that point at it change with it.
+    assert!(
+        text.contains(&format!("+          secretName: {new}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("cluster eqiad")
+            || text.contains("1 to replace")
+            || text.contains("to replace")
+    );
+
     for value in site.secrets.expose().values() {
         assert!(!text.contains(value.as_str()), "a secret value is shown");
     }
     assert!(!text.contains("hunter2"));
     use base64::Engine;
-    assert!(
-        !text.contains(&base64::engine::general_purpose::STANDARD.encode("hunter2-new-password"))
-    );
+    assert!(!text.contains(&base64::engine::general_purpose::STANDARD.encode("hunter2-new-key")));
     assert!(!text.contains("managedFields") && !text.contains("resourceVersion"));
     let json = serde_json::to_string(&report).unwrap();
     assert!(!json.contains("hunter2"));
@@ -529,4 +586,68 @@ fn the_edge_changes_with_main_after_the_canary_gate() {
             (Phase::Main, "PodDisruptionBudget"),
         ]
     );
+}
+
+/// `steps` with every Deployment's progress deadline at one second, and mw-web-main at eight
+/// replicas: a rollout of one replica at a time then outlasts the deadline many times.
+fn one_second_deadline(steps: Vec<wikikube_deploy::Step>) -> Vec<wikikube_deploy::Step> {
+    steps
+        .into_iter()
+        .map(|mut step| {
+            if step.object.kind == wikikube_render::ObjectKind::Deployment {
+                step.body["spec"]["progressDeadlineSeconds"] = serde_json::json!(1);
+                if step.object.name == "mw-web-main" {
+                    step.body["spec"]["replicas"] = serde_json::json!(8);
+                }
+            }
+            step
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn simulated_slow_rollout_is_waited_for_while_it_progresses_and_a_stalled_one_is_not() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let targets = [fake.target("eqiad")];
+    assert!(
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &fast_options(), &Quiet)
+            .await
+            .ok
+    );
+    let mut options = fast_options();
+    options.extra_wait = std::time::Duration::ZERO;
+
+    // Eight replicas, one more every 300 ms: 2.4 s of rollout against a 1 s deadline, never a
+    // second without progress. A wait with a fixed limit from the start gave up at 1 s.
+    fake.behave(
+        "v2-slow",
+        Behaviour::SlowProgress(std::time::Duration::from_millis(300)),
+    );
+    let v2 = one_second_deadline(with_image(&steps, Phase::Main, "app:v2-slow"));
+    let started = std::time::Instant::now();
+    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(2400),
+        "the rollout took {:?}: it must have outlasted the deadline",
+        started.elapsed()
+    );
+    assert!(app_image(&fake, "mw-web-main").contains("v2-slow"));
+
+    // One replica, then nothing, and no word from the controller: given up a second after the
+    // last progress, and rolled back.
+    fake.behave("v3-stall", Behaviour::Stalls);
+    let v3 = one_second_deadline(with_image(&steps, Phase::Main, "app:v3-stall"));
+    let started = std::time::Instant::now();
+    let report = wikikube_deploy::deploy(&targets, &namespace, &v3, &options, &Quiet).await;
+    let failure = report.failure.clone().unwrap_or_default();
+    assert!(!report.ok);
+    assert!(failure.contains("no progress for 1 s"), "{failure}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(app_image(&fake, "mw-web-main").contains("v2-slow"));
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -122,9 +122,6 @@ pub fn up(
     state::create_dir(&state.pods(), 0o700)?;
     state::create_dir(&state.config(), 0o755)?;
     state::create_dir(&state.secrets(), 0o750)?;
-    for (key, value) in site.secrets.expose() {
-        state::write_file(&state.secrets().join(key), value.as_bytes(), 0o440)?;
-    }
     state::create_dir(&state.tls(), 0o750)?;
     let names = wikikube_render::config::tls::certificate_names(&site.spec);
     certificate::ensure(&state.tls(), &names)?;
@@ -141,15 +138,12 @@ pub fn up(
     };
     for (pod, yaml, hash, changed, _) in &plans {
         for (dir, files) in &pod.config_dirs {
-            if !dir.is_dir() {
-                let partial = dir.with_extension("partial");
-                let _ = std::fs::remove_dir_all(&partial);
-                state::create_dir(&partial, 0o755)?;
-                for (name, text) in files {
-                    state::write_file(&partial.join(name), text.as_bytes(), 0o444)?;
-                }
-                std::fs::rename(&partial, dir).map_err(Error::io(dir))?;
-            }
+            let files = files.iter().map(|(name, text)| (name, text.as_bytes()));
+            write_once(dir, files, (0o755, 0o444))?;
+        }
+        for (dir, values) in &pod.secret_dirs {
+            let values = values.iter().map(|(key, value)| (key, value.as_slice()));
+            write_once(dir, values, (0o750, 0o440))?;
         }
         if !changed {
             report.unchanged.push(pod.name.clone());
@@ -194,11 +188,18 @@ pub fn up(
             report.removed.push(name);
         }
     }
-    let used: BTreeSet<&PathBuf> = pods.iter().flat_map(|pod| pod.config_dirs.keys()).collect();
-    for entry in std::fs::read_dir(state.config()).map_err(Error::io(&state.config()))? {
-        let path = entry.map_err(Error::io(&state.config()))?.path();
-        if !used.contains(&path) {
-            let _ = std::fs::remove_dir_all(&path);
+    let used: BTreeSet<&PathBuf> = pods
+        .iter()
+        .flat_map(|pod| pod.config_dirs.keys().chain(pod.secret_dirs.keys()))
+        .collect();
+    for parent in [state.config(), state.secrets()] {
+        for entry in std::fs::read_dir(&parent).map_err(Error::io(&parent))? {
+            let path = entry.map_err(Error::io(&parent))?.path();
+            if !used.contains(&path) {
+                // Directories of versions no pod uses any more, and the loose files of the
+                // private values from before they were versioned.
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
         }
     }
 
@@ -226,6 +227,26 @@ pub fn up(
 }
 
 /// Host ports that running pods of this farm hold now, from the manifests they were played with.
+/// Writes a directory of files once: a versioned directory's content never changes, and a pod
+/// may be reading it. Written beside it and renamed, so a failure leaves no half directory.
+/// `modes`: the directory's and the files'.
+fn write_once<'a>(
+    dir: &Path,
+    files: impl Iterator<Item = (&'a String, &'a [u8])>,
+    (dir_mode, file_mode): (u32, u32),
+) -> Result<(), Error> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    state::create_dir(&partial, dir_mode)?;
+    for (name, contents) in files {
+        state::write_file(&partial.join(name), contents, file_mode)?;
+    }
+    std::fs::rename(&partial, dir).map_err(Error::io(dir))
+}
+
 fn held_ports(state: &StateDir) -> Result<BTreeSet<u16>, Error> {
     let mut held = BTreeSet::new();
     for name in known_pods(state) {

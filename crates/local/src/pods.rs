@@ -5,9 +5,10 @@
 //!
 //! - ConfigMap volumes become read-only host directories holding the same files (podman keeps
 //!   ConfigMap volumes across plays and would serve stale files after a change);
-//! - Secret volumes become host directories: the private values' Secret one file per key,
-//!   certificate Secrets the certificate `wikikube up` made (podman 4.3 crashes on Secret
-//!   volumes from YAML);
+//! - Secret volumes become host directories: the private values' Secret one file per key in a
+//!   directory named after its versioned name (so that a changed value is a new directory and
+//!   restarts exactly the pods that mount it, as a new Secret does in a cluster), certificate
+//!   Secrets the certificate `wikikube up` made (podman 4.3 crashes on Secret volumes from YAML);
 //! - emptyDir volumes get the pod's name as a prefix: podman makes them named volumes, which
 //!   two pods would otherwise share;
 //! - only ports with a `hostPort` are kept (podman publishes every declared port on the host,
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, HostPathVolumeSource, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
 
 use wikikube_model::{ReleaseName, ResolvedSite};
 use wikikube_render::{naming, ComponentKind, Object, Rendered};
@@ -59,6 +61,9 @@ pub struct LocalPod {
     pub manifest: Pod,
     /// Config directories to write before playing: path -> file name -> contents.
     pub config_dirs: BTreeMap<PathBuf, BTreeMap<String, String>>,
+    /// Private values' directories to write before playing, readable by the pods' user only:
+    /// path -> key -> value.
+    pub secret_dirs: BTreeMap<PathBuf, BTreeMap<String, Vec<u8>>>,
     /// The host ports it publishes, by port name (`https` -> 8443).
     pub host_ports: BTreeMap<String, u16>,
 }
@@ -134,10 +139,17 @@ pub fn local_pods(
             _ => None,
         })
         .collect();
+    let secrets = objects
+        .iter()
+        .filter_map(|object| match object {
+            Object::Secret(secret) => Some((object.name(), secret.data.as_ref()?)),
+            _ => None,
+        })
+        .collect();
     let converter = Converter {
-        site,
         state,
         config_maps,
+        secrets,
     };
     let mut pods = Vec::new();
     for release in &rendered.releases {
@@ -181,9 +193,11 @@ fn on_gateway(kind: ComponentKind) -> bool {
 
 /// The one conversion from a Deployment to a pod.
 struct Converter<'a> {
-    site: &'a ResolvedSite,
     state: &'a StateDir,
     config_maps: BTreeMap<&'a str, &'a BTreeMap<String, String>>,
+    /// The rendered Secrets (the private values'); any other Secret a pod mounts is the
+    /// certificate.
+    secrets: BTreeMap<&'a str, &'a BTreeMap<String, ByteString>>,
 }
 
 impl Converter<'_> {
@@ -203,7 +217,7 @@ impl Converter<'_> {
             .and_then(|template| template.spec.clone())
             .ok_or_else(|| Error::Inconsistent(format!("{name} has no pod template")))?;
         let mut config_dirs = BTreeMap::new();
-        let private = naming::private_secret(self.site);
+        let mut secret_dirs = BTreeMap::new();
         for volume in spec.volumes.iter_mut().flatten() {
             if let Some(source) = volume.config_map.take() {
                 let files = self.config_maps.get(source.name.as_str()).ok_or_else(|| {
@@ -212,18 +226,28 @@ impl Converter<'_> {
                         source.name
                     ))
                 })?;
-                let dir = self.state.config().join(format!(
-                    "{}-{}",
-                    source.name,
-                    &wikikube_render::checksum(files)[..12]
-                ));
+                let dir = self
+                    .state
+                    .config()
+                    .join(config_dir_name(&source.name, files));
                 volume.host_path = Some(host_dir(&dir));
                 config_dirs.insert(dir, (*files).clone());
             } else if let Some(source) = volume.secret.take() {
-                let dir = if source.secret_name.as_deref() == Some(private.as_str()) {
-                    self.state.secrets()
-                } else {
-                    self.state.tls()
+                let rendered = source
+                    .secret_name
+                    .as_deref()
+                    .and_then(|name| Some((name, self.secrets.get(name)?)));
+                let dir = match rendered {
+                    Some((name, data)) => {
+                        let dir = self.state.secrets().join(name);
+                        let values = data
+                            .iter()
+                            .map(|(key, value)| (key.clone(), value.0.clone()))
+                            .collect();
+                        secret_dirs.insert(dir.clone(), values);
+                        dir
+                    }
+                    None => self.state.tls(),
                 };
                 volume.host_path = Some(host_dir(&dir));
             } else if volume.empty_dir.is_some() {
@@ -259,9 +283,20 @@ impl Converter<'_> {
             name,
             role,
             config_dirs,
+            secret_dirs,
             host_ports,
         })
     }
+}
+
+/// The directory of a ConfigMap's files: named by content, so that a running pod's files are
+/// never edited. A versioned ConfigMap's name says its content already; the edge's (updated in
+/// place in a cluster) gets its content's hash added.
+fn config_dir_name(name: &str, files: &BTreeMap<String, String>) -> String {
+    if naming::unversioned(name) != name {
+        return name.to_string();
+    }
+    format!("{name}-{}", &wikikube_render::checksum(files)[..12])
 }
 
 fn rename_mounts(containers: &mut [Container], from: &str, to: &str) {

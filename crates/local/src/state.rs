@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! STATE/pods/NAME.yaml         the pod as played, and NAME.hash (manifest + images + config)
-//! STATE/config/CONFIGMAP-HASH  a ConfigMap's files, by content: a running pod keeps its files
-//!                              until it is replaced, and a new render never edits them in place
-//! STATE/secrets/KEY            one file per private value, readable by the pods' user only
+//! STATE/config/CONFIGMAP       a ConfigMap's files, named by content (its versioned name; the
+//!                              edge's with a hash added): a running pod keeps its files until it
+//!                              is replaced, and a new render never edits them in place
+//! STATE/secrets/SECRET/KEY     one file per private value, readable by the pods' user only, in a
+//!                              directory per version of the Secret (its versioned name)
 //! STATE/tls/tls.crt, tls.key   the self-signed certificate
 //! ```
 

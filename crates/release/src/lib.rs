@@ -413,6 +413,7 @@ pub fn release(
         &targets,
         &namespace,
         &rendered.objects(),
+        request.deploy.config_revisions,
     ))?;
     let changed = diff
         .clusters

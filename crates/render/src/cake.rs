@@ -6,8 +6,6 @@
 //! stop, tls stops taking requests first and drains; httpd and php-fpm stop once the longest
 //! request it accepted is over; mcrouter last ([`wikikube_model::LifecycleValues::shutdown`]).
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -32,7 +30,9 @@ use crate::sizing;
 /// Port of the mcrouter container's /metrics, also its probe.
 pub const MCROUTER_METRICS_PORT: u16 = 9362;
 
-/// The names of the ConfigMaps and Secrets one release mounts, and their content checksums.
+/// The names of the ConfigMaps and Secrets one release mounts. They are versioned
+/// ([`crate::naming::versioned`]): a change of content changes a name here, so the pod template
+/// changes and the release rolls, with no checksum annotations needed.
 pub struct Mounts {
     /// The farm's virtual hosts, shared by every release.
     pub httpd_sites: String,
@@ -46,10 +46,6 @@ pub struct Mounts {
     pub mcrouter: String,
     /// The site's private values.
     pub secrets: String,
-    /// Config role (`php`, `httpd-sites`...) -> sha256 of its ConfigMap's data, for the pod
-    /// template's annotations. Keyed by role rather than by ConfigMap name so that annotation
-    /// keys stay short and the same in every release.
-    pub checksums: BTreeMap<String, String>,
 }
 
 /// The Deployment of one release.
@@ -73,11 +69,6 @@ pub fn deployment(
         crate::machine::mount_wiki_data(site, &mut spec);
     }
     let pod_labels = labels::pod(site_name, deployment, release);
-    let annotations: BTreeMap<String, String> = mounts
-        .checksums
-        .iter()
-        .map(|(config, sum)| (format!("{}{config}", labels::CHECKSUM_PREFIX), sum.clone()))
-        .collect();
     let percent = |value: u32| Some(IntOrString::String(format!("{value}%")));
 
     Deployment {
@@ -105,7 +96,6 @@ pub fn deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(spec),

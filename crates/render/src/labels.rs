@@ -16,8 +16,9 @@ pub const RELEASE: &str = "wikikube.org/release";
 pub const ROUTED_VIA: &str = "wikikube.org/routed-via";
 /// Label: the site.
 pub const SITE: &str = "wikikube.org/site";
-/// Annotation prefix of the config checksums that make a config change roll the pods.
-pub const CHECKSUM_PREFIX: &str = "checksum.wikikube.org/";
+/// Label: the base name of a versioned ConfigMap or Secret ([`crate::naming::versioned`]), so
+/// that `kubectl get configmaps -l wikikube.org/version-of=mw-web-main-php` lists its versions.
+pub const VERSION_OF: &str = "wikikube.org/version-of";
 
 /// Labels on every object of the site.
 pub fn common(site: &str) -> BTreeMap<String, String> {

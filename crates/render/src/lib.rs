@@ -222,22 +222,35 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         }),
     ];
 
-    let sites_name = naming::httpd_sites(site);
-    let sites = config::httpd::sites(spec);
-    let sites_checksum = checksum(&sites);
-    shared.push(config_map(meta(sites_name.clone()), sites));
+    let sites = versioned_config_map(meta(naming::httpd_sites(site)), config::httpd::sites(spec));
+    let sites_name = sites.name().to_string();
+    shared.push(sites);
 
-    let secrets_name = naming::private_secret(site);
+    let secret_data: BTreeMap<String, ByteString> = site
+        .secrets
+        .expose()
+        .iter()
+        .map(|(key, value)| (key.clone(), ByteString(value.as_bytes().to_vec())))
+        .collect();
+    let secrets_hash = content_hash(
+        secret_data
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.0.as_slice())),
+    );
+    let mut secret_meta = meta(naming::versioned(
+        &naming::private_secret(site),
+        &secrets_hash,
+    ));
+    secret_meta
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(labels::VERSION_OF.into(), naming::private_secret(site));
+    let secrets_name = secret_meta.name.clone().unwrap_or_default();
     shared.push(Object::Secret(Secret {
-        metadata: meta(secrets_name.clone()),
+        metadata: secret_meta,
         type_: Some("Opaque".into()),
-        data: Some(
-            site.secrets
-                .expose()
-                .iter()
-                .map(|(key, value)| (key.clone(), ByteString(value.as_bytes().to_vec())))
-                .collect(),
-        ),
+        data: Some(secret_data),
+        immutable: Some(true),
         ..Secret::default()
     }));
 
@@ -247,7 +260,7 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         .flat_map(|wiki| wiki.domains.iter().cloned())
         .collect();
     let shared_inputs = SharedInputs {
-        sites: (&sites_name, &sites_checksum),
+        sites: &sites_name,
         secrets: &secrets_name,
         domains: &domains,
     };
@@ -276,7 +289,7 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         }
     }
     let maintenance = match site.environment.kind {
-        EnvironmentKind::Kubernetes => maintenance_template(site, &releases, &meta, &mut shared),
+        EnvironmentKind::Kubernetes => maintenance_template(site, &releases),
         // One machine runs scripts in the running app container (`local`), not in Jobs.
         EnvironmentKind::Local => None,
     };
@@ -300,7 +313,7 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         }) {
             components.push(RenderedComponent {
                 kind: ComponentKind::Mariadb,
-                objects: machine::mariadb(site, database, &meta)?,
+                objects: machine::mariadb(site, database, &secrets_name, &meta)?,
             });
         }
     }
@@ -313,36 +326,23 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
     })
 }
 
-/// The maintenance Job template, and the shared ConfigMaps its pods mount: copies of the PHP and
-/// mcrouter files of the release scripts run with (see [`maintenance`] for why copies).
+/// The maintenance Job template, cut from the first main release: its pods mount that release's
+/// versioned ConfigMaps and the private values' Secret, which a deploy creates before any Job runs.
 fn maintenance_template(
     site: &ResolvedSite,
     releases: &[RenderedRelease],
-    meta: &impl Fn(String) -> ObjectMeta,
-    shared: &mut Vec<Object>,
 ) -> Option<maintenance::Maintenance> {
     let deployment = maintenance::script_deployment(site)?;
-    let values = &deployment.release(ReleaseName::Main)?.values;
     let release = releases
         .iter()
         .find(|r| r.deployment == deployment.name && r.release == ReleaseName::Main)?;
-    let template =
-        maintenance::Maintenance::new(site, &deployment.name, release.deployment_object()?)?;
-    shared.push(config_map(
-        meta(naming::maintenance_config(site, "php")),
-        config::php::files(&values.php),
-    ));
-    shared.push(config_map(
-        meta(naming::maintenance_config(site, "mcrouter")),
-        config::mcrouter::files(&values.memcached, &site.environment.datacenter),
-    ));
-    Some(template)
+    maintenance::Maintenance::new(site, &deployment.name, release.deployment_object()?)
 }
 
 /// What every release of a site mounts or names from the shared objects.
 struct SharedInputs<'a> {
-    /// The virtual hosts' ConfigMap and its checksum.
-    sites: (&'a str, &'a str),
+    /// The virtual hosts' ConfigMap.
+    sites: &'a str,
     /// The private values' Secret.
     secrets: &'a str,
     /// Every wiki domain, for the certificate.
@@ -367,24 +367,24 @@ fn release_objects(
             config::mcrouter::files(&values.memcached, datacenter),
         ),
     ];
-    let (sites_name, sites_checksum) = shared.sites;
-    let mut checksums = BTreeMap::from([("httpd-sites".to_string(), sites_checksum.to_string())]);
+    let mut names = BTreeMap::new();
     let mut objects = Vec::new();
     for (part, files) in configs {
-        checksums.insert(part.to_string(), checksum(&files));
-        objects.push(config_map(
+        let object = versioned_config_map(
             meta(naming::release_config(deployment, release, part)),
             files,
-        ));
+        );
+        names.insert(part, object.name().to_string());
+        objects.push(object);
     }
+    let mut name_of = |part: &str| names.remove(part).unwrap_or_default();
     let mounts = cake::Mounts {
-        httpd_sites: sites_name.to_string(),
-        httpd: naming::release_config(deployment, release, "httpd"),
-        php: naming::release_config(deployment, release, "php"),
-        tls: naming::release_config(deployment, release, "tls"),
-        mcrouter: naming::release_config(deployment, release, "mcrouter"),
+        httpd_sites: shared.sites.to_string(),
+        httpd: name_of("httpd"),
+        php: name_of("php"),
+        tls: name_of("tls"),
+        mcrouter: name_of("mcrouter"),
         secrets: shared.secrets.to_string(),
-        checksums,
     };
     objects.push(Object::Deployment(cake::deployment(
         site, deployment, release, values, &mounts,
@@ -427,22 +427,41 @@ fn release_objects(
     objects
 }
 
-fn config_map(metadata: ObjectMeta, files: Files) -> Object {
+/// A versioned ConfigMap ([`naming::versioned`]): `metadata`'s name is the base name, to which
+/// the content's hash is added; immutable, and labelled with its base name.
+fn versioned_config_map(mut metadata: ObjectMeta, files: Files) -> Object {
+    let base = metadata.name.take().unwrap_or_default();
+    metadata.name = Some(naming::versioned(&base, &checksum(&files)));
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(labels::VERSION_OF.into(), base);
     Object::ConfigMap(ConfigMap {
         metadata,
         data: Some(files),
+        immutable: Some(true),
         ..ConfigMap::default()
     })
 }
 
-/// sha256 of a ConfigMap's files, names and contents both, so that any change rolls the pods.
+/// sha256 of a ConfigMap's files, names and contents both: the version in its name.
 pub fn checksum(files: &Files) -> String {
+    content_hash(
+        files
+            .iter()
+            .map(|(name, contents)| (name.as_str(), contents.as_bytes())),
+    )
+}
+
+/// sha256 of named contents, each name and content length-prefixed so that no two different
+/// sets of entries hash alike; hex.
+pub fn content_hash<'a>(entries: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut hasher = Sha256::new();
-    for (name, contents) in files {
+    for (name, contents) in entries {
         hasher.update((name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
         hasher.update((contents.len() as u64).to_le_bytes());
-        hasher.update(contents.as_bytes());
+        hasher.update(contents);
     }
     hasher
         .finalize()
@@ -495,7 +514,8 @@ impl Rendered {
     }
 
     /// Writes one YAML file per object into `dir`, named by apply order, kind and name
-    /// (`003-configmap-mw-web-main-php.yaml`). The directory is replaced whole and only once
+    /// (`003-configmap-mw-web-main-php.yaml`); a versioned object's file is named by its base
+    /// name, so that a new version shows as a change of that file, not as another file. The directory is replaced whole and only once
     /// every file is written, so a failure leaves the previous output untouched.
     pub fn write_dir(&self, dir: &Path) -> Result<(), RenderError> {
         let fail = |path: &Path| {
@@ -511,7 +531,7 @@ impl Rendered {
             let file = partial.join(format!(
                 "{index:03}-{}-{}.yaml",
                 object.kind().as_str().to_ascii_lowercase(),
-                object.name()
+                naming::unversioned(object.name())
             ));
             std::fs::write(&file, object_yaml(object)).map_err(fail(&file))?;
         }

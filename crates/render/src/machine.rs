@@ -94,10 +94,12 @@ pub fn memcached(
 }
 
 /// The MariaDB Deployment of a local environment whose database is `host.containers.internal`,
-/// published on the host at `[database] port`, its data on a volume that outlives the pod.
+/// published on the host at `[database] port`, its data on a volume that outlives the pod, the
+/// private values' Secret `secrets` (its versioned name) mounted for its passwords.
 pub fn mariadb(
     site: &ResolvedSite,
     database: &wikikube_model::DatabaseValues,
+    secrets: &str,
     meta: &impl Fn(String) -> ObjectMeta,
 ) -> Result<Vec<Object>, RenderError> {
     let images = global_images(site)?;
@@ -142,7 +144,7 @@ pub fn mariadb(
             }),
             ..Volume::default()
         },
-        crate::pod::secret_volume("secrets", &naming::private_secret(site)),
+        crate::pod::secret_volume("secrets", secrets),
         Volume {
             name: "tmp".into(),
             empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),

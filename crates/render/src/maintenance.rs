@@ -9,11 +9,11 @@
 //! script that edits pages without it would leave stale pages behind. tls and httpd are left
 //! out: a Job serves no requests.
 //!
-//! The pod mounts the site's *maintenance* ConfigMaps ([`crate::naming::maintenance_config`]),
-//! copies of that release's PHP and mcrouter files among the shared objects, rather than the
-//! release's own: a deploy applies them in its first phase, so the schema Jobs it runs before
-//! the canaries already see the new settings, while the running main release's ConfigMaps stay
-//! untouched until main's own phase.
+//! The pod mounts that release's own PHP and mcrouter ConfigMaps and the private values' Secret,
+//! by their versioned names ([`crate::naming::versioned`]): a deploy creates every versioned
+//! object in its first phase, before any pod template points at it, so the schema Jobs it runs
+//! before the canaries already see the new settings, while the running main release keeps its
+//! own versions until main's phase.
 //!
 //! This module builds values only: it does not create Jobs or wait for them (that is `deploy`),
 //! and it does not pick the run's unique suffix or read the clock (the caller passes it).
@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use wikikube_model::{DatabaseEngine, ReleaseName, ResolvedSite, SettingValue};
 
 use crate::config::paths::{code_dir, FARM_DIR, SECRETS_DIR};
-use crate::pod::{config_map_volume, mount, secret_volume, strings};
+use crate::pod::{mount, strings};
 
 /// The name of the container that runs the script (the app container's).
 pub const SCRIPT_CONTAINER: &str = "app";
@@ -231,8 +231,16 @@ impl Maintenance {
             .containers
             .iter()
             .find(|container| container.name == "mcrouter");
-        let php_config = crate::naming::maintenance_config(site, "php");
-        let mcrouter_config = crate::naming::maintenance_config(site, "mcrouter");
+        // The release's own volumes, by the names the cake gives them: the same versions of
+        // its files and private values.
+        let volume = |name: &str| {
+            template
+                .volumes
+                .iter()
+                .flatten()
+                .find(|volume| volume.name == name)
+                .cloned()
+        };
 
         let mut script = app.clone();
         script.command = None;
@@ -254,8 +262,8 @@ impl Maintenance {
                 empty_dir: Some(EmptyDirVolumeSource::default()),
                 ..Volume::default()
             },
-            config_map_volume("php-config", &php_config),
-            secret_volume("secrets", &crate::naming::private_secret(site)),
+            volume("php-config")?,
+            volume("secrets")?,
         ];
         let mut init_containers = Vec::new();
         if let Some(mcrouter) = mcrouter {
@@ -265,7 +273,7 @@ impl Maintenance {
             sidecar.restart_policy = Some("Always".into());
             sidecar.lifecycle = None;
             init_containers.push(sidecar);
-            volumes.push(config_map_volume("mcrouter-config", &mcrouter_config));
+            volumes.push(volume("mcrouter-config")?);
         }
         let pod = PodSpec {
             containers: vec![script],

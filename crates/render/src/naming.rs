@@ -1,6 +1,13 @@
 //! Every name a render gives: objects, Services, ConfigMaps, Secrets, the edge and the local
 //! machine's pods and volumes. Consumers (`local`, `deploy`, the CLI) take names from here or
 //! from [`crate::Rendered`], never by putting strings together themselves.
+//!
+//! The ConfigMaps and the Secret the releases mount are *versioned*: their name is a base name
+//! ([`release_config`], [`httpd_sites`], [`private_secret`]) followed by a hash of their content
+//! ([`versioned`]), and they are immutable, as kustomize's generated ConfigMaps are. A change of
+//! content is a new object and a new pod template, so it reaches each release with that release's
+//! own rollout (the canary first) and a rollback finds the old object still there. Consumers take
+//! a versioned name from the rendered objects, never from the base name.
 
 use wikikube_model::{ReleaseName, ResolvedSite};
 
@@ -9,9 +16,37 @@ pub fn release(deployment: &str, release: ReleaseName) -> String {
     format!("{deployment}-{release}")
 }
 
-/// One of a release's ConfigMaps: `{deployment}-{release}-{part}` (`mw-web-main-php`).
+/// The base name of one of a release's ConfigMaps: `{deployment}-{release}-{part}`
+/// (`mw-web-main-php`).
 pub fn release_config(deployment: &str, release: ReleaseName, part: &str) -> String {
     format!("{deployment}-{release}-{part}")
+}
+
+/// How many hex digits of the content hash a versioned name carries: 40 bits, as kustomize's
+/// ten-character suffix, so that two contents of one base name do not meet by chance.
+pub const VERSION_DIGITS: usize = 10;
+
+/// A versioned object's name: `{base}-{first VERSION_DIGITS digits of content_hash}`.
+pub fn versioned(base: &str, content_hash: &str) -> String {
+    let digits = &content_hash[..VERSION_DIGITS.min(content_hash.len())];
+    format!("{base}-{digits}")
+}
+
+/// The base name of a versioned name (`mw-web-main-php-0123456789` -> `mw-web-main-php`); any
+/// other name is its own base. Base names end in a word (`-php`, `-private`), never in ten hex
+/// digits, so the two cannot be confused.
+pub fn unversioned(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((base, digits))
+            if digits.len() == VERSION_DIGITS
+                && digits
+                    .bytes()
+                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            base
+        }
+        _ => name,
+    }
 }
 
 /// The Service a release owns: main's is named after the deployment, the others'
@@ -23,20 +58,14 @@ pub fn service(deployment: &str, release: ReleaseName) -> String {
     }
 }
 
-/// The farm's virtual hosts, shared by every release.
+/// The base name of the farm's virtual hosts, shared by every release.
 pub fn httpd_sites(site: &ResolvedSite) -> String {
     format!("{}-httpd-sites", site.spec.site.name)
 }
 
-/// The Secret with the site's private values.
+/// The base name of the Secret with the site's private values.
 pub fn private_secret(site: &ResolvedSite) -> String {
     format!("{}-private", site.spec.site.name)
-}
-
-/// One of the ConfigMaps maintenance Jobs mount, `{site}-maintenance-{part}` (`php`,
-/// `mcrouter`): copies of the files of the release scripts run with.
-pub fn maintenance_config(site: &ResolvedSite, part: &str) -> String {
-    format!("{}-maintenance-{part}", site.spec.site.name)
 }
 
 /// The Secret of a self-signed certificate (made by `wikikube up` on one machine).

@@ -110,6 +110,16 @@ impl Object {
         self.metadata().name.as_deref().unwrap_or_default()
     }
 
+    /// Whether it is a versioned ConfigMap or Secret ([`crate::naming::versioned`]): immutable,
+    /// named after its content, kept while a recent revision uses it.
+    pub fn is_versioned(&self) -> bool {
+        match self {
+            Object::ConfigMap(map) => map.immutable == Some(true),
+            Object::Secret(secret) => secret.immutable == Some(true),
+            _ => false,
+        }
+    }
+
     /// Position in apply order.
     pub fn apply_rank(&self) -> u8 {
         self.kind().apply_rank()

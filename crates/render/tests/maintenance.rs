@@ -3,7 +3,6 @@
 mod common;
 
 use wikikube_render::maintenance::{JobSettings, ScriptRequest};
-use wikikube_render::{naming, Object};
 
 fn request() -> ScriptRequest {
     ScriptRequest {
@@ -74,28 +73,35 @@ fn a_script_job_is_the_main_release_app_container_running_the_local_command_line
     assert_eq!(sidecars[0].name, "mcrouter");
     assert_eq!(sidecars[0].restart_policy.as_deref(), Some("Always"));
 
-    // The maintenance ConfigMaps are shared objects (applied before schema Jobs), not the
-    // release's own.
-    let mounted: Vec<String> = pod
-        .volumes
-        .iter()
-        .flatten()
-        .filter_map(|v| v.config_map.as_ref().map(|c| c.name.clone()))
-        .collect();
-    assert_eq!(
-        mounted,
-        [
-            naming::maintenance_config(&site, "php"),
-            naming::maintenance_config(&site, "mcrouter")
-        ]
-    );
-    for name in &mounted {
+    // The main release's own versions of its PHP and mcrouter files and of the private values
+    // (a deploy creates every version first, before any Job runs), all versioned objects.
+    let volumes = |spec: &k8s_openapi::api::core::v1::PodSpec| -> Vec<(String, String)> {
+        spec.volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let source = v
+                    .config_map
+                    .as_ref()
+                    .map(|c| c.name.clone())
+                    .or_else(|| v.secret.as_ref().and_then(|s| s.secret_name.clone()))?;
+                Some((v.name.clone(), source))
+            })
+            .collect()
+    };
+    let mounted = volumes(pod);
+    let names: Vec<&str> = mounted.iter().map(|(volume, _)| volume.as_str()).collect();
+    assert_eq!(names, ["php-config", "secrets", "mcrouter-config"]);
+    let main_pod = main.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let main_volumes = volumes(main_pod);
+    let objects = rendered.objects();
+    for mount in &mounted {
+        assert!(main_volumes.contains(mount), "{mount:?} is not main's");
         assert!(
-            rendered
-                .shared
+            objects
                 .iter()
-                .any(|o| matches!(o, Object::ConfigMap(_)) && o.name() == name.as_str()),
-            "{name} is not a shared object"
+                .any(|o| o.name() == mount.1.as_str() && o.is_versioned()),
+            "{mount:?} is not a versioned object"
         );
     }
 

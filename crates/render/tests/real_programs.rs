@@ -28,14 +28,12 @@ fn require(program: &str) {
     );
 }
 
+/// The files of the ConfigMap whose base name is `name`.
 fn config_map(objects: &[Object], name: &str) -> std::collections::BTreeMap<String, String> {
-    objects
-        .iter()
-        .find_map(|object| match object {
-            Object::ConfigMap(map) if object.name() == name => map.data.clone(),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+    common::config_map(objects, name)
+        .data
+        .clone()
+        .unwrap_or_default()
 }
 
 struct Running(Child);
@@ -219,11 +217,14 @@ fn php_fpm_accepts_every_release_pool() {
         .cloned()
         .collect();
     let scratch = tempfile::tempdir().unwrap();
+    let mut checked = 0;
     for object in &objects {
-        if !object.name().ends_with("-php") {
+        let base = wikikube_render::naming::unversioned(object.name());
+        if !base.ends_with("-php") {
             continue;
         }
-        let php = config_map(&objects, object.name());
+        checked += 1;
+        let php = config_map(&objects, base);
         let conf = scratch.path().join("php-fpm.conf");
         std::fs::write(&conf, &php["php-fpm.conf"]).unwrap();
         let output = Command::new("php-fpm8.2")
@@ -238,6 +239,8 @@ fn php_fpm_accepts_every_release_pool() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    // Every release of eqiad: mw-web, mw-api-ext (main and canary each) and mw-debug.
+    assert_eq!(checked, 5, "the pools checked");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 
 mod common;
 
+use common::config_map;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::Service;
 use wikikube_render::{render, Object, RenderOptions};
 
 fn objects(environment: &str) -> Vec<Object> {
@@ -23,16 +24,6 @@ fn deployment<'a>(objects: &'a [Object], name: &str) -> &'a Deployment {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no Deployment {name}"))
-}
-
-fn config_map<'a>(objects: &'a [Object], name: &str) -> &'a ConfigMap {
-    objects
-        .iter()
-        .find_map(|object| match object {
-            Object::ConfigMap(map) if object.name() == name => Some(map),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
 }
 
 fn services(objects: &[Object]) -> Vec<&Service> {
@@ -284,7 +275,7 @@ fn secret_values_go_into_the_secret_and_never_into_output() {
 }
 
 #[test]
-fn a_config_change_changes_only_that_configs_checksum() {
+fn a_config_change_is_a_new_version_of_that_config_only() {
     let base = objects("eqiad");
     let mut site = common::load("eqiad");
     let web = site
@@ -299,26 +290,63 @@ fn a_config_change_changes_only_that_configs_checksum() {
         .into_iter()
         .cloned()
         .collect();
-    let annotations = |objects: &[Object]| {
-        deployment(objects, "mw-web-main")
+    let sources = |objects: &[Object], name: &str| -> Vec<(String, String)> {
+        let pod = deployment(objects, name)
             .spec
             .as_ref()
             .unwrap()
             .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
+            .spec
             .clone()
+            .unwrap();
+        pod.volumes
+            .unwrap()
+            .into_iter()
+            .filter_map(|volume| {
+                let source = volume
+                    .config_map
+                    .map(|map| map.name)
+                    .or_else(|| volume.secret.and_then(|secret| secret.secret_name))?;
+                Some((volume.name, source))
+            })
+            .collect()
+    };
+    let (before, after) = (
+        sources(&base, "mw-web-main"),
+        sources(&changed, "mw-web-main"),
+    );
+    let differing: Vec<&str> = before
+        .iter()
+        .zip(&after)
+        .filter(|(old, new)| old != new)
+        .map(|(old, _)| old.0.as_str())
+        .collect();
+    assert_eq!(differing, ["php-config"], "{before:?}\n{after:?}");
+    // The new version is a new, immutable object; the old name is gone from the render; no other
+    // release's pod template changes.
+    let php = |sources: &[(String, String)]| {
+        sources
+            .iter()
+            .find(|(volume, _)| volume == "php-config")
+            .map(|(_, source)| source.clone())
             .unwrap()
     };
-    let before = annotations(&base);
-    let after = annotations(&changed);
-    let differing: Vec<&String> = before
-        .keys()
-        .filter(|key| before[*key] != after[*key])
-        .collect();
-    assert_eq!(differing, ["checksum.wikikube.org/php"]);
+    let (old, new) = (&php(&before), &php(&after));
+    assert!(old.starts_with("mw-web-main-php-") && new.starts_with("mw-web-main-php-"));
+    assert!(changed
+        .iter()
+        .any(|o| o.name() == new.as_str() && o.is_versioned()));
+    assert!(!changed.iter().any(|o| o.name() == old.as_str()));
+    for other in ["mw-web-canary", "mw-api-ext-main", "mw-debug-main"] {
+        assert_eq!(sources(&base, other), sources(&changed, other), "{other}");
+    }
+    // Nothing in a pod template says a checksum any more: the names do.
+    let template = &deployment(&changed, "mw-web-main")
+        .spec
+        .as_ref()
+        .unwrap()
+        .template;
+    assert!(template.metadata.as_ref().unwrap().annotations.is_none());
 }
 
 #[test]

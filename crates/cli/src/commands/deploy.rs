@@ -105,6 +105,7 @@ impl RolloutArgs {
         Ok(wikikube_deploy::Options {
             soak: Duration::from_secs(self.soak.unwrap_or(config.canary.soak_seconds)),
             smoke: config.smoke,
+            config_revisions: config.retention.config_revisions.get(),
             parallel: self.parallel,
             resume,
             ..wikikube_deploy::Options::default()

@@ -37,6 +37,13 @@ pub enum Behaviour {
     CrashAfterReady,
     /// Pods answer smoke checks with 500.
     FailsSmoke,
+    /// A rollout of many replicas rolled one at a time: one more replica updated, ready and
+    /// available every period of wall time after the apply, so that the whole rollout takes
+    /// longer than the progress deadline while it never stops progressing.
+    SlowProgress(std::time::Duration),
+    /// One replica is updated and then nothing moves, and (unlike [`Behaviour::Stuck`]) the
+    /// controller says nothing about it: only a wait that measures progress itself ends.
+    Stalls,
 }
 
 /// How a simulated Job's pod ends.
@@ -70,6 +77,8 @@ const JOB_ENDS_AT_READ: u32 = 4;
 struct State {
     objects: BTreeMap<(String, String, String), Value>,
     reads: BTreeMap<String, u32>,
+    /// When each Deployment's current generation was applied.
+    rolled_at: BTreeMap<String, std::time::Instant>,
     behaviours: Vec<(String, Behaviour)>,
     version: u64,
     /// Method, path and query of every request.
@@ -271,7 +280,12 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
                 *reads += 1;
                 let reads = *reads;
                 let behaviour = behaviour(&state, &object);
-                let object = controller(object, behaviour, reads);
+                let elapsed = state
+                    .rolled_at
+                    .get(name)
+                    .map(std::time::Instant::elapsed)
+                    .unwrap_or_default();
+                let object = controller(object, behaviour, reads, elapsed);
                 state.objects.insert(key, object.clone());
                 return ok(&object);
             }
@@ -281,6 +295,14 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             let applied: Value = serde_json::from_slice(&body).unwrap();
             let dry_run = query.contains("dryRun=All");
             let existing = state.objects.get(&key).cloned();
+            if let Some(field) = immutable_change(existing.as_ref(), &applied) {
+                // As the API server: an immutable ConfigMap's or Secret's content never changes.
+                return status(
+                    422,
+                    "Invalid",
+                    &format!("{plural} \"{name}\" is invalid: {field}: Forbidden: field is immutable when `immutable` is set"),
+                );
+            }
             state.version += 1;
             let version = state.version;
             let result = apply(existing, applied, version, plural);
@@ -293,6 +315,9 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
                         .map(|o| o["metadata"]["generation"].clone());
                     if before.as_ref() != Some(&generation) {
                         state.reads.insert(name.to_string(), 0);
+                        state
+                            .rolled_at
+                            .insert(name.to_string(), std::time::Instant::now());
                     }
                 }
                 if name == "wikikube-history" {
@@ -417,6 +442,21 @@ fn behaviour(state: &State, deployment: &Value) -> Behaviour {
         .map_or(Behaviour::Healthy(2), |(_, behaviour)| *behaviour)
 }
 
+/// The field an apply would change in an immutable object, if any.
+fn immutable_change(existing: Option<&Value>, applied: &Value) -> Option<&'static str> {
+    let existing = existing?;
+    if existing["immutable"] != json!(true) {
+        return None;
+    }
+    ["data", "binaryData", "immutable"]
+        .into_iter()
+        .find(|field| {
+            applied
+                .get(*field)
+                .is_some_and(|value| existing.get(*field) != Some(value))
+        })
+}
+
 /// A simplified server-side apply: the applied fields replace the stored ones, the server adds
 /// its metadata, a Service gets a clusterIP default, and a Deployment's generation moves when its
 /// spec changes.
@@ -464,8 +504,14 @@ fn apply(existing: Option<Value>, applied: Value, version: u64, plural: &str) ->
     object
 }
 
-/// One step of the simulated Deployment controller.
-fn controller(mut deployment: Value, behaviour: Behaviour, reads: u32) -> Value {
+/// One step of the simulated Deployment controller: the status after `reads` reads and
+/// `elapsed` wall time since the generation was applied.
+fn controller(
+    mut deployment: Value,
+    behaviour: Behaviour,
+    reads: u32,
+    elapsed: std::time::Duration,
+) -> Value {
     let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1);
     let desired = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
     let now = jiff::Timestamp::now();
@@ -514,6 +560,23 @@ fn controller(mut deployment: Value, behaviour: Behaviour, reads: u32) -> Value 
             "ProgressDeadlineExceeded",
             &now
         )])),
+        Behaviour::SlowProgress(period) => {
+            let rolled = i64::try_from(elapsed.as_millis() / period.as_millis().max(1))
+                .unwrap_or(i64::MAX)
+                .min(desired);
+            if rolled >= desired {
+                done(&now)
+            } else {
+                // The surge pod is the one rolling; `rolled` new ones serve beside the old.
+                json!({"observedGeneration": generation, "replicas": desired + 1,
+                    "updatedReplicas": rolled + 1, "readyReplicas": desired,
+                    "availableReplicas": desired,
+                    "conditions": [progressing("True", "ReplicaSetUpdated", &now)]})
+            }
+        }
+        Behaviour::Stalls => json!({"observedGeneration": generation, "replicas": desired + 1,
+            "updatedReplicas": 1, "readyReplicas": desired, "availableReplicas": desired,
+            "conditions": [progressing("True", "ReplicaSetUpdated", &now)]}),
         Behaviour::CrashAfterReady if reads < 2 => rolling(json!([])),
         Behaviour::CrashAfterReady if reads < 5 => done(&now),
         Behaviour::CrashAfterReady => {

@@ -21,6 +21,56 @@ pub fn farm_steps(env: &str) -> (String, Vec<Step>) {
     )
 }
 
+/// The example farm's steps for `env` with its private values' `upgrade_key` set to `value`:
+/// what config management writing a new secret looks like to a deploy.
+pub fn farm_steps_with_upgrade_key(env: &str, value: &str) -> (String, Vec<Step>) {
+    let (site, rendered) = farm_rendered_with_upgrade_key(env, value);
+    (
+        site.spec.site.namespace.clone(),
+        wikikube_deploy::plan(&rendered),
+    )
+}
+
+/// The example farm for `env`, its `upgrade_key` set to `value`, and its render.
+pub fn farm_rendered_with_upgrade_key(
+    env: &str,
+    value: &str,
+) -> (wikikube_model::ResolvedSite, wikikube_render::Rendered) {
+    let private = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(farm_dir().join("private")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("upgrade_key") {
+                    format!("upgrade_key = {value:?}")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(private.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let options = wikikube_model::LoadOptions {
+        private_dir: Some(private.path().to_path_buf()),
+    };
+    let site = wikikube_model::load(&farm_dir(), env, &options).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    (site, rendered)
+}
+
+/// The versioned name of the private values' Secret in `steps`.
+pub fn private_secret(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .find(|step| step.object.kind == wikikube_render::ObjectKind::Secret)
+        .map(|step| step.object.name.clone())
+        .expect("the steps have the private values' Secret")
+}
+
 /// The same steps with the app image of every Deployment of `phase` replaced.
 pub fn with_image(steps: &[Step], phase: wikikube_deploy::Phase, image: &str) -> Vec<Step> {
     steps
@@ -60,5 +110,6 @@ pub fn fast_options() -> wikikube_deploy::Options {
         resume: false,
         lock_duration: std::time::Duration::from_secs(60),
         schema: None,
+        config_revisions: wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
     }
 }

@@ -4,6 +4,25 @@
 
 use std::path::{Path, PathBuf};
 
+/// The ConfigMap whose base name is `name` among `objects` (a versioned one's name has its
+/// content hash added: `mw-web-main-php` finds `mw-web-main-php-f7143523e9`).
+pub fn config_map<'a>(
+    objects: &'a [wikikube_render::Object],
+    name: &str,
+) -> &'a k8s_openapi::api::core::v1::ConfigMap {
+    objects
+        .iter()
+        .find_map(|object| match object {
+            wikikube_render::Object::ConfigMap(map)
+                if wikikube_render::naming::unversioned(object.name()) == name =>
+            {
+                Some(map)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+}
+
 pub fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
 }
