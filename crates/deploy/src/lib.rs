@@ -199,6 +199,9 @@ pub enum Error {
         /// Its leaseDurationSeconds.
         expires_after_seconds: i64,
     },
+    /// The deploy lock was released while we waited to take it over.
+    #[error("the deploy lock (Lease wikikube-deploy) was released while we waited to take it over; another deploy may be starting: run the command again")]
+    LockReleased,
     /// Our deploy lock was taken over or could not be renewed in time; the run stopped.
     #[error("lost the deploy lock (Lease wikikube-deploy): {message}; this run stopped where it was, as if killed: see `wikikube history`, then `wikikube deploy --resume` or `wikikube rollback` once nobody else is deploying")]
     LockLost {

@@ -96,9 +96,9 @@ fn last_renewal(lease: &Lease) -> Option<jiff::Timestamp> {
         })
 }
 
-/// Whether the holder stopped renewing: its last renewal plus its own duration is past. This
-/// compares the holder's clock with ours; clocks of machines that deploy are assumed to agree
-/// to well within a lease duration.
+/// Whether the holder's last renewal plus its own duration is past, by our clock. That compares
+/// the holder's clock with ours, so it only decides that a Lease is *live* (refused at once); one
+/// that looks expired is taken over only after [`unchanged_for_its_duration`].
 fn expired(lease: &Lease, now: jiff::Timestamp) -> bool {
     let Some(renewed) = last_renewal(lease) else {
         return true;
@@ -158,6 +158,7 @@ pub async fn acquire(
             if !expired(&existing, now) {
                 return Err(held(&existing, now));
             }
+            let existing = unchanged_for_its_duration(&api, existing).await?;
             let mut takeover = existing.clone();
             let transitions = existing
                 .spec
@@ -193,6 +194,40 @@ pub async fn acquire(
         duration,
         renewed: now,
     })
+}
+
+/// Watches a Lease whose renewTime looks expired for its whole duration by our own clock, and
+/// returns it if nobody wrote it meanwhile. As client-go's leader election does, this trusts
+/// only what we saw change: a holder whose clock is behind ours writes renewTimes that look old
+/// while it renews every third of the duration, and must not lose its lock to us. A holder that
+/// died is taken over one duration later than its timestamps say.
+async fn unchanged_for_its_duration(api: &Api<Lease>, existing: Lease) -> Result<Lease, Error> {
+    let seconds = existing
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.lease_duration_seconds)
+        .unwrap_or(0)
+        .max(1);
+    let duration = Duration::from_secs(u64::try_from(seconds).unwrap_or(1));
+    let poll = (duration / 10).clamp(Duration::from_millis(50), Duration::from_secs(2));
+    let watching = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(poll).await;
+        let current = api
+            .get_opt(LEASE_NAME)
+            .await
+            .map_err(|source| api_error("read", source))?;
+        let Some(current) = current else {
+            // Released while we watched: another deploy may be taking it right now.
+            return Err(Error::LockReleased);
+        };
+        if current.metadata.resource_version != existing.metadata.resource_version {
+            return Err(held(&current, jiff::Timestamp::now()));
+        }
+        if watching.elapsed() >= duration {
+            return Ok(existing);
+        }
+    }
 }
 
 impl Lock {

@@ -27,12 +27,14 @@ fn app_image(fake: &FakeApi, deployment: &str) -> String {
         .to_string()
 }
 
+/// Someone else's Lease, last renewed at `renewed` by its holder's clock, for one second: short,
+/// so that a test watching it for its duration before taking it over is quick.
 fn lease(holder: &str, renewed: jiff::Timestamp, namespace: &str) -> serde_json::Value {
     json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": LEASE_NAME, "namespace": namespace, "resourceVersion": "other-1",
             "uid": "other-uid", "creationTimestamp": renewed.to_string()},
         "spec": {"holderIdentity": holder, "acquireTime": renewed.to_string(),
-            "renewTime": renewed.to_string(), "leaseDurationSeconds": 60}})
+            "renewTime": renewed.to_string(), "leaseDurationSeconds": 1}})
 }
 
 fn writes(requests: &[String]) -> Vec<&String> {
@@ -156,11 +158,16 @@ async fn simulated_lock_left_by_a_dead_process_is_taken_over() {
         .any(|request| request.starts_with(&format!("PUT {path}/{LEASE_NAME}"))));
     assert!(fake.object("leases", LEASE_NAME).is_none(), "released");
 
-    // A lock renewed a moment ago is not taken over, whatever its holder.
+    // A lock renewed a moment ago is not taken over, whatever its holder (a minute ahead: the
+    // one-second Lease of `lease` would otherwise be over by our clock as the deploy starts).
     fake.insert(
         "leases",
         &namespace,
-        lease("carol@busy pid 3", jiff::Timestamp::now(), &namespace),
+        lease(
+            "carol@busy pid 3",
+            jiff::Timestamp::now() + jiff::SignedDuration::from_mins(1),
+            &namespace,
+        ),
     );
     let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
     assert!(report.failure.unwrap().contains("carol@busy pid 3"));
@@ -329,4 +336,49 @@ async fn simulated_lock_held_in_one_cluster_stops_the_deploy_before_any_cluster_
         eqiad.requests()
     );
     assert!(!app_image(&eqiad, "mw-web-canary").contains("v2"));
+}
+
+#[tokio::test]
+async fn simulated_live_lock_of_a_holder_whose_clock_is_an_hour_behind_is_not_taken_over() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let targets = [fake.target("eqiad")];
+    let options = fast_options();
+    assert!(
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+            .await
+            .ok
+    );
+    let an_hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    fake.insert(
+        "leases",
+        &namespace,
+        lease("dave@slow-clock pid 4", an_hour_ago, &namespace),
+    );
+    // Its holder renews it every 300 ms; by its clock, each renewal is an hour old.
+    let renewing = {
+        let (fake, namespace) = (fake.clone(), namespace.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                fake.renew_lock_an_hour_behind(&namespace);
+            }
+        })
+    };
+    fake.clear_requests();
+    let v2 = with_image(&steps, Phase::Main, "app:v2");
+    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    renewing.abort();
+    let failure = report.failure.unwrap_or_default();
+    assert!(failure.contains("dave@slow-clock pid 4"), "{failure}");
+    // Its only write was the create that found the Lease there.
+    let requests = fake.requests();
+    let written = writes(&requests);
+    assert!(
+        written
+            .iter()
+            .all(|request| request.starts_with("POST") && request.contains("/leases?")),
+        "{written:?}"
+    );
+    assert_ne!(app_image(&fake, "mw-web-main"), "app:v2");
 }

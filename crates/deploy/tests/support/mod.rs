@@ -194,6 +194,25 @@ impl FakeApi {
         let lease = state.objects.get_mut(&key).expect("a deploy lock");
         let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
         lease["spec"]["renewTime"] = json!(hour_ago.to_string());
+        // Short, so that a test watching it for its duration before taking over is quick.
+        lease["spec"]["leaseDurationSeconds"] = json!(1);
+    }
+
+    /// Renews the deploy lock in `namespace` as a live holder whose clock is an hour behind
+    /// ours does: a new resourceVersion, a renewTime that looks an hour old.
+    pub fn renew_lock_an_hour_behind(&self, namespace: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.version += 1;
+        let version = state.version;
+        let key = (
+            "leases".to_string(),
+            namespace.to_string(),
+            "wikikube-deploy".to_string(),
+        );
+        let lease = state.objects.get_mut(&key).expect("a deploy lock");
+        let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+        lease["spec"]["renewTime"] = json!(hour_ago.to_string());
+        lease["metadata"]["resourceVersion"] = json!(version.to_string());
     }
 
     /// Stores an object as if someone else had created it.
