@@ -11,15 +11,12 @@
 //! A group's layer is tens of megabytes at Wikimedia's size (185,000 files in ~80 groups for
 //! two versions), too much to re-upload for a one-line backport. With
 //! [`Options::incremental`], a changed group is its layer from a named earlier build (its
-//! [`Base`]) plus one layer of what changed since (files, and whiteouts for what is gone), as
-//! Wikimedia's incremental images do, but with the base an explicit input so that digests stay
-//! reproducible. A group starts again from a whole layer when its changes exceed
-//! [`REBASE_SHARE`] of it, and deltas are given up when the stack would exceed [`MAX_LAYERS`].
+//! [`Base`]) plus one layer of what changed since, through [`crate::incremental`], the path
+//! `wikikube build` takes too (its rules: [`REBASE_SHARE`], [`MAX_LAYERS`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use crate::build::LayerReport;
 use crate::cache::{Cache, LayerRecord};
@@ -27,7 +24,8 @@ use crate::code;
 use crate::digest::{sha256, Inputs};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprints;
-use crate::layer::{self, Contents, Data, Entry, Kind};
+use crate::incremental::{Incremental, Layer};
+use crate::layer::{Contents, Data, Entry, Kind};
 use crate::plan;
 
 /// One MediaWiki version's tree on disk.
@@ -78,39 +76,7 @@ pub struct Stack {
     pub rebased: usize,
 }
 
-/// At most this many layers in a stack: deltas are given up (their groups rebuilt whole) beyond
-/// it, so that base-php, patches and the stack stay well below containerd's 127.
-pub const MAX_LAYERS: usize = 100;
-
-/// A delta is given up, and its group rebuilt whole, when it would hold more than this share of
-/// the base layer's bytes (Wikimedia's own incremental builds start again at 25%).
-pub const REBASE_SHARE: f64 = 0.25;
-
-/// The layers an incremental build builds on: for each group, the layer an earlier build made
-/// whole and the files it holds.
-///
-/// Why an explicit base and not "the last build": a layer of changes depends on what it
-/// changes, so its digest is reproducible only if what it builds on is an input. A build with
-/// the same tree and the same base gives the same digests with any cache that holds the base
-/// (a blob named by its digest, with its groups' file lists, also blobs); a build without a
-/// base, or whose cache lacks it, gives every group's whole layer, the same as a
-/// non-incremental build, and records a new base.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Base {
-    /// Group (`extensions 1.45 group 07`) -> its base layer.
-    pub groups: BTreeMap<String, BaseGroup>,
-}
-
-/// One group's base layer.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct BaseGroup {
-    /// The layer.
-    pub layer: LayerRecord,
-    /// The [`content_key`] of its content.
-    pub content: String,
-    /// The blob of its files: path -> the key [`content_key`] gives each entry.
-    pub files: String,
-}
+pub use crate::incremental::{Base, BaseGroup, MAX_LAYERS, REBASE_SHARE};
 
 /// How a group's entries are found.
 enum Walk<'a> {
@@ -181,16 +147,6 @@ fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Wal
         .collect()
 }
 
-struct Builder<'a> {
-    cache: &'a Cache,
-    options: &'a Options,
-    stack: Stack,
-    old: Base,
-    new: Base,
-    /// Deltas still allowed under [`MAX_LAYERS`].
-    allowance: usize,
-}
-
 /// Builds (or finds in `cache`) the MediaWiki layers of `versions`, then the config layer.
 pub fn build(
     cache: &Cache,
@@ -198,28 +154,12 @@ pub fn build(
     versions: &[VersionTree],
     options: &Options,
 ) -> Result<Stack> {
-    let old = match (&options.base, options.incremental) {
-        (Some(digest), true) => {
-            let path = cache.blob_path(digest);
-            match std::fs::read(&path) {
-                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Config {
-                    path,
-                    message: format!("not a base of layers: {e}"),
-                })?,
-                // A cache without the base builds every group whole, and records a new base.
-                Err(_) => Base::default(),
-            }
-        }
-        _ => Base::default(),
-    };
-    let mut builder = Builder {
+    let mut layering = Incremental::new(
         cache,
-        options,
-        stack: Stack::default(),
-        old,
-        new: Base::default(),
-        allowance: 0,
-    };
+        options.epoch,
+        options.incremental,
+        options.base.as_deref(),
+    )?;
     // Plans first, so that the number of groups (and so the room for deltas) is known.
     let mut groups: Vec<(String, String, Inputs, Walk)> = Vec::new();
     for tree in versions {
@@ -265,188 +205,52 @@ pub fn build(
             }
         }
     }
-    builder.allowance = MAX_LAYERS.saturating_sub(groups.len() + 1);
+    // Every group and the config layer.
+    layering.plan(groups.len() + 1);
     let walks: Vec<Walk> = groups
         .iter_mut()
         .map(|g| std::mem::replace(&mut g.3, Walk::Done))
         .collect();
     let walked = walk_all(walks, fingerprints)?;
-    for ((id, name, inputs, _), (contents, keys)) in groups.into_iter().zip(walked) {
-        builder.group(&id, &name, inputs, contents, keys)?;
+    let mut stack = Stack::default();
+    for ((id, name, mut inputs, _), (contents, keys)) in groups.into_iter().zip(walked) {
+        inputs.add("content", keys_digest(&keys));
+        let mut walked = Some((contents, keys));
+        let layers = layering.group(&id, &name, &inputs, &mut || {
+            Ok(walked.take().expect("a group is produced once"))
+        })?;
+        stack.add(layers);
     }
     let mut inputs = Inputs::new("config");
-    let mut config = Contents::default();
     for (path, bytes) in &options.config_files {
         inputs.add(path, sha256(bytes));
-        config.add(Entry::file(
-            path.trim_start_matches('/'),
-            Data::Bytes(bytes.clone()),
-            false,
-        ));
     }
-    builder.add("config", &inputs, &config)?;
-    let mut stack = builder.stack;
-    if options.incremental {
-        stack.base = Some(if builder.new == builder.old && options.base.is_some() {
-            options.base.clone().expect("checked")
-        } else {
-            let bytes = serde_json::to_vec(&builder.new).expect("a base serializes");
-            cache.put_blob(&bytes)?
-        });
-    }
+    let config = layering.layer("config", &inputs, &mut || {
+        let mut config = Contents::default();
+        for (path, bytes) in &options.config_files {
+            config.add(Entry::file(
+                path.trim_start_matches('/'),
+                Data::Bytes(bytes.clone()),
+                false,
+            ));
+        }
+        Ok(config)
+    })?;
+    stack.add(vec![config]);
+    let summary = layering.finish()?;
+    stack.base = summary.base;
+    stack.deltas = summary.deltas;
+    stack.rebased = summary.rebased;
+    stack.tar_bytes = summary.tar_bytes;
     Ok(stack)
 }
 
-impl Builder<'_> {
-    /// One group: its whole layer, or with [`Options::incremental`] its base and a delta.
-    fn group(
-        &mut self,
-        id: &str,
-        name: &str,
-        mut inputs: Inputs,
-        contents: Contents,
-        keys: BTreeMap<String, String>,
-    ) -> Result<()> {
-        let content = keys_digest(&keys);
-        inputs.add("content", &content);
-        if !self.options.incremental {
-            return self.add(name, &inputs, &contents).map(|_| ());
+impl Stack {
+    fn add(&mut self, layers: Vec<Layer>) {
+        for (name, record, report) in layers {
+            self.layers.push((name, record));
+            self.reports.push(report);
         }
-        if let Some(base) = self.old.groups.get(id).cloned() {
-            if base.content == content {
-                self.new.groups.insert(id.to_string(), base.clone());
-                return self.reuse(name, &base.layer, &inputs);
-            }
-            if self.allowance > 0 {
-                let mut delta_inputs = Inputs::new("delta");
-                delta_inputs
-                    .add("base", &base.layer.digest)
-                    .add("files", &base.files)
-                    .add("content", &content);
-                let delta = match self.cache.layer(&delta_inputs) {
-                    Some(_) => Some(Contents::default()),
-                    None => self.delta(&base, &contents, &keys)?,
-                };
-                if let Some(delta) = delta {
-                    self.allowance -= 1;
-                    self.stack.deltas += 1;
-                    self.new.groups.insert(id.to_string(), base.clone());
-                    self.reuse(&format!("{name} (base)"), &base.layer, &inputs)?;
-                    return self
-                        .add(&format!("{name} (changes)"), &delta_inputs, &delta)
-                        .map(|_| ());
-                }
-            }
-            self.stack.rebased += 1;
-        }
-        let record = self.add(name, &inputs, &contents)?;
-        let files = serde_json::to_vec(&keys).expect("keys serialize");
-        let files = self.cache.put_blob(&files)?;
-        self.new.groups.insert(
-            id.to_string(),
-            BaseGroup {
-                layer: record,
-                content,
-                files,
-            },
-        );
-        Ok(())
-    }
-
-    /// What changed in a group since `base`: changed and new entries, and whiteouts for what
-    /// is gone. `None` when that is more than [`REBASE_SHARE`] of the base.
-    fn delta(
-        &mut self,
-        base: &BaseGroup,
-        contents: &Contents,
-        keys: &BTreeMap<String, String>,
-    ) -> Result<Option<Contents>> {
-        let path = self.cache.blob_path(&base.files);
-        let Ok(bytes) = std::fs::read(&path) else {
-            return Ok(None);
-        };
-        let old: BTreeMap<String, String> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Config {
-                path,
-                message: format!("not a list of files: {e}"),
-            })?;
-        let mut delta = Contents::default();
-        let mut bytes = 0u64;
-        for entry in contents.entries() {
-            if old.get(&entry.path) == keys.get(&entry.path) {
-                continue;
-            }
-            if let Kind::File(Data::Path(file)) = &entry.kind {
-                bytes += std::fs::metadata(file).map_err(Error::io(file))?.len();
-            }
-            bytes += 512;
-            delta.add(entry.clone());
-        }
-        for path in old.keys() {
-            if keys.contains_key(path) {
-                continue;
-            }
-            // A whiteout of a directory hides what is under it: one is enough.
-            let parent_gone = path
-                .rsplit_once('/')
-                .is_some_and(|(dir, _)| old.contains_key(dir) && !keys.contains_key(dir));
-            if !parent_gone {
-                delta.add(Entry {
-                    path: path.clone(),
-                    kind: Kind::Whiteout,
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                });
-                bytes += 512;
-            }
-        }
-        if bytes as f64 > REBASE_SHARE * base.layer.tar_size as f64 {
-            return Ok(None);
-        }
-        Ok(Some(delta))
-    }
-
-    /// Adds a layer from the cache, or written from `contents`.
-    fn add(&mut self, name: &str, inputs: &Inputs, contents: &Contents) -> Result<LayerRecord> {
-        let start = Instant::now();
-        let (record, reused) = match self.cache.layer(inputs) {
-            Some(record) => (record, true),
-            None => {
-                let record = layer::tar::write(self.cache, contents, self.options.epoch)?;
-                self.cache.put_layer(inputs, &record)?;
-                self.stack.tar_bytes += record.tar_size;
-                (record, false)
-            }
-        };
-        self.push(name, record.clone(), reused, inputs, start);
-        Ok(record)
-    }
-
-    /// Adds a base layer as it is.
-    fn reuse(&mut self, name: &str, record: &LayerRecord, inputs: &Inputs) -> Result<()> {
-        self.push(name, record.clone(), true, inputs, Instant::now());
-        Ok(())
-    }
-
-    fn push(
-        &mut self,
-        name: &str,
-        record: LayerRecord,
-        reused: bool,
-        inputs: &Inputs,
-        start: Instant,
-    ) {
-        self.stack.reports.push(LayerReport {
-            name: name.to_string(),
-            digest: record.digest.clone(),
-            diff_id: record.diff_id.clone(),
-            size: record.size,
-            reused,
-            seconds: start.elapsed().as_secs_f64(),
-            inputs: inputs.items.clone(),
-        });
-        self.stack.layers.push((name.to_string(), record));
     }
 }
 
@@ -457,6 +261,15 @@ pub fn content_key(fingerprints: &mut Fingerprints, contents: &Contents) -> Resu
         &mut |path, _| fingerprints.hash(path),
         contents,
     )?))
+}
+
+/// Each entry's key, by path: what [`content_key`] hashes, and what
+/// [`crate::incremental`] compares to find what changed in a group.
+pub fn file_keys(
+    fingerprints: &mut Fingerprints,
+    contents: &Contents,
+) -> Result<crate::incremental::FileKeys> {
+    entry_keys(&mut |path, _| fingerprints.hash(path), contents)
 }
 
 /// Each entry's part of [`content_key`], by path; `hash` gives a file's content hash.
