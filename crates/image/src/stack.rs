@@ -15,7 +15,7 @@
 //! `wikikube build` takes too (its rules: [`REBASE_SHARE`], [`MAX_LAYERS`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::build::LayerReport;
@@ -23,7 +23,7 @@ use crate::cache::{Cache, LayerRecord};
 use crate::code;
 use crate::digest::{sha256, Inputs};
 use crate::error::{Error, Result};
-use crate::fingerprint::Fingerprints;
+use crate::fingerprint::{Digest, Fingerprints, Stat};
 use crate::incremental::{Incremental, Layer};
 use crate::layer::{Contents, Data, Entry, Kind};
 use crate::plan;
@@ -103,12 +103,18 @@ impl Walk<'_> {
     }
 }
 
-/// A group's entries and each entry's key.
-type Walked = (Contents, BTreeMap<String, String>);
+/// A group walked: its entries, the content hash of each of its files (in the entries'
+/// order), and the key of its content ([`content_key`]).
+struct Walked {
+    contents: Contents,
+    digests: Vec<Digest>,
+    content: String,
+}
 
 /// Walks every group and keys its entries, on as many threads as there are cores (up to
-/// four): an unchanged tree of 185,000 files costs a stat or two per file and little else, and
-/// that is spread over the cores. The results come back in the groups' order.
+/// four): an unchanged tree of 185,000 files costs a stat per file and little else, and that
+/// is spread over the cores. Each group's files are looked up in the store under one lock.
+/// The results come back in the groups' order.
 fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Walked>> {
     let count = walks.len();
     let threads = std::thread::available_parallelism()
@@ -128,11 +134,21 @@ fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Wal
                     break;
                 };
                 let result = walk.contents().and_then(|contents| {
-                    let keys = entry_keys(
-                        &mut |path, seen| Fingerprints::hash_shared(&store, path, seen),
-                        &contents,
-                    )?;
-                    Ok((contents, keys))
+                    let files: Vec<(&Path, Option<Stat>)> = contents
+                        .entries_seen()
+                        .filter_map(|(entry, seen)| match &entry.kind {
+                            Kind::File(Data::Path(path)) => Some((path.as_path(), seen.copied())),
+                            _ => None,
+                        })
+                        .collect();
+                    let digests = Fingerprints::hash_all_shared(&store, &files)?;
+                    drop(files);
+                    let content = content_digest(&contents, &digests);
+                    Ok(Walked {
+                        contents,
+                        digests,
+                        content,
+                    })
                 });
                 results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
             });
@@ -213,11 +229,16 @@ pub fn build(
         .collect();
     let walked = walk_all(walks, fingerprints)?;
     let mut stack = Stack::default();
-    for ((id, name, mut inputs, _), (contents, keys)) in groups.into_iter().zip(walked) {
-        inputs.add("content", keys_digest(&keys));
-        let mut walked = Some((contents, keys));
+    for ((id, name, mut inputs, _), walked) in groups.into_iter().zip(walked) {
+        inputs.add("content", &walked.content);
+        // The list of every entry's key is made only for a group that changed.
+        let mut walked = Some(walked);
         let layers = layering.group(&id, &name, &inputs, &mut || {
-            Ok(walked.take().expect("a group is produced once"))
+            let Walked {
+                contents, digests, ..
+            } = walked.take().expect("a group is produced once");
+            let keys = keys_of(&contents, &digests);
+            Ok((contents, keys))
         })?;
         stack.add(layers);
     }
@@ -257,10 +278,10 @@ impl Stack {
 /// The key of a layer's content: every entry's path, kind and mode, and for files the hash of
 /// their bytes (from `fingerprints`, so unchanged files are not read).
 pub fn content_key(fingerprints: &mut Fingerprints, contents: &Contents) -> Result<String> {
-    Ok(keys_digest(&entry_keys(
-        &mut |path, _| fingerprints.hash(path),
+    Ok(content_digest(
         contents,
-    )?))
+        &file_digests(fingerprints, contents)?,
+    ))
 }
 
 /// Each entry's key, by path: what [`content_key`] hashes, and what
@@ -269,38 +290,74 @@ pub fn file_keys(
     fingerprints: &mut Fingerprints,
     contents: &Contents,
 ) -> Result<crate::incremental::FileKeys> {
-    entry_keys(&mut |path, _| fingerprints.hash(path), contents)
+    Ok(keys_of(contents, &file_digests(fingerprints, contents)?))
 }
 
-/// Each entry's part of [`content_key`], by path; `hash` gives a file's content hash.
-fn entry_keys(
-    hash: &mut dyn FnMut(&std::path::Path, Option<&std::fs::Metadata>) -> Result<String>,
-    contents: &Contents,
-) -> Result<BTreeMap<String, String>> {
-    let mut keys = BTreeMap::new();
-    for entry in contents.entries() {
-        let what = match &entry.kind {
-            Kind::Dir => "dir".to_string(),
-            Kind::File(Data::Path(path)) => hash(path, contents.seen(path))?,
-            Kind::File(Data::Bytes(bytes)) => sha256(bytes),
-            Kind::File(Data::TarSlice { file, offset, len }) => {
-                // Slices of a rootfs tarball, which is itself named by its packages' hashes.
-                format!("{} {offset} {len}", file.display())
-            }
-            Kind::Symlink(target) => format!("-> {target}"),
-            Kind::Hardlink(target) => format!("=> {target}"),
-            Kind::Whiteout => "whiteout".to_string(),
-        };
-        keys.insert(
-            entry.path.clone(),
-            format!("{what} {:o} {}:{}", entry.mode, entry.uid, entry.gid),
-        );
+/// The content hash of each file of `contents` read from the build machine, in order.
+fn file_digests(fingerprints: &mut Fingerprints, contents: &Contents) -> Result<Vec<Digest>> {
+    let mut digests = Vec::new();
+    for (entry, seen) in contents.entries_seen() {
+        if let Kind::File(Data::Path(path)) = &entry.kind {
+            digests.push(fingerprints.digest(path, seen.copied())?);
+        }
     }
-    Ok(keys)
+    Ok(digests)
 }
 
-fn keys_digest(keys: &BTreeMap<String, String>) -> String {
-    Inputs::new("content").key_with(keys.iter().map(|(p, k)| (p.as_str(), k.as_str())))
+/// [`content_key`] from the digests of the files: streamed through one buffer, since a
+/// no-op build keys 185,000 entries and a string (and a map entry) each would be most of it.
+fn content_digest(contents: &Contents, digests: &[Digest]) -> String {
+    let mut hasher = Inputs::new("content").hasher();
+    let mut key = String::with_capacity(128);
+    let mut files = digests.iter();
+    for entry in contents.entries() {
+        key.clear();
+        entry_key(entry, &mut files, &mut key);
+        hasher.add(&entry.path, &key);
+    }
+    hasher.finish()
+}
+
+/// Each entry's part of [`content_key`], by path.
+fn keys_of(contents: &Contents, digests: &[Digest]) -> crate::incremental::FileKeys {
+    let mut files = digests.iter();
+    contents
+        .entries()
+        .map(|entry| {
+            let mut key = String::new();
+            entry_key(entry, &mut files, &mut key);
+            (entry.path.clone(), key)
+        })
+        .collect()
+}
+
+/// Writes an entry's key into `out`; `files` gives the digest of each file read from the
+/// build machine, in the entries' order.
+fn entry_key<'a>(entry: &Entry, files: &mut impl Iterator<Item = &'a Digest>, out: &mut String) {
+    use std::fmt::Write as _;
+    match &entry.kind {
+        Kind::Dir => out.push_str("dir"),
+        Kind::File(Data::Path(_)) => {
+            let digest = files.next().expect("a digest for every file");
+            let mut hex = [0u8; 64];
+            hex::encode_to_slice(digest, &mut hex).expect("64 hex digits");
+            out.push_str("sha256:");
+            out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+        }
+        Kind::File(Data::Bytes(bytes)) => out.push_str(&sha256(bytes)),
+        Kind::File(Data::TarSlice { file, offset, len }) => {
+            // Slices of a rootfs tarball, which is itself named by its packages' hashes.
+            let _ = write!(out, "{} {offset} {len}", file.display());
+        }
+        Kind::Symlink(target) => {
+            let _ = write!(out, "-> {target}");
+        }
+        Kind::Hardlink(target) => {
+            let _ = write!(out, "=> {target}");
+        }
+        Kind::Whiteout => out.push_str("whiteout"),
+    }
+    let _ = write!(out, " {:o} {}:{}", entry.mode, entry.uid, entry.gid);
 }
 
 /// The files of an l10n cache directory, as they go into the image.
