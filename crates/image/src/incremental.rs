@@ -173,7 +173,10 @@ impl Incremental {
             value: None,
         };
         if self.enabled {
-            if let Some(base) = self.old.groups.get(id).cloned() {
+            // A base layer whose blob left the cache (pruned) cannot be built on.
+            let base = self.old.groups.get(id).cloned();
+            let base = base.filter(|b| self.cache.blob_path(&b.layer.digest).exists());
+            if let Some(base) = base {
                 if base.content == key {
                     self.new.groups.insert(id.to_string(), base.clone());
                     return Ok(vec![self.reused(name, &base.layer, inputs, Part::Whole)]);
