@@ -7,6 +7,12 @@
 //!   security patches; its l10n cache; the site configuration (and private settings only when
 //!   build.toml says `[app] private_settings = true`);
 //! - `webserver`: base-httpd; the static files of each version (no PHP).
+//!
+//! The app's and the webserver's groups of files (code, extension groups, patches, l10n
+//! groups, static files) are built on the base recorded by the site's last build of the image
+//! ([`crate::incremental`]): a group that changed a little is its earlier layer plus a layer
+//! of changes. With an empty cache (a fresh machine) there is no base, and every group is one
+//! whole layer: the digests of a build that knows nothing of deltas.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +27,7 @@ use crate::config::{BaseConfig, BuildConfig};
 use crate::digest::{sha256, Inputs};
 use crate::error::{Error, Result};
 use crate::fingerprint::Fingerprints;
+use crate::incremental::{self, FileKeys, Incremental, Layer, Part, Summary};
 use crate::layer::{self, Contents, Data, Entry, Kind};
 use crate::lock::Lock;
 use crate::oci::{self, RunConfig};
@@ -29,7 +36,7 @@ use crate::plan;
 use crate::progress::Progress;
 use crate::rootfs::debian::{self, LockMode, LockUpdate, Resolver};
 use crate::rootfs::tarball;
-use crate::stack::content_key;
+use crate::stack::{content_key, file_keys};
 
 /// What a build needs besides the site.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +58,9 @@ pub struct Options {
     /// The project's own programs to package, each as an image of its own name with the
     /// executable in /usr/local/bin: image name (`edge`, `mcrouter`) -> executable.
     pub binaries: BTreeMap<String, PathBuf>,
+    /// Build every group whole, ignoring the recorded base (the digests a fresh machine
+    /// gets), and record that as the base of the next build.
+    pub rebase: bool,
 }
 
 /// The base of the images of the project's own programs: the smallest base the site already
@@ -70,6 +80,8 @@ pub struct LayerReport {
     pub size: u64,
     /// Whether it came from the cache.
     pub reused: bool,
+    /// Whether it is a whole group, a group's base layer, or a group's changes since its base.
+    pub part: Part,
     /// Seconds spent on it.
     pub seconds: f64,
     /// Its inputs, as hashed into its cache key.
@@ -104,6 +116,14 @@ pub struct ImageReport {
     pub reused: usize,
     /// Layers built.
     pub built: usize,
+    /// Groups built as their layer from the recorded base plus a layer of changes.
+    pub deltas: usize,
+    /// Groups that started again from a whole layer: their changes had grown past
+    /// [`crate::incremental::REBASE_SHARE`] of the base layer, or the image had no room for
+    /// another layer under [`crate::incremental::MAX_LAYERS`].
+    pub rebased: usize,
+    /// The base this build recorded for the next build of the image (app and webserver).
+    pub base: Option<String>,
     /// Seconds spent on it.
     pub seconds: f64,
     /// Its SPDX 2.3 SBOM.
@@ -191,12 +211,13 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             rootfs: vec![name.clone()],
             ..Default::default()
         };
-        let (report, manifest, artifacts) = builder.image(&name, layers, &run, origin)?;
+        let (report, manifest, artifacts) =
+            builder.image(&name, layers, &run, origin, Summary::default())?;
         named.insert(name.clone(), manifest);
         referrers.insert(name, artifacts);
         images.push(report);
     }
-    let app = builder.app_layers()?;
+    let (app, app_summary) = builder.app_layers()?;
     let php = builder.base_config("base-php")?;
     let run = RunConfig {
         cmd: php.cmd,
@@ -211,11 +232,12 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
     if builder.code_from_rootfs() {
         origin.rootfs.push(builder.config.code.name.clone());
     }
-    let (report, manifest, artifacts) = builder.image("app", app, &run, origin.clone())?;
+    let (report, manifest, artifacts) =
+        builder.image("app", app, &run, origin.clone(), app_summary)?;
     named.insert("app".into(), manifest);
     referrers.insert("app".to_string(), artifacts);
     images.push(report);
-    let web = builder.webserver_layers()?;
+    let (web, web_summary) = builder.webserver_layers()?;
     let httpd = builder.base_config("base-httpd")?;
     let run = RunConfig {
         cmd: httpd.cmd,
@@ -223,7 +245,8 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
         workdir: None,
     };
     origin.rootfs[0] = "base-httpd".into();
-    let (report, manifest, artifacts) = builder.image("webserver", web, &run, origin)?;
+    let (report, manifest, artifacts) =
+        builder.image("webserver", web, &run, origin, web_summary)?;
     named.insert("webserver".into(), manifest);
     referrers.insert("webserver".to_string(), artifacts);
     images.push(report);
@@ -240,7 +263,8 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             binaries: vec![(name.clone(), sha256(&bytes))],
             ..Default::default()
         };
-        let (report, manifest, artifacts) = builder.image(name, layers, &run, origin)?;
+        let (report, manifest, artifacts) =
+            builder.image(name, layers, &run, origin, Summary::default())?;
         named.insert(name.clone(), manifest);
         referrers.insert(name.clone(), artifacts);
         images.push(report);
@@ -250,6 +274,18 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
 
     // Only now, with every image built, do the names in the layout move.
     oci::write_layout(&builder.cache, &out_dir, &named, &referrers)?;
+    // And only once the layout names the new images is their base recorded for the next
+    // build: a build that failed before this line left the previous record.
+    let site_name = &site.spec.site.name;
+    for image in &images {
+        if let Some(base) = &image.base {
+            let record = incremental::Record {
+                image: image.digest.clone(),
+                base: base.clone(),
+            };
+            incremental::record(&builder.cache, site_name, &image.image, &record)?;
+        }
+    }
     let report = Report {
         out_dir: out_dir.clone(),
         images,
@@ -262,7 +298,20 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
     Ok(report)
 }
 
-type Layer = (String, LayerRecord, LayerReport);
+/// How a layer of a group is made when the cache lacks it: from the builder, in a scratch
+/// directory that lives until the layer is written.
+type Make<'a> = Box<dyn FnOnce(&mut Builder<'a>, &Path) -> Result<Contents> + 'a>;
+
+/// A group of an image's files, planned before any is built so that the number of layers
+/// (and so the room for deltas) is known.
+struct Planned<'a> {
+    /// Stable across builds: what the recorded base knows the group by.
+    id: String,
+    /// The layer's name in reports.
+    name: String,
+    inputs: Inputs,
+    make: Make<'a>,
+}
 
 struct Builder<'a> {
     cache: Cache,
@@ -285,7 +334,7 @@ struct Builder<'a> {
     seconds: f64,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn base_config(&self, name: &str) -> Result<BaseConfig> {
         self.config
             .bases
@@ -378,6 +427,7 @@ impl Builder<'_> {
             diff_id: record.diff_id.clone(),
             size: record.size,
             reused,
+            part: Part::Whole,
             seconds: start.elapsed().as_secs_f64(),
             inputs: inputs.items,
         };
@@ -512,6 +562,7 @@ impl Builder<'_> {
         layers: Vec<Layer>,
         run: &RunConfig,
         origin: Origin,
+        summary: Summary,
     ) -> Result<(
         ImageReport,
         oci_spec::image::Descriptor,
@@ -542,6 +593,9 @@ impl Builder<'_> {
             size: built.size,
             built: reports.len() - reused,
             reused,
+            deltas: summary.deltas,
+            rebased: summary.rebased,
+            base: summary.base,
             layers: reports,
             seconds,
             sbom,
@@ -614,10 +668,59 @@ impl Builder<'_> {
         patches::apply(&files, &both, &code::image_dir(version), work)
     }
 
-    fn app_layers(&mut self) -> Result<Vec<Layer>> {
+    /// The layering of `image`'s groups, on the base the site's last build of it recorded.
+    fn layering(&self, image: &str) -> Result<Incremental> {
+        let base = if self.options.rebase {
+            None
+        } else {
+            incremental::recorded(&self.cache, &self.site.spec.site.name, image).map(|r| r.base)
+        };
+        Incremental::new(
+            &self.cache,
+            self.config.source_date_epoch,
+            true,
+            base.as_deref(),
+        )
+    }
+
+    /// Builds the planned groups of `image` on `layering`, in order.
+    fn groups(
+        &mut self,
+        image: &str,
+        layering: &mut Incremental,
+        planned: Vec<Planned<'a>>,
+    ) -> Result<Vec<Layer>> {
+        let mut layers = Vec::new();
+        for Planned {
+            id,
+            name,
+            inputs,
+            make,
+        } in planned
+        {
+            self.progress.step(image, &name);
+            let scratch = self.cache.tempdir()?;
+            let mut make = Some(make);
+            let mut produce = || -> Result<(Contents, FileKeys)> {
+                let make = make.take().expect("a group is made once");
+                let contents = make(self, scratch.path())?;
+                self.progress.step(
+                    image,
+                    &format!("{name}: writing {} entries", contents.len()),
+                );
+                let keys = file_keys(&mut self.fingerprints, &contents)?;
+                Ok((contents, keys))
+            };
+            layers.extend(layering.group(&id, &name, &inputs, &mut produce)?);
+        }
+        Ok(layers)
+    }
+
+    fn app_layers(&mut self) -> Result<(Vec<Layer>, Summary)> {
         let mut layers = vec![self.base_layer("base-php")?];
         let versions: Vec<String> = self.site.spec.versions.keys().cloned().collect();
         let spec = self.site.spec.clone();
+        let mut planned: Vec<Planned<'a>> = Vec::new();
         let mut keys = BTreeMap::new();
         for version in &versions {
             let (dir, source) = self.code_source(version)?;
@@ -628,11 +731,12 @@ impl Builder<'_> {
                 .add("source", source);
             let code_key = inputs.key();
             let v = version.clone();
-            layers.push(
-                self.layer("app", &format!("code {version}"), inputs, |b, _| {
-                    Ok(b.code_contents(&v)?.0)
-                })?,
-            );
+            planned.push(Planned {
+                id: format!("code {version}"),
+                name: format!("code {version}"),
+                inputs,
+                make: Box::new(move |b, _| Ok(b.code_contents(&v)?.0)),
+            });
             keys.insert(version.clone(), code_key);
         }
         // Extensions and skins in groups (crate::plan): a change in one extension rebuilds
@@ -663,16 +767,16 @@ impl Builder<'_> {
                 }
                 all.add(&format!("group {index}"), inputs.key());
                 let v = version.clone();
-                layers.push(self.layer(
-                    "app",
-                    &format!("extensions {version} {label}"),
+                planned.push(Planned {
+                    id: format!("extensions {version} group {index:02}"),
+                    name: format!("extensions {version} {label}"),
                     inputs,
-                    move |b, _| {
+                    make: Box::new(move |b, _| {
                         let root = b.code_root(&v)?;
                         let dir = b.site.spec.versions[&v].code.clone();
                         code::extensions(&root, &dir, &v, &extensions, &skins)
-                    },
-                )?);
+                    }),
+                });
             }
             ext_keys.insert(version.clone(), all.key());
         }
@@ -703,11 +807,12 @@ impl Builder<'_> {
                 continue;
             }
             let v = version.clone();
-            layers.push(
-                self.layer("app", &format!("patches {version}"), inputs, |b, work| {
-                    b.patched(&v, work)
-                })?,
-            );
+            planned.push(Planned {
+                id: format!("patches {version}"),
+                name: format!("patches {version}"),
+                inputs,
+                make: Box::new(move |b, work| b.patched(&v, work)),
+            });
         }
         for version in &versions {
             let mut languages: Vec<String> = spec
@@ -743,11 +848,11 @@ impl Builder<'_> {
                 let languages = languages.clone();
                 let run = run.clone();
                 let groups = groups.clone();
-                layers.push(self.layer(
-                    "app",
-                    &format!("l10n {version} {}", group.label()),
+                planned.push(Planned {
+                    id: format!("l10n {version} group {:02}", group.index),
+                    name: format!("l10n {version} {}", group.label()),
                     inputs,
-                    move |b, work| {
+                    make: Box::new(move |b, work| {
                         if !b.l10n.contains_key(&run) {
                             let php = b.tree("base-php")?;
                             let patched = b.patched(&v, &work.join("patches"))?;
@@ -765,15 +870,23 @@ impl Builder<'_> {
                         }
                         let mut parts = crate::l10n::split(&b.l10n[&run], &languages, &groups);
                         Ok(std::mem::take(&mut parts[number]))
-                    },
-                )?);
+                    }),
+                });
             }
         }
+        let private = self.config.app.private_settings && !self.options.private_files.is_empty();
+        let mut layering = self.layering("app")?;
+        // base-php, the groups, config and private settings.
+        layering.plan(1 + planned.len() + 1 + usize::from(private));
+        layers.extend(self.groups("app", &mut layering, planned)?);
         layers.push(self.files_layer("config", &self.options.config_files.clone())?);
-        if self.config.app.private_settings && !self.options.private_files.is_empty() {
+        if private {
             layers.push(self.files_layer("private", &self.options.private_files.clone())?);
         }
-        Ok(layers)
+        let summary = layering.finish()?;
+        self.bytes += summary.tar_bytes;
+        self.seconds += summary.seconds_writing;
+        Ok((layers, summary))
     }
 
     fn files_layer(&mut self, name: &str, files: &BTreeMap<String, Vec<u8>>) -> Result<Layer> {
@@ -795,10 +908,11 @@ impl Builder<'_> {
         })
     }
 
-    fn webserver_layers(&mut self) -> Result<Vec<Layer>> {
+    fn webserver_layers(&mut self) -> Result<(Vec<Layer>, Summary)> {
         let mut layers = vec![self.base_layer("base-httpd")?];
         let spec = self.site.spec.clone();
         let versions: Vec<String> = spec.versions.keys().cloned().collect();
+        let mut planned: Vec<Planned<'a>> = Vec::new();
         for version in &versions {
             let (dir, source) = self.code_source(version)?;
             let mut inputs = Inputs::new("static");
@@ -816,11 +930,11 @@ impl Builder<'_> {
                 );
             }
             let v = version.clone();
-            layers.push(self.layer(
-                "webserver",
-                &format!("static {version}"),
+            planned.push(Planned {
+                id: format!("static {version}"),
+                name: format!("static {version}"),
                 inputs,
-                |b, work| {
+                make: Box::new(move |b, work| {
                     let (core, ext) = b.code_contents(&v)?;
                     let patched = b.patched(&v, work)?;
                     let mut all = Contents::default();
@@ -837,10 +951,16 @@ impl Builder<'_> {
                         }
                     }
                     Ok(all)
-                },
-            )?);
+                }),
+            });
         }
-        Ok(layers)
+        let mut layering = self.layering("webserver")?;
+        layering.plan(1 + planned.len());
+        layers.extend(self.groups("webserver", &mut layering, planned)?);
+        let summary = layering.finish()?;
+        self.bytes += summary.tar_bytes;
+        self.seconds += summary.seconds_writing;
+        Ok((layers, summary))
     }
 }
 

@@ -6,6 +6,10 @@
 //! ```text
 //! blobs/sha256/<hex>      layer, config and manifest blobs
 //! layers/<key>.json       LayerRecord: which blob a layer with these inputs produced
+//! layers/<key>.files      the digest of the blob that lists the layer's files and their keys
+//!                         (crate::incremental: what a later layer of changes is computed against)
+//! bases/<site>/<image>.json  the base the next build of a site's image names
+//!                         (crate::incremental::record), written once a build has succeeded
 //! rootfs/<key>.tar        mmdebstrap output
 //! debs/<hex>.deb          Debian packages by their SHA-256 (and <hex>.control, their fields)
 //! trees/<key>/            a rootfs unpacked, for reading MediaWiki code and running php
@@ -130,6 +134,20 @@ impl Cache {
         let path = self.layer_record_path(inputs);
         let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
         self.write_atomic(&path, &bytes)
+    }
+
+    /// The blob listing the files of the layer built from `inputs`
+    /// ([`crate::incremental::FileKeys`]), if it was recorded and the blob is in the cache.
+    pub fn layer_files(&self, inputs: &Inputs) -> Option<String> {
+        let path = self.layer_record_path(inputs).with_extension("files");
+        let digest = fs::read_to_string(path).ok()?.trim().to_string();
+        self.blob_path(&digest).exists().then_some(digest)
+    }
+
+    /// Records that the layer built from `inputs` holds the files listed in blob `digest`.
+    pub fn put_layer_files(&self, inputs: &Inputs, digest: &str) -> Result<()> {
+        let path = self.layer_record_path(inputs).with_extension("files");
+        self.write_atomic(&path, digest.as_bytes())
     }
 
     fn layer_record_path(&self, inputs: &Inputs) -> PathBuf {

@@ -96,7 +96,12 @@ pub fn add_tree(
             let e = e?;
             let meta = e.metadata()?;
             let meta = (!meta.file_type().is_symlink()).then_some(meta);
-            Ok((e.file_name().to_string_lossy().into_owned(), meta))
+            // A UTF-8 name (all of MediaWiki's) becomes a String without a copy.
+            let name = e
+                .file_name()
+                .into_string()
+                .unwrap_or_else(|name| name.to_string_lossy().into_owned());
+            Ok((name, meta))
         })
         .collect::<std::io::Result<_>>()
         .map_err(Error::io(dir))?;
@@ -130,7 +135,7 @@ pub fn add_tree(
         } else if meta.is_file() {
             use std::os::unix::fs::PermissionsExt;
             let executable = meta.permissions().mode() & 0o111 != 0;
-            contents.add_seen(Entry::file(target, Data::Path(resolved), executable), meta);
+            contents.add_seen(Entry::file(target, Data::Path(resolved), executable), &meta);
         }
     }
     Ok(())

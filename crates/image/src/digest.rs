@@ -98,19 +98,38 @@ impl Inputs {
     /// The key these inputs would have with `more` added, without copying them in (a layer's
     /// content is one input per file, 185,000 of them at Wikimedia's size).
     pub fn key_with<'a>(&self, more: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-        let mut hasher = Sha256::new();
-        let mut update = |name: &str, value: &str| {
-            for part in [name, value] {
-                hasher.update((part.len() as u64).to_le_bytes());
-                hasher.update(part.as_bytes());
-            }
-        };
-        for (name, value) in &self.items {
-            update(name, value);
-        }
+        let mut hasher = self.hasher();
         for (name, value) in more {
-            update(name, value);
+            hasher.add(name, value);
         }
-        hex::encode(hasher.finalize())
+        hasher.finish()
+    }
+
+    /// A hasher that has taken these inputs and takes more, one at a time: what
+    /// [`Inputs::key_with`] does for values made one after the other in one buffer.
+    pub fn hasher(&self) -> KeyHasher {
+        let mut hasher = KeyHasher(Sha256::new());
+        for (name, value) in &self.items {
+            hasher.add(name, value);
+        }
+        hasher
+    }
+}
+
+/// The key of inputs taken one at a time (see [`Inputs::hasher`]).
+pub struct KeyHasher(Sha256);
+
+impl KeyHasher {
+    /// Takes one more input.
+    pub fn add(&mut self, name: &str, value: &str) {
+        for part in [name, value] {
+            self.0.update((part.len() as u64).to_le_bytes());
+            self.0.update(part.as_bytes());
+        }
+    }
+
+    /// The key: hex sha256 of every input taken.
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
     }
 }

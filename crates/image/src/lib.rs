@@ -14,7 +14,8 @@
 //!
 //! [`stack::build`] makes the app image's MediaWiki layers from code trees already on disk
 //! (Wikimedia's size: ~185,000 files), with [`fingerprint`] sparing an unchanged tree from being
-//! read.
+//! read. Both build each group of files through [`incremental`]: a group's layer from the
+//! last build plus a small layer of what changed, or the whole group again.
 //!
 //! Start at [`build::build`]: it shows every image and the inputs of each layer. Then
 //! [`layer::tar`] (how a layer becomes bytes), [`cache`] (where things are kept) and
@@ -28,6 +29,7 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod fingerprint;
+pub mod incremental;
 pub mod l10n;
 pub mod layer;
 pub mod lock;

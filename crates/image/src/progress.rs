@@ -78,26 +78,29 @@ impl Progress {
     }
 }
 
-/// The final table: image, digest, size, layers reused/built, time.
+/// The final table: image, digest, size, layers reused/built, groups built as deltas on the
+/// recorded base / rebased (started again whole), time.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "{:<16} {:<73} {:>10} {:>14} {:>8}\n",
-        "IMAGE", "DIGEST", "SIZE", "REUSED/BUILT", "TIME"
+        "{:<16} {:<73} {:>10} {:>14} {:>15} {:>8}\n",
+        "IMAGE", "DIGEST", "SIZE", "REUSED/BUILT", "DELTAS/REBASED", "TIME"
     );
     for image in &report.images {
         out.push_str(&format!(
-            "{:<16} {:<73} {:>10} {:>14} {:>7.1}s\n",
+            "{:<16} {:<73} {:>10} {:>14} {:>15} {:>7.1}s\n",
             image.image,
             image.digest,
             human(image.size),
             format!("{}/{}", image.reused, image.built),
+            format!("{}/{}", image.deltas, image.rebased),
             image.seconds
         ));
     }
     out
 }
 
-/// The JSON form: a list of `{image, digest, size, layers: [...]}`.
+/// The JSON form: a list of `{image, digest, size, reused, built, deltas, rebased, base,
+/// layers: [{name, digest, reused, part, ...}]}`.
 pub fn json(report: &Report) -> serde_json::Value {
     serde_json::to_value(&report.images).expect("the report serializes")
 }

@@ -11,23 +11,21 @@
 //! A group's layer is tens of megabytes at Wikimedia's size (185,000 files in ~80 groups for
 //! two versions), too much to re-upload for a one-line backport. With
 //! [`Options::incremental`], a changed group is its layer from a named earlier build (its
-//! [`Base`]) plus one layer of what changed since (files, and whiteouts for what is gone), as
-//! Wikimedia's incremental images do, but with the base an explicit input so that digests stay
-//! reproducible. A group starts again from a whole layer when its changes exceed
-//! [`REBASE_SHARE`] of it, and deltas are given up when the stack would exceed [`MAX_LAYERS`].
+//! [`Base`]) plus one layer of what changed since, through [`crate::incremental`], the path
+//! `wikikube build` takes too (its rules: [`REBASE_SHARE`], [`MAX_LAYERS`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use crate::build::LayerReport;
 use crate::cache::{Cache, LayerRecord};
 use crate::code;
 use crate::digest::{sha256, Inputs};
 use crate::error::{Error, Result};
-use crate::fingerprint::Fingerprints;
-use crate::layer::{self, Contents, Data, Entry, Kind};
+use crate::fingerprint::{Digest, Fingerprints, Stat};
+use crate::incremental::{Incremental, Layer};
+use crate::layer::{Contents, Data, Entry, Kind};
 use crate::plan;
 
 /// One MediaWiki version's tree on disk.
@@ -78,39 +76,7 @@ pub struct Stack {
     pub rebased: usize,
 }
 
-/// At most this many layers in a stack: deltas are given up (their groups rebuilt whole) beyond
-/// it, so that base-php, patches and the stack stay well below containerd's 127.
-pub const MAX_LAYERS: usize = 100;
-
-/// A delta is given up, and its group rebuilt whole, when it would hold more than this share of
-/// the base layer's bytes (Wikimedia's own incremental builds start again at 25%).
-pub const REBASE_SHARE: f64 = 0.25;
-
-/// The layers an incremental build builds on: for each group, the layer an earlier build made
-/// whole and the files it holds.
-///
-/// Why an explicit base and not "the last build": a layer of changes depends on what it
-/// changes, so its digest is reproducible only if what it builds on is an input. A build with
-/// the same tree and the same base gives the same digests with any cache that holds the base
-/// (a blob named by its digest, with its groups' file lists, also blobs); a build without a
-/// base, or whose cache lacks it, gives every group's whole layer, the same as a
-/// non-incremental build, and records a new base.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Base {
-    /// Group (`extensions 1.45 group 07`) -> its base layer.
-    pub groups: BTreeMap<String, BaseGroup>,
-}
-
-/// One group's base layer.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct BaseGroup {
-    /// The layer.
-    pub layer: LayerRecord,
-    /// The [`content_key`] of its content.
-    pub content: String,
-    /// The blob of its files: path -> the key [`content_key`] gives each entry.
-    pub files: String,
-}
+pub use crate::incremental::{Base, BaseGroup, MAX_LAYERS, REBASE_SHARE};
 
 /// How a group's entries are found.
 enum Walk<'a> {
@@ -137,12 +103,18 @@ impl Walk<'_> {
     }
 }
 
-/// A group's entries and each entry's key.
-type Walked = (Contents, BTreeMap<String, String>);
+/// A group walked: its entries, the content hash of each of its files (in the entries'
+/// order), and the key of its content ([`content_key`]).
+struct Walked {
+    contents: Contents,
+    digests: Vec<Digest>,
+    content: String,
+}
 
 /// Walks every group and keys its entries, on as many threads as there are cores (up to
-/// four): an unchanged tree of 185,000 files costs a stat or two per file and little else, and
-/// that is spread over the cores. The results come back in the groups' order.
+/// four): an unchanged tree of 185,000 files costs a stat per file and little else, and that
+/// is spread over the cores. Each group's files are looked up in the store under one lock.
+/// The results come back in the groups' order.
 fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Walked>> {
     let count = walks.len();
     let threads = std::thread::available_parallelism()
@@ -162,11 +134,21 @@ fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Wal
                     break;
                 };
                 let result = walk.contents().and_then(|contents| {
-                    let keys = entry_keys(
-                        &mut |path, seen| Fingerprints::hash_shared(&store, path, seen),
-                        &contents,
-                    )?;
-                    Ok((contents, keys))
+                    let files: Vec<(&Path, Option<Stat>)> = contents
+                        .entries_seen()
+                        .filter_map(|(entry, seen)| match &entry.kind {
+                            Kind::File(Data::Path(path)) => Some((path.as_path(), seen.copied())),
+                            _ => None,
+                        })
+                        .collect();
+                    let digests = Fingerprints::hash_all_shared(&store, &files)?;
+                    drop(files);
+                    let content = content_digest(&contents, &digests);
+                    Ok(Walked {
+                        contents,
+                        digests,
+                        content,
+                    })
                 });
                 results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
             });
@@ -181,16 +163,6 @@ fn walk_all(walks: Vec<Walk>, fingerprints: &mut Fingerprints) -> Result<Vec<Wal
         .collect()
 }
 
-struct Builder<'a> {
-    cache: &'a Cache,
-    options: &'a Options,
-    stack: Stack,
-    old: Base,
-    new: Base,
-    /// Deltas still allowed under [`MAX_LAYERS`].
-    allowance: usize,
-}
-
 /// Builds (or finds in `cache`) the MediaWiki layers of `versions`, then the config layer.
 pub fn build(
     cache: &Cache,
@@ -198,28 +170,12 @@ pub fn build(
     versions: &[VersionTree],
     options: &Options,
 ) -> Result<Stack> {
-    let old = match (&options.base, options.incremental) {
-        (Some(digest), true) => {
-            let path = cache.blob_path(digest);
-            match std::fs::read(&path) {
-                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Config {
-                    path,
-                    message: format!("not a base of layers: {e}"),
-                })?,
-                // A cache without the base builds every group whole, and records a new base.
-                Err(_) => Base::default(),
-            }
-        }
-        _ => Base::default(),
-    };
-    let mut builder = Builder {
+    let mut layering = Incremental::new(
         cache,
-        options,
-        stack: Stack::default(),
-        old,
-        new: Base::default(),
-        allowance: 0,
-    };
+        options.epoch,
+        options.incremental,
+        options.base.as_deref(),
+    )?;
     // Plans first, so that the number of groups (and so the room for deltas) is known.
     let mut groups: Vec<(String, String, Inputs, Walk)> = Vec::new();
     for tree in versions {
@@ -265,229 +221,143 @@ pub fn build(
             }
         }
     }
-    builder.allowance = MAX_LAYERS.saturating_sub(groups.len() + 1);
+    // Every group and the config layer.
+    layering.plan(groups.len() + 1);
     let walks: Vec<Walk> = groups
         .iter_mut()
         .map(|g| std::mem::replace(&mut g.3, Walk::Done))
         .collect();
     let walked = walk_all(walks, fingerprints)?;
-    for ((id, name, inputs, _), (contents, keys)) in groups.into_iter().zip(walked) {
-        builder.group(&id, &name, inputs, contents, keys)?;
+    let mut stack = Stack::default();
+    for ((id, name, mut inputs, _), walked) in groups.into_iter().zip(walked) {
+        inputs.add("content", &walked.content);
+        // The list of every entry's key is made only for a group that changed.
+        let mut walked = Some(walked);
+        let layers = layering.group(&id, &name, &inputs, &mut || {
+            let Walked {
+                contents, digests, ..
+            } = walked.take().expect("a group is produced once");
+            let keys = keys_of(&contents, &digests);
+            Ok((contents, keys))
+        })?;
+        stack.add(layers);
     }
     let mut inputs = Inputs::new("config");
-    let mut config = Contents::default();
     for (path, bytes) in &options.config_files {
         inputs.add(path, sha256(bytes));
-        config.add(Entry::file(
-            path.trim_start_matches('/'),
-            Data::Bytes(bytes.clone()),
-            false,
-        ));
     }
-    builder.add("config", &inputs, &config)?;
-    let mut stack = builder.stack;
-    if options.incremental {
-        stack.base = Some(if builder.new == builder.old && options.base.is_some() {
-            options.base.clone().expect("checked")
-        } else {
-            let bytes = serde_json::to_vec(&builder.new).expect("a base serializes");
-            cache.put_blob(&bytes)?
-        });
-    }
+    let config = layering.layer("config", &inputs, &mut || {
+        let mut config = Contents::default();
+        for (path, bytes) in &options.config_files {
+            config.add(Entry::file(
+                path.trim_start_matches('/'),
+                Data::Bytes(bytes.clone()),
+                false,
+            ));
+        }
+        Ok(config)
+    })?;
+    stack.add(vec![config]);
+    let summary = layering.finish()?;
+    stack.base = summary.base;
+    stack.deltas = summary.deltas;
+    stack.rebased = summary.rebased;
+    stack.tar_bytes = summary.tar_bytes;
     Ok(stack)
 }
 
-impl Builder<'_> {
-    /// One group: its whole layer, or with [`Options::incremental`] its base and a delta.
-    fn group(
-        &mut self,
-        id: &str,
-        name: &str,
-        mut inputs: Inputs,
-        contents: Contents,
-        keys: BTreeMap<String, String>,
-    ) -> Result<()> {
-        let content = keys_digest(&keys);
-        inputs.add("content", &content);
-        if !self.options.incremental {
-            return self.add(name, &inputs, &contents).map(|_| ());
+impl Stack {
+    fn add(&mut self, layers: Vec<Layer>) {
+        for (name, record, report) in layers {
+            self.layers.push((name, record));
+            self.reports.push(report);
         }
-        if let Some(base) = self.old.groups.get(id).cloned() {
-            if base.content == content {
-                self.new.groups.insert(id.to_string(), base.clone());
-                return self.reuse(name, &base.layer, &inputs);
-            }
-            if self.allowance > 0 {
-                let mut delta_inputs = Inputs::new("delta");
-                delta_inputs
-                    .add("base", &base.layer.digest)
-                    .add("files", &base.files)
-                    .add("content", &content);
-                let delta = match self.cache.layer(&delta_inputs) {
-                    Some(_) => Some(Contents::default()),
-                    None => self.delta(&base, &contents, &keys)?,
-                };
-                if let Some(delta) = delta {
-                    self.allowance -= 1;
-                    self.stack.deltas += 1;
-                    self.new.groups.insert(id.to_string(), base.clone());
-                    self.reuse(&format!("{name} (base)"), &base.layer, &inputs)?;
-                    return self
-                        .add(&format!("{name} (changes)"), &delta_inputs, &delta)
-                        .map(|_| ());
-                }
-            }
-            self.stack.rebased += 1;
-        }
-        let record = self.add(name, &inputs, &contents)?;
-        let files = serde_json::to_vec(&keys).expect("keys serialize");
-        let files = self.cache.put_blob(&files)?;
-        self.new.groups.insert(
-            id.to_string(),
-            BaseGroup {
-                layer: record,
-                content,
-                files,
-            },
-        );
-        Ok(())
-    }
-
-    /// What changed in a group since `base`: changed and new entries, and whiteouts for what
-    /// is gone. `None` when that is more than [`REBASE_SHARE`] of the base.
-    fn delta(
-        &mut self,
-        base: &BaseGroup,
-        contents: &Contents,
-        keys: &BTreeMap<String, String>,
-    ) -> Result<Option<Contents>> {
-        let path = self.cache.blob_path(&base.files);
-        let Ok(bytes) = std::fs::read(&path) else {
-            return Ok(None);
-        };
-        let old: BTreeMap<String, String> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Config {
-                path,
-                message: format!("not a list of files: {e}"),
-            })?;
-        let mut delta = Contents::default();
-        let mut bytes = 0u64;
-        for entry in contents.entries() {
-            if old.get(&entry.path) == keys.get(&entry.path) {
-                continue;
-            }
-            if let Kind::File(Data::Path(file)) = &entry.kind {
-                bytes += std::fs::metadata(file).map_err(Error::io(file))?.len();
-            }
-            bytes += 512;
-            delta.add(entry.clone());
-        }
-        for path in old.keys() {
-            if keys.contains_key(path) {
-                continue;
-            }
-            // A whiteout of a directory hides what is under it: one is enough.
-            let parent_gone = path
-                .rsplit_once('/')
-                .is_some_and(|(dir, _)| old.contains_key(dir) && !keys.contains_key(dir));
-            if !parent_gone {
-                delta.add(Entry {
-                    path: path.clone(),
-                    kind: Kind::Whiteout,
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                });
-                bytes += 512;
-            }
-        }
-        if bytes as f64 > REBASE_SHARE * base.layer.tar_size as f64 {
-            return Ok(None);
-        }
-        Ok(Some(delta))
-    }
-
-    /// Adds a layer from the cache, or written from `contents`.
-    fn add(&mut self, name: &str, inputs: &Inputs, contents: &Contents) -> Result<LayerRecord> {
-        let start = Instant::now();
-        let (record, reused) = match self.cache.layer(inputs) {
-            Some(record) => (record, true),
-            None => {
-                let record = layer::tar::write(self.cache, contents, self.options.epoch)?;
-                self.cache.put_layer(inputs, &record)?;
-                self.stack.tar_bytes += record.tar_size;
-                (record, false)
-            }
-        };
-        self.push(name, record.clone(), reused, inputs, start);
-        Ok(record)
-    }
-
-    /// Adds a base layer as it is.
-    fn reuse(&mut self, name: &str, record: &LayerRecord, inputs: &Inputs) -> Result<()> {
-        self.push(name, record.clone(), true, inputs, Instant::now());
-        Ok(())
-    }
-
-    fn push(
-        &mut self,
-        name: &str,
-        record: LayerRecord,
-        reused: bool,
-        inputs: &Inputs,
-        start: Instant,
-    ) {
-        self.stack.reports.push(LayerReport {
-            name: name.to_string(),
-            digest: record.digest.clone(),
-            diff_id: record.diff_id.clone(),
-            size: record.size,
-            reused,
-            seconds: start.elapsed().as_secs_f64(),
-            inputs: inputs.items.clone(),
-        });
-        self.stack.layers.push((name.to_string(), record));
     }
 }
 
 /// The key of a layer's content: every entry's path, kind and mode, and for files the hash of
 /// their bytes (from `fingerprints`, so unchanged files are not read).
 pub fn content_key(fingerprints: &mut Fingerprints, contents: &Contents) -> Result<String> {
-    Ok(keys_digest(&entry_keys(
-        &mut |path, _| fingerprints.hash(path),
+    Ok(content_digest(
         contents,
-    )?))
+        &file_digests(fingerprints, contents)?,
+    ))
 }
 
-/// Each entry's part of [`content_key`], by path; `hash` gives a file's content hash.
-fn entry_keys(
-    hash: &mut dyn FnMut(&std::path::Path, Option<&std::fs::Metadata>) -> Result<String>,
+/// Each entry's key, by path: what [`content_key`] hashes, and what
+/// [`crate::incremental`] compares to find what changed in a group.
+pub fn file_keys(
+    fingerprints: &mut Fingerprints,
     contents: &Contents,
-) -> Result<BTreeMap<String, String>> {
-    let mut keys = BTreeMap::new();
-    for entry in contents.entries() {
-        let what = match &entry.kind {
-            Kind::Dir => "dir".to_string(),
-            Kind::File(Data::Path(path)) => hash(path, contents.seen(path))?,
-            Kind::File(Data::Bytes(bytes)) => sha256(bytes),
-            Kind::File(Data::TarSlice { file, offset, len }) => {
-                // Slices of a rootfs tarball, which is itself named by its packages' hashes.
-                format!("{} {offset} {len}", file.display())
-            }
-            Kind::Symlink(target) => format!("-> {target}"),
-            Kind::Hardlink(target) => format!("=> {target}"),
-            Kind::Whiteout => "whiteout".to_string(),
-        };
-        keys.insert(
-            entry.path.clone(),
-            format!("{what} {:o} {}:{}", entry.mode, entry.uid, entry.gid),
-        );
-    }
-    Ok(keys)
+) -> Result<crate::incremental::FileKeys> {
+    Ok(keys_of(contents, &file_digests(fingerprints, contents)?))
 }
 
-fn keys_digest(keys: &BTreeMap<String, String>) -> String {
-    Inputs::new("content").key_with(keys.iter().map(|(p, k)| (p.as_str(), k.as_str())))
+/// The content hash of each file of `contents` read from the build machine, in order.
+fn file_digests(fingerprints: &mut Fingerprints, contents: &Contents) -> Result<Vec<Digest>> {
+    let mut digests = Vec::new();
+    for (entry, seen) in contents.entries_seen() {
+        if let Kind::File(Data::Path(path)) = &entry.kind {
+            digests.push(fingerprints.digest(path, seen.copied())?);
+        }
+    }
+    Ok(digests)
+}
+
+/// [`content_key`] from the digests of the files: streamed through one buffer, since a
+/// no-op build keys 185,000 entries and a string (and a map entry) each would be most of it.
+fn content_digest(contents: &Contents, digests: &[Digest]) -> String {
+    let mut hasher = Inputs::new("content").hasher();
+    let mut key = String::with_capacity(128);
+    let mut files = digests.iter();
+    for entry in contents.entries() {
+        key.clear();
+        entry_key(entry, &mut files, &mut key);
+        hasher.add(&entry.path, &key);
+    }
+    hasher.finish()
+}
+
+/// Each entry's part of [`content_key`], by path.
+fn keys_of(contents: &Contents, digests: &[Digest]) -> crate::incremental::FileKeys {
+    let mut files = digests.iter();
+    contents
+        .entries()
+        .map(|entry| {
+            let mut key = String::new();
+            entry_key(entry, &mut files, &mut key);
+            (entry.path.clone(), key)
+        })
+        .collect()
+}
+
+/// Writes an entry's key into `out`; `files` gives the digest of each file read from the
+/// build machine, in the entries' order.
+fn entry_key<'a>(entry: &Entry, files: &mut impl Iterator<Item = &'a Digest>, out: &mut String) {
+    use std::fmt::Write as _;
+    match &entry.kind {
+        Kind::Dir => out.push_str("dir"),
+        Kind::File(Data::Path(_)) => {
+            let digest = files.next().expect("a digest for every file");
+            let mut hex = [0u8; 64];
+            hex::encode_to_slice(digest, &mut hex).expect("64 hex digits");
+            out.push_str("sha256:");
+            out.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+        }
+        Kind::File(Data::Bytes(bytes)) => out.push_str(&sha256(bytes)),
+        Kind::File(Data::TarSlice { file, offset, len }) => {
+            // Slices of a rootfs tarball, which is itself named by its packages' hashes.
+            let _ = write!(out, "{} {offset} {len}", file.display());
+        }
+        Kind::Symlink(target) => {
+            let _ = write!(out, "-> {target}");
+        }
+        Kind::Hardlink(target) => {
+            let _ = write!(out, "=> {target}");
+        }
+        Kind::Whiteout => out.push_str("whiteout"),
+    }
+    let _ = write!(out, " {:o} {}:{}", entry.mode, entry.uid, entry.gid);
 }
 
 /// The files of an l10n cache directory, as they go into the image.

@@ -250,6 +250,13 @@ fn changing_one_setting_changes_only_the_config_layer() {
     }
     let app = changed.images.iter().find(|i| i.image == "app").unwrap();
     assert_eq!(app.built, 1, "only the config layer is built: {app:#?}");
+    // Built on the base the first build recorded: no group changed, so no delta, and the
+    // record names this build's image.
+    assert_eq!((app.deltas, app.rebased), (0, 0));
+    let cache = wikikube_image::Cache::open(&shared.cache).unwrap();
+    let recorded = wikikube_image::incremental::recorded(&cache, "farm", "app").unwrap();
+    assert_eq!(recorded.image, app.digest);
+    assert_eq!(Some(&recorded.base), app.base.as_ref());
     build(
         &shared.site,
         &shared.cache,

@@ -273,3 +273,25 @@ fn a_large_change_rebuilds_the_group_whole_and_moves_the_base() {
     .unwrap();
     assert_eq!(digests(&second), digests(&whole));
 }
+
+#[test]
+fn the_content_key_is_the_digest_of_the_entry_keys_in_their_old_format() {
+    // content_key streams what file_keys lists, and a group's key must agree with the file
+    // list its base records. The format of an entry's key is pinned too: the cache's layer
+    // records are keyed by it, and a change would silently rebuild every cached layer.
+    let dir = tempfile::tempdir().unwrap();
+    let tree = tree(&dir.path().join("php-1.45"));
+    let contents = wikikube_image::code::core(&tree.dir, "/", "1.45").unwrap();
+    let mut fingerprints = Fingerprints::in_memory();
+    let key = stack::content_key(&mut fingerprints, &contents).unwrap();
+    let keys = stack::file_keys(&mut fingerprints, &contents).unwrap();
+    let expected = wikikube_image::digest::Inputs::new("content")
+        .key_with(keys.iter().map(|(path, key)| (path.as_str(), key.as_str())));
+    assert_eq!(key, expected);
+    let index = wikikube_image::digest::sha256(b"<?php require 'includes/WebStart.php';\n");
+    assert_eq!(
+        keys["srv/mediawiki/php-1.45/index.php"],
+        format!("{index} 644 0:0")
+    );
+    assert_eq!(keys["srv/mediawiki/php-1.45/includes"], "dir 755 0:0");
+}

@@ -7,8 +7,9 @@ use clap::Args;
 use crate::exit;
 
 /// Build the site's images (base-php, base-httpd, base-memcached, app, webserver) into an OCI
-/// layout, reusing every cached layer whose inputs did not change; print a table (or JSON) of
-/// image digests.
+/// layout, reusing every cached layer whose inputs did not change; a group of the app's or
+/// webserver's files that changed a little becomes a small layer of changes on the base the
+/// site's last build recorded in the cache. Print a table (or JSON) of image digests.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     /// The site directory (with build.toml and packages.lock).
@@ -40,8 +41,16 @@ pub struct BuildArgs {
     /// suite, security, images}).
     #[arg(long)]
     outdated: bool,
-    /// Print JSON: a list of {image, digest, size, layers, sbom, provenance, ...}; sbom and
-    /// provenance name the OCI 1.1 referrer manifests of the image in the layout.
+    /// Build every group of files (code, extension groups, l10n groups) as one whole layer, as
+    /// a fresh machine does, instead of on the base the site's last build recorded; the result
+    /// becomes the next build's base.
+    #[arg(long)]
+    rebase: bool,
+    /// Print JSON: a list of {image, digest, size, reused, built, deltas, rebased, base,
+    /// layers, sbom, provenance, ...}: deltas counts the groups built as their recorded base
+    /// layer plus a layer of changes, rebased those started again whole; each layer says its
+    /// part (whole, base or changes) and whether it was reused; sbom and provenance name the
+    /// OCI 1.1 referrer manifests of the image in the layout.
     #[arg(long)]
     json: bool,
 }
@@ -124,6 +133,7 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<u8> {
         lock_mode: args.lock.mode(),
         config_files,
         progress: !args.json,
+        rebase: args.rebase,
         binaries: wikikube_image::programs::beside_current_executable().unwrap_or_else(|error| {
             eprintln!("warning: no edge and mcrouter images: {error}");
             Default::default()

@@ -5,8 +5,10 @@
 
 pub mod tar;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use crate::fingerprint::Stat;
 
 /// Where a regular file's bytes come from.
 #[derive(Clone, Debug)]
@@ -84,16 +86,21 @@ impl Entry {
 /// The entries of one layer, by path; adding a path twice keeps the last.
 #[derive(Clone, Debug, Default)]
 pub struct Contents {
-    entries: BTreeMap<String, Entry>,
-    /// The metadata of files read from a tree, as the walk that found them saw it, by the
-    /// host path: keying a layer then needs no second stat per file. Never part of a layer.
-    seen: HashMap<std::ffi::OsString, std::fs::Metadata, crate::fingerprint::PathHasher>,
+    /// Each entry, with the metadata of its host file as the walk that found it saw it (if
+    /// one did): keying a layer then needs no second stat per file. Never part of a layer.
+    /// Kept beside the entry rather than in a map by host path, which cost an allocation and
+    /// a hash per file (185,000 of them at Wikimedia's size).
+    entries: BTreeMap<String, (Entry, Option<Stat>)>,
 }
 
 impl Contents {
     /// Adds an entry, and its missing parent directories (root-owned, 0755), so that every
     /// layer unpacks on its own.
-    pub fn add(&mut self, mut entry: Entry) {
+    pub fn add(&mut self, entry: Entry) {
+        self.insert(entry, None);
+    }
+
+    fn insert(&mut self, mut entry: Entry, seen: Option<Stat>) {
         if entry.path.starts_with('/') || entry.path.ends_with('/') {
             entry.path = entry.path.trim_matches('/').to_string();
         }
@@ -104,23 +111,16 @@ impl Contents {
             if self.entries.contains_key(dir) {
                 break;
             }
-            self.entries.insert(dir.to_string(), Entry::dir(dir));
+            self.entries
+                .insert(dir.to_string(), (Entry::dir(dir), None));
             parent = dir;
         }
-        self.entries.insert(entry.path.clone(), entry);
+        self.entries.insert(entry.path.clone(), (entry, seen));
     }
 
     /// Adds a file found on the build machine, with the metadata its walk saw.
-    pub fn add_seen(&mut self, entry: Entry, meta: std::fs::Metadata) {
-        if let Kind::File(Data::Path(path)) = &entry.kind {
-            self.seen.insert(path.as_os_str().to_owned(), meta);
-        }
-        self.add(entry);
-    }
-
-    /// The metadata a walk saw of the host file `path`, if it was added with it.
-    pub fn seen(&self, path: &std::path::Path) -> Option<&std::fs::Metadata> {
-        self.seen.get(path.as_os_str())
+    pub fn add_seen(&mut self, entry: Entry, meta: &std::fs::Metadata) {
+        self.insert(entry, Some(Stat::of(meta)));
     }
 
     /// Adds the directories leading to `prefix` (`srv/mediawiki`).
@@ -132,12 +132,20 @@ impl Contents {
 
     /// The entries in path order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.values()
+        self.entries.values().map(|(entry, _)| entry)
+    }
+
+    /// The entries in path order, each with the metadata its walk saw of its host file (for
+    /// files added by [`Contents::add_seen`]).
+    pub fn entries_seen(&self) -> impl Iterator<Item = (&Entry, Option<&Stat>)> {
+        self.entries
+            .values()
+            .map(|(entry, seen)| (entry, seen.as_ref()))
     }
 
     /// The entry at `path`.
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries.get(path)
+        self.entries.get(path).map(|(entry, _)| entry)
     }
 
     /// Number of entries.
