@@ -421,17 +421,14 @@ impl<'a> Builder<'a> {
                 (record, false)
             }
         };
-        let report = LayerReport {
-            name: name.to_string(),
-            digest: record.digest.clone(),
-            diff_id: record.diff_id.clone(),
-            size: record.size,
+        Ok(crate::incremental::report(
+            name,
+            record,
             reused,
-            part: Part::Whole,
-            seconds: start.elapsed().as_secs_f64(),
-            inputs: inputs.items,
-        };
-        Ok((name.to_string(), record, report))
+            &inputs,
+            Part::Whole,
+            start,
+        ))
     }
 
     fn base_layer(&mut self, name: &str) -> Result<Layer> {

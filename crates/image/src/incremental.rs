@@ -344,7 +344,9 @@ impl Produced<'_> {
     }
 }
 
-fn report(
+/// A layer with its report: the one place a [`LayerReport`] is made, for whole layers of
+/// [`crate::build`] as for the parts of a group here.
+pub(crate) fn report(
     name: &str,
     record: LayerRecord,
     reused: bool,

@@ -186,12 +186,7 @@ impl FakeApi {
     /// died: its renewTime goes back an hour.
     pub fn expire_lock(&self, namespace: &str) {
         let mut state = self.state.lock().unwrap();
-        let key = (
-            "leases".to_string(),
-            namespace.to_string(),
-            "wikikube-deploy".to_string(),
-        );
-        let lease = state.objects.get_mut(&key).expect("a deploy lock");
+        let lease = deploy_lock(&mut state, namespace);
         let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
         lease["spec"]["renewTime"] = json!(hour_ago.to_string());
         // Short, so that a test watching it for its duration before taking over is quick.
@@ -204,12 +199,7 @@ impl FakeApi {
         let mut state = self.state.lock().unwrap();
         state.version += 1;
         let version = state.version;
-        let key = (
-            "leases".to_string(),
-            namespace.to_string(),
-            "wikikube-deploy".to_string(),
-        );
-        let lease = state.objects.get_mut(&key).expect("a deploy lock");
+        let lease = deploy_lock(&mut state, namespace);
         let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
         lease["spec"]["renewTime"] = json!(hour_ago.to_string());
         lease["metadata"]["resourceVersion"] = json!(version.to_string());
@@ -223,6 +213,16 @@ impl FakeApi {
             .objects
             .insert((plural.into(), namespace.into(), name), object);
     }
+}
+
+/// The stored deploy lock of `namespace`.
+fn deploy_lock<'a>(state: &'a mut State, namespace: &str) -> &'a mut Value {
+    let key = (
+        "leases".to_string(),
+        namespace.to_string(),
+        "wikikube-deploy".to_string(),
+    );
+    state.objects.get_mut(&key).expect("a deploy lock")
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
