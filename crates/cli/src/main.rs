@@ -56,6 +56,7 @@ enum Command {
     Release(commands::release::ReleaseArgs),
     Rollback(commands::rollback::RollbackArgs),
     History(commands::history::HistoryArgs),
+    Train(commands::train::TrainArgs),
 }
 
 /// Where the site is and which environment to load: shared by every command that reads a site.
@@ -98,6 +99,7 @@ fn main() -> ExitCode {
         Command::Release(args) => commands::release::run(&args),
         Command::Rollback(args) => commands::rollback::run(&args),
         Command::History(args) => commands::history::run(&args),
+        Command::Train(args) => commands::train::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -607,39 +607,51 @@ impl<'a> Builder<'a> {
 
     /// Where a version's code is read from, and the key of that source.
     fn code_source(&mut self, version: &str) -> Result<(String, String)> {
-        let spec = &self.site.spec.versions[version];
+        let spec = self.site.spec.versions[version].clone();
+        if let (Some(tarball), Some(sha256)) = (&spec.tarball, &spec.sha256) {
+            // The digest is checked before the tarball is read: it is the source's key.
+            return Ok((tarball.clone(), format!("tarball {sha256}")));
+        }
         if spec.code.starts_with('/') {
             let name = self.config.code.name.clone();
-            Ok((
-                spec.code.clone(),
-                format!("rootfs {}", self.rootfs_key(&name)?),
-            ))
+            Ok((spec.code, format!("rootfs {}", self.rootfs_key(&name)?)))
         } else {
             // Code in the site directory: its key is the digest of its content.
             let root = self.site.dir.clone();
             let contents = code::core(&root, &spec.code, version)?;
             Ok((
-                spec.code.clone(),
+                spec.code,
                 format!("site {}", content_key(&mut self.fingerprints, &contents)?),
             ))
         }
     }
 
-    fn code_root(&mut self, version: &str) -> Result<PathBuf> {
-        if self.site.spec.versions[version].code.starts_with('/') {
-            let name = self.config.code.name.clone();
-            self.tree(&name)
-        } else {
-            Ok(self.site.dir.clone())
+    /// The tree a version's code is in, and the code's directory inside it.
+    fn code_location(&mut self, version: &str) -> Result<(PathBuf, String)> {
+        let spec = self.site.spec.versions[version].clone();
+        if let (Some(tarball), Some(sha256)) = (&spec.tarball, &spec.sha256) {
+            let path = self.site.dir.join(tarball);
+            return code::unpack_tarball(&self.cache, &path, sha256, version);
         }
+        if spec.code.starts_with('/') {
+            let name = self.config.code.name.clone();
+            Ok((self.tree(&name)?, spec.code))
+        } else {
+            Ok((self.site.dir.clone(), spec.code))
+        }
+    }
+
+    /// Whether a version's code is in the site directory, where only its content can key it.
+    fn code_in_site(&self, version: &str) -> bool {
+        let spec = &self.site.spec.versions[version];
+        spec.tarball.is_none() && !spec.code.starts_with('/')
     }
 
     fn code_contents(&mut self, version: &str) -> Result<(Contents, Contents)> {
         if let Some(found) = self.code.get(version) {
             return Ok(found.clone());
         }
-        let root = self.code_root(version)?;
-        let dir = self.site.spec.versions[version].code.clone();
+        let (root, dir) = self.code_location(version)?;
         let core = code::core(&root, &dir, version)?;
         let spec = &self.site.spec;
         let ext = code::extensions(&root, &dir, version, &spec.extensions, &spec.skins)?;
@@ -724,6 +736,8 @@ impl<'a> Builder<'a> {
             let mut inputs = Inputs::new("code");
             inputs
                 .add("version", version)
+                // The version's name is written into its Defines.php (code::stamp_version).
+                .add("stamp", "MW_VERSION")
                 .add("code", &dir)
                 .add("source", source);
             let code_key = inputs.key();
@@ -754,11 +768,10 @@ impl<'a> Builder<'a> {
                     .add("code", &keys[version])
                     .add("extensions", extensions.join(","))
                     .add("skins", skins.join(","));
-                if !self.site.spec.versions[version].code.starts_with('/') {
+                if self.code_in_site(version) {
                     // Code in the site directory: the group's key is its content, since the
                     // code key covers core only.
-                    let root = self.code_root(version)?;
-                    let dir = self.site.spec.versions[version].code.clone();
+                    let (root, dir) = self.code_location(version)?;
                     let contents = code::extensions(&root, &dir, version, &extensions, &skins)?;
                     inputs.add("content", content_key(&mut self.fingerprints, &contents)?);
                 }
@@ -769,8 +782,7 @@ impl<'a> Builder<'a> {
                     name: format!("extensions {version} {label}"),
                     inputs,
                     make: Box::new(move |b, _| {
-                        let root = b.code_root(&v)?;
-                        let dir = b.site.spec.versions[&v].code.clone();
+                        let (root, dir) = b.code_location(&v)?;
                         code::extensions(&root, &dir, &v, &extensions, &skins)
                     }),
                 });
@@ -812,10 +824,11 @@ impl<'a> Builder<'a> {
             });
         }
         for version in &versions {
+            // Every wiki's language, not only those of the wikis on this version today: the
+            // train moves wikis between the versions an image carries without rebuilding it.
             let mut languages: Vec<String> = spec
                 .wikis
                 .values()
-                .filter(|w| &w.version == version)
                 .map(|w| w.language.clone())
                 .chain(["en".to_string()])
                 .collect();

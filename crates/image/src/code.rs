@@ -153,6 +153,7 @@ pub fn core(root: &Path, code_dir: &str, version: &str) -> Result<Contents> {
     for empty in ["images", "cache", "extensions", "skins"] {
         contents.add(Entry::dir(format!("{prefix}/{empty}")));
     }
+    stamp_version(&mut contents, version)?;
     Ok(contents)
 }
 
@@ -200,4 +201,98 @@ fn code_root(root: &Path, code_dir: &str, version: &str) -> Result<PathBuf> {
             version: version.into(),
             message: format!("{code_dir} holds no MediaWiki code (no includes/ directory)"),
         })
+}
+
+/// Writes the version's name into its code, as Wikimedia's branches carry theirs
+/// (`define( 'MW_VERSION', '1.47.0-wmf.16' )`): MediaWiki then reports it in the `generator`
+/// meta tag, the API's siteinfo and Special:Version, so anyone can see which version served a
+/// page. Two versions built from one release differ in name, and a reader can tell them apart.
+pub fn stamp_version(contents: &mut Contents, version: &str) -> Result<()> {
+    let path = format!("{}/includes/Defines.php", image_dir(version));
+    let missing = || Error::Code {
+        version: version.into(),
+        message: "includes/Defines.php is missing or defines no MW_VERSION".into(),
+    };
+    let entry = contents.get(&path).ok_or_else(missing)?;
+    let text = match &entry.kind {
+        crate::layer::Kind::File(Data::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        crate::layer::Kind::File(Data::Path(file)) => {
+            std::fs::read_to_string(file).map_err(Error::io(file))?
+        }
+        _ => return Err(missing()),
+    };
+    let marker = "define( 'MW_VERSION', '";
+    let start = text.find(marker).ok_or_else(missing)? + marker.len();
+    let end = start + text[start..].find('\'').ok_or_else(missing)?;
+    let stamped = format!("{}{version}{}", &text[..start], &text[end..]);
+    contents.add(Entry::file(path, Data::Bytes(stamped.into_bytes()), false));
+    Ok(())
+}
+
+/// A MediaWiki release tarball (`.tar.gz`), checked against its SHA-256 and unpacked once into
+/// the cache (`sources/<sha256>`). Returns the unpacked tree's root and the code directory in
+/// it (the tarball's one top-level directory, `/mediawiki-1.39.17`).
+pub fn unpack_tarball(
+    cache: &crate::cache::Cache,
+    tarball: &Path,
+    sha256: &str,
+    version: &str,
+) -> Result<(PathBuf, String)> {
+    let expected = sha256
+        .strip_prefix("sha256:")
+        .unwrap_or(sha256)
+        .to_ascii_lowercase();
+    let root = cache.root().join("sources").join(&expected);
+    if !root.is_dir() {
+        let bytes = std::fs::read(tarball).map_err(Error::io(tarball))?;
+        let found = crate::digest::sha256(&bytes);
+        let found = found.strip_prefix("sha256:").unwrap_or(&found);
+        if found != expected {
+            return Err(Error::Code {
+                version: version.into(),
+                message: format!(
+                    "{} has SHA-256 {found}, not the {expected} that [versions] states: \
+                     the file changed since it was reviewed (or the digest is mistyped)",
+                    tarball.display()
+                ),
+            });
+        }
+        let scratch = cache.tempdir()?;
+        let unpacked = scratch.path().join("tree");
+        std::fs::create_dir_all(&unpacked).map_err(Error::io(&unpacked))?;
+        let mut archive = ::tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        archive.set_preserve_permissions(true);
+        // tar::Archive::unpack refuses entries that would land outside the directory.
+        archive.unpack(&unpacked).map_err(|error| Error::Code {
+            version: version.into(),
+            message: format!("{} is not a readable .tar.gz: {error}", tarball.display()),
+        })?;
+        std::fs::create_dir_all(root.parent().expect("sources has a parent"))
+            .map_err(Error::io(&root))?;
+        if let Err(error) = std::fs::rename(&unpacked, &root) {
+            // Another build unpacked the same tarball meanwhile: theirs is as good.
+            if !root.is_dir() {
+                return Err(Error::io(&root)(error));
+            }
+        }
+    }
+    let mut tops: Vec<String> = std::fs::read_dir(&root)
+        .map_err(Error::io(&root))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    tops.sort();
+    match tops.as_slice() {
+        [top] if root.join(top).join("includes").is_dir() => Ok((root, format!("/{top}"))),
+        _ if root.join("includes").is_dir() => Ok((root, "/".into())),
+        _ => Err(Error::Code {
+            version: version.into(),
+            message: format!(
+                "{} holds no MediaWiki release (no includes/ at its top or in its one \
+                 top-level directory)",
+                tarball.display()
+            ),
+        }),
+    }
 }

@@ -478,3 +478,19 @@ pub fn record(cache: &Cache, site: &str, image: &str, record: &Record) -> Result
     let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
     cache.write_atomic(&path, &bytes)
 }
+
+/// The MediaWiki versions that the app image of `site` built last in `cache` carries (its
+/// `code VERSION` groups), or `None` when this cache built none. `wikikube train` reads it to
+/// tell a configuration-only promotion from one that needs a build.
+pub fn carried_versions(cache: &Cache, site: &str) -> Option<std::collections::BTreeSet<String>> {
+    let record = recorded(cache, site, "app")?;
+    let bytes = std::fs::read(cache.blob_path(&record.base)).ok()?;
+    let base: Base = serde_json::from_slice(&bytes).ok()?;
+    Some(
+        base.groups
+            .keys()
+            .filter_map(|id| id.strip_prefix("code "))
+            .map(str::to_string)
+            .collect(),
+    )
+}

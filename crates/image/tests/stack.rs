@@ -32,6 +32,11 @@ fn tree(dir: &Path) -> VersionTree {
         &dir.join("index.php"),
         "<?php require 'includes/WebStart.php';\n",
     );
+    // The build writes the version's name here (code::stamp_version).
+    write(
+        &dir.join("includes/Defines.php"),
+        "<?php\ndefine( 'MW_VERSION', '1.45.0' );\n",
+    );
     let extensions: Vec<String> = (0..8).map(|i| format!("Ext{i}")).collect();
     for name in &extensions {
         write(

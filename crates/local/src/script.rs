@@ -86,3 +86,35 @@ fn spawn_error(error: std::io::Error) -> Error {
         },
     }
 }
+
+/// Runs `update.php --quick` for `wiki` with the code of MediaWiki `version` rather than the
+/// wiki's own (the promotion of a group runs the schema changes of the version it moves to
+/// before any request is served by it), and collects what it printed. `Ok(None)` when the farm
+/// is not running: the next `up` installs or serves the wikis as they are.
+pub fn update_on_version(
+    site: &ResolvedSite,
+    wiki: &str,
+    version: &str,
+) -> Result<Option<Output>, Error> {
+    check_wiki(site, wiki)?;
+    let container = match container(site) {
+        Ok(container) => container,
+        Err(Error::NotRunning(_)) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let variable = wikikube_render::config::mediawiki::variables::SCRIPT_VERSION;
+    let mut command = podman::command();
+    command
+        .args([
+            "exec",
+            "--env",
+            &format!("{variable}={version}"),
+            &container,
+        ])
+        .args(ScriptRequest::update(wiki).command_line());
+    command
+        .stdin(Stdio::null())
+        .output()
+        .map(Some)
+        .map_err(spawn_error)
+}

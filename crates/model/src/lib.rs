@@ -15,6 +15,7 @@
 pub mod de;
 pub mod error;
 pub mod explain;
+mod groups;
 pub mod load;
 pub mod origin;
 pub mod pushed;

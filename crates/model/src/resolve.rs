@@ -216,8 +216,9 @@ pub fn resolve(
         return Err(widen_unknown_key(error, allowed));
     }
 
-    let spec: SiteSpec = from_node(&subset(&tree, |key| SiteSpec::KEYS.contains(&key)), "")
+    let mut spec: SiteSpec = from_node(&subset(&tree, |key| SiteSpec::KEYS.contains(&key)), "")
         .map_err(|error| widen_unknown_key(error, root_keys()))?;
+    crate::groups::assign(&mut spec, &tree)?;
     let environment = match root.get(ENVIRONMENT) {
         Some(node) => from_node::<EnvironmentSpec>(node, ENVIRONMENT)?,
         None => {

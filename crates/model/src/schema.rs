@@ -21,16 +21,82 @@ pub struct SiteInfo {
     pub namespace: String,
 }
 
-/// `[versions."1.39"]`: one MediaWiki version's code.
+/// `[versions."1.39.17-wmf.1"]`: one MediaWiki version, named like Wikimedia's branches: its
+/// source and its own patch series. The name is what MediaWiki reports (`MW_VERSION`, the
+/// `generator` meta tag, Special:Version): the build writes it into the version's code.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VersionSpec {
-    /// The directory holding that version's MediaWiki code. Debian's `mediawiki` package installs
-    /// it in `/usr/share/mediawiki`.
+    /// The directory holding that version's MediaWiki code: an absolute path is read from the
+    /// build's code rootfs (Debian's `mediawiki` package at its locked version installs it in
+    /// `/usr/share/mediawiki`), a relative one from the site directory. Empty when `tarball`
+    /// gives the code.
+    #[serde(default)]
     pub code: String,
+    /// A MediaWiki release tarball (`mediawiki-1.39.17.tar.gz`, relative to the site), with its
+    /// `sha256`; the build checks the digest before reading it.
+    #[serde(default)]
+    pub tarball: Option<String>,
+    /// The SHA-256 of `tarball`, as 64 hex digits.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// A directory of patch files applied in name order at build time (relative to the site).
     #[serde(default)]
     pub patches: Option<String>,
+}
+
+/// `[[groups]]`: one group of the train, in the order a new version reaches them.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// The group's name (`group0`), used by `wikikube train`.
+    pub name: String,
+    /// Wikis of the group, by database name.
+    #[serde(default)]
+    pub wikis: Vec<String>,
+    /// Rules for wikis no group lists by name: database-name patterns where `*` stands for any
+    /// text (`"*wiki"`: every Wikipedia; `"*"`: every other wiki). A wiki goes to the first group
+    /// in train order whose rule matches it.
+    #[serde(default, rename = "match")]
+    pub patterns: Vec<String>,
+    /// The MediaWiki version the group's wikis run: a key of `[versions]`.
+    pub version: String,
+    /// The version the group ran before its last promotion (written by `wikikube train
+    /// promote`, read by `wikikube train rollback`).
+    #[serde(default)]
+    pub previous: Option<String>,
+}
+
+impl GroupSpec {
+    /// Whether one of the group's rules matches `dbname`.
+    pub fn matches(&self, dbname: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|pattern| glob_matches(pattern, dbname))
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters. Written here
+/// because database names need nothing more than `*`, and a glob crate's path semantics
+/// (separators, character classes) would only add ways to be surprised.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text must be the pattern.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// `[wikis.<dbname>]`: one wiki of the farm, named by its database name.
@@ -41,8 +107,13 @@ pub struct WikiSpec {
     pub domains: Vec<String>,
     /// The content language code (`en`, `de`).
     pub language: String,
-    /// The MediaWiki version it runs: a key of `[versions]`.
+    /// The MediaWiki version it runs: a key of `[versions]`. Left out when a group of
+    /// `[[groups]]` holds the wiki: the group's version is filled in when the site loads.
+    #[serde(default)]
     pub version: String,
+    /// The train group that holds the wiki, filled in when the site loads (never written).
+    #[serde(skip)]
+    pub group: Option<String>,
     /// The database section whose server holds the wiki (a key of `[database.sections]`);
     /// none: the default server.
     #[serde(default)]
@@ -88,6 +159,9 @@ pub struct SiteSpec {
     /// `[wikis]`, by database name.
     #[serde(default)]
     pub wikis: BTreeMap<String, WikiSpec>,
+    /// `[[groups]]`: the train's groups, in the order a new version reaches them.
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
     /// `[traffic]`: how the edge in front of the releases routes requests.
     #[serde(default)]
     pub traffic: TrafficSpec,
@@ -101,6 +175,7 @@ impl SiteSpec {
         "extensions",
         "skins",
         "wikis",
+        "groups",
         "traffic",
     ];
 }

@@ -86,6 +86,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
         }
     }
     for (version, spec) in &site.spec.versions {
+        check_version(site, version, spec)?;
         let Some(patches) = &spec.patches else {
             continue;
         };
@@ -601,4 +602,95 @@ fn is_ip_range(text: &str) -> bool {
     };
     let longest = if address.is_ipv4() { 32 } else { 128 };
     prefix.is_none_or(|prefix| prefix.parse::<u8>().is_ok_and(|prefix| prefix <= longest))
+}
+
+/// A version's name and source: the name becomes a directory (`/srv/mediawiki/php-NAME`) and
+/// what MediaWiki reports; the source is a code directory or a tarball with its digest.
+fn check_version(
+    site: &ResolvedSite,
+    version: &str,
+    spec: &crate::schema::VersionSpec,
+) -> Result<(), Error> {
+    let origin = |key: Option<&str>| {
+        let mut path = vec!["versions", version];
+        path.extend(key);
+        (0..=path.len())
+            .rev()
+            .find_map(|n| site.tree.get_path(path[..n].iter().copied()))
+            .map_or_else(|| site.tree.origin.clone(), |node| node.origin.clone())
+    };
+    let fail = |key: Option<&str>, message: String| {
+        let name = match key {
+            Some(key) => format!("versions.\"{version}\".{key}"),
+            None => format!("versions.\"{version}\""),
+        };
+        Err(Error::new(
+            ErrorKind::InvalidValue,
+            origin(key),
+            name,
+            message,
+        ))
+    };
+    let valid_name = version.starts_with(|c: char| c.is_ascii_digit())
+        && version.len() <= 64
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !valid_name {
+        return fail(
+            None,
+            format!(
+                "`{version}` cannot name a MediaWiki version: start with a digit and use \
+                 letters, digits, `.`, `-` and `_`, like Wikimedia's branches (`1.39.17-wmf.1`)"
+            ),
+        );
+    }
+    match (&spec.tarball, spec.code.is_empty()) {
+        (None, true) => fail(
+            None,
+            "a version needs its source: `code` (a directory, such as Debian's \
+             `/usr/share/mediawiki`) or `tarball` with its `sha256`"
+                .into(),
+        ),
+        (Some(_), false) => fail(
+            Some("tarball"),
+            "give `code` or `tarball`, not both: the version's source must be one thing".into(),
+        ),
+        (Some(tarball), true) => {
+            if std::path::Path::new(tarball).is_absolute() || tarball.split('/').any(|p| p == "..")
+            {
+                return fail(
+                    Some("tarball"),
+                    format!(
+                        "`{tarball}` is outside the site directory: the same site directory \
+                         must build the same image anywhere; copy the tarball into it"
+                    ),
+                );
+            }
+            let valid = spec.sha256.as_deref().is_some_and(|digest| {
+                let digest = digest.strip_prefix("sha256:").unwrap_or(digest);
+                digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit())
+            });
+            if !valid {
+                return fail(
+                    Some(if spec.sha256.is_some() {
+                        "sha256"
+                    } else {
+                        "tarball"
+                    }),
+                    "a tarball needs `sha256 = \"<64 hex digits>\"` (`sha256sum FILE`), so \
+                     the build reads exactly the file that was reviewed"
+                        .into(),
+                );
+            }
+            Ok(())
+        }
+        (None, false) => match &spec.sha256 {
+            Some(_) => fail(
+                Some("sha256"),
+                "`sha256` checks a `tarball`; a `code` directory has no digest to check".into(),
+            ),
+            None => Ok(()),
+        },
+    }
 }

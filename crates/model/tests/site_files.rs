@@ -370,16 +370,56 @@ fn an_undefined_version_is_named_with_the_versions_that_exist() {
     let scratch = Scratch::new();
     scratch.replace(
         "site.toml",
-        "language = \"de\"\nversion = \"1.39\"",
-        "language = \"de\"\nversion = \"1.93\"",
+        "wikis = [\"dewiki\"]\nversion = \"1.39.17-wmf.2\"",
+        "wikis = [\"dewiki\"]\nversion = \"1.39.17-wmf.22\"",
     );
     let error = scratch.error("local");
     assert_eq!(error.kind, ErrorKind::UndefinedVersion);
-    assert_eq!(error.key, "wikis.dewiki.version");
-    assert!(error.message.contains("`1.39`"), "{}", error.message);
-    assert_eq!(error.help.as_deref(), Some("did you mean `1.39`?"));
-    let line = line_of(&scratch.path().join("site.toml"), "version = \"1.93\"");
+    assert_eq!(error.key, "groups[0].version");
+    assert!(
+        error.message.contains("`1.39.17-wmf.1`"),
+        "{}",
+        error.message
+    );
+    assert_eq!(error.help.as_deref(), Some("did you mean `1.39.17-wmf.2`?"));
+    let line = line_of(
+        &scratch.path().join("site.toml"),
+        "version = \"1.39.17-wmf.22\"",
+    );
     assert_eq!(error.origin.line, line);
+}
+
+#[test]
+fn every_wiki_runs_its_group_version() {
+    let scratch = Scratch::new();
+    let site = load(scratch.path(), "local", &LoadOptions::default()).unwrap();
+    let versions: Vec<(&str, &str, Option<&str>)> = site
+        .spec
+        .wikis
+        .iter()
+        .map(|(name, wiki)| (name.as_str(), wiki.version.as_str(), wiki.group.as_deref()))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("commonswiki", "1.39.17-wmf.1", Some("group1")),
+            ("dewiki", "1.39.17-wmf.2", Some("group0")),
+            ("enwiki", "1.39.17-wmf.1", Some("group1")),
+        ]
+    );
+    // A wiki that a group lists by name goes there even when an earlier group's rule matches.
+    scratch.replace(
+        "site.toml",
+        "wikis = [\"dewiki\"]",
+        "match = [\"en*\"]\nwikis = [\"dewiki\"]",
+    );
+    scratch.replace(
+        "site.toml",
+        "match = [\"*\"]",
+        "match = [\"*\"]\nwikis = [\"enwiki\"]",
+    );
+    let site = load(scratch.path(), "local", &LoadOptions::default()).unwrap();
+    assert_eq!(site.spec.wikis["enwiki"].group.as_deref(), Some("group1"));
 }
 
 #[test]
@@ -652,7 +692,7 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
             what: "a wiki name that is no database name",
             file: "site.toml",
             from: None,
-            text: "\n[wikis.\"en.wiki\"]\ndomains = [\"x.farm.test\"]\nlanguage = \"en\"\nversion = \"1.39\"\n",
+            text: "\n[wikis.\"en.wiki\"]\ndomains = [\"x.farm.test\"]\nlanguage = \"en\"\n",
             environment: "local",
             kind: ErrorKind::InvalidValue,
             at_file: "site.toml",
@@ -663,7 +703,7 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
             what: "a wiki without its required language",
             file: "site.toml",
             from: None,
-            text: "\n[wikis.frwiki]\ndomains = [\"fr.farm.test\"]\nversion = \"1.39\"\n",
+            text: "\n[wikis.frwiki]\ndomains = [\"fr.farm.test\"]\n",
             environment: "local",
             kind: ErrorKind::MissingKey,
             at_file: "site.toml",
@@ -673,13 +713,79 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
         Broken {
             what: "a patch directory outside the site",
             file: "site.toml",
-            from: Some("patches = \"patches/1.39\""),
+            from: Some("patches = \"patches/1.39.17-wmf.1\""),
             text: "patches = \"../../elsewhere\"",
             environment: "local",
             kind: ErrorKind::InvalidValue,
             at_file: "site.toml",
             at_line: Some("../../elsewhere"),
             says: &["outside the site directory"],
+        },
+        Broken {
+            what: "a wiki in two groups",
+            file: "site.toml",
+            from: Some("match = [\"*\"]"),
+            text: "match = [\"*\"]\nwikis = [\"enwiki\", \"dewiki\"]",
+            environment: "local",
+            kind: ErrorKind::Inconsistent,
+            at_file: "site.toml",
+            at_line: Some("wikis = [\"enwiki\", \"dewiki\"]"),
+            says: &["groups[1].wikis", "`dewiki` is listed by two groups"],
+        },
+        Broken {
+            what: "a group listing a wiki that does not exist",
+            file: "site.toml",
+            from: Some("wikis = [\"dewiki\"]"),
+            text: "wikis = [\"dewik\"]",
+            environment: "local",
+            kind: ErrorKind::InvalidValue,
+            at_file: "site.toml",
+            at_line: Some("wikis = [\"dewik\"]"),
+            says: &["groups[0].wikis", "[wikis] does not define"],
+        },
+        Broken {
+            what: "a grouped wiki that states its own version",
+            file: "site.toml",
+            from: Some("language = \"de\""),
+            text: "language = \"de\"\nversion = \"1.39.17-wmf.1\"",
+            environment: "local",
+            kind: ErrorKind::Inconsistent,
+            at_file: "site.toml",
+            at_line: Some("version = \"1.39.17-wmf.1\"\n"),
+            says: &["wikis.dewiki.version", "group `group0`"],
+        },
+        Broken {
+            what: "a wiki in no group without a version",
+            file: "site.toml",
+            from: Some("match = [\"*\"]"),
+            text: "match = [\"en*\"]",
+            environment: "local",
+            kind: ErrorKind::MissingKey,
+            at_file: "site.toml",
+            at_line: Some("[wikis.commonswiki]"),
+            says: &["wikis.commonswiki.version", "in no group"],
+        },
+        Broken {
+            what: "a tarball without its digest",
+            file: "site.toml",
+            from: Some("code = \"/usr/share/mediawiki\"\npatches = \"patches/1.39.17-wmf.2\""),
+            text: "tarball = \"mediawiki-1.39.17.tar.gz\"\npatches = \"patches/1.39.17-wmf.2\"",
+            environment: "local",
+            kind: ErrorKind::InvalidValue,
+            at_file: "site.toml",
+            at_line: Some("tarball = "),
+            says: &["versions.\"1.39.17-wmf.2\".tarball", "sha256"],
+        },
+        Broken {
+            what: "a version with two sources",
+            file: "site.toml",
+            from: Some("code = \"/usr/share/mediawiki\"\npatches = \"patches/1.39.17-wmf.2\""),
+            text: "code = \"/usr/share/mediawiki\"\ntarball = \"mw.tar.gz\"\nsha256 = \"00\"",
+            environment: "local",
+            kind: ErrorKind::InvalidValue,
+            at_file: "site.toml",
+            at_line: Some("tarball = "),
+            says: &["not both"],
         },
     ];
     for case in &corpus {

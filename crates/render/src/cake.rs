@@ -18,7 +18,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use wikikube_model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
 
 use crate::config::mediawiki::variables;
-use crate::config::paths::{FPM_PING, FPM_SOCKET, SECRETS_DIR, SOCKET_DIR, TLS_DIR};
+use crate::config::paths::{
+    FPM_PING, FPM_SOCKET, SECRETS_DIR, SOCKET_DIR, TLS_DIR, WIKIVERSIONS_DIR,
+};
 use crate::config::{httpd, mcrouter, tls};
 use crate::labels;
 use crate::pod::{
@@ -36,6 +38,8 @@ pub const MCROUTER_METRICS_PORT: u16 = 9362;
 pub struct Mounts {
     /// The farm's virtual hosts, shared by every release.
     pub httpd_sites: String,
+    /// Which version each wiki runs, shared by every release.
+    pub wikiversions: String,
     /// The release's httpd settings.
     pub httpd: String,
     /// The release's php-fpm pool and php.ini.
@@ -58,7 +62,15 @@ pub fn deployment(
 ) -> Deployment {
     let name = crate::naming::release(deployment, release);
     let site_name = &site.spec.site.name;
-    let mut spec = pod_spec(site, values, mounts);
+    // A debug release serves whatever version a request asks for; the others never do.
+    let debug = release == ReleaseName::Debug
+        || site
+            .spec
+            .traffic
+            .debug
+            .iter()
+            .any(|name| name == deployment);
+    let mut spec = pod_spec(site, values, mounts, debug);
     if site.environment.kind == EnvironmentKind::Local {
         // One machine: the release's ports on the host, as its `local` values say, and the
         // wikis' SQLite databases on a volume.
@@ -106,7 +118,7 @@ pub fn deployment(
     }
 }
 
-fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts) -> PodSpec {
+fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts, debug: bool) -> PodSpec {
     let certificate_secret = certificate_secret(site, values);
     PodSpec {
         service_account_name: Some(crate::SERVICE_ACCOUNT.into()),
@@ -116,7 +128,7 @@ fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts) -> PodSpe
         containers: vec![
             tls_container(values),
             httpd_container(values),
-            app_container(site, values),
+            app_container(site, values, debug),
             mcrouter_container(values),
         ],
         volumes: Some(vec![
@@ -134,6 +146,7 @@ fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts) -> PodSpe
                 ..Volume::default()
             },
             config_map_volume("httpd-sites", &mounts.httpd_sites),
+            config_map_volume("wikiversions", &mounts.wikiversions),
             config_map_volume("httpd-config", &mounts.httpd),
             config_map_volume("php-config", &mounts.php),
             config_map_volume("tls-config", &mounts.tls),
@@ -214,8 +227,10 @@ fn httpd_container(values: &CakeValues) -> Container {
     }
 }
 
-fn app_container(site: &ResolvedSite, values: &CakeValues) -> Container {
-    let env = [
+/// The app container; in a debug release it honours a request's choice of MediaWiki version
+/// (see [`variables::FORCE_VERSION`]).
+fn app_container(site: &ResolvedSite, values: &CakeValues, debug: bool) -> Container {
+    let mut env = vec![
         (variables::ENVIRONMENT, site.environment_name.clone()),
         (variables::DATACENTER, site.environment.datacenter.clone()),
         (
@@ -231,6 +246,9 @@ fn app_container(site: &ResolvedSite, values: &CakeValues) -> Container {
         // A leading colon keeps the image's own conf.d and adds the release's php.ini after it.
         ("PHP_INI_SCAN_DIR", ":/etc/wikikube/php".to_string()),
     ];
+    if debug {
+        env.push((variables::FORCE_VERSION, "1".to_string()));
+    }
     Container {
         name: "app".into(),
         image: Some(values.images.app.clone()),
@@ -265,6 +283,7 @@ fn app_container(site: &ResolvedSite, values: &CakeValues) -> Container {
         volume_mounts: Some(vec![
             mount("shared-socket", SOCKET_DIR),
             mount("php-config", "/etc/wikikube/php"),
+            mount("wikiversions", WIKIVERSIONS_DIR),
             mount("secrets", SECRETS_DIR),
             mount("tmp", "/tmp"),
         ]),

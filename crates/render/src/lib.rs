@@ -225,6 +225,12 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
     let sites = versioned_config_map(meta(naming::httpd_sites(site)), config::httpd::sites(spec));
     let sites_name = sites.name().to_string();
     shared.push(sites);
+    let wikiversions = versioned_config_map(
+        meta(naming::wikiversions(site)),
+        config::mediawiki::wikiversions(spec),
+    );
+    let wikiversions_name = wikiversions.name().to_string();
+    shared.push(wikiversions);
 
     let secret_data: BTreeMap<String, ByteString> = site
         .secrets
@@ -261,6 +267,7 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         .collect();
     let shared_inputs = SharedInputs {
         sites: &sites_name,
+        wikiversions: &wikiversions_name,
         secrets: &secrets_name,
         domains: &domains,
     };
@@ -343,6 +350,8 @@ fn maintenance_template(
 struct SharedInputs<'a> {
     /// The virtual hosts' ConfigMap.
     sites: &'a str,
+    /// The name of the shared wikiversions ConfigMap.
+    wikiversions: &'a str,
     /// The private values' Secret.
     secrets: &'a str,
     /// Every wiki domain, for the certificate.
@@ -380,6 +389,7 @@ fn release_objects(
     let mut name_of = |part: &str| names.remove(part).unwrap_or_default();
     let mounts = cake::Mounts {
         httpd_sites: shared.sites.to_string(),
+        wikiversions: shared.wikiversions.to_string(),
         httpd: name_of("httpd"),
         php: name_of("php"),
         tls: name_of("tls"),

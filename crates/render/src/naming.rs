@@ -63,6 +63,12 @@ pub fn httpd_sites(site: &ResolvedSite) -> String {
     format!("{}-httpd-sites", site.spec.site.name)
 }
 
+/// The base name of the farm's wikiversions (which version each wiki runs), shared by every
+/// release.
+pub fn wikiversions(site: &ResolvedSite) -> String {
+    format!("{}-wikiversions", site.spec.site.name)
+}
+
 /// The base name of the Secret with the site's private values.
 pub fn private_secret(site: &ResolvedSite) -> String {
     format!("{}-private", site.spec.site.name)

@@ -10,6 +10,7 @@ pub mod release;
 pub mod render;
 pub mod rollback;
 pub mod script;
+pub mod train;
 
 use std::io::Write;
 

@@ -34,6 +34,9 @@ pub mod paths {
     }
     /// The farm's own files (entry points, settings) in the app image.
     pub const FARM_DIR: &str = "/srv/mediawiki";
+    /// Which version each wiki runs (`wikiversions.php`), mounted from a ConfigMap into the
+    /// app container, so that moving a wiki to another version changes no image.
+    pub const WIKIVERSIONS_DIR: &str = "/srv/mediawiki/wikiversions";
     /// The secrets volume in the app container.
     pub const SECRETS_DIR: &str = "/etc/wikikube/secrets";
     /// The certificate volume in the tls container.
