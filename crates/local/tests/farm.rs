@@ -82,6 +82,14 @@ fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rend
     (site, rendered)
 }
 
+/// The image cache the test builds with: WIKIKUBE_TEST_CACHE lets a developer reuse a warm
+/// one (such as ~/.cache/wikikube).
+fn cache_dir() -> PathBuf {
+    std::env::var_os("WIKIKUBE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
+}
+
 /// Builds and loads the images once per machine; later runs reuse the cache.
 fn build_images(site: &wikikube_model::ResolvedSite) {
     let config_files = wikikube_render::config::mediawiki::config_files(site)
@@ -106,10 +114,7 @@ fn build_images(site: &wikikube_model::ResolvedSite) {
         .into();
     let options = wikikube_image::Options {
         binaries,
-        // WIKIKUBE_TEST_CACHE lets a developer reuse a warm cache (such as ~/.cache/wikikube).
-        cache_dir: std::env::var_os("WIKIKUBE_TEST_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache")),
+        cache_dir: cache_dir(),
         config_files,
         ..Default::default()
     };
@@ -151,6 +156,51 @@ fn curl_https_with(port: u16, host: &str, path: &str, headers: &[&str]) -> (Stri
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
     (status.to_string(), body.to_string())
+}
+
+/// The MediaWiki version that served a page over plain HTTP, from its `generator` meta tag.
+fn served_version(port: u16, host: &str, path: &str, headers: &[&str]) -> String {
+    let mut command = Command::new("curl");
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command
+        .args(["-s", "--resolve"])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("http://{host}:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    let body = String::from_utf8_lossy(&output.stdout);
+    let marker = "<meta name=\"generator\" content=\"MediaWiki ";
+    let start = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("{host}{path}: no generator tag in {body}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_string()
+}
+
+/// Moves a group of wikis as `wikikube train promote` and `rollback` do on a local farm:
+/// update.php with the version the wikis move to, the farm converged, then the file written.
+fn roll_group(
+    site: &wikikube_model::ResolvedSite,
+    planned: &wikikube_train::Move,
+    options: &UpOptions,
+) -> wikikube_model::ResolvedSite {
+    wikikube_train::check_carried(site, &cache_dir(), &planned.to).expect("the image carries it");
+    let mut moved = site.clone();
+    planned.apply(&mut moved);
+    for wiki in &planned.wikis {
+        let output = wikikube_local::script::update_on_version(site, wiki, &planned.to)
+            .unwrap()
+            .expect("the farm runs");
+        assert!(output.status.success(), "update.php for {wiki}: {output:?}");
+    }
+    let rendered =
+        wikikube_render::render(&moved, &wikikube_render::RenderOptions::default()).unwrap();
+    let report = wikikube_local::up(&moved, &rendered, options).unwrap();
+    assert!(report.installed.is_empty(), "{:?}", report.installed);
+    planned.write().unwrap();
+    moved
 }
 
 fn venv_python() -> PathBuf {
@@ -367,6 +417,62 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert!(page.contains(text));
     let (status, _) = get(HTTP, "de.farm.test", "/wiki/Wikikube_test");
     assert_eq!(status, 404, "the page exists on dewiki too");
+
+    // Two versions from the same pods: each wiki's pages say which served them. The debug
+    // release serves the version a request asks for; the others ignore the header.
+    let (wmf1, wmf2) = ("1.39.17-wmf.1", "1.39.17-wmf.2");
+    let force = format!("X-Wikikube-Force-Version: {wmf2}");
+    for (host, path, version) in [
+        ("en.farm.test", "/wiki/Wikikube_test", wmf1),
+        ("media.farm.test", "/wiki/Main_Page", wmf1),
+        ("de.farm.test", "/wiki/Hauptseite", wmf2),
+    ] {
+        assert_eq!(served_version(HTTP, host, path, &[]), version, "{host}");
+    }
+    assert_eq!(
+        served_version(HTTP, "en.farm.test", "/wiki/Main_Page", &[&force]),
+        wmf1
+    );
+    assert_eq!(
+        served_version(DEBUG_HTTP, "en.farm.test", "/wiki/Main_Page", &[&force]),
+        wmf2
+    );
+
+    // The train: group1 (enwiki, commonswiki) moves to wmf.2 and nothing else changes; the
+    // edit is still there; a rollback moves it back.
+    let promoted = wikikube_train::promote(&site, "group1", wmf2).unwrap();
+    assert_eq!(promoted.wikis, ["commonswiki", "enwiki"]);
+    let moved = roll_group(&site, &promoted, &options);
+    for (host, path, version) in [
+        ("en.farm.test", "/wiki/Wikikube_test", wmf2),
+        ("media.farm.test", "/wiki/Main_Page", wmf2),
+        ("de.farm.test", "/wiki/Hauptseite", wmf2),
+    ] {
+        assert_eq!(served_version(HTTP, host, path, &[]), version, "{host}");
+    }
+    assert!(get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
+        .1
+        .contains(text));
+    let reloaded = load(&site_dir).0;
+    assert_eq!(reloaded.spec.wikis["enwiki"].version, wmf2);
+    let rolled = wikikube_train::rollback(&moved, "group1").unwrap();
+    roll_group(&moved, &rolled, &options);
+    assert_eq!(
+        served_version(HTTP, "en.farm.test", "/wiki/Wikikube_test", &[]),
+        wmf1
+    );
+    assert_eq!(
+        served_version(HTTP, "de.farm.test", "/wiki/Hauptseite", &[]),
+        wmf2
+    );
+    assert!(get(HTTP, "en.farm.test", "/wiki/Wikikube_test")
+        .1
+        .contains(text));
+    assert_eq!(
+        load(&site_dir).0.spec,
+        site.spec,
+        "the rollback left the file changed"
+    );
 
     // A maintenance script, through the farm's multiversion entry point, reads the same
     // database: the edit is counted.

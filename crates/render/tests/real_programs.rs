@@ -264,9 +264,17 @@ fn the_generated_php_files_are_valid_php() {
         );
         checked += 1;
     }
+    let versions = wikikube_render::config::mediawiki::wikiversions(&site.spec);
+    for (path, text) in &versions {
+        let file = scratch.path().join(path);
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new("php").arg("-l").arg(&file).output().unwrap();
+        assert!(output.status.success(), "{path} is not valid PHP");
+        checked += 1;
+    }
     assert_eq!(
-        checked, 7,
-        "entry points, entry.php, mwscript.php and LocalSettings.php"
+        checked, 8,
+        "entry points, entry.php, mwscript.php, LocalSettings.php and wikiversions.php"
     );
 }
 
@@ -283,6 +291,17 @@ fn the_multiversion_entry_point_picks_the_wiki_from_the_host() {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(target, relocate(&text)).unwrap();
     }
+    for (name, text) in wikikube_render::config::mediawiki::wikiversions(&site.spec) {
+        let target = farm.join("wikiversions").join(name);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, text).unwrap();
+    }
+    // The versions' code, as far as the entry point looks at it.
+    for version in site.spec.versions.keys() {
+        let includes = farm.join(format!("php-{version}/includes"));
+        std::fs::create_dir_all(&includes).unwrap();
+        std::fs::write(includes.join("Defines.php"), "<?php\n").unwrap();
+    }
     let entry = farm.join("multiversion/entry.php");
     // A web request: php-cgi takes the Host header from HTTP_HOST, as php-fpm does.
     let probe = scratch.path().join("probe.php");
@@ -295,27 +314,61 @@ fn the_multiversion_entry_point_picks_the_wiki_from_the_host() {
         ),
     )
     .unwrap();
-    let output = Command::new("php-cgi8.2")
-        .arg("-q")
-        .arg(&probe)
-        .env("HTTP_HOST", "WWW.farm.test:443")
-        .output()
-        .expect("php-cgi8.2 runs");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let request = |host: &str, variables: &[(&str, &str)]| -> String {
+        let output = Command::new("php-cgi8.2")
+            .arg("-q")
+            .arg(&probe)
+            .env("HTTP_HOST", host)
+            .envs(variables.iter().copied())
+            .output()
+            .expect("php-cgi8.2 runs");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    // Each wiki runs its group's version, read from the wikiversions file.
+    let code = |version: &str| format!("{}/php-{version}/index.php", farm.display());
     assert_eq!(
-        text.trim(),
-        format!("enwiki {}/php-1.39/index.php", farm.display()),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        request("WWW.farm.test:443", &[]),
+        format!("enwiki {}", code("1.39.17-wmf.1"))
     );
-    let output = Command::new("php-cgi8.2")
-        .arg("-q")
-        .arg(&probe)
-        .env("HTTP_HOST", "nowhere.example")
+    assert_eq!(
+        request("de.farm.test", &[]),
+        format!("dewiki {}", code("1.39.17-wmf.2"))
+    );
+    let text = request("nowhere.example", &[]);
+    assert!(text.contains("No wiki is served at this domain."), "{text}");
+
+    // The version header counts only where the release allows it (a debug release).
+    let header = ("HTTP_X_WIKIKUBE_FORCE_VERSION", "1.39.17-wmf.2");
+    assert_eq!(
+        request("en.farm.test", &[header]),
+        format!("enwiki {}", code("1.39.17-wmf.1"))
+    );
+    let allowed = ("WIKIKUBE_FORCE_VERSION", "1");
+    assert_eq!(
+        request("en.farm.test", &[header, allowed]),
+        format!("enwiki {}", code("1.39.17-wmf.2"))
+    );
+    for bad in ["1.40.0-wmf.1", "../../etc"] {
+        let text = request(
+            "en.farm.test",
+            &[("HTTP_X_WIKIKUBE_FORCE_VERSION", bad), allowed],
+        );
+        assert!(
+            text.contains(&format!("This image carries no MediaWiki `{bad}`")),
+            "{text}"
+        );
+    }
+    // A maintenance script on another version (a promotion's update.php).
+    let script = Command::new("php")
+        .arg("-r")
+        .arg(format!(
+            "putenv('MW_WIKI=enwiki'); putenv('FORCE_MW_VERSION=1.39.17-wmf.2'); require '{}'; \
+             echo wikikubeWiki()['version'];",
+            entry.display()
+        ))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("No wiki is served at this domain."), "{text}");
+    assert_eq!(String::from_utf8_lossy(&script.stdout), "1.39.17-wmf.2");
 
     // A maintenance script names its wiki.
     let unknown = Command::new("php")
