@@ -255,3 +255,45 @@ fn an_installed_binary_works_outside_the_source_tree() {
         .windows(examples.len())
         .any(|window| window == examples.as_slice()));
 }
+
+#[test]
+fn train_status_shows_groups_and_promote_refuses_a_version_no_image_carries() {
+    let output = wikikube()
+        .args(["train", "status", example().to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["groups"][0]["name"], "group0");
+    assert_eq!(status["groups"][1]["wikis"][1], "enwiki");
+    let text = wikikube()
+        .args(["train", "status", example().to_str().unwrap()])
+        .output()
+        .unwrap()
+        .stdout;
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("group1     1.39.17-wmf.1: commonswiki, enwiki"),
+        "{text}"
+    );
+
+    // No image was built with this cache: refused, the site file untouched, the command named.
+    let scratch = tempfile::tempdir().unwrap();
+    copy_dir(&example(), scratch.path());
+    let before = std::fs::read_to_string(scratch.path().join("site.toml")).unwrap();
+    let output = wikikube()
+        .args(["train", "promote", "group1", "1.39.17-wmf.2"])
+        .arg(scratch.path())
+        .args(["--env", "local", "--cache"])
+        .arg(scratch.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("+version = \"1.39.17-wmf.2\""), "{stderr}");
+    assert!(stderr.contains("wikikube build"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("site.toml")).unwrap(),
+        before
+    );
+}

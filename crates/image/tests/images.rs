@@ -55,6 +55,9 @@ fn site_copy(dir: &Path) -> PathBuf {
     site
 }
 
+/// The example farm's MediaWiki versions: one Debian release with two patch series.
+const VERSIONS: [&str; 2] = ["1.39.17-wmf.1", "1.39.17-wmf.2"];
+
 fn config_files(sitename: &str) -> BTreeMap<String, Vec<u8>> {
     let settings = format!(
         "<?php\n$wgSitename = '{sitename}';\n$wgServer = 'http://localhost';\n\
@@ -64,16 +67,15 @@ fn config_files(sitename: &str) -> BTreeMap<String, Vec<u8>> {
          $wgLocalisationCacheConf['manualRecache'] = true;\n\
          $wgUseDatabaseMessages = false;\n"
     );
-    BTreeMap::from([
-        (
-            "srv/mediawiki/php-1.39/LocalSettings.php".to_string(),
-            settings.into_bytes(),
-        ),
-        (
-            "srv/mediawiki/wikiversions.json".to_string(),
-            br#"{"enwiki":"php-1.39"}"#.to_vec(),
-        ),
-    ])
+    VERSIONS
+        .iter()
+        .map(|version| {
+            (
+                format!("srv/mediawiki/php-{version}/LocalSettings.php"),
+                settings.clone().into_bytes(),
+            )
+        })
+        .collect()
 }
 
 struct Shared {
@@ -213,13 +215,23 @@ fn two_fresh_caches_give_identical_digests() {
                 .map(|s| format!("skins/{s}")),
         )
         .collect();
-    let mut expected = vec!["base-php rootfs".to_string(), "code 1.39".to_string()];
-    for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
-        expected.push(format!("extensions 1.39 {}", group.label()));
+    // Each version in layers of its own: adding or patching one rebuilds none of the other's.
+    let mut expected = vec!["base-php rootfs".to_string()];
+    for version in VERSIONS {
+        expected.push(format!("code {version}"));
     }
-    expected.push("patches 1.39".into());
-    for group in plan::groups(&["de".into(), "en".into()], plan::L10N_LAYERS) {
-        expected.push(format!("l10n 1.39 {}", group.label()));
+    for version in VERSIONS {
+        for group in plan::groups(&items, plan::EXTENSION_LAYERS) {
+            expected.push(format!("extensions {version} {}", group.label()));
+        }
+    }
+    for version in VERSIONS {
+        expected.push(format!("patches {version}"));
+    }
+    for version in VERSIONS {
+        for group in plan::groups(&["de".into(), "en".into()], plan::L10N_LAYERS) {
+            expected.push(format!("l10n {version} {}", group.label()));
+        }
     }
     expected.push("config".into());
     assert_eq!(layers, expected);
@@ -278,7 +290,7 @@ fn a_bad_patch_names_the_patch_and_hunk_and_keeps_the_previous_images() {
         .arg(&site)
         .status();
     assert!(copied.unwrap().success());
-    let bad = site.join("patches/1.39/0002-bad.patch");
+    let bad = site.join("patches/1.39.17-wmf.1/0002-bad.patch");
     std::fs::write(
         &bad,
         "--- a/includes/WebStart.php\n+++ b/includes/WebStart.php\n@@ -1,3 +1,3 @@\n\
@@ -336,9 +348,25 @@ fn the_app_image_runs_php_and_mediawiki_under_podman() {
         text
     };
     assert!(run(&["php", "-v"]).contains("PHP 8.2"));
-    let version = run(&["php", "/srv/mediawiki/php-1.39/maintenance/version.php"]);
-    assert!(version.contains("1.39"), "{version}");
-    let l10n = run(&["ls", "/srv/mediawiki/php-1.39/cache/l10n"]);
+    // Each version reports its own name (the build writes it into Defines.php) and carries its
+    // own patch series.
+    for version in VERSIONS {
+        let reported = run(&[
+            "php",
+            &format!("/srv/mediawiki/php-{version}/maintenance/version.php"),
+        ]);
+        assert!(reported.contains(version), "{version}: {reported}");
+        let setup = run(&[
+            "cat",
+            &format!("/srv/mediawiki/php-{version}/includes/Setup.php"),
+        ]);
+        assert_eq!(
+            setup.contains("the second version's own patch"),
+            version.ends_with("wmf.2"),
+            "{version}"
+        );
+    }
+    let l10n = run(&["ls", "/srv/mediawiki/php-1.39.17-wmf.1/cache/l10n"]);
     assert!(
         l10n.contains("de.l10n.php") || l10n.contains("l10n"),
         "{l10n}"
