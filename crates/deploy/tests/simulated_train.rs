@@ -130,12 +130,15 @@ async fn simulated_promotion_updates_the_moved_wikis_then_rolls_config_canary_fi
     let first = |needle: &str| {
         requests
             .iter()
-            .position(|r| r.contains(needle))
+            .position(|r| {
+                r.starts_with(needle.split(' ').next().unwrap())
+                    && r.contains(needle.split(' ').nth(1).unwrap())
+            })
             .unwrap_or_else(|| panic!("no request for {needle}: {requests:#?}"))
     };
-    let job = first("/jobs");
-    let canary = first("/deployments/mw-web-canary");
-    let main = first("/deployments/mw-web?");
+    let job = first("POST /jobs");
+    let canary = first("PATCH /deployments/mw-web-canary");
+    let main = first("PATCH /deployments/mw-web-main");
     assert!(job < canary && canary < main, "{requests:#?}");
 }
 
