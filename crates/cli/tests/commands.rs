@@ -1,6 +1,7 @@
 //! The `wikikube` binary as a user runs it: output, files, messages and exit codes.
 
 use std::path::{Path, PathBuf};
+use wikikube_test_support::copy_dir;
 
 use assert_cmd::Command;
 
@@ -10,19 +11,6 @@ fn example() -> PathBuf {
 
 fn wikikube() -> Command {
     Command::cargo_bin("wikikube").unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -9,12 +9,13 @@ mod support;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use support::site::{farm_dir, farm_steps, fast_options, with_image};
+use support::site::{
+    farm_dir, farm_steps, fast_jobs, fast_options, fast_schema as schema, with_image,
+};
 use support::{FakeApi, JobEnd};
 use wikikube_deploy::history::State;
-use wikikube_deploy::jobs::{JobOptions, Outcome};
+use wikikube_deploy::jobs::Outcome;
 use wikikube_deploy::progress::{Log, Quiet};
-use wikikube_deploy::schema::Schema;
 use wikikube_deploy::Phase;
 use wikikube_render::maintenance::{JobSettings, Maintenance, ScriptRequest};
 
@@ -24,26 +25,6 @@ fn template(env: &str) -> Maintenance {
     let rendered =
         wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     rendered.maintenance.expect("a Kubernetes environment")
-}
-
-fn fast_jobs(follow: bool) -> JobOptions {
-    JobOptions {
-        poll: std::time::Duration::from_millis(2),
-        follow,
-        start_timeout: std::time::Duration::from_secs(5),
-    }
-}
-
-fn schema(template: Maintenance) -> Schema {
-    Schema {
-        template,
-        settings: JobSettings {
-            user: "tester".into(),
-            deadline_seconds: Some(600),
-            ..JobSettings::default()
-        },
-        jobs: fast_jobs(false),
-    }
 }
 
 /// The example farm deployed once to a simulated cluster, without schema Jobs.

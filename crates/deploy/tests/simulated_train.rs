@@ -6,11 +6,10 @@
 
 mod support;
 
-use support::site::{farm_dir, fast_options};
+use support::site::{farm_dir, fast_options, fast_schema};
 use support::{FakeApi, JobEnd};
 use wikikube_deploy::progress::Quiet;
-use wikikube_deploy::schema::Schema;
-use wikikube_render::maintenance::JobSettings;
+use wikikube_deploy::DeployReport;
 
 /// The example farm as loaded, and as it is once `group1` runs 1.39.17-wmf.2.
 fn sites() -> (wikikube_model::ResolvedSite, wikikube_model::ResolvedSite) {
@@ -26,27 +25,15 @@ fn sites() -> (wikikube_model::ResolvedSite, wikikube_model::ResolvedSite) {
     (site, promoted)
 }
 
-/// The deploy of `site` with its schema Jobs.
-fn deploy_of(
-    site: &wikikube_model::ResolvedSite,
-) -> (Vec<wikikube_deploy::Step>, wikikube_deploy::Options) {
+/// Deploys `site` with its schema Jobs to the simulated cluster `eqiad`.
+async fn deploy(fake: &FakeApi, site: &wikikube_model::ResolvedSite) -> DeployReport {
     let rendered =
         wikikube_render::render(site, &wikikube_render::RenderOptions::default()).unwrap();
     let mut options = fast_options();
-    options.schema = Some(Schema {
-        template: rendered.maintenance.clone().unwrap(),
-        settings: JobSettings {
-            user: "tester".into(),
-            deadline_seconds: Some(600),
-            ..JobSettings::default()
-        },
-        jobs: wikikube_deploy::jobs::JobOptions {
-            poll: std::time::Duration::from_millis(2),
-            follow: false,
-            start_timeout: std::time::Duration::from_secs(5),
-        },
-    });
-    (wikikube_deploy::plan(&rendered), options)
+    options.schema = Some(fast_schema(rendered.maintenance.clone().unwrap()));
+    let steps = wikikube_deploy::plan(&rendered);
+    let namespace = &site.spec.site.namespace;
+    wikikube_deploy::deploy(&[fake.target("eqiad")], namespace, &steps, &options, &Quiet).await
 }
 
 fn images(fake: &FakeApi, deployment: &str) -> Vec<String> {
@@ -74,31 +61,14 @@ fn wikiversions_of(fake: &FakeApi, deployment: &str) -> String {
 async fn simulated_promotion_updates_the_moved_wikis_then_rolls_config_canary_first() {
     let fake = FakeApi::start().await;
     let (site, promoted) = sites();
-    let namespace = site.spec.site.namespace.clone();
-    let (steps, options) = deploy_of(&site);
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &steps,
-        &options,
-        &Quiet,
-    )
-    .await;
+    let report = deploy(&fake, &site).await;
     assert!(report.ok, "{}", report.to_text());
     let installed = fake.names("jobs");
     let images_before = images(&fake, "mw-web-main");
     let versions_before = wikiversions_of(&fake, "mw-web-main");
 
     fake.clear_requests();
-    let (steps, options) = deploy_of(&promoted);
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &steps,
-        &options,
-        &Quiet,
-    )
-    .await;
+    let report = deploy(&fake, &promoted).await;
     assert!(report.ok, "{}", report.to_text());
 
     // update.php for the two wikis that moved, and for nothing else.
@@ -127,18 +97,15 @@ async fn simulated_promotion_updates_the_moved_wikis_then_rolls_config_canary_fi
 
     // In order: the Jobs, then the canary, then main.
     let requests = fake.requests();
-    let first = |needle: &str| {
+    let first = |method: &str, path: &str| {
         requests
             .iter()
-            .position(|r| {
-                r.starts_with(needle.split(' ').next().unwrap())
-                    && r.contains(needle.split(' ').nth(1).unwrap())
-            })
-            .unwrap_or_else(|| panic!("no request for {needle}: {requests:#?}"))
+            .position(|r| r.starts_with(method) && r.contains(path))
+            .unwrap_or_else(|| panic!("no {method} of {path}: {requests:#?}"))
     };
-    let job = first("POST /jobs");
-    let canary = first("PATCH /deployments/mw-web-canary");
-    let main = first("PATCH /deployments/mw-web-main");
+    let job = first("POST", "/jobs");
+    let canary = first("PATCH", "/deployments/mw-web-canary");
+    let main = first("PATCH", "/deployments/mw-web-main");
     assert!(job < canary && canary < main, "{requests:#?}");
 }
 
@@ -146,16 +113,7 @@ async fn simulated_promotion_updates_the_moved_wikis_then_rolls_config_canary_fi
 async fn simulated_failed_update_stops_a_promotion_before_any_pod_changes() {
     let fake = FakeApi::start().await;
     let (site, promoted) = sites();
-    let namespace = site.spec.site.namespace.clone();
-    let (steps, options) = deploy_of(&site);
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &steps,
-        &options,
-        &Quiet,
-    )
-    .await;
+    let report = deploy(&fake, &site).await;
     assert!(report.ok, "{}", report.to_text());
     let versions_before = wikiversions_of(&fake, "mw-web-canary");
 
@@ -165,15 +123,7 @@ async fn simulated_failed_update_stops_a_promotion_before_any_pod_changes() {
         JobEnd::Exit(1),
     );
     fake.clear_requests();
-    let (steps, options) = deploy_of(&promoted);
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &steps,
-        &options,
-        &Quiet,
-    )
-    .await;
+    let report = deploy(&fake, &promoted).await;
     assert!(!report.ok);
     let failure = report.failure.clone().unwrap();
     assert!(failure.contains("wiki enwiki"), "{failure}");

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use wikikube_test_support::copy_dir;
 
 use oci_spec::image::Descriptor;
 use sha2::Digest as _;
@@ -369,19 +370,6 @@ fn many_pushes_with_the_registry_killed_once_never_reference_anything_corrupt() 
     for (tag, digest) in &pushed {
         let manifest = get(&registry.url(&format!("wikikube/app/manifests/{tag}"))).unwrap();
         assert_eq!(&sha256(&manifest), digest, "{tag}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

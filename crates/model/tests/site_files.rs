@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use wikikube_test_support::copy_dir;
 
 use wikikube_model::{explain, load, ErrorKind, LoadOptions, ReleaseName};
 
@@ -48,19 +49,6 @@ impl Scratch {
 
     fn error(&self, environment: &str) -> wikikube_model::Error {
         load(self.path(), environment, &LoadOptions::default()).unwrap_err()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

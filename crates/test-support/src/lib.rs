@@ -7,7 +7,8 @@
 //! virtualenv ([`python_tool`]); tests install nothing themselves.
 //! It also holds the waits and checks that the tests of every server crate share ([`require`],
 //! [`wait_until`], [`wait_listening`]), and Debian's container registry on loopback
-//! ([`registry::Registry`]). It must not grow helpers that only one test file uses.
+//! ([`registry::Registry`]), and [`copy_dir`], with which tests start from a copy of the example
+//! farm. It must not grow helpers that only one test file uses.
 
 pub mod registry;
 
@@ -16,6 +17,21 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// Copies the directory tree `from` to `to` (created if missing): regular files and directories,
+/// which is all a site directory holds.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
 
 /// A port that was free a moment ago, below the kernel's ephemeral range.
 ///

@@ -186,17 +186,7 @@ pub struct Move {
 pub fn promote(site: &ResolvedSite, group: &str, version: &str) -> Result<Move, Error> {
     let current = find_group(site, group)?;
     if !site.spec.versions.contains_key(version) {
-        return Err(Error::UnknownVersion {
-            version: version.into(),
-            known: site
-                .spec
-                .versions
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            site: site.dir.display().to_string(),
-        });
+        return Err(unknown_version(site, version));
     }
     if current.version == version {
         return Err(Error::AlreadyThere {
@@ -217,19 +207,23 @@ pub fn rollback(site: &ResolvedSite, group: &str) -> Result<Move, Error> {
         });
     };
     if !site.spec.versions.contains_key(&previous) {
-        return Err(Error::UnknownVersion {
-            version: previous,
-            known: site
-                .spec
-                .versions
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            site: site.dir.display().to_string(),
-        });
+        return Err(unknown_version(site, &previous));
     }
     plan(site, group, &previous, None)
+}
+
+fn unknown_version(site: &ResolvedSite, version: &str) -> Error {
+    Error::UnknownVersion {
+        version: version.into(),
+        known: site
+            .spec
+            .versions
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        site: site.dir.display().to_string(),
+    }
 }
 
 fn find_group<'a>(

@@ -2,22 +2,10 @@
 //! written; a rollback; and the mistakes a release engineer makes.
 
 use std::path::{Path, PathBuf};
+use wikikube_test_support::copy_dir;
 
 use wikikube_model::{load, LoadOptions, ResolvedSite};
 use wikikube_render::{render, Object, RenderOptions};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// A copy of the example farm.
 fn example(dir: &Path) -> PathBuf {

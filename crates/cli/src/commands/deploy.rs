@@ -54,7 +54,15 @@ pub fn load(
     site_dir: &Path,
     site: &SiteArgs,
 ) -> anyhow::Result<Loaded> {
-    let site = site.load(site_dir)?;
+    connect(runtime, site.load(site_dir)?)
+}
+
+/// Renders a loaded site and connects to its environment's clusters; [`load`] without the
+/// loading (`train` renders a site it changed in memory).
+pub fn connect(
+    runtime: &wikikube_deploy::Runtime,
+    site: wikikube_model::ResolvedSite,
+) -> anyhow::Result<Loaded> {
     if site.environment.clusters.is_empty() {
         bail!(
             "environment {} names no clusters: add `clusters = [{{ name = \"...\", context = \"...\" }}]` to its [environment]",
@@ -140,14 +148,33 @@ pub fn finish(report: &wikikube_deploy::DeployReport, json: bool) -> anyhow::Res
 pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
     let runtime = wikikube_deploy::runtime()?;
     let loaded = load(&runtime, &args.site_dir, &args.site)?;
+    deploy_loaded(
+        &runtime,
+        &loaded,
+        &args.rollout,
+        &args.site_dir,
+        args.resume,
+        args.json,
+    )
+}
+
+/// Deploys a loaded site and prints the summary: shared by `deploy` and `train`.
+pub fn deploy_loaded(
+    runtime: &wikikube_deploy::Runtime,
+    loaded: &Loaded,
+    rollout: &RolloutArgs,
+    site_dir: &Path,
+    resume: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
     // Images pinned by digest (pushed-images.toml) must be in their registry before any pod
     // is asked to pull them.
     wikikube_image::registry::check_pinned(
         &loaded.site,
         &wikikube_image::registry::ClientOptions::default(),
     )?;
-    let mut options = args.rollout.options(&args.site_dir, args.resume)?;
-    options.schema = args.rollout.schema_deadline().and_then(|deadline| {
+    let mut options = rollout.options(site_dir, resume)?;
+    options.schema = rollout.schema_deadline().and_then(|deadline| {
         wikikube_deploy::schema::Schema::of(&loaded.rendered, &options.user, deadline)
     });
     let steps = wikikube_deploy::plan(&loaded.rendered);
@@ -161,5 +188,5 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<u8> {
         &progress,
     ));
     progress.finish();
-    finish(&report, args.json).context("printing the summary")
+    finish(&report, json).context("printing the summary")
 }

@@ -38,10 +38,7 @@ impl LocalSite {
         };
         let site = wikikube_model::load(site_dir, &self.environment, &options)?;
         let rendered = wikikube_render::render(&site, &wikikube_render::RenderOptions::default())?;
-        let state = match &self.state_dir {
-            Some(dir) => wikikube_local::StateDir::new(dir),
-            None => wikikube_local::StateDir::default_for(&site.spec.site.name),
-        };
+        let state = state_dir(self.state_dir.as_deref(), &site);
         Ok((site, rendered, state))
     }
 }
@@ -68,26 +65,50 @@ pub struct UpArgs {
     json: bool,
 }
 
-/// Builds, loads and starts.
-pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
-    let (site, rendered, state) = args.site.load()?;
-    let progress = !args.json;
-    let options = wikikube_local::StartOptions {
+/// How the local farm is built and started: shared by `up` and `train`.
+pub fn start_options(
+    cache: Option<PathBuf>,
+    lock_mode: wikikube_image::LockMode,
+    state: wikikube_local::StateDir,
+    timeout_seconds: u64,
+    progress: bool,
+) -> wikikube_local::StartOptions {
+    wikikube_local::StartOptions {
         build: wikikube_image::Options {
-            cache_dir: args
-                .cache
-                .clone()
-                .unwrap_or_else(wikikube_image::Cache::default_dir),
+            cache_dir: cache.unwrap_or_else(wikikube_image::Cache::default_dir),
             progress,
-            lock_mode: args.lock.mode(),
+            lock_mode,
             ..Default::default()
         },
         up: wikikube_local::UpOptions {
             state,
-            timeout: Duration::from_secs(args.timeout),
+            timeout: Duration::from_secs(timeout_seconds),
             progress,
         },
-    };
+    }
+}
+
+/// The state directory of the site's local farm: `--state-dir` or the default for its name.
+pub fn state_dir(
+    chosen: Option<&std::path::Path>,
+    site: &wikikube_model::ResolvedSite,
+) -> wikikube_local::StateDir {
+    match chosen {
+        Some(dir) => wikikube_local::StateDir::new(dir),
+        None => wikikube_local::StateDir::default_for(&site.spec.site.name),
+    }
+}
+
+/// Builds, loads and starts.
+pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
+    let (site, rendered, state) = args.site.load()?;
+    let options = start_options(
+        args.cache.clone(),
+        args.lock.mode(),
+        state,
+        args.timeout,
+        !args.json,
+    );
     let started = wikikube_local::start(&site, &rendered, &options)?;
     super::build::print_lock_updates(&started.build.lock_updates);
     let report = started.up;

@@ -2,9 +2,8 @@
 //! runs, and moving a group between the versions the image carries.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use wikikube_model::EnvironmentKind;
@@ -191,43 +190,55 @@ fn roll(
         return Ok(exit::OK);
     }
     planned.apply(&mut site);
-    let rendered = wikikube_render::render(&site, &wikikube_render::RenderOptions::default())?;
-    let code = match site.environment.kind {
-        EnvironmentKind::Local => roll_local(args, &site, &rendered, &planned)?,
-        EnvironmentKind::Kubernetes => roll_clusters(args, &site, &rendered)?,
-    };
-    if code == exit::OK {
-        planned.write()?;
-        eprintln!(
-            "{} updated: group {} runs {}",
-            planned.file.display(),
-            planned.group,
-            planned.to
-        );
-        // A cluster's rollout printed its deploy report already.
-        if args.json && site.environment.kind == EnvironmentKind::Local {
-            super::print(&format!("{}\n", serde_json::to_string_pretty(&planned)?))?;
-        }
+    let local = site.environment.kind == EnvironmentKind::Local;
+    let code = if local {
+        roll_local(args, cache, site, &planned)?
     } else {
+        let runtime = wikikube_deploy::runtime()?;
+        let loaded = super::deploy::connect(&runtime, site)?;
+        super::deploy::deploy_loaded(
+            &runtime,
+            &loaded,
+            &args.rollout,
+            &args.site_dir,
+            false,
+            args.json,
+        )?
+    };
+    if code != exit::OK {
         eprintln!(
             "the rollout failed: {} still says group {} runs {}",
             planned.file.display(),
             planned.group,
             planned.from
         );
+        return Ok(code);
+    }
+    planned.write()?;
+    eprintln!(
+        "{} updated: group {} runs {}",
+        planned.file.display(),
+        planned.group,
+        planned.to
+    );
+    // A cluster's rollout printed its deploy report already.
+    if args.json && local {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&planned)?))?;
     }
     Ok(code)
 }
 
+/// update.php for the moved wikis on their new version in the running farm, then the farm
+/// converged as `wikikube up` does.
 fn roll_local(
     args: &MoveArgs,
-    site: &wikikube_model::ResolvedSite,
-    rendered: &wikikube_render::Rendered,
+    cache: PathBuf,
+    site: wikikube_model::ResolvedSite,
     planned: &wikikube_train::Move,
 ) -> anyhow::Result<u8> {
     for wiki in &planned.wikis {
         eprintln!("update.php for {wiki} on {}", planned.to);
-        let Some(output) = wikikube_local::script::update_on_version(site, wiki, &planned.to)?
+        let Some(output) = wikikube_local::script::update_on_version(&site, wiki, &planned.to)?
         else {
             eprintln!("the farm is not running: nothing to update before it starts");
             break;
@@ -241,64 +252,19 @@ fn roll_local(
             );
         }
     }
-    let state = match &args.state_dir {
-        Some(dir) => wikikube_local::StateDir::new(dir),
-        None => wikikube_local::StateDir::default_for(&site.spec.site.name),
-    };
-    let options = wikikube_local::StartOptions {
-        build: wikikube_image::Options {
-            cache_dir: args
-                .cache
-                .clone()
-                .unwrap_or_else(wikikube_image::Cache::default_dir),
-            progress: !args.json,
-            ..Default::default()
-        },
-        up: wikikube_local::UpOptions {
-            state,
-            timeout: Duration::from_secs(args.timeout),
-            progress: !args.json,
-        },
-    };
-    let started = wikikube_local::start(site, rendered, &options)?;
+    let rendered = wikikube_render::render(&site, &wikikube_render::RenderOptions::default())?;
+    let options = super::local::start_options(
+        Some(cache),
+        wikikube_image::LockMode::default(),
+        super::local::state_dir(args.state_dir.as_deref(), &site),
+        args.timeout,
+        !args.json,
+    );
+    let started = wikikube_local::start(&site, &rendered, &options)?;
     eprintln!(
         "the local farm converged ({:.1} s): {} restarted",
         started.up.seconds,
         started.up.started.len()
     );
     Ok(exit::OK)
-}
-
-fn roll_clusters(
-    args: &MoveArgs,
-    site: &wikikube_model::ResolvedSite,
-    rendered: &wikikube_render::Rendered,
-) -> anyhow::Result<u8> {
-    if site.environment.clusters.is_empty() {
-        bail!(
-            "environment {} names no clusters: add `clusters = [{{ name = \"...\", context = \"...\" }}]` to its [environment]",
-            site.environment_name
-        );
-    }
-    let runtime = wikikube_deploy::runtime()?;
-    let targets = runtime.block_on(wikikube_deploy::connect(&site.environment.clusters))?;
-    wikikube_image::registry::check_pinned(
-        site,
-        &wikikube_image::registry::ClientOptions::default(),
-    )?;
-    let mut options = args.rollout.options(&args.site_dir, false)?;
-    options.schema = args.rollout.schema_deadline().and_then(|deadline| {
-        wikikube_deploy::schema::Schema::of(rendered, &options.user, deadline)
-    });
-    let steps = wikikube_deploy::plan(rendered);
-    let progress = super::deploy::bars(&targets);
-    let report = runtime.block_on(wikikube_deploy::deploy(
-        &targets,
-        &site.spec.site.namespace,
-        &steps,
-        &options,
-        &progress,
-    ));
-    progress.finish();
-    super::deploy::finish(&report, args.json).context("printing the summary")
 }

@@ -113,3 +113,27 @@ pub fn fast_options() -> wikikube_deploy::Options {
         config_revisions: wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
     }
 }
+
+/// Job watching that polls every 2 ms: the simulation answers at once.
+pub fn fast_jobs(follow: bool) -> wikikube_deploy::jobs::JobOptions {
+    wikikube_deploy::jobs::JobOptions {
+        poll: std::time::Duration::from_millis(2),
+        follow,
+        start_timeout: std::time::Duration::from_secs(5),
+    }
+}
+
+/// Schema Jobs from `template`, run by `tester`, watched fast.
+pub fn fast_schema(
+    template: wikikube_render::maintenance::Maintenance,
+) -> wikikube_deploy::schema::Schema {
+    wikikube_deploy::schema::Schema {
+        template,
+        settings: wikikube_render::maintenance::JobSettings {
+            user: "tester".into(),
+            deadline_seconds: Some(600),
+            ..Default::default()
+        },
+        jobs: fast_jobs(false),
+    }
+}
