@@ -110,18 +110,21 @@ fn the_cake_has_four_containers_sharing_the_fastcgi_socket() {
         .data
         .as_ref()
         .unwrap();
-    let vhost = &sites["mediawiki-1.39.conf"];
-    assert!(vhost.contains("unix:/run/shared/fpm-www.sock|fcgi://localhost"));
-    // Every domain of every wiki on 1.39, in one virtual host.
-    assert!(vhost.contains("ServerName commons.farm.test"), "{vhost}");
-    for domain in [
-        "media.farm.test",
-        "de.farm.test",
-        "en.farm.test",
-        "www.farm.test",
-    ] {
-        assert!(vhost.contains(domain), "{domain}: {vhost}");
+    // One virtual host per MediaWiki version, each naming every domain of the wikis on it.
+    let old = &sites["mediawiki-1.39.17-wmf.1.conf"];
+    let new = &sites["mediawiki-1.39.17-wmf.2.conf"];
+    for vhost in [old, new] {
+        assert!(vhost.contains("unix:/run/shared/fpm-www.sock|fcgi://localhost"));
     }
+    assert!(old.contains("ServerName commons.farm.test"), "{old}");
+    for domain in ["media.farm.test", "en.farm.test", "www.farm.test"] {
+        assert!(old.contains(domain), "{domain}: {old}");
+        assert!(!new.contains(domain), "{domain}: {new}");
+    }
+    assert!(new.contains("ServerName de.farm.test"), "{new}");
+    assert!(!old.contains("de.farm.test"), "{old}");
+    assert!(old.contains("DocumentRoot /srv/mediawiki/php-1.39.17-wmf.1"));
+    assert!(new.contains("DocumentRoot /srv/mediawiki/php-1.39.17-wmf.2"));
 }
 
 /// The stop sequence of a release's pod: preStop sleeps and the grace period, and the tls
