@@ -283,7 +283,7 @@ fn check_ports(
             // The site key a user changes to move the port.
             let (field, address) = match (&pod.role, port_name.as_str()) {
                 (PodRole::Component(ComponentKind::Memcached), _) => {
-                    ("memcached.pools (its port)", gateway)
+                    ("memcached.pools or memcached.gutter (its port)", gateway)
                 }
                 (PodRole::Component(ComponentKind::Mariadb), _) => ("database.port", gateway),
                 (PodRole::Component(ComponentKind::Edge), _) => {

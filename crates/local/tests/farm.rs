@@ -557,7 +557,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
 
     // Down keeps the data; up brings the same page back without installing again.
     let stopped = wikikube_local::down(&site, &state, false).unwrap();
-    assert_eq!(stopped.len(), 5, "{stopped:?}");
+    assert_eq!(stopped.len(), 6, "{stopped:?}");
     assert!(wikikube_local::http_get(HTTP, "en.farm.test", "/wiki/Main_Page").is_none());
     let back = wikikube_local::up(&site, &rendered, &options).unwrap();
     assert!(

@@ -89,7 +89,8 @@ pub struct Rendered {
     /// One entry per enabled release, in the site's order.
     pub releases: Vec<RenderedRelease>,
     /// The programs beside the releases: the edge in front of them, and in a local
-    /// environment what only one machine needs (memcached).
+    /// environment what only one machine needs (a memcached per pool server and the gutter,
+    /// MariaDB).
     pub components: Vec<RenderedComponent>,
     /// Findings of rules the user allowed.
     pub allowed: Vec<Finding>,
@@ -117,7 +118,7 @@ pub struct RenderedRelease {
 pub enum ComponentKind {
     /// The edge (TLS terminator and router) in front of the releases.
     Edge,
-    /// The memcached server of a local environment.
+    /// A memcached server of a local environment (a pool's, or the gutter's).
     Memcached,
     /// The MariaDB server of a local environment.
     Mariadb,
@@ -309,10 +310,12 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         });
     }
     if site.environment.kind == EnvironmentKind::Local {
-        components.push(RenderedComponent {
-            kind: ComponentKind::Memcached,
-            objects: machine::memcached(site, &meta)?,
-        });
+        for server in machine::local_memcached(site)? {
+            components.push(RenderedComponent {
+                kind: ComponentKind::Memcached,
+                objects: machine::memcached(site, &server, &meta)?,
+            });
+        }
         // The database server the releases name, when it is this machine.
         if let Some(database) = site.database().filter(|database| {
             database.engine == wikikube_model::DatabaseEngine::Mysql
@@ -373,7 +376,10 @@ fn release_objects(
         ("tls", config::tls::files(values, shared.domains)),
         (
             "mcrouter",
-            config::mcrouter::files(&values.memcached, datacenter),
+            config::mcrouter::files(
+                &machine::memcached_values(site, &values.memcached),
+                datacenter,
+            ),
         ),
     ];
     let mut names = BTreeMap::new();

@@ -1,6 +1,7 @@
 //! What only a local environment renders: the memcached and MariaDB servers that a cluster's
-//! cakes find outside the cluster (their datacenter's pools, the database sections), and the
-//! host ports and SQLite data volume that one machine uses instead of Services.
+//! cakes find outside the cluster (their datacenter's pools and gutter, a gutter by default:
+//! [`default_gutter`]; the database sections), and the host ports and SQLite data volume that
+//! one machine uses instead of Services.
 //!
 //! They are ordinary Deployments and pod settings (`hostPort`, a PersistentVolumeClaim volume),
 //! so `local` runs them exactly as it runs the cakes, with one conversion for every Deployment.
@@ -57,13 +58,92 @@ exec mariadbd --datadir="$data" --socket=/tmp/mariadb.sock --pid-file=/tmp/maria
   --innodb-buffer-pool-size=64M
 "#;
 
-/// The memcached Deployment of a local environment, published on the host port that the local
-/// pool names (`host.containers.internal:PORT`).
+/// One memcached server that a local environment runs: a server of a pool, or of the gutter,
+/// named as `host.containers.internal:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalMemcached {
+    /// The Deployment's name: `SITE-memcached` for the local pool's first server,
+    /// `SITE-memcached-POOL` (`-gutter` for the gutter) for the others.
+    pub name: String,
+    /// The host port it is published on.
+    pub port: u16,
+}
+
+/// The gutter of a local environment that names none: a server `wikikube up` runs one port
+/// above the local pool's first, so that when memcached fails, MediaWiki's `add`/lock traffic
+/// and its caches keep working through the gutter (see docs/mcrouter.md). `None` in a cluster,
+/// where a gutter is a set of servers the site must name.
+pub fn default_gutter(site: &ResolvedSite) -> Option<String> {
+    if site.environment.kind != wikikube_model::EnvironmentKind::Local {
+        return None;
+    }
+    let port = memcached_host_port(site).ok()?.checked_add(1)?;
+    Some(format!("{HOST}:{port}"))
+}
+
+/// A release's memcached values with the local default gutter filled in (see
+/// [`default_gutter`]).
+pub fn memcached_values(
+    site: &ResolvedSite,
+    values: &wikikube_model::MemcachedValues,
+) -> wikikube_model::MemcachedValues {
+    let mut values = values.clone();
+    if values.gutter.is_empty() {
+        values.gutter.extend(default_gutter(site));
+    }
+    values
+}
+
+/// Every memcached server a local environment runs: each server of its pools and gutter that
+/// is on this machine (`host.containers.internal:PORT`), once per port; the local pool's first
+/// server comes first. Servers elsewhere (a real remote datacenter's) are left alone.
+pub fn local_memcached(site: &ResolvedSite) -> Result<Vec<LocalMemcached>, RenderError> {
+    let first = memcached_host_port(site)?;
+    let datacenter = &site.environment.datacenter;
+    let mut servers = vec![LocalMemcached {
+        name: naming::memcached(site),
+        port: first,
+    }];
+    for release in site.deployments.iter().flat_map(|d| d.releases.iter()) {
+        let values = memcached_values(site, &release.values.memcached);
+        // The local pool first, then the other datacenters', then the gutter.
+        let mut groups: Vec<(&str, &Vec<String>)> = values
+            .pools
+            .iter()
+            .map(|(pool, servers)| (pool.as_str(), &servers.servers))
+            .collect();
+        groups.sort_by_key(|(pool, _)| *pool != datacenter.as_str());
+        groups.push(("gutter", &values.gutter));
+        for (pool, pool_servers) in groups {
+            for (index, server) in pool_servers.iter().enumerate() {
+                let Some(port) = server
+                    .rsplit_once(':')
+                    .filter(|(host, _)| *host == HOST)
+                    .and_then(|(_, port)| port.parse::<u16>().ok())
+                else {
+                    continue;
+                };
+                if servers.iter().any(|known| known.port == port) {
+                    continue;
+                }
+                let name = match index {
+                    0 => format!("{}-{pool}", naming::memcached(site)),
+                    _ => format!("{}-{pool}-{}", naming::memcached(site), index + 1),
+                };
+                servers.push(LocalMemcached { name, port });
+            }
+        }
+    }
+    Ok(servers)
+}
+
+/// The memcached Deployment of one server of a local environment, published on its host
+/// port.
 pub fn memcached(
     site: &ResolvedSite,
+    server: &LocalMemcached,
     meta: &impl Fn(String) -> ObjectMeta,
 ) -> Result<Vec<Object>, RenderError> {
-    let host_port = memcached_host_port(site)?;
     let container = Container {
         name: "memcached".into(),
         image: Some(global_images(site)?.memcached),
@@ -74,7 +154,7 @@ pub fn memcached(
             "--conn-limit=1024",
         ])),
         ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
-            host_port: Some(i32::from(host_port)),
+            host_port: Some(i32::from(server.port)),
             ..port("memcache", MEMCACHED_PORT)
         }]),
         readiness_probe: Some(tcp_probe("memcache")),
@@ -83,10 +163,15 @@ pub fn memcached(
         security_context: Some(restricted()),
         ..Container::default()
     };
+    // Each server its own component label, so no two Deployments select the same pods.
+    let component = server
+        .name
+        .strip_prefix(&format!("{}-", site.spec.site.name))
+        .unwrap_or("memcached");
     Ok(vec![component_deployment(
         site,
-        naming::memcached(site),
-        "memcached",
+        server.name.clone(),
+        component,
         container,
         Vec::new(),
         meta,

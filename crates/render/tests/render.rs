@@ -359,11 +359,79 @@ fn mcrouter_routes_purges_to_the_other_datacenter() {
         .data
         .as_ref()
         .unwrap()["mcrouter.json"];
-    let config: mcrouter::config::Config = serde_json::from_str(text).unwrap();
-    config.validate().unwrap();
-    assert_eq!(config.local_pool, "eqiad");
-    assert_eq!(config.replicate_to, ["codfw"]);
-    assert_eq!(config.failover.gutter_pool.as_deref(), Some("gutter"));
+    let config: serde_json::Value = serde_json::from_str(text).unwrap();
+    // Wikimedia's WAN tree: keys without a prefix stay in eqiad, failing over to the gutter.
+    assert_eq!(config["default_route"], "/eqiad/mw/");
+    let route = |alias: &str| {
+        config["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["aliases"][0] == alias)
+            .unwrap_or_else(|| panic!("no route {alias} in {text}"))["route"]
+            .clone()
+    };
+    let local = route("/eqiad/mw/");
+    assert_eq!(local["type"], "FailoverWithExptimeRoute");
+    assert_eq!(local["normal"], "PoolRoute|eqiad");
+    assert_eq!(local["failover"][0], "PoolRoute|gutter");
+    // MediaWiki's broadcast prefix matches both WAN routes: purges (sets of tombstones,
+    // deletes) reach eqiad synchronously and codfw in the background; reads stay in eqiad.
+    let prefix = wikikube_render::config::mcrouter::broadcast_prefix();
+    assert_eq!(prefix, "/*/mw-wan/");
+    let (eqiad, codfw) = (route("/eqiad/mw-wan/"), route("/codfw/mw-wan/"));
+    for operation in ["set", "delete"] {
+        let sync = &eqiad["operation_policies"][operation];
+        assert_eq!(sync["type"], "AllSyncRoute");
+        assert_eq!(sync["children"][0], local);
+        let background = &codfw["operation_policies"][operation];
+        assert_eq!(background["type"], "AllAsyncRoute");
+        assert_eq!(background["children"][0], "PoolRoute|codfw");
+    }
+    assert_eq!(eqiad["default_policy"], local);
+    assert_eq!(codfw["default_policy"], local, "reads stay local");
+    // The app's LocalSettings writes its purges with that prefix through a memcached client
+    // pointed at the router.
+    let site = common::load("eqiad");
+    let files = wikikube_render::config::mediawiki::config_files(&site);
+    let settings = files
+        .iter()
+        .find(|(path, _)| path.ends_with("LocalSettings.php"))
+        .unwrap()
+        .1;
+    assert!(settings.contains("'broadcastRoutingPrefix' => '/*/mw-wan/'"));
+    assert!(settings.contains("$wgMainWANCache = 'wancache-main-mcrouter';"));
+    assert!(settings.contains("$wgMainCacheType = 'mcrouter';"));
+}
+
+#[test]
+fn a_local_environment_runs_a_gutter_by_default() {
+    let site = common::load("local");
+    let rendered = render(&site, &RenderOptions::default()).unwrap();
+    let memcached: Vec<String> = rendered
+        .components
+        .iter()
+        .filter(|c| c.kind == wikikube_render::ComponentKind::Memcached)
+        .map(|c| {
+            c.deployment_object()
+                .unwrap()
+                .metadata
+                .name
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(memcached, ["farm-memcached", "farm-memcached-gutter"]);
+    let objects = objects("local");
+    let text = &config_map(&objects, "mw-web-main-mcrouter")
+        .data
+        .as_ref()
+        .unwrap()["mcrouter.json"];
+    let config: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        config["pools"]["gutter"]["servers"][0],
+        "host.containers.internal:11212"
+    );
 }
 
 #[test]

@@ -45,9 +45,10 @@ impl LocalSite {
 
 /// Build what is missing, start the local farm (or converge a running one), and print the URLs.
 ///
-/// Runs the site's local environment with podman: memcached and one cake pod per enabled release,
-/// with the same images and rendered configuration as production. Each wiki's database is
-/// installed on first start (SQLite on a podman volume); later starts reuse it.
+/// Runs the site's local environment with podman: memcached (and its gutter), MariaDB, the edge
+/// and one cake pod per enabled release, with the same images and rendered configuration as
+/// production. Each wiki's database is installed on first start (in MariaDB, or SQLite on a
+/// podman volume); later starts reuse it.
 #[derive(Args, Debug)]
 pub struct UpArgs {
     #[command(flatten)]

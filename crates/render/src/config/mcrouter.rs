@@ -1,7 +1,13 @@
-//! The mcrouter container's config: the local datacenter's pool as the default route, the other
-//! datacenters' pools for routing prefixes and replicated purges, and the gutter for failover.
+//! The mcrouter container's config: Wikimedia's WAN route tree (`mcrouter::config::wan_routes`)
+//! over the environment's memcached pools, one per datacenter, and its gutter.
+//!
+//! Keys without a routing prefix (the main cache, and the WAN cache's reads and writes) go to
+//! the local datacenter's pool, failing over to the gutter on TKO. MediaWiki's purges carry the
+//! broadcast prefix [`BROADCAST_PREFIX`]: the router sends them to the local pool before it
+//! answers, and to every other datacenter's pool in the background, as mcrouter does for
+//! Wikimedia (see docs/mcrouter.md).
 
-use mcrouter::config::{Config, Failover, Limits, Pool, Route, Timeouts};
+use mcrouter::config::{wan_routes, Timeouts, Tko, WanLayout, WAN_CLUSTER};
 use wikikube_model::MemcachedValues;
 
 use super::Files;
@@ -9,58 +15,39 @@ use super::Files;
 /// The file name the mcrouter container reads.
 pub const FILE: &str = "mcrouter.json";
 
-/// The gutter pool's name in the router's config.
-const GUTTER: &str = "gutter";
+/// The routing prefix MediaWiki's WANObjectCache writes its purges with
+/// (`broadcastRoutingPrefix`): every datacenter's WAN route, as Wikimedia's `/*/mw-wan/`.
+pub fn broadcast_prefix() -> String {
+    format!("/*/{WAN_CLUSTER}/")
+}
 
-/// `mcrouter.json` for a pod in `datacenter`. Validation guarantees `pools` has that datacenter.
-pub fn files(memcached: &MemcachedValues, datacenter: &str) -> Files {
-    let mut pools: std::collections::BTreeMap<String, Pool> = memcached
-        .pools
-        .iter()
-        .map(|(name, pool)| {
-            let servers = pool.servers.clone();
-            (name.clone(), Pool { servers })
-        })
-        .collect();
-    let gutter_pool = (!memcached.gutter.is_empty()).then(|| {
-        pools.insert(
-            GUTTER.into(),
-            Pool {
-                servers: memcached.gutter.clone(),
-            },
-        );
-        GUTTER.to_string()
-    });
-    let config = Config {
-        routes: memcached
+/// The WAN tree's layout for a pod in `datacenter`. Validation guarantees `pools` has that
+/// datacenter.
+pub fn layout(memcached: &MemcachedValues, datacenter: &str) -> WanLayout {
+    WanLayout {
+        local: datacenter.to_string(),
+        pools: memcached
             .pools
-            .keys()
-            .map(|name| Route {
-                prefix: format!("/{name}/mw/"),
-                pool: name.clone(),
-            })
+            .iter()
+            .map(|(name, pool)| (name.clone(), pool.servers.clone()))
             .collect(),
-        replicate_to: memcached
-            .pools
-            .keys()
-            .filter(|name| *name != datacenter)
-            .cloned()
-            .collect(),
-        local_pool: datacenter.to_string(),
-        pools,
-        failover: Failover {
-            gutter_pool,
-            gutter_ttl_seconds: memcached.gutter_ttl_seconds,
-            failures_until_down: memcached.failures_until_down,
-            ..Failover::default()
+        gutter: memcached.gutter.clone(),
+        gutter_ttl_seconds: memcached.gutter_ttl_seconds,
+        tko: Tko {
+            timeouts_until_tko: memcached.failures_until_down,
+            ..Tko::default()
         },
         timeouts: Timeouts {
             connect_ms: u64::from(memcached.timeout_ms),
             request_ms: u64::from(memcached.timeout_ms),
             ..Timeouts::default()
         },
-        limits: Limits::default(),
-    };
+    }
+}
+
+/// `mcrouter.json` for a pod in `datacenter`, in mcrouter's own format.
+pub fn files(memcached: &MemcachedValues, datacenter: &str) -> Files {
+    let config = wan_routes(&layout(memcached, datacenter));
     let mut text = serde_json::to_string_pretty(&config).expect("the mcrouter config serializes");
     text.push('\n');
     let mut files = Files::new();

@@ -291,6 +291,7 @@ require wikikubeEntryPoint($wikikubeScript);
 fn local_settings() -> String {
     use variables::{DATABASE, DATA_DIR, MEMCACHED};
     let secrets_variable = variables::SECRETS_DIR;
+    let broadcast = super::mcrouter::broadcast_prefix();
     format!(
         r#"<?php
 // The farm's settings, shared by every wiki; per-wiki values come from wikis.json.
@@ -340,10 +341,46 @@ if ($wikikubeDatabase['type'] === 'mysql') {{
     $wgSQLiteDataDir = getenv('{DATA_DIR}') ?: '/var/lib/mediawiki-data';
 }}
 
-// Memcached through the router in the pod.
-$wgMainCacheType = CACHE_MEMCACHED;
+// Memcached through the router in the pod, set up as Wikimedia's wmf-config does with
+// mcrouter: one object cache pointed at the router is the main cache, the session cache and the
+// store of the WAN cache. The router sends keys without a routing prefix to this datacenter's
+// pool (failing over to the gutter), so reads stay local; the WAN cache writes its purges
+// (tombstones and check keys) with the broadcast prefix, which the router delivers to this
+// datacenter's pool before it answers and to every other datacenter's pool in the background.
 $wgMemCachedServers = [getenv('{MEMCACHED}') ?: '127.0.0.1:11213'];
-$wgSessionCacheType = CACHE_MEMCACHED;
+if (extension_loaded('memcached')) {{
+    // php-memcached, Wikimedia's client. Its only server is the router in the pod, which is
+    // never gone for good: never drop it from the list, and retry it at once. The read timeout
+    // stays MediaWiki's 0.5 s, above the router's own to a memcached server, so the router,
+    // which fails over to the gutter, answers first.
+    $wgObjectCaches['mcrouter'] = [
+        'class' => MemcachedPeclBagOStuff::class,
+        'serializer' => 'php',
+        'persistent' => false,
+        'servers' => $wgMemCachedServers,
+        'server_failure_limit' => 1000000000,
+        'retry_timeout' => -1,
+        'allow_tcp_nagle_delay' => false,
+        'loggroup' => 'memcached',
+    ];
+}} else {{
+    // The pure-PHP client, where an image has no php-memcached.
+    $wgObjectCaches['mcrouter'] = [
+        'class' => MemcachedPhpBagOStuff::class,
+        'persistent' => false,
+        'servers' => $wgMemCachedServers,
+        'loggroup' => 'memcached',
+    ];
+}}
+$wgMainCacheType = 'mcrouter';
+$wgSessionCacheType = 'mcrouter';
+// MediaWiki 1.39 builds the WAN cache from $wgWANObjectCaches[$wgMainWANCache].
+$wgWANObjectCaches['wancache-main-mcrouter'] = [
+    'class' => WANObjectCache::class,
+    'cacheId' => 'mcrouter',
+    'broadcastRoutingPrefix' => '{broadcast}',
+];
+$wgMainWANCache = 'wancache-main-mcrouter';
 
 // The localisation cache is built into the image at build time (`wikikube build`, in each
 // version's cache/l10n) and never rebuilt at run time.
