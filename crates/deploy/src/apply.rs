@@ -7,7 +7,9 @@
 //! render (added by other controllers, or `kubectl scale` on fields we never set) are left alone.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
@@ -62,6 +64,9 @@ fn resource(kind: ObjectKind) -> (ApiResource, bool) {
         ObjectKind::ServiceAccount => (ApiResource::erase::<ServiceAccount>(&()), true),
         ObjectKind::ConfigMap => (ApiResource::erase::<ConfigMap>(&()), true),
         ObjectKind::Secret => (ApiResource::erase::<Secret>(&()), true),
+        ObjectKind::PersistentVolumeClaim => {
+            (ApiResource::erase::<PersistentVolumeClaim>(&()), true)
+        }
         ObjectKind::Service => (ApiResource::erase::<Service>(&()), true),
         ObjectKind::Deployment => (ApiResource::erase::<Deployment>(&()), true),
         ObjectKind::PodDisruptionBudget => (ApiResource::erase::<PodDisruptionBudget>(&()), true),

@@ -30,15 +30,22 @@ pub struct Inventory {
 
 impl Inventory {
     /// The objects the inventory lists that `rendered` no longer has, in reverse apply order
-    /// (a Deployment goes before the ConfigMaps it mounts). The Namespace is never pruned: deleting
-    /// it would delete everything in it, history included; that stays a decision for a person.
+    /// (a Deployment goes before the ConfigMaps it mounts). The Namespace and
+    /// PersistentVolumeClaims are never pruned: deleting the Namespace would delete everything in
+    /// it, history included, and deleting a claim deletes the wikis' uploads; that stays a
+    /// decision for a person.
     pub fn prunable(&self, rendered: &[ObjectRef]) -> Vec<ObjectRef> {
         let rendered: BTreeSet<&ObjectRef> = rendered.iter().collect();
         let mut gone: Vec<ObjectRef> = self
             .objects
             .iter()
             .filter(|object| {
-                !rendered.contains(object) && object.kind != wikikube_render::ObjectKind::Namespace
+                !rendered.contains(object)
+                    && !matches!(
+                        object.kind,
+                        wikikube_render::ObjectKind::Namespace
+                            | wikikube_render::ObjectKind::PersistentVolumeClaim
+                    )
             })
             .cloned()
             .collect();

@@ -549,7 +549,10 @@ pub fn down(site: &ResolvedSite, state: &StateDir, purge: bool) -> Result<Vec<St
         let _ = std::fs::remove_file(state.pods().join(format!("{name}.hash")));
     }
     if purge {
-        let mut volumes = vec![wikikube_render::naming::wiki_data(site)];
+        let mut volumes = vec![
+            wikikube_render::naming::wiki_data(site),
+            wikikube_render::naming::media(site),
+        ];
         let listed = podman::run(&["volume", "ls", "--format", "{{.Name}}"])?;
         for volume in listed.lines() {
             if pods

@@ -442,6 +442,10 @@ pub struct CakeValues {
     pub local: LocalValues,
     /// The wikis' database servers.
     pub database: DatabaseValues,
+    /// Where uploaded files and their thumbnails live.
+    pub media: MediaValues,
+    /// How the wikis send email.
+    pub email: EmailValues,
 }
 
 impl CakeValues {
@@ -461,6 +465,8 @@ impl CakeValues {
         "service",
         "local",
         "database",
+        "media",
+        "email",
     ];
 }
 
@@ -496,6 +502,48 @@ pub enum DatabaseEngine {
     Mysql,
     /// SQLite files on a volume: one machine only.
     Sqlite,
+}
+
+/// `[media]`: where the wikis keep uploaded files, their thumbnails and deleted files. Never a
+/// pod's own disk, which goes with the pod.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MediaValues {
+    /// `"volume"`: one ReadWriteMany PersistentVolumeClaim that every pod of the site mounts (a
+    /// named volume on one machine), the way small farms keep an `images/` directory.
+    pub storage: MediaStorage,
+    /// The claim's size, in GiB (Kubernetes environments).
+    pub size_gib: u32,
+    /// The claim's StorageClass; empty for the cluster's default. It must offer ReadWriteMany
+    /// (NFS, CephFS and the like), since every pod of every release mounts it.
+    pub storage_class: String,
+}
+
+/// Where uploads are stored.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStorage {
+    /// A shared filesystem volume.
+    Volume,
+}
+
+/// `[email]`: the SMTP server the wikis send password resets and notifications through.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmailValues {
+    /// The server's host name or address; empty turns email off (`$wgEnableEmail = false`).
+    pub smtp_host: String,
+    /// The server's port: 587 for submission with STARTTLS, 465 with `implicit_tls`, 25.
+    pub smtp_port: u16,
+    /// Whether the connection is TLS from the first byte (port 465) rather than upgraded with
+    /// STARTTLS when the server offers it.
+    pub implicit_tls: bool,
+    /// The user to log in as, or empty for a server that takes mail without login; its
+    /// password is the private value `smtp_password`.
+    pub smtp_user: String,
+    /// The sender of the wikis' mail (`$wgPasswordSender`); empty for `wiki@` the wiki's
+    /// first domain.
+    pub sender: String,
 }
 
 /// One section's server.

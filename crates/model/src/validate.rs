@@ -271,6 +271,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                 ));
             }
             check_database(site, &release.values.database, &fail)?;
+            check_email(site, &release.values.email, &fail)?;
             check_shutdown(&release.values, &fail)?;
             check_ranges(&release.values, &fail)?;
             let pools = &release.values.memcached.pools;
@@ -285,6 +286,29 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
                     ),
                 ));
             }
+        }
+    }
+
+    // Every pod of the site reads and writes the same uploads, so there is one media store.
+    let mut media = site
+        .deployments
+        .iter()
+        .flat_map(|deployment| deployment.releases.iter().map(move |r| (deployment, r)));
+    if let Some((_, first)) = media.next() {
+        if let Some((deployment, release)) =
+            media.find(|(_, r)| r.values.media != first.values.media)
+        {
+            return Err(fail(
+                ErrorKind::Inconsistent,
+                "media",
+                format!(
+                    "deployments.{}.releases.{} sets [media] differently from the other \
+                     releases; every pod of the site shares one media store, so set [media] \
+                     for the whole site or environment",
+                    deployment.name,
+                    release.name.as_str()
+                ),
+            ));
         }
     }
 
@@ -498,6 +522,51 @@ fn mediawiki_languages() -> impl Iterator<Item = &'static str> {
 /// Whether MediaWiki knows `code` as a language.
 pub fn is_mediawiki_language(code: &str) -> bool {
     mediawiki_languages().any(|known| known == code)
+}
+
+/// The private value with the SMTP user's password.
+pub const SMTP_PASSWORD: &str = "smtp_password";
+
+/// A release's email settings: a port for a named server, the password of a named user among
+/// the private values.
+fn check_email(
+    site: &ResolvedSite,
+    email: &crate::schema::EmailValues,
+    fail: &impl Fn(ErrorKind, &str, String) -> Error,
+) -> Result<(), Error> {
+    if email.smtp_host.trim().is_empty() {
+        return Ok(());
+    }
+    if email.smtp_host.contains("://") || email.smtp_host.contains(char::is_whitespace) {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "email.smtp_host",
+            format!(
+                "`{}` is not a host name or address: write the name alone (`smtp.example.org`) \
+                 and set implicit_tls = true for a server that speaks TLS from the start",
+                email.smtp_host
+            ),
+        ));
+    }
+    if email.smtp_port == 0 {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "email.smtp_port",
+            "the SMTP port must be 1 to 65535 (587 for submission, 465 with implicit_tls)".into(),
+        ));
+    }
+    if !email.smtp_user.is_empty() && !site.secrets.expose().contains_key(SMTP_PASSWORD) {
+        return Err(fail(
+            ErrorKind::MissingKey,
+            "email.smtp_user",
+            format!(
+                "the SMTP user `{}` needs a password: add `{SMTP_PASSWORD}` to the [secrets] of \
+                 private/{}.toml (config management writes it in production)",
+                email.smtp_user, site.environment_name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The private value with the database user's password.

@@ -10,7 +10,8 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, ExecAction, PodSpec, PodTemplateSpec, Probe, Volume,
+    Container, EmptyDirVolumeSource, EnvVar, ExecAction, PersistentVolumeClaimVolumeSource,
+    PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -19,7 +20,7 @@ use wikikube_model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
 
 use crate::config::mediawiki::variables;
 use crate::config::paths::{
-    FPM_PING, FPM_SOCKET, SECRETS_DIR, SOCKET_DIR, TLS_DIR, WIKIVERSIONS_DIR,
+    FPM_PING, FPM_SOCKET, MEDIA_DIR, SECRETS_DIR, SOCKET_DIR, TLS_DIR, WIKIVERSIONS_DIR,
 };
 use crate::config::{httpd, mcrouter, tls};
 use crate::labels;
@@ -153,6 +154,14 @@ fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts, debug: bo
             config_map_volume("mcrouter-config", &mounts.mcrouter),
             secret_volume("secrets", &mounts.secrets),
             secret_volume("tls-certificate", &certificate_secret),
+            Volume {
+                name: "media".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: crate::naming::media(site),
+                    ..PersistentVolumeClaimVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
         ]),
         ..PodSpec::default()
     }
@@ -222,6 +231,8 @@ fn httpd_container(values: &CakeValues) -> Container {
             mount("httpd-sites", httpd::SITES_DIR),
             mount("httpd-config", httpd::CONFIG_DIR),
             mount("tmp", "/tmp"),
+            // httpd only serves the uploads; MediaWiki writes them.
+            mount("media", MEDIA_DIR),
         ]),
         ..Container::default()
     }
@@ -242,6 +253,10 @@ fn app_container(site: &ResolvedSite, values: &CakeValues, debug: bool) -> Conta
         (
             variables::DATABASE,
             crate::config::mediawiki::database_variable(&values.database),
+        ),
+        (
+            variables::EMAIL,
+            crate::config::mediawiki::email_variable(&values.email),
         ),
         // A leading colon keeps the image's own conf.d and adds the release's php.ini after it.
         ("PHP_INI_SCAN_DIR", ":/etc/wikikube/php".to_string()),
@@ -286,6 +301,10 @@ fn app_container(site: &ResolvedSite, values: &CakeValues, debug: bool) -> Conta
             mount("wikiversions", WIKIVERSIONS_DIR),
             mount("secrets", SECRETS_DIR),
             mount("tmp", "/tmp"),
+            VolumeMount {
+                read_only: Some(false),
+                ..mount("media", MEDIA_DIR)
+            },
         ]),
         ..Container::default()
     }

@@ -34,9 +34,11 @@ use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Secret, Service, ServiceAccount, ServicePort, ServiceSpec,
+    ConfigMap, Namespace, PersistentVolumeClaim, PersistentVolumeClaimSpec, Secret, Service,
+    ServiceAccount, ServicePort, ServiceSpec, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
@@ -260,6 +262,21 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         immutable: Some(true),
         ..Secret::default()
     }));
+
+    // One claim for the site's media (validation made every release agree on [media]); on one
+    // machine podman makes the named volume itself when a pod first mounts it.
+    let media = site
+        .deployments
+        .iter()
+        .flat_map(|deployment| &deployment.releases)
+        .map(|release| &release.values.media)
+        .next();
+    if let (Some(media), EnvironmentKind::Kubernetes) = (media, site.environment.kind) {
+        shared.push(Object::PersistentVolumeClaim(media_claim(
+            media,
+            meta(naming::media(site)),
+        )));
+    }
 
     let domains: Vec<String> = spec
         .wikis
@@ -565,4 +582,27 @@ impl Rendered {
 
 fn object_yaml(object: &Object) -> String {
     serde_yaml_ng::to_string(&for_display(object)).expect("objects serialize")
+}
+
+/// The claim holding every wiki's uploads. ReadWriteMany: every pod of every release writes
+/// uploads and thumbnails, on whichever node it runs.
+fn media_claim(media: &wikikube_model::MediaValues, metadata: ObjectMeta) -> PersistentVolumeClaim {
+    let wikikube_model::MediaStorage::Volume = media.storage;
+    PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteMany".into()]),
+            storage_class_name: (!media.storage_class.is_empty())
+                .then(|| media.storage_class.clone()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(format!("{}Gi", media.size_gib)),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
 }

@@ -105,6 +105,12 @@ pub fn wiki_data(site: &ResolvedSite) -> String {
     format!("{}-wiki-data", site.spec.site.name)
 }
 
+/// The PersistentVolumeClaim (a named volume under podman) with every wiki's uploads,
+/// thumbnails and deleted files, mounted by every pod of the site.
+pub fn media(site: &ResolvedSite) -> String {
+    format!("{}-media", site.spec.site.name)
+}
+
 /// The pod podman runs for a release on one machine: the site's name comes first, since two
 /// sites may run side by side (`farm-mw-web-main`). Components (the edge, memcached) carry the
 /// site's name already and keep their Deployment's name.

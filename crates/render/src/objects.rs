@@ -1,7 +1,9 @@
 //! The Kubernetes objects wikikube writes, in the order they must be applied.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -22,6 +24,8 @@ pub enum Object {
     ConfigMap(ConfigMap),
     /// Private values and certificates.
     Secret(Secret),
+    /// Storage that outlives pods: the wikis' media.
+    PersistentVolumeClaim(PersistentVolumeClaim),
     /// Stable addresses of releases.
     Service(Service),
     /// The cake itself.
@@ -44,6 +48,8 @@ pub enum ObjectKind {
     ConfigMap,
     /// A Secret.
     Secret,
+    /// A PersistentVolumeClaim.
+    PersistentVolumeClaim,
     /// A Service.
     Service,
     /// A Deployment (apps/v1).
@@ -65,6 +71,7 @@ impl ObjectKind {
             ObjectKind::ServiceAccount => "ServiceAccount",
             ObjectKind::ConfigMap => "ConfigMap",
             ObjectKind::Secret => "Secret",
+            ObjectKind::PersistentVolumeClaim => "PersistentVolumeClaim",
             ObjectKind::Service => "Service",
             ObjectKind::Deployment => "Deployment",
             ObjectKind::PodDisruptionBudget => "PodDisruptionBudget",
@@ -86,6 +93,7 @@ impl Object {
             Object::ServiceAccount(_) => ObjectKind::ServiceAccount,
             Object::ConfigMap(_) => ObjectKind::ConfigMap,
             Object::Secret(_) => ObjectKind::Secret,
+            Object::PersistentVolumeClaim(_) => ObjectKind::PersistentVolumeClaim,
             Object::Service(_) => ObjectKind::Service,
             Object::Deployment(_) => ObjectKind::Deployment,
             Object::PodDisruptionBudget(_) => ObjectKind::PodDisruptionBudget,
@@ -99,6 +107,7 @@ impl Object {
             Object::ServiceAccount(object) => &object.metadata,
             Object::ConfigMap(object) => &object.metadata,
             Object::Secret(object) => &object.metadata,
+            Object::PersistentVolumeClaim(object) => &object.metadata,
             Object::Service(object) => &object.metadata,
             Object::Deployment(object) => &object.metadata,
             Object::PodDisruptionBudget(object) => &object.metadata,

@@ -67,7 +67,13 @@ pub fn sites(spec: &SiteSpec) -> Files {
             format!("mediawiki-{version}.conf"),
             template(
                 "vhost.conf",
-                minijinja::context! { vhost, socket => FPM_SOCKET, entry_dir => ENTRY_DIR },
+                minijinja::context! {
+                    vhost,
+                    socket => FPM_SOCKET,
+                    entry_dir => ENTRY_DIR,
+                    media_dir => super::paths::MEDIA_DIR,
+                    media_url => super::paths::MEDIA_URL_PATH,
+                },
             ),
         );
     }

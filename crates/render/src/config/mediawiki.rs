@@ -45,6 +45,9 @@ pub mod variables {
     pub const DATA_DIR: &str = "WIKIKUBE_DATA_DIR";
     /// The database servers, as JSON: `{"type", "server", "sections", "user", "tls"}`.
     pub const DATABASE: &str = "WIKIKUBE_DATABASE";
+    /// The SMTP server, as JSON: `{"host", "port", "implicit_tls", "user", "sender"}`; an
+    /// empty host means no email.
+    pub const EMAIL: &str = "WIKIKUBE_EMAIL";
     /// `1` in a debug release: a request may choose the MediaWiki version that serves it with
     /// the [`FORCE_VERSION_HEADER`](super::FORCE_VERSION_HEADER) header, as Wikimedia's debug
     /// servers do. Other releases ignore the header.
@@ -91,6 +94,19 @@ pub fn database_variable(database: &wikikube_model::DatabaseValues) -> String {
         "sections": sections,
         "user": database.user,
         "tls": database.tls,
+    })
+    .to_string()
+}
+
+/// The value of [`variables::EMAIL`]: the release's SMTP server, at run time like the database
+/// (the password is the private value `smtp_password`).
+pub fn email_variable(email: &wikikube_model::EmailValues) -> String {
+    serde_json::json!({
+        "host": email.smtp_host,
+        "port": email.smtp_port,
+        "implicit_tls": email.implicit_tls,
+        "user": email.smtp_user,
+        "sender": email.sender,
     })
     .to_string()
 }
@@ -289,7 +305,8 @@ require wikikubeEntryPoint($wikikubeScript);
 }
 
 fn local_settings() -> String {
-    use variables::{DATABASE, DATA_DIR, MEMCACHED};
+    use super::paths::{MEDIA_DIR, MEDIA_URL_PATH};
+    use variables::{DATABASE, DATA_DIR, EMAIL, MEMCACHED};
     let secrets_variable = variables::SECRETS_DIR;
     let broadcast = super::mcrouter::broadcast_prefix();
     format!(
@@ -392,7 +409,35 @@ $wgLocalisationCacheConf['manualRecache'] = true;
 $wgSecretKey = $wikikubeSecret('secret_key');
 $wgUpgradeKey = $wikikubeSecret('upgrade_key');
 
+// Media: uploads and thumbnails under {MEDIA_DIR}/public/DBNAME, served by httpd at
+// {MEDIA_URL_PATH}/DBNAME; deleted files beside them, where nothing serves them. The directory is a
+// volume every pod of the site mounts, never the pod's own disk. Thumbnails are made when a page
+// is parsed, with GD.
+$wgUploadDirectory = '{MEDIA_DIR}/public/' . $wgDBname;
+$wgUploadPath = '{MEDIA_URL_PATH}/' . $wgDBname;
+$wgDeletedDirectory = '{MEDIA_DIR}/deleted/' . $wgDBname;
 $wgEnableUploads = false;
+
+// Email through the environment's SMTP server ({EMAIL}, JSON); none when it names no server.
+$wikikubeEmail = json_decode(getenv('{EMAIL}') ?: '{{"host":""}}', true);
+if ($wikikubeEmail['host'] !== '') {{
+    $wgEnableEmail = true;
+    $wgEnableUserEmail = true;
+    $wgEmailAuthentication = true;
+    $wgSMTP = [
+        'host' => ($wikikubeEmail['implicit_tls'] ? 'ssl://' : '') . $wikikubeEmail['host'],
+        'IDHost' => $wikikubeWiki['domains'][0],
+        'localhost' => $wikikubeWiki['domains'][0],
+        'port' => $wikikubeEmail['port'],
+        'auth' => $wikikubeEmail['user'] !== '',
+        'username' => $wikikubeEmail['user'],
+        'password' => $wikikubeSecret('smtp_password') ?? '',
+    ];
+    $wgPasswordSender = $wikikubeEmail['sender'] ?: 'wiki@' . $wikikubeWiki['domains'][0];
+    $wgEmergencyContact = $wgPasswordSender;
+}} else {{
+    $wgEnableEmail = false;
+}}
 $wgRightsIcon = '';
 $wgDiff3 = '';
 $wgShowExceptionDetails = (bool)ini_get('display_errors');

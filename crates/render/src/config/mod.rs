@@ -37,6 +37,12 @@ pub mod paths {
     /// Which version each wiki runs (`wikiversions.php`), mounted from a ConfigMap into the
     /// app container, so that moving a wiki to another version changes no image.
     pub const WIKIVERSIONS_DIR: &str = "/srv/mediawiki/wikiversions";
+    /// The media volume in the app and httpd containers: `public/DBNAME` (uploads and
+    /// thumbnails, which httpd serves under `/images/DBNAME`) and `deleted/DBNAME` (deleted
+    /// files, which nothing serves).
+    pub const MEDIA_DIR: &str = "/srv/mediawiki/media";
+    /// The URL path of the wikis' public media, served by httpd from [`MEDIA_DIR`]`/public`.
+    pub const MEDIA_URL_PATH: &str = "/images";
     /// The secrets volume in the app container.
     pub const SECRETS_DIR: &str = "/etc/wikikube/secrets";
     /// The certificate volume in the tls container.
