@@ -1,13 +1,37 @@
-"""Edits and reads a page through MediaWiki's action API with mwclient, a real API client.
+"""Edits and reads a page, or uploads a file, through MediaWiki's action API with mwclient, a
+real API client.
 
 usage: api_edit.py PORT HOST USER PASSWORD edit|read TITLE [TEXT]
+       api_edit.py PORT HOST USER PASSWORD upload FILENAME PNG_PATH
+
+`upload` first writes a 120x80 PNG (a colour gradient, made with the standard library) to
+PNG_PATH, uploads it as File:FILENAME and prints the upload's result.
 
 It talks plain HTTP to 127.0.0.1:PORT and names the wiki with the Host header, so the test
 needs no DNS. Prints the page text after the edit (or the read).
 """
+import struct
 import sys
+import zlib
 
 import mwclient
+
+
+def write_png(path, width=120, height=80):
+    """A truecolour PNG whose pixels differ, so a thumbnail of it is a real scaling."""
+    rows = b"".join(
+        b"\x00" + bytes(c for x in range(width) for c in (x * 2 % 256, y * 3 % 256, (x + y) % 256))
+        for y in range(height)
+    )
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n")
+        out.write(chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def main():
@@ -19,6 +43,14 @@ def main():
         custom_headers={"Host": host},
         clients_useragent="wikikube-tests",
     )
+    if action == "upload":
+        png = sys.argv[7]
+        write_png(png)
+        site.login(user, password)
+        with open(png, "rb") as data:
+            result = site.upload(data, filename=title, description="wikikube end-to-end test", ignore=True)
+        print(result.get("result"))
+        return
     if action == "edit":
         site.login(user, password)
         page = site.pages[title]

@@ -117,6 +117,46 @@ fn get(port: u16, host: &str, path: &str) -> (u16, String) {
     wikikube_local::http_get(port, host, path).unwrap_or_else(|| panic!("no answer on port {port}"))
 }
 
+/// A plain-HTTP GET that keeps the body's bytes (uploads are binary): status, body, content type.
+fn get_bytes(port: u16, host: &str, path: &str) -> (String, Vec<u8>, String) {
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let output = Command::new("curl")
+        .args(["-s", "-o"])
+        .arg(body.path())
+        .args([
+            "-w",
+            "%{http_code} %{content_type}",
+            "-H",
+            &format!("Host: {host}"),
+        ])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let written = String::from_utf8_lossy(&output.stdout).to_string();
+    let (status, kind) = written.split_once(' ').unwrap_or((&written, ""));
+    (
+        status.to_string(),
+        std::fs::read(body.path()).unwrap(),
+        kind.to_string(),
+    )
+}
+
+/// The first `attribute="..."` value in `html` that starts with `prefix` and ends with `suffix`.
+fn link(html: &str, attribute: &str, prefix: &str, suffix: &str) -> String {
+    html.split(&format!("{attribute}=\""))
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|value| value.starts_with(prefix) && value.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {attribute} {prefix}...{suffix} in:\n{html}"))
+        .to_string()
+}
+
+/// A PNG's width, from its header.
+fn png_width(bytes: &[u8]) -> u32 {
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    u32::from_be_bytes(bytes[16..20].try_into().unwrap())
+}
+
 fn curl_https(port: u16, host: &str, path: &str) -> (String, String) {
     curl_https_with(port, host, path, &[])
 }
@@ -406,6 +446,76 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let (status, _) = get(HTTP, "de.farm.test", "/wiki/Wikikube_test");
     assert_eq!(status, 404, "the page exists on dewiki too");
 
+    // Media: a real client uploads a PNG to commonswiki; httpd serves the original, and a
+    // thumbnail a page asks for, from the media volume, where both are files.
+    let png = scratch.path().join("upload.png");
+    let uploaded = api(&[
+        &HTTP.to_string(),
+        "media.farm.test",
+        "Admin",
+        &password,
+        "upload",
+        "Wikikube test.png",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(uploaded, "Success");
+    let original = std::fs::read(&png).unwrap();
+    let (status, file_page) = get(HTTP, "media.farm.test", "/wiki/File:Wikikube_test.png");
+    assert_eq!(status, 200, "{file_page}");
+    let original_url = link(
+        &file_page,
+        "href",
+        "/images/commonswiki/",
+        "/Wikikube_test.png",
+    );
+    api(&[
+        &HTTP.to_string(),
+        "media.farm.test",
+        "Admin",
+        &password,
+        "edit",
+        "Thumbnail test",
+        "[[File:Wikikube test.png|50px]]",
+    ]);
+    let (_, thumbnail_page) = get(HTTP, "media.farm.test", "/wiki/Thumbnail_test");
+    let thumbnail_url = link(
+        &thumbnail_page,
+        "src",
+        "/images/commonswiki/thumb/",
+        "/50px-Wikikube_test.png",
+    );
+    let media_files = |url: &str| {
+        let (status, bytes, kind) = get_bytes(HTTP, "media.farm.test", url);
+        assert_eq!(
+            (status.as_str(), kind.as_str()),
+            ("200", "image/png"),
+            "{url}"
+        );
+        bytes
+    };
+    assert_eq!(media_files(&original_url), original);
+    let thumbnail = media_files(&thumbnail_url);
+    assert_eq!(png_width(&thumbnail), 50);
+    let volume = wikikube_local::podman::run(&[
+        "volume",
+        "inspect",
+        "--format",
+        "{{.Mountpoint}}",
+        &wikikube_render::naming::media(&site),
+    ])
+    .unwrap();
+    let public = Path::new(volume.trim()).join("public");
+    let on_volume = |url: &str| std::fs::read(public.join(url.trim_start_matches("/images/")));
+    assert_eq!(on_volume(&original_url).unwrap(), original);
+    assert_eq!(on_volume(&thumbnail_url).unwrap(), thumbnail);
+    // Files are served, directories are not listed.
+    let (status, listing, _) = get_bytes(HTTP, "media.farm.test", "/images/commonswiki/");
+    assert!(
+        matches!(status.as_str(), "403" | "404"),
+        "{status}: {}",
+        String::from_utf8_lossy(&listing)
+    );
+
     // Two versions from the same pods: each wiki's pages say which served them. The debug
     // release serves the version a request asks for; the others ignore the header.
     let (wmf1, wmf2) = ("1.39.17-wmf.1", "1.39.17-wmf.2");
@@ -574,6 +684,10 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         "Wikikube test",
     ]);
     assert_eq!(read, text);
+
+    // The upload and its thumbnail outlive the pods.
+    assert_eq!(media_files(&original_url), original);
+    assert_eq!(media_files(&thumbnail_url), thumbnail);
 
     let status = wikikube_local::status(&site, &rendered, &state).unwrap();
     assert!(
