@@ -5,12 +5,14 @@
 //! podman and calls [`up`]. [`up`] turns every rendered Deployment into a pod with one
 //! conversion ([`pods`]), plays the ones that changed, installs each wiki's database once
 //! ([`install`]), waits until every cake answers, and returns the wikis' URLs. [`down`],
-//! [`status`] and [`logs`] do what they say; [`script`] runs a maintenance script in the farm.
+//! [`status`] and [`logs`] do what they say; [`script`] runs a maintenance script in the farm;
+//! [`backup`] writes and restores backups of the wikis.
 //!
 //! This crate runs what `render` produced and `image` built; it does not render, decide names
 //! (they come from `render::naming`) or build images itself, and it never touches a pod or
 //! volume whose name it did not make.
 
+pub mod backup;
 pub mod certificate;
 pub mod install;
 pub mod podman;
@@ -145,6 +147,26 @@ pub enum Error {
     /// The certificate could not be made.
     #[error("{0}")]
     Certificate(String),
+    /// A backup or restore could not go on.
+    #[error("{0}")]
+    Backup(String),
+    /// The backup directory is not sound: nothing was restored.
+    #[error(transparent)]
+    BackupFormat(#[from] wikikube_backup::BackupError),
+    /// The wiki has edits newer than the backup.
+    #[error(
+        "wiki {wiki} has edits newer than the backup (its latest at {live}, the backup's at \
+         {backup}); nothing was restored. Restore with --force to lose them, or take a new \
+         backup first"
+    )]
+    NewerData {
+        /// The wiki.
+        wiki: String,
+        /// Its latest edit now (MediaWiki timestamp).
+        live: String,
+        /// The backup's latest edit.
+        backup: String,
+    },
     /// Building or loading the images failed.
     #[error(transparent)]
     Image(#[from] wikikube_image::Error),

@@ -95,3 +95,19 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> 
 fn give_to_pods(path: &Path) {
     let _ = std::os::unix::fs::chown(path, Some(POD_USER), Some(POD_USER));
 }
+
+/// Hands a directory tree to the pods' user (see `give_to_pods`): restored media are written by
+/// this process as root and must be MediaWiki's to change.
+pub(crate) fn give_tree_to_pods(path: &Path) {
+    give_to_pods(path);
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            let child = entry.path();
+            if child.is_dir() && !child.is_symlink() {
+                give_tree_to_pods(&child);
+            } else {
+                give_to_pods(&child);
+            }
+        }
+    }
+}

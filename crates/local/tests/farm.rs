@@ -689,6 +689,93 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert_eq!(media_files(&original_url), original);
     assert_eq!(media_files(&thumbnail_url), thumbnail);
 
+    // Backup, loss, restore: the page's text, the revision count and the file's bytes come back;
+    // a damaged backup and a wiki with newer edits are refused and change nothing.
+    let backup_dir = scratch.path().join("backup");
+    let manifest = wikikube_local::backup::backup(&site, &backup_dir, &[]).unwrap();
+    assert_eq!(
+        manifest.wikis.keys().collect::<Vec<_>>(),
+        ["commonswiki", "dewiki", "enwiki"]
+    );
+    assert!(
+        manifest.wikis["commonswiki"]
+            .files
+            .iter()
+            .any(|file| file.path.starts_with("commonswiki/media/public/")
+                && file.path.ends_with("/Wikikube_test.png")),
+        "{manifest:?}"
+    );
+    let revisions = manifest.wikis["enwiki"].revisions;
+    assert!(revisions >= 2, "{manifest:?}");
+    let app = format!("{SITE}-mw-web-main-app");
+    let database_password = site.secrets.expose()[wikikube_model::DATABASE_PASSWORD].clone();
+    let drop_database = |wiki: &str| {
+        let php = format!(
+            "$link = new mysqli('host.containers.internal', 'wikiuser', '{database_password}', \
+             '', {MARIADB}); exit($link->query('DROP DATABASE {wiki}') ? 0 : 1);"
+        );
+        wikikube_local::podman::run(&["exec", &app, "php", "-r", &php]).unwrap();
+    };
+    drop_database("enwiki");
+    drop_database("commonswiki");
+    std::fs::remove_dir_all(public.join("commonswiki")).unwrap();
+    let (status, _, _) = get_bytes(HTTP, "media.farm.test", &original_url);
+    assert_eq!(status, "404");
+
+    let damaged = scratch.path().join("damaged");
+    copy_dir(&backup_dir, &damaged);
+    let dump = damaged.join("commonswiki/database.sql");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&dump, bytes).unwrap();
+    let error = wikikube_local::backup::restore(&site, &damaged, &[], false).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            wikikube_local::Error::BackupFormat(wikikube_backup::BackupError::Damaged { .. })
+        ),
+        "{error}"
+    );
+
+    let restored = wikikube_local::backup::restore(&site, &backup_dir, &[], false).unwrap();
+    assert_eq!(restored.len(), 3, "{restored:?}");
+    let read_page = || {
+        api(&[
+            &HTTP.to_string(),
+            "en.farm.test",
+            "Admin",
+            &password,
+            "read",
+            "Wikikube test",
+        ])
+    };
+    assert_eq!(read_page(), text);
+    let enwiki = restored.iter().find(|wiki| wiki.wiki == "enwiki").unwrap();
+    assert_eq!(enwiki.revisions, revisions);
+    assert_eq!(media_files(&original_url), original);
+    assert_eq!(media_files(&thumbnail_url), thumbnail);
+
+    // A newer edit is not lost by accident; with --force the backup's text is back.
+    api(&[
+        &HTTP.to_string(),
+        "en.farm.test",
+        "Admin",
+        &password,
+        "edit",
+        "Wikikube test",
+        "An edit after the backup.",
+    ]);
+    let enwiki_only = ["enwiki".to_string()];
+    let error =
+        wikikube_local::backup::restore(&site, &backup_dir, &enwiki_only, false).unwrap_err();
+    assert!(
+        matches!(&error, wikikube_local::Error::NewerData { wiki, .. } if wiki == "enwiki"),
+        "{error}"
+    );
+    assert_eq!(read_page(), "An edit after the backup.");
+    wikikube_local::backup::restore(&site, &backup_dir, &enwiki_only, true).unwrap();
+    assert_eq!(read_page(), text);
+
     let status = wikikube_local::status(&site, &rendered, &state).unwrap();
     assert!(
         status.pods.iter().all(|pod| pod.state == "Running"),
@@ -697,11 +784,9 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
 
     // A wiki whose pages are in SQLite from a farm that ran before MariaDB: `up` says what to
     // do and installs nothing over it; the file is untouched.
-    let app = format!("{SITE}-mw-web-main-app");
     let sqlite = format!("{}/enwiki.sqlite", wikikube_render::machine::DATA_DIR);
     wikikube_local::podman::run(&["exec", &app, "sh", "-c", &format!("echo pages > {sqlite}")])
         .unwrap();
-    let database_password = site.secrets.expose()[wikikube_model::DATABASE_PASSWORD].clone();
     let drop_enwiki = format!(
         "$link = new mysqli('host.containers.internal', 'wikiuser', '{database_password}', '', \
          {MARIADB}); exit($link->query('DROP DATABASE enwiki') ? 0 : 1);"

@@ -1,5 +1,6 @@
 //! One module per subcommand; each has its arguments and a `run` function.
 
+pub mod backup;
 pub mod build;
 pub mod deploy;
 pub mod diff;

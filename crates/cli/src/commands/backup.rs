@@ -1,0 +1,127 @@
+//! `wikikube backup` and `wikikube restore`: the wikis' databases and media, to a directory and
+//! back, with a manifest of SHA-256s (format in `wikikube-backup`).
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::exit;
+
+/// Where the site is, for backup and restore.
+#[derive(Args, Debug)]
+pub struct BackupSite {
+    /// The site directory.
+    #[arg(value_name = "SITE_DIR", default_value = ".")]
+    site_dir: PathBuf,
+    /// The environment whose wikis are backed up or restored (a local environment: a cluster's
+    /// backups are not built yet).
+    #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
+    environment: String,
+    /// The directory config management writes private values into [default: SITE_DIR/private].
+    #[arg(long, value_name = "DIR")]
+    private_dir: Option<PathBuf>,
+    /// One wiki (repeatable); every wiki when left out.
+    #[arg(long = "wiki", short = 'w', value_name = "WIKI")]
+    wikis: Vec<String>,
+}
+
+impl BackupSite {
+    fn load(&self) -> anyhow::Result<wikikube_model::ResolvedSite> {
+        let options = wikikube_model::LoadOptions {
+            private_dir: self.private_dir.clone(),
+        };
+        let site = wikikube_model::load(&self.site_dir, &self.environment, &options)?;
+        if site.environment.kind != wikikube_model::EnvironmentKind::Local {
+            bail!(
+                "environment {} is a Kubernetes environment: backups of a cluster's wikis \
+                 (Jobs and a CronJob) are not built yet; back up a local environment, or dump \
+                 the database servers with your own tools",
+                self.environment
+            );
+        }
+        Ok(site)
+    }
+}
+
+/// Write a backup of the wikis: each one's database (a consistent `mariadb-dump
+/// --single-transaction`, taken while the wiki serves) and media (uploads, thumbnails, deleted
+/// files), with a manifest of every file's size and SHA-256.
+///
+/// The local farm must be running (`wikikube up`). The manifest is written last: a backup that
+/// stopped halfway has none and is never restored from.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    site: BackupSite,
+    /// A new (or empty) directory for the backup.
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Writes the backup.
+pub fn backup(args: &BackupArgs) -> anyhow::Result<u8> {
+    let site = args.site.load()?;
+    let manifest = wikikube_local::backup::backup(&site, &args.to, &args.site.wikis)?;
+    if args.json {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&manifest)?))?;
+        return Ok(exit::OK);
+    }
+    let mut text = format!("backup of {} in {}\n", manifest.site, args.to.display());
+    for (wiki, part) in &manifest.wikis {
+        text.push_str(&format!(
+            "  {wiki:<14} MediaWiki {:<16} {:>5} revisions, latest {}, {} files, {} bytes\n",
+            part.version,
+            part.revisions,
+            part.latest_edit.as_deref().unwrap_or("none"),
+            part.files.len(),
+            part.bytes()
+        ));
+    }
+    super::print(&text)?;
+    Ok(exit::OK)
+}
+
+/// Restore wikis from a backup: every file is checked against the manifest first, and a wiki
+/// with edits newer than the backup is refused unless --force; nothing changes when a check
+/// fails.
+///
+/// The database is loaded beside the wiki's and swapped in at once; the media directories are
+/// copied beside the live ones and renamed into place. The local farm must be running.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    site: BackupSite,
+    /// The backup directory (with its manifest.json).
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// Replace wikis that have edits newer than the backup.
+    #[arg(long)]
+    force: bool,
+    /// Print what was restored as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Restores.
+pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
+    let site = args.site.load()?;
+    let restored =
+        wikikube_local::backup::restore(&site, &args.from, &args.site.wikis, args.force)?;
+    if args.json {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&restored)?))?;
+        return Ok(exit::OK);
+    }
+    let mut text = String::new();
+    for wiki in &restored {
+        text.push_str(&format!(
+            "restored {}: {} revisions, {} media files\n",
+            wiki.wiki, wiki.revisions, wiki.media_files
+        ));
+    }
+    super::print(&text)?;
+    Ok(exit::OK)
+}
