@@ -158,7 +158,7 @@ fn chosen(site: &ResolvedSite, wikis: &[String]) -> Result<Vec<String>, Error> {
 
 /// The media volume's directory on this machine (podman runs as root here, so the volume is a
 /// directory the backup reads and writes directly), or `None` before any pod made the volume.
-fn media_dir(site: &ResolvedSite) -> Result<Option<PathBuf>, Error> {
+pub(crate) fn media_dir(site: &ResolvedSite) -> Result<Option<PathBuf>, Error> {
     let volume = wikikube_render::naming::media(site);
     if !podman::exists(&["volume", "exists", &volume])? {
         return Ok(None);
@@ -169,7 +169,7 @@ fn media_dir(site: &ResolvedSite) -> Result<Option<PathBuf>, Error> {
 
 /// Puts a copy of `from` at `to`: copied beside it, then renamed into place, the old directory
 /// removed last, and handed to the pods' user.
-fn replace_dir(from: &Path, to: &Path) -> Result<(), Error> {
+pub(crate) fn replace_dir(from: &Path, to: &Path) -> Result<(), Error> {
     let parent = to.parent().unwrap_or(to);
     std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
     let name = to.file_name().unwrap_or_default().to_string_lossy();
@@ -195,14 +195,14 @@ fn replace_dir(from: &Path, to: &Path) -> Result<(), Error> {
 
 /// The local MariaDB, reached with the mariadb client programs inside its own container (the
 /// host has none), as the wikis' user.
-struct Database {
+pub(crate) struct Database {
     container: String,
     user: String,
     password: String,
 }
 
 impl Database {
-    fn of(site: &ResolvedSite) -> Result<Database, Error> {
+    pub(crate) fn of(site: &ResolvedSite) -> Result<Database, Error> {
         let pod = wikikube_render::naming::mariadb(site);
         let container = format!("{pod}-mariadb");
         let running = podman::output(&[
@@ -310,7 +310,7 @@ impl Database {
 
     /// The wiki's latest revision timestamp and revision count, or `None` when its database
     /// does not exist.
-    fn edits(&self, wiki: &str) -> Result<Option<(Option<String>, u64)>, Error> {
+    pub(crate) fn edits(&self, wiki: &str) -> Result<Option<(Option<String>, u64)>, Error> {
         let exists = self.query(
             &format!(
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{wiki}' \
@@ -352,7 +352,7 @@ impl Database {
     /// Loads `dump` as the wiki's database: into a scratch database first (a dump that does not
     /// load leaves the wiki as it was, and the database's message is returned), then every
     /// table moved into the wiki's database with one atomic `RENAME TABLE`.
-    fn load(&self, wiki: &str, dump: &Path) -> Result<(), Error> {
+    pub(crate) fn load(&self, wiki: &str, dump: &Path) -> Result<(), Error> {
         let scratch = format!("{wiki}__restore");
         self.query(
             &format!("DROP DATABASE IF EXISTS `{scratch}`; CREATE DATABASE `{scratch}`;"),

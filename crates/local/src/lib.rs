@@ -6,7 +6,8 @@
 //! conversion ([`pods`]), plays the ones that changed, installs each wiki's database once
 //! ([`install`]), waits until every cake answers, and returns the wikis' URLs. [`down`],
 //! [`status`] and [`logs`] do what they say; [`script`] runs a maintenance script in the farm;
-//! [`backup`] writes and restores backups of the wikis.
+//! [`backup`] writes and restores backups of the wikis; [`import`] loads a wiki from another
+//! MediaWiki's dump.
 //!
 //! This crate runs what `render` produced and `image` built; it does not render, decide names
 //! (they come from `render::naming`) or build images itself, and it never touches a pod or
@@ -14,6 +15,7 @@
 
 pub mod backup;
 pub mod certificate;
+pub mod import;
 pub mod install;
 pub mod podman;
 pub mod pods;

@@ -776,6 +776,54 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     wikikube_local::backup::restore(&site, &backup_dir, &enwiki_only, true).unwrap();
     assert_eq!(read_page(), text);
 
+    // Import: commonswiki's dump (gzip-compressed) and images directory load into dewiki, which
+    // has only its installation's page: pages, history, the file and its thumbnail are there.
+    let commons_dump = scratch.path().join("commonswiki.sql.gz");
+    {
+        use std::io::Write;
+        let sql = std::fs::read(backup_dir.join("commonswiki/database.sql")).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(
+            std::fs::File::create(&commons_dump).unwrap(),
+            flate2::Compression::default(),
+        );
+        gzip.write_all(&sql).unwrap();
+        gzip.finish().unwrap();
+    }
+    let images = backup_dir.join("commonswiki/media/public");
+    let imported =
+        wikikube_local::import::import(&site, "dewiki", &commons_dump, Some(&images), false)
+            .unwrap();
+    assert_eq!(
+        imported.revisions, manifest.wikis["commonswiki"].revisions,
+        "{imported:?}"
+    );
+    assert!(imported.media_files >= 2, "{imported:?}");
+    let (status, german) = get(HTTP, "de.farm.test", "/wiki/Thumbnail_test");
+    assert_eq!(status, 200, "{german}");
+    let german_thumbnail = link(
+        &german,
+        "src",
+        "/images/dewiki/thumb/",
+        "/50px-Wikikube_test.png",
+    );
+    let (status, bytes, _) = get_bytes(HTTP, "de.farm.test", &german_thumbnail);
+    assert_eq!((status.as_str(), png_width(&bytes)), ("200", 50));
+    let german_original = original_url.replace("/commonswiki/", "/dewiki/");
+    let (status, bytes, _) = get_bytes(HTTP, "de.farm.test", &german_original);
+    assert_eq!((status.as_str(), bytes), ("200", original.clone()));
+    let (status, _) = get(HTTP, "de.farm.test", "/wiki/Datei:Wikikube_test.png");
+    assert_eq!(status, 200);
+    // A wiki with pages is not overwritten by accident, and a dump that does not load is
+    // refused with MariaDB's message, the wiki untouched.
+    let error =
+        wikikube_local::import::import(&site, "enwiki", &commons_dump, None, false).unwrap_err();
+    assert!(error.to_string().contains("--force"), "{error}");
+    let broken = scratch.path().join("broken.sql");
+    std::fs::write(&broken, "CREATE TABLE page (page_id INT;\n").unwrap();
+    let error = wikikube_local::import::import(&site, "enwiki", &broken, None, true).unwrap_err();
+    assert!(error.to_string().contains("ERROR"), "{error}");
+    assert_eq!(read_page(), text);
+
     let status = wikikube_local::status(&site, &rendered, &state).unwrap();
     assert!(
         status.pods.iter().all(|pod| pod.state == "Running"),

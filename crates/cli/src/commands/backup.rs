@@ -1,5 +1,6 @@
 //! `wikikube backup` and `wikikube restore`: the wikis' databases and media, to a directory and
-//! back, with a manifest of SHA-256s (format in `wikikube-backup`).
+//! back, with a manifest of SHA-256s (format in `wikikube-backup`); `wikikube import`: a wiki
+//! from another MediaWiki's dump.
 
 use std::path::PathBuf;
 
@@ -123,5 +124,67 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
         ));
     }
     super::print(&text)?;
+    Ok(exit::OK)
+}
+
+/// Load an existing wiki from another MediaWiki's SQL dump (and its images/ directory) into a
+/// wiki of the farm, then upgrade its schema to the wiki's MediaWiki version with update.php and
+/// rebuild its site statistics and recent changes.
+///
+/// A dump that does not load is refused with MariaDB's message and the wiki stays as it was. A
+/// wiki with pages beyond its installation's first revision is refused unless --force. The
+/// local farm must be running.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The wiki to load into (its database name, `enwiki`).
+    wiki: String,
+    /// The site directory.
+    #[arg(value_name = "SITE_DIR", default_value = ".")]
+    site_dir: PathBuf,
+    /// The environment (a local environment).
+    #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
+    environment: String,
+    /// The directory config management writes private values into [default: SITE_DIR/private].
+    #[arg(long, value_name = "DIR")]
+    private_dir: Option<PathBuf>,
+    /// The SQL dump of the wiki's database (`mysqldump DB`), plain or gzip-compressed (`.gz`).
+    #[arg(long, value_name = "DUMP")]
+    sql: PathBuf,
+    /// The wiki's images/ directory (uploads in MediaWiki's hashed layout).
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+    /// Replace a wiki that already has pages.
+    #[arg(long)]
+    force: bool,
+    /// Print what was imported as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Imports.
+pub fn import(args: &ImportArgs) -> anyhow::Result<u8> {
+    let site = BackupSite {
+        site_dir: args.site_dir.clone(),
+        environment: args.environment.clone(),
+        private_dir: args.private_dir.clone(),
+        wikis: Vec::new(),
+    }
+    .load()?;
+    let imported = wikikube_local::import::import(
+        &site,
+        &args.wiki,
+        &args.sql,
+        args.images.as_deref(),
+        args.force,
+    )?;
+    if args.json {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&imported)?))?;
+    } else {
+        super::print(&format!(
+            "imported {}: {} revisions, {} media files; schema updated, statistics and recent \
+             changes rebuilt\n",
+            imported.wiki, imported.revisions, imported.media_files
+        ))?;
+    }
     Ok(exit::OK)
 }
