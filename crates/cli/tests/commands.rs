@@ -285,3 +285,39 @@ fn train_status_shows_groups_and_promote_refuses_a_version_no_image_carries() {
         before
     );
 }
+
+#[test]
+fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
+    let help = wikikube().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for command in ["backup", "restore", "import"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    // A cluster's wikis are not backed up by this command (yet); it says so and exits 1.
+    let scratch = tempfile::tempdir().unwrap();
+    let to = scratch.path().join("backup");
+    let output = wikikube()
+        .args([
+            "backup",
+            example().to_str().unwrap(),
+            "--env",
+            "eqiad",
+            "--to",
+        ])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Kubernetes environment"), "{stderr}");
+    assert!(!to.exists(), "a refused backup made {}", to.display());
+    // A restore from a directory that is no backup names the missing manifest.
+    let output = wikikube()
+        .args(["restore", example().to_str().unwrap(), "--from"])
+        .arg(scratch.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("manifest.json"), "{stderr}");
+}
