@@ -235,7 +235,8 @@ async fn simulated_failed_first_deploy_deletes_what_it_created_but_the_namespace
 }
 
 #[tokio::test]
-async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_does_not_own() {
+async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_does_not_own_nor_the_media_claim(
+) {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     let options = fast_options();
@@ -258,9 +259,15 @@ async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_do
         "metadata": {"name": "mw-web-main-extra", "namespace": namespace,
         "labels": {"app.kubernetes.io/managed-by": "wikikube", "wikikube.org/site": "farm"}}}),
     );
+    assert!(fake
+        .object("persistentvolumeclaims", "farm-media")
+        .is_some());
+    // The media claim leaves the site too, but is never pruned: deleting it deletes every upload.
     let fewer: Vec<_> = steps
         .iter()
-        .filter(|step| !step.object.name.starts_with("mw-api-ext"))
+        .filter(|step| {
+            !step.object.name.starts_with("mw-api-ext") && step.object.name != "farm-media"
+        })
         .cloned()
         .collect();
     let report = wikikube_deploy::deploy(
@@ -281,6 +288,9 @@ async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_do
         .names("configmaps")
         .contains(&"mw-web-main-extra".to_string()));
     assert!(fake.object("deployments", "mw-web-main").is_some());
+    assert!(fake
+        .object("persistentvolumeclaims", "farm-media")
+        .is_some());
 }
 
 #[tokio::test]

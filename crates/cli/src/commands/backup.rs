@@ -9,19 +9,24 @@ use clap::Args;
 
 use crate::exit;
 
-/// Where the site is, for backup and restore.
+/// Where the site is, for backup, restore and import.
 #[derive(Args, Debug)]
 pub struct BackupSite {
     /// The site directory.
     #[arg(value_name = "SITE_DIR", default_value = ".")]
     site_dir: PathBuf,
-    /// The environment whose wikis are backed up or restored (a local environment: a cluster's
-    /// backups are not built yet).
+    /// The environment: a local one (backing up, restoring and importing a cluster's wikis is
+    /// not built yet).
     #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
     environment: String,
     /// The directory config management writes private values into [default: SITE_DIR/private].
     #[arg(long, value_name = "DIR")]
     private_dir: Option<PathBuf>,
+}
+
+/// The wikis a backup or restore covers.
+#[derive(Args, Debug)]
+pub struct WikiChoice {
     /// One wiki (repeatable); every wiki when left out.
     #[arg(long = "wiki", short = 'w', value_name = "WIKI")]
     wikis: Vec<String>,
@@ -35,9 +40,9 @@ impl BackupSite {
         let site = wikikube_model::load(&self.site_dir, &self.environment, &options)?;
         if site.environment.kind != wikikube_model::EnvironmentKind::Local {
             bail!(
-                "environment {} is a Kubernetes environment: backups of a cluster's wikis \
-                 (Jobs and a CronJob) are not built yet; back up a local environment, or dump \
-                 the database servers with your own tools",
+                "environment {} is a Kubernetes environment: backing up, restoring and importing \
+                 a cluster's wikis (as Jobs, with a CronJob for schedules) is not built yet; use \
+                 a local environment, or the database servers' own tools",
                 self.environment
             );
         }
@@ -55,6 +60,8 @@ impl BackupSite {
 pub struct BackupArgs {
     #[command(flatten)]
     site: BackupSite,
+    #[command(flatten)]
+    choice: WikiChoice,
     /// A new (or empty) directory for the backup.
     #[arg(long, value_name = "DIR")]
     to: PathBuf,
@@ -66,7 +73,7 @@ pub struct BackupArgs {
 /// Writes the backup.
 pub fn backup(args: &BackupArgs) -> anyhow::Result<u8> {
     let site = args.site.load()?;
-    let manifest = wikikube_local::backup::backup(&site, &args.to, &args.site.wikis)?;
+    let manifest = wikikube_local::backup::backup(&site, &args.to, &args.choice.wikis)?;
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&manifest)?))?;
         return Ok(exit::OK);
@@ -96,6 +103,8 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<u8> {
 pub struct RestoreArgs {
     #[command(flatten)]
     site: BackupSite,
+    #[command(flatten)]
+    choice: WikiChoice,
     /// The backup directory (with its manifest.json).
     #[arg(long, value_name = "DIR")]
     from: PathBuf,
@@ -111,7 +120,7 @@ pub struct RestoreArgs {
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
     let site = args.site.load()?;
     let restored =
-        wikikube_local::backup::restore(&site, &args.from, &args.site.wikis, args.force)?;
+        wikikube_local::backup::restore(&site, &args.from, &args.choice.wikis, args.force)?;
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&restored)?))?;
         return Ok(exit::OK);
@@ -138,15 +147,8 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
 pub struct ImportArgs {
     /// The wiki to load into (its database name, `enwiki`).
     wiki: String,
-    /// The site directory.
-    #[arg(value_name = "SITE_DIR", default_value = ".")]
-    site_dir: PathBuf,
-    /// The environment (a local environment).
-    #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
-    environment: String,
-    /// The directory config management writes private values into [default: SITE_DIR/private].
-    #[arg(long, value_name = "DIR")]
-    private_dir: Option<PathBuf>,
+    #[command(flatten)]
+    site: BackupSite,
     /// The SQL dump of the wiki's database (`mysqldump DB`), plain or gzip-compressed (`.gz`).
     #[arg(long, value_name = "DUMP")]
     sql: PathBuf,
@@ -163,13 +165,7 @@ pub struct ImportArgs {
 
 /// Imports.
 pub fn import(args: &ImportArgs) -> anyhow::Result<u8> {
-    let site = BackupSite {
-        site_dir: args.site_dir.clone(),
-        environment: args.environment.clone(),
-        private_dir: args.private_dir.clone(),
-        wikis: Vec::new(),
-    }
-    .load()?;
+    let site = args.site.load()?;
     let imported = wikikube_local::import::import(
         &site,
         &args.wiki,
