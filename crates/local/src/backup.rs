@@ -268,10 +268,19 @@ impl Database {
         command
     }
 
-    fn run(&self, mut command: Command, what: &str) -> Result<String, Error> {
-        let output = command
-            .output()
-            .map_err(|source| Error::Backup(format!("{what}: {source}")))?;
+    /// Runs a client command, writing `input` to its standard input when given; returns what
+    /// it printed on standard output (unless the caller sent that elsewhere) or its error.
+    fn run(&self, mut command: Command, what: &str, input: Option<&[u8]>) -> Result<String, Error> {
+        let failed = |source: std::io::Error| Error::Backup(format!("{what}: {source}"));
+        if input.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command.stderr(Stdio::piped()).spawn().map_err(failed)?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            use std::io::Write;
+            stdin.write_all(input).map_err(failed)?;
+        }
+        let output = child.wait_with_output().map_err(failed)?;
         if !output.status.success() {
             return Err(Error::Backup(format!(
                 "{what} failed: {}",
@@ -284,28 +293,8 @@ impl Database {
     /// One SQL statement's result rows, tab-separated, without column names.
     fn query(&self, sql: &str, what: &str) -> Result<String, Error> {
         let mut command = self.client("mariadb", "--batch --skip-column-names");
-        command.stdin(Stdio::piped());
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Backup(format!("{what}: {source}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use std::io::Write;
-            stdin
-                .write_all(sql.as_bytes())
-                .map_err(|source| Error::Backup(format!("{what}: {source}")))?;
-        }
-        let output = child
-            .wait_with_output()
-            .map_err(|source| Error::Backup(format!("{what}: {source}")))?;
-        if !output.status.success() {
-            return Err(Error::Backup(format!(
-                "{what} failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).to_string())
+        command.stdout(Stdio::piped());
+        self.run(command, what, Some(sql.as_bytes()))
     }
 
     /// The wiki's latest revision timestamp and revision count, or `None` when its database
@@ -345,7 +334,7 @@ impl Database {
             ),
         );
         command.stdin(Stdio::null()).stdout(out);
-        self.run(command, &format!("dumping {wiki}'s database"))?;
+        self.run(command, &format!("dumping {wiki}'s database"), None)?;
         Ok(())
     }
 
@@ -363,8 +352,8 @@ impl Database {
             "mariadb",
             &format!("--default-character-set=binary '{scratch}'"),
         );
-        command.stdin(input);
-        if let Err(error) = self.run(command, &format!("loading {}", dump.display())) {
+        command.stdin(input).stdout(Stdio::null());
+        if let Err(error) = self.run(command, &format!("loading {}", dump.display()), None) {
             let _ = self.query(&format!("DROP DATABASE `{scratch}`;"), "cleaning up");
             return Err(error);
         }

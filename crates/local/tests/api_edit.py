@@ -3,8 +3,10 @@ real API client.
 
 usage: api_edit.py PORT HOST USER PASSWORD edit|read TITLE [TEXT]
        api_edit.py PORT HOST USER PASSWORD upload FILENAME PNG_PATH
+       api_edit.py PORT HOST USER PASSWORD resetpassword USERNAME
 
-`upload` first writes a 120x80 PNG (a colour gradient, made with the standard library) to
+`resetpassword` asks, without logging in, for USERNAME's password reset email and prints the
+API's status. `upload` first writes a 120x80 PNG (a colour gradient, made with the standard library) to
 PNG_PATH, uploads it as File:FILENAME and prints the upload's result.
 
 It talks plain HTTP to 127.0.0.1:PORT and names the wiki with the Host header, so the test
@@ -43,6 +45,10 @@ def main():
         custom_headers={"Host": host},
         clients_useragent="wikikube-tests",
     )
+    if action == "resetpassword":
+        result = site.api("resetpassword", user=title, token=site.get_token("csrf"))
+        print(result["resetpassword"]["status"])
+        return
     if action == "upload":
         png = sys.argv[7]
         write_png(png)

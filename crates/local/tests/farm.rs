@@ -21,6 +21,8 @@ const DEBUG_HTTPS: u16 = 28444;
 const MEMCACHED: u16 = 21211;
 const EDGE: u16 = 28445;
 const MARIADB: u16 = 23306;
+/// Python's standard-library SMTP server, which prints every message it receives.
+const SMTP: u16 = 28025;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
@@ -59,7 +61,63 @@ fn test_site(dir: &Path) -> PathBuf {
             ("port = 3306", &format!("port = {MARIADB}")),
         ],
     );
+    let local = site.join("environments/local.toml");
+    let mut text = std::fs::read_to_string(&local).unwrap();
+    text.push_str(&format!(
+        "\n[email]\nsmtp_host = \"host.containers.internal\"\nsmtp_port = {SMTP}\n"
+    ));
+    std::fs::write(&local, text).unwrap();
     site
+}
+
+/// An SMTP server on the host for the farm's mail: Python's `smtpd` (standard library up to
+/// Python 3.11, Debian bookworm's), printing each message it receives into a file.
+struct SmtpSink {
+    child: std::process::Child,
+    received: PathBuf,
+}
+
+impl SmtpSink {
+    fn start(dir: &Path) -> SmtpSink {
+        let received = dir.join("smtp.log");
+        let log = std::fs::File::create(&received).unwrap();
+        let child = Command::new("python3")
+            .args([
+                "-W",
+                "ignore",
+                "-u",
+                "-m",
+                "smtpd",
+                "-n",
+                "-c",
+                "DebuggingServer",
+            ])
+            .arg(format!("0.0.0.0:{SMTP}"))
+            .stdout(log)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        SmtpSink { child, received }
+    }
+
+    /// Waits until a received message contains `needle`, and returns everything received.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&self.received).unwrap_or_default();
+            if text.contains(needle) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rendered) {
@@ -325,6 +383,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         progress: true,
     };
 
+    let smtp = SmtpSink::start(scratch.path());
     let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts");
     assert_eq!(report.installed, ["commonswiki", "dewiki", "enwiki"]);
     assert_eq!(report.wikis.len(), 3);
@@ -515,6 +574,36 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         "{status}: {}",
         String::from_utf8_lossy(&listing)
     );
+
+    // Email through the environment's SMTP server: a password reset for Admin, whose address
+    // a maintenance script sets, reaches the server from the wiki's sender.
+    let output = wikikube_local::script::output(
+        &site,
+        &wikikube_local::script::ScriptRequest {
+            wiki: "enwiki".into(),
+            script: "resetUserEmail.php".into(),
+            arguments: vec![
+                "Admin".into(),
+                "admin@farm.test".into(),
+                "--no-reset-password".into(),
+            ],
+        },
+    )
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let reset = api(&[
+        &HTTP.to_string(),
+        "en.farm.test",
+        "Admin",
+        &password,
+        "resetpassword",
+        "Admin",
+    ]);
+    assert_eq!(reset, "success");
+    let mail = smtp.wait_for("admin@farm.test");
+    assert!(mail.contains("admin@farm.test"), "no mail arrived: {mail}");
+    assert!(mail.contains("wiki@en.farm.test"), "{mail}");
+    assert!(mail.contains("Farm English"), "{mail}");
 
     // Two versions from the same pods: each wiki's pages say which served them. The debug
     // release serves the version a request asks for; the others ignore the header.
