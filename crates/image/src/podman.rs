@@ -48,6 +48,13 @@ pub fn local_name(image: &str) -> String {
 
 /// Loads `image` from the layout at `layout` and tags it; returns podman's image id.
 pub fn load(layout: &Path, image: &str) -> Result<String> {
+    load_as(layout, image, &local_name(image))
+}
+
+/// Loads `image` from the layout at `layout` under the name `name` (a site whose `[images]`
+/// name its own tags, such as a test that must not replace the images another farm runs);
+/// returns podman's image id.
+pub fn load_as(layout: &Path, image: &str, name: &str) -> Result<String> {
     crate::tools::require("podman", "podman", "load images for local runs")?;
     // podman 4.3 names an image pulled from `oci:` after the directory's path, and refuses
     // paths that are not valid image names (upper case, as in temporary directories): pull
@@ -65,7 +72,7 @@ pub fn load(layout: &Path, image: &str) -> Result<String> {
         .unwrap_or_default()
         .trim()
         .to_string();
-    run(command().args(["tag", &id, &local_name(image)]), "tag")?;
+    run(command().args(["tag", &id, name]), "tag")?;
     let path_name = format!("localhost{}:latest", link.display());
     let _ = command().args(["untag", &id, &path_name]).output();
     Ok(id)

@@ -46,9 +46,9 @@ pub fn backup(site: &ResolvedSite, dir: &Path, wikis: &[String]) -> Result<Manif
             dir.display()
         )));
     }
+    let media = media_dir(site, "backup")?;
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let database = Database::of(site)?;
-    let media = media_dir(site)?;
     let mut manifest = Manifest {
         format: FORMAT,
         site: site.spec.site.name.clone(),
@@ -123,7 +123,7 @@ pub fn restore(
             }
         }
     }
-    let media = media_dir(site)?;
+    let media = media_dir(site, "restore")?;
     let mut restored = Vec::new();
     for wiki in &wikis {
         database.load(wiki, &dir.join(wiki).join(DATABASE_DUMP))?;
@@ -158,7 +158,17 @@ fn chosen(site: &ResolvedSite, wikis: &[String]) -> Result<Vec<String>, Error> {
 
 /// The media volume's directory on this machine (podman runs as root here, so the volume is a
 /// directory the backup reads and writes directly), or `None` before any pod made the volume.
-pub(crate) fn media_dir(site: &ResolvedSite) -> Result<Option<PathBuf>, Error> {
+/// `action` names the caller for the refusal when the media are in Swift, where no volume has
+/// them: copying them silently from an empty volume would make a backup without its media.
+pub(crate) fn media_dir(site: &ResolvedSite, action: &'static str) -> Result<Option<PathBuf>, Error> {
+    let in_swift = site
+        .deployments
+        .iter()
+        .flat_map(|deployment| &deployment.releases)
+        .any(|release| release.values.media.storage == wikikube_model::MediaStorage::Swift);
+    if in_swift {
+        return Err(Error::MediaInSwift { action });
+    }
     let volume = wikikube_render::naming::media(site);
     if !podman::exists(&["volume", "exists", &volume])? {
         return Ok(None);

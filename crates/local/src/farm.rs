@@ -286,6 +286,9 @@ fn check_ports(
                     ("memcached.pools or memcached.gutter (its port)", gateway)
                 }
                 (PodRole::Component(ComponentKind::Mariadb), _) => ("database.port", gateway),
+                (PodRole::Component(ComponentKind::Swift), _) => {
+                    ("media.swift.auth_url (its port)", gateway)
+                }
                 (PodRole::Component(ComponentKind::Edge), _) => {
                     ("traffic.local_https_port", "0.0.0.0")
                 }
@@ -353,6 +356,13 @@ fn wait_ready(pod: &LocalPod, options: &UpOptions) -> Result<(), Error> {
                         None => detail = "httpd does not answer yet".into(),
                     }
                 }
+                // Swift's servers take a while to load; an upload before its proxy answers
+                // would fail.
+                None if pod.is(ComponentKind::Swift) => match swift_health(pod) {
+                    Some((200, _)) => return Ok(()),
+                    Some((status, _)) => detail = format!("Swift's proxy answers {status}"),
+                    None => detail = "Swift's proxy does not answer yet".into(),
+                },
                 None => return Ok(()),
             }
         }
@@ -365,11 +375,33 @@ fn wait_ready(pod: &LocalPod, options: &UpOptions) -> Result<(), Error> {
     })
 }
 
+/// The local Swift's health check, at the address and port its pod publishes.
+fn swift_health(pod: &LocalPod) -> Option<(u16, String)> {
+    let published = pod
+        .manifest
+        .spec
+        .iter()
+        .flat_map(|spec| &spec.containers)
+        .flat_map(|container| container.ports.iter().flatten())
+        .find(|port| port.host_port.is_some())?;
+    let address: std::net::IpAddr = published.host_ip.as_deref()?.parse().ok()?;
+    let port = u16::try_from(published.host_port?).ok()?;
+    http_get_at(
+        (address, port).into(),
+        "localhost",
+        wikikube_render::machine::SWIFT_HEALTH,
+    )
+}
+
 /// One HTTP/1.0 request to a port on this machine: the status and body, or nothing if the
 /// connection failed. Written by hand because it is a probe, not a client: no redirects, no TLS.
 pub fn http_get(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    http_get_at(([127, 0, 0, 1], port).into(), host, path)
+}
+
+/// [`http_get`] to any address.
+fn http_get_at(address: std::net::SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
@@ -552,6 +584,7 @@ pub fn down(site: &ResolvedSite, state: &StateDir, purge: bool) -> Result<Vec<St
         let mut volumes = vec![
             wikikube_render::naming::wiki_data(site),
             wikikube_render::naming::media(site),
+            wikikube_render::naming::swift_data(site),
         ];
         let listed = podman::run(&["volume", "ls", "--format", "{{.Name}}"])?;
         for volume in listed.lines() {

@@ -39,14 +39,17 @@ pub fn import(
     force: bool,
 ) -> Result<Imported, Error> {
     crate::script::check_wiki(site, wiki)?;
-    if let Some(images) = images {
-        if !images.is_dir() {
+    // Where the images go, known before anything changes.
+    let media = match images {
+        Some(images) if !images.is_dir() => {
             return Err(Error::Backup(format!(
                 "{} is not a directory: --images takes MediaWiki's images/ directory",
                 images.display()
             )));
         }
-    }
+        Some(_) => media_dir(site, "import")?,
+        None => None,
+    };
     let database = Database::of(site)?;
     if !force {
         if let Some((_, revisions)) = database.edits(wiki)? {
@@ -75,7 +78,7 @@ pub fn import(
     drop(scratch);
 
     let mut media_files = 0;
-    if let (Some(images), Some(media)) = (images, media_dir(site)?) {
+    if let (Some(images), Some(media)) = (images, media) {
         media_files = wikikube_backup::list_files(images, "")?.len();
         replace_dir(images, &media.join("public").join(wiki))?;
     }

@@ -122,8 +122,8 @@ impl LocalPod {
     }
 }
 
-/// Every pod of the local environment: one per enabled release, then the components. memcached
-/// and MariaDB come last because they are published on podman's gateway address, which exists only once a
+/// Every pod of the local environment: one per enabled release, then the components. memcached,
+/// MariaDB and Swift come last because they are published on podman's gateway address, which exists only once a
 /// pod runs on podman's network; until it starts, the cakes' routers count its server as down.
 pub fn local_pods(
     site: &ResolvedSite,
@@ -188,7 +188,10 @@ pub fn local_pods(
 /// Whether a component serves only the cakes, on podman's gateway address
 /// (`host.containers.internal` inside the pods), and not the machine's other users.
 fn on_gateway(kind: ComponentKind) -> bool {
-    matches!(kind, ComponentKind::Memcached | ComponentKind::Mariadb)
+    matches!(
+        kind,
+        ComponentKind::Memcached | ComponentKind::Mariadb | ComponentKind::Swift
+    )
 }
 
 /// The one conversion from a Deployment to a pod.

@@ -30,4 +30,4 @@ pub use load::{list_environments, selectable_environments, LoadOptions};
 pub use origin::{Layer, Origin};
 pub use resolve::{load, ResolvedDeployment, ResolvedRelease, ResolvedSite, Secrets};
 pub use schema::*;
-pub use validate::{DATABASE_PASSWORD, SMTP_PASSWORD};
+pub use validate::{DATABASE_PASSWORD, SMTP_PASSWORD, SWIFT_KEY};

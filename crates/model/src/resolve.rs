@@ -116,6 +116,7 @@ impl ResolvedSite {
                 ("mcrouter", &mut images.mcrouter),
                 ("memcached", &mut images.memcached),
                 ("mariadb", &mut images.mariadb),
+                ("swift", &mut images.swift),
             ] {
                 let Some((pinned, origin)) = record.pin_with_origin(image) else {
                     continue;

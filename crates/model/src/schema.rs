@@ -511,12 +511,62 @@ pub enum DatabaseEngine {
 pub struct MediaValues {
     /// `"volume"`: one ReadWriteMany PersistentVolumeClaim that every pod of the site mounts (a
     /// named volume on one machine), the way small farms keep an `images/` directory.
+    /// `"swift"`: OpenStack Swift through MediaWiki's SwiftFileBackend, as Wikimedia stores
+    /// media; see [`SwiftValues`].
     pub storage: MediaStorage,
-    /// The claim's size, in GiB (Kubernetes environments).
+    /// The claim's size, in GiB (Kubernetes environments, `storage = "volume"`).
     pub size_gib: u32,
     /// The claim's StorageClass; empty for the cluster's default. It must offer ReadWriteMany
     /// (NFS, CephFS and the like), since every pod of every release mounts it.
     pub storage_class: String,
+    /// The Swift cluster, when `storage = "swift"`.
+    pub swift: SwiftValues,
+}
+
+/// `[media.swift]`: the Swift cluster the wikis keep media in. MediaWiki's SwiftFileBackend
+/// puts each wiki's files in containers named `DBNAME-local-ZONE`: `-public` (originals and old
+/// versions, world-readable), `-thumb` (thumbnails, world-readable), `-deleted` and `-temp`
+/// (private). The user's key is the private value `swift_key`, never a site value.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SwiftValues {
+    /// The authentication URL without its version (MediaWiki appends `/v1.0`):
+    /// `http://swift.example.org/auth`. On one machine `http://host.containers.internal:PORT/auth`
+    /// makes `wikikube up` run Swift, published on that port.
+    pub auth_url: String,
+    /// The Swift account (tempauth's account, a Keystone project's name).
+    pub account: String,
+    /// The user MediaWiki authenticates as, within `account`.
+    pub user: String,
+    /// The account's storage URL (`https://swift.example.org/v1/AUTH_wikis`), which httpd
+    /// reads public files from and MediaWiki writes to. Empty: the auth URL's scheme and
+    /// host with `/v1/AUTH_ACCOUNT`, which is what tempauth answers.
+    pub storage_url: String,
+}
+
+impl SwiftValues {
+    /// The storage URL: [`SwiftValues::storage_url`], or the one tempauth gives `account` at the
+    /// auth URL's host.
+    pub fn effective_storage_url(&self) -> String {
+        if !self.storage_url.is_empty() {
+            return self.storage_url.trim_end_matches('/').to_string();
+        }
+        let origin = match self.auth_url.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
+            }
+            None => self.auth_url.clone(),
+        };
+        format!("{origin}/v1/AUTH_{}", self.account)
+    }
+
+    /// The auth URL's host and port, when it names both.
+    pub fn auth_host_port(&self) -> Option<(&str, u16)> {
+        let rest = self.auth_url.split_once("://")?.1;
+        let authority = rest.split('/').next()?;
+        let (host, port) = authority.rsplit_once(':')?;
+        Some((host, port.parse().ok()?))
+    }
 }
 
 /// Where uploads are stored.
@@ -525,6 +575,8 @@ pub struct MediaValues {
 pub enum MediaStorage {
     /// A shared filesystem volume.
     Volume,
+    /// OpenStack Swift, through MediaWiki's SwiftFileBackend.
+    Swift,
 }
 
 /// `[email]`: the SMTP server the wikis send password resets and notifications through.
@@ -667,6 +719,9 @@ pub struct ImageValues {
     pub memcached: String,
     /// MariaDB, for environments that run their own.
     pub mariadb: String,
+    /// Swift (proxy, account, container and object servers), for environments that run
+    /// their own.
+    pub swift: String,
 }
 
 /// `[rollout]`: how a Deployment replaces its pods.

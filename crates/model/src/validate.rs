@@ -272,6 +272,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             }
             check_database(site, &release.values.database, &fail)?;
             check_email(site, &release.values.email, &fail)?;
+            check_media(site, &release.values.media, &fail)?;
             check_shutdown(&release.values, &fail)?;
             check_ranges(&release.values, &fail)?;
             let pools = &release.values.memcached.pools;
@@ -563,6 +564,99 @@ fn check_email(
                 "the SMTP user `{}` needs a password: add `{SMTP_PASSWORD}` to the [secrets] of \
                  private/{}.toml (config management writes it in production)",
                 email.smtp_user, site.environment_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The private value with the Swift user's key.
+pub const SWIFT_KEY: &str = "swift_key";
+
+/// A release's media settings: for Swift, an auth URL, an account and a user that Swift's
+/// v1 auth (and tempauth's configuration, where a local farm runs Swift) can carry, and the
+/// user's key among the private values.
+fn check_media(
+    site: &ResolvedSite,
+    media: &crate::schema::MediaValues,
+    fail: &impl Fn(ErrorKind, &str, String) -> Error,
+) -> Result<(), Error> {
+    if media.storage != crate::schema::MediaStorage::Swift {
+        return Ok(());
+    }
+    let swift = &media.swift;
+    if swift.auth_url.trim().is_empty() {
+        // Reported where Swift was chosen: the auth URL belongs beside it.
+        return Err(fail(
+            ErrorKind::MissingKey,
+            "media.storage",
+            format!(
+                "storage = \"swift\" needs the Swift cluster's auth URL for environment `{}`: \
+                 set media.swift.auth_url (`https://swift.example.org/auth`; a local \
+                 environment uses \"http://host.containers.internal:PORT/auth\", where \
+                 `wikikube up` runs Swift)",
+                site.environment_name
+            ),
+        ));
+    }
+    let scheme_ok = ["http://", "https://"]
+        .iter()
+        .any(|scheme| swift.auth_url.starts_with(scheme));
+    if !scheme_ok || swift.auth_url.contains(char::is_whitespace) {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "media.swift.auth_url",
+            format!(
+                "`{}` is not an http:// or https:// URL; write the auth URL without its \
+                 version (MediaWiki adds /v1.0): `https://swift.example.org/auth`",
+                swift.auth_url
+            ),
+        ));
+    }
+    // `account:user` is how Swift's v1 auth names a user, and tempauth reads both from the
+    // name of a configuration key (`user_ACCOUNT_USER`): no colon, no underscore, no space.
+    for (key, value) in [("account", &swift.account), ("user", &swift.user)] {
+        let path = format!("media.swift.{key}");
+        if value.is_empty() {
+            return Err(fail(
+                ErrorKind::MissingKey,
+                "media.storage",
+                format!("storage = \"swift\" needs the Swift {key}: set [media.swift] {key}"),
+            ));
+        }
+        let plain = value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !plain {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                &path,
+                format!(
+                    "`{value}` is not a Swift {key} name wikikube can pass on: use letters, \
+                     digits, `-` and `.` (Swift names the user `account:user`)"
+                ),
+            ));
+        }
+    }
+    let Some(key) = site.secrets.expose().get(SWIFT_KEY) else {
+        return Err(fail(
+            ErrorKind::MissingKey,
+            "media.swift.user",
+            format!(
+                "the Swift user `{}:{}` needs a key: add `{SWIFT_KEY}` to the [secrets] of \
+                 private/{}.toml (config management writes it in production)",
+                swift.account, swift.user, site.environment_name
+            ),
+        ));
+    };
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "media.swift.user",
+            format!(
+                "the private value `{SWIFT_KEY}` of private/{}.toml is empty or has white space, \
+                 which Swift's v1 auth header and tempauth cannot carry",
+                site.environment_name
             ),
         ));
     }

@@ -633,6 +633,55 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
             says: &["mw-web", "canary", "one media store"],
         },
         Broken {
+            what: "Swift media without the user's key among the private values",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[media]\nstorage = \"swift\"\n[media.swift]\n\
+                   auth_url = \"https://swift.farm.test/auth\"\naccount = \"wikis\"\n\
+                   user = \"mediawiki\"\n",
+            environment: "eqiad",
+            kind: ErrorKind::MissingKey,
+            at_file: "production.toml",
+            at_line: Some("user = \"mediawiki\""),
+            says: &["swift_key", "private/eqiad.toml", "wikis:mediawiki"],
+        },
+        Broken {
+            what: "Swift media without an auth URL",
+            file: "site.toml",
+            from: None,
+            text: "\n[media]\nstorage = \"swift\"\n",
+            environment: "eqiad",
+            kind: ErrorKind::MissingKey,
+            at_file: "site.toml",
+            at_line: None,
+            says: &["media.swift.auth_url", "eqiad"],
+        },
+        Broken {
+            what: "a Swift auth URL without a scheme",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[media]\nstorage = \"swift\"\n[media.swift]\n\
+                   auth_url = \"swift.farm.test/auth\"\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "production.toml",
+            at_line: Some("auth_url = \"swift.farm.test/auth\""),
+            says: &["media.swift.auth_url", "https://"],
+        },
+        Broken {
+            what: "a Swift user written as account:user",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[media]\nstorage = \"swift\"\n[media.swift]\n\
+                   auth_url = \"https://swift.farm.test/auth\"\naccount = \"wikis\"\n\
+                   user = \"wikis:mediawiki\"\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "production.toml",
+            at_line: Some("user = \"wikis:mediawiki\""),
+            says: &["media.swift.user", "account:user"],
+        },
+        Broken {
             what: "a misspelt deployment in an environment file",
             file: "environments/production/eqiad.toml",
             from: None,

@@ -121,6 +121,39 @@ pub fn deployment(
 
 fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts, debug: bool) -> PodSpec {
     let certificate_secret = certificate_secret(site, values);
+    let mut volumes = vec![
+        Volume {
+            name: "shared-socket".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        config_map_volume("httpd-sites", &mounts.httpd_sites),
+        config_map_volume("wikiversions", &mounts.wikiversions),
+        config_map_volume("httpd-config", &mounts.httpd),
+        config_map_volume("php-config", &mounts.php),
+        config_map_volume("tls-config", &mounts.tls),
+        config_map_volume("mcrouter-config", &mounts.mcrouter),
+        secret_volume("secrets", &mounts.secrets),
+        secret_volume("tls-certificate", &certificate_secret),
+    ];
+    if media_on_volume(values) {
+        volumes.push(Volume {
+            name: "media".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: crate::naming::media(site),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     PodSpec {
         service_account_name: Some(crate::SERVICE_ACCOUNT.into()),
         automount_service_account_token: Some(false),
@@ -128,43 +161,19 @@ fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts, debug: bo
         security_context: Some(pod_security_context()),
         containers: vec![
             tls_container(values),
-            httpd_container(values),
+            httpd_container(values, media_on_volume(values)),
             app_container(site, values, debug),
             mcrouter_container(values),
         ],
-        volumes: Some(vec![
-            Volume {
-                name: "shared-socket".into(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    medium: Some("Memory".into()),
-                    ..EmptyDirVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
-            config_map_volume("httpd-sites", &mounts.httpd_sites),
-            config_map_volume("wikiversions", &mounts.wikiversions),
-            config_map_volume("httpd-config", &mounts.httpd),
-            config_map_volume("php-config", &mounts.php),
-            config_map_volume("tls-config", &mounts.tls),
-            config_map_volume("mcrouter-config", &mounts.mcrouter),
-            secret_volume("secrets", &mounts.secrets),
-            secret_volume("tls-certificate", &certificate_secret),
-            Volume {
-                name: "media".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: crate::naming::media(site),
-                    ..PersistentVolumeClaimVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-        ]),
+        volumes: Some(volumes),
         ..PodSpec::default()
     }
+}
+
+/// Whether the pods mount the media volume: with Swift, files go over HTTP and the pods have
+/// no media volume at all.
+fn media_on_volume(values: &CakeValues) -> bool {
+    values.media.storage == wikikube_model::MediaStorage::Volume
 }
 
 fn tls_container(values: &CakeValues) -> Container {
@@ -207,7 +216,17 @@ fn shutdown(values: &CakeValues) -> wikikube_model::Shutdown {
         .shutdown(values.php.request_timeout_seconds)
 }
 
-fn httpd_container(values: &CakeValues) -> Container {
+fn httpd_container(values: &CakeValues, media_volume: bool) -> Container {
+    let mut volume_mounts = vec![
+        mount("shared-socket", SOCKET_DIR),
+        mount("httpd-sites", httpd::SITES_DIR),
+        mount("httpd-config", httpd::CONFIG_DIR),
+        mount("tmp", "/tmp"),
+    ];
+    if media_volume {
+        // httpd only serves the uploads; MediaWiki writes them.
+        volume_mounts.push(mount("media", MEDIA_DIR));
+    }
     Container {
         name: "httpd".into(),
         image: Some(values.images.webserver.clone()),
@@ -226,14 +245,7 @@ fn httpd_container(values: &CakeValues) -> Container {
             values.httpd.memory_mb,
         ))),
         security_context: Some(restricted()),
-        volume_mounts: Some(vec![
-            mount("shared-socket", SOCKET_DIR),
-            mount("httpd-sites", httpd::SITES_DIR),
-            mount("httpd-config", httpd::CONFIG_DIR),
-            mount("tmp", "/tmp"),
-            // httpd only serves the uploads; MediaWiki writes them.
-            mount("media", MEDIA_DIR),
-        ]),
+        volume_mounts: Some(volume_mounts),
         ..Container::default()
     }
 }
@@ -258,11 +270,28 @@ fn app_container(site: &ResolvedSite, values: &CakeValues, debug: bool) -> Conta
             variables::EMAIL,
             crate::config::mediawiki::email_variable(&values.email),
         ),
+        (
+            variables::MEDIA,
+            crate::config::mediawiki::media_variable(&values.media),
+        ),
         // A leading colon keeps the image's own conf.d and adds the release's php.ini after it.
         ("PHP_INI_SCAN_DIR", ":/etc/wikikube/php".to_string()),
     ];
     if debug {
         env.push((variables::FORCE_VERSION, "1".to_string()));
+    }
+    let mut app_mounts = vec![
+        mount("shared-socket", SOCKET_DIR),
+        mount("php-config", "/etc/wikikube/php"),
+        mount("wikiversions", WIKIVERSIONS_DIR),
+        mount("secrets", SECRETS_DIR),
+        mount("tmp", "/tmp"),
+    ];
+    if media_on_volume(values) {
+        app_mounts.push(VolumeMount {
+            read_only: Some(false),
+            ..mount("media", MEDIA_DIR)
+        });
     }
     Container {
         name: "app".into(),
@@ -295,17 +324,7 @@ fn app_container(site: &ResolvedSite, values: &CakeValues, debug: bool) -> Conta
         lifecycle: Some(pre_stop(shutdown(values).backend_pre_stop_seconds)),
         resources: Some(resources(sizing::app(&values.php))),
         security_context: Some(restricted()),
-        volume_mounts: Some(vec![
-            mount("shared-socket", SOCKET_DIR),
-            mount("php-config", "/etc/wikikube/php"),
-            mount("wikiversions", WIKIVERSIONS_DIR),
-            mount("secrets", SECRETS_DIR),
-            mount("tmp", "/tmp"),
-            VolumeMount {
-                read_only: Some(false),
-                ..mount("media", MEDIA_DIR)
-            },
-        ]),
+        volume_mounts: Some(app_mounts),
         ..Container::default()
     }
 }

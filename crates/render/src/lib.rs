@@ -124,6 +124,8 @@ pub enum ComponentKind {
     Memcached,
     /// The MariaDB server of a local environment.
     Mariadb,
+    /// The Swift cluster (one node) of a local environment whose media are in Swift.
+    Swift,
 }
 
 /// The objects of a component.
@@ -225,7 +227,17 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         }),
     ];
 
-    let sites = versioned_config_map(meta(naming::httpd_sites(site)), config::httpd::sites(spec));
+    // The site's one media store (validation made every release agree on [media]).
+    let media = site
+        .deployments
+        .iter()
+        .flat_map(|deployment| &deployment.releases)
+        .map(|release| &release.values.media)
+        .next();
+    let sites = versioned_config_map(
+        meta(naming::httpd_sites(site)),
+        config::httpd::sites(spec, media),
+    );
     let sites_name = sites.name().to_string();
     shared.push(sites);
     let wikiversions = versioned_config_map(
@@ -263,15 +275,10 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         ..Secret::default()
     }));
 
-    // One claim for the site's media (validation made every release agree on [media]); on one
-    // machine podman makes the named volume itself when a pod first mounts it.
-    let media = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| &deployment.releases)
-        .map(|release| &release.values.media)
-        .next();
-    if let (Some(media), EnvironmentKind::Kubernetes) = (media, site.environment.kind) {
+    // One claim for the site's media on a volume; on one machine podman makes the named volume
+    // itself when a pod first mounts it. Media in Swift need no claim.
+    let volume_media = media.filter(|media| media.storage == wikikube_model::MediaStorage::Volume);
+    if let (Some(media), EnvironmentKind::Kubernetes) = (volume_media, site.environment.kind) {
         shared.push(Object::PersistentVolumeClaim(media_claim(
             media,
             meta(naming::media(site)),
@@ -343,6 +350,15 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
                 objects: machine::mariadb(site, database, &secrets_name, &meta)?,
             });
         }
+        // The Swift cluster the media are in, when it is this machine.
+        if let Some((media, port)) =
+            media.and_then(|media| Some((media, machine::local_swift_port(media)?)))
+        {
+            components.push(RenderedComponent {
+                kind: ComponentKind::Swift,
+                objects: machine::swift(site, media, port, &secrets_name, &meta)?,
+            });
+        }
     }
     Ok(Rendered {
         shared,
@@ -388,7 +404,10 @@ fn release_objects(
 ) -> Vec<Object> {
     let datacenter = &site.environment.datacenter;
     let configs: [(&str, Files); 4] = [
-        ("httpd", config::httpd::server(&values.httpd, &values.php)),
+        (
+            "httpd",
+            config::httpd::server(&values.httpd, &values.php, &values.media),
+        ),
         ("php", config::php::files(&values.php)),
         ("tls", config::tls::files(values, shared.domains)),
         (
@@ -587,7 +606,6 @@ fn object_yaml(object: &Object) -> String {
 /// The claim holding every wiki's uploads. ReadWriteMany: every pod of every release writes
 /// uploads and thumbnails, on whichever node it runs.
 fn media_claim(media: &wikikube_model::MediaValues, metadata: ObjectMeta) -> PersistentVolumeClaim {
-    let wikikube_model::MediaStorage::Volume = media.storage;
     PersistentVolumeClaim {
         metadata,
         spec: Some(PersistentVolumeClaimSpec {

@@ -58,6 +58,186 @@ exec mariadbd --datadir="$data" --socket=/tmp/mariadb.sock --pid-file=/tmp/maria
   --innodb-buffer-pool-size=64M
 "#;
 
+/// The port Swift's proxy listens on inside its pod.
+const SWIFT_PORT: u16 = 8080;
+
+/// The proxy's health check (Swift's `healthcheck` middleware), which `wikikube up` waits for.
+pub const SWIFT_HEALTH: &str = "/healthcheck";
+
+/// Where the Swift component keeps its one device, `d1` (a volume that outlives the pod);
+/// not the package's /srv/node, for the ownership reason of [`MARIADB_DATA_DIR`].
+pub const SWIFT_DATA_DIR: &str = "/var/lib/wikikube-swift";
+
+/// The Swift component's start: configuration and a one-device ring in /tmp, made anew at
+/// each start from the site's account and user and the private value `swift_key`; then
+/// memcached (tempauth keeps its tokens there) and the account, container, object and proxy
+/// servers of Debian's packages, all as the pod's unprivileged user. Several servers in one
+/// container rather than a container each: they share the ring and the device, and this only
+/// ever runs on one machine. Swift reads its hash path prefix and suffix from the package's
+/// /etc/swift/swift.conf, whose fixed values keep every object where the last start put it.
+const SWIFT_START: &str = r#"set -eu
+# $1: the account, $2: the user, $3: the directory of the private values (swift_key).
+account=$1 user=$2 secrets=$3
+data=/var/lib/wikikube-swift
+conf=/tmp/swift
+mkdir -p "$data/d1" "$conf"
+me=$(id -un)
+# paste.deploy reads the files with ConfigParser, which takes % for interpolation.
+key=$(sed 's/%/%%/g' "$secrets/swift_key")
+for server in account:6202 container:6201 object:6200; do
+  name=${server%%:*} port=${server#*:}
+  cat >"$conf/$name-server.conf" <<CONF
+[DEFAULT]
+devices = $data
+mount_check = false
+bind_ip = 127.0.0.1
+bind_port = $port
+workers = 0
+user = $me
+swift_dir = $conf
+recon_cache_path = $conf
+
+[pipeline:main]
+pipeline = $name-server
+
+[app:$name-server]
+use = egg:swift#$name
+CONF
+  # One device and one replica: every partition is on d1 whatever the ring's random
+  # assignment, so a ring made anew at each start finds the data the last one stored.
+  swift-ring-builder "$conf/$name.builder" create 10 1 1 >/dev/null
+  swift-ring-builder "$conf/$name.builder" add "r1z1-127.0.0.1:$port/d1" 100 >/dev/null
+  swift-ring-builder "$conf/$name.builder" rebalance >/dev/null
+done
+cat >"$conf/proxy-server.conf" <<CONF
+[DEFAULT]
+bind_ip = 0.0.0.0
+bind_port = 8080
+workers = 0
+user = $me
+swift_dir = $conf
+
+[pipeline:main]
+pipeline = catch_errors healthcheck cache tempauth proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+
+[filter:healthcheck]
+use = egg:swift#healthcheck
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:11211
+
+[filter:tempauth]
+use = egg:swift#tempauth
+user_${account}_${user} = $key .admin
+CONF
+# bash as the container's first process ignores SIGTERM unless told: stop the servers.
+trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM INT
+memcached -l 127.0.0.1 -p 11211 -U 0 -m 32 &
+swift-account-server "$conf/account-server.conf" --verbose &
+swift-container-server "$conf/container-server.conf" --verbose &
+swift-object-server "$conf/object-server.conf" --verbose &
+# The proxy last, once the others listen, so that its /healthcheck answering means Swift
+# serves.
+for port in 11211 6202 6201 6200; do
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
+done
+swift-proxy-server "$conf/proxy-server.conf" --verbose &
+# The container lives as long as all of its servers: when one ends, it ends, and its restart
+# policy starts them all again.
+wait -n
+exit 1
+"#;
+
+/// The host port of the Swift cluster a local environment runs: the port of `[media.swift]
+/// auth_url` when the media are in Swift and that URL is `http://host.containers.internal:PORT/...`.
+pub fn local_swift_port(media: &wikikube_model::MediaValues) -> Option<u16> {
+    if media.storage != wikikube_model::MediaStorage::Swift {
+        return None;
+    }
+    match media.swift.auth_host_port() {
+        Some((HOST, port)) => Some(port),
+        _ => None,
+    }
+}
+
+/// The Swift Deployment of a local environment (see [`SWIFT_START`]): the proxy published on
+/// the host at `port`, its device on a volume that outlives the pod, the private values'
+/// Secret `secrets` (its versioned name) mounted for the user's key.
+pub fn swift(
+    site: &ResolvedSite,
+    media: &wikikube_model::MediaValues,
+    port: u16,
+    secrets: &str,
+    meta: &impl Fn(String) -> ObjectMeta,
+) -> Result<Vec<Object>, RenderError> {
+    let images = global_images(site)?;
+    let data = naming::swift_data(site);
+    let container = Container {
+        name: "swift".into(),
+        image: Some(images.swift),
+        command: Some(strings(&["bash", "-c", SWIFT_START, "swift"])),
+        args: Some(vec![
+            media.swift.account.clone(),
+            media.swift.user.clone(),
+            crate::config::paths::SECRETS_DIR.to_string(),
+        ]),
+        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+            host_port: Some(i32::from(port)),
+            ..crate::pod::port("swift", SWIFT_PORT)
+        }]),
+        readiness_probe: Some(crate::pod::http_probe(SWIFT_HEALTH, "swift", 2)),
+        liveness_probe: Some(tcp_probe("swift")),
+        resources: Some(resources(sizing::fixed(250, 384))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: data.clone(),
+                mount_path: SWIFT_DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+            crate::pod::mount("secrets", crate::config::paths::SECRETS_DIR),
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let volumes = vec![
+        Volume {
+            name: data.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: data,
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        crate::pod::secret_volume("secrets", secrets),
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    Ok(vec![component_deployment(
+        site,
+        naming::swift(site),
+        "swift",
+        container,
+        volumes,
+        meta,
+    )])
+}
+
 /// One memcached server that a local environment runs: a server of a pool, or of the gutter,
 /// named as `host.containers.internal:PORT`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -105,6 +105,16 @@ pub fn wiki_data(site: &ResolvedSite) -> String {
     format!("{}-wiki-data", site.spec.site.name)
 }
 
+/// The Swift cluster a local environment runs when its media are in Swift.
+pub fn swift(site: &ResolvedSite) -> String {
+    format!("{}-swift", site.spec.site.name)
+}
+
+/// The named volume with the local Swift cluster's one device: every wiki's media.
+pub fn swift_data(site: &ResolvedSite) -> String {
+    format!("{}-swift-data", site.spec.site.name)
+}
+
 /// The PersistentVolumeClaim (a named volume under podman) with every wiki's uploads,
 /// thumbnails and deleted files, mounted by every pod of the site.
 pub fn media(site: &ResolvedSite) -> String {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use wikikube_model::{HttpdValues, PhpValues, SiteSpec};
+use wikikube_model::{HttpdValues, MediaStorage, MediaValues, PhpValues, SiteSpec};
 
 use super::mediawiki::ENTRY_DIR;
 use super::paths::{code_dir, FPM_PING, FPM_SOCKET};
@@ -33,8 +33,13 @@ const ALIASES_PER_LINE: usize = 8;
 
 /// The virtual hosts of the farm: `000-default.conf` for unknown hosts and probes, then one file
 /// per MediaWiki version, `mediawiki-VERSION.conf`. They depend only on the wikis (any port
-/// matches), so every release shares them.
-pub fn sites(spec: &SiteSpec) -> Files {
+/// matches) and the site's one media store, so every release shares them.
+/// `media` is the site's (none when it has no release).
+pub fn sites(spec: &SiteSpec, media: Option<&MediaValues>) -> Files {
+    // With Swift, /images goes to the account's storage URL (see vhost.conf.j2).
+    let swift_url = media
+        .filter(|media| media.storage == MediaStorage::Swift)
+        .map(|media| media.swift.effective_storage_url());
     let mut files = Files::new();
     files.insert(
         "000-default.conf".into(),
@@ -73,6 +78,7 @@ pub fn sites(spec: &SiteSpec) -> Files {
                     entry_dir => ENTRY_DIR,
                     media_dir => super::paths::MEDIA_DIR,
                     media_url => super::paths::MEDIA_URL_PATH,
+                    swift_url,
                 },
             ),
         );
@@ -102,9 +108,16 @@ const MODULES: &[&str] = &[
     "proxy_fcgi",
 ];
 
+/// The module that proxies `/images` to Swift, loaded only when the media are there.
+const SWIFT_MODULE: &str = "proxy_http";
+
 /// The release's whole httpd configuration (`httpd.conf`): modules, listener, timeouts, logs,
 /// and the farm's virtual hosts from [`SITES_DIR`].
-pub fn server(httpd: &HttpdValues, php: &PhpValues) -> Files {
+pub fn server(httpd: &HttpdValues, php: &PhpValues, media: &MediaValues) -> Files {
+    let mut modules = MODULES.to_vec();
+    if media.storage == MediaStorage::Swift {
+        modules.push(SWIFT_MODULE);
+    }
     let mut files = Files::new();
     files.insert(
         "httpd.conf".into(),
@@ -112,7 +125,7 @@ pub fn server(httpd: &HttpdValues, php: &PhpValues) -> Files {
             "httpd.conf",
             minijinja::context! {
                 port => httpd.port,
-                modules => MODULES,
+                modules,
                 config_dir => CONFIG_DIR,
                 sites_dir => SITES_DIR,
                 // httpd must wait at least as long as php-fpm lets a request run.

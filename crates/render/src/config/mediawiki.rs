@@ -48,6 +48,9 @@ pub mod variables {
     /// The SMTP server, as JSON: `{"host", "port", "implicit_tls", "user", "sender"}`; an
     /// empty host means no email.
     pub const EMAIL: &str = "WIKIKUBE_EMAIL";
+    /// Where uploads live, as JSON: `{"storage": "volume"}`, or `{"storage": "swift",
+    /// "auth_url", "user", "storage_url"}` (the key is the private value `swift_key`).
+    pub const MEDIA: &str = "WIKIKUBE_MEDIA";
     /// `1` in a debug release: a request may choose the MediaWiki version that serves it with
     /// the [`FORCE_VERSION_HEADER`](super::FORCE_VERSION_HEADER) header, as Wikimedia's debug
     /// servers do. Other releases ignore the header.
@@ -108,6 +111,23 @@ pub fn email_variable(email: &wikikube_model::EmailValues) -> String {
         "user": email.smtp_user,
         "sender": email.sender,
     })
+    .to_string()
+}
+
+/// The value of [`variables::MEDIA`]: the release's media store, at run time like the database,
+/// so one app image serves a farm on a volume and one on Swift.
+pub fn media_variable(media: &wikikube_model::MediaValues) -> String {
+    match media.storage {
+        wikikube_model::MediaStorage::Volume => serde_json::json!({ "storage": "volume" }),
+        wikikube_model::MediaStorage::Swift => serde_json::json!({
+            "storage": "swift",
+            "auth_url": media.swift.auth_url.trim_end_matches('/'),
+            "user": format!("{}:{}", media.swift.account, media.swift.user),
+            // What httpd reads public files from (see config::httpd): MediaWiki writes there
+            // too, whatever storage URL the auth server would answer.
+            "storage_url": media.swift.effective_storage_url(),
+        }),
+    }
     .to_string()
 }
 
@@ -306,7 +326,7 @@ require wikikubeEntryPoint($wikikubeScript);
 
 fn local_settings() -> String {
     use super::paths::{MEDIA_DIR, MEDIA_URL_PATH};
-    use variables::{DATABASE, DATA_DIR, EMAIL, MEMCACHED};
+    use variables::{DATABASE, DATA_DIR, EMAIL, MEDIA, MEMCACHED};
     let secrets_variable = variables::SECRETS_DIR;
     let broadcast = super::mcrouter::broadcast_prefix();
     format!(
@@ -409,13 +429,50 @@ $wgLocalisationCacheConf['manualRecache'] = true;
 $wgSecretKey = $wikikubeSecret('secret_key');
 $wgUpgradeKey = $wikikubeSecret('upgrade_key');
 
-// Media: uploads and thumbnails under {MEDIA_DIR}/public/DBNAME, served by httpd at
-// {MEDIA_URL_PATH}/DBNAME; deleted files beside them, where nothing serves them. The directory is a
-// volume every pod of the site mounts, never the pod's own disk. Thumbnails are made when a page
-// is parsed, with GD.
-$wgUploadDirectory = '{MEDIA_DIR}/public/' . $wgDBname;
+// Media, as {MEDIA} (JSON) says. On a volume: uploads and thumbnails under
+// {MEDIA_DIR}/public/DBNAME, served by httpd at {MEDIA_URL_PATH}/DBNAME; deleted files beside them,
+// where nothing serves them. The directory is a volume every pod of the site mounts, never the
+// pod's own disk. Thumbnails are made when a page is parsed, with GD, either way.
+$wikikubeMedia = json_decode(getenv('{MEDIA}') ?: '{{"storage":"volume"}}', true);
 $wgUploadPath = '{MEDIA_URL_PATH}/' . $wgDBname;
-$wgDeletedDirectory = '{MEDIA_DIR}/deleted/' . $wgDBname;
+if ($wikikubeMedia['storage'] === 'swift') {{
+    // In Swift, through MediaWiki's SwiftFileBackend, as Wikimedia stores media. With the
+    // backend's domain set to the wiki, each wiki's zones are the containers DBNAME-local-public
+    // (originals, old versions), DBNAME-local-thumb (thumbnails), both world-readable, and
+    // DBNAME-local-deleted and DBNAME-local-temp, private; MediaWiki creates them with those
+    // ACLs on first use. httpd serves {MEDIA_URL_PATH}/DBNAME/thumb/... and {MEDIA_URL_PATH}/DBNAME/...
+    // from the two public containers; no file ever lands on the pod's disk but in /tmp while
+    // a thumbnail is scaled.
+    $wgFileBackends[] = [
+        'class' => SwiftFileBackend::class,
+        'name' => 'local-swift',
+        'domainId' => $wgDBname,
+        // Uploads of one file name are serialized by the database's row lock on the image
+        // table (LocalFile::lock); a lock manager would need a server of its own.
+        'lockManager' => 'nullLockManager',
+        'swiftAuthUrl' => $wikikubeMedia['auth_url'],
+        'swiftStorageUrl' => $wikikubeMedia['storage_url'],
+        'swiftUser' => $wikikubeMedia['user'],
+        'swiftKey' => $wikikubeSecret('swift_key') ?? '',
+        'parallelize' => 'implicit',
+        'cacheAuthInfo' => true,
+    ];
+    $wgLocalFileRepo = [
+        'class' => LocalRepo::class,
+        'name' => 'local',
+        'backend' => 'local-swift',
+        'url' => $wgUploadPath,
+        'scriptDirUrl' => $wgScriptPath,
+        'hashLevels' => 2,
+        'deletedDir' => 'mwstore://local-swift/local-deleted',
+        'deletedHashLevels' => 3,
+        'thumbScriptUrl' => false,
+        'transformVia404' => false,
+    ];
+}} else {{
+    $wgUploadDirectory = '{MEDIA_DIR}/public/' . $wgDBname;
+    $wgDeletedDirectory = '{MEDIA_DIR}/deleted/' . $wgDBname;
+}}
 $wgEnableUploads = false;
 
 // Email through the environment's SMTP server ({EMAIL}, JSON); none when it names no server.

@@ -1,0 +1,446 @@
+//! Media in Swift, end to end on the local farm: a site that says `[media] storage = "swift"`
+//! runs Debian's Swift servers in an image the image builder made, MediaWiki's SwiftFileBackend
+//! stores an upload a real API client (mwclient) sends, httpd serves the original and a
+//! thumbnail from Swift's public containers, both survive `down`/`up`, and Swift's own API lists
+//! the objects. `down --purge` deletes Swift's data.
+//!
+//! Its own site name (`wikiswift`), host ports, image names and state directory, so it runs
+//! beside farm.rs and a developer's farm without touching either.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wikikube_local::{StateDir, UpOptions};
+use wikikube_test_support::copy_dir;
+
+const SITE: &str = "wikiswift";
+const HTTP: u16 = 27080;
+const HTTPS: u16 = 27443;
+const DEBUG_HTTP: u16 = 27081;
+const DEBUG_HTTPS: u16 = 27444;
+const EDGE: u16 = 27445;
+const MEMCACHED: u16 = 27211;
+const MARIADB: u16 = 27306;
+const SWIFT: u16 = 27380;
+/// The Swift account and user MediaWiki stores the media as.
+const ACCOUNT: &str = "wikis";
+const USER: &str = "mediawiki";
+const KEY: &str = "example-swift-key";
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
+}
+
+fn replace(path: &Path, pairs: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (from, to) in pairs {
+        assert!(text.contains(from), "{} lacks {from}", path.display());
+        text = text.replace(from, to);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn append(path: &Path, text: &str) {
+    let mut old = std::fs::read_to_string(path).unwrap();
+    old.push_str(text);
+    std::fs::write(path, old).unwrap();
+}
+
+/// The name this test gives a built image in podman: never the `localhost/wikikube/` names
+/// another farm on this machine runs.
+fn image_name(image: &str) -> String {
+    format!("localhost/{SITE}/{image}:latest")
+}
+
+/// The example farm under its own name, ports and image names, with its media in a Swift
+/// cluster `wikikube up` runs.
+fn test_site(dir: &Path) -> PathBuf {
+    let site = dir.join("site");
+    copy_dir(&example(), &site);
+    replace(
+        &site.join("site.toml"),
+        &[("name = \"farm\"", &format!("name = \"{SITE}\""))],
+    );
+    let local = site.join("environments/local.toml");
+    replace(
+        &local,
+        &[
+            (
+                "host.containers.internal:11211",
+                &format!("host.containers.internal:{MEMCACHED}"),
+            ),
+            (
+                "https_port = 8443, http_port = 8080",
+                &format!("https_port = {HTTPS}, http_port = {HTTP}"),
+            ),
+            (
+                "https_port = 8444, http_port = 8081",
+                &format!("https_port = {DEBUG_HTTPS}, http_port = {DEBUG_HTTP}"),
+            ),
+            (
+                "local_https_port = 8445",
+                &format!("local_https_port = {EDGE}"),
+            ),
+            ("port = 3306", &format!("port = {MARIADB}")),
+        ],
+    );
+    let images = [
+        ("app", "app"),
+        ("webserver", "webserver"),
+        ("tls", "edge"),
+        ("mcrouter", "mcrouter"),
+        ("memcached", "base-memcached"),
+        ("mariadb", "base-mariadb"),
+        ("swift", "base-swift"),
+    ]
+    .map(|(key, image)| format!("{key} = \"{}\"\n", image_name(image)))
+    .concat();
+    append(
+        &local,
+        &format!(
+            "\n[media]\nstorage = \"swift\"\n\n[media.swift]\n\
+             auth_url = \"http://host.containers.internal:{SWIFT}/auth\"\n\
+             account = \"{ACCOUNT}\"\nuser = \"{USER}\"\n\n[images]\n{images}"
+        ),
+    );
+    append(
+        &site.join("private/local.toml"),
+        &format!("swift_key = \"{KEY}\"\n"),
+    );
+    site
+}
+
+fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rendered) {
+    let site =
+        wikikube_model::load(site_dir, "local", &wikikube_model::LoadOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    (site, rendered)
+}
+
+/// The image cache: WIKIKUBE_TEST_CACHE lets a developer reuse a warm one.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("WIKIKUBE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
+}
+
+/// Builds the site's images (base-swift among them) and loads them under this test's names.
+fn build_images(site: &wikikube_model::ResolvedSite) {
+    let config_files = wikikube_render::config::mediawiki::config_files(site)
+        .into_iter()
+        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
+        .collect();
+    // The cake's own programs, built by `cargo test --workspace` beside this test.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("debug");
+    let binaries = ["edge", "mcrouter"]
+        .map(|name| {
+            let path = target.join(name);
+            assert!(
+                path.is_file(),
+                "{} is missing: cargo build -p {name}",
+                path.display()
+            );
+            (name.to_string(), path)
+        })
+        .into();
+    let options = wikikube_image::Options {
+        binaries,
+        cache_dir: cache_dir(),
+        config_files,
+        ..Default::default()
+    };
+    let report = wikikube_image::build(site, &options).expect("the images build");
+    assert!(
+        report.images.iter().any(|built| built.image == "base-swift"),
+        "build.toml builds no base-swift"
+    );
+    for built in &report.images {
+        wikikube_image::podman::load_as(&report.out_dir, &built.image, &image_name(&built.image))
+            .expect("podman loads the image");
+    }
+}
+
+fn venv_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mwclient-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success(), "python3 -m venv failed");
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "mwclient==0.11.0"])
+            .status()
+            .unwrap();
+        assert!(pip.success(), "pip install mwclient failed");
+    }
+    python
+}
+
+fn api(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_edit.py");
+    let output = Command::new(venv_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "mwclient failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A plain-HTTP request with curl that keeps the body's bytes: status, body, content type.
+fn curl(url: &str, headers: &[String]) -> (String, Vec<u8>, String) {
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let mut command = Command::new("curl");
+    command
+        .args(["-s", "-o"])
+        .arg(body.path())
+        .args(["-w", "%{http_code} %{content_type}"]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command.arg(url).output().expect("curl runs");
+    let written = String::from_utf8_lossy(&output.stdout).to_string();
+    let (status, kind) = written.split_once(' ').unwrap_or((&written, ""));
+    (
+        status.to_string(),
+        std::fs::read(body.path()).unwrap(),
+        kind.to_string(),
+    )
+}
+
+/// A page or file of a wiki through httpd, by its Host.
+fn get(host: &str, path: &str) -> (String, Vec<u8>, String) {
+    curl(
+        &format!("http://127.0.0.1:{HTTP}{path}"),
+        &[format!("Host: {host}")],
+    )
+}
+
+/// The first `attribute="..."` value in `html` that starts with `prefix` and ends with `suffix`.
+fn link(html: &str, attribute: &str, prefix: &str, suffix: &str) -> String {
+    html.split(&format!("{attribute}=\""))
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|value| value.starts_with(prefix) && value.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {attribute} {prefix}...{suffix} in:\n{html}"))
+        .to_string()
+}
+
+/// A PNG's width, from its header.
+fn png_width(bytes: &[u8]) -> u32 {
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    u32::from_be_bytes(bytes[16..20].try_into().unwrap())
+}
+
+/// Swift's proxy as the host reaches it: on podman's gateway address, where `up` publishes it.
+fn swift_url() -> String {
+    let gateway = wikikube_local::podman::gateway().unwrap();
+    format!("http://{gateway}:{SWIFT}")
+}
+
+/// A token for the wikis' Swift user, from tempauth (Swift's v1 auth), and the account's
+/// storage URL as the host reaches it.
+fn swift_token() -> (String, String) {
+    let output = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null"])
+        .args(["-H", &format!("X-Auth-User: {ACCOUNT}:{USER}")])
+        .args(["-H", &format!("X-Auth-Key: {KEY}")])
+        .arg(format!("{}/auth/v1.0", swift_url()))
+        .output()
+        .expect("curl runs");
+    let headers = String::from_utf8_lossy(&output.stdout).to_string();
+    let token = headers
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-auth-token")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("tempauth gave no token:\n{headers}"));
+    (token, format!("{}/v1/AUTH_{ACCOUNT}", swift_url()))
+}
+
+/// The object names of a container, listed through Swift's API with a token.
+fn swift_list(container: &str) -> Vec<String> {
+    let (token, storage) = swift_token();
+    let (status, body, _) = curl(
+        &format!("{storage}/{container}?format=json"),
+        &[format!("X-Auth-Token: {token}")],
+    );
+    assert_eq!(status, "200", "{container}: {}", String::from_utf8_lossy(&body));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    listed
+        .iter()
+        .map(|object| object["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+struct Farm {
+    site: wikikube_model::ResolvedSite,
+    state: StateDir,
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        let _ = wikikube_local::down(&self.site, &self.state, true);
+    }
+}
+
+fn volume_exists(name: &str) -> bool {
+    wikikube_local::podman::exists(&["volume", "exists", name]).unwrap()
+}
+
+#[test]
+fn uploads_live_in_swift_and_survive_down_and_up() {
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().unwrap();
+    let site_dir = test_site(scratch.path());
+    let (site, rendered) = load(&site_dir);
+    let swift = rendered
+        .component(wikikube_render::ComponentKind::Swift)
+        .expect("the local farm runs Swift");
+    assert_eq!(
+        swift.deployment_object().unwrap().metadata.name.as_deref(),
+        Some("wikiswift-swift")
+    );
+    build_images(&site);
+    let built = started.elapsed();
+    let state = StateDir::new(scratch.path().join("state"));
+    let farm = Farm {
+        site: site.clone(),
+        state: state.clone(),
+    };
+    let options = UpOptions {
+        state: state.clone(),
+        timeout: Duration::from_secs(300),
+        progress: true,
+    };
+    let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts");
+    assert!(report.started.contains(&"wikiswift-swift".to_string()));
+    let first_up = started.elapsed();
+
+    // A real client uploads a PNG to commonswiki; a page shows a thumbnail of it.
+    let password = site.secrets.expose()[wikikube_local::install::ADMIN_PASSWORD].clone();
+    let png = scratch.path().join("upload.png");
+    let uploaded = api(&[
+        &HTTP.to_string(),
+        "media.farm.test",
+        "Admin",
+        &password,
+        "upload",
+        "Swift test.png",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(uploaded, "Success");
+    let original = std::fs::read(&png).unwrap();
+    api(&[
+        &HTTP.to_string(),
+        "media.farm.test",
+        "Admin",
+        &password,
+        "edit",
+        "Swift thumbnail",
+        "[[File:Swift test.png|50px]]",
+    ]);
+
+    // The file page, the original and the thumbnail, served by httpd from Swift.
+    let check_served = || {
+        let (status, page, _) = get("media.farm.test", "/wiki/File:Swift_test.png");
+        let page = String::from_utf8_lossy(&page).into_owned();
+        assert_eq!(status, "200", "{page}");
+        let original_url = link(&page, "href", "/images/commonswiki/", "/Swift_test.png");
+        let (_, page, _) = get("media.farm.test", "/wiki/Swift_thumbnail");
+        let page = String::from_utf8_lossy(&page).into_owned();
+        let thumbnail_url = link(
+            &page,
+            "src",
+            "/images/commonswiki/thumb/",
+            "/50px-Swift_test.png",
+        );
+        let fetch = |url: &str| {
+            let (status, bytes, kind) = get("media.farm.test", url);
+            assert_eq!(
+                (status.as_str(), kind.as_str()),
+                ("200", "image/png"),
+                "{url}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            bytes
+        };
+        assert_eq!(fetch(&original_url), original);
+        let thumbnail = fetch(&thumbnail_url);
+        assert_eq!(png_width(&thumbnail), 50);
+        (original_url, thumbnail_url, thumbnail)
+    };
+    let (original_url, thumbnail_url, thumbnail) = check_served();
+
+    // The objects are in Swift, in the containers SwiftFileBackend names per wiki and zone, and
+    // Swift's API gives back the same bytes.
+    let object = |url: &str, prefix: &str| url.strip_prefix(prefix).unwrap().to_string();
+    let original_object = object(&original_url, "/images/commonswiki/");
+    let thumbnail_object = object(&thumbnail_url, "/images/commonswiki/thumb/");
+    assert!(
+        swift_list("commonswiki-local-public").contains(&original_object),
+        "{original_object} is not listed"
+    );
+    assert!(
+        swift_list("commonswiki-local-thumb").contains(&thumbnail_object),
+        "{thumbnail_object} is not listed"
+    );
+    let (token, storage) = swift_token();
+    let (status, bytes, _) = curl(
+        &format!("{storage}/commonswiki-local-public/{original_object}"),
+        &[format!("X-Auth-Token: {token}")],
+    );
+    assert_eq!((status.as_str(), bytes), ("200", original.clone()));
+    // Nothing went to a media volume, and Swift's public containers are not listed to
+    // readers, nor does httpd pass a write.
+    assert!(!volume_exists(&wikikube_render::naming::media(&site)));
+    let (status, _, _) = curl(&format!("{storage}/commonswiki-local-public"), &[]);
+    assert!(matches!(status.as_str(), "401" | "403"), "{status}");
+    let output = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        .args(["-H", "Host: media.farm.test", "--data", "x"])
+        .arg(format!("http://127.0.0.1:{HTTP}/images/commonswiki/x.png"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "403");
+
+    // Down and up: Swift's data is on its volume, and the same files are served.
+    let stopped = wikikube_local::down(&site, &state, false).unwrap();
+    assert!(stopped.contains(&"wikiswift-swift".to_string()), "{stopped:?}");
+    assert!(volume_exists(&wikikube_render::naming::swift_data(&site)));
+    let up_again = Instant::now();
+    let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts again");
+    assert!(report.installed.is_empty(), "{:?}", report.installed);
+    let second_up = up_again.elapsed();
+    let (again_original, again_thumbnail, again_bytes) = check_served();
+    assert_eq!(
+        (again_original, again_thumbnail),
+        (original_url, thumbnail_url)
+    );
+    assert_eq!(again_bytes, thumbnail);
+
+    // `down --purge` deletes Swift's data with the rest.
+    drop(farm);
+    assert!(!volume_exists(&wikikube_render::naming::swift_data(&site)));
+    eprintln!(
+        "swift e2e: images built in {:.0} s, first up at {:.0} s, second up {:.0} s, all {:.0} s",
+        built.as_secs_f64(),
+        first_up.as_secs_f64(),
+        second_up.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
