@@ -24,9 +24,9 @@ fn farm() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
 }
 
-/// A copy of the example site that a test may change, without its MariaDB base: these tests
-/// are about the builder, and one more Debian rootfs would only make them slower (the farm's
-/// end-to-end test builds and runs MariaDB).
+/// A copy of the example site that a test may change, without its MariaDB and Swift bases:
+/// these tests are about the builder, and more Debian rootfs would only make them slower (the
+/// local farm's end-to-end tests build and run both).
 fn site_copy(dir: &Path) -> PathBuf {
     let site = dir.join("site");
     let status = std::process::Command::new("cp")
@@ -41,7 +41,7 @@ fn site_copy(dir: &Path) -> PathBuf {
     let mut skipping = false;
     for line in text.lines() {
         if line.starts_with('[') {
-            skipping = line.trim() == "[bases.base-mariadb]";
+            skipping = matches!(line.trim(), "[bases.base-mariadb]" | "[bases.base-swift]");
         }
         if !skipping {
             kept.push(line);
@@ -49,7 +49,7 @@ fn site_copy(dir: &Path) -> PathBuf {
     }
     assert!(
         kept.len() < text.lines().count(),
-        "build.toml has no base-mariadb"
+        "build.toml has no base-mariadb or base-swift"
     );
     std::fs::write(&build_toml, kept.join("\n") + "\n").unwrap();
     site

@@ -160,7 +160,10 @@ fn chosen(site: &ResolvedSite, wikis: &[String]) -> Result<Vec<String>, Error> {
 /// directory the backup reads and writes directly), or `None` before any pod made the volume.
 /// `action` names the caller for the refusal when the media are in Swift, where no volume has
 /// them: copying them silently from an empty volume would make a backup without its media.
-pub(crate) fn media_dir(site: &ResolvedSite, action: &'static str) -> Result<Option<PathBuf>, Error> {
+pub(crate) fn media_dir(
+    site: &ResolvedSite,
+    action: &'static str,
+) -> Result<Option<PathBuf>, Error> {
     let in_swift = site
         .deployments
         .iter()

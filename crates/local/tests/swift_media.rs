@@ -156,7 +156,10 @@ fn build_images(site: &wikikube_model::ResolvedSite) {
     };
     let report = wikikube_image::build(site, &options).expect("the images build");
     assert!(
-        report.images.iter().any(|built| built.image == "base-swift"),
+        report
+            .images
+            .iter()
+            .any(|built| built.image == "base-swift"),
         "build.toml builds no base-swift"
     );
     for built in &report.images {
@@ -279,7 +282,12 @@ fn swift_list(container: &str) -> Vec<String> {
         &format!("{storage}/{container}?format=json"),
         &[format!("X-Auth-Token: {token}")],
     );
-    assert_eq!(status, "200", "{container}: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        "200",
+        "{container}: {}",
+        String::from_utf8_lossy(&body)
+    );
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
     listed
         .iter()
@@ -420,7 +428,10 @@ fn uploads_live_in_swift_and_survive_down_and_up() {
 
     // Down and up: Swift's data is on its volume, and the same files are served.
     let stopped = wikikube_local::down(&site, &state, false).unwrap();
-    assert!(stopped.contains(&"wikiswift-swift".to_string()), "{stopped:?}");
+    assert!(
+        stopped.contains(&"wikiswift-swift".to_string()),
+        "{stopped:?}"
+    );
     assert!(volume_exists(&wikikube_render::naming::swift_data(&site)));
     let up_again = Instant::now();
     let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts again");

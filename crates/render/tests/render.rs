@@ -638,3 +638,124 @@ fn pod_labels(objects: &[Object], name: &str) -> std::collections::BTreeMap<Stri
         .clone()
         .unwrap()
 }
+
+/// The site's media moved to Swift in every release, as `[media] storage = "swift"` does.
+fn with_swift_media(environment: &str, auth_url: &str) -> wikikube_model::ResolvedSite {
+    let mut site = common::load(environment);
+    for release in site
+        .deployments
+        .iter_mut()
+        .flat_map(|deployment| deployment.releases.iter_mut())
+    {
+        let media = &mut release.values.media;
+        media.storage = wikikube_model::MediaStorage::Swift;
+        media.swift.auth_url = auth_url.into();
+        media.swift.account = "wikis".into();
+        media.swift.user = "mediawiki".into();
+    }
+    site
+}
+
+#[test]
+fn media_in_swift_need_no_volume_and_httpd_reads_them_from_the_account() {
+    let site = with_swift_media("eqiad", "https://swift.eqiad.test/auth");
+    let rendered = render(&site, &RenderOptions::default()).unwrap();
+    let objects: Vec<Object> = rendered.objects().into_iter().cloned().collect();
+    assert!(
+        !objects
+            .iter()
+            .any(|object| matches!(object, Object::PersistentVolumeClaim(_))),
+        "a claim for media that are in Swift"
+    );
+    assert!(rendered
+        .component(wikikube_render::ComponentKind::Swift)
+        .is_none());
+    let pod = deployment(&objects, "mw-web-main")
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert!(pod
+        .volumes
+        .iter()
+        .flatten()
+        .all(|volume| volume.persistent_volume_claim.is_none()));
+    let app = pod.containers.iter().find(|c| c.name == "app").unwrap();
+    let media = app
+        .env
+        .iter()
+        .flatten()
+        .find(|var| var.name == "WIKIKUBE_MEDIA")
+        .and_then(|var| var.value.as_deref())
+        .unwrap();
+    let media: serde_json::Value = serde_json::from_str(media).unwrap();
+    assert_eq!(media["storage"], "swift");
+    assert_eq!(media["auth_url"], "https://swift.eqiad.test/auth");
+    assert_eq!(media["user"], "wikis:mediawiki");
+    assert_eq!(
+        media["storage_url"],
+        "https://swift.eqiad.test/v1/AUTH_wikis"
+    );
+    let sites = config_map(&objects, "farm-httpd-sites")
+        .data
+        .as_ref()
+        .unwrap();
+    let vhost = &sites["mediawiki-1.39.17-wmf.1.conf"];
+    assert!(vhost.contains(
+        "\"^/images/([a-z0-9_]+)/thumb/(.+)$\" \
+         \"https://swift.eqiad.test/v1/AUTH_wikis/$1-local-thumb/$2\""
+    ));
+    assert!(vhost.contains("\"https://swift.eqiad.test/v1/AUTH_wikis/$1-local-public/$2\""));
+    assert!(!vhost.contains("/srv/mediawiki/media"), "{vhost}");
+    let httpd = config_map(&objects, "mw-web-main-httpd")
+        .data
+        .as_ref()
+        .unwrap();
+    assert!(httpd["httpd.conf"].contains("mod_proxy_http.so"));
+}
+
+#[test]
+fn a_local_environment_runs_the_swift_its_media_name() {
+    let site = with_swift_media("local", "http://host.containers.internal:27380/auth");
+    let rendered = render(&site, &RenderOptions::default()).unwrap();
+    let swift = rendered
+        .component(wikikube_render::ComponentKind::Swift)
+        .expect("the local Swift");
+    let pod = swift
+        .deployment_object()
+        .unwrap()
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("localhost/wikikube/base-swift:latest")
+    );
+    assert!(container
+        .ports
+        .iter()
+        .flatten()
+        .any(|port| port.host_port == Some(27380)));
+    assert_eq!(
+        container.args.as_deref().unwrap()[..2],
+        ["wikis".to_string(), "mediawiki".to_string()]
+    );
+    assert!(pod.volumes.iter().flatten().any(|volume| volume
+        .persistent_volume_claim
+        .as_ref()
+        .is_some_and(|claim| claim.claim_name == "farm-swift-data")));
+    // A Swift elsewhere is not run here.
+    let site = with_swift_media("local", "https://swift.example.org/auth");
+    let rendered = render(&site, &RenderOptions::default()).unwrap();
+    assert!(rendered
+        .component(wikikube_render::ComponentKind::Swift)
+        .is_none());
+}
