@@ -45,9 +45,9 @@ impl LocalSite {
 
 /// Build what is missing, start the local farm (or converge a running one), and print the URLs.
 ///
-/// Runs the site's local environment with podman: memcached (and its gutter), MariaDB, the edge
-/// and one cake pod per enabled release, with the same images and rendered configuration as
-/// production. Each wiki's database is installed on first start (in MariaDB, or SQLite on a
+/// Runs the site's local environment with podman: memcached (and its gutter), MariaDB, Swift
+/// (when the media are in Swift), the edge and one cake pod per enabled release, with the same
+/// images and rendered configuration as production. Each wiki's database is installed on first start (in MariaDB, or SQLite on a
 /// podman volume); later starts reuse it.
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -185,7 +185,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<u8> {
 pub struct DownArgs {
     #[command(flatten)]
     site: LocalSite,
-    /// Also delete the wikis' data and the local state.
+    /// Also delete the wikis' data (databases, media, Swift's objects) and the local state.
     #[arg(long)]
     purge: bool,
 }
