@@ -70,6 +70,10 @@ fn resource(kind: ObjectKind) -> (ApiResource, bool) {
         ObjectKind::Service => (ApiResource::erase::<Service>(&()), true),
         ObjectKind::Deployment => (ApiResource::erase::<Deployment>(&()), true),
         ObjectKind::PodDisruptionBudget => (ApiResource::erase::<PodDisruptionBudget>(&()), true),
+        ObjectKind::CronJob => (
+            ApiResource::erase::<k8s_openapi::api::batch::v1::CronJob>(&()),
+            true,
+        ),
     }
 }
 

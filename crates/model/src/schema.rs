@@ -446,6 +446,8 @@ pub struct CakeValues {
     pub media: MediaValues,
     /// How the wikis send email.
     pub email: EmailValues,
+    /// Backups of the wikis in a Kubernetes environment: their volume and schedule.
+    pub backup: BackupValues,
 }
 
 impl CakeValues {
@@ -467,6 +469,7 @@ impl CakeValues {
         "database",
         "media",
         "email",
+        "backup",
     ];
 }
 
@@ -577,6 +580,26 @@ pub enum MediaStorage {
     Volume,
     /// OpenStack Swift, through MediaWiki's SwiftFileBackend.
     Swift,
+}
+
+/// `[backup]`: where a Kubernetes environment keeps the wikis' backups and when it takes one.
+/// A local environment backs up to a directory the operator names (`wikikube backup --to`)
+/// and uses none of this.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupValues {
+    /// When to take a backup, in cron's five fields (`"17 3 * * *"`, UTC) or a macro such as
+    /// `"@daily"`; empty for none (a backup is then only taken by `wikikube backup`). A
+    /// schedule renders a CronJob.
+    pub schedule: String,
+    /// How many backups the volume keeps: the oldest beyond this many are deleted after each
+    /// new one is complete.
+    pub keep: u32,
+    /// The backups' PersistentVolumeClaim size, in GiB.
+    pub size_gib: u32,
+    /// Its StorageClass; empty for the cluster's default. ReadWriteOnce is enough: one backup
+    /// Job writes at a time.
+    pub storage_class: String,
 }
 
 /// `[email]`: the SMTP server the wikis send password resets and notifications through.

@@ -273,6 +273,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             check_database(site, &release.values.database, &fail)?;
             check_email(site, &release.values.email, &fail)?;
             check_media(site, &release.values.media, &fail)?;
+            check_backup(&release.values.backup, &fail)?;
             check_shutdown(&release.values, &fail)?;
             check_ranges(&release.values, &fail)?;
             let pools = &release.values.memcached.pools;
@@ -290,26 +291,39 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
         }
     }
 
-    // Every pod of the site reads and writes the same uploads, so there is one media store.
-    let mut media = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| deployment.releases.iter().map(move |r| (deployment, r)));
-    if let Some((_, first)) = media.next() {
-        if let Some((deployment, release)) =
-            media.find(|(_, r)| r.values.media != first.values.media)
-        {
-            return Err(fail(
-                ErrorKind::Inconsistent,
-                "media",
-                format!(
-                    "deployments.{}.releases.{} sets [media] differently from the other \
-                     releases; every pod of the site shares one media store, so set [media] \
-                     for the whole site or environment",
-                    deployment.name,
-                    release.name.as_str()
-                ),
-            ));
+    // Every pod of the site reads and writes the same uploads, so there is one media store;
+    // and one set of backups for the site.
+    let releases = || {
+        site.deployments
+            .iter()
+            .flat_map(|deployment| deployment.releases.iter().map(move |r| (deployment, r)))
+    };
+    type Part = fn(&crate::schema::CakeValues) -> String;
+    let site_wide: [(&str, &str, Part); 2] = [
+        ("media", "one media store", |values| {
+            format!("{:?}", values.media)
+        }),
+        ("backup", "one set of backups", |values| {
+            format!("{:?}", values.backup)
+        }),
+    ];
+    for (key, what, part) in site_wide {
+        if let Some((_, first)) = releases().next() {
+            if let Some((deployment, release)) =
+                releases().find(|(_, r)| part(&r.values) != part(&first.values))
+            {
+                return Err(fail(
+                    ErrorKind::Inconsistent,
+                    key,
+                    format!(
+                        "deployments.{}.releases.{} sets [{key}] differently from the other \
+                         releases; the site has {what}, so set [{key}] for the whole site or \
+                         environment",
+                        deployment.name,
+                        release.name.as_str()
+                    ),
+                ));
+            }
         }
     }
 
@@ -566,6 +580,127 @@ fn check_email(
                 email.smtp_user, site.environment_name
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A release's backup settings: a schedule Kubernetes' CronJob controller accepts, at least one
+/// backup kept, a volume of at least a GiB.
+fn check_backup(
+    backup: &crate::schema::BackupValues,
+    fail: &impl Fn(ErrorKind, &str, String) -> Error,
+) -> Result<(), Error> {
+    if let Err(problem) = check_cron(&backup.schedule) {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "backup.schedule",
+            format!(
+                "`{}` is not a cron schedule: {problem}; write five fields, minute hour \
+                 day-of-month month day-of-week (`\"17 3 * * *\"`, UTC), a macro such as \
+                 `\"@daily\"`, or \"\" for no scheduled backups",
+                backup.schedule
+            ),
+        ));
+    }
+    if backup.keep == 0 {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "backup.keep",
+            "keep at least 1 backup: 0 would delete each backup as soon as it is taken".into(),
+        ));
+    }
+    if backup.size_gib == 0 {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "backup.size_gib",
+            "the backups' volume needs at least 1 GiB".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `schedule` is one the CronJob controller parses: empty (none), a macro, or five
+/// fields of numbers in range, `*`, steps, ranges, lists, and month and weekday names.
+/// Written here because no small, kept crate parses exactly Kubernetes' (robfig/cron's)
+/// dialect: the `cron` crates take six or seven fields with seconds.
+pub fn check_cron(schedule: &str) -> Result<(), String> {
+    let schedule = schedule.trim();
+    if schedule.is_empty() {
+        return Ok(());
+    }
+    if let Some(macro_name) = schedule.strip_prefix('@') {
+        const MACROS: &[&str] = &[
+            "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly",
+        ];
+        return if MACROS.contains(&macro_name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`@{macro_name}` is not a macro (they are @{})",
+                MACROS.join(", @")
+            ))
+        };
+    }
+    if schedule.starts_with("TZ=") || schedule.starts_with("CRON_TZ=") {
+        return Err("the time zone is not part of the schedule: backups run in UTC".into());
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("it has {} fields, not 5", fields.len()));
+    }
+    const MONTHS: &[&str] = &[
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let specs: [(&str, u32, u32, &[&str]); 5] = [
+        ("minute", 0, 59, &[]),
+        ("hour", 0, 23, &[]),
+        ("day of month", 1, 31, &[]),
+        ("month", 1, 12, MONTHS),
+        ("day of week", 0, 6, DAYS),
+    ];
+    for (field, (what, low, high, names)) in fields.iter().zip(specs) {
+        let value = |text: &str| -> Result<u32, String> {
+            let by_name = names
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(text))
+                .map(|index| index as u32 + low);
+            let number = by_name
+                .or_else(|| text.parse().ok())
+                .ok_or_else(|| format!("the {what} field has `{text}`, which is not a number"))?;
+            // Sunday may also be written 7.
+            let high = if what == "day of week" { 7 } else { high };
+            if number < low || number > high {
+                return Err(format!("the {what} must be {low} to {high}, not {number}"));
+            }
+            Ok(number)
+        };
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((range, step)) => (range, Some(step)),
+                None => (item, None),
+            };
+            if let Some(step) = step {
+                if step.parse::<u32>().map_or(true, |step| step == 0) {
+                    return Err(format!(
+                        "the {what} field's step `{step}` is not a number above 0"
+                    ));
+                }
+            }
+            if range == "*" || range == "?" {
+                continue;
+            }
+            match range.split_once('-') {
+                Some((from, to)) => {
+                    if value(from)? > value(to)? {
+                        return Err(format!("the {what} range `{range}` runs backwards"));
+                    }
+                }
+                None => {
+                    value(range)?;
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -855,5 +990,42 @@ fn check_version(
             ),
             None => Ok(()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_cron;
+
+    #[test]
+    fn cron_schedules_the_cronjob_controller_accepts_pass() {
+        for schedule in [
+            "",
+            "17 3 * * *",
+            "*/15 * * * *",
+            "0 1-5/2 1,15 jan-jun mon-fri",
+            "0 0 * * 7",
+            "@daily",
+            "@hourly",
+        ] {
+            assert_eq!(check_cron(schedule), Ok(()), "{schedule}");
+        }
+    }
+
+    #[test]
+    fn cron_schedules_it_refuses_say_why() {
+        for (schedule, says) in [
+            ("* * * *", "4 fields"),
+            ("60 * * * *", "minute must be 0 to 59"),
+            ("0 0 0 * *", "day of month must be 1 to 31"),
+            ("0 0 * smarch *", "not a number"),
+            ("*/0 * * * *", "step `0`"),
+            ("0 5-1 * * *", "runs backwards"),
+            ("@fortnightly", "not a macro"),
+            ("CRON_TZ=Europe/Berlin 0 3 * * *", "UTC"),
+        ] {
+            let problem = check_cron(schedule).expect_err(schedule);
+            assert!(problem.contains(says), "{schedule}: {problem}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! `deploy`), run containers (`local`) or build images (`image`, which takes
 //! [`config::mediawiki::config_files`] for the app image's configuration layer).
 
+pub mod backup;
 pub mod cake;
 pub mod config;
 pub mod edge;
@@ -98,6 +99,9 @@ pub struct Rendered {
     pub allowed: Vec<Finding>,
     /// In a Kubernetes environment, the template of maintenance script Jobs.
     pub maintenance: Option<maintenance::Maintenance>,
+    /// In a Kubernetes environment with MariaDB/MySQL databases, the backup Jobs' template (the
+    /// claim and any CronJob are among the shared objects).
+    pub backups: Option<backup::Backups>,
 }
 
 /// The objects of one release.
@@ -182,6 +186,10 @@ pub fn render(site: &ResolvedSite, options: &RenderOptions) -> Result<Rendered, 
     let mut findings = lint::lint(&rendered.objects());
     if let Some(template) = &rendered.maintenance {
         findings.extend(lint::lint_job(&lint::sample_job(template)));
+    }
+    if let Some(backups) = &rendered.backups {
+        let settings = maintenance::JobSettings::default();
+        findings.extend(lint::lint_job(&backups.job(&[], &settings, "lint")));
     }
     let (allowed, refused): (Vec<Finding>, Vec<Finding>) = findings
         .into_iter()
@@ -325,6 +333,18 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         // One machine runs scripts in the running app container (`local`), not in Jobs.
         EnvironmentKind::Local => None,
     };
+    // One machine backs up with `wikikube backup --to DIR`, not with Jobs and a claim.
+    let backups = maintenance
+        .as_ref()
+        .and_then(|template| backup::Backups::new(site, template));
+    if let Some(backups) = &backups {
+        shared.push(Object::PersistentVolumeClaim(backups.claim(site)));
+        if !backups.values().schedule.trim().is_empty() {
+            shared.push(Object::CronJob(
+                backups.cron_job(backups.values().schedule.trim()),
+            ));
+        }
+    }
     let mut components = Vec::new();
     let edge = edge::objects(site, &meta);
     if !edge.is_empty() {
@@ -366,6 +386,7 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         components,
         allowed: Vec::new(),
         maintenance,
+        backups,
     })
 }
 

@@ -117,8 +117,8 @@ pub fn sample_job(template: &crate::maintenance::Maintenance) -> Job {
     template.script_job(&request, &settings, "0")
 }
 
-/// Checks a maintenance Job: the same rules as a Deployment's pods, except that the container
-/// running the script needs no probe (it runs to its end and serves nothing); its sidecars do.
+/// Checks a maintenance or backup Job: the same rules as a Deployment's pods, except that the
+/// containers that run to their end (the script, a backup's steps) need no probe; sidecars do.
 pub fn lint_job(job: &Job) -> Vec<Finding> {
     let mut findings = Vec::new();
     let object = format!("Job/{}", job.metadata.name.as_deref().unwrap_or_default());
@@ -165,7 +165,13 @@ pub fn lint_job(job: &Job) -> Vec<Finding> {
         check_container(&script, &mut report);
     }
     for container in pod.init_containers.iter().flatten() {
-        check_container(container, &mut report);
+        let mut container = container.clone();
+        // An init container that runs to its end (not a native sidecar) may not have probes:
+        // the API server refuses them.
+        if container.restart_policy.as_deref() != Some("Always") {
+            container.liveness_probe = Some(Default::default());
+        }
+        check_container(&container, &mut report);
     }
     findings
 }

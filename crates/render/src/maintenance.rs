@@ -146,6 +146,8 @@ pub enum JobKind {
     Update,
     /// A deploy's installer for a new wiki.
     Install,
+    /// A backup of the wikis (`wikikube backup`, or the backup schedule).
+    Backup,
 }
 
 impl JobKind {
@@ -155,6 +157,7 @@ impl JobKind {
             JobKind::Script => "script",
             JobKind::Update => "update",
             JobKind::Install => "install",
+            JobKind::Backup => "backup",
         }
     }
 }

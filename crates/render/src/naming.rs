@@ -121,6 +121,20 @@ pub fn media(site: &ResolvedSite) -> String {
     format!("{}-media", site.spec.site.name)
 }
 
+/// The PersistentVolumeClaim the backups of a Kubernetes environment are kept on:
+/// `{site}-backups`.
+pub fn backups(site: &ResolvedSite) -> String {
+    format!("{}-backups", site.spec.site.name)
+}
+
+/// The CronJob that takes the site's scheduled backups: `{site}-backup`, the site's name cut so
+/// that the whole stays within the 52 characters the CronJob controller allows (it adds the
+/// run's 11-character suffix to name each Job).
+pub fn backup_schedule(site_name: &str) -> String {
+    let site: String = site_name.chars().take(52 - "-backup".len()).collect();
+    format!("{}-backup", site.trim_end_matches('-'))
+}
+
 /// The pod podman runs for a release on one machine: the site's name comes first, since two
 /// sites may run side by side (`farm-mw-web-main`). Components (the edge, memcached) carry the
 /// site's name already and keep their Deployment's name.

@@ -1,6 +1,7 @@
 //! The Kubernetes objects wikikube writes, in the order they must be applied.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
@@ -32,6 +33,8 @@ pub enum Object {
     Deployment(Deployment),
     /// Limits on voluntary disruption.
     PodDisruptionBudget(PodDisruptionBudget),
+    /// Work on a schedule: the site's backups.
+    CronJob(CronJob),
 }
 
 /// The kinds of object wikikube renders. Serialized as the `kind` field writes them
@@ -56,6 +59,8 @@ pub enum ObjectKind {
     Deployment,
     /// A PodDisruptionBudget (policy/v1).
     PodDisruptionBudget,
+    /// A CronJob (batch/v1).
+    CronJob,
 }
 
 impl ObjectKind {
@@ -75,6 +80,7 @@ impl ObjectKind {
             ObjectKind::Service => "Service",
             ObjectKind::Deployment => "Deployment",
             ObjectKind::PodDisruptionBudget => "PodDisruptionBudget",
+            ObjectKind::CronJob => "CronJob",
         }
     }
 }
@@ -97,6 +103,7 @@ impl Object {
             Object::Service(_) => ObjectKind::Service,
             Object::Deployment(_) => ObjectKind::Deployment,
             Object::PodDisruptionBudget(_) => ObjectKind::PodDisruptionBudget,
+            Object::CronJob(_) => ObjectKind::CronJob,
         }
     }
 
@@ -111,6 +118,7 @@ impl Object {
             Object::Service(object) => &object.metadata,
             Object::Deployment(object) => &object.metadata,
             Object::PodDisruptionBudget(object) => &object.metadata,
+            Object::CronJob(object) => &object.metadata,
         }
     }
 
