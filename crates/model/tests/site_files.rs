@@ -684,8 +684,9 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
         Broken {
             what: "a backup schedule with six fields (seconds), which the CronJob refuses",
             file: "environments/production.toml",
-            from: None,
-            text: "\n[backup]\nschedule = \"0 17 3 * * *\"\n",
+            // production.toml schedules backups already: its schedule is replaced.
+            from: Some("schedule = \"17 3 * * *\""),
+            text: "schedule = \"0 17 3 * * *\"",
             environment: "eqiad",
             kind: ErrorKind::InvalidValue,
             at_file: "production.toml",
@@ -695,8 +696,9 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
         Broken {
             what: "a backup schedule at hour 24",
             file: "environments/production.toml",
-            from: None,
-            text: "\n[backup]\nschedule = \"30 24 * * mon-fri\"\n",
+            // production.toml schedules backups already: its schedule is replaced.
+            from: Some("schedule = \"17 3 * * *\""),
+            text: "schedule = \"30 24 * * mon-fri\"",
             environment: "eqiad",
             kind: ErrorKind::InvalidValue,
             at_file: "production.toml",
