@@ -601,7 +601,8 @@ impl Rendered {
     }
 }
 
-fn object_yaml(object: &Object) -> String {
+/// One object as a YAML document (without the `---`), Secret values redacted.
+pub fn object_yaml(object: &Object) -> String {
     serde_yaml_ng::to_string(&for_display(object)).expect("objects serialize")
 }
 
