@@ -796,6 +796,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     );
     let revisions = manifest.wikis["enwiki"].revisions;
     assert!(revisions >= 2, "{manifest:?}");
+    cluster_backup_steps_agree(&site, &manifest, scratch.path());
     let app = format!("{SITE}-mw-web-main-app");
     let database_password = site.secrets.expose()[wikikube_model::DATABASE_PASSWORD].clone();
     let drop_database = |wiki: &str| {
@@ -941,6 +942,79 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let kept = wikikube_local::podman::run(&["exec", &app, "cat", &sqlite]).unwrap();
     assert_eq!(kept.trim(), "pages");
     drop(farm);
+}
+
+/// A cluster's backup Job runs two steps (`wikikube_render::backup`): the dump in the MariaDB
+/// image, the manifest in PHP. Here they run for real against this farm's MariaDB (the dump in
+/// the local MariaDB container, the same image and mariadb-dump; the manifest in Debian's PHP
+/// 8.2, the app image's), and what they write must say what the local backup said.
+fn cluster_backup_steps_agree(
+    site: &wikikube_model::ResolvedSite,
+    local: &wikikube_backup::Manifest,
+    scratch: &Path,
+) {
+    let container = format!("{}-mariadb", wikikube_render::naming::mariadb(site));
+    let user = site.database().unwrap().user.clone();
+    let passfile = format!(
+        "{}/{}",
+        wikikube_render::config::paths::SECRETS_DIR,
+        wikikube_model::DATABASE_PASSWORD
+    );
+    let mut dump = vec![
+        "exec",
+        "--env",
+        "BACKUPS=/tmp/cluster-backups",
+        "--env",
+        "MEDIA=/nonexistent",
+        "--env",
+        "WIKIKUBE_BACKUP=night1",
+        &container,
+        "sh",
+        "-c",
+        wikikube_render::backup::DUMP_SHELL,
+        "dump",
+        &user,
+        &passfile,
+        "plain",
+    ];
+    dump.extend(["enwiki@127.0.0.1:3306", "commonswiki@127.0.0.1:3306"]);
+    wikikube_local::podman::run(&dump).unwrap();
+    let root = scratch.join("cluster-backups");
+    std::fs::create_dir_all(&root).unwrap();
+    wikikube_local::podman::run(&[
+        "cp",
+        &format!("{container}:/tmp/cluster-backups/.night1.partial"),
+        root.join(".night1.partial").to_str().unwrap(),
+    ])
+    .unwrap();
+    wikikube_local::podman::run(&["exec", &container, "rm", "-rf", "/tmp/cluster-backups"])
+        .unwrap();
+    let output = Command::new("php")
+        .args(["-r", wikikube_render::backup::MANIFEST_PHP, "--"])
+        .arg(&root)
+        .args(["night1", SITE, "local", "7"])
+        .args(["enwiki=1.39.17-wmf.1", "commonswiki=1.39.17-wmf.1"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = root.join("night1");
+    let manifest = wikikube_backup::Manifest::read(&dir).unwrap();
+    for wiki in ["enwiki", "commonswiki"] {
+        manifest.verify(&dir, wiki).unwrap();
+        let (ours, theirs) = (&manifest.wikis[wiki], &local.wikis[wiki]);
+        assert_eq!(
+            (ours.revisions, &ours.latest_edit),
+            (theirs.revisions, &theirs.latest_edit),
+            "{wiki}"
+        );
+        let sql = std::fs::read_to_string(dir.join(wiki).join("database.sql")).unwrap();
+        assert!(sql.contains("CREATE TABLE `page`"), "{wiki}");
+        assert!(sql.contains("INSERT INTO `revision`"), "{wiki}");
+    }
 }
 
 fn script(site: &wikikube_model::ResolvedSite, wiki: &str, script: &str) -> std::process::Output {
