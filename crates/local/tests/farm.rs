@@ -6,6 +6,9 @@
 //! starting it is the expensive part. It uses its own site name, ports and state directory, so a
 //! developer's running farm is left alone.
 
+mod common;
+
+use common::{build_images, cache_dir, example, replace, venv_python};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,19 +26,6 @@ const EDGE: u16 = 28445;
 const MARIADB: u16 = 23306;
 /// Python's standard-library SMTP server, which prints every message it receives.
 const SMTP: u16 = 28025;
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
-}
-
-fn replace(path: &Path, pairs: &[(&str, &str)]) {
-    let mut text = std::fs::read_to_string(path).unwrap();
-    for (from, to) in pairs {
-        assert!(text.contains(from), "{} lacks {from}", path.display());
-        text = text.replace(from, to);
-    }
-    std::fs::write(path, text).unwrap();
-}
 
 /// The example farm under its own name and ports.
 fn test_site(dir: &Path) -> PathBuf {
@@ -126,49 +116,6 @@ fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rend
     let rendered =
         wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     (site, rendered)
-}
-
-/// The image cache the test builds with: WIKIKUBE_TEST_CACHE lets a developer reuse a warm
-/// one (such as ~/.cache/wikikube).
-fn cache_dir() -> PathBuf {
-    std::env::var_os("WIKIKUBE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
-}
-
-/// Builds and loads the images once per machine; later runs reuse the cache.
-fn build_images(site: &wikikube_model::ResolvedSite) {
-    let config_files = wikikube_render::config::mediawiki::config_files(site)
-        .into_iter()
-        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
-        .collect();
-    // The cake's own programs, built by `cargo test --workspace` beside this test.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("debug");
-    let binaries = ["edge", "mcrouter"]
-        .map(|name| {
-            let path = target.join(name);
-            assert!(
-                path.is_file(),
-                "{} is missing: cargo build -p {name}",
-                path.display()
-            );
-            (name.to_string(), path)
-        })
-        .into();
-    let options = wikikube_image::Options {
-        binaries,
-        cache_dir: cache_dir(),
-        config_files,
-        ..Default::default()
-    };
-    let report = wikikube_image::build(site, &options).expect("the images build");
-    for built in &report.images {
-        wikikube_image::podman::load(&report.out_dir, &built.image)
-            .expect("podman loads the image");
-    }
 }
 
 fn get(port: u16, host: &str, path: &str) -> (u16, String) {
@@ -287,25 +234,6 @@ fn roll_group(
     assert!(report.installed.is_empty(), "{:?}", report.installed);
     planned.write().unwrap();
     moved
-}
-
-fn venv_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mwclient-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "mwclient==0.11.0"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install mwclient failed");
-    }
-    python
 }
 
 fn api(args: &[&str]) -> String {
