@@ -20,6 +20,7 @@
 pub mod cake;
 pub mod config;
 pub mod edge;
+pub mod kubernetes_version;
 pub mod labels;
 pub mod lint;
 pub mod machine;
