@@ -679,13 +679,14 @@ fn first_deployment(steps: &[wikikube_deploy::Step]) -> String {
 
 /// A deploy retried at once after a failed one, in the simulation: the failed run's undo
 /// deleted the Deployments it had created, and those stay, with a deletionTimestamp, while
-/// their pods run the preStop sleep (210 s, here 420 ms). Applying them again meanwhile would
+/// their pods run the preStop sleep (210 s, here 1 s). Applying them again meanwhile would
 /// patch objects that then disappear under the deploy; it must wait for each to be gone and
 /// create it anew, and say so.
 #[tokio::test]
 async fn simulated_retry_waits_for_the_deployments_its_failed_run_deleted_to_be_gone() {
     let fake = FakeApi::start().await;
-    fake.termination_second(std::time::Duration::from_millis(2));
+    // Long enough that the retry, even on a busy machine, reaches them before they are gone.
+    fake.termination_second(std::time::Duration::from_millis(5));
     let (namespace, steps) = farm_steps("eqiad");
     let targets = [fake.target("eqiad")];
     fake.behave("v1-stuck", Behaviour::Stuck);
@@ -751,14 +752,14 @@ async fn simulated_object_that_stays_deleting_is_an_error_at_the_deadline() {
 
 /// After a rollout the replaced pods run their preStop sleep; `status.replicas` leaves them
 /// out, so the status looks complete while they still finish old requests. In the simulation
-/// (210 s of preStop lasting 210 ms) a deploy is done only once they have stopped: counted in
+/// (210 s of preStop lasting 420 ms) a deploy is done only once they have stopped: counted in
 /// `terminatingReplicas` by a server that reports it (1.33 and later), from the pod list on one
 /// that does not.
 #[tokio::test]
 async fn simulated_rollout_is_complete_only_when_the_replaced_pods_have_stopped() {
     for reports_terminating_replicas in [false, true] {
         let fake = FakeApi::start().await;
-        fake.termination_second(std::time::Duration::from_millis(1));
+        fake.termination_second(std::time::Duration::from_millis(2));
         if reports_terminating_replicas {
             fake.report_terminating_replicas();
         }
