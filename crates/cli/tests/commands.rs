@@ -31,6 +31,50 @@ fn render_prints_yaml_in_apply_order() {
 }
 
 #[test]
+fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
+    let output = wikikube()
+        .args([
+            "render",
+            example().to_str().unwrap(),
+            "--env",
+            "eqiad",
+            "--rbac",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for command in ["diff", "deploy", "rollback", "history", "script"] {
+        assert!(
+            text.contains(&format!("# wikikube {command}: in namespace mediawiki\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("name: wikikube-{command}\n")),
+            "{text}"
+        );
+    }
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("kind: "))
+        .collect();
+    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 5);
+    // diff, deploy and rollback read the Namespace; one more creates it.
+    assert_eq!(
+        kinds.iter().filter(|kind| **kind == "ClusterRole").count(),
+        4
+    );
+    assert!(
+        text.contains("name: wikikube-namespace-mediawiki"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pods/proxy") && text.contains("leases"),
+        "{text}"
+    );
+}
+
+#[test]
 fn render_json_is_a_list() {
     let output = wikikube()
         .args([

@@ -21,6 +21,7 @@ pub mod backup;
 pub mod cake;
 pub mod config;
 pub mod edge;
+pub mod kubernetes_version;
 pub mod labels;
 pub mod lint;
 pub mod machine;
