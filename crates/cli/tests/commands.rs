@@ -31,6 +31,50 @@ fn render_prints_yaml_in_apply_order() {
 }
 
 #[test]
+fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
+    let output = wikikube()
+        .args([
+            "render",
+            example().to_str().unwrap(),
+            "--env",
+            "eqiad",
+            "--rbac",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for command in ["diff", "deploy", "rollback", "history", "script"] {
+        assert!(
+            text.contains(&format!("# wikikube {command}: in namespace mediawiki\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("name: wikikube-{command}\n")),
+            "{text}"
+        );
+    }
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("kind: "))
+        .collect();
+    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 5);
+    // diff, deploy and rollback read the Namespace; one more creates it.
+    assert_eq!(
+        kinds.iter().filter(|kind| **kind == "ClusterRole").count(),
+        4
+    );
+    assert!(
+        text.contains("name: wikikube-namespace-mediawiki"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pods/proxy") && text.contains("leases"),
+        "{text}"
+    );
+}
+
+#[test]
 fn render_json_is_a_list() {
     let output = wikikube()
         .args([
@@ -293,7 +337,7 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     for command in ["backup", "restore", "import"] {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }
-    // A cluster's wikis are not backed up by this command (yet); it says so and exits 1.
+    // A cluster's backups go onto its backups volume, not to a directory here.
     let scratch = tempfile::tempdir().unwrap();
     let to = scratch.path().join("backup");
     let output = wikikube()
@@ -309,8 +353,36 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("Kubernetes environment"), "{stderr}");
+    assert!(
+        stderr.contains("farm-backups") && stderr.contains("leave out --to"),
+        "{stderr}"
+    );
     assert!(!to.exists(), "a refused backup made {}", to.display());
+    // A local backup needs its directory.
+    let output = wikikube()
+        .args(["backup", example().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--to DIR"));
+    // Restoring into a cluster is not built: said before anything is read.
+    let output = wikikube()
+        .args([
+            "restore",
+            example().to_str().unwrap(),
+            "--env",
+            "eqiad",
+            "--from",
+        ])
+        .arg(scratch.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("restoring a cluster's wikis is not built yet"),
+        "{stderr}"
+    );
     // A restore from a directory that is no backup names the missing manifest.
     let output = wikikube()
         .args(["restore", example().to_str().unwrap(), "--from"])
@@ -320,4 +392,53 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("manifest.json"), "{stderr}");
+}
+
+#[test]
+fn backup_schedule_prints_the_cronjob_for_a_schedule_and_refuses_a_bad_one() {
+    let output = wikikube()
+        .args(["backup", example().to_str().unwrap(), "--env", "eqiad"])
+        .args(["--schedule", "@daily"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "apiVersion: batch/v1",
+        "kind: CronJob",
+        "  name: farm-backup",
+        "  schedule: '@daily'",
+        "  concurrencyPolicy: Forbid",
+    ] {
+        assert!(
+            yaml.lines().any(|l| l == line),
+            "{line} missing from:\n{yaml}"
+        );
+    }
+
+    let output = wikikube()
+        .args(["backup", example().to_str().unwrap(), "--env", "eqiad"])
+        .args(["--schedule", "3 17 * *"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("4 fields, not 5"), "{stderr}");
+
+    // One machine has no CronJobs: cron or a timer runs `wikikube backup --to`.
+    let output = wikikube()
+        .args([
+            "backup",
+            example().to_str().unwrap(),
+            "--schedule",
+            "@daily",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("systemd timer"));
 }

@@ -149,6 +149,27 @@ pub async fn delete(client: &Client, namespace: &str, target: &ObjectRef) -> Res
     }
 }
 
+/// Whether a live Namespace already has every label and annotation the rendered one sets, and
+/// is not being deleted: applying it would change nothing. Deploy and diff then skip the apply,
+/// which is a cluster-scoped write that a namespace's deployer is rarely granted
+/// ([`crate::rbac`]). Labels the server or an administrator added beside ours stay either way.
+pub fn namespace_current(live: &DynamicObject, rendered: &serde_json::Value) -> bool {
+    if live.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let has_all = |live: Option<&std::collections::BTreeMap<String, String>>, field: &str| {
+        rendered["metadata"][field]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(key, value)| {
+                live.and_then(|live| live.get(key)).map(String::as_str) == value.as_str()
+            })
+    };
+    has_all(live.metadata.labels.as_ref(), "labels")
+        && has_all(live.metadata.annotations.as_ref(), "annotations")
+}
+
 /// Whether an error is the API server's 404.
 pub fn is_not_found(error: &Error) -> bool {
     matches!(error, Error::Kube { source: kube::Error::Api(status), .. } if status.is_not_found())

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
-use crate::apply::{self, Mode, ObjectRef};
+use crate::apply::{self, ObjectRef};
 use crate::canary::{Applied, Gate};
 use crate::history::{self, Action, Record, State};
 use crate::plan::{self, Phase, Step};
@@ -83,7 +83,7 @@ pub(crate) async fn run_all(
         run.error
             .as_ref()
             .filter(|error| !matches!(error, Error::Aborted))
-            .map(|error| format!("{}: {error}", target.name))
+            .map(|error| format!("{}: {}", target.name, error.with_causes()))
     });
     let mut reports = Vec::new();
     // Roll back all at once too: a failed canary in one datacenter should not leave the other
@@ -111,7 +111,7 @@ pub(crate) async fn run_all(
                 };
                 match cluster.undo(&mut run, &steps, &reason).await {
                     Ok(()) => rolled_back = true,
-                    Err(error) => rollback_failure = Some(error.to_string()),
+                    Err(error) => rollback_failure = Some(error.with_causes()),
                 }
             }
             ClusterReport {
@@ -120,7 +120,7 @@ pub(crate) async fn run_all(
                 state: run.record.as_ref().map(|record| record.state),
                 applied: run.applied,
                 pruned: run.pruned,
-                failure: run.error.map(|error| error.to_string()),
+                failure: run.error.map(|error| error.with_causes()),
                 rolled_back,
                 rollback_failure,
                 seconds: run.started.elapsed().as_secs_f64(),
@@ -183,6 +183,36 @@ impl Cluster<'_> {
         &self.target.client
     }
 
+    /// Applies one step's object for real; one still being deleted (removed a moment ago by a
+    /// prune, an undo or a rollback) is waited for and created anew ([`crate::deletion`]).
+    /// The Namespace is read first and left alone when it is as rendered: applying it is a
+    /// cluster-scoped write that a namespace's deployer is rarely granted ([`crate::rbac`]).
+    async fn apply_step(&self, step: &Step) -> Result<kube::api::DynamicObject, Error> {
+        if step.object.kind == wikikube_render::ObjectKind::Namespace {
+            let live = apply::get(self.client(), self.namespace, &step.object).await?;
+            if let Some(live) = live.filter(|live| apply::namespace_current(live, &step.body)) {
+                return Ok(live);
+            }
+        }
+        let options = crate::deletion::WaitOptions {
+            poll: self.options.poll,
+            timeout: self.options.deletion_timeout,
+        };
+        crate::deletion::apply_anew(
+            self.client(),
+            self.namespace,
+            &step.object,
+            &step.body,
+            options,
+            self.abort,
+            |message| {
+                self.progress
+                    .event(&self.target.name, Some(step.phase), message);
+            },
+        )
+        .await
+    }
+
     fn gate(&self) -> Gate<'_> {
         Gate {
             target: self.target,
@@ -204,8 +234,11 @@ impl Cluster<'_> {
         }
         if let Err(error) = result {
             self.abort.store(true, Ordering::Relaxed);
-            self.progress
-                .event(&self.target.name, None, &format!("failed: {error}"));
+            self.progress.event(
+                &self.target.name,
+                None,
+                &format!("failed: {}", error.with_causes()),
+            );
             run.error = Some(error);
         }
         run
@@ -356,7 +389,7 @@ impl Cluster<'_> {
             .iter()
             .filter(|step| step.object.kind == wikikube_render::ObjectKind::Namespace)
         {
-            apply::apply_value(client, namespace, &step.object, &step.body, Mode::Apply).await?;
+            self.apply_step(step).await?;
             run.applied += 1;
         }
         let revision = records
@@ -400,9 +433,7 @@ impl Cluster<'_> {
         .await?;
         let mut deployments = Vec::new();
         for step in &steps {
-            let result =
-                apply::apply_value(client, namespace, &step.object, &step.body, Mode::Apply)
-                    .await?;
+            let result = self.apply_step(step).await?;
             run.applied += 1;
             if step.object.kind == wikikube_render::ObjectKind::Deployment {
                 deployments.push(Applied {
@@ -460,14 +491,7 @@ impl Cluster<'_> {
         .await?;
         let mut deployments = Vec::new();
         for step in &restore {
-            let result = apply::apply_value(
-                client,
-                namespace,
-                &step.object,
-                &step.body,
-                apply::Mode::Apply,
-            )
-            .await?;
+            let result = self.apply_step(step).await?;
             if step.object.kind == wikikube_render::ObjectKind::Deployment {
                 deployments.push(crate::canary::Applied {
                     step: step.clone(),
@@ -507,7 +531,7 @@ impl Cluster<'_> {
             gate.rollouts(phase, &of_phase).await?;
         }
         record.state = State::RolledBack;
-        let own = run.error.as_ref().map(|error| error.to_string());
+        let own = run.error.as_ref().map(|error| error.with_causes());
         record.failure = Some(history::short_failure(
             &own.unwrap_or_else(|| reason.to_string()),
         ));

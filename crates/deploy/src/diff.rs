@@ -125,8 +125,19 @@ pub async fn diff_cluster(
     let mut diffs = Vec::with_capacity(objects.len());
     for &object in objects {
         let reference = ObjectRef::of(object);
-        let live = apply::get(client, namespace, &reference).await?;
-        let live = live.map(|live| serde_json::to_value(live).expect("objects serialize"));
+        let live_object = apply::get(client, namespace, &reference).await?;
+        let body = serde_json::to_value(object).expect("objects serialize");
+        let current_namespace = reference.kind == wikikube_render::ObjectKind::Namespace
+            && live_object
+                .as_ref()
+                .is_some_and(|live| apply::namespace_current(live, &body));
+        let live = live_object.map(|live| serde_json::to_value(live).expect("objects serialize"));
+        if current_namespace {
+            // As deploy does, no dry-run write of a Namespace that is as rendered: a dry run
+            // is authorised as the write, which is cluster-scoped.
+            diffs.push(object_diff(reference, live.clone(), live));
+            continue;
+        }
         let would = match apply::apply(client, namespace, object, Mode::DryRun).await {
             Ok(result) => serde_json::to_value(result).expect("objects serialize"),
             // A namespaced object cannot be dry-run into a namespace that does not exist yet

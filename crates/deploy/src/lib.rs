@@ -33,6 +33,7 @@ pub mod apply;
 pub mod canary;
 pub mod cluster;
 pub mod config;
+pub mod deletion;
 pub mod diff;
 pub mod history;
 pub mod inventory;
@@ -40,6 +41,7 @@ pub mod jobs;
 pub mod lock;
 pub mod plan;
 pub mod progress;
+pub mod rbac;
 pub mod report;
 pub mod rollback;
 pub mod rollout;
@@ -224,6 +226,24 @@ pub enum Error {
         /// The interrupted revision.
         revision: u64,
     },
+    /// An object to apply again was deleted a moment ago and is still going at the deadline.
+    #[error("{object} is still being deleted (since {since}, finalizers: {finalizers:?}) after waiting {waited:?} for it to be gone; it cannot be applied again until it is: `kubectl get` it to see what holds it (pods that do not stop, a finalizer whose controller is down), then run the command again")]
+    StillDeleting {
+        /// The object.
+        object: String,
+        /// Its deletionTimestamp.
+        since: String,
+        /// How long we waited.
+        waited: std::time::Duration,
+        /// What still holds it.
+        finalizers: Vec<String>,
+    },
+    /// The namespace is being deleted: nothing new can be created in it.
+    #[error("the namespace is being deleted, and the API server refuses new objects in it ({message}); wait until `kubectl get namespaces` no longer lists it, then run the command again, which creates it anew")]
+    NamespaceTerminating {
+        /// The API server's words, which name the namespace.
+        message: String,
+    },
     /// There is no earlier revision.
     #[error("no earlier successful revision to roll back to")]
     NothingToRollBack,
@@ -283,7 +303,44 @@ fn indent(lines: &[String]) -> String {
 }
 
 impl Error {
+    /// The error and every cause under it, on one line: what a report keeps, since it keeps
+    /// text (`cannot apply Namespace/farm: namespaces "farm" is forbidden: ...`).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        if let Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        } = self
+        {
+            // The client's own text repeats the status twice over; its message says it all.
+            text.push_str(&format!(": {} ({})", status.message, status.reason));
+            return text;
+        }
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            text.push_str(": ");
+            text.push_str(&error.to_string());
+            cause = error.source();
+        }
+        text
+    }
+
+    /// A failed request: the namespace being deleted is told as such (a 403 with the
+    /// `NamespaceTerminating` cause, from the API server's NamespaceLifecycle admission), any
+    /// other failure with what we were doing.
     pub(crate) fn kube(action: String, source: kube::Error) -> Error {
+        if let kube::Error::Api(status) = &source {
+            let cause = status
+                .details
+                .iter()
+                .flat_map(|details| &details.causes)
+                .find(|cause| cause.reason == "NamespaceTerminating");
+            if let Some(cause) = cause.filter(|_| status.is_forbidden()) {
+                return Error::NamespaceTerminating {
+                    message: cause.message.clone(),
+                };
+            }
+        }
         Error::Kube { action, source }
     }
 }

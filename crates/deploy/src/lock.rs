@@ -332,7 +332,7 @@ where
                     let _ = lock.release().await;
                     None
                 }
-                Err(error) => Some(error.to_string()),
+                Err(error) => Some(error.with_causes()),
             };
             if first.is_none() {
                 first = failure
@@ -377,7 +377,7 @@ where
             // The run's own account went with it; the history says where each cluster stopped.
             // Reading it is harmless to whoever holds the lock now.
             let reads = targets.iter().enumerate().map(|(i, target)| {
-                let failure = (i == index).then(|| error.to_string());
+                let failure = (i == index).then(|| error.with_causes());
                 async move {
                     let mut report = ClusterReport::not_started(&target.name, failure);
                     if let Ok(records) = history::read(&target.client, namespace).await {
@@ -391,7 +391,7 @@ where
             });
             DeployReport {
                 ok: false,
-                failure: Some(format!("{}: {error}", targets[index].name)),
+                failure: Some(format!("{}: {}", targets[index].name, error.with_causes())),
                 clusters: futures::future::join_all(reads).await,
             }
         }
@@ -401,7 +401,7 @@ where
         if let Err(error) = result {
             // The work is done; a lock left behind only makes the next deploy wait for it to
             // expire, so it is worth a line but not a failure.
-            cluster.lock_release_failure = Some(error.to_string());
+            cluster.lock_release_failure = Some(error.with_causes());
         }
     }
     report

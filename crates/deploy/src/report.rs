@@ -34,6 +34,9 @@ pub struct Options {
     /// How many done revisions' versioned ConfigMaps and Secrets the prune keeps, the one going
     /// live included ([`crate::history::retained`]); at least 1.
     pub config_revisions: usize,
+    /// How long an object to apply may still be being deleted before we give up on it
+    /// ([`crate::deletion`]).
+    pub deletion_timeout: Duration,
 }
 
 impl Default for Options {
@@ -51,6 +54,10 @@ impl Default for Options {
             lock_duration: Duration::from_secs(60),
             schema: None,
             config_revisions: crate::history::DEFAULT_CONFIG_REVISIONS,
+            // A deleted Deployment goes when its pods have: their preStop sleep, up to the
+            // grace period (214 s with the default request timeout), then the garbage
+            // collector's rounds. Twice that leaves room for a busy cluster.
+            deletion_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -7,7 +7,14 @@
 //!   Until then every other status field describes the *previous* version, and trusting it would
 //!   declare a rollout done before it started;
 //! - updated, ready and available replicas all equal the desired replicas;
-//! - no pod of an old version is left: `status.replicas == status.updatedReplicas`.
+//! - no pod of an old version is left: `status.replicas == status.updatedReplicas`;
+//! - no pod is still terminating. `status.replicas` leaves out pods being deleted, and a
+//!   replaced pod runs its preStop sleep (210 s by default) before it stops: until then it
+//!   still finishes requests of the old version and holds its node's resources, so a gate,
+//!   soak or next phase started earlier would judge a mix. A server that reports
+//!   `status.terminatingReplicas` (Kubernetes 1.33 and later, with the
+//!   DeploymentReplicaSetTerminatingReplicas feature, on by default from 1.34) says how many;
+//!   on older ones [`wait`] counts the Deployment's pods that have a `deletionTimestamp`.
 //!
 //! It has failed when the controller says `Progressing=False` with reason
 //! `ProgressDeadlineExceeded`, but only if that condition belongs to this rollout: a condition
@@ -19,7 +26,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 
 use crate::Error;
 
@@ -88,7 +96,51 @@ pub fn check(deployment: &Deployment, since: Timestamp) -> Rollout {
     if ready < desired || available < desired {
         return Rollout::Waiting(format!("{ready} of {desired} ready, {available} available"));
     }
+    if let Some(terminating) = status.terminating_replicas.filter(|count| *count > 0) {
+        return Rollout::Waiting(terminating_message(terminating));
+    }
     Rollout::Complete
+}
+
+fn terminating_message(pods: i32) -> String {
+    format!("{pods} replaced pod(s) still terminating (preStop sleep)")
+}
+
+/// The Deployment's pods that are being deleted, counted from the pod list; for servers whose
+/// Deployment status has no `terminatingReplicas` (before Kubernetes 1.33).
+async fn terminating_pods(api: &Api<Deployment>, deployment: &Deployment) -> Result<i32, Error> {
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let labels = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.match_labels.as_ref());
+    let selector = labels
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    if selector.is_empty() {
+        // A selector of expressions only: wikikube renders none, and an empty one would
+        // count every pod of the namespace.
+        return Ok(0);
+    }
+    let namespace = deployment
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or("default");
+    let pods: Api<Pod> = Api::namespaced(api.clone().into_client(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::kube(format!("list pods of Deployment/{name}"), source))?;
+    let terminating = list
+        .items
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_some())
+        .count();
+    Ok(i32::try_from(terminating).unwrap_or(i32::MAX))
 }
 
 /// How to wait for a rollout.
@@ -111,6 +163,8 @@ struct Counts {
     updated: i32,
     ready: i32,
     available: i32,
+    /// Pods still terminating, where known; fewer is progress.
+    terminating: Option<i32>,
 }
 
 impl Counts {
@@ -121,16 +175,26 @@ impl Counts {
             updated: status.and_then(|s| s.updated_replicas).unwrap_or(0),
             ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
             available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+            terminating: status.and_then(|s| s.terminating_replicas),
         }
     }
 
     /// Whether any count is above the highest seen so far (`best`), which then takes it. The
     /// highest, not the last: a pod that flaps between ready and not is no progress.
     fn rose(self, best: &mut Counts) -> bool {
+        let fewer_terminating = match (self.terminating, best.terminating) {
+            (Some(now), Some(least)) => now < least,
+            _ => false,
+        };
         let rose = self.observed_generation > best.observed_generation
             || self.updated > best.updated
             || self.ready > best.ready
-            || self.available > best.available;
+            || self.available > best.available
+            || fewer_terminating;
+        best.terminating = match (self.terminating, best.terminating) {
+            (Some(now), Some(least)) => Some(now.min(least)),
+            (now, least) => now.or(least),
+        };
         best.observed_generation = best.observed_generation.max(self.observed_generation);
         best.updated = best.updated.max(self.updated);
         best.ready = best.ready.max(self.ready);
@@ -160,7 +224,21 @@ pub async fn wait(
             .get(name)
             .await
             .map_err(|source| Error::kube(format!("read Deployment/{name}"), source))?;
-        let counts = Counts::of(&deployment);
+        let mut counts = Counts::of(&deployment);
+        let mut verdict = check(&deployment, since);
+        let reported = deployment
+            .status
+            .as_ref()
+            .and_then(|status| status.terminating_replicas)
+            .is_some();
+        if verdict == Rollout::Complete && !reported {
+            // Only once the rest is done: one list per poll while the old pods stop.
+            let terminating = terminating_pods(api, &deployment).await?;
+            counts.terminating = Some(terminating);
+            if terminating > 0 {
+                verdict = Rollout::Waiting(terminating_message(terminating));
+            }
+        }
         match &mut best {
             // The first read is where progress is measured from.
             None => best = Some(counts),
@@ -170,7 +248,7 @@ pub async fn wait(
                 }
             }
         }
-        match check(&deployment, since) {
+        match verdict {
             Rollout::Complete => return Ok(()),
             Rollout::Failed(reason) => {
                 return Err(Error::Rollout {

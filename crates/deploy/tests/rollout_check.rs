@@ -72,3 +72,16 @@ fn a_deadline_condition_is_not_read_before_the_controller_saw_the_new_generation
         Rollout::Waiting(_)
     ));
 }
+
+#[test]
+fn replaced_pods_still_terminating_keep_a_rollout_waiting() {
+    // `replicas` leaves out terminating pods: without `terminatingReplicas` this looks done.
+    let mut status = json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2,
+        "readyReplicas": 2, "availableReplicas": 2, "terminatingReplicas": 2});
+    assert!(matches!(
+        check(&deployment(status.clone()), since()),
+        Rollout::Waiting(m) if m.contains("2 replaced pod(s) still terminating")
+    ));
+    status["terminatingReplicas"] = json!(0);
+    assert_eq!(check(&deployment(status), since()), Rollout::Complete);
+}

@@ -661,3 +661,134 @@ async fn simulated_slow_rollout_is_waited_for_while_it_progresses_and_a_stalled_
     );
     assert!(app_image(&fake, "mw-web-main").contains("v2-slow"));
 }
+
+/// The first Deployment a deploy applies before its gate (a debug or canary release's): one
+/// that the undo of a failed first deploy deletes.
+fn first_deployment(steps: &[wikikube_deploy::Step]) -> String {
+    steps
+        .iter()
+        .find(|step| {
+            step.phase <= Phase::Canary
+                && step.object.kind == wikikube_render::ObjectKind::Deployment
+        })
+        .expect("a Deployment before the gate")
+        .object
+        .name
+        .clone()
+}
+
+/// A deploy retried at once after a failed one, in the simulation: the failed run's undo
+/// deleted the Deployments it had created, and those stay, with a deletionTimestamp, while
+/// their pods run the preStop sleep (210 s, here 1 s). Applying them again meanwhile would
+/// patch objects that then disappear under the deploy; it must wait for each to be gone and
+/// create it anew, and say so.
+#[tokio::test]
+async fn simulated_retry_waits_for_the_deployments_its_failed_run_deleted_to_be_gone() {
+    let fake = FakeApi::start().await;
+    // Long enough that the retry, even on a busy machine, reaches them before they are gone.
+    fake.termination_second(std::time::Duration::from_millis(5));
+    let (namespace, steps) = farm_steps("eqiad");
+    let targets = [fake.target("eqiad")];
+    fake.behave("v1-stuck", Behaviour::Stuck);
+    let broken = with_image(&steps, Phase::Canary, "app:v1-stuck");
+    let report =
+        wikikube_deploy::deploy(&targets, &namespace, &broken, &fast_options(), &Quiet).await;
+    assert!(!report.ok, "{}", report.to_text());
+    let first = first_deployment(&steps);
+    assert!(
+        fake.being_deleted("deployments", &first),
+        "the undo's deletes are still going"
+    );
+
+    let log = Log::default();
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &fast_options(), &log).await;
+    assert!(report.ok, "{}", report.to_text());
+    let lines = log.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(&format!("Deployment/{first} is being deleted"))),
+        "{lines:#?}"
+    );
+    for step in &steps {
+        if step.object.kind == wikikube_render::ObjectKind::Deployment {
+            let name = &step.object.name;
+            assert!(!fake.being_deleted("deployments", name), "{name} is going");
+            assert!(fake.object("deployments", name).is_some(), "{name} is gone");
+        }
+    }
+}
+
+/// An object that is never gone (a finalizer whose controller is down, in the simulation a
+/// one-hour preStop sleep) stops the deploy at the deadline with an error that names it.
+#[tokio::test]
+async fn simulated_object_that_stays_deleting_is_an_error_at_the_deadline() {
+    let fake = FakeApi::start().await;
+    fake.termination_second(std::time::Duration::from_secs(3600));
+    let (namespace, steps) = farm_steps("eqiad");
+    let targets = [fake.target("eqiad")];
+    fake.behave("v1-stuck", Behaviour::Stuck);
+    let broken = with_image(&steps, Phase::Canary, "app:v1-stuck");
+    let options = fast_options();
+    assert!(
+        !wikikube_deploy::deploy(&targets, &namespace, &broken, &options, &Quiet)
+            .await
+            .ok
+    );
+    let options = wikikube_deploy::Options {
+        deletion_timeout: std::time::Duration::from_millis(200),
+        ..fast_options()
+    };
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let failure = report.failure.expect("a failure");
+    assert!(
+        failure.contains(&format!(
+            "Deployment/{} is still being deleted",
+            first_deployment(&steps)
+        )) && failure.contains("foregroundDeletion"),
+        "{failure}"
+    );
+}
+
+/// After a rollout the replaced pods run their preStop sleep; `status.replicas` leaves them
+/// out, so the status looks complete while they still finish old requests. In the simulation
+/// (210 s of preStop lasting 420 ms) a deploy is done only once they have stopped: counted in
+/// `terminatingReplicas` by a server that reports it (1.33 and later), from the pod list on one
+/// that does not.
+#[tokio::test]
+async fn simulated_rollout_is_complete_only_when_the_replaced_pods_have_stopped() {
+    for reports_terminating_replicas in [false, true] {
+        let fake = FakeApi::start().await;
+        fake.termination_second(std::time::Duration::from_millis(2));
+        if reports_terminating_replicas {
+            fake.report_terminating_replicas();
+        }
+        let (namespace, steps) = farm_steps("eqiad");
+        let targets = [fake.target("eqiad")];
+        let options = fast_options();
+        assert!(
+            wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+                .await
+                .ok
+        );
+        let v2 = with_image(&steps, Phase::Main, "app:v2");
+        let log = Log::default();
+        let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &log).await;
+        assert!(report.ok, "{}", report.to_text());
+        for deployment in fake.names("deployments") {
+            let terminating = fake.terminating_pods(&deployment);
+            assert!(
+                terminating.is_empty(),
+                "terminatingReplicas reported: {reports_terminating_replicas}: \
+                 {deployment} done with {terminating:?} still stopping"
+            );
+        }
+        let lines = log.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("replaced pod(s) still terminating")),
+            "{lines:#?}"
+        );
+    }
+}

@@ -346,3 +346,109 @@ async fn simulated_failing_update_stops_the_deploy_before_any_new_code_with_wiki
         "{recorded}"
     );
 }
+
+/// A cluster's backups against the simulation: the deploy keeps the backups' claim and the
+/// schedule's CronJob (pointing at the Secret version it just created), a backup runs as a Job
+/// on that claim and its outcome is the manifest step's, and a schedule taken out of the site is
+/// pruned while the claim with the backups stays. What the pod's programs do is tested in real
+/// PHP and MariaDB elsewhere (render's tests/backup.rs, the local farm's end to end test).
+#[tokio::test]
+async fn simulated_backups_keep_their_claim_schedule_and_run_as_a_job() {
+    let (fake, namespace) = deployed().await;
+    let claim = fake
+        .object("persistentvolumeclaims", "farm-backups")
+        .expect("the backups claim");
+    assert_eq!(claim["spec"]["accessModes"][0], "ReadWriteOnce");
+    let cron = fake.object("cronjobs", "farm-backup").expect("the CronJob");
+    assert_eq!(cron["spec"]["schedule"], "17 3 * * *");
+    let (_, steps) = farm_steps("eqiad");
+    let secret = support::site::private_secret(&steps);
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(volumes
+        .iter()
+        .any(|volume| volume["secret"]["secretName"] == secret.as_str()));
+    assert!(fake.object("secrets", &secret).is_some());
+
+    let site = wikikube_model::load(
+        &farm_dir(),
+        "eqiad",
+        &wikikube_model::LoadOptions::default(),
+    )
+    .unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    let backups = rendered.backups.expect("eqiad backs up");
+    let settings = JobSettings {
+        user: "jane".into(),
+        deadline_seconds: Some(3600),
+        keep_seconds: 600,
+    };
+    fake.script_job(
+        "mwbackup-all-night1",
+        &[
+            "commonswiki: 12 revisions, 3 files, 52000 bytes",
+            "backup mwbackup-all-night1 complete in /srv/backups/mwbackup-all-night1",
+        ],
+        JobEnd::Exit(0),
+    );
+    let job = backups.job(&[], &settings, "night1");
+    let report = wikikube_deploy::jobs::run(
+        &fake.target("eqiad"),
+        &namespace,
+        &job,
+        &fast_jobs(false),
+        &Quiet,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.tail);
+    assert!(report.tail[1].contains("complete"), "{:?}", report.tail);
+    let created = fake.object("jobs", "mwbackup-all-night1").unwrap();
+    let pod = &created["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "farm-backups"
+    );
+    assert_eq!(pod["initContainers"][0]["name"], "dump");
+    assert_eq!(
+        created["metadata"]["labels"]["wikikube.org/maintenance"],
+        "backup"
+    );
+
+    // A failed dump fails the backup, with the Job's reason.
+    fake.script_job("mwbackup-dewiki-night2", &[], JobEnd::Exit(2));
+    let job = backups.job(&["dewiki".into()], &settings, "night2");
+    let report = wikikube_deploy::jobs::run(
+        &fake.target("eqiad"),
+        &namespace,
+        &job,
+        &fast_jobs(false),
+        &Quiet,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert_ne!(report.outcome, Outcome::Succeeded);
+
+    // The schedule leaves the site: the next deploy deletes the CronJob, never the claim.
+    let (_, steps) = farm_steps("eqiad");
+    let unscheduled: Vec<_> = steps
+        .into_iter()
+        .filter(|step| step.object.kind != wikikube_render::ObjectKind::CronJob)
+        .collect();
+    let report = wikikube_deploy::deploy(
+        &[fake.target("eqiad")],
+        &namespace,
+        &unscheduled,
+        &fast_options(),
+        &Quiet,
+    )
+    .await;
+    assert!(report.ok, "{}", report.to_text());
+    assert!(fake.object("cronjobs", "farm-backup").is_none());
+    assert!(fake
+        .object("persistentvolumeclaims", "farm-backups")
+        .is_some());
+}

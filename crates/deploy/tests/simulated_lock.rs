@@ -382,3 +382,43 @@ async fn simulated_live_lock_of_a_holder_whose_clock_is_an_hour_behind_is_not_ta
     );
     assert_ne!(app_image(&fake, "mw-web-main"), "app:v2");
 }
+
+/// A namespace being deleted refuses new objects, the deploy lock's Lease first, with 403 and
+/// the `NamespaceTerminating` cause (simulated as the API server's admission answers): the
+/// deploy says that the namespace is being deleted, not that a Lease could not be created.
+#[tokio::test]
+async fn simulated_deploy_into_a_namespace_being_deleted_says_so() {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let targets = [fake.target("eqiad")];
+    let options = fast_options();
+    assert!(
+        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
+            .await
+            .ok
+    );
+    fake.terminate_namespace(&namespace);
+    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    assert!(!report.ok);
+    let text = report.to_text();
+    assert!(
+        text.contains("the namespace is being deleted")
+            && text.contains(&format!("namespace {namespace} is being terminated")),
+        "{text}"
+    );
+
+    let error = wikikube_deploy::lock::acquire(
+        &fake.client(),
+        &namespace,
+        "me",
+        Duration::from_secs(60),
+        None,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        matches!(error, Error::NamespaceTerminating { .. }),
+        "{error:?}"
+    );
+}

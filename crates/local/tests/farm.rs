@@ -6,6 +6,9 @@
 //! starting it is the expensive part. It uses its own site name, ports and state directory, so a
 //! developer's running farm is left alone.
 
+mod common;
+
+use common::{build_images, cache_dir, example, replace, venv_python};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,19 +26,6 @@ const EDGE: u16 = 28445;
 const MARIADB: u16 = 23306;
 /// Python's standard-library SMTP server, which prints every message it receives.
 const SMTP: u16 = 28025;
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
-}
-
-fn replace(path: &Path, pairs: &[(&str, &str)]) {
-    let mut text = std::fs::read_to_string(path).unwrap();
-    for (from, to) in pairs {
-        assert!(text.contains(from), "{} lacks {from}", path.display());
-        text = text.replace(from, to);
-    }
-    std::fs::write(path, text).unwrap();
-}
 
 /// The example farm under its own name and ports.
 fn test_site(dir: &Path) -> PathBuf {
@@ -126,49 +116,6 @@ fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rend
     let rendered =
         wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     (site, rendered)
-}
-
-/// The image cache the test builds with: WIKIKUBE_TEST_CACHE lets a developer reuse a warm
-/// one (such as ~/.cache/wikikube).
-fn cache_dir() -> PathBuf {
-    std::env::var_os("WIKIKUBE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
-}
-
-/// Builds and loads the images once per machine; later runs reuse the cache.
-fn build_images(site: &wikikube_model::ResolvedSite) {
-    let config_files = wikikube_render::config::mediawiki::config_files(site)
-        .into_iter()
-        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
-        .collect();
-    // The cake's own programs, built by `cargo test --workspace` beside this test.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("debug");
-    let binaries = ["edge", "mcrouter"]
-        .map(|name| {
-            let path = target.join(name);
-            assert!(
-                path.is_file(),
-                "{} is missing: cargo build -p {name}",
-                path.display()
-            );
-            (name.to_string(), path)
-        })
-        .into();
-    let options = wikikube_image::Options {
-        binaries,
-        cache_dir: cache_dir(),
-        config_files,
-        ..Default::default()
-    };
-    let report = wikikube_image::build(site, &options).expect("the images build");
-    for built in &report.images {
-        wikikube_image::podman::load(&report.out_dir, &built.image)
-            .expect("podman loads the image");
-    }
 }
 
 fn get(port: u16, host: &str, path: &str) -> (u16, String) {
@@ -287,25 +234,6 @@ fn roll_group(
     assert!(report.installed.is_empty(), "{:?}", report.installed);
     planned.write().unwrap();
     moved
-}
-
-fn venv_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mwclient-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "mwclient==0.11.0"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install mwclient failed");
-    }
-    python
 }
 
 fn api(args: &[&str]) -> String {
@@ -796,6 +724,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     );
     let revisions = manifest.wikis["enwiki"].revisions;
     assert!(revisions >= 2, "{manifest:?}");
+    cluster_backup_steps_agree(&site, &manifest, scratch.path());
     let app = format!("{SITE}-mw-web-main-app");
     let database_password = site.secrets.expose()[wikikube_model::DATABASE_PASSWORD].clone();
     let drop_database = |wiki: &str| {
@@ -941,6 +870,79 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let kept = wikikube_local::podman::run(&["exec", &app, "cat", &sqlite]).unwrap();
     assert_eq!(kept.trim(), "pages");
     drop(farm);
+}
+
+/// A cluster's backup Job runs two steps (`wikikube_render::backup`): the dump in the MariaDB
+/// image, the manifest in PHP. Here they run for real against this farm's MariaDB (the dump in
+/// the local MariaDB container, the same image and mariadb-dump; the manifest in Debian's PHP
+/// 8.2, the app image's), and what they write must say what the local backup said.
+fn cluster_backup_steps_agree(
+    site: &wikikube_model::ResolvedSite,
+    local: &wikikube_backup::Manifest,
+    scratch: &Path,
+) {
+    let container = format!("{}-mariadb", wikikube_render::naming::mariadb(site));
+    let user = site.database().unwrap().user.clone();
+    let passfile = format!(
+        "{}/{}",
+        wikikube_render::config::paths::SECRETS_DIR,
+        wikikube_model::DATABASE_PASSWORD
+    );
+    let mut dump = vec![
+        "exec",
+        "--env",
+        "BACKUPS=/tmp/cluster-backups",
+        "--env",
+        "MEDIA=/nonexistent",
+        "--env",
+        "WIKIKUBE_BACKUP=night1",
+        &container,
+        "sh",
+        "-c",
+        wikikube_render::backup::DUMP_SHELL,
+        "dump",
+        &user,
+        &passfile,
+        "plain",
+    ];
+    dump.extend(["enwiki@127.0.0.1:3306", "commonswiki@127.0.0.1:3306"]);
+    wikikube_local::podman::run(&dump).unwrap();
+    let root = scratch.join("cluster-backups");
+    std::fs::create_dir_all(&root).unwrap();
+    wikikube_local::podman::run(&[
+        "cp",
+        &format!("{container}:/tmp/cluster-backups/.night1.partial"),
+        root.join(".night1.partial").to_str().unwrap(),
+    ])
+    .unwrap();
+    wikikube_local::podman::run(&["exec", &container, "rm", "-rf", "/tmp/cluster-backups"])
+        .unwrap();
+    let output = Command::new("php")
+        .args(["-r", wikikube_render::backup::MANIFEST_PHP, "--"])
+        .arg(&root)
+        .args(["night1", SITE, "local", "7"])
+        .args(["enwiki=1.39.17-wmf.1", "commonswiki=1.39.17-wmf.1"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = root.join("night1");
+    let manifest = wikikube_backup::Manifest::read(&dir).unwrap();
+    for wiki in ["enwiki", "commonswiki"] {
+        manifest.verify(&dir, wiki).unwrap();
+        let (ours, theirs) = (&manifest.wikis[wiki], &local.wikis[wiki]);
+        assert_eq!(
+            (ours.revisions, &ours.latest_edit),
+            (theirs.revisions, &theirs.latest_edit),
+            "{wiki}"
+        );
+        let sql = std::fs::read_to_string(dir.join(wiki).join("database.sql")).unwrap();
+        assert!(sql.contains("CREATE TABLE `page`"), "{wiki}");
+        assert!(sql.contains("INSERT INTO `revision`"), "{wiki}");
+    }
 }
 
 fn script(site: &wikikube_model::ResolvedSite, wiki: &str, script: &str) -> std::process::Output {

@@ -15,12 +15,16 @@
 //! developer's running farm, and farm.rs running at the same time, are left alone; the image
 //! cache is the one farm.rs uses.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{build_images, example, replace, venv_python};
 use wikikube_local::{StateDir, UpOptions};
+use wikikube_test_support::copy_dir;
 
 const SITE: &str = "wantest";
 const HTTP: u16 = 29080;
@@ -33,32 +37,6 @@ const GUTTER: u16 = MEMCACHED + 1;
 const REMOTE: u16 = 22311;
 const EDGE: u16 = 29445;
 const MARIADB: u16 = 24306;
-
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn replace(path: &Path, pairs: &[(&str, &str)]) {
-    let mut text = std::fs::read_to_string(path).unwrap();
-    for (from, to) in pairs {
-        assert!(text.contains(from), "{} lacks {from}", path.display());
-        text = text.replace(from, to);
-    }
-    std::fs::write(path, text).unwrap();
-}
 
 /// The example farm under its own name and ports, with a second pool for another datacenter.
 fn test_site(dir: &Path) -> PathBuf {
@@ -91,58 +69,6 @@ fn test_site(dir: &Path) -> PathBuf {
         ],
     );
     site
-}
-
-/// Builds and loads the images; the cache is farm.rs's, so a machine builds them once.
-fn build_images(site: &wikikube_model::ResolvedSite) {
-    let config_files = wikikube_render::config::mediawiki::image_layer(site);
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("debug");
-    let binaries = ["edge", "mcrouter"]
-        .map(|name| {
-            let path = target.join(name);
-            assert!(
-                path.is_file(),
-                "{} is missing: cargo build -p {name}",
-                path.display()
-            );
-            (name.to_string(), path)
-        })
-        .into();
-    let options = wikikube_image::Options {
-        binaries,
-        cache_dir: std::env::var_os("WIKIKUBE_TEST_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache")),
-        config_files,
-        ..Default::default()
-    };
-    let report = wikikube_image::build(site, &options).expect("the images build");
-    for built in &report.images {
-        wikikube_image::podman::load(&report.out_dir, &built.image)
-            .expect("podman loads the image");
-    }
-}
-
-fn venv_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mwclient-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "mwclient==0.11.0"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install mwclient failed");
-    }
-    python
 }
 
 /// Edits a page of enwiki with mwclient; returns the page's text read back.

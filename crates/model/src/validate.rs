@@ -492,6 +492,23 @@ fn check_shutdown(
     fail: &impl Fn(ErrorKind, &str, String) -> Error,
 ) -> Result<(), Error> {
     let lifecycle = &values.lifecycle;
+    // Every container's preStop is a `sleep` action, which Kubernetes accepts from 1.30 with
+    // at least one second; a sleep of 0 only from 1.33 (PodLifecycleSleepActionAllowZero).
+    // Refused rather than made to depend on a cluster version the site does not declare: one
+    // second costs nothing, and 0 would stop tls from taking connections the moment the pod is
+    // told to stop, while its removal from the endpoints is still spreading. The other sleeps
+    // are never 0: they follow tls and the request timeout (below).
+    if lifecycle.tls_pre_stop_seconds == 0 {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "lifecycle.tls_pre_stop_seconds",
+            "a preStop sleep of 0 s needs Kubernetes 1.33 (PodLifecycleSleepActionAllowZero), \
+             and wikikube supports clusters from 1.30; it would also refuse the requests that \
+             still reach tls while the pod's removal from its Service spreads: at least 1 s \
+             (7 by default)"
+                .to_string(),
+        ));
+    }
     let timeout = values.php.request_timeout_seconds;
     let minimum = lifecycle.minimum_backend_pre_stop(timeout);
     if let Some(set) = lifecycle.pre_stop_seconds.filter(|set| *set < minimum) {

@@ -21,6 +21,7 @@ pub mod backup;
 pub mod cake;
 pub mod config;
 pub mod edge;
+pub mod kubernetes_version;
 pub mod labels;
 pub mod lint;
 pub mod machine;
@@ -620,7 +621,8 @@ impl Rendered {
     }
 }
 
-fn object_yaml(object: &Object) -> String {
+/// One object as a YAML document (without the `---`), Secret values redacted.
+pub fn object_yaml(object: &Object) -> String {
     serde_yaml_ng::to_string(&for_display(object)).expect("objects serialize")
 }
 

@@ -32,6 +32,9 @@ pub enum Rule {
     /// Every object is at most [`MAX_OBJECT_BYTES`] as JSON: an API server refuses a ConfigMap
     /// or Secret whose data passes 1 MiB, and etcd any object much larger.
     Size,
+    /// Nothing needs a Kubernetes version newer than the oldest wikikube supports
+    /// ([`crate::kubernetes_version::MINIMUM`]); allowed, for clusters known to be newer.
+    KubernetesVersion,
 }
 
 /// The largest object the size rule accepts, in bytes of compact JSON (what is sent).
@@ -39,7 +42,7 @@ pub const MAX_OBJECT_BYTES: usize = 1024 * 1024;
 
 impl Rule {
     /// Every rule, in the order they are documented.
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Rule::Probes,
         Rule::Resources,
         Rule::NonRoot,
@@ -47,6 +50,7 @@ impl Rule {
         Rule::Names,
         Rule::PortNames,
         Rule::Size,
+        Rule::KubernetesVersion,
     ];
 
     /// The name used with `--allow`.
@@ -59,6 +63,7 @@ impl Rule {
             Rule::Names => "names",
             Rule::PortNames => "port-names",
             Rule::Size => "size",
+            Rule::KubernetesVersion => "kubernetes-version",
         }
     }
 }
@@ -154,6 +159,8 @@ pub fn lint_job(job: &Job) -> Vec<Finding> {
         report(Rule::Probes, "has no pod template".into());
         return findings;
     };
+    let json = serde_json::to_value(job).expect("Jobs serialize");
+    check_versions(&json, &mut report);
     let mut all = pod.clone();
     all.containers
         .extend(pod.init_containers.iter().flatten().cloned());
@@ -174,6 +181,23 @@ pub fn lint_job(job: &Job) -> Vec<Finding> {
         check_container(&container, &mut report);
     }
     findings
+}
+
+/// A feature newer than the oldest Kubernetes wikikube supports.
+fn check_versions(object: &serde_json::Value, report: &mut impl FnMut(Rule, String)) {
+    use crate::kubernetes_version::{uses, MINIMUM};
+    for found in uses(object) {
+        if found.feature.since > MINIMUM {
+            report(
+                Rule::KubernetesVersion,
+                format!(
+                    "{} uses {}, on by default from Kubernetes {}; wikikube supports clusters \
+                     from {MINIMUM}",
+                    found.at, found.feature.name, found.feature.since
+                ),
+            );
+        }
+    }
 }
 
 /// Checks every object against every rule.
@@ -199,7 +223,9 @@ pub fn lint(objects: &[&Object]) -> Vec<Finding> {
             });
         };
         check_object_name(object, &mut report);
-        let bytes = serde_json::to_vec(object).map_or(0, |json| json.len());
+        let json = serde_json::to_value(object).expect("objects serialize");
+        check_versions(&json, &mut report);
+        let bytes = serde_json::to_vec(&json).map_or(0, |json| json.len());
         if bytes > MAX_OBJECT_BYTES {
             report(
                 Rule::Size,

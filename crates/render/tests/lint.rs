@@ -174,5 +174,7 @@ version = "1.39"
 fn rule_names_parse_with_a_helpful_error() {
     assert_eq!("port-names".parse::<Rule>().unwrap(), Rule::PortNames);
     let error = "probe".parse::<Rule>().unwrap_err();
-    assert!(error.contains("probes, resources, non-root, selector, names, port-names"));
+    assert!(error.contains(
+        "probes, resources, non-root, selector, names, port-names, size, kubernetes-version"
+    ));
 }

@@ -1,6 +1,8 @@
 //! `wikikube backup` and `wikikube restore`: the wikis' databases and media, to a directory and
 //! back, with a manifest of SHA-256s (format in `wikikube-backup`); `wikikube import`: a wiki
-//! from another MediaWiki's dump.
+//! from another MediaWiki's dump. Locally through the farm's containers (`wikikube_local`); a
+//! cluster's backup as a Job onto the site's backups volume (`wikikube_render::backup`, run by
+//! `wikikube_deploy::jobs`).
 
 use std::path::PathBuf;
 
@@ -15,8 +17,8 @@ pub struct BackupSite {
     /// The site directory.
     #[arg(value_name = "SITE_DIR", default_value = ".")]
     site_dir: PathBuf,
-    /// The environment: a local one (backing up, restoring and importing a cluster's wikis is
-    /// not built yet).
+    /// The environment. A Kubernetes environment backs up with a Job onto its backups volume;
+    /// restoring and importing there is not built yet.
     #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
     environment: String,
     /// The directory config management writes private values into [default: SITE_DIR/private].
@@ -33,16 +35,26 @@ pub struct WikiChoice {
 }
 
 impl BackupSite {
-    fn load(&self) -> anyhow::Result<wikikube_model::ResolvedSite> {
+    fn load_any(&self) -> anyhow::Result<wikikube_model::ResolvedSite> {
         let options = wikikube_model::LoadOptions {
             private_dir: self.private_dir.clone(),
         };
-        let site = wikikube_model::load(&self.site_dir, &self.environment, &options)?;
+        Ok(wikikube_model::load(
+            &self.site_dir,
+            &self.environment,
+            &options,
+        )?)
+    }
+
+    /// The site, in a local environment only.
+    fn load(&self, what: &str) -> anyhow::Result<wikikube_model::ResolvedSite> {
+        let site = self.load_any()?;
         if site.environment.kind != wikikube_model::EnvironmentKind::Local {
             bail!(
-                "environment {} is a Kubernetes environment: backing up, restoring and importing \
-                 a cluster's wikis (as Jobs, with a CronJob for schedules) is not built yet; use \
-                 a local environment, or the database servers' own tools",
+                "environment {} is a Kubernetes environment: {what} a cluster's wikis is not \
+                 built yet (`wikikube backup --env {}` does back them up, onto the site's \
+                 backups volume); use a local environment, or the database servers' own tools",
+                self.environment,
                 self.environment
             );
         }
@@ -54,31 +66,62 @@ impl BackupSite {
 /// --single-transaction`, taken while the wiki serves) and media (uploads, thumbnails, deleted
 /// files), with a manifest of every file's size and SHA-256.
 ///
-/// The local farm must be running (`wikikube up`). The manifest is written last: a backup that
-/// stopped halfway has none and is never restored from.
+/// Locally the farm must be running (`wikikube up`) and the backup goes to --to. In a Kubernetes
+/// environment the backup runs as a Job in the environment's first cluster (or --cluster) and
+/// goes onto the site's backups volume (`SITE-backups`), named after the Job; the oldest beyond
+/// [backup] keep are deleted. --schedule prints the CronJob for a schedule instead; set
+/// [backup] schedule in the site to have deploy keep one. The manifest is written last: a
+/// backup that stopped halfway has none and is never restored from.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  wikikube backup --to /srv/backups/farm-2026-12-01\n  \
+                        wikikube backup --env eqiad --wiki enwiki\n  \
+                        wikikube backup --env eqiad --schedule '17 3 * * *' > cronjob.yaml"
+)]
 pub struct BackupArgs {
     #[command(flatten)]
     site: BackupSite,
     #[command(flatten)]
     choice: WikiChoice,
-    /// A new (or empty) directory for the backup.
+    /// A new (or empty) directory for the backup (local environments).
     #[arg(long, value_name = "DIR")]
-    to: PathBuf,
-    /// Print the manifest as JSON.
+    to: Option<PathBuf>,
+    /// The cluster to run the backup Job in [default: the environment's first] (clusters only).
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// Stop the backup Job after this many seconds (clusters only).
+    #[arg(long, value_name = "SECONDS")]
+    deadline: Option<u32>,
+    /// Print the CronJob that takes a backup of every wiki on this cron schedule (five fields,
+    /// UTC, or a macro such as @daily) as YAML, and run nothing (clusters only).
+    #[arg(long, value_name = "CRON", conflicts_with_all = ["to", "cluster", "deadline", "wikis"])]
+    schedule: Option<String>,
+    /// Print the manifest (locally) or the Job's report (in a cluster) as JSON.
     #[arg(long)]
     json: bool,
 }
 
 /// Writes the backup.
 pub fn backup(args: &BackupArgs) -> anyhow::Result<u8> {
-    let site = args.site.load()?;
-    let manifest = wikikube_local::backup::backup(&site, &args.to, &args.choice.wikis)?;
+    let site = args.site.load_any()?;
+    if site.environment.kind != wikikube_model::EnvironmentKind::Local {
+        return backup_in_cluster(&site, args);
+    }
+    if args.schedule.is_some() || args.cluster.is_some() || args.deadline.is_some() {
+        bail!(
+            "--schedule, --cluster and --deadline are for Kubernetes environments; on one \
+             machine, schedule `wikikube backup --to DIR` with cron or a systemd timer"
+        );
+    }
+    let Some(to) = &args.to else {
+        bail!("a local backup needs a directory: --to DIR (a new or empty one)");
+    };
+    let manifest = wikikube_local::backup::backup(&site, to, &args.choice.wikis)?;
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&manifest)?))?;
         return Ok(exit::OK);
     }
-    let mut text = format!("backup of {} in {}\n", manifest.site, args.to.display());
+    let mut text = format!("backup of {} in {}\n", manifest.site, to.display());
     for (wiki, part) in &manifest.wikis {
         text.push_str(&format!(
             "  {wiki:<14} MediaWiki {:<16} {:>5} revisions, latest {}, {} files, {} bytes\n",
@@ -91,6 +134,107 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<u8> {
     }
     super::print(&text)?;
     Ok(exit::OK)
+}
+
+/// A cluster's backup: the CronJob for `--schedule`, or one Job run to its end.
+fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> anyhow::Result<u8> {
+    let rendered = wikikube_render::render(site, &wikikube_render::RenderOptions::default())?;
+    let Some(backups) = &rendered.backups else {
+        bail!(
+            "environment {} has no MariaDB/MySQL databases and enabled main release to back up \
+             with",
+            site.environment_name
+        );
+    };
+    if let Some(schedule) = &args.schedule {
+        wikikube_model::validate::check_cron(schedule).map_err(|problem| {
+            anyhow::anyhow!(
+                "`{schedule}` is not a cron schedule: {problem}; write five fields, minute hour \
+                 day-of-month month day-of-week (`17 3 * * *`, UTC), or a macro such as @daily"
+            )
+        })?;
+        let cron_job = wikikube_render::Object::CronJob(backups.cron_job(schedule.trim()));
+        super::print(&format!("---\n{}", wikikube_render::object_yaml(&cron_job)))?;
+        return Ok(exit::OK);
+    }
+    if args.to.is_some() {
+        bail!(
+            "a cluster's backups go onto the site's backups volume ({}), not to a directory \
+             here: leave out --to",
+            wikikube_render::naming::backups(site)
+        );
+    }
+    let known: Vec<&str> = backups.wikis().collect();
+    if let Some(unknown) = args
+        .choice
+        .wikis
+        .iter()
+        .find(|wiki| !known.contains(&wiki.as_str()))
+    {
+        bail!(
+            "the farm has no wiki {unknown}; its wikis: {}",
+            known.join(", ")
+        );
+    }
+    let cluster = super::script::one_cluster(site, args.cluster.as_deref())?;
+    let settings = wikikube_render::maintenance::JobSettings {
+        user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        deadline_seconds: args.deadline,
+        ..wikikube_render::maintenance::JobSettings::default()
+    };
+    let job = backups.job(
+        &args.choice.wikis,
+        &settings,
+        &wikikube_deploy::jobs::run_id(),
+    );
+    let namespace = &site.spec.site.namespace;
+    let runtime = wikikube_deploy::runtime()?;
+    let targets = runtime.block_on(wikikube_deploy::connect(std::slice::from_ref(cluster)))?;
+    let options = wikikube_deploy::jobs::JobOptions::default();
+    let lines = std::sync::Mutex::new(Vec::new());
+    let output = |line: &str| lines.lock().expect("not poisoned").push(line.to_string());
+    let progress: &dyn wikikube_deploy::progress::Progress = if args.json {
+        &wikikube_deploy::progress::Quiet
+    } else {
+        &super::script::Lines
+    };
+    let report = runtime.block_on(wikikube_deploy::jobs::run(
+        &targets[0],
+        namespace,
+        &job,
+        &options,
+        progress,
+        &output,
+    ))?;
+    let lines = lines.into_inner().expect("not poisoned");
+    let succeeded = report.outcome == wikikube_deploy::jobs::Outcome::Succeeded;
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        value["backup"] = serde_json::json!(report.job);
+        value["volume"] = serde_json::json!(wikikube_render::naming::backups(site));
+        value["output"] = serde_json::json!(lines);
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+    } else if succeeded {
+        let mut text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        text.push_str(&format!(
+            "backup {} of {} on volume {} in cluster {} ({:.0} s)\n",
+            report.job,
+            site.spec.site.name,
+            wikikube_render::naming::backups(site),
+            report.cluster,
+            report.seconds
+        ));
+        super::print(&text)?;
+    } else {
+        for line in &lines {
+            eprintln!("{line}");
+        }
+        eprintln!(
+            "{}: backup Job {} {}; the dump's output: kubectl logs -n {namespace} job/{} -c dump",
+            report.cluster, report.job, report.outcome, report.job
+        );
+    }
+    Ok(if succeeded { exit::OK } else { exit::FAILURE })
 }
 
 /// Restore wikis from a backup: every file is checked against the manifest first, and a wiki
@@ -118,7 +262,7 @@ pub struct RestoreArgs {
 
 /// Restores.
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
-    let site = args.site.load()?;
+    let site = args.site.load("restoring")?;
     let restored =
         wikikube_local::backup::restore(&site, &args.from, &args.choice.wikis, args.force)?;
     if args.json {
@@ -165,7 +309,7 @@ pub struct ImportArgs {
 
 /// Imports.
 pub fn import(args: &ImportArgs) -> anyhow::Result<u8> {
-    let site = args.site.load()?;
+    let site = args.site.load("importing into")?;
     let imported = wikikube_local::import::import(
         &site,
         &args.wiki,

@@ -10,7 +10,8 @@ use crate::{exit, SiteArgs};
 /// Write every Kubernetes object of an environment, in apply order, as YAML (or JSON).
 ///
 /// The objects are linted first; a broken rule stops the render (exit code 3) unless allowed
-/// with --allow. Rules: probes, resources, non-root, selector, names, port-names, size.
+/// with --allow. Rules: probes, resources, non-root, selector, names, port-names, size,
+/// kubernetes-version (nothing newer than Kubernetes 1.30, the oldest supported).
 /// Secret values are always shown as <redacted>.
 #[derive(Args, Debug)]
 pub struct RenderArgs {
@@ -28,11 +29,27 @@ pub struct RenderArgs {
     /// Accept objects that break this lint rule (repeatable).
     #[arg(long, value_name = "RULE")]
     allow: Vec<wikikube_render::Rule>,
+    /// Print instead the Role and ClusterRole that each of diff, deploy, rollback, history and
+    /// script needs in the environment's namespace, and the ClusterRole that creates the
+    /// namespace (docs/deploy.md, "Permissions").
+    #[arg(long, conflicts_with_all = ["out", "allow"])]
+    rbac: bool,
 }
 
 /// Renders and prints or writes the objects.
 pub fn run(args: &RenderArgs) -> anyhow::Result<u8> {
     let site = args.site.load(&args.site_dir)?;
+    if args.rbac {
+        let documents = wikikube_deploy::rbac::documents(&site.spec.site.namespace);
+        if args.json {
+            let items: Vec<_> = documents.into_iter().map(|(_, object)| object).collect();
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            super::print(&format!("{}\n", serde_json::to_string_pretty(&list)?))?;
+        } else {
+            super::print(&wikikube_deploy::rbac::to_yaml(&site.spec.site.namespace))?;
+        }
+        return Ok(exit::OK);
+    }
     let options = wikikube_render::RenderOptions {
         allow: args.allow.iter().copied().collect(),
     };

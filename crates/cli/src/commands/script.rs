@@ -81,8 +81,32 @@ pub fn run(args: &ScriptArgs) -> anyhow::Result<u8> {
         .unwrap_or(exit::FAILURE))
 }
 
+/// The cluster a Job runs in: `name`, or the environment's first.
+pub(crate) fn one_cluster<'a>(
+    site: &'a wikikube_model::ResolvedSite,
+    name: Option<&str>,
+) -> anyhow::Result<&'a wikikube_model::ClusterSpec> {
+    let clusters = &site.environment.clusters;
+    match name {
+        Some(name) => clusters.iter().find(|c| c.name == name).with_context(|| {
+            let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "environment {} has no cluster {name}; its clusters: {}",
+                site.environment_name,
+                names.join(", ")
+            )
+        }),
+        None => clusters.first().with_context(|| {
+            format!(
+                "environment {} names no clusters: add `clusters = [{{ name = \"...\", context = \"...\" }}]` to its [environment]",
+                site.environment_name
+            )
+        }),
+    }
+}
+
 /// Progress as plain lines on standard error: the script's output owns standard output.
-struct Lines;
+pub(crate) struct Lines;
 
 impl wikikube_deploy::progress::Progress for Lines {
     fn event(&self, cluster: &str, _: Option<wikikube_deploy::Phase>, message: &str) {
@@ -111,23 +135,7 @@ fn in_cluster(
             known.join(", ")
         );
     }
-    let clusters = &site.environment.clusters;
-    let cluster = match &args.cluster {
-        Some(name) => clusters.iter().find(|c| &c.name == name).with_context(|| {
-            let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-            format!(
-                "environment {} has no cluster {name}; its clusters: {}",
-                site.environment_name,
-                names.join(", ")
-            )
-        })?,
-        None => clusters.first().with_context(|| {
-            format!(
-                "environment {} names no clusters: add `clusters = [{{ name = \"...\", context = \"...\" }}]` to its [environment]",
-                site.environment_name
-            )
-        })?,
-    };
+    let cluster = one_cluster(site, args.cluster.as_deref())?;
     let settings = wikikube_render::maintenance::JobSettings {
         user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
         deadline_seconds: args.deadline,

@@ -7,6 +7,17 @@
 //! controller does) that goes Pending, Running, then ends as the test scripted it
 //! ([`FakeApi::script_job`]): exit 0 by default, an exit code, or the Job's deadline; the pod's
 //! log (`pods/NAME/log`, streamed line by line with `follow=true`) is the scripted output.
+//! Deletes take time, as on a real cluster: a foreground delete marks the object with
+//! `metadata.deletionTimestamp` and the `foregroundDeletion` finalizer, GET answers with it
+//! until its dependents would be gone (a Deployment's pods: their preStop sleep, at most the
+//! grace period; anything else: a round of the garbage collector), and 404 after.
+//! A background delete (the default, as the Lease's) removes the object at once. After a
+//! rollout the replaced pods stay listed, with a deletionTimestamp, for their preStop sleep; a
+//! server that knows `status.terminatingReplicas` (Kubernetes 1.33 and later) counts them there
+//! ([`FakeApi::report_terminating_replicas`]). Simulated time runs fast: one second of a pod's
+//! termination lasts [`FakeApi::termination_second`] of wall time. A Namespace being deleted
+//! ([`FakeApi::terminate_namespace`]) refuses new objects with 403 and the `NamespaceTerminating`
+//! cause, as the API server's NamespaceLifecycle admission does.
 //! It is not Kubernetes: it checks what wikikube does with the status a controller reports,
 //! not what a real controller reports. Tests against a real cluster are in `tests/real_cluster.rs`.
 #![allow(dead_code)] // Each test binary uses a part of it.
@@ -73,6 +84,22 @@ struct SimJob {
 /// Reads of a Job after which its pod has ended.
 const JOB_ENDS_AT_READ: u32 = 4;
 
+/// Wall time of one simulated second of a pod's termination, unless a test sets another: the
+/// example's preStop sleep of 210 s then lasts 42 ms.
+const TERMINATION_SECOND: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// How long an object without pods stays after a foreground delete: the garbage collector
+/// finds it has no dependents and removes its finalizer in one round.
+const GARBAGE_COLLECTOR_ROUND: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Old pods a finished rollout left terminating: how many, and until when.
+#[derive(Clone, Copy)]
+struct Terminating {
+    generation: i64,
+    pods: i64,
+    until: std::time::Instant,
+}
+
 #[derive(Default)]
 struct State {
     objects: BTreeMap<(String, String, String), Value>,
@@ -89,6 +116,25 @@ struct State {
     job_scripts: Vec<(String, JobScript)>,
     /// Called with the history records' text whenever they are written.
     stop_at_state: Option<(String, tokio::sync::mpsc::UnboundedSender<()>)>,
+    /// Objects being deleted, and when they will be gone (`None`: when a test says so).
+    dying: BTreeMap<(String, String, String), Option<std::time::Instant>>,
+    /// Each Deployment's old pods in their preStop sleep after its last finished rollout.
+    terminating: BTreeMap<String, Terminating>,
+    /// One simulated second of pod termination in wall time; zero means the default.
+    termination_second: std::time::Duration,
+    /// Whether Deployment status carries `terminatingReplicas` (Kubernetes 1.33 and later).
+    reports_terminating_replicas: bool,
+    /// When set, what the client may do: grants in the site's namespace, and cluster-scoped
+    /// ones; anything else is answered 403, as RBAC does.
+    role: Option<Role>,
+}
+
+/// What a simulated client is allowed ([`FakeApi::restrict`]).
+#[derive(Clone)]
+struct Role {
+    namespace: String,
+    namespaced: Vec<wikikube_deploy::rbac::Grant>,
+    cluster: Vec<wikikube_deploy::rbac::Grant>,
 }
 
 /// A running simulation on 127.0.0.1.
@@ -161,22 +207,26 @@ impl FakeApi {
         self.state.lock().unwrap().requests.clear();
     }
 
-    /// A stored object.
+    /// A stored object that is not being deleted ([`FakeApi::being_deleted`] tells those).
     pub fn object(&self, plural: &str, name: &str) -> Option<Value> {
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        collect_garbage(&mut state);
         state
             .objects
             .iter()
+            .filter(|(key, _)| !state.dying.contains_key(*key))
             .find(|((p, _, n), _)| p == plural && n == name)
             .map(|(_, value)| value.clone())
     }
 
-    /// Names of the stored objects of one resource.
+    /// Names of the stored objects of one resource that are not being deleted.
     pub fn names(&self, plural: &str) -> Vec<String> {
-        let state = self.state.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
+        collect_garbage(&mut state);
         state
             .objects
             .keys()
+            .filter(|key| !state.dying.contains_key(*key))
             .filter(|(p, _, _)| p == plural)
             .map(|(_, _, n)| n.clone())
             .collect()
@@ -203,6 +253,87 @@ impl FakeApi {
         let hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
         lease["spec"]["renewTime"] = json!(hour_ago.to_string());
         lease["metadata"]["resourceVersion"] = json!(version.to_string());
+    }
+
+    /// From now on, answers 403 to every request that `namespaced` (in `namespace`) and
+    /// `cluster` (cluster-scoped) do not allow, as an API server with RBAC does for a user bound
+    /// to that Role and ClusterRole. An apply of an object that does not exist needs `create`
+    /// as well as `patch`, as on a real server.
+    pub fn restrict(
+        &self,
+        namespace: &str,
+        namespaced: Vec<wikikube_deploy::rbac::Grant>,
+        cluster: Vec<wikikube_deploy::rbac::Grant>,
+    ) {
+        self.state.lock().unwrap().role = Some(Role {
+            namespace: namespace.into(),
+            namespaced,
+            cluster,
+        });
+    }
+
+    /// Lifts [`FakeApi::restrict`]: an administrator's client.
+    pub fn unrestrict(&self) {
+        self.state.lock().unwrap().role = None;
+    }
+
+    /// One simulated second of a pod's termination (preStop sleep) lasts `wall` of wall time.
+    pub fn termination_second(&self, wall: std::time::Duration) {
+        self.state.lock().unwrap().termination_second = wall;
+    }
+
+    /// Deployment status carries `terminatingReplicas`, as from Kubernetes 1.33 (behind the
+    /// DeploymentReplicaSetTerminatingReplicas feature gate, on by default from 1.34); without
+    /// it, as on older servers, terminating pods show only in the pod list.
+    pub fn report_terminating_replicas(&self) {
+        self.state.lock().unwrap().reports_terminating_replicas = true;
+    }
+
+    /// Starts deleting `namespace` and keeps it `Terminating` (as a namespace whose content
+    /// takes long to go): new objects in it are refused with 403 NamespaceTerminating.
+    pub fn terminate_namespace(&self, namespace: &str) {
+        let mut state = self.state.lock().unwrap();
+        let key = (
+            "namespaces".to_string(),
+            String::new(),
+            namespace.to_string(),
+        );
+        let now = jiff::Timestamp::now().to_string();
+        let object = state.objects.entry(key.clone()).or_insert_with(
+            || json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        );
+        object["metadata"]["deletionTimestamp"] = json!(now);
+        object["status"] = json!({"phase": "Terminating"});
+        state.dying.insert(key, None);
+    }
+
+    /// Names of a Deployment's pods that are being deleted (their preStop sleep runs).
+    pub fn terminating_pods(&self, deployment: &str) -> Vec<String> {
+        let mut state = self.state.lock().unwrap();
+        collect_garbage(&mut state);
+        let namespace = state
+            .objects
+            .keys()
+            .find(|(plural, _, name)| plural == "deployments" && name == deployment)
+            .map(|(_, namespace, _)| namespace.clone())
+            .unwrap_or_default();
+        deployment_pods(&state, &namespace, deployment)
+            .iter()
+            .filter(|pod| !pod["metadata"]["deletionTimestamp"].is_null())
+            .map(|pod| {
+                pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Whether an object is stored but being deleted (it has a deletionTimestamp).
+    pub fn being_deleted(&self, plural: &str, name: &str) -> bool {
+        let mut state = self.state.lock().unwrap();
+        collect_garbage(&mut state);
+        state.dying.keys().any(|(p, _, n)| p == plural && n == name)
     }
 
     /// Stores an object as if someone else had created it.
@@ -257,10 +388,11 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
     let body = to_bytes(request.into_body(), 16 << 20).await.unwrap();
     let mut state = state.lock().unwrap();
     state.requests.push(format!("{method} {path}?{query}"));
+    collect_garbage(&mut state);
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let rest = match segments.first() {
-        Some(&"api") => &segments[2..],
-        Some(&"apis") => &segments[3..],
+    let (group, rest) = match segments.first() {
+        Some(&"api") => ("", &segments[2..]),
+        Some(&"apis") => (segments[1], &segments[3..]),
         _ => return status(404, "NotFound", "no such path"),
     };
     let (plural, namespace, name, tail) = match rest {
@@ -269,10 +401,51 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
         ["namespaces", namespace, plural, name, tail @ ..] => (*plural, *namespace, *name, tail),
         _ => return status(404, "NotFound", "no such path"),
     };
+    let key = (plural.to_string(), namespace.to_string(), name.to_string());
+    if let Some(role) = &state.role {
+        let resource = match (plural, tail.first()) {
+            ("pods", Some(sub)) => format!("pods/{sub}"),
+            _ => plural.to_string(),
+        };
+        let mut verbs = vec![match method {
+            Method::GET if name.is_empty() => "list",
+            Method::GET => "get",
+            Method::POST => "create",
+            Method::PUT => "update",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "unknown",
+        }];
+        if method == Method::PATCH && !state.objects.contains_key(&key) {
+            // An apply that creates is authorised as a create too.
+            verbs.push("create");
+        }
+        let grants = if namespace.is_empty() {
+            &role.cluster
+        } else if namespace == role.namespace {
+            &role.namespaced
+        } else {
+            &Vec::new()
+        };
+        let denied = verbs
+            .iter()
+            .find(|verb| !wikikube_deploy::rbac::allows(grants, group, &resource, verb));
+        if let Some(verb) = denied {
+            let scope = if namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{namespace}\"")
+            };
+            return status(
+                403,
+                "Forbidden",
+                &format!("{resource} \"{name}\" is forbidden: User \"system:serviceaccount:ci:deployer\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"),
+            );
+        }
+    }
     if plural == "pods" {
         return pods(&mut state, namespace, name, tail, &query);
     }
-    let key = (plural.to_string(), namespace.to_string(), name.to_string());
     if !namespace.is_empty()
         && !state
             .objects
@@ -283,6 +456,11 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             "NotFound",
             &format!("namespaces \"{namespace}\" not found"),
         );
+    }
+    let creates =
+        method == Method::POST || (method == Method::PATCH && !state.objects.contains_key(&key));
+    if creates && namespace_terminating(&state, namespace) {
+        return forbidden_in_terminating_namespace(plural, group, name, namespace, &body);
     }
     match method {
         Method::GET => {
@@ -295,16 +473,29 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
                 return ok(&object);
             }
             if plural == "deployments" {
-                let reads = state.reads.entry(name.to_string()).or_default();
-                *reads += 1;
-                let reads = *reads;
                 let behaviour = behaviour(&state, &object);
+                let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+                let old_pods_stopping = state.terminating.get(name).is_some_and(|old| {
+                    old.generation == generation && old.until > std::time::Instant::now()
+                });
+                let reads = state.reads.entry(name.to_string()).or_default();
+                // A canary that crashes after its rollout does so once the rollout is over,
+                // its replaced pods stopped included: its reads wait for them.
+                if !(behaviour == Behaviour::CrashAfterReady && old_pods_stopping) {
+                    *reads += 1;
+                }
+                let reads = *reads;
                 let elapsed = state
                     .rolled_at
                     .get(name)
                     .map(std::time::Instant::elapsed)
                     .unwrap_or_default();
-                let object = controller(object, behaviour, reads, elapsed);
+                let object = if state.dying.contains_key(&key) {
+                    being_deleted(object)
+                } else {
+                    let object = controller(object, behaviour, reads, elapsed);
+                    old_pods_terminate(&mut state, object)
+                };
                 state.objects.insert(key, object.clone());
                 return ok(&object);
             }
@@ -358,10 +549,16 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             };
             let key = (plural.to_string(), namespace.to_string(), name.clone());
             if state.objects.contains_key(&key) {
+                // The API server's words for a name whose object is still going.
+                let going = if state.dying.contains_key(&key) {
+                    "object is being deleted: "
+                } else {
+                    ""
+                };
                 return status(
                     409,
                     "AlreadyExists",
-                    &format!("{plural} \"{name}\" already exists"),
+                    &format!("{going}{plural} \"{name}\" already exists"),
                 );
             }
             state.version += 1;
@@ -421,9 +618,10 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             ok(&object)
         }
         Method::DELETE => {
-            let Some(existing) = state.objects.get(&key) else {
+            let Some(existing) = state.objects.get(&key).cloned() else {
                 return status(404, "NotFound", &format!("{plural} \"{name}\" not found"));
             };
+            let existing = &existing;
             let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let wanted = &options["preconditions"];
             for (field, sent) in [
@@ -434,8 +632,30 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
                     return status(409, "Conflict", &format!("Precondition failed: {field} in precondition: {sent}, {field} in object meta: {}", existing["metadata"][field]));
                 }
             }
-            state.objects.remove(&key);
-            ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
+            if options["propagationPolicy"] != "Foreground" {
+                // Background (the default): the object goes now, its dependents after it.
+                state.objects.remove(&key);
+                state.dying.remove(&key);
+                return ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+            }
+            if state.dying.contains_key(&key) {
+                return ok(existing); // already going
+            }
+            // Foreground: the object stays, marked, until its dependents are gone; a
+            // Deployment's pods first run their preStop sleep.
+            let linger = if plural == "deployments" {
+                second(&state) * termination_seconds(existing)
+            } else {
+                GARBAGE_COLLECTOR_ROUND
+            };
+            let gone_at = std::time::Instant::now() + linger;
+            let mut object = existing.clone();
+            object["metadata"]["deletionTimestamp"] = json!(jiff::Timestamp::now().to_string());
+            object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            object["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+            state.dying.insert(key.clone(), Some(gone_at));
+            state.objects.insert(key, object.clone());
+            ok(&object)
         }
         _ => status(405, "MethodNotAllowed", "not simulated"),
     }
@@ -459,6 +679,156 @@ fn behaviour(state: &State, deployment: &Value) -> Behaviour {
         .iter()
         .find(|(marker, _)| text.contains(marker.as_str()))
         .map_or(Behaviour::Healthy(2), |(_, behaviour)| *behaviour)
+}
+
+/// Drops the objects whose deletion has finished, with what the simulation kept about them.
+fn collect_garbage(state: &mut State) {
+    let now = std::time::Instant::now();
+    let gone: Vec<_> = state
+        .dying
+        .iter()
+        .filter(|(_, until)| until.is_some_and(|until| until <= now))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in gone {
+        state.dying.remove(&key);
+        state.objects.remove(&key);
+        let (plural, _, name) = &key;
+        if plural == "deployments" {
+            state.reads.remove(name);
+            state.rolled_at.remove(name);
+            state.terminating.remove(name);
+        }
+        if plural == "jobs" {
+            state.jobs.remove(name);
+        }
+    }
+}
+
+/// The wall time of one simulated second of pod termination.
+fn second(state: &State) -> std::time::Duration {
+    if state.termination_second.is_zero() {
+        TERMINATION_SECOND
+    } else {
+        state.termination_second
+    }
+}
+
+/// How long a Deployment's pods take to stop, in simulated seconds: the longest preStop sleep
+/// (a container gets SIGTERM when its hook ends), at most the grace period (SIGKILL then), and
+/// at least a second.
+fn termination_seconds(deployment: &Value) -> u32 {
+    let spec = &deployment["spec"]["template"]["spec"];
+    let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    let longest = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|container| {
+            container
+                .pointer("/lifecycle/preStop/sleep/seconds")?
+                .as_u64()
+        })
+        .max()
+        .unwrap_or(0);
+    u32::try_from(longest.min(grace).max(1)).unwrap_or(u32::MAX)
+}
+
+/// Whether `namespace` is being deleted.
+fn namespace_terminating(state: &State, namespace: &str) -> bool {
+    !namespace.is_empty()
+        && state
+            .dying
+            .contains_key(&("namespaces".into(), String::new(), namespace.into()))
+}
+
+/// The API server's answer (its NamespaceLifecycle admission plugin) to a new object in a
+/// namespace being deleted: 403 with the `NamespaceTerminating` cause.
+fn forbidden_in_terminating_namespace(
+    plural: &str,
+    group: &str,
+    name: &str,
+    namespace: &str,
+    body: &[u8],
+) -> Response<Body> {
+    let name = if name.is_empty() {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|object| object["metadata"]["name"].as_str().map(String::from))
+            .unwrap_or_default()
+    } else {
+        name.to_string()
+    };
+    let resource = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{resource} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"),
+        "reason": "Forbidden",
+        "details": {"name": name, "group": group, "kind": plural, "causes": [
+            {"reason": "NamespaceTerminating",
+             "message": format!("namespace {namespace} is being terminated"),
+             "field": "metadata.namespace"}]},
+        "code": 403});
+    Response::builder()
+        .status(403)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// The status of a Deployment being deleted: the controller only counts its pods, which the
+/// garbage collector is deleting.
+fn being_deleted(mut deployment: Value) -> Value {
+    let generation = deployment["metadata"]["generation"].clone();
+    deployment["status"] = json!({"observedGeneration": generation, "replicas": 0,
+        "updatedReplicas": 0, "readyReplicas": 0, "availableReplicas": 0});
+    deployment
+}
+
+/// Once a rollout of a new generation has finished, the pods it replaced stay in their preStop
+/// sleep: recorded here for the pod list, and counted in `terminatingReplicas` by a server
+/// that reports it. `status.replicas` leaves them out, as a real controller does.
+fn old_pods_terminate(state: &mut State, mut deployment: Value) -> Value {
+    let name = deployment["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1);
+    let desired = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    let status = &deployment["status"];
+    let count = |field: &str| status[field].as_i64().unwrap_or(0);
+    let finished = status["observedGeneration"].as_i64() == Some(generation)
+        && count("updatedReplicas") == desired
+        && count("replicas") == desired;
+    let recorded = state
+        .terminating
+        .get(&name)
+        .is_some_and(|old| old.generation == generation);
+    // Generation 1 replaced nothing.
+    if finished && generation > 1 && !recorded {
+        let until = std::time::Instant::now() + second(state) * termination_seconds(&deployment);
+        state.terminating.insert(
+            name.clone(),
+            Terminating {
+                generation,
+                pods: desired,
+                until,
+            },
+        );
+    }
+    if state.reports_terminating_replicas {
+        let now = std::time::Instant::now();
+        let pods = state
+            .terminating
+            .get(&name)
+            .filter(|old| old.until > now)
+            .map_or(0, |old| old.pods);
+        deployment["status"]["terminatingReplicas"] = json!(pods);
+    }
+    deployment
 }
 
 /// The field an apply would change in an immutable object, if any.
@@ -747,28 +1117,8 @@ fn pods(
                 labels.get(key).and_then(|v| v.as_str()) == Some(value)
             });
             if matches && !selector.is_empty() {
-                let ready = deployment["status"]["readyReplicas"].as_i64().unwrap_or(0);
                 let name = deployment["metadata"]["name"].as_str().unwrap();
-                for index in 0..ready {
-                    items.push(json!({
-                        "metadata": {"name": format!("{name}-pod-{index}"), "namespace": namespace},
-                        "status": {"phase": "Running", "conditions": [
-                            {"type": "Ready", "status": "True"}]}}));
-                }
-                // What a real cluster also lists under the selector until garbage collection:
-                // an evicted pod, one not yet scheduled, and one running but not ready. None
-                // serves: the proxy answers 503 for them, so a smoke check sent there fails.
-                items.push(json!({
-                    "metadata": {"name": format!("{name}-evicted-0"), "namespace": namespace},
-                    "status": {"phase": "Failed", "reason": "Evicted"}}));
-                items.push(json!({
-                    "metadata": {"name": format!("{name}-pending-0"), "namespace": namespace},
-                    "status": {"phase": "Pending", "conditions": [
-                        {"type": "PodScheduled", "status": "False"}]}}));
-                items.push(json!({
-                    "metadata": {"name": format!("{name}-unready-0"), "namespace": namespace},
-                    "status": {"phase": "Running", "conditions": [
-                        {"type": "Ready", "status": "False"}]}}));
+                items.extend(deployment_pods(state, namespace, name));
             }
         }
         return ok(&json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}));
@@ -793,6 +1143,68 @@ fn pods(
     Response::builder()
         .body(Body::from("<html><title>Main Page</title></html>"))
         .unwrap()
+}
+
+/// The pods listed under a Deployment's selector: one per ready replica, the replaced ones
+/// still in their preStop sleep, and what a real cluster also lists until garbage collection.
+/// A Deployment being deleted has only terminating pods.
+fn deployment_pods(state: &State, namespace: &str, name: &str) -> Vec<Value> {
+    let key = (
+        "deployments".to_string(),
+        namespace.to_string(),
+        name.to_string(),
+    );
+    let Some(deployment) = state.objects.get(&key) else {
+        return Vec::new();
+    };
+    let now = std::time::Instant::now();
+    let since = jiff::Timestamp::now().to_string();
+    let pod = |pod: String, deleting: bool, status: Value| {
+        let mut metadata = json!({"name": pod, "namespace": namespace});
+        if deleting {
+            metadata["deletionTimestamp"] = json!(since);
+        }
+        json!({"metadata": metadata, "status": status})
+    };
+    let running =
+        || json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+    let mut items = Vec::new();
+    if state.dying.contains_key(&key) {
+        let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+        for index in 0..replicas {
+            items.push(pod(format!("{name}-pod-{index}"), true, running()));
+        }
+        return items;
+    }
+    let ready = deployment["status"]["readyReplicas"].as_i64().unwrap_or(0);
+    for index in 0..ready {
+        items.push(pod(format!("{name}-pod-{index}"), false, running()));
+    }
+    if let Some(old) = state.terminating.get(name).filter(|old| old.until > now) {
+        // Still Ready until their containers stop: only the deletionTimestamp tells them apart.
+        for index in 0..old.pods {
+            items.push(pod(format!("{name}-old-{index}"), true, running()));
+        }
+    }
+    // What a real cluster also lists under the selector until garbage collection: an evicted
+    // pod, one not yet scheduled, and one running but not ready. None serves: the proxy
+    // answers 503 for them, so a smoke check sent there fails.
+    items.push(pod(
+        format!("{name}-evicted-0"),
+        false,
+        json!({"phase": "Failed", "reason": "Evicted"}),
+    ));
+    items.push(pod(
+        format!("{name}-pending-0"),
+        false,
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}),
+    ));
+    items.push(pod(
+        format!("{name}-unready-0"),
+        false,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}),
+    ));
+    items
 }
 
 /// Two simulated clusters, eqiad and codfw, with the example farm (eqiad's environment)

@@ -111,6 +111,7 @@ pub fn fast_options() -> wikikube_deploy::Options {
         lock_duration: std::time::Duration::from_secs(60),
         schema: None,
         config_revisions: wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
+        deletion_timeout: std::time::Duration::from_secs(5),
     }
 }
 
