@@ -7,10 +7,13 @@
 //! Its own site name (`wikiswift`), host ports, image names and state directory, so it runs
 //! beside farm.rs and a developer's farm without touching either.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{example, replace, venv_python};
 use wikikube_local::{StateDir, UpOptions};
 use wikikube_test_support::copy_dir;
 
@@ -28,18 +31,7 @@ const ACCOUNT: &str = "wikis";
 const USER: &str = "mediawiki";
 const KEY: &str = "example-swift-key";
 
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
-}
 
-fn replace(path: &Path, pairs: &[(&str, &str)]) {
-    let mut text = std::fs::read_to_string(path).unwrap();
-    for (from, to) in pairs {
-        assert!(text.contains(from), "{} lacks {from}", path.display());
-        text = text.replace(from, to);
-    }
-    std::fs::write(path, text).unwrap();
-}
 
 fn append(path: &Path, text: &str) {
     let mut old = std::fs::read_to_string(path).unwrap();
@@ -119,42 +111,10 @@ fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rend
     (site, rendered)
 }
 
-/// The image cache: WIKIKUBE_TEST_CACHE lets a developer reuse a warm one.
-fn cache_dir() -> PathBuf {
-    std::env::var_os("WIKIKUBE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
-}
 
 /// Builds the site's images (base-swift among them) and loads them under this test's names.
 fn build_images(site: &wikikube_model::ResolvedSite) {
-    let config_files = wikikube_render::config::mediawiki::config_files(site)
-        .into_iter()
-        .map(|(path, text)| (path.trim_start_matches('/').to_string(), text.into_bytes()))
-        .collect();
-    // The cake's own programs, built by `cargo test --workspace` beside this test.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("debug");
-    let binaries = ["edge", "mcrouter"]
-        .map(|name| {
-            let path = target.join(name);
-            assert!(
-                path.is_file(),
-                "{} is missing: cargo build -p {name}",
-                path.display()
-            );
-            (name.to_string(), path)
-        })
-        .into();
-    let options = wikikube_image::Options {
-        binaries,
-        cache_dir: cache_dir(),
-        config_files,
-        ..Default::default()
-    };
-    let report = wikikube_image::build(site, &options).expect("the images build");
+    let report = common::build(site);
     assert!(
         report
             .images
@@ -168,24 +128,6 @@ fn build_images(site: &wikikube_model::ResolvedSite) {
     }
 }
 
-fn venv_python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mwclient-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(made.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "mwclient==0.11.0"])
-            .status()
-            .unwrap();
-        assert!(pip.success(), "pip install mwclient failed");
-    }
-    python
-}
 
 fn api(args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_edit.py");

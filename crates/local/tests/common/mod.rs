@@ -33,6 +33,15 @@ pub fn cache_dir() -> PathBuf {
 /// Builds the site's images and loads them into podman; the cache makes later builds (of this
 /// test or another) reuse every unchanged layer.
 pub fn build_images(site: &wikikube_model::ResolvedSite) {
+    let report = build(site);
+    for built in &report.images {
+        wikikube_image::podman::load(&report.out_dir, &built.image)
+            .expect("podman loads the image");
+    }
+}
+
+/// Builds the site's images into the shared cache, without loading them.
+pub fn build(site: &wikikube_model::ResolvedSite) -> wikikube_image::Report {
     let config_files = wikikube_render::config::mediawiki::image_layer(site);
     // The cake's own programs, built by `cargo test --workspace` beside this test.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -56,11 +65,7 @@ pub fn build_images(site: &wikikube_model::ResolvedSite) {
         config_files,
         ..Default::default()
     };
-    let report = wikikube_image::build(site, &options).expect("the images build");
-    for built in &report.images {
-        wikikube_image::podman::load(&report.out_dir, &built.image)
-            .expect("podman loads the image");
-    }
+    wikikube_image::build(site, &options).expect("the images build")
 }
 
 /// A Python with mwclient, the API client Wikimedia's own tools use, made once per target dir.
