@@ -26,7 +26,8 @@ fn render_prints_yaml_in_apply_order() {
         .filter_map(|line| line.strip_prefix("kind: "))
         .collect();
     assert_eq!(kinds.first(), Some(&"Namespace"));
-    assert_eq!(kinds.last(), Some(&"PodDisruptionBudget"));
+    // The backup schedule's CronJob last: it mounts the claims and the Secret before it.
+    assert_eq!(kinds.last(), Some(&"CronJob"));
     assert!(!text.contains("example-eqiad-secret-key"));
 }
 
@@ -44,7 +45,7 @@ fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
         .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    for command in ["diff", "deploy", "rollback", "history", "script"] {
+    for command in ["diff", "deploy", "rollback", "history", "script", "backup"] {
         assert!(
             text.contains(&format!("# wikikube {command}: in namespace mediawiki\n")),
             "{text}"
@@ -58,7 +59,7 @@ fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
         .lines()
         .filter_map(|line| line.strip_prefix("kind: "))
         .collect();
-    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 5);
+    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 6);
     // diff, deploy and rollback read the Namespace; one more creates it.
     assert_eq!(
         kinds.iter().filter(|kind| **kind == "ClusterRole").count(),

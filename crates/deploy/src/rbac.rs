@@ -10,7 +10,8 @@
 //! - the history and the inventory are a ConfigMap and Secrets (`get`, `patch`, `delete`);
 //! - the deploy lock is a Lease (`create`, `get`, `update`, `delete`);
 //! - rollouts, smoke checks and Jobs read pods (`list`), `pods/proxy` and `pods/log` (`get`);
-//! - the schema Jobs and `wikikube script` create Jobs (`create`, `get`).
+//! - the schema Jobs, `wikikube script` and `wikikube backup` create Jobs (`create`, `get`);
+//! - the backup schedule is a CronJob, applied like the other rendered kinds.
 //!
 //! The Namespace is cluster-scoped, and so is any permission on it. Every command only reads it
 //! (`get`): it is applied only when it is missing or its labels or annotations differ from the
@@ -37,16 +38,19 @@ pub enum Command {
     History,
     /// `wikikube script`.
     Script,
+    /// `wikikube backup` in a cluster (a Job; `--schedule` only prints).
+    Backup,
 }
 
 impl Command {
     /// Every command, in the order they are documented.
-    pub const ALL: [Command; 5] = [
+    pub const ALL: [Command; 6] = [
         Command::Diff,
         Command::Deploy,
         Command::Rollback,
         Command::History,
         Command::Script,
+        Command::Backup,
     ];
 
     /// Its name, as typed.
@@ -57,6 +61,7 @@ impl Command {
             Command::Rollback => "rollback",
             Command::History => "history",
             Command::Script => "script",
+            Command::Backup => "backup",
         }
     }
 }
@@ -85,7 +90,7 @@ impl Grant {
 
 /// What every rendered namespaced kind needs to be applied (for real or dry-run), read and
 /// deleted.
-const APPLIED: [Grant; 4] = [
+const APPLIED: [Grant; 5] = [
     Grant {
         group: "",
         resources: &[
@@ -105,6 +110,11 @@ const APPLIED: [Grant; 4] = [
     Grant {
         group: "policy",
         resources: &["poddisruptionbudgets"],
+        verbs: &["get", "create", "patch", "delete"],
+    },
+    Grant {
+        group: "batch",
+        resources: &["cronjobs"],
         verbs: &["get", "create", "patch", "delete"],
     },
     Grant {
@@ -180,7 +190,7 @@ pub fn namespaced(command: Command) -> Vec<Grant> {
             grants
         }
         Command::History => vec![HISTORY],
-        Command::Script => JOBS.to_vec(),
+        Command::Script | Command::Backup => JOBS.to_vec(),
     }
 }
 
@@ -190,7 +200,7 @@ pub fn namespaced(command: Command) -> Vec<Grant> {
 pub fn cluster(command: Command) -> Option<Grant> {
     match command {
         Command::Diff | Command::Deploy | Command::Rollback => Some(NAMESPACE_READ),
-        Command::History | Command::Script => None,
+        Command::History | Command::Script | Command::Backup => None,
     }
 }
 

@@ -31,8 +31,6 @@ const ACCOUNT: &str = "wikis";
 const USER: &str = "mediawiki";
 const KEY: &str = "example-swift-key";
 
-
-
 fn append(path: &Path, text: &str) {
     let mut old = std::fs::read_to_string(path).unwrap();
     old.push_str(text);
@@ -111,7 +109,6 @@ fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rend
     (site, rendered)
 }
 
-
 /// Builds the site's images (base-swift among them) and loads them under this test's names.
 fn build_images(site: &wikikube_model::ResolvedSite) {
     let report = common::build(site);
@@ -127,7 +124,6 @@ fn build_images(site: &wikikube_model::ResolvedSite) {
             .expect("podman loads the image");
     }
 }
-
 
 fn api(args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_edit.py");

@@ -29,8 +29,8 @@ pub struct RenderArgs {
     /// Accept objects that break this lint rule (repeatable).
     #[arg(long, value_name = "RULE")]
     allow: Vec<wikikube_render::Rule>,
-    /// Print instead the Role and ClusterRole that each of diff, deploy, rollback, history and
-    /// script needs in the environment's namespace, and the ClusterRole that creates the
+    /// Print instead the Role and ClusterRole that each of diff, deploy, rollback, history,
+    /// script and backup needs in the environment's namespace, and the ClusterRole that creates the
     /// namespace (docs/deploy.md, "Permissions").
     #[arg(long, conflicts_with_all = ["out", "allow"])]
     rbac: bool,
