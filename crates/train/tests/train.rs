@@ -131,6 +131,23 @@ fn a_promotion_is_a_small_diff_and_a_configuration_change_and_a_rollback_undoes_
     );
     for (name, object) in &new {
         if let Some(previous) = old.get(name) {
+            if object != previous && name == "CronJob/farm-backup" {
+                // The scheduled backup records each wiki's version in its manifest: the
+                // promoted wiki's changes, and nothing else.
+                let (before, after) = (previous.to_string(), object.to_string());
+                for wiki in ["commonswiki", "enwiki"] {
+                    assert!(
+                        before.contains(&format!("{wiki}=1.39.17-wmf.1")),
+                        "{before}"
+                    );
+                    assert!(after.contains(&format!("{wiki}=1.39.17-wmf.2")), "{after}");
+                }
+                let promoted = before
+                    .replace("commonswiki=1.39.17-wmf.1", "commonswiki=1.39.17-wmf.2")
+                    .replace("enwiki=1.39.17-wmf.1", "enwiki=1.39.17-wmf.2");
+                assert_eq!(promoted, after, "the backup schedule changed otherwise");
+                continue;
+            }
             if object != previous {
                 assert!(name.starts_with("Deployment/mw-"), "{name} changed");
                 let text = serde_json::to_string(object).unwrap();
