@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{build_images, cache_dir, example, replace, venv_python};
+use common::{api, build_images, cache_dir, example, link, load, png_width, replace};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -110,14 +110,6 @@ impl Drop for SmtpSink {
     }
 }
 
-fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rendered) {
-    let site =
-        wikikube_model::load(site_dir, "local", &wikikube_model::LoadOptions::default()).unwrap();
-    let rendered =
-        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
-    (site, rendered)
-}
-
 fn get(port: u16, host: &str, path: &str) -> (u16, String) {
     wikikube_local::http_get(port, host, path).unwrap_or_else(|| panic!("no answer on port {port}"))
 }
@@ -144,22 +136,6 @@ fn get_bytes(port: u16, host: &str, path: &str) -> (String, Vec<u8>, String) {
         std::fs::read(body.path()).unwrap(),
         kind.to_string(),
     )
-}
-
-/// The first `attribute="..."` value in `html` that starts with `prefix` and ends with `suffix`.
-fn link(html: &str, attribute: &str, prefix: &str, suffix: &str) -> String {
-    html.split(&format!("{attribute}=\""))
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .find(|value| value.starts_with(prefix) && value.ends_with(suffix))
-        .unwrap_or_else(|| panic!("no {attribute} {prefix}...{suffix} in:\n{html}"))
-        .to_string()
-}
-
-/// A PNG's width, from its header.
-fn png_width(bytes: &[u8]) -> u32 {
-    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
-    u32::from_be_bytes(bytes[16..20].try_into().unwrap())
 }
 
 fn curl_https(port: u16, host: &str, path: &str) -> (String, String) {
@@ -234,21 +210,6 @@ fn roll_group(
     assert!(report.installed.is_empty(), "{:?}", report.installed);
     planned.write().unwrap();
     moved
-}
-
-fn api(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_edit.py");
-    let output = Command::new(venv_python())
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "mwclient failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 fn memcached_items() -> u64 {

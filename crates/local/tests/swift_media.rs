@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{example, replace, venv_python};
+use common::{api, example, link, load, png_width, replace};
 use wikikube_local::{StateDir, UpOptions};
 use wikikube_test_support::copy_dir;
 
@@ -101,14 +101,6 @@ fn test_site(dir: &Path) -> PathBuf {
     site
 }
 
-fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rendered) {
-    let site =
-        wikikube_model::load(site_dir, "local", &wikikube_model::LoadOptions::default()).unwrap();
-    let rendered =
-        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
-    (site, rendered)
-}
-
 /// Builds the site's images (base-swift among them) and loads them under this test's names.
 fn build_images(site: &wikikube_model::ResolvedSite) {
     let report = common::build(site);
@@ -123,21 +115,6 @@ fn build_images(site: &wikikube_model::ResolvedSite) {
         wikikube_image::podman::load_as(&report.out_dir, &built.image, &image_name(&built.image))
             .expect("podman loads the image");
     }
-}
-
-fn api(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_edit.py");
-    let output = Command::new(venv_python())
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "mwclient failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// A plain-HTTP request with curl that keeps the body's bytes: status, body, content type.
@@ -167,22 +144,6 @@ fn get(host: &str, path: &str) -> (String, Vec<u8>, String) {
         &format!("http://127.0.0.1:{HTTP}{path}"),
         &[format!("Host: {host}")],
     )
-}
-
-/// The first `attribute="..."` value in `html` that starts with `prefix` and ends with `suffix`.
-fn link(html: &str, attribute: &str, prefix: &str, suffix: &str) -> String {
-    html.split(&format!("{attribute}=\""))
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .find(|value| value.starts_with(prefix) && value.ends_with(suffix))
-        .unwrap_or_else(|| panic!("no {attribute} {prefix}...{suffix} in:\n{html}"))
-        .to_string()
-}
-
-/// A PNG's width, from its header.
-fn png_width(bytes: &[u8]) -> u32 {
-    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
-    u32::from_be_bytes(bytes[16..20].try_into().unwrap())
 }
 
 /// Swift's proxy as the host reaches it: on podman's gateway address, where `up` publishes it.

@@ -197,37 +197,10 @@ pub fn swift(
         liveness_probe: Some(tcp_probe("swift")),
         resources: Some(resources(sizing::fixed(250, 384))),
         security_context: Some(restricted()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: data.clone(),
-                mount_path: SWIFT_DATA_DIR.into(),
-                ..VolumeMount::default()
-            },
-            crate::pod::mount("secrets", crate::config::paths::SECRETS_DIR),
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(data_mounts(&data, SWIFT_DATA_DIR)),
         ..Container::default()
     };
-    let volumes = vec![
-        Volume {
-            name: data.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: data,
-                ..PersistentVolumeClaimVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        crate::pod::secret_volume("secrets", secrets),
-        Volume {
-            name: "tmp".into(),
-            empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
-    ];
+    let volumes = data_volumes(data, secrets);
     Ok(vec![component_deployment(
         site,
         naming::swift(site),
@@ -385,22 +358,42 @@ pub fn mariadb(
         liveness_probe: Some(tcp_probe("mysql")),
         resources: Some(resources(sizing::fixed(250, 512))),
         security_context: Some(restricted()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: data.clone(),
-                mount_path: MARIADB_DATA_DIR.into(),
-                ..VolumeMount::default()
-            },
-            crate::pod::mount("secrets", crate::config::paths::SECRETS_DIR),
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(data_mounts(&data, MARIADB_DATA_DIR)),
         ..Container::default()
     };
-    let volumes = vec![
+    let volumes = data_volumes(data, secrets);
+    Ok(vec![component_deployment(
+        site,
+        naming::mariadb(site),
+        "mariadb",
+        container,
+        volumes,
+        meta,
+    )])
+}
+
+/// The mounts of a local server that keeps its data on the named volume `data`: the data at
+/// `data_dir`, the private values, a writable /tmp.
+fn data_mounts(data: &str, data_dir: &str) -> Vec<VolumeMount> {
+    vec![
+        VolumeMount {
+            name: data.into(),
+            mount_path: data_dir.into(),
+            ..VolumeMount::default()
+        },
+        crate::pod::mount("secrets", crate::config::paths::SECRETS_DIR),
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+    ]
+}
+
+/// The volumes behind [`data_mounts`]: the claim `data` (a named podman volume), the private
+/// values' Secret `secrets`, an empty /tmp.
+fn data_volumes(data: String, secrets: &str) -> Vec<Volume> {
+    vec![
         Volume {
             name: data.clone(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -415,15 +408,7 @@ pub fn mariadb(
             empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
             ..Volume::default()
         },
-    ];
-    Ok(vec![component_deployment(
-        site,
-        naming::mariadb(site),
-        "mariadb",
-        container,
-        volumes,
-        meta,
-    )])
+    ]
 }
 
 /// A one-replica Deployment of one container, selected by its component label.

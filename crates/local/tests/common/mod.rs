@@ -1,5 +1,6 @@
 //! What the local farm's end-to-end tests share: the example site, edits to its files, the
-//! images (built once per machine into one cache) and mwclient's Python.
+//! images (built once per machine into one cache), mwclient's Python and the API client, and
+//! reading pages and PNGs.
 
 #![allow(dead_code)] // each test file uses its own part
 
@@ -86,4 +87,46 @@ pub fn venv_python() -> PathBuf {
         assert!(pip.success(), "pip install mwclient failed");
     }
     python
+}
+
+/// The site's local environment, loaded and rendered.
+pub fn load(site_dir: &Path) -> (wikikube_model::ResolvedSite, wikikube_render::Rendered) {
+    let site =
+        wikikube_model::load(site_dir, "local", &wikikube_model::LoadOptions::default()).unwrap();
+    let rendered =
+        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    (site, rendered)
+}
+
+/// The first `attribute="..."` value in `html` that starts with `prefix` and ends with `suffix`.
+pub fn link(html: &str, attribute: &str, prefix: &str, suffix: &str) -> String {
+    html.split(&format!("{attribute}=\""))
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|value| value.starts_with(prefix) && value.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {attribute} {prefix}...{suffix} in:\n{html}"))
+        .to_string()
+}
+
+/// A PNG's width, from its header.
+pub fn png_width(bytes: &[u8]) -> u32 {
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    u32::from_be_bytes(bytes[16..20].try_into().unwrap())
+}
+
+/// Runs tests/api_edit.py (mwclient) with `args`; its output, trimmed. A failure fails the test
+/// with mwclient's message.
+pub fn api(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api_edit.py");
+    let output = Command::new(venv_python())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "mwclient failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
