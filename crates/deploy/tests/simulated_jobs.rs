@@ -347,6 +347,24 @@ async fn simulated_failing_update_stops_the_deploy_before_any_new_code_with_wiki
     );
 }
 
+/// Runs `job` in the simulated cluster `eqiad`, its output read at the end and dropped.
+async fn run_quietly(
+    fake: &FakeApi,
+    namespace: &str,
+    job: &k8s_openapi::api::batch::v1::Job,
+) -> wikikube_deploy::jobs::JobReport {
+    wikikube_deploy::jobs::run(
+        &fake.target("eqiad"),
+        namespace,
+        job,
+        &fast_jobs(false),
+        &Quiet,
+        &|_| {},
+    )
+    .await
+    .unwrap()
+}
+
 /// A cluster's backups against the simulation: the deploy keeps the backups' claim and the
 /// schedule's CronJob (pointing at the Secret version it just created), a backup runs as a Job
 /// on that claim and its outcome is the manifest step's, and a schedule taken out of the site is
@@ -393,16 +411,7 @@ async fn simulated_backups_keep_their_claim_schedule_and_run_as_a_job() {
         JobEnd::Exit(0),
     );
     let job = backups.job(&[], &settings, "night1");
-    let report = wikikube_deploy::jobs::run(
-        &fake.target("eqiad"),
-        &namespace,
-        &job,
-        &fast_jobs(false),
-        &Quiet,
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    let report = run_quietly(&fake, &namespace, &job).await;
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.tail);
     assert!(report.tail[1].contains("complete"), "{:?}", report.tail);
     let created = fake.object("jobs", "mwbackup-all-night1").unwrap();
@@ -420,17 +429,14 @@ async fn simulated_backups_keep_their_claim_schedule_and_run_as_a_job() {
     // A failed dump fails the backup, with the Job's reason.
     fake.script_job("mwbackup-dewiki-night2", &[], JobEnd::Exit(2));
     let job = backups.job(&["dewiki".into()], &settings, "night2");
-    let report = wikikube_deploy::jobs::run(
-        &fake.target("eqiad"),
-        &namespace,
-        &job,
-        &fast_jobs(false),
-        &Quiet,
-        &|_| {},
-    )
-    .await
-    .unwrap();
-    assert_ne!(report.outcome, Outcome::Succeeded);
+    let report = run_quietly(&fake, &namespace, &job).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            exit_code: Some(2),
+            reason: "Error".into()
+        }
+    );
 
     // The schedule leaves the site: the next deploy deletes the CronJob, never the claim.
     let (_, steps) = farm_steps("eqiad");

@@ -298,19 +298,15 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             .iter()
             .flat_map(|deployment| deployment.releases.iter().map(move |r| (deployment, r)))
     };
-    type Part = fn(&crate::schema::CakeValues) -> String;
-    let site_wide: [(&str, &str, Part); 2] = [
-        ("media", "one media store", |values| {
-            format!("{:?}", values.media)
-        }),
-        ("backup", "one set of backups", |values| {
-            format!("{:?}", values.backup)
-        }),
+    type Same = fn(&crate::schema::CakeValues, &crate::schema::CakeValues) -> bool;
+    let site_wide: [(&str, &str, Same); 2] = [
+        ("media", "one media store", |a, b| a.media == b.media),
+        ("backup", "one set of backups", |a, b| a.backup == b.backup),
     ];
-    for (key, what, part) in site_wide {
+    for (key, what, same) in site_wide {
         if let Some((_, first)) = releases().next() {
             if let Some((deployment, release)) =
-                releases().find(|(_, r)| part(&r.values) != part(&first.values))
+                releases().find(|(_, r)| !same(&r.values, &first.values))
             {
                 return Err(fail(
                     ErrorKind::Inconsistent,

@@ -393,12 +393,17 @@ impl Backups {
         labels
     }
 
-    fn job_spec(&self, wikis: &[String], labels: BTreeMap<String, String>, keep: u32) -> JobSpec {
+    fn job_spec(
+        &self,
+        wikis: &[String],
+        labels: BTreeMap<String, String>,
+        keep_seconds: u32,
+    ) -> JobSpec {
         JobSpec {
             // A dump that failed halfway is taken again by a person or the next schedule, not
             // retried at once against a database that may be the reason.
             backoff_limit: Some(0),
-            ttl_seconds_after_finished: Some(crate::pod::seconds(keep)),
+            ttl_seconds_after_finished: Some(crate::pod::seconds(keep_seconds)),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
