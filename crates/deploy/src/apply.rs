@@ -105,10 +105,33 @@ pub async fn apply_value(
     body: &serde_json::Value,
     mode: Mode,
 ) -> Result<DynamicObject, Error> {
-    api(client, namespace, target.kind)
+    let result = api(client, namespace, target.kind)
         .patch(&target.name, &params(mode), &Patch::Apply(body))
-        .await
-        .map_err(|source| Error::kube(format!("apply {target}"), source))
+        .await;
+    match result {
+        Ok(applied) => Ok(applied),
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            // Invalid: often a field another manager set beside a rendered one, which no
+            // apply of ours removes. Name such fields, so the message says what to do.
+            let action = format!("apply {target}");
+            let foreign = match get(client, namespace, target).await {
+                Ok(Some(live)) => crate::ownership::foreign_fields(
+                    &serde_json::to_value(live).expect("objects serialize"),
+                ),
+                _ => Vec::new(),
+            };
+            if foreign.is_empty() {
+                return Err(Error::kube(action, kube::Error::Api(status)));
+            }
+            let fields: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+            Err(Error::ForeignFields {
+                action,
+                message: status.message,
+                fields: fields.join(", "),
+            })
+        }
+        Err(source) => Err(Error::kube(format!("apply {target}"), source)),
+    }
 }
 
 /// Server-side applies one rendered object.

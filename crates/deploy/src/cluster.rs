@@ -187,11 +187,33 @@ impl Cluster<'_> {
     /// prune, an undo or a rollback) is waited for and created anew ([`crate::deletion`]).
     /// The Namespace is read first and left alone when it is as rendered: applying it is a
     /// cluster-scoped write that a namespace's deployer is rarely granted ([`crate::rbac`]).
+    /// With `take_over_fields`, other managers' fields go first ([`crate::ownership`]).
     async fn apply_step(&self, step: &Step) -> Result<kube::api::DynamicObject, Error> {
         if step.object.kind == wikikube_render::ObjectKind::Namespace {
             let live = apply::get(self.client(), self.namespace, &step.object).await?;
             if let Some(live) = live.filter(|live| apply::namespace_current(live, &step.body)) {
                 return Ok(live);
+            }
+        }
+        if self.options.take_over_fields {
+            let removed = crate::ownership::take_over(
+                self.client(),
+                self.namespace,
+                &step.object,
+                &step.body,
+            )
+            .await?;
+            if !removed.is_empty() {
+                let fields: Vec<String> = removed.iter().map(ToString::to_string).collect();
+                self.progress.event(
+                    &self.target.name,
+                    Some(step.phase),
+                    &format!(
+                        "{}: took over from other field managers, removed {}",
+                        step.object,
+                        fields.join(", ")
+                    ),
+                );
             }
         }
         let options = crate::deletion::WaitOptions {

@@ -20,6 +20,7 @@ use similar::TextDiff;
 use wikikube_render::naming;
 
 use crate::apply::{self, Mode, ObjectRef};
+use crate::ownership::{self, ForeignField};
 use crate::{history, inventory, Error, Target};
 
 /// What a deploy would do to one object.
@@ -51,6 +52,10 @@ pub struct ObjectDiff {
     pub replaces: Option<ObjectRef>,
     /// A unified diff, live first; empty when unchanged. Secret values are redacted.
     pub text: String,
+    /// Fields other field managers own that the site does not render: a deploy leaves them in
+    /// place, `deploy --take-over-fields` removes them ([`crate::ownership`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub foreign_fields: Vec<ForeignField>,
 }
 
 /// The differences in one cluster.
@@ -86,6 +91,15 @@ impl DiffReport {
                 if !object.text.is_empty() {
                     out.push_str(&object.text);
                 }
+                if !object.foreign_fields.is_empty() {
+                    out.push_str(&format!(
+                        "{} in {}: fields of other field managers, which a deploy leaves in place (deploy --take-over-fields removes them):\n",
+                        object.object, cluster.cluster
+                    ));
+                    for field in &object.foreign_fields {
+                        out.push_str(&format!("  {field}\n"));
+                    }
+                }
             }
         }
         for cluster in &self.clusters {
@@ -96,8 +110,18 @@ impl DiffReport {
                     .filter(|object| object.change == change)
                     .count()
             };
+            let foreign = cluster
+                .objects
+                .iter()
+                .filter(|object| !object.foreign_fields.is_empty())
+                .count();
+            let foreign = if foreign == 0 {
+                String::new()
+            } else {
+                format!("; {foreign} with fields of other managers")
+            };
             out.push_str(&format!(
-                "{}: {} to create, {} to update, {} to replace, {} to delete, {} unchanged\n",
+                "{}: {} to create, {} to update, {} to replace, {} to delete, {} unchanged{foreign}\n",
                 cluster.cluster,
                 count(Change::Create),
                 count(Change::Update),
@@ -131,7 +155,21 @@ pub async fn diff_cluster(
             && live_object
                 .as_ref()
                 .is_some_and(|live| apply::namespace_current(live, &body));
+        let dying = live_object
+            .as_ref()
+            .is_some_and(|live| live.metadata.deletion_timestamp.is_some());
         let live = live_object.map(|live| serde_json::to_value(live).expect("objects serialize"));
+        if dying {
+            // A deploy waits for it to be gone and creates it afresh ([`crate::deletion`]): a
+            // create of the rendered object, not an update of the dying one.
+            let mut diff = object_diff(reference.clone(), None, Some(body));
+            diff.text = format!(
+                "{reference} is being deleted: a deploy waits until it is gone, then creates it\n{}",
+                diff.text
+            );
+            diffs.push(diff);
+            continue;
+        }
         if current_namespace {
             // As deploy does, no dry-run write of a Namespace that is as rendered: a dry run
             // is authorised as the write, which is cluster-scoped.
@@ -157,10 +195,18 @@ pub async fn diff_cluster(
                 .map(|live| serde_json::to_value(live).expect("objects serialize")),
             None => None,
         };
-        diffs.push(match (predecessor, replaced) {
+        // What a deploy would leave of other managers' fields: the dry run's ownership is the
+        // server's own answer, conflicts the forced apply takes already taken.
+        let foreign_fields = match &live {
+            Some(_) => ownership::foreign_fields(&would),
+            None => Vec::new(),
+        };
+        let mut diff = match (predecessor, replaced) {
             (Some(old), Some(replaced)) => replacement(reference, old, replaced, would),
             _ => object_diff(reference, live, Some(would)),
-        });
+        };
+        diff.foreign_fields = foreign_fields;
+        diffs.push(diff);
     }
     let mut keep: Vec<ObjectRef> = objects.iter().map(|object| ObjectRef::of(object)).collect();
     let earlier = config_revisions.saturating_sub(1);
@@ -256,6 +302,7 @@ pub fn object_diff(object: ObjectRef, live: Option<Value>, would: Option<Value>)
         change,
         replaces: None,
         text,
+        foreign_fields: Vec::new(),
     }
 }
 

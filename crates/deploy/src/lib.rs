@@ -39,6 +39,7 @@ pub mod history;
 pub mod inventory;
 pub mod jobs;
 pub mod lock;
+pub mod ownership;
 pub mod plan;
 pub mod progress;
 pub mod rbac;
@@ -137,6 +138,17 @@ pub enum Error {
         what: String,
         /// Why.
         message: String,
+    },
+    /// The API server refused an object as invalid, and other field managers own fields of it
+    /// that a deploy leaves in place ([`ownership`]).
+    #[error("cannot {action}: {message}\n  fields other field managers set on it, which a deploy leaves in place: {fields}\n  `--take-over-fields` (of deploy, with --resume if it stopped, or of rollback) removes those the site does not render")]
+    ForeignFields {
+        /// What we were doing.
+        action: String,
+        /// The server's message.
+        message: String,
+        /// The fields and their managers, listed.
+        fields: String,
     },
     /// `deploy.toml` is wrong.
     #[error("{path}: {message}")]

@@ -37,6 +37,9 @@ pub struct Options {
     /// How long an object to apply may still be being deleted before we give up on it
     /// ([`crate::deletion`]).
     pub deletion_timeout: Duration,
+    /// Before each apply, remove the fields other field managers set that the site does not
+    /// render, and make wikikube sole owner of the rest ([`crate::ownership::take_over`]).
+    pub take_over_fields: bool,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
             // grace period (214 s with the default request timeout), then the garbage
             // collector's rounds. Twice that leaves room for a busy cluster.
             deletion_timeout: Duration::from_secs(600),
+            take_over_fields: false,
         }
     }
 }

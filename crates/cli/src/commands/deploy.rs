@@ -96,6 +96,11 @@ pub struct RolloutArgs {
     /// Stop a schema Job after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = wikikube_deploy::schema::DEFAULT_DEADLINE_SECONDS)]
     schema_deadline: u32,
+    /// Before applying each object, remove the fields other field managers set on it that the
+    /// site does not render (`kubectl edit`, `kubectl set env`, helm), and make wikikube the sole
+    /// owner of the rest; `wikikube diff` lists such fields. Without it they stay in place.
+    #[arg(long)]
+    take_over_fields: bool,
 }
 
 impl RolloutArgs {
@@ -116,6 +121,7 @@ impl RolloutArgs {
             config_revisions: config.retention.config_revisions.get(),
             parallel: self.parallel,
             resume,
+            take_over_fields: self.take_over_fields,
             ..wikikube_deploy::Options::default()
         })
     }

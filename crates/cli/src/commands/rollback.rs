@@ -18,6 +18,11 @@ pub struct RollbackArgs {
     /// How many clusters roll back at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     parallel: usize,
+    /// Before applying each object, remove the fields other field managers set on it that the
+    /// revision does not have, and make wikikube sole owner of the rest (as `deploy
+    /// --take-over-fields`): for a rollback that an object made invalid by a hand edit stops.
+    #[arg(long)]
+    take_over_fields: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -29,6 +34,7 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<u8> {
     let loaded = super::deploy::load(&runtime, &args.site_dir, &args.site)?;
     let options = wikikube_deploy::Options {
         parallel: args.parallel,
+        take_over_fields: args.take_over_fields,
         ..wikikube_deploy::Options::default()
     };
     let progress = super::deploy::bars(&loaded.targets);

@@ -1,5 +1,7 @@
 //! A loopback **simulation** of a Kubernetes API server, for tests and the benchmark: it stores
-//! objects, answers server-side apply (a simplified merge, not the real structured merge), and
+//! objects, answers server-side apply with field ownership per manager ([`fields`]: what another
+//! manager set stays, a forced apply takes conflicting fields, a non-apply update such as
+//! `kubectl edit` or a JSON patch takes what it changes; [`FakeApi::edit_as`]), and
 //! plays a Deployment controller whose status moves one step each time a Deployment is read.
 //! Create (POST, 409 AlreadyExists), replace (PUT, 409 Conflict on a stale resourceVersion) and
 //! delete (with preconditions) behave as on a real server, for the deploy lock's Lease.
@@ -31,6 +33,7 @@ use axum::http::{Method, Request, Response, StatusCode};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+pub mod fields;
 pub mod site;
 
 /// How the simulated controller treats a Deployment whose name or images contain a marker.
@@ -336,6 +339,40 @@ impl FakeApi {
         state.dying.keys().any(|(p, _, n)| p == plural && n == name)
     }
 
+    /// Changes a stored object as another field manager's update would (`kubectl edit`,
+    /// `kubectl set env`): what `edit` adds or changes becomes `manager`'s, what it removes is no
+    /// one's. The API server's validation answers as it would (a PodDisruptionBudget with both
+    /// bounds: `Err` with its message).
+    pub fn edit_as(
+        &self,
+        manager: &str,
+        plural: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<(), String> {
+        let mut state = self.state.lock().unwrap();
+        let key = state
+            .objects
+            .keys()
+            .find(|(p, _, n)| p == plural && n == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {plural}/{name}"));
+        let before = state.objects[&key].clone();
+        let mut after = before.clone();
+        edit(&mut after);
+        let now = jiff::Timestamp::now().to_string();
+        let mut after = fields::update(&before, after, manager, &now);
+        if let Some(message) = invalid(plural, name, &after) {
+            return Err(message);
+        }
+        state.version += 1;
+        after["metadata"]["resourceVersion"] = json!(state.version.to_string());
+        bump_generation(Some(&before), &mut after, plural);
+        note_rollout(&mut state, plural, name, &before, &after);
+        state.objects.insert(key, after);
+        Ok(())
+    }
+
     /// Stores an object as if someone else had created it.
     pub fn insert(&self, plural: &str, namespace: &str, object: Value) {
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
@@ -385,6 +422,12 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body = to_bytes(request.into_body(), 16 << 20).await.unwrap();
     let mut state = state.lock().unwrap();
     state.requests.push(format!("{method} {path}?{query}"));
@@ -501,6 +544,35 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
             }
             ok(&object)
         }
+        Method::PATCH if content_type.starts_with("application/json-patch") => {
+            let Some(existing) = state.objects.get(&key).cloned() else {
+                return status(404, "NotFound", &format!("{plural} \"{name}\" not found"));
+            };
+            let patch: json_patch::Patch = serde_json::from_slice(&body).unwrap();
+            let mut patched = existing.clone();
+            if let Err(error) = json_patch::patch(&mut patched, &patch) {
+                // A failed `test` (the object changed since it was read) included.
+                return status(
+                    422,
+                    "Invalid",
+                    &format!(
+                        "the server rejected our request due to an error in our request: {error}"
+                    ),
+                );
+            }
+            let manager = query_value(&query, "fieldManager").unwrap_or("unknown");
+            let now = jiff::Timestamp::now().to_string();
+            let mut result = fields::update(&existing, patched, manager, &now);
+            if let Some(message) = invalid(plural, name, &result) {
+                return status(422, "Invalid", &message);
+            }
+            state.version += 1;
+            result["metadata"]["resourceVersion"] = json!(state.version.to_string());
+            bump_generation(Some(&existing), &mut result, plural);
+            note_rollout(&mut state, plural, name, &existing, &result);
+            state.objects.insert(key, result.clone());
+            ok(&result)
+        }
         Method::PATCH => {
             let applied: Value = serde_json::from_slice(&body).unwrap();
             let dry_run = query.contains("dryRun=All");
@@ -513,22 +585,25 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
                     &format!("{plural} \"{name}\" is invalid: {field}: Forbidden: field is immutable when `immutable` is set"),
                 );
             }
-            state.version += 1;
-            let version = state.version;
-            let result = apply(existing, applied, version, plural);
+            let manager = query_value(&query, "fieldManager").unwrap_or("unknown");
+            let force = query_value(&query, "force") == Some("true");
+            let version = state.version + 1;
+            let result = match apply(existing.clone(), applied, version, plural, manager, force) {
+                Ok(result) => result,
+                Err(conflict) => return status(409, "Conflict", &conflict),
+            };
+            if let Some(message) = invalid(plural, name, &result) {
+                return status(422, "Invalid", &message);
+            }
+            state.version = version;
             if !dry_run {
-                if plural == "deployments" {
-                    let generation = result["metadata"]["generation"].clone();
-                    let before = state
-                        .objects
-                        .get(&key)
-                        .map(|o| o["metadata"]["generation"].clone());
-                    if before.as_ref() != Some(&generation) {
-                        state.reads.insert(name.to_string(), 0);
-                        state
-                            .rolled_at
-                            .insert(name.to_string(), std::time::Instant::now());
-                    }
+                if let Some(before) = &existing {
+                    note_rollout(&mut state, plural, name, before, &result);
+                } else if plural == "deployments" {
+                    state.reads.insert(name.to_string(), 0);
+                    state
+                        .rolled_at
+                        .insert(name.to_string(), std::time::Instant::now());
                 }
                 if name == "wikikube-history" {
                     let text = result["data"]["records.json"].as_str().unwrap_or_default();
@@ -846,51 +921,80 @@ fn immutable_change(existing: Option<&Value>, applied: &Value) -> Option<&'stati
         })
 }
 
-/// A simplified server-side apply: the applied fields replace the stored ones, the server adds
-/// its metadata, a Service gets a clusterIP default, and a Deployment's generation moves when its
-/// spec changes.
-fn apply(existing: Option<Value>, applied: Value, version: u64, plural: &str) -> Value {
+/// A server-side apply by `manager` ([`fields::apply`]), then what the server adds: identity and
+/// version, a Service's clusterIP, a Deployment's generation when its spec changes.
+fn apply(
+    existing: Option<Value>,
+    applied: Value,
+    version: u64,
+    plural: &str,
+    manager: &str,
+    force: bool,
+) -> Result<Value, String> {
     let now = jiff::Timestamp::now().to_string();
-    let mut object = existing.clone().unwrap_or_else(|| {
-        json!({"metadata": {
-        "uid": format!("uid-{version}"), "creationTimestamp": now.clone()}})
-    });
-    let mut changed = existing.is_none();
-    for (key, value) in applied.as_object().unwrap() {
-        if key == "metadata" {
-            for field in ["name", "namespace", "labels", "annotations"] {
-                if let Some(value) = value.get(field) {
-                    if object["metadata"].get(field) != Some(value) {
-                        changed = true;
-                    }
-                    object["metadata"][field] = value.clone();
-                }
-            }
-        } else if key != "status" {
-            let mut value = value.clone();
-            if plural == "services" && key == "spec" {
-                value["clusterIP"] = json!("10.96.0.10");
-            }
-            if object.get(key) != Some(&value) {
-                changed = true;
-            }
-            object[key.as_str()] = value;
+    let mut object = fields::apply(existing.as_ref(), &applied, manager, force, &now)?;
+    if existing.is_none() {
+        object["metadata"]["uid"] = json!(format!("uid-{version}"));
+        object["metadata"]["creationTimestamp"] = json!(now);
+    }
+    for field in ["name", "namespace"] {
+        if let Some(value) = applied["metadata"].get(field) {
+            object["metadata"][field] = value.clone();
         }
+    }
+    for field in ["apiVersion", "kind"] {
+        if let Some(value) = applied.get(field) {
+            object[field] = value.clone();
+        }
+    }
+    if plural == "services" && object["spec"].is_object() && object["spec"]["clusterIP"].is_null() {
+        object["spec"]["clusterIP"] = json!("10.96.0.10");
     }
     object["metadata"]["resourceVersion"] = json!(version.to_string());
-    if changed {
-        object["metadata"]["managedFields"] = json!([{"manager": "wikikube",
-            "operation": "Apply", "apiVersion": "v1", "time": now, "fieldsType": "FieldsV1",
-            "fieldsV1": {}}]);
+    bump_generation(existing.as_ref(), &mut object, plural);
+    Ok(object)
+}
+
+/// A Deployment's generation moves when its spec changes.
+fn bump_generation(existing: Option<&Value>, object: &mut Value, plural: &str) {
+    if plural != "deployments" {
+        return;
     }
-    if plural == "deployments" {
-        let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
-        let spec_changed = existing.as_ref().map(|e| &e["spec"]) != Some(&object["spec"]);
-        if spec_changed {
-            object["metadata"]["generation"] = json!(generation + 1);
-        }
+    let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
+    if existing.map(|existing| &existing["spec"]) != Some(&object["spec"]) {
+        object["metadata"]["generation"] = json!(generation + 1);
     }
-    object
+}
+
+/// A Deployment written with a new generation starts a rollout: the controller's reads count
+/// from it.
+fn note_rollout(state: &mut State, plural: &str, name: &str, before: &Value, after: &Value) {
+    if plural == "deployments"
+        && before["metadata"]["generation"] != after["metadata"]["generation"]
+    {
+        state.reads.insert(name.to_string(), 0);
+        state
+            .rolled_at
+            .insert(name.to_string(), std::time::Instant::now());
+    }
+}
+
+/// The API server's validation of what wikikube renders, where an object can become invalid by
+/// a merge of two managers' fields.
+fn invalid(plural: &str, name: &str, object: &Value) -> Option<String> {
+    let spec = &object["spec"];
+    (plural == "poddisruptionbudgets"
+        && !spec["minAvailable"].is_null()
+        && !spec["maxUnavailable"].is_null())
+    .then(|| {
+        format!("PodDisruptionBudget.policy \"{name}\" is invalid: spec: Invalid value: {spec}: minAvailable and maxUnavailable cannot be both set")
+    })
+}
+
+fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// One step of the simulated Deployment controller: the status after `reads` reads and

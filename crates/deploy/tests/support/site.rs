@@ -112,6 +112,7 @@ pub fn fast_options() -> wikikube_deploy::Options {
         schema: None,
         config_revisions: wikikube_deploy::history::DEFAULT_CONFIG_REVISIONS,
         deletion_timeout: std::time::Duration::from_secs(5),
+        take_over_fields: false,
     }
 }
 
