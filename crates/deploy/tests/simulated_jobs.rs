@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use support::site::{
-    farm_dir, farm_steps, fast_jobs, fast_options, fast_schema as schema, with_image,
+    farm_rendered, farm_steps, fast_jobs, fast_options, fast_schema as schema, with_image,
 };
 use support::{FakeApi, JobEnd};
 use wikikube_deploy::history::State;
@@ -20,11 +20,9 @@ use wikikube_deploy::Phase;
 use wikikube_render::maintenance::{JobSettings, Maintenance, ScriptRequest};
 
 fn template(env: &str) -> Maintenance {
-    let site =
-        wikikube_model::load(&farm_dir(), env, &wikikube_model::LoadOptions::default()).unwrap();
-    let rendered =
-        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
-    rendered.maintenance.expect("a Kubernetes environment")
+    farm_rendered(env)
+        .maintenance
+        .expect("a Kubernetes environment")
 }
 
 /// The example farm deployed once to a simulated cluster, without schema Jobs.
@@ -388,14 +386,7 @@ async fn simulated_backups_keep_their_claim_schedule_and_run_as_a_job() {
         .any(|volume| volume["secret"]["secretName"] == secret.as_str()));
     assert!(fake.object("secrets", &secret).is_some());
 
-    let site = wikikube_model::load(
-        &farm_dir(),
-        "eqiad",
-        &wikikube_model::LoadOptions::default(),
-    )
-    .unwrap();
-    let rendered =
-        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    let rendered = farm_rendered("eqiad");
     let backups = rendered.backups.expect("eqiad backs up");
     let settings = JobSettings {
         user: "jane".into(),

@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::site::{farm_dir, farm_steps, fast_options};
+use support::site::{farm_rendered, farm_steps, fast_options};
 use support::FakeApi;
 use wikikube_deploy::progress::Quiet;
 
@@ -40,14 +40,7 @@ fn managers(object: &Value) -> Vec<String> {
 }
 
 async fn diff(fake: &FakeApi, namespace: &str) -> wikikube_deploy::DiffReport {
-    let site = wikikube_model::load(
-        &farm_dir(),
-        "eqiad",
-        &wikikube_model::LoadOptions::default(),
-    )
-    .unwrap();
-    let rendered =
-        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    let rendered = farm_rendered("eqiad");
     wikikube_deploy::diff(
         &[fake.target("eqiad")],
         namespace,
@@ -56,6 +49,26 @@ async fn diff(fake: &FakeApi, namespace: &str) -> wikikube_deploy::DiffReport {
     )
     .await
     .unwrap()
+}
+
+/// Deploys `steps` to the simulated cluster `eqiad` and expects it to succeed.
+async fn deploy_ok(
+    fake: &FakeApi,
+    namespace: &str,
+    steps: &[wikikube_deploy::Step],
+    options: &wikikube_deploy::Options,
+) {
+    let targets = [fake.target("eqiad")];
+    let report = wikikube_deploy::deploy(&targets, namespace, steps, options, &Quiet).await;
+    assert!(report.ok, "{}", report.to_text());
+}
+
+/// Fast options that take other managers' fields over.
+fn taking_over() -> wikikube_deploy::Options {
+    wikikube_deploy::Options {
+        take_over_fields: true,
+        ..fast_options()
+    }
 }
 
 /// Every object's foreign fields in a diff, as `KIND/NAME: FIELD (MANAGERS)`.
@@ -76,10 +89,7 @@ fn foreign(report: &wikikube_deploy::DiffReport) -> Vec<String> {
 async fn simulated_env_set_by_hand_stays_through_deploys_until_taken_over() {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
-    let targets = [fake.target("eqiad")];
-    let options = fast_options();
-    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &steps, &fast_options()).await;
     let rendered_env = app_env(&fake.object("deployments", MAIN).unwrap());
 
     // `kubectl set env deployment/mw-web-main DEBUG=1`
@@ -96,8 +106,7 @@ async fn simulated_env_set_by_hand_stays_through_deploys_until_taken_over() {
     .unwrap();
 
     // A deploy leaves it: wikikube never owned it.
-    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &steps, &fast_options()).await;
     let live = fake.object("deployments", MAIN).unwrap();
     assert_eq!(app_env(&live).last().map(String::as_str), Some("DEBUG"));
     assert!(managers(&live).contains(&"kubectl-set".to_string()));
@@ -127,13 +136,8 @@ async fn simulated_env_set_by_hand_stays_through_deploys_until_taken_over() {
         "spec.template.spec.containers[name=app].env[name=DEBUG]"
     );
 
-    // Taken over: gone, and wikikube the only manager besides none.
-    let take_over = wikikube_deploy::Options {
-        take_over_fields: true,
-        ..fast_options()
-    };
-    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &take_over, &Quiet).await;
-    assert!(report.ok, "{}", report.to_text());
+    // Taken over: gone, and wikikube the only manager.
+    deploy_ok(&fake, &namespace, &steps, &taking_over()).await;
     let live = fake.object("deployments", MAIN).unwrap();
     assert_eq!(app_env(&live), rendered_env);
     assert_eq!(managers(&live), ["wikikube"]);
@@ -145,9 +149,7 @@ async fn simulated_hand_edited_disruption_budget_fails_the_apply_by_name_until_t
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     let targets = [fake.target("eqiad")];
-    let report =
-        wikikube_deploy::deploy(&targets, &namespace, &steps, &fast_options(), &Quiet).await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &steps, &fast_options()).await;
 
     // `kubectl edit pdb/mw-web-main`: maxUnavailable replaced by minAvailable.
     fake.edit_as("kubectl-edit", "poddisruptionbudgets", MAIN, |budget| {
@@ -180,13 +182,11 @@ async fn simulated_hand_edited_disruption_budget_fails_the_apply_by_name_until_t
     // Its rollback re-applies the budget as it was, beside the same hand-set field: refused
     // too, so the deploy stays stopped, for --resume with the fields taken over.
     assert!(text.contains("ROLLBACK FAILED"), "{text}");
-    let take_over = wikikube_deploy::Options {
-        take_over_fields: true,
+    let resume = wikikube_deploy::Options {
         resume: true,
-        ..fast_options()
+        ..taking_over()
     };
-    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &take_over, &Quiet).await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &steps, &resume).await;
     let budget = fake.object("poddisruptionbudgets", MAIN).unwrap();
     assert!(budget["spec"].get("minAvailable").is_none(), "{budget}");
     assert_eq!(budget["spec"]["maxUnavailable"], "10%");
@@ -197,10 +197,7 @@ async fn simulated_hand_edited_disruption_budget_fails_the_apply_by_name_until_t
 async fn simulated_label_shared_with_another_manager_stays_when_the_site_drops_it() {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
-    let targets = [fake.target("eqiad")];
-    let report =
-        wikikube_deploy::deploy(&targets, &namespace, &steps, &fast_options(), &Quiet).await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &steps, &fast_options()).await;
     // helm set a label to the value the site also renders: both own it.
     fake.edit_as("helm", "services", SERVICE, |service| {
         service["metadata"]["labels"]["team"] = json!("wiki");
@@ -227,25 +224,15 @@ async fn simulated_label_shared_with_another_manager_stays_when_the_site_drops_i
             })
             .collect()
     };
-    let report = wikikube_deploy::deploy(
-        &targets,
-        &namespace,
-        &with_team(&steps, true),
-        &fast_options(),
-        &Quiet,
-    )
-    .await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &with_team(&steps, true), &fast_options()).await;
     // The site drops it: helm still owns it, so it stays.
-    let report = wikikube_deploy::deploy(
-        &targets,
+    deploy_ok(
+        &fake,
         &namespace,
         &with_team(&steps, false),
         &fast_options(),
-        &Quiet,
     )
     .await;
-    assert!(report.ok, "{}", report.to_text());
     let service = fake.object("services", SERVICE).unwrap();
     assert_eq!(service["metadata"]["labels"]["team"], "wiki");
     assert_eq!(
@@ -254,19 +241,7 @@ async fn simulated_label_shared_with_another_manager_stays_when_the_site_drops_i
     );
 
     // Taken over, the site's word holds: the label goes.
-    let take_over = wikikube_deploy::Options {
-        take_over_fields: true,
-        ..fast_options()
-    };
-    let report = wikikube_deploy::deploy(
-        &targets,
-        &namespace,
-        &with_team(&steps, false),
-        &take_over,
-        &Quiet,
-    )
-    .await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &with_team(&steps, false), &taking_over()).await;
     let service = fake.object("services", SERVICE).unwrap();
     assert!(
         service["metadata"]["labels"].get("team").is_none(),
@@ -279,10 +254,7 @@ async fn simulated_label_shared_with_another_manager_stays_when_the_site_drops_i
 async fn simulated_diff_shows_an_object_being_deleted_as_created_anew() {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
-    let targets = [fake.target("eqiad")];
-    let report =
-        wikikube_deploy::deploy(&targets, &namespace, &steps, &fast_options(), &Quiet).await;
-    assert!(report.ok, "{}", report.to_text());
+    deploy_ok(&fake, &namespace, &steps, &fast_options()).await;
     // A prune or rollback a moment ago deleted it; its pods are still stopping.
     let mut dying = fake.object("poddisruptionbudgets", MAIN).unwrap();
     dying["metadata"]["deletionTimestamp"] = json!("2026-12-01T10:00:00Z");

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::site::{farm_dir, farm_steps, fast_options, with_image};
+use support::site::{farm_rendered, farm_steps, fast_options, with_image};
 use support::FakeApi;
 use wikikube_deploy::progress::Quiet;
 use wikikube_deploy::rbac::{self, Command};
@@ -30,14 +30,7 @@ async fn simulated_deploy_diff_and_rollback_run_under_their_documented_roles() {
         .unwrap();
     // The administrator's namespace, as the site renders it.
     fake.insert("namespaces", "", namespace_step.body.clone());
-    let site = wikikube_model::load(
-        &farm_dir(),
-        "eqiad",
-        &wikikube_model::LoadOptions::default(),
-    )
-    .unwrap();
-    let rendered =
-        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+    let rendered = farm_rendered("eqiad");
     let options = fast_options();
 
     restrict(&fake, &namespace, Command::Diff);

@@ -21,6 +21,13 @@ pub fn farm_steps(env: &str) -> (String, Vec<Step>) {
     )
 }
 
+/// The example farm rendered for `env`.
+pub fn farm_rendered(env: &str) -> wikikube_render::Rendered {
+    let site =
+        wikikube_model::load(&farm_dir(), env, &wikikube_model::LoadOptions::default()).unwrap();
+    wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap()
+}
+
 /// The example farm's steps for `env` with its private values' `upgrade_key` set to `value`:
 /// what config management writing a new secret looks like to a deploy.
 pub fn farm_steps_with_upgrade_key(env: &str, value: &str) -> (String, Vec<Step>) {
