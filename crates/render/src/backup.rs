@@ -12,6 +12,14 @@
 //! from. The backup's name is its Job's name, which the Job controller puts in a label that the
 //! pod reads through the downward API, so every run of a CronJob gets its own.
 //!
+//! A restore (`wikikube restore --env ENV --from NAME`) is a Job too, reading the same claim:
+//! `check`, an init container from the app image, verifies every file of the chosen wikis
+//! against the manifest ([`RESTORE_CHECK_PHP`]) before anything changes; then `app`, from the
+//! MariaDB image, refuses a wiki with edits newer than the backup (unless forced) for all of
+//! them first, then loads each dump into a scratch database and swaps its tables in with one
+//! `RENAME TABLE`, and copies the media beside the live directory and renames it into place
+//! ([`RESTORE_SHELL`]): the same steps, in the same order, as a local restore.
+//!
 //! This module builds values only: it does not create Jobs or wait for them (that is
 //! `deploy::jobs`, which follows the `app` container as it follows a maintenance script).
 
@@ -165,6 +173,143 @@ foreach ($complete as [$created, $entry]) {
 }
 "#;
 
+/// Where a restore's `check` step leaves the list of wikis to restore, each with the last edit
+/// the backup holds (`wiki<TAB>timestamp`, `NULL` for none), for the `app` step.
+pub const RESTORE_PLAN: &str = "/tmp/wikikube-restore-plan";
+
+/// The restore's `check` step, in the app image's PHP. Arguments: the backups directory, the
+/// backup's name, the plan file, then the wikis to restore (none: every wiki of the backup).
+/// Exit 2, naming the file, when the backup is incomplete or a file does not match its size
+/// and SHA-256 in the manifest.
+pub const RESTORE_CHECK_PHP: &str = r#"[, $root, $name, $plan] = array_slice($argv, 0, 4);
+$wikis = array_slice($argv, 4);
+$dir = "$root/$name";
+$refuse = function (string $why) { fwrite(STDERR, "wikikube: $why; nothing was restored\n"); exit(2); };
+$manifest = json_decode((string)@file_get_contents("$dir/manifest.json"), true);
+if (!is_array($manifest) || ($manifest['format'] ?? null) !== 1 || !is_array($manifest['wikis'] ?? null)) {
+    $refuse("$dir has no manifest.json of format 1: not a complete backup");
+}
+if (!$wikis) {
+    $wikis = array_keys($manifest['wikis']);
+}
+$lines = '';
+foreach ($wikis as $wiki) {
+    $part = $manifest['wikis'][$wiki] ?? null;
+    if (!is_array($part)) {
+        $refuse("backup $name has no wiki $wiki; it has " . implode(', ', array_keys($manifest['wikis'])));
+    }
+    foreach ($part['files'] as $file) {
+        $relative = (string)$file['path'];
+        if (!str_starts_with($relative, "$wiki/") || str_contains($relative, '..')) {
+            $refuse("the manifest of $name lists $relative under $wiki");
+        }
+        $path = "$dir/$relative";
+        if (!is_file($path)) {
+            $refuse("$path is missing");
+        }
+        if (filesize($path) !== (int)$file['bytes'] || hash_file('sha256', $path) !== $file['sha256']) {
+            $refuse("$path does not match its size and SHA-256 in the manifest: damaged");
+        }
+    }
+    $lines .= $wiki . "\t" . ($part['latest_edit'] ?? 'NULL') . "\n";
+    printf("%s: %d files match the manifest\n", $wiki, count($part['files']));
+}
+if (file_put_contents($plan, $lines) !== strlen($lines)) {
+    $refuse("cannot write $plan");
+}
+"#;
+
+/// The restore's `app` step, in the MariaDB image's shell. Arguments: the wikis' user, the
+/// password file, `tls` or `plain`, `force` or `check`, then one `wiki@host:port` per wiki of
+/// the site. It restores the wikis the plan lists: every newer-data check first (exit 3), then
+/// per wiki the dump into a scratch database (exit 4 with MariaDB's message when it does not
+/// load, the wiki untouched), one `RENAME TABLE` swapping it in, and the media when `$MEDIA` is
+/// set.
+pub const RESTORE_SHELL: &str = r#"set -eu
+user=$1 passfile=$2 tls=$3 force=$4; shift 4
+servers="$*"
+dir="$BACKUPS/$WIKIKUBE_BACKUP"
+umask 077
+options=/tmp/client.cnf
+# The password goes to the client in an options file, never on a command line.
+password=$(sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' "$passfile")
+trap 'rm -f "$options"' EXIT
+printf '[client]\nuser=%s\npassword="%s"\n' "$user" "$password" > "$options"
+[ "$tls" = tls ] && printf 'ssl\n' >> "$options"
+umask 022
+at() {
+  wiki=$1 server=
+  for entry in $servers; do
+    [ "${entry%%@*}" = "$wiki" ] && server=${entry#*@}
+  done
+  if [ -z "$server" ]; then
+    echo "wikikube: the backup has $wiki, which the site does not; nothing was restored" >&2
+    exit 2
+  fi
+  host=${server%:*} port=${server##*:}
+}
+sql() {
+  mariadb --defaults-extra-file="$options" --host="$host" --port="$port" --batch \
+    --skip-column-names "$@"
+}
+tab=$(printf '\t')
+while IFS=$tab read -r wiki latest; do
+  at "$wiki"
+  [ "$force" = force ] && continue
+  tables=$(sql -e "SELECT COUNT(*) FROM information_schema.tables
+    WHERE table_schema = '$wiki' AND table_name = 'revision'")
+  [ "$tables" = 1 ] || continue
+  newer=$(sql -e "SELECT COUNT(*), MAX(rev_timestamp) FROM revision
+    WHERE '$latest' = 'NULL' OR rev_timestamp > '$latest'" "$wiki")
+  if [ "${newer%%$tab*}" != 0 ]; then
+    echo "wikikube: $wiki has an edit of ${newer#*$tab}, newer than the backup's last ($latest): nothing was restored; --force replaces it" >&2
+    exit 3
+  fi
+done < "$PLAN"
+while IFS=$tab read -r wiki latest; do
+  at "$wiki"
+  scratch="${wiki}__restore" replaced="${wiki}__replaced"
+  echo "loading $wiki into $server"
+  sql -e "DROP DATABASE IF EXISTS \`$scratch\`; CREATE DATABASE \`$scratch\`"
+  if ! sql --default-character-set=binary "$scratch" < "$dir/$wiki/database.sql"; then
+    sql -e "DROP DATABASE \`$scratch\`" || true
+    echo "wikikube: the dump of $wiki does not load (MariaDB's message above); $wiki is as it was" >&2
+    exit 4
+  fi
+  renames=
+  for table in $(sql -e "SELECT table_name FROM information_schema.tables WHERE table_schema = '$wiki'"); do
+    renames="$renames, \`$wiki\`.\`$table\` TO \`$replaced\`.\`$table\`"
+  done
+  for table in $(sql -e "SELECT table_name FROM information_schema.tables WHERE table_schema = '$scratch'"); do
+    renames="$renames, \`$scratch\`.\`$table\` TO \`$wiki\`.\`$table\`"
+  done
+  # One RENAME TABLE moves the live tables out and the restored ones in: MariaDB runs it
+  # atomically, so a reader sees the old wiki or the restored one, never a mix.
+  sql -e "CREATE DATABASE IF NOT EXISTS \`$wiki\`; DROP DATABASE IF EXISTS \`$replaced\`;
+    CREATE DATABASE \`$replaced\`; ${renames:+RENAME TABLE ${renames#, };}
+    DROP DATABASE \`$scratch\`; DROP DATABASE \`$replaced\`"
+  files=0
+  if [ -n "${MEDIA:-}" ]; then
+    for part in public deleted; do
+      live="$MEDIA/$part/$wiki"
+      mkdir -p "$MEDIA/$part"
+      rm -rf "$live.restore" "$live.replaced"
+      if [ -d "$dir/$wiki/media/$part" ]; then
+        cp -R "$dir/$wiki/media/$part" "$live.restore"
+        files=$((files + $(find "$live.restore" -type f | wc -l)))
+      else
+        mkdir "$live.restore"
+      fi
+      [ -d "$live" ] && mv "$live" "$live.replaced"
+      mv "$live.restore" "$live"
+      rm -rf "$live.replaced"
+    done
+  fi
+  revisions=$(sql -e "SELECT COUNT(*) FROM revision" "$wiki")
+  echo "restored $wiki: $revisions revisions, $files media files"
+done < "$PLAN"
+"#;
+
 /// One wiki as a backup pod names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct WikiEntry {
@@ -184,6 +329,8 @@ pub struct Backups {
     /// The backup pod's fixed parts: volumes, security, both containers without their wikis.
     pod: PodSpec,
     dump_arguments: Vec<String>,
+    /// The restore pod's fixed parts, as `pod` for a backup.
+    restore_pod: PodSpec,
     wikis: Vec<WikiEntry>,
     values: BackupValues,
 }
@@ -276,7 +423,7 @@ impl Backups {
                 volume_mount("backups", BACKUPS_DIR, false),
                 volume_mount("tmp", "/tmp", false),
             ]),
-            resources: Some(one_process),
+            resources: Some(one_process.clone()),
             security_context: Some(restricted()),
             ..Container::default()
         };
@@ -306,6 +453,65 @@ impl Backups {
                 ..Volume::default()
             });
         }
+        let restore_pod = {
+            let backup_name = variable(NAME_VARIABLE, "");
+            let check = Container {
+                name: "check".into(),
+                image: app.image.clone(),
+                image_pull_policy: app.image_pull_policy.clone(),
+                env: Some(vec![backup_name.clone()]),
+                volume_mounts: Some(vec![
+                    volume_mount("backups", BACKUPS_DIR, true),
+                    volume_mount("tmp", "/tmp", false),
+                ]),
+                resources: Some(one_process.clone()),
+                security_context: Some(restricted()),
+                ..Container::default()
+            };
+            let mut env = vec![
+                backup_name,
+                variable("BACKUPS", BACKUPS_DIR),
+                variable("PLAN", RESTORE_PLAN),
+            ];
+            let mut mounts = vec![
+                volume_mount("backups", BACKUPS_DIR, true),
+                volume_mount("secrets", SECRETS_DIR, true),
+                volume_mount("tmp", "/tmp", false),
+            ];
+            if with_media {
+                env.push(variable("MEDIA", MEDIA_DIR));
+                mounts.push(volume_mount("media", MEDIA_DIR, false));
+            }
+            let load = Container {
+                name: SCRIPT_CONTAINER.into(),
+                image: Some(values.images.mariadb.clone()),
+                command: Some(strings(&["sh", "-c", RESTORE_SHELL, "restore"])),
+                env: Some(env),
+                volume_mounts: Some(mounts),
+                resources: Some(one_process.clone()),
+                security_context: Some(restricted()),
+                ..Container::default()
+            };
+            let mut restore_volumes = volumes.clone();
+            for volume in &mut restore_volumes {
+                match (volume.name.as_str(), &mut volume.persistent_volume_claim) {
+                    // A restore only reads the backups, and writes the media back.
+                    ("backups", Some(claim)) => claim.read_only = Some(true),
+                    ("media", Some(claim)) => claim.read_only = None,
+                    _ => {}
+                }
+            }
+            PodSpec {
+                init_containers: Some(vec![check]),
+                containers: vec![load],
+                volumes: Some(restore_volumes),
+                restart_policy: Some("Never".into()),
+                service_account_name: template.pod.service_account_name.clone(),
+                automount_service_account_token: template.pod.automount_service_account_token,
+                security_context: template.pod.security_context.clone(),
+                ..PodSpec::default()
+            }
+        };
         let pod = PodSpec {
             init_containers: Some(vec![dump]),
             containers: vec![manifest],
@@ -336,6 +542,7 @@ impl Backups {
                 format!("{SECRETS_DIR}/{}", wikikube_model::DATABASE_PASSWORD),
                 if database.tls { "tls" } else { "plain" }.into(),
             ],
+            restore_pod,
             wikis,
             values: values.backup.clone(),
         })
@@ -437,6 +644,81 @@ impl Backups {
         }
     }
 
+    /// The Job that restores `wikis` (every wiki of the backup when empty) from the backup
+    /// `backup` on the claim; `force` replaces wikis with edits newer than the backup. `id`
+    /// makes its name unique. `backup` is a name in the claim's top directory, which the caller
+    /// checks ([`valid_backup_name`]).
+    pub fn restore_job(
+        &self,
+        backup: &str,
+        wikis: &[String],
+        force: bool,
+        settings: &JobSettings,
+        id: &str,
+    ) -> Job {
+        let wiki = match wikis {
+            [one] => one.as_str(),
+            _ => "all",
+        };
+        let mut labels = self.labels(wiki, &settings.user);
+        labels.insert(KIND_LABEL.into(), JobKind::Restore.as_str().into());
+        labels.insert(SCRIPT_LABEL.into(), "restore".into());
+        let mut pod = self.restore_pod.clone();
+        let set_name = |container: &mut Container| {
+            for variable in container.env.iter_mut().flatten() {
+                if variable.name == NAME_VARIABLE {
+                    variable.value = Some(backup.to_string());
+                }
+            }
+        };
+        let check = &mut pod.init_containers.get_or_insert_with(Vec::new)[0];
+        set_name(check);
+        let mut command = strings(&[
+            "php",
+            "-r",
+            RESTORE_CHECK_PHP,
+            "--",
+            BACKUPS_DIR,
+            backup,
+            RESTORE_PLAN,
+        ]);
+        command.extend(wikis.iter().cloned());
+        check.command = Some(command);
+        let load = &mut pod.containers[0];
+        set_name(load);
+        let mut args = self.dump_arguments.clone();
+        args.push(if force { "force" } else { "check" }.into());
+        args.extend(
+            self.wikis
+                .iter()
+                .map(|entry| format!("{}@{}", entry.wiki, entry.server)),
+        );
+        load.args = Some(args);
+        Job {
+            metadata: ObjectMeta {
+                name: Some(maintenance::job_name(JobKind::Restore, wiki, id)),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(labels.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(JobSpec {
+                // A restore that failed is looked at by a person, never retried on its own.
+                backoff_limit: Some(0),
+                active_deadline_seconds: settings.deadline_seconds.map(i64::from),
+                ttl_seconds_after_finished: Some(crate::pod::seconds(settings.keep_seconds)),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod),
+                },
+                ..JobSpec::default()
+            }),
+            status: None,
+        }
+    }
+
     /// The CronJob that takes a backup of every wiki on `schedule` (cron's five fields, UTC).
     pub fn cron_job(&self, schedule: &str) -> CronJob {
         let labels = self.labels("all", "schedule");
@@ -495,4 +777,15 @@ impl Backups {
             ..PersistentVolumeClaim::default()
         }
     }
+}
+
+/// Whether `name` can be a backup's name on the claim: what backup Jobs name them (a Job's
+/// name: lower-case letters, digits, `-` and `.`), never a path.
+pub fn valid_backup_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }

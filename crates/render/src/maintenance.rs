@@ -148,6 +148,8 @@ pub enum JobKind {
     Install,
     /// A backup of the wikis (`wikikube backup`, or the backup schedule).
     Backup,
+    /// A restore of wikis from a backup on the backups claim (`wikikube restore`).
+    Restore,
 }
 
 impl JobKind {
@@ -158,6 +160,7 @@ impl JobKind {
             JobKind::Update => "update",
             JobKind::Install => "install",
             JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The backups of a Kubernetes environment: the Job and CronJob a render makes, and the
 //! manifest step they run, in the real PHP (Debian's php8.2-cli) on a backup directory laid out
 //! as the `dump` step leaves it, read back and checked by `wikikube-backup` as a restore does.
-//! The `dump` step itself (mariadb-dump) runs against a real MariaDB in the local farm's end to
-//! end test (crates/local/tests/farm.rs).
+//! The restore Job too, and its `check` step in the real PHP on a backup the manifest step
+//! wrote. The `dump` and restore `app` steps (mariadb-dump, mariadb) run against a real MariaDB
+//! in the local farm's end to end test (crates/local/tests/farm.rs).
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use wikikube_render::backup::{BACKUPS_DIR, MANIFEST_PHP};
+use wikikube_render::backup::{BACKUPS_DIR, MANIFEST_PHP, RESTORE_CHECK_PHP};
 use wikikube_render::maintenance::JobSettings;
 use wikikube_render::Object;
 
@@ -212,4 +213,165 @@ fn a_dump_that_left_no_revision_count_is_not_made_a_backup() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("dewiki left no revision count"));
     assert!(!root.path().join("mwbackup-all-run2").exists());
+}
+
+#[test]
+fn a_restore_job_checks_the_backup_in_the_app_image_then_loads_it_in_the_mariadb_image() {
+    let rendered = rendered("eqiad");
+    let backups = rendered.backups.as_ref().expect("eqiad has MariaDB");
+    let settings = JobSettings {
+        user: "jane".into(),
+        deadline_seconds: Some(3600),
+        keep_seconds: 600,
+    };
+    let job = backups.restore_job("mwbackup-all-run1", &["enwiki".into()], false, &settings, "r1");
+    assert_eq!(job.metadata.name.as_deref(), Some("mwrestore-enwiki-r1"));
+    let labels = job.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels[wikikube_render::maintenance::KIND_LABEL], "restore");
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.active_deadline_seconds, Some(3600));
+    let pod = spec.template.spec.as_ref().unwrap();
+    let check = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(check.name, "check");
+    assert_eq!(
+        check.image.as_deref(),
+        Some("registry.farm.test/wikikube/app:2026-11-25")
+    );
+    let command = check.command.as_ref().unwrap();
+    assert_eq!(
+        command[4..],
+        [
+            "/srv/backups",
+            "mwbackup-all-run1",
+            "/tmp/wikikube-restore-plan",
+            "enwiki"
+        ]
+    );
+    let load = &pod.containers[0];
+    assert_eq!(load.name, "app", "the container wikikube follows");
+    assert_eq!(
+        load.image.as_deref(),
+        Some("registry.farm.test/wikikube/base-mariadb:2026-11-25")
+    );
+    let args = load.args.as_ref().unwrap();
+    assert_eq!(args[2..4], ["tls", "check"]);
+    assert!(
+        args.contains(&"enwiki@db1100.eqiad.farm.test:3306".to_string()),
+        "{args:?}"
+    );
+    let env = |container: &k8s_openapi::api::core::v1::Container, name: &str| {
+        container
+            .env
+            .iter()
+            .flatten()
+            .find(|variable| variable.name == name)
+            .and_then(|variable| variable.value.clone())
+    };
+    assert_eq!(env(load, "WIKIKUBE_BACKUP").as_deref(), Some("mwbackup-all-run1"));
+    assert_eq!(env(check, "WIKIKUBE_BACKUP").as_deref(), Some("mwbackup-all-run1"));
+    // The backups only read; the media written back; the password only as a mounted file.
+    let volume = |name: &str| {
+        pod.volumes
+            .iter()
+            .flatten()
+            .find(|volume| volume.name == name)
+            .and_then(|volume| volume.persistent_volume_claim.clone())
+            .unwrap()
+    };
+    assert_eq!(volume("backups").read_only, Some(true));
+    assert_ne!(volume("media").read_only, Some(true));
+    let mount = |name: &str| {
+        load.volume_mounts
+            .iter()
+            .flatten()
+            .find(|mount| mount.name == name)
+            .unwrap()
+            .read_only
+    };
+    assert_eq!(mount("backups"), Some(true));
+    assert_eq!(mount("media"), Some(false));
+    let yaml = serde_yaml_ng::to_string(&job).unwrap();
+    assert!(!yaml.contains("eqiad-database-password"), "{yaml}");
+
+    let forced = backups.restore_job("mwbackup-all-run1", &[], true, &settings, "r2");
+    assert_eq!(forced.metadata.name.as_deref(), Some("mwrestore-all-r2"));
+    let pod = forced.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers[0].args.as_ref().unwrap()[3], "force");
+    assert_eq!(
+        pod.init_containers.unwrap()[0].command.as_ref().unwrap().len(),
+        7,
+        "no wiki named: every wiki of the backup"
+    );
+    // The backup's Job keeps writing to the same claim as before.
+    let backup = backups.job(&[], &settings, "run3");
+    let pod = backup.spec.unwrap().template.spec.unwrap();
+    let claim = pod.volumes.iter().flatten().find(|v| v.name == "backups").unwrap();
+    assert_ne!(
+        claim.persistent_volume_claim.as_ref().unwrap().read_only,
+        Some(true)
+    );
+}
+
+fn check_step(root: &Path, name: &str, plan: &Path, wikis: &[&str]) -> std::process::Output {
+    Command::new("php")
+        .args(["-r", RESTORE_CHECK_PHP, "--"])
+        .arg(root)
+        .arg(name)
+        .arg(plan)
+        .args(wikis)
+        .output()
+        .expect("php8.2-cli (scripts/install-packages installs it)")
+}
+
+#[test]
+fn the_restore_check_step_plans_a_sound_backup_and_refuses_a_damaged_one_by_name() {
+    let root = tempfile::tempdir().unwrap();
+    dumped(root.path(), "mwbackup-all-run1");
+    assert!(manifest_step(root.path(), "mwbackup-all-run1", 7)
+        .status
+        .success());
+    let plan = root.path().join("plan");
+
+    let output = check_step(root.path(), "mwbackup-all-run1", &plan, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let planned = fs::read_to_string(&plan).unwrap();
+    let mut lines: Vec<&str> = planned.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["dewiki\tNULL", "enwiki\t20261201051500"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("enwiki: 2 files match the manifest"), "{stdout}");
+
+    let output = check_step(root.path(), "mwbackup-all-run1", &plan, &["frwiki"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("backup mwbackup-all-run1 has no wiki frwiki; it has"),
+        "{stderr}"
+    );
+
+    let output = check_step(root.path(), "no-such-backup", &plan, &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no manifest.json"));
+
+    // One flipped byte in a media file: refused by its hash, naming the file.
+    fs::remove_file(&plan).unwrap();
+    let media = root
+        .path()
+        .join("mwbackup-all-run1/enwiki/media/public/a/ab/Ünïcode file (1).png");
+    let mut bytes = fs::read(&media).unwrap();
+    bytes[3] ^= 1;
+    fs::write(&media, bytes).unwrap();
+    let output = check_step(root.path(), "mwbackup-all-run1", &plan, &["enwiki"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Ünïcode file (1).png does not match its size and SHA-256"),
+        "{stderr}"
+    );
+    assert!(!plan.exists(), "no plan, so the load step restores nothing");
 }
