@@ -45,7 +45,9 @@ fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
         .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    for command in ["diff", "deploy", "rollback", "history", "script", "backup"] {
+    for command in [
+        "diff", "deploy", "rollback", "history", "script", "backup", "restore",
+    ] {
         assert!(
             text.contains(&format!("# wikikube {command}: in namespace mediawiki\n")),
             "{text}"
@@ -59,7 +61,7 @@ fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
         .lines()
         .filter_map(|line| line.strip_prefix("kind: "))
         .collect();
-    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 6);
+    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 7);
     // diff, deploy and rollback read the Namespace; one more creates it.
     assert_eq!(
         kinds.iter().filter(|kind| **kind == "ClusterRole").count(),
@@ -366,7 +368,8 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--to DIR"));
-    // Restoring into a cluster is not built: said before anything is read.
+    // A cluster restores from a backup on its volume, by name: a directory here is refused,
+    // and so is a wiki the farm does not have, before any cluster is reached.
     let output = wikikube()
         .args([
             "restore",
@@ -381,9 +384,17 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("restoring a cluster's wikis is not built yet"),
+        stderr.contains("--from is the name of a backup on the volume farm-backups"),
         "{stderr}"
     );
+    let output = wikikube()
+        .args(["restore", example().to_str().unwrap(), "--env", "eqiad"])
+        .args(["--from", "mwbackup-all-run1", "--wiki", "xxwiki"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the farm has no wiki xxwiki"), "{stderr}");
     // A restore from a directory that is no backup names the missing manifest.
     let output = wikikube()
         .args(["restore", example().to_str().unwrap(), "--from"])

@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use futures::{AsyncBufReadExt, TryStreamExt};
-use k8s_openapi::api::batch::v1::Job;
+/// The Job type [`run`] takes, so callers need no k8s-openapi of their own.
+pub use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use serde::Serialize;

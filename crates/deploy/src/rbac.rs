@@ -40,17 +40,20 @@ pub enum Command {
     Script,
     /// `wikikube backup` in a cluster (a Job; `--schedule` only prints).
     Backup,
+    /// `wikikube restore` in a cluster (a Job).
+    Restore,
 }
 
 impl Command {
     /// Every command, in the order they are documented.
-    pub const ALL: [Command; 6] = [
+    pub const ALL: [Command; 7] = [
         Command::Diff,
         Command::Deploy,
         Command::Rollback,
         Command::History,
         Command::Script,
         Command::Backup,
+        Command::Restore,
     ];
 
     /// Its name, as typed.
@@ -62,6 +65,7 @@ impl Command {
             Command::History => "history",
             Command::Script => "script",
             Command::Backup => "backup",
+            Command::Restore => "restore",
         }
     }
 }
@@ -190,7 +194,7 @@ pub fn namespaced(command: Command) -> Vec<Grant> {
             grants
         }
         Command::History => vec![HISTORY],
-        Command::Script | Command::Backup => JOBS.to_vec(),
+        Command::Script | Command::Backup | Command::Restore => JOBS.to_vec(),
     }
 }
 
@@ -200,7 +204,7 @@ pub fn namespaced(command: Command) -> Vec<Grant> {
 pub fn cluster(command: Command) -> Option<Grant> {
     match command {
         Command::Diff | Command::Deploy | Command::Rollback => Some(NAMESPACE_READ),
-        Command::History | Command::Script | Command::Backup => None,
+        Command::History | Command::Script | Command::Backup | Command::Restore => None,
     }
 }
 

@@ -449,3 +449,77 @@ async fn simulated_backups_keep_their_claim_schedule_and_run_as_a_job() {
         .object("persistentvolumeclaims", "farm-backups")
         .is_some());
 }
+
+/// A cluster's restore is a Job too, run under exactly the Role `render --rbac` prints for
+/// `wikikube restore`; its steps run in real PHP and MariaDB elsewhere (render's
+/// tests/backup.rs, the local farm's end to end test).
+#[tokio::test]
+async fn simulated_restore_runs_as_a_job_under_its_role_and_reports_a_refusal() {
+    let (fake, namespace) = deployed().await;
+    let command = wikikube_deploy::rbac::Command::Restore;
+    fake.restrict(
+        &namespace,
+        wikikube_deploy::rbac::namespaced(command),
+        wikikube_deploy::rbac::cluster(command)
+            .into_iter()
+            .collect(),
+    );
+    let backups = farm_rendered("eqiad").backups.expect("eqiad backs up");
+    let settings = JobSettings {
+        user: "jane".into(),
+        deadline_seconds: None,
+        keep_seconds: 600,
+    };
+    fake.script_job(
+        "mwrestore-enwiki-r1",
+        &[
+            "loading enwiki into db1100.eqiad.farm.test:3306",
+            "restored enwiki: 42 revisions, 3 media files",
+        ],
+        JobEnd::Exit(0),
+    );
+    let job = backups.restore_job(
+        "mwbackup-all-night1",
+        &["enwiki".into()],
+        false,
+        &settings,
+        "r1",
+    );
+    let report = run_quietly(&fake, &namespace, &job).await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.tail);
+    let created = fake.object("jobs", "mwrestore-enwiki-r1").unwrap();
+    assert_eq!(
+        created["metadata"]["labels"]["wikikube.org/maintenance"],
+        "restore"
+    );
+    let pod = &created["spec"]["template"]["spec"];
+    assert_eq!(pod["initContainers"][0]["name"], "check");
+    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["readOnly"], true);
+
+    // Newer edits in the wiki: the load step exits 3 and the restore is reported failed.
+    fake.script_job(
+        "mwrestore-enwiki-r2",
+        &["wikikube: enwiki has an edit of 20261201101500, newer than the backup's last (20261201031700): nothing was restored; --force replaces it"],
+        JobEnd::Exit(3),
+    );
+    let job = backups.restore_job(
+        "mwbackup-all-night1",
+        &["enwiki".into()],
+        false,
+        &settings,
+        "r2",
+    );
+    let report = run_quietly(&fake, &namespace, &job).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            exit_code: Some(3),
+            reason: "Error".into()
+        }
+    );
+    assert!(
+        report.tail[0].contains("--force replaces it"),
+        "{:?}",
+        report.tail
+    );
+}

@@ -754,6 +754,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert_eq!(read_page(), "An edit after the backup.");
     wikikube_local::backup::restore(&site, &backup_dir, &enwiki_only, true).unwrap();
     assert_eq!(read_page(), text);
+    cluster_restore_steps_agree(&site, &backup_dir, scratch.path(), &password, text);
 
     // Import: commonswiki's dump (gzip-compressed) and images directory load into dewiki, which
     // has only its installation's page: pages, history, the file and its thumbnail are there.
@@ -904,6 +905,122 @@ fn cluster_backup_steps_agree(
         assert!(sql.contains("CREATE TABLE `page`"), "{wiki}");
         assert!(sql.contains("INSERT INTO `revision`"), "{wiki}");
     }
+}
+
+/// A cluster's restore steps against the same MariaDB: the `check` step (PHP, here on the
+/// host) plans the local backup, which has the same layout as a cluster's; the load step
+/// (`RESTORE_SHELL`, in the MariaDB container) refuses a wiki with a newer edit and changes
+/// nothing, restores it with `force`, and leaves a wiki as it was when its dump does not load.
+fn cluster_restore_steps_agree(
+    site: &wikikube_model::ResolvedSite,
+    backup_dir: &Path,
+    scratch: &Path,
+    password: &str,
+    text: &str,
+) {
+    let container = format!("{}-mariadb", wikikube_render::naming::mariadb(site));
+    let read_page =
+        |host: &str, title: &str| api(&[&HTTP.to_string(), host, "Admin", password, "read", title]);
+    let newer = "An edit the cluster restore must not lose by accident.";
+    api(&[
+        &HTTP.to_string(),
+        "en.farm.test",
+        "Admin",
+        password,
+        "edit",
+        "Wikikube test",
+        newer,
+    ]);
+
+    let plan = scratch.join("restore-plan");
+    let output = Command::new("php")
+        .args(["-r", wikikube_render::backup::RESTORE_CHECK_PHP, "--"])
+        .arg(backup_dir.parent().unwrap())
+        .arg(backup_dir.file_name().unwrap())
+        .arg(&plan)
+        .arg("enwiki")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bad = scratch.join("bad-backup/dewiki");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("database.sql"), "THIS IS NOT SQL;\n").unwrap();
+    std::fs::write(scratch.join("bad-plan"), "dewiki\tNULL\n").unwrap();
+    wikikube_local::podman::run(&["exec", &container, "mkdir", "-p", "/tmp/cluster-restore"])
+        .unwrap();
+    for (from, to) in [
+        (backup_dir.to_path_buf(), "backup"),
+        (plan.clone(), "plan"),
+        (scratch.join("bad-backup"), "bad-backup"),
+        (scratch.join("bad-plan"), "bad-plan"),
+    ] {
+        wikikube_local::podman::run(&[
+            "cp",
+            from.to_str().unwrap(),
+            &format!("{container}:/tmp/cluster-restore/{to}"),
+        ])
+        .unwrap();
+    }
+    let user = site.database().unwrap().user.clone();
+    let passfile = format!(
+        "{}/{}",
+        wikikube_render::config::paths::SECRETS_DIR,
+        wikikube_model::DATABASE_PASSWORD
+    );
+    let load = |backup: &str, plan: &str, force: &str| {
+        Command::new("podman")
+            .args(["exec", "--env", "BACKUPS=/tmp/cluster-restore"])
+            .arg("--env")
+            .arg(format!("WIKIKUBE_BACKUP={backup}"))
+            .arg("--env")
+            .arg(format!("PLAN=/tmp/cluster-restore/{plan}"))
+            .args([
+                &container,
+                "sh",
+                "-c",
+                wikikube_render::backup::RESTORE_SHELL,
+            ])
+            .args(["restore", &user, &passfile, "plain", force])
+            .args(["enwiki@127.0.0.1:3306", "dewiki@127.0.0.1:3306"])
+            .args(["commonswiki@127.0.0.1:3306"])
+            .output()
+            .unwrap()
+    };
+
+    let refused = load("backup", "plan", "check");
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("enwiki has an edit of") && stderr.contains("--force replaces it"),
+        "{stderr}"
+    );
+    assert_eq!(read_page("en.farm.test", "Wikikube test"), newer);
+
+    let forced = load("backup", "plan", "force");
+    let stdout = String::from_utf8_lossy(&forced.stdout);
+    assert!(
+        forced.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert!(stdout.contains("restored enwiki: "), "{stdout}");
+    assert_eq!(read_page("en.farm.test", "Wikikube test"), text);
+
+    let main_page = read_page("de.farm.test", "Main Page");
+    let unloadable = load("bad-backup", "bad-plan", "force");
+    assert_eq!(unloadable.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&unloadable.stderr);
+    assert!(
+        stderr.contains("the dump of dewiki does not load"),
+        "{stderr}"
+    );
+    assert_eq!(read_page("de.farm.test", "Main Page"), main_page);
+    wikikube_local::podman::run(&["exec", &container, "rm", "-rf", "/tmp/cluster-restore"])
+        .unwrap();
 }
 
 fn script(site: &wikikube_model::ResolvedSite, wiki: &str, script: &str) -> std::process::Output {

@@ -191,6 +191,8 @@ pub fn render(site: &ResolvedSite, options: &RenderOptions) -> Result<Rendered, 
     if let Some(backups) = &rendered.backups {
         let settings = maintenance::JobSettings::default();
         findings.extend(lint::lint_job(&backups.job(&[], &settings, "lint")));
+        let restore = backups.restore_job("lint", &[], false, &settings, "lint");
+        findings.extend(lint::lint_job(&restore));
     }
     let (allowed, refused): (Vec<Finding>, Vec<Finding>) = findings
         .into_iter()

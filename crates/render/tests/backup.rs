@@ -224,7 +224,13 @@ fn a_restore_job_checks_the_backup_in_the_app_image_then_loads_it_in_the_mariadb
         deadline_seconds: Some(3600),
         keep_seconds: 600,
     };
-    let job = backups.restore_job("mwbackup-all-run1", &["enwiki".into()], false, &settings, "r1");
+    let job = backups.restore_job(
+        "mwbackup-all-run1",
+        &["enwiki".into()],
+        false,
+        &settings,
+        "r1",
+    );
     assert_eq!(job.metadata.name.as_deref(), Some("mwrestore-enwiki-r1"));
     let labels = job.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[wikikube_render::maintenance::KIND_LABEL], "restore");
@@ -268,8 +274,14 @@ fn a_restore_job_checks_the_backup_in_the_app_image_then_loads_it_in_the_mariadb
             .find(|variable| variable.name == name)
             .and_then(|variable| variable.value.clone())
     };
-    assert_eq!(env(load, "WIKIKUBE_BACKUP").as_deref(), Some("mwbackup-all-run1"));
-    assert_eq!(env(check, "WIKIKUBE_BACKUP").as_deref(), Some("mwbackup-all-run1"));
+    assert_eq!(
+        env(load, "WIKIKUBE_BACKUP").as_deref(),
+        Some("mwbackup-all-run1")
+    );
+    assert_eq!(
+        env(check, "WIKIKUBE_BACKUP").as_deref(),
+        Some("mwbackup-all-run1")
+    );
     // The backups only read; the media written back; the password only as a mounted file.
     let volume = |name: &str| {
         pod.volumes
@@ -299,14 +311,23 @@ fn a_restore_job_checks_the_backup_in_the_app_image_then_loads_it_in_the_mariadb
     let pod = forced.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.containers[0].args.as_ref().unwrap()[3], "force");
     assert_eq!(
-        pod.init_containers.unwrap()[0].command.as_ref().unwrap().len(),
+        pod.init_containers.unwrap()[0]
+            .command
+            .as_ref()
+            .unwrap()
+            .len(),
         7,
         "no wiki named: every wiki of the backup"
     );
     // The backup's Job keeps writing to the same claim as before.
     let backup = backups.job(&[], &settings, "run3");
     let pod = backup.spec.unwrap().template.spec.unwrap();
-    let claim = pod.volumes.iter().flatten().find(|v| v.name == "backups").unwrap();
+    let claim = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "backups")
+        .unwrap();
     assert_ne!(
         claim.persistent_volume_claim.as_ref().unwrap().read_only,
         Some(true)
@@ -344,7 +365,10 @@ fn the_restore_check_step_plans_a_sound_backup_and_refuses_a_damaged_one_by_name
     lines.sort();
     assert_eq!(lines, ["dewiki\tNULL", "enwiki\t20261201051500"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("enwiki: 2 files match the manifest"), "{stdout}");
+    assert!(
+        stdout.contains("enwiki: 2 files match the manifest"),
+        "{stdout}"
+    );
 
     let output = check_step(root.path(), "mwbackup-all-run1", &plan, &["frwiki"]);
     assert_eq!(output.status.code(), Some(2));

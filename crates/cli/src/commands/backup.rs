@@ -17,8 +17,8 @@ pub struct BackupSite {
     /// The site directory.
     #[arg(value_name = "SITE_DIR", default_value = ".")]
     site_dir: PathBuf,
-    /// The environment. A Kubernetes environment backs up with a Job onto its backups volume;
-    /// restoring and importing there is not built yet.
+    /// The environment. In a Kubernetes environment backups and restores run as Jobs on the
+    /// site's backups volume; importing there is not built yet.
     #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
     environment: String,
     /// The directory config management writes private values into [default: SITE_DIR/private].
@@ -52,8 +52,9 @@ impl BackupSite {
         if site.environment.kind != wikikube_model::EnvironmentKind::Local {
             bail!(
                 "environment {} is a Kubernetes environment: {what} a cluster's wikis is not \
-                 built yet (`wikikube backup --env {}` does back them up, onto the site's \
-                 backups volume); use a local environment, or the database servers' own tools",
+                 built yet (`wikikube backup --env {}` and `wikikube restore` do run there, on \
+                 the site's backups volume); use a local environment, or the database servers' \
+                 own tools",
                 self.environment,
                 self.environment
             );
@@ -176,65 +177,108 @@ fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> 
             known.join(", ")
         );
     }
-    let cluster = super::script::one_cluster(site, args.cluster.as_deref())?;
-    let settings = wikikube_render::maintenance::JobSettings {
-        user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-        deadline_seconds: args.deadline,
-        ..wikikube_render::maintenance::JobSettings::default()
-    };
     let job = backups.job(
         &args.choice.wikis,
-        &settings,
+        &job_settings(args.deadline),
         &wikikube_deploy::jobs::run_id(),
     );
-    let namespace = &site.spec.site.namespace;
+    let volume = wikikube_render::naming::backups(site);
+    let run = run_job(site, args.cluster.as_deref(), &job, args.json)?;
+    if args.json {
+        let mut value = serde_json::to_value(&run.report)?;
+        value["backup"] = serde_json::json!(run.report.job);
+        value["volume"] = serde_json::json!(volume);
+        value["output"] = serde_json::json!(run.lines);
+        super::print(&format!(
+            "{}
+",
+            serde_json::to_string_pretty(&value)?
+        ))?;
+    } else if run.succeeded() {
+        let mut text = run.output_text();
+        text.push_str(&format!(
+            "backup {} of {} on volume {volume} in cluster {} ({:.0} s)
+",
+            run.report.job, site.spec.site.name, run.report.cluster, run.report.seconds
+        ));
+        super::print(&text)?;
+    } else {
+        run.report_failure(&site.spec.site.namespace, "dump");
+    }
+    Ok(if run.succeeded() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// How a backup or restore Job runs: by `$USER`, stopped after `deadline` seconds if given.
+fn job_settings(deadline: Option<u32>) -> wikikube_render::maintenance::JobSettings {
+    wikikube_render::maintenance::JobSettings {
+        user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        deadline_seconds: deadline,
+        ..wikikube_render::maintenance::JobSettings::default()
+    }
+}
+
+/// A backup or restore Job that ran to its end, with its `app` container's output.
+struct JobRun {
+    report: wikikube_deploy::jobs::JobReport,
+    lines: Vec<String>,
+}
+
+impl JobRun {
+    fn succeeded(&self) -> bool {
+        self.report.outcome == wikikube_deploy::jobs::Outcome::Succeeded
+    }
+
+    fn output_text(&self) -> String {
+        self.lines.iter().map(|line| format!("{line}\n")).collect()
+    }
+
+    /// The output and what failed on standard error, with where the first step's output is.
+    fn report_failure(&self, namespace: &str, first_step: &str) {
+        for line in &self.lines {
+            eprintln!("{line}");
+        }
+        eprintln!(
+            "{}: Job {} {}; the {first_step} step's output: kubectl logs -n {namespace} job/{} -c {first_step}",
+            self.report.cluster, self.report.job, self.report.outcome, self.report.job
+        );
+    }
+}
+
+/// Runs `job` in the environment's first cluster (or `cluster`) to its end, following its
+/// `app` container; progress on standard error unless `quiet`.
+fn run_job(
+    site: &wikikube_model::ResolvedSite,
+    cluster: Option<&str>,
+    job: &wikikube_deploy::jobs::Job,
+    quiet: bool,
+) -> anyhow::Result<JobRun> {
+    let cluster = super::script::one_cluster(site, cluster)?;
     let runtime = wikikube_deploy::runtime()?;
     let targets = runtime.block_on(wikikube_deploy::connect(std::slice::from_ref(cluster)))?;
     let options = wikikube_deploy::jobs::JobOptions::default();
     let lines = std::sync::Mutex::new(Vec::new());
     let output = |line: &str| lines.lock().expect("not poisoned").push(line.to_string());
-    let progress: &dyn wikikube_deploy::progress::Progress = if args.json {
+    let progress: &dyn wikikube_deploy::progress::Progress = if quiet {
         &wikikube_deploy::progress::Quiet
     } else {
         &super::script::Lines
     };
     let report = runtime.block_on(wikikube_deploy::jobs::run(
         &targets[0],
-        namespace,
-        &job,
+        &site.spec.site.namespace,
+        job,
         &options,
         progress,
         &output,
     ))?;
-    let lines = lines.into_inner().expect("not poisoned");
-    let succeeded = report.outcome == wikikube_deploy::jobs::Outcome::Succeeded;
-    if args.json {
-        let mut value = serde_json::to_value(&report)?;
-        value["backup"] = serde_json::json!(report.job);
-        value["volume"] = serde_json::json!(wikikube_render::naming::backups(site));
-        value["output"] = serde_json::json!(lines);
-        super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
-    } else if succeeded {
-        let mut text: String = lines.iter().map(|line| format!("{line}\n")).collect();
-        text.push_str(&format!(
-            "backup {} of {} on volume {} in cluster {} ({:.0} s)\n",
-            report.job,
-            site.spec.site.name,
-            wikikube_render::naming::backups(site),
-            report.cluster,
-            report.seconds
-        ));
-        super::print(&text)?;
-    } else {
-        for line in &lines {
-            eprintln!("{line}");
-        }
-        eprintln!(
-            "{}: backup Job {} {}; the dump's output: kubectl logs -n {namespace} job/{} -c dump",
-            report.cluster, report.job, report.outcome, report.job
-        );
-    }
-    Ok(if succeeded { exit::OK } else { exit::FAILURE })
+    Ok(JobRun {
+        report,
+        lines: lines.into_inner().expect("not poisoned"),
+    })
 }
 
 /// Restore wikis from a backup: every file is checked against the manifest first, and a wiki
@@ -242,27 +286,48 @@ fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> 
 /// fails.
 ///
 /// The database is loaded beside the wiki's and swapped in at once; the media directories are
-/// copied beside the live ones and renamed into place. The local farm must be running.
+/// copied beside the live ones and renamed into place. Locally the farm must be running and
+/// --from is a backup directory. In a Kubernetes environment --from is the name of a backup on
+/// the site's backups volume (`wikikube backup --env ENV` prints it; `mwbackup-...`), and the
+/// restore runs as a Job in the environment's first cluster (or --cluster): its `check` step
+/// verifies the files, its `app` step loads the databases and copies the media back.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  wikikube restore --from /srv/backups/farm-2026-12-01 --wiki enwiki\n  \
+                        wikikube restore --env eqiad --from mwbackup-all-20261201-031700-ab12"
+)]
 pub struct RestoreArgs {
     #[command(flatten)]
     site: BackupSite,
     #[command(flatten)]
     choice: WikiChoice,
-    /// The backup directory (with its manifest.json).
-    #[arg(long, value_name = "DIR")]
+    /// The backup: a directory with its manifest.json (local environments), or a backup's name
+    /// on the site's backups volume (clusters).
+    #[arg(long, value_name = "DIR|NAME")]
     from: PathBuf,
     /// Replace wikis that have edits newer than the backup.
     #[arg(long)]
     force: bool,
-    /// Print what was restored as JSON.
+    /// The cluster to run the restore Job in [default: the environment's first] (clusters only).
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// Stop the restore Job after this many seconds (clusters only).
+    #[arg(long, value_name = "SECONDS")]
+    deadline: Option<u32>,
+    /// Print what was restored (locally) or the Job's report (in a cluster) as JSON.
     #[arg(long)]
     json: bool,
 }
 
 /// Restores.
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
-    let site = args.site.load("restoring")?;
+    let site = args.site.load_any()?;
+    if site.environment.kind != wikikube_model::EnvironmentKind::Local {
+        return restore_in_cluster(&site, args);
+    }
+    if args.cluster.is_some() || args.deadline.is_some() {
+        bail!("--cluster and --deadline are for Kubernetes environments");
+    }
     let restored =
         wikikube_local::backup::restore(&site, &args.from, &args.choice.wikis, args.force)?;
     if args.json {
@@ -278,6 +343,72 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
     }
     super::print(&text)?;
     Ok(exit::OK)
+}
+
+/// A cluster's restore: one Job, run to its end.
+fn restore_in_cluster(
+    site: &wikikube_model::ResolvedSite,
+    args: &RestoreArgs,
+) -> anyhow::Result<u8> {
+    let rendered = wikikube_render::render(site, &wikikube_render::RenderOptions::default())?;
+    let Some(backups) = &rendered.backups else {
+        bail!(
+            "environment {} has no MariaDB/MySQL databases and enabled main release to restore \
+             into",
+            site.environment_name
+        );
+    };
+    let volume = wikikube_render::naming::backups(site);
+    let name = args.from.to_string_lossy();
+    if !wikikube_render::backup::valid_backup_name(&name) {
+        bail!(
+            "in a Kubernetes environment --from is the name of a backup on the volume {volume} \
+             (such as mwbackup-all-20261201-031700-ab12, as `wikikube backup --env {}` prints \
+             it), not `{name}`",
+            site.environment_name
+        );
+    }
+    let known: Vec<&str> = backups.wikis().collect();
+    if let Some(unknown) = args
+        .choice
+        .wikis
+        .iter()
+        .find(|wiki| !known.contains(&wiki.as_str()))
+    {
+        bail!(
+            "the farm has no wiki {unknown}; its wikis: {}",
+            known.join(", ")
+        );
+    }
+    let job = backups.restore_job(
+        &name,
+        &args.choice.wikis,
+        args.force,
+        &job_settings(args.deadline),
+        &wikikube_deploy::jobs::run_id(),
+    );
+    let run = run_job(site, args.cluster.as_deref(), &job, args.json)?;
+    if args.json {
+        let mut value = serde_json::to_value(&run.report)?;
+        value["backup"] = serde_json::json!(name);
+        value["volume"] = serde_json::json!(volume);
+        value["output"] = serde_json::json!(run.lines);
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+    } else if run.succeeded() {
+        let mut text = run.output_text();
+        text.push_str(&format!(
+            "restored from backup {name} on volume {volume} in cluster {} ({:.0} s)\n",
+            run.report.cluster, run.report.seconds
+        ));
+        super::print(&text)?;
+    } else {
+        run.report_failure(&site.spec.site.namespace, "check");
+    }
+    Ok(if run.succeeded() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
 }
 
 /// Load an existing wiki from another MediaWiki's SQL dump (and its images/ directory) into a
