@@ -456,6 +456,17 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let on_volume = |url: &str| std::fs::read(public.join(url.trim_start_matches("/images/")));
     assert_eq!(on_volume(&original_url).unwrap(), original);
     assert_eq!(on_volume(&thumbnail_url).unwrap(), thumbnail);
+    // A width no page asked for is made on its first request (thumb_handler.php), then served
+    // from the volume.
+    let other_width = thumbnail_url.replace("/50px-", "/37px-");
+    assert!(
+        on_volume(&other_width).is_err(),
+        "{other_width} exists already"
+    );
+    let scaled = media_files(&other_width);
+    assert_eq!(png_width(&scaled), 37);
+    assert_eq!(on_volume(&other_width).unwrap(), scaled);
+    assert_eq!(media_files(&other_width), scaled);
     // Files are served, directories are not listed.
     let (status, listing, _) = get_bytes(HTTP, "media.farm.test", "/images/commonswiki/");
     assert!(

@@ -29,7 +29,13 @@ use super::Files;
 pub const ENTRY_DIR: &str = "/srv/mediawiki/docroot/w";
 
 /// The entry points a request may name; others get a 404 from httpd's FastCGI proxy.
-const ENTRY_POINTS: &[&str] = &["api.php", "index.php", "load.php", "rest.php"];
+const ENTRY_POINTS: &[&str] = &[
+    "api.php",
+    "index.php",
+    "load.php",
+    "rest.php",
+    "thumb_handler.php",
+];
 
 /// The environment variables the app container reads at run time.
 pub mod variables {
