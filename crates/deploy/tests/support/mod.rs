@@ -113,6 +113,8 @@ struct State {
     version: u64,
     /// Method, path and query of every request.
     requests: Vec<String>,
+    /// Time spent answering requests: the simulation's share of a benchmark's figures.
+    busy: std::time::Duration,
     /// Jobs by name, with their pod's progress.
     jobs: BTreeMap<String, SimJob>,
     /// Scripts for Jobs whose name or command line contain a marker.
@@ -203,6 +205,11 @@ impl FakeApi {
     /// Every request so far, as `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The time the simulation spent answering requests so far.
+    pub fn busy(&self) -> std::time::Duration {
+        self.state.lock().unwrap().busy
     }
 
     /// Forgets the requests so far.
@@ -429,6 +436,21 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Body>) -> Response<Bo
         .unwrap_or_default()
         .to_string();
     let body = to_bytes(request.into_body(), 16 << 20).await.unwrap();
+    let started = std::time::Instant::now();
+    let response = respond(&state, method, path, query, content_type, body);
+    state.lock().unwrap().busy += started.elapsed();
+    response
+}
+
+/// One request's answer (the time it takes is the simulation's own, [`FakeApi::busy`]).
+fn respond(
+    state: &Mutex<State>,
+    method: Method,
+    path: String,
+    query: String,
+    content_type: String,
+    body: axum::body::Bytes,
+) -> Response<Body> {
     let mut state = state.lock().unwrap();
     state.requests.push(format!("{method} {path}?{query}"));
     collect_garbage(&mut state);
