@@ -1,4 +1,4 @@
-//! The project's own programs (`edge`, `mcrouter`) that the build packages as images: found
+//! The project's own programs (`edge`, `mcrouter`, `redis-proxy`) that the build packages as images: found
 //! beside the running executable, where `cargo build` and an installation both put them.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 
 /// The programs of the cake that are not Debian packages.
-pub const OWN: [&str; 2] = ["edge", "mcrouter"];
+pub const OWN: [&str; 3] = ["edge", "mcrouter", "redis-proxy"];
 
 /// `name -> path` of each of [`OWN`] in the directory of the running executable.
 pub fn beside_current_executable() -> Result<BTreeMap<String, PathBuf>> {

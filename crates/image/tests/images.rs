@@ -24,7 +24,7 @@ fn farm() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
 }
 
-/// A copy of the example site that a test may change, without its MariaDB and Swift bases:
+/// A copy of the example site that a test may change, without its MariaDB, Swift and Redis bases:
 /// these tests are about the builder, and more Debian rootfs would only make them slower (the
 /// local farm's end-to-end tests build and run both).
 fn site_copy(dir: &Path) -> PathBuf {
@@ -41,7 +41,10 @@ fn site_copy(dir: &Path) -> PathBuf {
     let mut skipping = false;
     for line in text.lines() {
         if line.starts_with('[') {
-            skipping = matches!(line.trim(), "[bases.base-mariadb]" | "[bases.base-swift]");
+            skipping = matches!(
+                line.trim(),
+                "[bases.base-mariadb]" | "[bases.base-swift]" | "[bases.base-redis]"
+            );
         }
         if !skipping {
             kept.push(line);

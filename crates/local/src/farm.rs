@@ -289,6 +289,9 @@ fn check_ports(
                 (PodRole::Component(ComponentKind::Swift), _) => {
                     ("media.swift.auth_url (its port)", gateway)
                 }
+                (PodRole::Component(ComponentKind::Redis), _) => {
+                    ("redis.pools (its port)", gateway)
+                }
                 (PodRole::Component(ComponentKind::Edge), _) => {
                     ("traffic.local_https_port", "0.0.0.0")
                 }

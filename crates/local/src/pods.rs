@@ -190,7 +190,10 @@ pub fn local_pods(
 fn on_gateway(kind: ComponentKind) -> bool {
     matches!(
         kind,
-        ComponentKind::Memcached | ComponentKind::Mariadb | ComponentKind::Swift
+        ComponentKind::Memcached
+            | ComponentKind::Mariadb
+            | ComponentKind::Swift
+            | ComponentKind::Redis
     )
 }
 

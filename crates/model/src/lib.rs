@@ -30,4 +30,7 @@ pub use load::{list_environments, selectable_environments, LoadOptions};
 pub use origin::{Layer, Origin};
 pub use resolve::{load, ResolvedDeployment, ResolvedRelease, ResolvedSite, Secrets};
 pub use schema::*;
-pub use validate::{DATABASE_PASSWORD, SMTP_PASSWORD, SWIFT_KEY};
+pub use validate::{
+    is_host_port, DATABASE_PASSWORD, REDIS_PASSWORD, REDIS_PROXY_ADMIN_PORT, SMTP_PASSWORD,
+    SWIFT_KEY,
+};

@@ -114,9 +114,11 @@ impl ResolvedSite {
                 ("webserver", &mut images.webserver),
                 ("tls", &mut images.tls),
                 ("mcrouter", &mut images.mcrouter),
+                ("redis_proxy", &mut images.redis_proxy),
                 ("memcached", &mut images.memcached),
                 ("mariadb", &mut images.mariadb),
                 ("swift", &mut images.swift),
+                ("redis", &mut images.redis),
             ] {
                 let Some((pinned, origin)) = record.pin_with_origin(image) else {
                     continue;

@@ -428,6 +428,10 @@ pub struct CakeValues {
     pub mcrouter: McrouterValues,
     /// The memcached pools the router sends to.
     pub memcached: MemcachedValues,
+    /// The Redis proxy in the pod (when `redis.pools` has a pool).
+    pub redis_proxy: RedisProxyValues,
+    /// The Redis pools sessions (and, where a site says so, locks) live in.
+    pub redis: RedisValues,
     /// Image references for the cake's containers.
     pub images: ImageValues,
     /// Rolling update pacing.
@@ -460,6 +464,8 @@ impl CakeValues {
         "tls",
         "mcrouter",
         "memcached",
+        "redis_proxy",
+        "redis",
         "images",
         "rollout",
         "disruption",
@@ -726,6 +732,58 @@ pub struct PoolValues {
     pub servers: Vec<String>,
 }
 
+/// `[redis_proxy]`: the Redis proxy in the pod (crate `redis-proxy`), which MediaWiki reaches on
+/// loopback as it reaches mcrouter.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisProxyValues {
+    /// The loopback port of the sessions pool; each lock server takes the next ports, one
+    /// each (`port + 1`, `port + 2`, ...).
+    pub port: u16,
+    /// The container's CPU request, in millicores.
+    pub cpu_millicores: u32,
+    /// The container's memory request and limit, in MiB.
+    pub memory_mb: u32,
+}
+
+/// `[redis]`: the Redis servers behind the proxy. With no pool at all (the default) the cake has
+/// no Redis proxy and MediaWiki keeps its sessions in memcached.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisValues {
+    /// Pools by datacenter name. A pod uses its own datacenter's pool only: a session lives
+    /// where its user is served, and declaring every datacenter's pool in one file lets each
+    /// datacenter's environment pick its own, as `memcached.pools` does.
+    pub pools: BTreeMap<String, RedisPoolValues>,
+    /// Consecutive failures before the proxy marks a server down.
+    pub failures_until_down: u32,
+    /// How long the proxy waits for one request to a Redis server, in milliseconds; below
+    /// phpredis's own read timeout (1 s in MediaWiki) so that MediaWiki hears the proxy's error.
+    pub timeout_ms: u32,
+}
+
+/// One datacenter's Redis servers. The password they all require (`requirepass`) is the private
+/// value `redis_password`, never a site value.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisPoolValues {
+    /// `host:port` of every server that keeps sessions; keys are spread over them by the
+    /// proxy's consistent hash.
+    pub servers: Vec<String>,
+    /// `host:port` of the servers that keep file locks (MediaWiki's `RedisLockManager`, which
+    /// takes a quorum over them); empty: locks stay in the database. Each is a pool of one in
+    /// the proxy, since the lock scripts touch keys they do not declare.
+    #[serde(default)]
+    pub lock_servers: Vec<String>,
+}
+
+impl RedisValues {
+    /// The pool of `datacenter`, when the site keeps sessions in Redis there.
+    pub fn pool(&self, datacenter: &str) -> Option<&RedisPoolValues> {
+        self.pools.get(datacenter)
+    }
+}
+
 /// `[images]`: image references of the cake's containers.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -738,6 +796,10 @@ pub struct ImageValues {
     pub tls: String,
     /// The memcached router.
     pub mcrouter: String,
+    /// The Redis proxy.
+    pub redis_proxy: String,
+    /// Debian's redis-server, for environments that run their own.
+    pub redis: String,
     /// memcached, for environments that run their own.
     pub memcached: String,
     /// MariaDB, for environments that run their own.

@@ -273,6 +273,7 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             check_database(site, &release.values.database, &fail)?;
             check_email(site, &release.values.email, &fail)?;
             check_media(site, &release.values.media, &fail)?;
+            check_redis(site, &release.values, &fail)?;
             check_backup(&release.values.backup, &fail)?;
             check_shutdown(&release.values, &fail)?;
             check_ranges(&release.values, &fail)?;
@@ -810,6 +811,193 @@ fn check_media(
     }
     Ok(())
 }
+
+/// The private value with the password of the Redis servers (`requirepass`), which only the
+/// Redis proxy reads; none: the servers ask for none.
+pub const REDIS_PASSWORD: &str = "redis_password";
+
+/// Whether `text` is `host:port` with a DNS name or an IP address (IPv6 in brackets) and a
+/// port from 1: what the Redis proxy connects to, and the string that places the server on
+/// its ring.
+pub fn is_host_port(text: &str) -> bool {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.parse::<std::net::Ipv4Addr>().is_ok() || is_dns_name(host),
+    };
+    host_ok && port.parse::<u16>().is_ok_and(|port| port > 0)
+}
+
+/// A release's Redis settings: with any pool, one for the environment's datacenter, servers
+/// written as `host:port` once each, loopback ports for the proxy's listeners that clash with no
+/// other port of the pod, and a usable password when the private values have one.
+fn check_redis(
+    site: &ResolvedSite,
+    values: &crate::CakeValues,
+    fail: &impl Fn(ErrorKind, &str, String) -> Error,
+) -> Result<(), Error> {
+    let redis = &values.redis;
+    if redis.pools.is_empty() {
+        return Ok(());
+    }
+    // Every datacenter's pool is checked, not only this environment's: a typo in codfw's
+    // servers is caught by the first render, whichever datacenter it is for.
+    for (name, pool) in &redis.pools {
+        let path = format!("redis.pools.{name}");
+        if pool.servers.is_empty() {
+            return Err(fail(
+                ErrorKind::MissingKey,
+                &path,
+                format!(
+                    "the Redis pool of datacenter `{name}` has no servers: give `servers = \
+                     [\"HOST:PORT\", ...]`, the Redis servers that keep its sessions"
+                ),
+            ));
+        }
+        for (key, list) in [
+            ("servers", &pool.servers),
+            ("lock_servers", &pool.lock_servers),
+        ] {
+            let path = format!("{path}.{key}");
+            for (index, server) in list.iter().enumerate() {
+                if !is_host_port(server) {
+                    return Err(fail(
+                        ErrorKind::InvalidValue,
+                        &path,
+                        format!(
+                            "`{server}` is not a Redis server address: expected `HOST:PORT`, \
+                             such as `rdb1001.eqiad.example.org:6379` or `10.64.0.1:6379` \
+                             (IPv6 in brackets)"
+                        ),
+                    ));
+                }
+                if list[..index].contains(server) {
+                    return Err(fail(
+                        ErrorKind::InvalidValue,
+                        &path,
+                        format!(
+                            "`{server}` is listed twice: each server is one place on the \
+                             proxy's ring (or one vote of the lock quorum)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let datacenter = &site.environment.datacenter;
+    let Some(pool) = redis.pool(datacenter) else {
+        // Reported at a pool the site wrote: `redis.pools` itself was made by the defaults.
+        let written = redis.pools.keys().next().map(String::as_str).unwrap_or("");
+        return Err(fail(
+            ErrorKind::Inconsistent,
+            &format!("redis.pools.{written}"),
+            format!(
+                "the environment runs in datacenter `{datacenter}`, but redis.pools has no pool \
+                 for it (pools: {}); add `[redis.pools.{datacenter}]` with its servers",
+                one_of(&redis.pools.keys().collect::<Vec<_>>())
+            ),
+        ));
+    };
+    let bounds = [
+        (
+            "redis.timeout_ms",
+            u64::from(redis.timeout_ms),
+            // Under phpredis's 1 s read timeout, or MediaWiki gives up before the proxy answers.
+            (1, 999, " ms"),
+        ),
+        (
+            "redis.failures_until_down",
+            u64::from(redis.failures_until_down),
+            (1, 1_000, ""),
+        ),
+        (
+            "redis_proxy.memory_mb",
+            u64::from(values.redis_proxy.memory_mb),
+            (16, 65_536, " MiB"),
+        ),
+        (
+            "redis_proxy.cpu_millicores",
+            u64::from(values.redis_proxy.cpu_millicores),
+            (1, 256_000, " millicores"),
+        ),
+    ];
+    for (path, value, (low, high, unit)) in bounds {
+        if !(low..=high).contains(&value) {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                path,
+                format!("{value}{unit} is out of range: {path} takes {low} to {high}{unit}"),
+            ));
+        }
+    }
+    // The proxy listens on `port` for sessions and on the next port for each lock server; all
+    // of them share the pod's network with the other containers.
+    let first = values.redis_proxy.port;
+    let count = 1 + pool.lock_servers.len();
+    if first < 1024 {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "redis_proxy.port",
+            format!(
+                "port {first} is below 1024, which the pod's non-root containers cannot listen on"
+            ),
+        ));
+    }
+    let Some(last) = u16::try_from(count - 1)
+        .ok()
+        .and_then(|extra| first.checked_add(extra))
+    else {
+        return Err(fail(
+            ErrorKind::InvalidValue,
+            "redis_proxy.port",
+            format!("port {first} leaves no room for the {count} ports of the proxy's pools"),
+        ));
+    };
+    let others = [
+        ("tls.port", values.tls.port),
+        ("httpd.port", values.httpd.port),
+        ("mcrouter.port", values.mcrouter.port),
+        // render's `tls::METRICS_PORT` and `cake::MCROUTER_METRICS_PORT`: fixed ports that
+        // render cannot move, so a clash must be refused here, where the site can.
+        ("the tls container's metrics", 9361),
+        ("the mcrouter container's metrics", 9362),
+        ("the Redis proxy's admin port", REDIS_PROXY_ADMIN_PORT),
+    ];
+    if let Some((other, port)) = others
+        .iter()
+        .find(|(_, port)| (first..=last).contains(port))
+    {
+        return Err(fail(
+            ErrorKind::Inconsistent,
+            "redis_proxy.port",
+            format!(
+                "the Redis proxy listens on ports {first} to {last} (sessions, then one per lock \
+                 server), and port {port} is also {other}: the cake's containers share one \
+                 network"
+            ),
+        ));
+    }
+    if let Some(password) = site.secrets.expose().get(REDIS_PASSWORD) {
+        if password.is_empty() || password.contains(char::is_whitespace) {
+            return Err(fail(
+                ErrorKind::InvalidValue,
+                &format!("redis.pools.{datacenter}"),
+                format!(
+                    "the private value `{REDIS_PASSWORD}` of private/{}.toml is empty or has \
+                     white space; Redis's AUTH takes one word (leave it out if the servers ask \
+                     for no password)",
+                    site.environment_name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The port of the Redis proxy's /healthz and /metrics in the pod.
+pub const REDIS_PROXY_ADMIN_PORT: u16 = 9363;
 
 /// The private value with the database user's password.
 pub const DATABASE_PASSWORD: &str = "database_password";

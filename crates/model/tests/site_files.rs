@@ -574,6 +574,70 @@ struct Broken {
 
 /// A corpus of broken sites, by class: each is refused, by kind, at the file (and line) where
 /// the mistake is, with a message that says what was expected.
+/// The example with Redis pools in production, lock servers in eqiad only.
+fn with_redis(scratch: &Scratch) {
+    scratch.append(
+        "environments/production.toml",
+        "\n[redis.pools]\n\
+         eqiad = { servers = [\"rdb1001.eqiad.farm.test:6379\", \"rdb1002.eqiad.farm.test:6379\"], \
+         lock_servers = [\"rdb1003.eqiad.farm.test:6379\"] }\n\
+         codfw = { servers = [\"rdb2001.codfw.farm.test:6379\"] }\n",
+    );
+}
+
+#[test]
+fn redis_pools_load_per_datacenter_with_the_password_private() {
+    let scratch = Scratch::new();
+    with_redis(&scratch);
+    scratch.replace(
+        "private/eqiad.toml",
+        "[secrets]\n",
+        "[secrets]\nredis_password = \"example-redis-password\"\n",
+    );
+    for (environment, servers, locks) in [("eqiad", 2, 1), ("codfw", 1, 0)] {
+        let site = load(scratch.path(), environment, &LoadOptions::default()).unwrap();
+        let values = &site.deployments[0].releases[0].values;
+        let pool = values.redis.pool(&site.environment.datacenter).unwrap();
+        assert_eq!(pool.servers.len(), servers, "{environment}");
+        assert_eq!(pool.lock_servers.len(), locks, "{environment}");
+        assert_eq!(values.redis_proxy.port, 6379);
+        assert_eq!(values.redis.timeout_ms, 500);
+    }
+    // The example's local environment has no pool: no proxy, sessions in memcached.
+    let local = load(scratch.path(), "local", &LoadOptions::default()).unwrap();
+    assert!(local.deployments[0].releases[0]
+        .values
+        .redis
+        .pools
+        .is_empty());
+    let site = load(scratch.path(), "eqiad", &LoadOptions::default()).unwrap();
+    let answer = explain(&site, "redis.pools.eqiad.servers", None, None).unwrap();
+    assert!(
+        answer.set_by.location.contains("production.toml"),
+        "{:?}",
+        answer.set_by
+    );
+}
+
+#[test]
+fn a_redis_password_that_auth_cannot_carry_is_refused_without_being_shown() {
+    let scratch = Scratch::new();
+    with_redis(&scratch);
+    scratch.replace(
+        "private/eqiad.toml",
+        "[secrets]\n",
+        "[secrets]\nredis_password = \"two words\"\n",
+    );
+    let error = scratch.error("eqiad");
+    assert_eq!(error.kind, ErrorKind::InvalidValue, "{error}");
+    let text = error.to_string();
+    for word in ["redis_password", "private/eqiad.toml", "white space"] {
+        assert!(text.contains(word), "{text:?} lacks {word:?}");
+    }
+    assert!(!text.contains("two words"), "{text}");
+    assert!(!format!("{error:?}").contains("two words"), "{error:?}");
+}
+
 #[test]
 fn every_broken_site_is_refused_where_it_is_wrong() {
     let corpus = [
@@ -917,6 +981,80 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
             at_file: "production.toml",
             at_line: Some("pre_stop_seconds = 0"),
             says: &["lifecycle.pre_stop_seconds", "at least 210"],
+        },
+        Broken {
+            what: "Redis pools without one for the environment's datacenter",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[redis.pools.codfw]\nservers = [\"rdb2001.codfw.farm.test:6379\"]\n",
+            environment: "eqiad",
+            kind: ErrorKind::Inconsistent,
+            at_file: "production.toml",
+            at_line: Some("[redis.pools.codfw]"),
+            says: &["redis.pools", "`eqiad`", "codfw"],
+        },
+        Broken {
+            what: "a Redis server without its port",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[redis.pools.eqiad]\nservers = [\"rdb1001.eqiad.farm.test\"]\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "production.toml",
+            at_line: Some("servers = [\"rdb1001.eqiad.farm.test\"]"),
+            says: &[
+                "redis.pools.eqiad.servers",
+                "HOST:PORT",
+                "rdb1001.eqiad.farm.test",
+            ],
+        },
+        Broken {
+            what: "a Redis lock server listed twice",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[redis.pools.eqiad]\nservers = [\"rdb1001.eqiad.farm.test:6379\"]\n\
+                   lock_servers = [\"10.64.0.9:6379\", \"10.64.0.9:6379\"]\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "production.toml",
+            at_line: Some("lock_servers = "),
+            says: &["redis.pools.eqiad.lock_servers", "twice"],
+        },
+        Broken {
+            what: "a Redis pool with no servers",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[redis.pools.eqiad]\nservers = []\n",
+            environment: "eqiad",
+            kind: ErrorKind::MissingKey,
+            at_file: "production.toml",
+            at_line: Some("[redis.pools.eqiad]"),
+            says: &["redis.pools.eqiad", "no servers"],
+        },
+        Broken {
+            what: "Redis proxy ports that run into mcrouter's",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[redis.pools.eqiad]\nservers = [\"rdb1001.eqiad.farm.test:6379\"]\n\
+                   lock_servers = [\"rdb1002.eqiad.farm.test:6379\"]\n\
+                   [redis_proxy]\nport = 11212\n",
+            environment: "eqiad",
+            kind: ErrorKind::Inconsistent,
+            at_file: "production.toml",
+            at_line: Some("port = 11212"),
+            says: &["redis_proxy.port", "11213", "mcrouter.port"],
+        },
+        Broken {
+            what: "a Redis timeout beyond phpredis's own",
+            file: "environments/production.toml",
+            from: None,
+            text: "\n[redis]\ntimeout_ms = 1000\n\
+                   [redis.pools.eqiad]\nservers = [\"rdb1001.eqiad.farm.test:6379\"]\n",
+            environment: "eqiad",
+            kind: ErrorKind::InvalidValue,
+            at_file: "production.toml",
+            at_line: Some("timeout_ms = 1000"),
+            says: &["redis.timeout_ms", "1 to 999"],
         },
         Broken {
             what: "a tarball without its digest",

@@ -1,28 +1,29 @@
 //! The cake: one release's Deployment, with its four containers from the outside in.
 //!
 //! `tls` (edge, pod mode) -> `httpd` (apache, FastCGI over a shared unix socket) -> `app`
-//! (php-fpm running MediaWiki) -> `mcrouter` (memcached router). Probes: readiness asks php-fpm's
-//! ping through httpd, so it fails when either is down; liveness is a TCP check on httpd. On
-//! stop, tls stops taking requests first and drains; httpd and php-fpm stop once the longest
-//! request it accepted is over; mcrouter last ([`wikikube_model::LifecycleValues::shutdown`]).
+//! (php-fpm running MediaWiki) -> `mcrouter` (memcached router) and, when the site keeps
+//! sessions in Redis, `redis-proxy`. Probes: readiness asks php-fpm's ping through httpd, so it
+//! fails when either is down; liveness is a TCP check on httpd. On stop, tls stops taking
+//! requests first and drains; httpd and php-fpm stop once the longest request it accepted is
+//! over; mcrouter and redis-proxy last ([`wikikube_model::LifecycleValues::shutdown`]).
 
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, ExecAction, PersistentVolumeClaimVolumeSource,
-    PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, ExecAction, KeyToPath,
+    PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use wikikube_model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite};
+use wikikube_model::{CakeValues, EnvironmentKind, ReleaseName, ResolvedSite, REDIS_PASSWORD};
 
 use crate::config::mediawiki::variables;
 use crate::config::paths::{
     FPM_PING, FPM_SOCKET, MEDIA_DIR, SECRETS_DIR, SOCKET_DIR, TLS_DIR, WIKIVERSIONS_DIR,
 };
-use crate::config::{httpd, mcrouter, tls};
+use crate::config::{httpd, mcrouter, redis_proxy, tls};
 use crate::labels;
 use crate::pod::{
     certificate_secret, config_map_volume, http_probe, mount, pod_security_context, port, pre_stop,
@@ -32,6 +33,10 @@ use crate::sizing;
 
 /// Port of the mcrouter container's /metrics, also its probe.
 pub const MCROUTER_METRICS_PORT: u16 = 9362;
+
+/// Port of the redis-proxy container's /healthz and /metrics (validated in the model, where a
+/// site's ports are checked against it).
+pub const REDIS_PROXY_ADMIN_PORT: u16 = wikikube_model::REDIS_PROXY_ADMIN_PORT;
 
 /// The names of the ConfigMaps and Secrets one release mounts. They are versioned
 /// ([`crate::naming::versioned`]): a change of content changes a name here, so the pod template
@@ -49,6 +54,8 @@ pub struct Mounts {
     pub tls: String,
     /// The release's mcrouter config.
     pub mcrouter: String,
+    /// The release's redis-proxy config, when the site keeps sessions in Redis.
+    pub redis_proxy: Option<String>,
     /// The site's private values.
     pub secrets: String,
 }
@@ -144,6 +151,23 @@ fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts, debug: bo
         secret_volume("secrets", &mounts.secrets),
         secret_volume("tls-certificate", &certificate_secret),
     ];
+    let mut containers = vec![
+        tls_container(values),
+        httpd_container(values, media_on_volume(values)),
+        app_container(site, values, debug),
+        mcrouter_container(values),
+    ];
+    if let Some(config) = &mounts.redis_proxy {
+        // A container of its own rather than a second listener of mcrouter: the proxy is a
+        // program of its own (crate redis-proxy), so the memcached router's memory, crashes
+        // and restarts never touch sessions, and each has its own image, probes and metrics.
+        volumes.push(config_map_volume("redis-proxy-config", config));
+        let password = site.secrets.expose().contains_key(REDIS_PASSWORD);
+        if password {
+            volumes.push(redis_password_volume(&mounts.secrets));
+        }
+        containers.push(redis_proxy_container(values, password));
+    }
     if media_on_volume(values) {
         volumes.push(Volume {
             name: "media".into(),
@@ -159,12 +183,7 @@ fn pod_spec(site: &ResolvedSite, values: &CakeValues, mounts: &Mounts, debug: bo
         automount_service_account_token: Some(false),
         termination_grace_period_seconds: Some(i64::from(shutdown(values).grace_seconds)),
         security_context: Some(pod_security_context()),
-        containers: vec![
-            tls_container(values),
-            httpd_container(values, media_on_volume(values)),
-            app_container(site, values, debug),
-            mcrouter_container(values),
-        ],
+        containers,
         volumes: Some(volumes),
         ..PodSpec::default()
     }
@@ -277,6 +296,12 @@ fn app_container(site: &ResolvedSite, values: &CakeValues, debug: bool) -> Conta
         // A leading colon keeps the image's own conf.d and adds the release's php.ini after it.
         ("PHP_INI_SCAN_DIR", ":/etc/wikikube/php".to_string()),
     ];
+    // Only with Redis: a site without it keeps the pod template it had, so nothing rolls.
+    if let Some(redis) =
+        crate::config::mediawiki::redis_variable(values, &site.environment.datacenter)
+    {
+        env.push((variables::REDIS, redis));
+    }
     if debug {
         env.push((variables::FORCE_VERSION, "1".to_string()));
     }
@@ -353,6 +378,53 @@ fn mcrouter_container(values: &CakeValues) -> Container {
         ))),
         security_context: Some(restricted()),
         volume_mounts: Some(vec![mount("mcrouter-config", "/etc/wikikube/mcrouter")]),
+        ..Container::default()
+    }
+}
+
+/// The private Secret's `redis_password` alone, as a volume: the proxy needs no other private
+/// value, and the app container, which mounts the rest, never sees this one.
+fn redis_password_volume(secret: &str) -> Volume {
+    let mut volume = secret_volume("redis-proxy-secret", secret);
+    if let Some(source) = volume.secret.as_mut() {
+        source.items = Some(vec![KeyToPath {
+            key: REDIS_PASSWORD.into(),
+            path: REDIS_PASSWORD.into(),
+            mode: None,
+        }]);
+    }
+    volume
+}
+
+/// The Redis proxy, sized and probed like mcrouter and stopped with it, after php-fpm, which
+/// may still write a session as it ends. Its /healthz stays 200 while Redis servers are down
+/// (the proxy then answers errors at once): a sessions outage must not take the readers' pods
+/// out of the Service.
+fn redis_proxy_container(values: &CakeValues, password: bool) -> Container {
+    let mut volume_mounts = vec![mount("redis-proxy-config", redis_proxy::CONFIG_DIR)];
+    if password {
+        volume_mounts.push(mount("redis-proxy-secret", redis_proxy::SECRET_DIR));
+    }
+    Container {
+        name: "redis-proxy".into(),
+        image: Some(values.images.redis_proxy.clone()),
+        command: Some(strings(&["redis-proxy"])),
+        args: Some(strings(&[
+            "--config",
+            &format!("{}/{}", redis_proxy::CONFIG_DIR, redis_proxy::FILE),
+            "--admin",
+            &format!("0.0.0.0:{REDIS_PROXY_ADMIN_PORT}"),
+        ])),
+        ports: Some(vec![port("redis-admin", REDIS_PROXY_ADMIN_PORT)]),
+        readiness_probe: Some(http_probe("/healthz", "redis-admin", 1)),
+        liveness_probe: Some(tcp_probe("redis-admin")),
+        lifecycle: Some(pre_stop(shutdown(values).mcrouter_pre_stop_seconds)),
+        resources: Some(resources(sizing::fixed(
+            values.redis_proxy.cpu_millicores,
+            values.redis_proxy.memory_mb,
+        ))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(volume_mounts),
         ..Container::default()
     }
 }

@@ -131,6 +131,8 @@ pub enum ComponentKind {
     Mariadb,
     /// The Swift cluster (one node) of a local environment whose media are in Swift.
     Swift,
+    /// A Redis server of a local environment whose sessions are in Redis.
+    Redis,
 }
 
 /// The objects of a component.
@@ -363,6 +365,13 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
                 objects: machine::memcached(site, &server, &meta)?,
             });
         }
+        // The Redis servers the releases' Redis pool names on this machine.
+        for server in machine::local_redis(site) {
+            components.push(RenderedComponent {
+                kind: ComponentKind::Redis,
+                objects: machine::redis(site, &server, &secrets_name, &meta)?,
+            });
+        }
         // The database server the releases name, when it is this machine.
         if let Some(database) = site.database().filter(|database| {
             database.engine == wikikube_model::DatabaseEngine::Mysql
@@ -452,6 +461,21 @@ fn release_objects(
         names.insert(part, object.name().to_string());
         objects.push(object);
     }
+    if let Some(files) = config::redis_proxy::files(
+        values,
+        datacenter,
+        site.secrets
+            .expose()
+            .contains_key(wikikube_model::REDIS_PASSWORD),
+    ) {
+        let object = versioned_config_map(
+            meta(naming::release_config(deployment, release, "redis-proxy")),
+            files,
+        );
+        names.insert("redis-proxy", object.name().to_string());
+        objects.push(object);
+    }
+    let redis_proxy = names.remove("redis-proxy");
     let mut name_of = |part: &str| names.remove(part).unwrap_or_default();
     let mounts = cake::Mounts {
         httpd_sites: shared.sites.to_string(),
@@ -460,6 +484,7 @@ fn release_objects(
         php: name_of("php"),
         tls: name_of("tls"),
         mcrouter: name_of("mcrouter"),
+        redis_proxy,
         secrets: shared.secrets.to_string(),
     };
     objects.push(Object::Deployment(cake::deployment(

@@ -1,6 +1,6 @@
-//! What only a local environment renders: the memcached and MariaDB servers that a cluster's
-//! cakes find outside the cluster (their datacenter's pools and gutter, a gutter by default:
-//! [`default_gutter`]; the database sections), and the host ports and SQLite data volume that
+//! What only a local environment renders: the memcached, Redis and MariaDB servers that a
+//! cluster's cakes find outside the cluster (their datacenter's pools and gutter, a gutter by
+//! default: [`default_gutter`]; the Redis pool; the database sections), and the host ports and SQLite data volume that
 //! one machine uses instead of Services.
 //!
 //! They are ordinary Deployments and pod settings (`hostPort`, a PersistentVolumeClaim volume),
@@ -205,6 +205,126 @@ pub fn swift(
         site,
         naming::swift(site),
         "swift",
+        container,
+        volumes,
+        meta,
+    )])
+}
+
+/// The port redis-server listens on inside its pod.
+const REDIS_PORT: u16 = 6379;
+
+/// The local redis-server's start: its settings in a file in /tmp, so that the password (the
+/// private value `redis_password`, when there is one) is never on a command line; no snapshot
+/// and no append-only file, so a restart forgets the sessions (users log in again) and the
+/// server needs no volume.
+const REDIS_START: &str = r#"set -eu
+conf=/tmp/redis.conf
+{
+  echo "port 6379"
+  echo "bind 0.0.0.0"
+  echo "protected-mode no"
+  echo "save """
+  echo "appendonly no"
+  echo "dir /tmp"
+  echo "maxmemory 64mb"
+  echo "maxmemory-policy volatile-lru"
+  if [ -f "$1/redis_password" ]; then
+    printf 'requirepass %s
+' "$(cat "$1/redis_password")"
+  fi
+} >"$conf"
+exec redis-server "$conf"
+"#;
+
+/// One Redis server that a local environment runs: a server of the local datacenter's Redis
+/// pool (sessions or locks) named as `host.containers.internal:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRedis {
+    /// The Deployment's name (see [`naming::redis`]).
+    pub name: String,
+    /// The host port it is published on.
+    pub port: u16,
+}
+
+/// Every Redis server a local environment runs: each server of the local datacenter's Redis
+/// pool (sessions first, then lock servers) that is on this machine, once per port. Servers
+/// elsewhere are left alone; a site without Redis pools gets none.
+pub fn local_redis(site: &ResolvedSite) -> Vec<LocalRedis> {
+    let datacenter = &site.environment.datacenter;
+    let mut servers: Vec<LocalRedis> = Vec::new();
+    for release in site.deployments.iter().flat_map(|d| d.releases.iter()) {
+        let Some(pool) = release.values.redis.pool(datacenter) else {
+            continue;
+        };
+        for server in pool.servers.iter().chain(&pool.lock_servers) {
+            let Some(port) = server
+                .rsplit_once(':')
+                .filter(|(host, _)| *host == HOST)
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+            else {
+                continue;
+            };
+            if servers.iter().any(|known| known.port == port) {
+                continue;
+            }
+            servers.push(LocalRedis {
+                name: naming::redis(site, servers.len()),
+                port,
+            });
+        }
+    }
+    servers
+}
+
+/// The redis-server Deployment of one server of a local environment (see [`REDIS_START`]),
+/// published on its host port, the private values' Secret `secrets` mounted for the password.
+pub fn redis(
+    site: &ResolvedSite,
+    server: &LocalRedis,
+    secrets: &str,
+    meta: &impl Fn(String) -> ObjectMeta,
+) -> Result<Vec<Object>, RenderError> {
+    let container = Container {
+        name: "redis".into(),
+        image: Some(global_images(site)?.redis),
+        command: Some(strings(&["sh", "-c", REDIS_START, "redis"])),
+        args: Some(vec![crate::config::paths::SECRETS_DIR.to_string()]),
+        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+            host_port: Some(i32::from(server.port)),
+            ..port("redis", REDIS_PORT)
+        }]),
+        readiness_probe: Some(tcp_probe("redis")),
+        liveness_probe: Some(tcp_probe("redis")),
+        resources: Some(resources(sizing::fixed(100, 96))),
+        security_context: Some(restricted()),
+        volume_mounts: Some(vec![
+            crate::pod::mount("secrets", crate::config::paths::SECRETS_DIR),
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let volumes = vec![
+        crate::pod::secret_volume("secrets", secrets),
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    // Each server its own component label, so no two Deployments select the same pods.
+    let component = server
+        .name
+        .strip_prefix(&format!("{}-", site.spec.site.name))
+        .unwrap_or("redis");
+    Ok(vec![component_deployment(
+        site,
+        server.name.clone(),
+        component,
         container,
         volumes,
         meta,

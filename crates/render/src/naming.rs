@@ -110,6 +110,15 @@ pub fn swift(site: &ResolvedSite) -> String {
     format!("{}-swift", site.spec.site.name)
 }
 
+/// The Redis servers a local environment runs beside its cakes: `SITE-redis` for the sessions
+/// pool's first server, `SITE-redis-N` for the others (sessions, then lock servers, by port).
+pub fn redis(site: &ResolvedSite, index: usize) -> String {
+    match index {
+        0 => format!("{}-redis", site.spec.site.name),
+        _ => format!("{}-redis-{}", site.spec.site.name, index + 1),
+    }
+}
+
 /// The named volume with the local Swift cluster's one device: every wiki's media.
 pub fn swift_data(site: &ResolvedSite) -> String {
     format!("{}-swift-data", site.spec.site.name)

@@ -72,6 +72,7 @@ pub fn check_pinned(site: &wikikube_model::ResolvedSite, options: &ClientOptions
                 images.webserver.as_str(),
                 images.tls.as_str(),
                 images.mcrouter.as_str(),
+                images.redis_proxy.as_str(),
             ]
         })
         .filter(|reference| reference.contains("@sha256:"))

@@ -49,7 +49,7 @@ pub fn build(site: &wikikube_model::ResolvedSite) -> wikikube_image::Report {
         .parent()
         .unwrap()
         .join("debug");
-    let binaries = ["edge", "mcrouter"]
+    let binaries = ["edge", "mcrouter", "redis-proxy"]
         .map(|name| {
             let path = target.join(name);
             assert!(

@@ -57,6 +57,9 @@ pub mod variables {
     /// Where uploads live, as JSON: `{"storage": "volume"}`, or `{"storage": "swift",
     /// "auth_url", "user", "storage_url"}` (the key is the private value `swift_key`).
     pub const MEDIA: &str = "WIKIKUBE_MEDIA";
+    /// The Redis proxy in the pod, as JSON: `{"sessions": "127.0.0.1:PORT", "locks": [...]}`;
+    /// unset when the site keeps sessions in memcached.
+    pub const REDIS: &str = "WIKIKUBE_REDIS";
     /// `1` in a debug release: a request may choose the MediaWiki version that serves it with
     /// the [`FORCE_VERSION_HEADER`](super::FORCE_VERSION_HEADER) header, as Wikimedia's debug
     /// servers do. Other releases ignore the header.
@@ -135,6 +138,21 @@ pub fn media_variable(media: &wikikube_model::MediaValues) -> String {
         }),
     }
     .to_string()
+}
+
+/// The value of [`variables::REDIS`]: where MediaWiki finds the Redis proxy's sessions pool and
+/// lock pools in the pod, at run time like the database, so one app image serves a site with
+/// and without Redis. `None` (the variable is left out) when the environment's datacenter has
+/// no Redis pool.
+pub fn redis_variable(values: &wikikube_model::CakeValues, datacenter: &str) -> Option<String> {
+    let listeners = super::redis_proxy::listeners(values, datacenter)?;
+    Some(
+        serde_json::json!({
+            "sessions": listeners.sessions,
+            "locks": listeners.locks,
+        })
+        .to_string(),
+    )
 }
 
 #[derive(Serialize)]
@@ -332,7 +350,7 @@ require wikikubeEntryPoint($wikikubeScript);
 
 fn local_settings() -> String {
     use super::paths::{MEDIA_DIR, MEDIA_URL_PATH};
-    use variables::{DATABASE, DATA_DIR, EMAIL, MEDIA, MEMCACHED};
+    use variables::{DATABASE, DATA_DIR, EMAIL, MEDIA, MEMCACHED, REDIS};
     let secrets_variable = variables::SECRETS_DIR;
     let broadcast = super::mcrouter::broadcast_prefix();
     format!(
@@ -425,6 +443,45 @@ $wgWANObjectCaches['wancache-main-mcrouter'] = [
 ];
 $wgMainWANCache = 'wancache-main-mcrouter';
 
+// Sessions (and, where the site says so, file locks) in Redis through the Redis proxy in the
+// pod, as Wikimedia's pods did through nutcracker: {REDIS} (JSON) names the proxy's loopback
+// pools, or is unset when the site keeps sessions in memcached. The proxy holds the servers'
+// password; MediaWiki needs none for a listener only the pod can reach.
+$wikikubeRedis = json_decode(getenv('{REDIS}') ?: 'null', true);
+$wikikubeLockManager = 'nullLockManager';
+if (is_array($wikikubeRedis)) {{
+    if (!extension_loaded('redis')) {{
+        // Failing loudly beats a session store that silently is not there: every login would
+        // be lost at the next request.
+        throw new RuntimeException('{REDIS} is set but php-redis is not loaded: rebuild the app image');
+    }}
+    $wgObjectCaches['redis-sessions'] = [
+        'class' => RedisBagOStuff::class,
+        'servers' => [$wikikubeRedis['sessions']],
+        'persistent' => true,
+        // Above the proxy's own request timeout, so the proxy's error arrives first.
+        'connectTimeout' => 1,
+        'readTimeout' => 1,
+        'loggroup' => 'redis',
+    ];
+    $wgSessionCacheType = 'redis-sessions';
+    if ($wikikubeRedis['locks']) {{
+        // One proxy pool per lock server: RedisLockManager keeps its own quorum over them.
+        $wikikubeLockServers = [];
+        foreach ($wikikubeRedis['locks'] as $index => $server) {{
+            $wikikubeLockServers['rdb' . ($index + 1)] = $server;
+        }}
+        $wgLockManagers[] = [
+            'name' => 'redisLockManager',
+            'class' => RedisLockManager::class,
+            'lockServers' => $wikikubeLockServers,
+            'srvsByBucket' => [0 => array_keys($wikikubeLockServers)],
+            'redisConfig' => ['connectTimeout' => 2, 'readTimeout' => 2],
+        ];
+        $wikikubeLockManager = 'redisLockManager';
+    }}
+}}
+
 // The localisation cache is built into the image at build time (`wikikube build`, in each
 // version's cache/l10n) and never rebuilt at run time.
 $wgCacheDirectory = '/tmp/mediawiki-cache';
@@ -454,8 +511,9 @@ if ($wikikubeMedia['storage'] === 'swift') {{
         'name' => 'local-swift',
         'domainId' => $wgDBname,
         // Uploads of one file name are serialized by the database's row lock on the image
-        // table (LocalFile::lock); a lock manager would need a server of its own.
-        'lockManager' => 'nullLockManager',
+        // table (LocalFile::lock); Redis locks, where the site has lock servers, also guard
+        // the backend's own operations.
+        'lockManager' => $wikikubeLockManager,
         'swiftAuthUrl' => $wikikubeMedia['auth_url'],
         'swiftStorageUrl' => $wikikubeMedia['storage_url'],
         'swiftUser' => $wikikubeMedia['user'],
@@ -478,6 +536,39 @@ if ($wikikubeMedia['storage'] === 'swift') {{
 }} else {{
     $wgUploadDirectory = '{MEDIA_DIR}/public/' . $wgDBname;
     $wgDeletedDirectory = '{MEDIA_DIR}/deleted/' . $wgDBname;
+    if ($wikikubeLockManager !== 'nullLockManager') {{
+        // MediaWiki's own backend for the local repo locks with flock(), which a volume shared
+        // by every pod (NFS, CephFS) does not honour between machines: with Redis lock servers
+        // the same backend, declared here, locks through them instead.
+        $wgFileBackends[] = [
+            'class' => FSFileBackend::class,
+            'name' => 'local-backend',
+            'domainId' => $wgDBname,
+            'lockManager' => $wikikubeLockManager,
+            'containerPaths' => [
+                'local-public' => $wgUploadDirectory,
+                'local-thumb' => $wgUploadDirectory . '/thumb',
+                'local-transcoded' => $wgUploadDirectory . '/transcoded',
+                'local-deleted' => $wgDeletedDirectory,
+                'local-temp' => $wgUploadDirectory . '/temp',
+            ],
+            'fileMode' => 0644,
+            'directoryMode' => 0755,
+        ];
+        $wgLocalFileRepo = [
+            'class' => LocalRepo::class,
+            'name' => 'local',
+            'backend' => 'local-backend',
+            'directory' => $wgUploadDirectory,
+            'url' => $wgUploadPath,
+            'scriptDirUrl' => $wgScriptPath,
+            'hashLevels' => 2,
+            'deletedDir' => $wgDeletedDirectory,
+            'deletedHashLevels' => 3,
+            'thumbScriptUrl' => false,
+            'transformVia404' => false,
+        ];
+    }}
 }}
 $wgEnableUploads = false;
 

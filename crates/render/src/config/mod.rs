@@ -8,6 +8,7 @@ pub mod httpd;
 pub mod mcrouter;
 pub mod mediawiki;
 pub mod php;
+pub mod redis_proxy;
 pub mod tls;
 pub mod traffic;
 
