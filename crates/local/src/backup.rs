@@ -377,6 +377,28 @@ impl Database {
             ),
             &format!("listing {wiki}'s restored tables"),
         )?;
+        // IDs the wiki handed out since the backup (revisions, text rows, log entries) must
+        // not be handed out again: caches keep what they read by such IDs, and a new edit with
+        // a reused revision ID would be shown with the text of the one it replaced. Each
+        // counter of the restored tables starts above the live one (MariaDB keeps the larger
+        // of the two when the restored rows go higher).
+        let counters = self.query(
+            &format!(
+                "SELECT table_name, auto_increment FROM information_schema.tables WHERE \
+                 table_schema = '{wiki}' AND auto_increment IS NOT NULL;"
+            ),
+            &format!("reading {wiki}'s ID counters"),
+        )?;
+        let raise: String = counters
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .map(|(table, next)| {
+                format!("ALTER TABLE IF EXISTS `{scratch}`.`{table}` AUTO_INCREMENT = {next};")
+            })
+            .collect();
+        if !raise.is_empty() {
+            self.query(&raise, &format!("keeping {wiki}'s new IDs above its old ones"))?;
+        }
         let replaced = format!("{wiki}__replaced");
         let live = self.query(
             &format!(

@@ -223,8 +223,9 @@ if (file_put_contents($plan, $lines) !== strlen($lines)) {
 /// password file, `tls` or `plain`, `force` or `check`, then one `wiki@host:port` per wiki of
 /// the site. It restores the wikis the plan lists: every newer-data check first (exit 3), then
 /// per wiki the dump into a scratch database (exit 4 with MariaDB's message when it does not
-/// load, the wiki untouched), one `RENAME TABLE` swapping it in, and the media when `$MEDIA` is
-/// set.
+/// load, the wiki untouched), its ID counters raised above the live wiki's (no revision or text
+/// ID is handed out twice, so caches keyed by them stay right), one `RENAME TABLE` swapping it
+/// in, and the media when `$MEDIA` is set.
 pub const RESTORE_SHELL: &str = r#"set -eu
 user=$1 passfile=$2 tls=$3 force=$4; shift 4
 servers="$*"
@@ -276,6 +277,12 @@ while IFS=$tab read -r wiki latest; do
     echo "wikikube: the dump of $wiki does not load (MariaDB's message above); $wiki is as it was" >&2
     exit 4
   fi
+  # IDs the wiki handed out since the backup must not be handed out again: caches keep what
+  # they read by revision and text IDs. The restored tables' counters start above the live ones.
+  for counter in $(sql -e "SELECT CONCAT(table_name, ':', auto_increment) FROM information_schema.tables
+      WHERE table_schema = '$wiki' AND auto_increment IS NOT NULL"); do
+    sql -e "ALTER TABLE IF EXISTS \`$scratch\`.\`${counter%%:*}\` AUTO_INCREMENT = ${counter##*:}"
+  done
   renames=
   for table in $(sql -e "SELECT table_name FROM information_schema.tables WHERE table_schema = '$wiki'"); do
     renames="$renames, \`$wiki\`.\`$table\` TO \`$replaced\`.\`$table\`"
