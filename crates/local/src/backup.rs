@@ -397,7 +397,10 @@ impl Database {
             })
             .collect();
         if !raise.is_empty() {
-            self.query(&raise, &format!("keeping {wiki}'s new IDs above its old ones"))?;
+            self.query(
+                &raise,
+                &format!("keeping {wiki}'s new IDs above its old ones"),
+            )?;
         }
         let replaced = format!("{wiki}__replaced");
         let live = self.query(
