@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{api, build_images, cache_dir, example, link, load, png_width, replace};
+use common::{
+    api, append, build_images, cache_dir, link, load, png_width, renamed_site, replace, Ports,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,36 +29,22 @@ const MARIADB: u16 = 23306;
 /// Python's standard-library SMTP server, which prints every message it receives.
 const SMTP: u16 = 28025;
 
-/// The example farm under its own name and ports.
+/// The example farm under its own name and ports, its mail to [`SmtpSink`].
 fn test_site(dir: &Path) -> PathBuf {
-    let site = dir.join("site");
-    copy_dir(&example(), &site);
-    replace(
-        &site.join("site.toml"),
-        &[("name = \"farm\"", &format!("name = \"{SITE}\""))],
-    );
-    let memcached = format!("host.containers.internal:{MEMCACHED}");
-    let web = format!("https_port = {HTTPS}, http_port = {HTTP}");
-    let debug = format!("https_port = {DEBUG_HTTPS}, http_port = {DEBUG_HTTP}");
-    replace(
+    let ports = Ports {
+        http: HTTP,
+        https: HTTPS,
+        debug_http: DEBUG_HTTP,
+        debug_https: DEBUG_HTTPS,
+        edge: EDGE,
+        mariadb: MARIADB,
+        memcached: Some(MEMCACHED),
+    };
+    let site = renamed_site(dir, SITE, &ports);
+    append(
         &site.join("environments/local.toml"),
-        &[
-            ("host.containers.internal:11211", &memcached),
-            ("https_port = 8443, http_port = 8080", &web),
-            ("https_port = 8444, http_port = 8081", &debug),
-            (
-                "local_https_port = 8445",
-                &format!("local_https_port = {EDGE}"),
-            ),
-            ("port = 3306", &format!("port = {MARIADB}")),
-        ],
+        &format!("\n[email]\nsmtp_host = \"host.containers.internal\"\nsmtp_port = {SMTP}\n"),
     );
-    let local = site.join("environments/local.toml");
-    let mut text = std::fs::read_to_string(&local).unwrap();
-    text.push_str(&format!(
-        "\n[email]\nsmtp_host = \"host.containers.internal\"\nsmtp_port = {SMTP}\n"
-    ));
-    std::fs::write(&local, text).unwrap();
     site
 }
 

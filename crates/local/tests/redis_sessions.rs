@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{api, example, load, replace};
+use common::{api, append, build_images_as, images_table, load, renamed_site, Ports};
 use wikikube_local::{StateDir, UpOptions};
-use wikikube_test_support::copy_dir;
 
 const SITE: &str = "wikiredis";
 const HTTP: u16 = 26080;
@@ -34,69 +33,27 @@ const REDIS: u16 = 26379;
 const REDIS_LOCKS: u16 = 26380;
 const PASSWORD: &str = "example-redis-password";
 
-fn append(path: &Path, text: &str) {
-    let mut old = std::fs::read_to_string(path).unwrap();
-    old.push_str(text);
-    std::fs::write(path, old).unwrap();
-}
-
-/// The name this test gives a built image in podman: never the `localhost/wikikube/` names
-/// another farm on this machine runs.
-fn image_name(image: &str) -> String {
-    format!("localhost/{SITE}/{image}:latest")
-}
-
 /// The example farm under its own name, ports and image names, with its sessions in Redis on
 /// this machine.
 fn test_site(dir: &Path) -> PathBuf {
-    let site = dir.join("site");
-    copy_dir(&example(), &site);
-    replace(
-        &site.join("site.toml"),
-        &[("name = \"farm\"", &format!("name = \"{SITE}\""))],
-    );
+    let ports = Ports {
+        http: HTTP,
+        https: HTTPS,
+        debug_http: DEBUG_HTTP,
+        debug_https: DEBUG_HTTPS,
+        edge: EDGE,
+        mariadb: MARIADB,
+        memcached: Some(MEMCACHED),
+    };
+    let site = renamed_site(dir, SITE, &ports);
     let local = site.join("environments/local.toml");
-    replace(
-        &local,
-        &[
-            (
-                "host.containers.internal:11211",
-                &format!("host.containers.internal:{MEMCACHED}"),
-            ),
-            (
-                "https_port = 8443, http_port = 8080",
-                &format!("https_port = {HTTPS}, http_port = {HTTP}"),
-            ),
-            (
-                "https_port = 8444, http_port = 8081",
-                &format!("https_port = {DEBUG_HTTPS}, http_port = {DEBUG_HTTP}"),
-            ),
-            (
-                "local_https_port = 8445",
-                &format!("local_https_port = {EDGE}"),
-            ),
-            ("port = 3306", &format!("port = {MARIADB}")),
-        ],
-    );
-    let images = [
-        ("app", "app"),
-        ("webserver", "webserver"),
-        ("tls", "edge"),
-        ("mcrouter", "mcrouter"),
-        ("redis_proxy", "redis-proxy"),
-        ("memcached", "base-memcached"),
-        ("mariadb", "base-mariadb"),
-        ("swift", "base-swift"),
-        ("redis", "base-redis"),
-    ]
-    .map(|(key, image)| format!("{key} = \"{}\"\n", image_name(image)))
-    .concat();
     append(
         &local,
         &format!(
             "\n[redis.pools.local]\n\
              servers = [\"host.containers.internal:{REDIS}\"]\n\
-             lock_servers = [\"host.containers.internal:{REDIS_LOCKS}\"]\n\n[images]\n{images}"
+             lock_servers = [\"host.containers.internal:{REDIS_LOCKS}\"]\n{}",
+            images_table(SITE)
         ),
     );
     append(
@@ -104,22 +61,6 @@ fn test_site(dir: &Path) -> PathBuf {
         &format!("redis_password = \"{PASSWORD}\"\n"),
     );
     site
-}
-
-/// Builds the site's images (base-redis and redis-proxy among them) and loads them under this
-/// test's names.
-fn build_images(site: &wikikube_model::ResolvedSite) {
-    let report = common::build(site);
-    for wanted in ["base-redis", "redis-proxy"] {
-        assert!(
-            report.images.iter().any(|built| built.image == wanted),
-            "the build made no {wanted}"
-        );
-    }
-    for built in &report.images {
-        wikikube_image::podman::load_as(&report.out_dir, &built.image, &image_name(&built.image))
-            .expect("podman loads the image");
-    }
 }
 
 struct Farm {
@@ -200,7 +141,7 @@ fn login_sessions_go_through_the_proxy_into_redis_not_memcached() {
         .filter_map(|component| component.deployment_object()?.metadata.name.clone())
         .collect();
     assert_eq!(servers, ["wikiredis-redis", "wikiredis-redis-2"]);
-    build_images(&site);
+    build_images_as(&site, &["base-redis", "redis-proxy"]);
     let built = started.elapsed();
     let state = StateDir::new(scratch.path().join("state"));
     let _farm = Farm {

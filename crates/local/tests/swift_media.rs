@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{api, example, link, load, png_width, replace};
+use common::{
+    api, append, build_images_as, images_table, link, load, png_width, renamed_site, Ports,
+};
 use wikikube_local::{StateDir, UpOptions};
-use wikikube_test_support::copy_dir;
 
 const SITE: &str = "wikiswift";
 const HTTP: u16 = 27080;
@@ -31,67 +32,27 @@ const ACCOUNT: &str = "wikis";
 const USER: &str = "mediawiki";
 const KEY: &str = "example-swift-key";
 
-fn append(path: &Path, text: &str) {
-    let mut old = std::fs::read_to_string(path).unwrap();
-    old.push_str(text);
-    std::fs::write(path, old).unwrap();
-}
-
-/// The name this test gives a built image in podman: never the `localhost/wikikube/` names
-/// another farm on this machine runs.
-fn image_name(image: &str) -> String {
-    format!("localhost/{SITE}/{image}:latest")
-}
-
 /// The example farm under its own name, ports and image names, with its media in a Swift
 /// cluster `wikikube up` runs.
 fn test_site(dir: &Path) -> PathBuf {
-    let site = dir.join("site");
-    copy_dir(&example(), &site);
-    replace(
-        &site.join("site.toml"),
-        &[("name = \"farm\"", &format!("name = \"{SITE}\""))],
-    );
+    let ports = Ports {
+        http: HTTP,
+        https: HTTPS,
+        debug_http: DEBUG_HTTP,
+        debug_https: DEBUG_HTTPS,
+        edge: EDGE,
+        mariadb: MARIADB,
+        memcached: Some(MEMCACHED),
+    };
+    let site = renamed_site(dir, SITE, &ports);
     let local = site.join("environments/local.toml");
-    replace(
-        &local,
-        &[
-            (
-                "host.containers.internal:11211",
-                &format!("host.containers.internal:{MEMCACHED}"),
-            ),
-            (
-                "https_port = 8443, http_port = 8080",
-                &format!("https_port = {HTTPS}, http_port = {HTTP}"),
-            ),
-            (
-                "https_port = 8444, http_port = 8081",
-                &format!("https_port = {DEBUG_HTTPS}, http_port = {DEBUG_HTTP}"),
-            ),
-            (
-                "local_https_port = 8445",
-                &format!("local_https_port = {EDGE}"),
-            ),
-            ("port = 3306", &format!("port = {MARIADB}")),
-        ],
-    );
-    let images = [
-        ("app", "app"),
-        ("webserver", "webserver"),
-        ("tls", "edge"),
-        ("mcrouter", "mcrouter"),
-        ("memcached", "base-memcached"),
-        ("mariadb", "base-mariadb"),
-        ("swift", "base-swift"),
-    ]
-    .map(|(key, image)| format!("{key} = \"{}\"\n", image_name(image)))
-    .concat();
     append(
         &local,
         &format!(
             "\n[media]\nstorage = \"swift\"\n\n[media.swift]\n\
              auth_url = \"http://host.containers.internal:{SWIFT}/auth\"\n\
-             account = \"{ACCOUNT}\"\nuser = \"{USER}\"\n\n[images]\n{images}"
+             account = \"{ACCOUNT}\"\nuser = \"{USER}\"\n{}",
+            images_table(SITE)
         ),
     );
     append(
@@ -99,22 +60,6 @@ fn test_site(dir: &Path) -> PathBuf {
         &format!("swift_key = \"{KEY}\"\n"),
     );
     site
-}
-
-/// Builds the site's images (base-swift among them) and loads them under this test's names.
-fn build_images(site: &wikikube_model::ResolvedSite) {
-    let report = common::build(site);
-    assert!(
-        report
-            .images
-            .iter()
-            .any(|built| built.image == "base-swift"),
-        "build.toml builds no base-swift"
-    );
-    for built in &report.images {
-        wikikube_image::podman::load_as(&report.out_dir, &built.image, &image_name(&built.image))
-            .expect("podman loads the image");
-    }
 }
 
 /// A plain-HTTP request with curl that keeps the body's bytes: status, body, content type.
@@ -222,7 +167,7 @@ fn uploads_live_in_swift_and_survive_down_and_up() {
         swift.deployment_object().unwrap().metadata.name.as_deref(),
         Some("wikiswift-swift")
     );
-    build_images(&site);
+    build_images_as(&site, &["base-swift"]);
     let built = started.elapsed();
     let state = StateDir::new(scratch.path().join("state"));
     let farm = Farm {

@@ -22,9 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{build_images, example, replace, venv_python};
+use common::{build_images, renamed_site, replace, venv_python, Ports};
 use wikikube_local::{StateDir, UpOptions};
-use wikikube_test_support::copy_dir;
 
 const SITE: &str = "wantest";
 const HTTP: u16 = 29080;
@@ -40,33 +39,26 @@ const MARIADB: u16 = 24306;
 
 /// The example farm under its own name and ports, with a second pool for another datacenter.
 fn test_site(dir: &Path) -> PathBuf {
-    let site = dir.join("site");
-    copy_dir(&example(), &site);
-    replace(
-        &site.join("site.toml"),
-        &[("name = \"farm\"", &format!("name = \"{SITE}\""))],
-    );
+    let ports = Ports {
+        http: HTTP,
+        https: HTTPS,
+        debug_http: DEBUG_HTTP,
+        debug_https: DEBUG_HTTPS,
+        edge: EDGE,
+        mariadb: MARIADB,
+        memcached: None,
+    };
+    let site = renamed_site(dir, SITE, &ports);
     let pools = format!(
         "local = {{ servers = [\"host.containers.internal:{MEMCACHED}\"] }}\n\
          remote = {{ servers = [\"host.containers.internal:{REMOTE}\"] }}"
     );
-    let web = format!("https_port = {HTTPS}, http_port = {HTTP}");
-    let debug = format!("https_port = {DEBUG_HTTPS}, http_port = {DEBUG_HTTP}");
     replace(
         &site.join("environments/local.toml"),
-        &[
-            (
-                "local = { servers = [\"host.containers.internal:11211\"] }",
-                &pools,
-            ),
-            ("https_port = 8443, http_port = 8080", &web),
-            ("https_port = 8444, http_port = 8081", &debug),
-            (
-                "local_https_port = 8445",
-                &format!("local_https_port = {EDGE}"),
-            ),
-            ("port = 3306", &format!("port = {MARIADB}")),
-        ],
+        &[(
+            "local = { servers = [\"host.containers.internal:11211\"] }",
+            &pools,
+        )],
     );
     site
 }

@@ -23,6 +23,98 @@ pub fn replace(path: &Path, pairs: &[(&str, &str)]) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Appends `text` to the file at `path`.
+pub fn append(path: &Path, text: &str) {
+    let mut old = std::fs::read_to_string(path).unwrap();
+    old.push_str(text);
+    std::fs::write(path, old).unwrap();
+}
+
+/// Where a test's farm listens on this machine: each test its own, so that tests run side by
+/// side and beside a developer's farm.
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+    pub debug_http: u16,
+    pub debug_https: u16,
+    pub edge: u16,
+    pub mariadb: u16,
+    /// The local memcached pool's one server; `None`: the caller rewrites the pools itself.
+    pub memcached: Option<u16>,
+}
+
+/// The example farm copied into `dir/site` under the name `name` and listening on `ports`.
+pub fn renamed_site(dir: &Path, name: &str, ports: &Ports) -> PathBuf {
+    let site = dir.join("site");
+    wikikube_test_support::copy_dir(&example(), &site);
+    replace(
+        &site.join("site.toml"),
+        &[("name = \"farm\"", &format!("name = \"{name}\""))],
+    );
+    let web = format!("https_port = {}, http_port = {}", ports.https, ports.http);
+    let debug = format!(
+        "https_port = {}, http_port = {}",
+        ports.debug_https, ports.debug_http
+    );
+    let edge = format!("local_https_port = {}", ports.edge);
+    let mariadb = format!("port = {}", ports.mariadb);
+    let mut pairs = vec![
+        ("https_port = 8443, http_port = 8080", web.as_str()),
+        ("https_port = 8444, http_port = 8081", debug.as_str()),
+        ("local_https_port = 8445", edge.as_str()),
+        ("port = 3306", mariadb.as_str()),
+    ];
+    let memcached = ports
+        .memcached
+        .map(|port| format!("host.containers.internal:{port}"));
+    if let Some(memcached) = &memcached {
+        pairs.push(("host.containers.internal:11211", memcached));
+    }
+    replace(&site.join("environments/local.toml"), &pairs);
+    site
+}
+
+/// The name a test gives a built image in podman (`localhost/SITE/IMAGE:latest`): never the
+/// `localhost/wikikube/` names another farm on this machine runs.
+pub fn image_name(site: &str, image: &str) -> String {
+    format!("localhost/{site}/{image}:latest")
+}
+
+/// An `[images]` table naming every image of the example's build by [`image_name`].
+pub fn images_table(site: &str) -> String {
+    let lines: String = [
+        ("app", "app"),
+        ("webserver", "webserver"),
+        ("tls", "edge"),
+        ("mcrouter", "mcrouter"),
+        ("redis_proxy", "redis-proxy"),
+        ("memcached", "base-memcached"),
+        ("mariadb", "base-mariadb"),
+        ("swift", "base-swift"),
+        ("redis", "base-redis"),
+    ]
+    .map(|(key, image)| format!("{key} = \"{}\"\n", image_name(site, image)))
+    .concat();
+    format!("\n[images]\n{lines}")
+}
+
+/// Builds the site's images, checks that `wanted` are among them, and loads every one into
+/// podman under its [`image_name`].
+pub fn build_images_as(site: &wikikube_model::ResolvedSite, wanted: &[&str]) {
+    let report = build(site);
+    for wanted in wanted {
+        assert!(
+            report.images.iter().any(|built| built.image == *wanted),
+            "the build made no {wanted}"
+        );
+    }
+    for built in &report.images {
+        let name = image_name(&site.spec.site.name, &built.image);
+        wikikube_image::podman::load_as(&report.out_dir, &built.image, &name)
+            .expect("podman loads the image");
+    }
+}
+
 /// The image cache the tests build with: WIKIKUBE_TEST_CACHE lets a developer reuse a warm
 /// one (such as ~/.cache/wikikube).
 pub fn cache_dir() -> PathBuf {
