@@ -30,9 +30,14 @@ fn validate(files: &[PathBuf], version: &str) -> (bool, String) {
 }
 
 fn rendered_files(environment: &str, out: &Path) -> Vec<PathBuf> {
-    let site = common::load(environment);
+    site_files(&common::load(environment), environment, out)
+}
+
+/// The objects of `site`'s render in `out/NAME`, and the Jobs made from its templates.
+fn site_files(site: &wikikube_model::ResolvedSite, name: &str, out: &Path) -> Vec<PathBuf> {
     let rendered =
-        wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
+        wikikube_render::render(site, &wikikube_render::RenderOptions::default()).unwrap();
+    let environment = name;
     let dir = out.join(environment);
     rendered.write_dir(&dir).unwrap();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -59,6 +64,21 @@ fn rendered_files(environment: &str, out: &Path) -> Vec<PathBuf> {
         std::fs::write(&path, serde_yaml_ng::to_string(&install).unwrap()).unwrap();
         files.push(path);
     }
+    // So are the backup and restore Jobs of `wikikube backup` and `wikikube restore`.
+    if let Some(backups) = &rendered.backups {
+        let settings = Default::default();
+        for (file, job) in [
+            ("999-job-backup.yaml", backups.job(&[], &settings, "1")),
+            (
+                "999-job-restore.yaml",
+                backups.restore_job("mwbackup-all-1", &[], false, &settings, "2"),
+            ),
+        ] {
+            let path = dir.join(file);
+            std::fs::write(&path, serde_yaml_ng::to_string(&job).unwrap()).unwrap();
+            files.push(path);
+        }
+    }
     files
 }
 
@@ -68,6 +88,17 @@ fn every_environment_validates_strictly_against_the_supported_kubernetes_version
     let mut files = Vec::new();
     for environment in ["local", "eqiad", "codfw"] {
         files.extend(rendered_files(environment, scratch.path()));
+    }
+    // eqiad with sessions in Redis: the redis-proxy container and its Secret volume.
+    let (_dir, with_redis) = common::site_with_redis("eqiad");
+    files.extend(site_files(&with_redis, "eqiad-redis", scratch.path()));
+    for checked in ["999-job-restore.yaml", "-configmap-mw-web-main-redis-proxy"] {
+        assert!(
+            files
+                .iter()
+                .any(|file| file.to_string_lossy().contains(checked)),
+            "{checked} is checked too"
+        );
     }
     assert!(
         files

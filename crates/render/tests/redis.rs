@@ -15,53 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use wikikube_render::{render, Object, RenderOptions};
 
-const PASSWORD: &str = "example-redis-password-0123";
-
-/// The example farm with Redis pools in production (two session servers and a lock server in
-/// eqiad, one session server in codfw), the password in eqiad's private values only.
-fn site_with_redis(environment: &str) -> (tempfile::TempDir, wikikube_model::ResolvedSite) {
-    let dir = tempfile::tempdir().unwrap();
-    wikikube_test_support::copy_dir(&common::example(), dir.path());
-    let append = |file: &str, text: &str| {
-        let path = dir.path().join(file);
-        let mut old = fs::read_to_string(&path).unwrap();
-        old.push_str(text);
-        fs::write(path, old).unwrap();
-    };
-    append(
-        "environments/production.toml",
-        "\n[redis.pools]\n\
-         eqiad = { servers = [\"rdb1001.eqiad.farm.test:6379\", \"rdb1002.eqiad.farm.test:6379\"], \
-         lock_servers = [\"rdb1003.eqiad.farm.test:6379\"] }\n\
-         codfw = { servers = [\"rdb2001.codfw.farm.test:6379\"] }\n",
-    );
-    let production = dir.path().join("environments/production.toml");
-    let text = fs::read_to_string(&production).unwrap();
-    let mcrouter = "mcrouter = \"registry.farm.test/wikikube/mcrouter:2026-11-25\"\n";
-    assert!(text.contains(mcrouter));
-    fs::write(
-        &production,
-        text.replacen(
-            mcrouter,
-            &format!(
-                "{mcrouter}redis_proxy = \"registry.farm.test/wikikube/redis-proxy:2026-11-25\"\n"
-            ),
-            1,
-        ),
-    )
-    .unwrap();
-    append(
-        "private/eqiad.toml",
-        &format!("redis_password = \"{PASSWORD}\"\n"),
-    );
-    let site = wikikube_model::load(
-        dir.path(),
-        environment,
-        &wikikube_model::LoadOptions::default(),
-    )
-    .unwrap_or_else(|error| panic!("{error}"));
-    (dir, site)
-}
+use common::{site_with_redis, REDIS_PASSWORD as PASSWORD};
 
 fn deployment<'a>(objects: &'a [Object], name: &str) -> &'a Deployment {
     objects
