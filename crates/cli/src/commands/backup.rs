@@ -165,18 +165,7 @@ fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> 
             wikikube_render::naming::backups(site)
         );
     }
-    let known: Vec<&str> = backups.wikis().collect();
-    if let Some(unknown) = args
-        .choice
-        .wikis
-        .iter()
-        .find(|wiki| !known.contains(&wiki.as_str()))
-    {
-        bail!(
-            "the farm has no wiki {unknown}; its wikis: {}",
-            known.join(", ")
-        );
-    }
+    known_wikis(backups, &args.choice.wikis)?;
     let job = backups.job(
         &args.choice.wikis,
         &job_settings(args.deadline),
@@ -210,6 +199,18 @@ fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> 
     } else {
         exit::FAILURE
     })
+}
+
+/// Refuses a wiki the farm does not have, before any cluster is reached.
+fn known_wikis(backups: &wikikube_render::backup::Backups, wikis: &[String]) -> anyhow::Result<()> {
+    let known: Vec<&str> = backups.wikis().collect();
+    if let Some(unknown) = wikis.iter().find(|wiki| !known.contains(&wiki.as_str())) {
+        bail!(
+            "the farm has no wiki {unknown}; its wikis: {}",
+            known.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// How a backup or restore Job runs: by `$USER`, stopped after `deadline` seconds if given.
@@ -368,18 +369,7 @@ fn restore_in_cluster(
             site.environment_name
         );
     }
-    let known: Vec<&str> = backups.wikis().collect();
-    if let Some(unknown) = args
-        .choice
-        .wikis
-        .iter()
-        .find(|wiki| !known.contains(&wiki.as_str()))
-    {
-        bail!(
-            "the farm has no wiki {unknown}; its wikis: {}",
-            known.join(", ")
-        );
-    }
+    known_wikis(backups, &args.choice.wikis)?;
     let job = backups.restore_job(
         &name,
         &args.choice.wikis,
