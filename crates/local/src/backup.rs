@@ -9,16 +9,14 @@
 //! are copied beside the live directory and renamed into place, so a dump that does not load
 //! leaves the wiki as it was.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use wikikube_backup::{list_files, Manifest, WikiBackup, DATABASE_DUMP, FORMAT, MEDIA};
 use wikikube_model::{ResolvedSite, DATABASE_PASSWORD};
 
+use crate::media::{MediaStore, PARTS};
 use crate::{podman, Error};
-
-/// The media directories of a wiki, under the media volume and under a wiki's backup.
-const MEDIA_PARTS: [&str; 2] = ["public", "deleted"];
 
 /// What a restore did with one wiki.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -46,7 +44,7 @@ pub fn backup(site: &ResolvedSite, dir: &Path, wikis: &[String]) -> Result<Manif
             dir.display()
         )));
     }
-    let media = media_dir(site, "backup")?;
+    let media = MediaStore::of(site)?;
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let database = Database::of(site)?;
     let mut manifest = Manifest {
@@ -65,13 +63,8 @@ pub fn backup(site: &ResolvedSite, dir: &Path, wikis: &[String]) -> Result<Manif
         let dump = wiki_dir.join(DATABASE_DUMP);
         database.dump(&wiki, &dump)?;
         let (latest_edit, revisions) = database.edits(&wiki)?.unwrap_or((None, 0));
-        if let Some(media) = &media {
-            for part in MEDIA_PARTS {
-                wikikube_backup::copy_tree(
-                    &media.join(part).join(&wiki),
-                    &wiki_dir.join(MEDIA).join(part),
-                )?;
-            }
+        for part in PARTS {
+            media.export(&wiki, part, &wiki_dir.join(MEDIA).join(part.dir()))?;
         }
         let files = list_files(dir, &wiki)?;
         manifest.wikis.insert(
@@ -123,17 +116,14 @@ pub fn restore(
             }
         }
     }
-    let media = media_dir(site, "restore")?;
+    let media = MediaStore::of(site)?;
     let mut restored = Vec::new();
     for wiki in &wikis {
         database.load(wiki, &dir.join(wiki).join(DATABASE_DUMP))?;
         let mut media_files = 0;
-        if let Some(media) = &media {
-            for part in MEDIA_PARTS {
-                let from = dir.join(wiki).join(MEDIA).join(part);
-                media_files += list_files(&from, "")?.len();
-                replace_dir(&from, &media.join(part).join(wiki))?;
-            }
+        for part in PARTS {
+            media_files +=
+                media.replace(wiki, part, &dir.join(wiki).join(MEDIA).join(part.dir()))?;
         }
         let revisions = database.edits(wiki)?.map_or(0, |(_, count)| count);
         restored.push(Restored {
@@ -154,30 +144,6 @@ fn chosen(site: &ResolvedSite, wikis: &[String]) -> Result<Vec<String>, Error> {
         crate::script::check_wiki(site, wiki)?;
     }
     Ok(wikis.to_vec())
-}
-
-/// The media volume's directory on this machine (podman runs as root here, so the volume is a
-/// directory the backup reads and writes directly), or `None` before any pod made the volume.
-/// `action` names the caller for the refusal when the media are in Swift, where no volume has
-/// them: copying them silently from an empty volume would make a backup without its media.
-pub(crate) fn media_dir(
-    site: &ResolvedSite,
-    action: &'static str,
-) -> Result<Option<PathBuf>, Error> {
-    let in_swift = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| &deployment.releases)
-        .any(|release| release.values.media.storage == wikikube_model::MediaStorage::Swift);
-    if in_swift {
-        return Err(Error::MediaInSwift { action });
-    }
-    let volume = wikikube_render::naming::media(site);
-    if !podman::exists(&["volume", "exists", &volume])? {
-        return Ok(None);
-    }
-    let mountpoint = podman::run(&["volume", "inspect", "--format", "{{.Mountpoint}}", &volume])?;
-    Ok(Some(PathBuf::from(mountpoint.trim())))
 }
 
 /// Puts a copy of `from` at `to`: copied beside it, then renamed into place, the old directory

@@ -14,7 +14,8 @@ use std::path::Path;
 use wikikube_model::ResolvedSite;
 use wikikube_render::maintenance::ScriptRequest;
 
-use crate::backup::{media_dir, replace_dir, Database};
+use crate::backup::Database;
+use crate::media::{MediaStore, Part};
 use crate::Error;
 
 /// What an import did.
@@ -47,7 +48,7 @@ pub fn import(
                 images.display()
             )));
         }
-        Some(_) => media_dir(site, "import")?,
+        Some(_) => Some(MediaStore::of(site)?),
         None => None,
     };
     let database = Database::of(site)?;
@@ -79,8 +80,7 @@ pub fn import(
 
     let mut media_files = 0;
     if let (Some(images), Some(media)) = (images, media) {
-        media_files = wikikube_backup::list_files(images, "")?.len();
-        replace_dir(images, &media.join("public").join(wiki))?;
+        media_files = media.replace(wiki, Part::Public, images)?;
     }
     for request in [
         ScriptRequest::update(wiki),

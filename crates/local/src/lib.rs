@@ -17,6 +17,7 @@ pub mod backup;
 pub mod certificate;
 pub mod import;
 pub mod install;
+mod media;
 pub mod podman;
 pub mod pods;
 pub mod script;
@@ -126,16 +127,6 @@ pub enum Error {
         volume: String,
         /// The MariaDB server the environment names.
         server: String,
-    },
-    /// Backup, restore and import copy media as files on the media volume; a site whose
-    /// media are in Swift has none.
-    #[error(
-        "the site keeps its media in Swift ([media] storage = \"swift\"), and {action} of \
-         media in Swift is not built yet; nothing was changed"
-    )]
-    MediaInSwift {
-        /// What was asked: `backup`, `restore`, `import`.
-        action: &'static str,
     },
     /// The site has no such wiki.
     #[error("the site has no wiki {wiki}; its wikis are {}", known.join(", "))]

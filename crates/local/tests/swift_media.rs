@@ -62,12 +62,22 @@ fn test_site(dir: &Path) -> PathBuf {
     site
 }
 
+/// Whether `needle` occurs in `bytes`.
+fn contains(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|window| window == needle)
+}
+
 /// A plain-HTTP request with curl that keeps the body's bytes: status, body, content type.
 fn curl(url: &str, headers: &[String]) -> (String, Vec<u8>, String) {
+    curl_method("GET", url, headers)
+}
+
+/// [`curl`] with another method.
+fn curl_method(method: &str, url: &str, headers: &[String]) -> (String, Vec<u8>, String) {
     let body = tempfile::NamedTempFile::new().unwrap();
     let mut command = Command::new("curl");
     command
-        .args(["-s", "-o"])
+        .args(["-s", "-X", method, "-o"])
         .arg(body.path())
         .args(["-w", "%{http_code} %{content_type}"]);
     for header in headers {
@@ -283,10 +293,100 @@ fn uploads_live_in_swift_and_survive_down_and_up() {
     let second_up = up_again.elapsed();
     let (again_original, again_thumbnail, again_bytes) = check_served();
     assert_eq!(
-        (again_original, again_thumbnail),
-        (original_url, thumbnail_url)
+        (&again_original, &again_thumbnail),
+        (&original_url, &thumbnail_url)
     );
     assert_eq!(again_bytes, thumbnail);
+
+    // A width no page asked for: Swift answers 404, httpd hands the miss to MediaWiki's
+    // thumb_handler.php, which scales the original (ImageMagick, which marks the thumbnail with
+    // its source; GD would not) and stores the thumbnail in Swift, where the next read finds it.
+    let other_width = thumbnail_url.replace("/50px-", "/37px-");
+    let (status, other, kind) = get("media.farm.test", &other_width);
+    assert_eq!(
+        (status.as_str(), kind.as_str()),
+        ("200", "image/png"),
+        "{other_width}: {}",
+        String::from_utf8_lossy(&other)
+    );
+    assert_eq!(png_width(&other), 37);
+    assert!(
+        contains(&other, b"File source: "),
+        "the thumbnail was not made by ImageMagick"
+    );
+    let other_object = object(&other_width, "/images/commonswiki/thumb/");
+    assert!(
+        swift_list("commonswiki-local-thumb").contains(&other_object),
+        "{other_object} was not stored in Swift"
+    );
+    let (status, _, _) = get("media.farm.test", &other_width.replace("/37px-", "/0px-"));
+    assert_ne!(status, "200", "a thumbnail of no width was served");
+
+    // Backup, loss, restore: the backup carries the objects in the backup's layout (the same
+    // as a volume's), the original is deleted from Swift and the page edited, and the restore
+    // brings back the page and the very bytes, in Swift and served.
+    let backup_dir = scratch.path().join("backup");
+    let manifest = wikikube_local::backup::backup(&site, &backup_dir, &["commonswiki".into()])
+        .expect("the backup is taken");
+    let files: Vec<&str> = manifest.wikis["commonswiki"]
+        .files
+        .iter()
+        .map(|file| file.path.as_str())
+        .collect();
+    for expected in [
+        format!("commonswiki/media/public/{original_object}"),
+        format!("commonswiki/media/public/thumb/{thumbnail_object}"),
+        format!("commonswiki/media/public/thumb/{other_object}"),
+    ] {
+        assert!(
+            files.contains(&expected.as_str()),
+            "{expected} not in {files:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(backup_dir.join(format!("commonswiki/media/public/{original_object}")))
+            .unwrap(),
+        original
+    );
+    let (token, storage) = swift_token();
+    let (status, _, _) = curl_method(
+        "DELETE",
+        &format!("{storage}/commonswiki-local-public/{original_object}"),
+        &[format!("X-Auth-Token: {token}")],
+    );
+    assert_eq!(status, "204");
+    api(&[
+        &HTTP.to_string(),
+        "media.farm.test",
+        "Admin",
+        &password,
+        "edit",
+        "Swift thumbnail",
+        "Lost after the backup",
+    ]);
+    let refused = wikikube_local::backup::restore(&site, &backup_dir, &[], false).unwrap_err();
+    assert!(
+        matches!(refused, wikikube_local::Error::NewerData { .. }),
+        "{refused}"
+    );
+    let restored =
+        wikikube_local::backup::restore(&site, &backup_dir, &[], true).expect("the restore runs");
+    assert_eq!(
+        restored[0].media_files,
+        files.iter().filter(|f| f.contains("/media/")).count()
+    );
+    assert!(swift_list("commonswiki-local-public").contains(&original_object));
+    let (_, page, _) = get("media.farm.test", "/wiki/Swift_thumbnail?action=raw");
+    assert_eq!(
+        String::from_utf8_lossy(&page).trim(),
+        "[[File:Swift test.png|50px]]"
+    );
+    let (restored_original, restored_thumbnail, restored_bytes) = check_served();
+    assert_eq!(
+        (restored_original, restored_thumbnail),
+        (original_url, thumbnail_url.clone())
+    );
+    assert_eq!(restored_bytes, thumbnail);
 
     // `down --purge` deletes Swift's data with the rest.
     drop(farm);

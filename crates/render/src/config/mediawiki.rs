@@ -495,7 +495,8 @@ $wgUpgradeKey = $wikikubeSecret('upgrade_key');
 // Media, as {MEDIA} (JSON) says. On a volume: uploads and thumbnails under
 // {MEDIA_DIR}/public/DBNAME, served by httpd at {MEDIA_URL_PATH}/DBNAME; deleted files beside them,
 // where nothing serves them. The directory is a volume every pod of the site mounts, never the
-// pod's own disk. Thumbnails are made when a page is parsed, with GD, either way.
+// pod's own disk. Thumbnails are made when a page is parsed, or on a thumbnail URL's first
+// request (thumb_handler.php), either way.
 $wikikubeMedia = json_decode(getenv('{MEDIA}') ?: '{{"storage":"volume"}}', true);
 $wgUploadPath = '{MEDIA_URL_PATH}/' . $wgDBname;
 if ($wikikubeMedia['storage'] === 'swift') {{
@@ -571,6 +572,11 @@ if ($wikikubeMedia['storage'] === 'swift') {{
     }}
 }}
 $wgEnableUploads = false;
+// Thumbnails are scaled by ImageMagick, as MediaWiki expects and Wikimedia runs it (base-php
+// carries Debian's imagemagick): it keeps colour profiles and animation, and marks each
+// thumbnail with its source. An app image built on a base without it scales with PHP's GD.
+$wgUseImageMagick = is_executable('/usr/bin/convert');
+$wgImageMagickConvertCommand = '/usr/bin/convert';
 
 // Email through the environment's SMTP server ({EMAIL}, JSON); none when it names no server.
 $wikikubeEmail = json_decode(getenv('{EMAIL}') ?: '{{"host":""}}', true);
