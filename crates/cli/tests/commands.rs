@@ -46,7 +46,7 @@ fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     for command in [
-        "diff", "deploy", "rollback", "history", "script", "backup", "restore",
+        "diff", "deploy", "rollback", "history", "script", "backup", "restore", "import",
     ] {
         assert!(
             text.contains(&format!("# wikikube {command}: in namespace mediawiki\n")),
@@ -61,7 +61,7 @@ fn render_rbac_prints_a_role_per_command_and_the_namespace_writer() {
         .lines()
         .filter_map(|line| line.strip_prefix("kind: "))
         .collect();
-    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 7);
+    assert_eq!(kinds.iter().filter(|kind| **kind == "Role").count(), 8);
     // diff, deploy and rollback read the Namespace; one more creates it.
     assert_eq!(
         kinds.iter().filter(|kind| **kind == "ClusterRole").count(),
@@ -395,6 +395,56 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the farm has no wiki xxwiki"), "{stderr}");
+    // A cluster's import downloads the dump itself: a file here is refused with what it
+    // takes, and so is an unknown wiki, before any cluster is reached.
+    let dump = scratch.path().join("dewiki.sql");
+    std::fs::write(&dump, "SELECT 1;\n").unwrap();
+    let output = wikikube()
+        .args([
+            "import",
+            "dewiki",
+            example().to_str().unwrap(),
+            "--env",
+            "eqiad",
+        ])
+        .arg("--sql")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--sql is an http(s) URL that the cluster can reach"),
+        "{stderr}"
+    );
+    let output = wikikube()
+        .args([
+            "import",
+            "xxwiki",
+            example().to_str().unwrap(),
+            "--env",
+            "eqiad",
+        ])
+        .args(["--sql", "https://dumps.example.org/xx.sql.gz"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the farm has no wiki xxwiki"), "{stderr}");
+    let output = wikikube()
+        .args([
+            "import",
+            "dewiki",
+            example().to_str().unwrap(),
+            "--cluster",
+            "x",
+        ])
+        .arg("--sql")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("for Kubernetes environments"));
     // A restore from a directory that is no backup names the missing manifest.
     let output = wikikube()
         .args(["restore", example().to_str().unwrap(), "--from"])

@@ -42,11 +42,13 @@ pub enum Command {
     Backup,
     /// `wikikube restore` in a cluster (a Job).
     Restore,
+    /// `wikikube import` in a cluster (a Job).
+    Import,
 }
 
 impl Command {
     /// Every command, in the order they are documented.
-    pub const ALL: [Command; 7] = [
+    pub const ALL: [Command; 8] = [
         Command::Diff,
         Command::Deploy,
         Command::Rollback,
@@ -54,6 +56,7 @@ impl Command {
         Command::Script,
         Command::Backup,
         Command::Restore,
+        Command::Import,
     ];
 
     /// Its name, as typed.
@@ -66,6 +69,7 @@ impl Command {
             Command::Script => "script",
             Command::Backup => "backup",
             Command::Restore => "restore",
+            Command::Import => "import",
         }
     }
 }
@@ -194,7 +198,7 @@ pub fn namespaced(command: Command) -> Vec<Grant> {
             grants
         }
         Command::History => vec![HISTORY],
-        Command::Script | Command::Backup | Command::Restore => JOBS.to_vec(),
+        Command::Script | Command::Backup | Command::Restore | Command::Import => JOBS.to_vec(),
     }
 }
 
@@ -204,7 +208,11 @@ pub fn namespaced(command: Command) -> Vec<Grant> {
 pub fn cluster(command: Command) -> Option<Grant> {
     match command {
         Command::Diff | Command::Deploy | Command::Rollback => Some(NAMESPACE_READ),
-        Command::History | Command::Script | Command::Backup | Command::Restore => None,
+        Command::History
+        | Command::Script
+        | Command::Backup
+        | Command::Restore
+        | Command::Import => None,
     }
 }
 

@@ -523,3 +523,67 @@ async fn simulated_restore_runs_as_a_job_under_its_role_and_reports_a_refusal() 
         report.tail
     );
 }
+
+/// A cluster's import is a Job too, run under exactly the Role `render --rbac` prints for
+/// `wikikube import`; its fetch step runs in real PHP against a real HTTP server in render's
+/// tests/backup.rs and its load step in the local farm's end to end test.
+#[tokio::test]
+async fn simulated_import_runs_as_a_job_under_its_role_and_reports_a_refusal() {
+    let (fake, namespace) = deployed().await;
+    let command = wikikube_deploy::rbac::Command::Import;
+    fake.restrict(
+        &namespace,
+        wikikube_deploy::rbac::namespaced(command),
+        wikikube_deploy::rbac::cluster(command)
+            .into_iter()
+            .collect(),
+    );
+    let backups = farm_rendered("eqiad").backups.expect("eqiad backs up");
+    let settings = JobSettings {
+        user: "jane".into(),
+        deadline_seconds: None,
+        keep_seconds: 600,
+    };
+    let sql = "https://dumps.example.org/dewiki.sql.gz";
+    fake.script_job(
+        "mwimport-dewiki-i1",
+        &[
+            "dewiki: 12 tables upgraded",
+            "Done.",
+            "Rebuilding recent changes... done.",
+        ],
+        JobEnd::Exit(0),
+    );
+    let job = backups.import_job("dewiki", sql, None, false, &settings, "i1");
+    let report = run_quietly(&fake, &namespace, &job).await;
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.tail);
+    let created = fake.object("jobs", "mwimport-dewiki-i1").unwrap();
+    assert_eq!(
+        created["metadata"]["labels"]["wikikube.org/maintenance"],
+        "import"
+    );
+    let init = &created["spec"]["template"]["spec"]["initContainers"];
+    assert_eq!(init[1]["name"], "fetch");
+    assert_eq!(init[3]["args"][3], "import");
+
+    // A wiki that already has pages: the load step exits 3 and the import is reported failed.
+    fake.script_job(
+        "mwimport-dewiki-i2",
+        &["wikikube: dewiki already has 57 revisions: nothing was imported; --force replaces them"],
+        JobEnd::Exit(3),
+    );
+    let job = backups.import_job("dewiki", sql, None, false, &settings, "i2");
+    let report = run_quietly(&fake, &namespace, &job).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            exit_code: Some(3),
+            reason: "Error".into()
+        }
+    );
+    assert!(
+        report.tail[0].contains("--force replaces them"),
+        "{:?}",
+        report.tail
+    );
+}

@@ -998,6 +998,15 @@ fn cluster_restore_steps_agree(
         "{stderr}"
     );
     assert_eq!(read_page("en.farm.test", "Wikikube test"), newer);
+    // A cluster's import loads with `import`: a wiki with pages of its own is refused.
+    let refused = load("backup", "plan", "import");
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("enwiki already has") && stderr.contains("nothing was imported"),
+        "{stderr}"
+    );
+    assert_eq!(read_page("en.farm.test", "Wikikube test"), newer);
 
     let forced = load("backup", "plan", "force");
     let stdout = String::from_utf8_lossy(&forced.stdout);

@@ -20,6 +20,14 @@
 //! `RENAME TABLE`, and copies the media beside the live directory and renames it into place
 //! ([`RESTORE_SHELL`]): the same steps, in the same order, as a local restore.
 //!
+//! An import (`wikikube import WIKI --env ENV --sql URL [--images URL]`) is a restore of a
+//! backup the Job makes itself: `fetch`, from the app image, downloads the dump (plain or
+//! gzip) and a tar of MediaWiki's `images/` directory into the claim as a backup of that one
+//! wiki ([`IMPORT_FETCH_PHP`]), then the restore's `check` and load steps run on it (the load
+//! refusing a wiki that already has pages unless forced), and `app`, from the app image again,
+//! brings the schema to the wiki's MediaWiki version and rebuilds the site statistics and
+//! recent changes, as a local import does. The imported backup stays on the claim, like any.
+//!
 //! This module builds values only: it does not create Jobs or wait for them (that is
 //! `deploy::jobs`, which follows the `app` container as it follows a maintenance script).
 
@@ -38,8 +46,8 @@ use wikikube_model::{BackupValues, DatabaseEngine, MediaStorage, ResolvedSite};
 
 use crate::config::paths::{MEDIA_DIR, SECRETS_DIR};
 use crate::maintenance::{
-    self, JobKind, JobSettings, Maintenance, KIND_LABEL, SCRIPT_CONTAINER, SCRIPT_LABEL,
-    USER_LABEL, WIKI_LABEL,
+    self, JobKind, JobSettings, Maintenance, ScriptRequest, KIND_LABEL, SCRIPT_CONTAINER,
+    SCRIPT_LABEL, USER_LABEL, WIKI_LABEL,
 };
 use crate::pod::{restricted, strings};
 
@@ -220,8 +228,9 @@ if (file_put_contents($plan, $lines) !== strlen($lines)) {
 "#;
 
 /// The restore's `app` step, in the MariaDB image's shell. Arguments: the wikis' user, the
-/// password file, `tls` or `plain`, `force` or `check`, then one `wiki@host:port` per wiki of
-/// the site. It restores the wikis the plan lists: every newer-data check first (exit 3), then
+/// password file, `tls` or `plain`, `force`, `check` or `import`, then one `wiki@host:port` per
+/// wiki of the site. It restores the wikis the plan lists: every newer-data check first (exit
+/// 3; for `import`, a wiki with more than its installation's one revision), then
 /// per wiki the dump into a scratch database (exit 4 with MariaDB's message when it does not
 /// load, the wiki untouched), its ID counters raised above the live wiki's (no revision or text
 /// ID is handed out twice, so caches keyed by them stay right), one `RENAME TABLE` swapping it
@@ -260,6 +269,15 @@ while IFS=$tab read -r wiki latest; do
   tables=$(sql -e "SELECT COUNT(*) FROM information_schema.tables
     WHERE table_schema = '$wiki' AND table_name = 'revision'")
   [ "$tables" = 1 ] || continue
+  if [ "$force" = import ]; then
+    # An import goes into a new wiki: the one revision its installation made, no more.
+    revisions=$(sql -e "SELECT COUNT(*) FROM revision" "$wiki")
+    if [ "$revisions" -gt 1 ]; then
+      echo "wikikube: $wiki already has $revisions revisions: nothing was imported; --force replaces them" >&2
+      exit 3
+    fi
+    continue
+  fi
   newer=$(sql -e "SELECT COUNT(*), MAX(rev_timestamp) FROM revision
     WHERE '$latest' = 'NULL' OR rev_timestamp > '$latest'" "$wiki")
   if [ "${newer%%$tab*}" != 0 ]; then
@@ -317,6 +335,109 @@ while IFS=$tab read -r wiki latest; do
 done < "$PLAN"
 "#;
 
+/// The import's `fetch` step, in the app image's PHP (curl and phar). Arguments: the backups
+/// directory, the backup's name, the site, the environment, the wiki, its MediaWiki version,
+/// the dump's URL, then the images' URL or nothing. It writes a backup of that one wiki in the
+/// format of `wikikube_backup::Manifest`: the dump as `WIKI/database.sql` (gunzipped when its
+/// URL ends in `.gz`), the tar's files under `WIKI/media/public` (a tar holding one directory,
+/// as `tar czf images.tar.gz images` makes, is taken from inside it), the manifest last. Exit
+/// 2, naming the URL, when a download or the tar fails; nothing is left on the claim then.
+pub const IMPORT_FETCH_PHP: &str = r#"[, $root, $name, $site, $environment, $wiki, $version, $sql] = array_slice($argv, 0, 8);
+$images = $argv[8] ?? '';
+$partial = "$root/.$name.partial";
+$remove = function (string $dir) {
+    if (!is_dir($dir)) {
+        return;
+    }
+    $walk = new RecursiveIteratorIterator(
+        new RecursiveDirectoryIterator($dir, FilesystemIterator::SKIP_DOTS),
+        RecursiveIteratorIterator::CHILD_FIRST);
+    foreach ($walk as $file) {
+        $file->isDir() && !$file->isLink() ? rmdir($file->getPathname()) : unlink($file->getPathname());
+    }
+    rmdir($dir);
+};
+$refuse = function (string $why) use ($remove, $partial) {
+    $remove($partial);
+    fwrite(STDERR, "wikikube: $why; nothing was imported\n");
+    exit(2);
+};
+$download = function (string $url, string $to) use ($refuse) {
+    $out = fopen($to, 'wb');
+    $curl = curl_init($url);
+    curl_setopt_array($curl, [CURLOPT_FILE => $out, CURLOPT_FOLLOWLOCATION => true,
+        CURLOPT_FAILONERROR => true, CURLOPT_CONNECTTIMEOUT => 30,
+        CURLOPT_PROTOCOLS => CURLPROTO_HTTP | CURLPROTO_HTTPS,
+        CURLOPT_REDIR_PROTOCOLS => CURLPROTO_HTTP | CURLPROTO_HTTPS]);
+    $done = curl_exec($curl);
+    $error = curl_error($curl);
+    fclose($out);
+    if (!$done) {
+        $refuse("cannot download $url: $error");
+    }
+    printf("downloaded %s: %d bytes\n", $url, filesize($to));
+};
+$remove($partial);
+mkdir("$partial/$wiki", 0755, true);
+$dump = "$partial/$wiki/database.sql";
+if (str_ends_with(parse_url($sql, PHP_URL_PATH) ?? '', '.gz')) {
+    $download($sql, "$dump.gz");
+    $in = gzopen("$dump.gz", 'rb');
+    $out = fopen($dump, 'wb');
+    while (!gzeof($in)) {
+        $chunk = gzread($in, 1 << 20);
+        if ($chunk === false) {
+            $refuse("$sql is not gzip");
+        }
+        fwrite($out, $chunk);
+    }
+    gzclose($in);
+    fclose($out);
+    unlink("$dump.gz");
+} else {
+    $download($sql, $dump);
+}
+if ($images !== '') {
+    $path = parse_url($images, PHP_URL_PATH) ?? '';
+    $suffix = str_ends_with($path, '.tar.gz') || str_ends_with($path, '.tgz') ? '.tar.gz' : '.tar';
+    $tar = "$partial/images$suffix";
+    $download($images, $tar);
+    $extracted = "$partial/images";
+    try {
+        (new PharData($tar))->extractTo($extracted);
+    } catch (Exception $error) {
+        $refuse("$images is not a tar of MediaWiki's images directory: " . $error->getMessage());
+    }
+    unlink($tar);
+    $top = array_values(array_diff(scandir($extracted), ['.', '..']));
+    $from = count($top) === 1 && is_dir("$extracted/$top[0]") ? "$extracted/$top[0]" : $extracted;
+    mkdir("$partial/$wiki/media", 0755, true);
+    rename($from, "$partial/$wiki/media/public");
+    $remove($extracted);
+}
+$files = [];
+$walk = new RecursiveIteratorIterator(
+    new RecursiveDirectoryIterator("$partial/$wiki", FilesystemIterator::SKIP_DOTS));
+foreach ($walk as $file) {
+    if ($file->isFile()) {
+        $path = substr($file->getPathname(), strlen($partial) + 1);
+        $files[$path] = ['path' => $path, 'bytes' => $file->getSize(),
+            'sha256' => hash_file('sha256', $file->getPathname())];
+    }
+}
+ksort($files, SORT_STRING);
+$manifest = ['format' => 1, 'site' => $site, 'environment' => $environment,
+    'created_unix' => time(), 'wikis' => [$wiki => ['version' => $version,
+    'latest_edit' => null, 'revisions' => 0, 'files' => array_values($files)]]];
+$json = json_encode($manifest, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES) . "\n";
+if (file_put_contents("$partial/manifest.json.partial", $json) !== strlen($json)
+    || !rename("$partial/manifest.json.partial", "$partial/manifest.json")
+    || !rename($partial, "$root/$name")) {
+    $refuse("could not write the backup $name");
+}
+printf("%s: %d files ready to import as backup %s\n", $wiki, count($files), $name);
+"#;
+
 /// One wiki as a backup pod names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct WikiEntry {
@@ -338,6 +459,9 @@ pub struct Backups {
     dump_arguments: Vec<String>,
     /// The restore pod's fixed parts, as `pod` for a backup.
     restore_pod: PodSpec,
+    /// The import pod's fixed parts: the maintenance template's pod with the restore's steps
+    /// after a `fetch` step.
+    import_pod: PodSpec,
     wikis: Vec<WikiEntry>,
     values: BackupValues,
 }
@@ -519,6 +643,45 @@ impl Backups {
                 ..PodSpec::default()
             }
         };
+        let import_pod = {
+            let fetch = Container {
+                name: "fetch".into(),
+                image: app.image.clone(),
+                image_pull_policy: app.image_pull_policy.clone(),
+                env: Some(vec![variable(NAME_VARIABLE, "")]),
+                volume_mounts: Some(vec![
+                    volume_mount("backups", BACKUPS_DIR, false),
+                    volume_mount("tmp", "/tmp", false),
+                ]),
+                resources: Some(one_process.clone()),
+                security_context: Some(restricted()),
+                ..Container::default()
+            };
+            let check = restore_pod.init_containers.as_ref()?[0].clone();
+            let mut load = restore_pod.containers[0].clone();
+            load.name = "load".into();
+            // The maintenance pod (its app container, private values, PHP settings and cache
+            // router) runs update.php and the rebuilds once the three steps have finished.
+            let mut pod = template.pod.clone();
+            pod.init_containers
+                .get_or_insert_with(Vec::new)
+                .extend([fetch, check, load]);
+            let pod_volumes = pod.volumes.get_or_insert_with(Vec::new);
+            pod_volumes.extend(
+                volumes
+                    .iter()
+                    .filter(|volume| matches!(volume.name.as_str(), "backups" | "media"))
+                    .cloned()
+                    .map(|mut volume| {
+                        if let Some(claim) = &mut volume.persistent_volume_claim {
+                            // The fetch writes the backup; the load writes the media back.
+                            claim.read_only = None;
+                        }
+                        volume
+                    }),
+            );
+            pod
+        };
         let pod = PodSpec {
             init_containers: Some(vec![dump]),
             containers: vec![manifest],
@@ -550,6 +713,7 @@ impl Backups {
                 if database.tls { "tls" } else { "plain" }.into(),
             ],
             restore_pod,
+            import_pod,
             wikis,
             values: values.backup.clone(),
         })
@@ -710,6 +874,123 @@ impl Backups {
             },
             spec: Some(JobSpec {
                 // A restore that failed is looked at by a person, never retried on its own.
+                backoff_limit: Some(0),
+                active_deadline_seconds: settings.deadline_seconds.map(i64::from),
+                ttl_seconds_after_finished: Some(crate::pod::seconds(settings.keep_seconds)),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod),
+                },
+                ..JobSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    /// The Job that imports `wiki` from the dump at `sql` (an http or https URL the cluster
+    /// can reach; gzip when it ends in `.gz`) and, when given, the tar of an `images/`
+    /// directory at `images`; `force` replaces a wiki that already has pages. `id` makes its
+    /// name unique; the name is also that of the backup it leaves on the claim. The caller
+    /// checks that the wiki is the site's ([`Backups::wikis`]) and that the URLs are http(s).
+    pub fn import_job(
+        &self,
+        wiki: &str,
+        sql: &str,
+        images: Option<&str>,
+        force: bool,
+        settings: &JobSettings,
+        id: &str,
+    ) -> Job {
+        let name = maintenance::job_name(JobKind::Import, wiki, id);
+        let mut labels = self.labels(wiki, &settings.user);
+        labels.insert(KIND_LABEL.into(), JobKind::Import.as_str().into());
+        labels.insert(SCRIPT_LABEL.into(), "import".into());
+        let version = self
+            .wikis
+            .iter()
+            .find(|entry| entry.wiki == wiki)
+            .map(|entry| entry.version.clone())
+            .unwrap_or_default();
+        let mut pod = self.import_pod.clone();
+        let init = pod.init_containers.get_or_insert_with(Vec::new);
+        for container in init.iter_mut() {
+            for variable in container.env.iter_mut().flatten() {
+                if variable.name == NAME_VARIABLE {
+                    variable.value = Some(name.clone());
+                }
+            }
+            match container.name.as_str() {
+                "fetch" => {
+                    let mut command = strings(&["php", "-r", IMPORT_FETCH_PHP, "--", BACKUPS_DIR]);
+                    command.extend([
+                        name.clone(),
+                        self.site.clone(),
+                        self.environment.clone(),
+                        wiki.to_string(),
+                        version.clone(),
+                        sql.to_string(),
+                    ]);
+                    command.extend(images.map(str::to_string));
+                    container.command = Some(command);
+                }
+                "check" => {
+                    container.command = Some(strings(&[
+                        "php",
+                        "-r",
+                        RESTORE_CHECK_PHP,
+                        "--",
+                        BACKUPS_DIR,
+                        &name,
+                        RESTORE_PLAN,
+                        wiki,
+                    ]));
+                }
+                "load" => {
+                    let mut args = self.dump_arguments.clone();
+                    args.push(if force { "force" } else { "import" }.into());
+                    args.extend(
+                        self.wikis
+                            .iter()
+                            .map(|entry| format!("{}@{}", entry.wiki, entry.server)),
+                    );
+                    container.args = Some(args);
+                }
+                _ => {}
+            }
+        }
+        // The same three scripts as a local import, one after the other; each line is the
+        // command a `wikikube script` Job would run, made of a wiki name (validated as a
+        // database name) and fixed words, so joining them for sh needs no quoting.
+        let scripts = [
+            ScriptRequest::update(wiki),
+            ScriptRequest {
+                wiki: wiki.to_string(),
+                script: "initSiteStats.php".into(),
+                arguments: vec!["--update".into()],
+            },
+            ScriptRequest {
+                wiki: wiki.to_string(),
+                script: "rebuildrecentchanges.php".into(),
+                arguments: Vec::new(),
+            },
+        ]
+        .iter()
+        .map(|request| request.command_line().join(" "))
+        .collect::<Vec<_>>()
+        .join(" && ");
+        pod.containers[0].command = Some(strings(&["sh", "-c", &format!("set -e; {scripts}")]));
+        Job {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(labels.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(JobSpec {
+                // An import that failed is looked at by a person, never retried on its own.
                 backoff_limit: Some(0),
                 active_deadline_seconds: settings.deadline_seconds.map(i64::from),
                 ttl_seconds_after_finished: Some(crate::pod::seconds(settings.keep_seconds)),

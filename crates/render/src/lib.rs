@@ -195,6 +195,11 @@ pub fn render(site: &ResolvedSite, options: &RenderOptions) -> Result<Rendered, 
         findings.extend(lint::lint_job(&backups.job(&[], &settings, "lint")));
         let restore = backups.restore_job("lint", &[], false, &settings, "lint");
         findings.extend(lint::lint_job(&restore));
+        if let Some(wiki) = backups.wikis().next() {
+            let url = "https://dumps.example.org/lint.sql.gz";
+            let import = backups.import_job(wiki, url, Some(url), false, &settings, "lint");
+            findings.extend(lint::lint_job(&import));
+        }
     }
     let (allowed, refused): (Vec<Finding>, Vec<Finding>) = findings
         .into_iter()

@@ -150,6 +150,8 @@ pub enum JobKind {
     Backup,
     /// A restore of wikis from a backup on the backups claim (`wikikube restore`).
     Restore,
+    /// An import of a wiki from another MediaWiki's dump (`wikikube import`).
+    Import,
 }
 
 impl JobKind {
@@ -161,6 +163,7 @@ impl JobKind {
             JobKind::Install => "install",
             JobKind::Backup => "backup",
             JobKind::Restore => "restore",
+            JobKind::Import => "import",
         }
     }
 }

@@ -399,3 +399,259 @@ fn the_restore_check_step_plans_a_sound_backup_and_refuses_a_damaged_one_by_name
     );
     assert!(!plan.exists(), "no plan, so the load step restores nothing");
 }
+
+#[test]
+fn an_import_job_fetches_checks_and_loads_then_runs_the_scripts_in_the_maintenance_pod() {
+    let rendered = rendered("eqiad");
+    let backups = rendered.backups.as_ref().expect("eqiad has MariaDB");
+    let settings = JobSettings {
+        user: "jane".into(),
+        deadline_seconds: Some(3600),
+        keep_seconds: 600,
+    };
+    let sql = "https://dumps.example.org/dewiki.sql.gz";
+    let images = "https://dumps.example.org/dewiki-images.tar.gz";
+    let job = backups.import_job("dewiki", sql, Some(images), false, &settings, "i1");
+    assert_eq!(job.metadata.name.as_deref(), Some("mwimport-dewiki-i1"));
+    let labels = job.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels[wikikube_render::maintenance::KIND_LABEL], "import");
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(
+        (spec.backoff_limit, spec.active_deadline_seconds),
+        (Some(0), Some(3600))
+    );
+    let pod = spec.template.spec.as_ref().unwrap();
+    let init = pod.init_containers.as_ref().unwrap();
+    let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+    // The cache router starts first as a native sidecar (the scripts use it), then the three
+    // steps in order.
+    assert_eq!(names, ["mcrouter", "fetch", "check", "load"]);
+    let name_of = |container: &k8s_openapi::api::core::v1::Container| {
+        container
+            .env
+            .iter()
+            .flatten()
+            .find(|variable| variable.name == "WIKIKUBE_BACKUP")
+            .and_then(|variable| variable.value.clone())
+    };
+    let fetch = &init[1];
+    assert_eq!(
+        fetch.image.as_deref(),
+        Some("registry.farm.test/wikikube/app:2026-11-25")
+    );
+    assert_eq!(name_of(fetch).as_deref(), Some("mwimport-dewiki-i1"));
+    let command = fetch.command.as_ref().unwrap();
+    assert_eq!(
+        command[5..],
+        [
+            "mwimport-dewiki-i1",
+            "farm",
+            "eqiad",
+            "dewiki",
+            "1.39.17-wmf.2",
+            sql,
+            images
+        ]
+    );
+    let check = &init[2];
+    assert_eq!(name_of(check).as_deref(), Some("mwimport-dewiki-i1"));
+    assert_eq!(
+        check.command.as_ref().unwrap()[5..],
+        [
+            "mwimport-dewiki-i1",
+            wikikube_render::backup::RESTORE_PLAN,
+            "dewiki"
+        ]
+    );
+    let load = &init[3];
+    assert_eq!(
+        load.image.as_deref(),
+        Some("registry.farm.test/wikikube/base-mariadb:2026-11-25")
+    );
+    assert_eq!(load.args.as_ref().unwrap()[3], "import");
+    assert!(load
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|mount| mount.name == "media" && mount.read_only == Some(false)));
+    let app = &pod.containers[0];
+    assert_eq!(app.name, "app");
+    let script = app.command.as_ref().unwrap().join(" ");
+    for step in [
+        "dewiki maintenance/update.php --quick",
+        "dewiki maintenance/initSiteStats.php --update",
+        "dewiki maintenance/rebuildrecentchanges.php",
+    ] {
+        assert!(script.contains(step), "{script}");
+    }
+    // The fetch writes the backup onto the claim, and the load writes the media back.
+    for volume in ["backups", "media"] {
+        let claim = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == volume)
+            .and_then(|v| v.persistent_volume_claim.as_ref())
+            .unwrap_or_else(|| panic!("no {volume} claim"));
+        assert_ne!(claim.read_only, Some(true), "{volume}");
+    }
+    let forced = backups.import_job("dewiki", sql, None, true, &settings, "i2");
+    let pod = forced.spec.unwrap().template.spec.unwrap();
+    let init = pod.init_containers.unwrap();
+    assert_eq!(init[3].args.as_ref().unwrap()[3], "force");
+    assert_eq!(init[1].command.as_ref().unwrap().len(), 11, "no images URL");
+}
+
+/// A directory served over HTTP on loopback by Python's http.server (the cluster's web server
+/// or object store in this test), stopped when dropped.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Served {
+    fn start(dir: &Path) -> Served {
+        let port = wikikube_test_support::free_port();
+        let mut child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        wikikube_test_support::wait_listening(port, &mut child, "python3 -m http.server");
+        Served { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fetch_step(root: &Path, name: &str, sql: &str, images: Option<&str>) -> std::process::Output {
+    Command::new("php")
+        .args(["-r", wikikube_render::backup::IMPORT_FETCH_PHP, "--"])
+        .arg(root)
+        .args([name, "farm", "eqiad", "dewiki", "1.39.17-wmf.1", sql])
+        .args(images)
+        .output()
+        .expect("php8.2-cli with php8.2-curl (scripts/install-packages installs them)")
+}
+
+#[test]
+fn the_import_fetch_step_downloads_a_dump_and_images_into_a_backup_the_check_step_accepts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let served = scratch.path().join("served");
+    let images = served.join("images");
+    fs::create_dir_all(images.join("a/ab")).unwrap();
+    fs::create_dir_all(images.join("thumb/a/ab/Photo.png")).unwrap();
+    let photo = [0x89, b'P', b'N', b'G', 13, 10, 0, 7];
+    fs::write(images.join("a/ab/Photo.png"), photo).unwrap();
+    fs::write(images.join("thumb/a/ab/Photo.png/50px-Photo.png"), b"thumb").unwrap();
+    let sql = "CREATE TABLE page (page_id int);\nINSERT INTO page VALUES (1);\n";
+    fs::write(served.join("dewiki.sql"), sql).unwrap();
+    let gzip = Command::new("gzip")
+        .arg("dewiki.sql")
+        .current_dir(&served)
+        .status()
+        .unwrap();
+    assert!(gzip.success());
+    // As an operator makes it: `tar czf images.tar.gz images` (one top directory).
+    let tar = Command::new("tar")
+        .args(["czf", "images.tar.gz", "images"])
+        .current_dir(&served)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    fs::write(served.join("not-a-tar.tar.gz"), b"plain text").unwrap();
+    let server = Served::start(&served);
+    let root = scratch.path().join("backups");
+    fs::create_dir_all(&root).unwrap();
+
+    let output = fetch_step(
+        &root,
+        "mwimport-dewiki-i1",
+        &server.url("dewiki.sql.gz"),
+        Some(&server.url("images.tar.gz")),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("dewiki: 3 files ready to import as backup mwimport-dewiki-i1"),
+        "{stdout}"
+    );
+    let dir = root.join("mwimport-dewiki-i1");
+    assert_eq!(
+        fs::read_to_string(dir.join("dewiki/database.sql")).unwrap(),
+        sql
+    );
+    assert_eq!(
+        fs::read(dir.join("dewiki/media/public/a/ab/Photo.png")).unwrap(),
+        photo
+    );
+    let manifest = wikikube_backup::Manifest::read(&dir).unwrap();
+    manifest.verify(&dir, "dewiki").unwrap();
+    let wiki = &manifest.wikis["dewiki"];
+    assert_eq!((wiki.revisions, wiki.latest_edit.as_deref()), (0, None));
+    assert_eq!(wiki.version, "1.39.17-wmf.1");
+    // The restore's check step plans it: no edit to compare with, so the load decides by the
+    // wiki's revision count (`import`).
+    let plan = scratch.path().join("plan");
+    let checked = check_step(&root, "mwimport-dewiki-i1", &plan, &["dewiki"]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(fs::read_to_string(&plan).unwrap(), "dewiki\tNULL\n");
+
+    // A plain dump, no images.
+    fs::write(served.join("plain.sql"), sql).unwrap();
+    let output = fetch_step(&root, "mwimport-dewiki-i2", &server.url("plain.sql"), None);
+    assert!(output.status.success());
+    let dir = root.join("mwimport-dewiki-i2");
+    assert_eq!(
+        fs::read_to_string(dir.join("dewiki/database.sql")).unwrap(),
+        sql
+    );
+    assert!(!dir.join("dewiki/media").exists());
+
+    // A URL the server does not have, and a tar that is none: exit 2 naming the URL, and
+    // nothing left on the claim.
+    for (name, sql_url, images_url, expected) in [
+        (
+            "mwimport-dewiki-i3",
+            server.url("missing.sql.gz"),
+            None,
+            "cannot download",
+        ),
+        (
+            "mwimport-dewiki-i4",
+            server.url("dewiki.sql.gz"),
+            Some(server.url("not-a-tar.tar.gz")),
+            "is not a tar of MediaWiki's images directory",
+        ),
+    ] {
+        let output = fetch_step(&root, name, &sql_url, images_url.as_deref());
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected) && stderr.contains("nothing was imported"),
+            "{stderr}"
+        );
+        assert!(!root.join(name).exists(), "{name}");
+        assert!(!root.join(format!(".{name}.partial")).exists(), "{name}");
+    }
+}

@@ -64,14 +64,19 @@ fn site_files(site: &wikikube_model::ResolvedSite, name: &str, out: &Path) -> Ve
         std::fs::write(&path, serde_yaml_ng::to_string(&install).unwrap()).unwrap();
         files.push(path);
     }
-    // So are the backup and restore Jobs of `wikikube backup` and `wikikube restore`.
+    // So are the backup, restore and import Jobs of `wikikube backup`, `restore` and `import`.
     if let Some(backups) = &rendered.backups {
         let settings = Default::default();
+        let url = "https://dumps.example.org/enwiki.sql.gz";
         for (file, job) in [
             ("999-job-backup.yaml", backups.job(&[], &settings, "1")),
             (
                 "999-job-restore.yaml",
                 backups.restore_job("mwbackup-all-1", &[], false, &settings, "2"),
+            ),
+            (
+                "999-job-import.yaml",
+                backups.import_job("enwiki", url, Some(url), false, &settings, "3"),
             ),
         ] {
             let path = dir.join(file);
@@ -92,7 +97,11 @@ fn every_environment_validates_strictly_against_the_supported_kubernetes_version
     // eqiad with sessions in Redis: the redis-proxy container and its Secret volume.
     let (_dir, with_redis) = common::site_with_redis("eqiad");
     files.extend(site_files(&with_redis, "eqiad-redis", scratch.path()));
-    for checked in ["999-job-restore.yaml", "-configmap-mw-web-main-redis-proxy"] {
+    for checked in [
+        "999-job-restore.yaml",
+        "999-job-import.yaml",
+        "-configmap-mw-web-main-redis-proxy",
+    ] {
         assert!(
             files
                 .iter()

@@ -17,8 +17,8 @@ pub struct BackupSite {
     /// The site directory.
     #[arg(value_name = "SITE_DIR", default_value = ".")]
     site_dir: PathBuf,
-    /// The environment. In a Kubernetes environment backups and restores run as Jobs on the
-    /// site's backups volume; importing there is not built yet.
+    /// The environment. In a Kubernetes environment backups, restores and imports run as Jobs
+    /// on the site's backups volume.
     #[arg(long = "env", short = 'e', value_name = "ENV", default_value = "local")]
     environment: String,
     /// The directory config management writes private values into [default: SITE_DIR/private].
@@ -35,7 +35,8 @@ pub struct WikiChoice {
 }
 
 impl BackupSite {
-    fn load_any(&self) -> anyhow::Result<wikikube_model::ResolvedSite> {
+    /// The site in the chosen environment, local or Kubernetes.
+    fn load(&self) -> anyhow::Result<wikikube_model::ResolvedSite> {
         let options = wikikube_model::LoadOptions {
             private_dir: self.private_dir.clone(),
         };
@@ -44,22 +45,6 @@ impl BackupSite {
             &self.environment,
             &options,
         )?)
-    }
-
-    /// The site, in a local environment only.
-    fn load(&self, what: &str) -> anyhow::Result<wikikube_model::ResolvedSite> {
-        let site = self.load_any()?;
-        if site.environment.kind != wikikube_model::EnvironmentKind::Local {
-            bail!(
-                "environment {} is a Kubernetes environment: {what} a cluster's wikis is not \
-                 built yet (`wikikube backup --env {}` and `wikikube restore` do run there, on \
-                 the site's backups volume); use a local environment, or the database servers' \
-                 own tools",
-                self.environment,
-                self.environment
-            );
-        }
-        Ok(site)
     }
 }
 
@@ -104,7 +89,7 @@ pub struct BackupArgs {
 
 /// Writes the backup.
 pub fn backup(args: &BackupArgs) -> anyhow::Result<u8> {
-    let site = args.site.load_any()?;
+    let site = args.site.load()?;
     if site.environment.kind != wikikube_model::EnvironmentKind::Local {
         return backup_in_cluster(&site, args);
     }
@@ -322,7 +307,7 @@ pub struct RestoreArgs {
 
 /// Restores.
 pub fn restore(args: &RestoreArgs) -> anyhow::Result<u8> {
-    let site = args.site.load_any()?;
+    let site = args.site.load()?;
     if site.environment.kind != wikikube_model::EnvironmentKind::Local {
         return restore_in_cluster(&site, args);
     }
@@ -406,23 +391,43 @@ fn restore_in_cluster(
 /// rebuild its site statistics and recent changes.
 ///
 /// A dump that does not load is refused with MariaDB's message and the wiki stays as it was. A
-/// wiki with pages beyond its installation's first revision is refused unless --force. The
-/// local farm must be running.
+/// wiki with pages beyond its installation's first revision is refused unless --force.
+///
+/// Locally the farm must be running, and --sql and --images are a file and a directory on this
+/// machine. In a Kubernetes environment the import runs as a Job in the environment's first
+/// cluster (or --cluster), which downloads them itself: --sql is an http(s) URL of the dump
+/// and --images one of a tar (or .tar.gz) of the images/ directory; the Job keeps them on the
+/// site's backups volume as a backup named after it (`mwimport-...`), checks them as a restore
+/// does, loads the database, copies the media (when the site keeps them on a volume) and runs
+/// update.php and the rebuilds.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  wikikube import dewiki --sql dewiki.sql.gz --images /srv/old-wiki/images\n  \
+                        wikikube import dewiki --env eqiad --sql https://dumps.example.org/dewiki.sql.gz \\\n    \
+                        --images https://dumps.example.org/dewiki-images.tar.gz"
+)]
 pub struct ImportArgs {
     /// The wiki to load into (its database name, `enwiki`).
     wiki: String,
     #[command(flatten)]
     site: BackupSite,
-    /// The SQL dump of the wiki's database (`mysqldump DB`), plain or gzip-compressed (`.gz`).
-    #[arg(long, value_name = "DUMP")]
+    /// The SQL dump of the wiki's database (`mysqldump DB`), plain or gzip-compressed (`.gz`):
+    /// a file locally, an http(s) URL the cluster can reach in a Kubernetes environment.
+    #[arg(long, value_name = "DUMP|URL")]
     sql: PathBuf,
-    /// The wiki's images/ directory (uploads in MediaWiki's hashed layout).
-    #[arg(long, value_name = "DIR")]
+    /// The wiki's images/ directory (uploads in MediaWiki's hashed layout) locally; in a
+    /// Kubernetes environment an http(s) URL of a tar or .tar.gz of it.
+    #[arg(long, value_name = "DIR|URL")]
     images: Option<PathBuf>,
     /// Replace a wiki that already has pages.
     #[arg(long)]
     force: bool,
+    /// The cluster to run the import Job in [default: the environment's first] (clusters only).
+    #[arg(long, value_name = "NAME")]
+    cluster: Option<String>,
+    /// Stop the import Job after this many seconds (clusters only).
+    #[arg(long, value_name = "SECONDS")]
+    deadline: Option<u32>,
     /// Print what was imported as JSON.
     #[arg(long)]
     json: bool,
@@ -430,7 +435,13 @@ pub struct ImportArgs {
 
 /// Imports.
 pub fn import(args: &ImportArgs) -> anyhow::Result<u8> {
-    let site = args.site.load("importing into")?;
+    let site = args.site.load()?;
+    if site.environment.kind != wikikube_model::EnvironmentKind::Local {
+        return import_in_cluster(&site, args);
+    }
+    if args.cluster.is_some() || args.deadline.is_some() {
+        bail!("--cluster and --deadline are for Kubernetes environments");
+    }
     let imported = wikikube_local::import::import(
         &site,
         &args.wiki,
@@ -448,4 +459,85 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<u8> {
         ))?;
     }
     Ok(exit::OK)
+}
+
+/// A URL a cluster's Job can download, or an error saying what --sql or --images takes there.
+fn cluster_url(option: &str, value: &std::path::Path) -> anyhow::Result<String> {
+    let text = value.to_string_lossy();
+    if (text.starts_with("https://") || text.starts_with("http://"))
+        && !text.contains(char::is_whitespace)
+    {
+        return Ok(text.into_owned());
+    }
+    bail!(
+        "in a Kubernetes environment {option} is an http(s) URL that the cluster can reach (the \
+         import Job downloads it), not `{text}`: put the file on a web server or object store \
+         first, or import into a local environment"
+    )
+}
+
+/// A cluster's import: one Job, run to its end.
+fn import_in_cluster(site: &wikikube_model::ResolvedSite, args: &ImportArgs) -> anyhow::Result<u8> {
+    let rendered = wikikube_render::render(site, &wikikube_render::RenderOptions::default())?;
+    let Some(backups) = &rendered.backups else {
+        bail!(
+            "environment {} has no MariaDB/MySQL databases and enabled main release to import \
+             into",
+            site.environment_name
+        );
+    };
+    known_wikis(backups, std::slice::from_ref(&args.wiki))?;
+    let sql = cluster_url("--sql", &args.sql)?;
+    let images = args
+        .images
+        .as_deref()
+        .map(|images| cluster_url("--images", images))
+        .transpose()?;
+    let in_swift = site
+        .deployments
+        .iter()
+        .flat_map(|deployment| &deployment.releases)
+        .any(|release| release.values.media.storage == wikikube_model::MediaStorage::Swift);
+    if images.is_some() && in_swift {
+        bail!(
+            "environment {} keeps media in Swift, and a cluster's import copies images only to a \
+             media volume; nothing was imported. Import the images with MediaWiki's \
+             importImages.php (`wikikube script`), or import into a local environment on Swift",
+            site.environment_name
+        );
+    }
+    let job = backups.import_job(
+        &args.wiki,
+        &sql,
+        images.as_deref(),
+        args.force,
+        &job_settings(args.deadline),
+        &wikikube_deploy::jobs::run_id(),
+    );
+    let run = run_job(site, args.cluster.as_deref(), &job, args.json)?;
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let volume = wikikube_render::naming::backups(site);
+    if args.json {
+        let mut value = serde_json::to_value(&run.report)?;
+        value["wiki"] = serde_json::json!(args.wiki);
+        value["backup"] = serde_json::json!(name);
+        value["volume"] = serde_json::json!(volume);
+        value["output"] = serde_json::json!(run.lines);
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+    } else if run.succeeded() {
+        let mut text = run.output_text();
+        text.push_str(&format!(
+            "imported {} in cluster {} ({:.0} s): schema updated, statistics and recent changes \
+             rebuilt; the dump is kept as backup {name} on volume {volume}\n",
+            args.wiki, run.report.cluster, run.report.seconds
+        ));
+        super::print(&text)?;
+    } else {
+        run.report_failure(&site.spec.site.namespace, "fetch");
+    }
+    Ok(if run.succeeded() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
 }
