@@ -6,9 +6,9 @@
 //! error is MariaDB's own. Then the images directory (MediaWiki's `images/`, hashed
 //! subdirectories and `thumb/`) becomes the wiki's media, `update.php` brings the schema to the
 //! wiki's MediaWiki version (a dump of an older MediaWiki is upgraded), and the site statistics
-//! and recent changes are rebuilt from the imported pages.
+//! and recent changes are rebuilt from the imported pages. An XML dump goes through MediaWiki's
+//! own `importDump.php` instead ([`import_xml`]).
 
-use std::io::Read;
 use std::path::Path;
 
 use wikikube_model::ResolvedSite;
@@ -63,18 +63,7 @@ pub fn import(
         }
     }
     let scratch = tempfile::tempdir().map_err(Error::io(&std::env::temp_dir()))?;
-    let sql = if dump.extension().is_some_and(|ext| ext == "gz") {
-        let plain = scratch.path().join("dump.sql");
-        let file = std::fs::File::open(dump).map_err(Error::io(dump))?;
-        let mut text = Vec::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut text)
-            .map_err(Error::io(dump))?;
-        std::fs::write(&plain, text).map_err(Error::io(&plain))?;
-        plain
-    } else {
-        dump.to_path_buf()
-    };
+    let sql = uncompressed(dump, scratch.path())?;
     database.load(wiki, &sql)?;
     drop(scratch);
 
@@ -82,8 +71,70 @@ pub fn import(
     if let (Some(images), Some(media)) = (images, media) {
         media_files = media.replace(wiki, Part::Public, images)?;
     }
-    for request in [
-        ScriptRequest::update(wiki),
+    rebuild(site, wiki, true)?;
+    let revisions = database.edits(wiki)?.map_or(0, |(_, count)| count);
+    Ok(Imported {
+        wiki: wiki.to_string(),
+        revisions,
+        media_files,
+    })
+}
+
+/// Imports the pages of an XML dump (`dumpBackup.php`, Special:Export; plain or `.gz`) into
+/// `wiki` with MediaWiki's `importDump.php`, which adds their revisions to the wiki's history
+/// (a page that exists keeps its own revisions beside the imported ones), then rebuilds the
+/// site statistics and recent changes. Nothing is replaced, so no `--force` is needed.
+pub fn import_xml(site: &ResolvedSite, wiki: &str, dump: &Path) -> Result<Imported, Error> {
+    crate::script::check_wiki(site, wiki)?;
+    let database = Database::of(site)?;
+    let scratch = tempfile::tempdir().map_err(Error::io(&std::env::temp_dir()))?;
+    let xml = uncompressed(dump, scratch.path())?;
+    let input = std::fs::File::open(&xml).map_err(Error::io(&xml))?;
+    let request = ScriptRequest {
+        wiki: wiki.to_string(),
+        script: "importDump.php".into(),
+        arguments: Vec::new(),
+    };
+    let output = crate::script::output_with_input(site, &request, input)?;
+    if !output.status.success() {
+        return Err(Error::Backup(format!(
+            "importDump.php could not import {} into {wiki}:\n{}{}",
+            dump.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    drop(scratch);
+    rebuild(site, wiki, false)?;
+    let revisions = database.edits(wiki)?.map_or(0, |(_, count)| count);
+    Ok(Imported {
+        wiki: wiki.to_string(),
+        revisions,
+        media_files: 0,
+    })
+}
+
+/// `dump` itself, or its gunzipped copy in `scratch` when its name ends in `.gz`.
+fn uncompressed(dump: &Path, scratch: &Path) -> Result<std::path::PathBuf, Error> {
+    if dump.extension().is_none_or(|ext| ext != "gz") {
+        return Ok(dump.to_path_buf());
+    }
+    let plain = scratch.join("dump");
+    let file = std::fs::File::open(dump).map_err(Error::io(dump))?;
+    let mut out = std::fs::File::create(&plain).map_err(Error::io(&plain))?;
+    std::io::copy(&mut flate2::read::GzDecoder::new(file), &mut out).map_err(Error::io(dump))?;
+    Ok(plain)
+}
+
+/// What MediaWiki derives from the pages, rebuilt after an import: the schema brought to the
+/// wiki's version first when `update` (a SQL dump can be of an older MediaWiki), then the site
+/// statistics and recent changes.
+fn rebuild(site: &ResolvedSite, wiki: &str, update: bool) -> Result<(), Error> {
+    let mut requests = Vec::new();
+    if update {
+        requests.push(ScriptRequest::update(wiki));
+    }
+    requests.extend([
         ScriptRequest {
             wiki: wiki.to_string(),
             script: "initSiteStats.php".into(),
@@ -94,7 +145,8 @@ pub fn import(
             script: "rebuildrecentchanges.php".into(),
             arguments: Vec::new(),
         },
-    ] {
+    ]);
+    for request in requests {
         let output = crate::script::output(site, &request)?;
         if !output.status.success() {
             return Err(Error::Backup(format!(
@@ -105,10 +157,5 @@ pub fn import(
             )));
         }
     }
-    let revisions = database.edits(wiki)?.map_or(0, |(_, count)| count);
-    Ok(Imported {
-        wiki: wiki.to_string(),
-        revisions,
-        media_files,
-    })
+    Ok(())
 }

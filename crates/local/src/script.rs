@@ -77,6 +77,18 @@ pub fn output(site: &ResolvedSite, request: &ScriptRequest) -> Result<Output, Er
         .map_err(spawn_error)
 }
 
+/// Runs the script with `input` as its standard input and collects what it printed.
+pub fn output_with_input(
+    site: &ResolvedSite,
+    request: &ScriptRequest,
+    input: std::fs::File,
+) -> Result<Output, Error> {
+    command(site, request)?
+        .stdin(Stdio::from(input))
+        .output()
+        .map_err(spawn_error)
+}
+
 fn spawn_error(error: std::io::Error) -> Error {
     match error.kind() {
         std::io::ErrorKind::NotFound => Error::PodmanMissing,

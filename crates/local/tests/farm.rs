@@ -802,6 +802,40 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let error = wikikube_local::import::import(&site, "enwiki", &broken, None, true).unwrap_err();
     assert!(error.to_string().contains("ERROR"), "{error}");
     assert_eq!(read_page(), text);
+    // An XML dump (dumpBackup.php of enwiki, gzip-compressed) adds its pages to commonswiki
+    // through importDump.php, beside commonswiki's own.
+    let exported = wikikube_local::script::output(
+        &site,
+        &wikikube_local::script::ScriptRequest {
+            wiki: "enwiki".into(),
+            script: "dumpBackup.php".into(),
+            arguments: vec!["--full".into(), "--quiet".into()],
+        },
+    )
+    .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    let xml = scratch.path().join("enwiki-pages.xml.gz");
+    {
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(
+            std::fs::File::create(&xml).unwrap(),
+            flate2::Compression::default(),
+        );
+        gzip.write_all(&exported.stdout).unwrap();
+        gzip.finish().unwrap();
+    }
+    let before = manifest.wikis["commonswiki"].revisions;
+    let imported = wikikube_local::import::import_xml(&site, "commonswiki", &xml).unwrap();
+    assert!(imported.revisions > before, "{imported:?}");
+    let commons_copy = api(&[
+        &HTTP.to_string(),
+        "media.farm.test",
+        "Admin",
+        &password,
+        "read",
+        "Wikikube test",
+    ]);
+    assert_eq!(commons_copy, text);
 
     let status = wikikube_local::status(&site, &rendered, &state).unwrap();
     assert!(

@@ -393,6 +393,10 @@ fn restore_in_cluster(
 /// A dump that does not load is refused with MariaDB's message and the wiki stays as it was. A
 /// wiki with pages beyond its installation's first revision is refused unless --force.
 ///
+/// --xml takes an XML dump instead (Special:Export, dumpBackup.php; local environments): its
+/// pages are added with MediaWiki's importDump.php, beside the wiki's own, and the statistics
+/// and recent changes rebuilt.
+///
 /// Locally the farm must be running, and --sql and --images are a file and a directory on this
 /// machine. In a Kubernetes environment the import runs as a Job in the environment's first
 /// cluster (or --cluster), which downloads them itself: --sql is an http(s) URL of the dump
@@ -401,8 +405,10 @@ fn restore_in_cluster(
 /// does, loads the database, copies the media (when the site keeps them on a volume) and runs
 /// update.php and the rebuilds.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("dump").required(true).args(["sql", "xml"])))]
 #[command(
     after_help = "Examples:\n  wikikube import dewiki --sql dewiki.sql.gz --images /srv/old-wiki/images\n  \
+                        wikikube import dewiki --xml pages-export.xml.gz\n  \
                         wikikube import dewiki --env eqiad --sql https://dumps.example.org/dewiki.sql.gz \\\n    \
                         --images https://dumps.example.org/dewiki-images.tar.gz"
 )]
@@ -414,7 +420,11 @@ pub struct ImportArgs {
     /// The SQL dump of the wiki's database (`mysqldump DB`), plain or gzip-compressed (`.gz`):
     /// a file locally, an http(s) URL the cluster can reach in a Kubernetes environment.
     #[arg(long, value_name = "DUMP|URL")]
-    sql: PathBuf,
+    sql: Option<PathBuf>,
+    /// An XML dump of pages (Special:Export, dumpBackup.php), plain or `.gz`, added to the
+    /// wiki's pages with importDump.php (local environments).
+    #[arg(long, value_name = "DUMP", conflicts_with_all = ["images", "force"])]
+    xml: Option<PathBuf>,
     /// The wiki's images/ directory (uploads in MediaWiki's hashed layout) locally; in a
     /// Kubernetes environment an http(s) URL of a tar or .tar.gz of it.
     #[arg(long, value_name = "DIR|URL")]
@@ -442,13 +452,17 @@ pub fn import(args: &ImportArgs) -> anyhow::Result<u8> {
     if args.cluster.is_some() || args.deadline.is_some() {
         bail!("--cluster and --deadline are for Kubernetes environments");
     }
-    let imported = wikikube_local::import::import(
-        &site,
-        &args.wiki,
-        &args.sql,
-        args.images.as_deref(),
-        args.force,
-    )?;
+    let imported = match (&args.sql, &args.xml) {
+        (Some(sql), _) => wikikube_local::import::import(
+            &site,
+            &args.wiki,
+            sql,
+            args.images.as_deref(),
+            args.force,
+        )?,
+        (None, Some(xml)) => wikikube_local::import::import_xml(&site, &args.wiki, xml)?,
+        (None, None) => bail!("--sql or --xml names the dump"),
+    };
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&imported)?))?;
     } else {
@@ -487,7 +501,13 @@ fn import_in_cluster(site: &wikikube_model::ResolvedSite, args: &ImportArgs) -> 
         );
     };
     known_wikis(backups, std::slice::from_ref(&args.wiki))?;
-    let sql = cluster_url("--sql", &args.sql)?;
+    let Some(sql) = &args.sql else {
+        bail!(
+            "in a Kubernetes environment an import takes a SQL dump (--sql URL); XML dumps \
+             (--xml) are imported in local environments"
+        );
+    };
+    let sql = cluster_url("--sql", sql)?;
     let images = args
         .images
         .as_deref()
