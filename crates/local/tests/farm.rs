@@ -836,6 +836,54 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         "Wikikube test",
     ]);
     assert_eq!(commons_copy, text);
+    // A dump of an older MediaWiki (1.35, from Debian bullseye: tests/fixtures) and its images
+    // directory: update.php upgrades the schema to the wiki's 1.39, and the page, its history
+    // and its image are there.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let old_images = fixtures.join("mediawiki-1.35-images");
+    let imported = wikikube_local::import::import(
+        &site,
+        "dewiki",
+        &fixtures.join("mediawiki-1.35.sql.gz"),
+        Some(&old_images),
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        (imported.revisions, imported.media_files),
+        (4, 1),
+        "{imported:?}"
+    );
+    let old_page = api(&[
+        &HTTP.to_string(),
+        "de.farm.test",
+        "Admin",
+        &password,
+        "read",
+        "Old page",
+    ]);
+    assert_eq!(
+        old_page,
+        "A page of MediaWiki 1.35, edited again. [[File:Old image.png|40px]]"
+    );
+    let (status, old_html) = get(HTTP, "de.farm.test", "/wiki/Old_page");
+    assert_eq!(status, 200, "{old_html}");
+    let old_thumbnail = link(
+        &old_html,
+        "src",
+        "/images/dewiki/thumb/",
+        "/40px-Old_image.png",
+    );
+    let (status, bytes, _) = get_bytes(HTTP, "de.farm.test", &old_thumbnail);
+    assert_eq!((status.as_str(), png_width(&bytes)), ("200", 40));
+    let (status, bytes, _) = get_bytes(HTTP, "de.farm.test", "/images/dewiki/a/ae/Old_image.png");
+    assert_eq!(
+        (status.as_str(), bytes),
+        (
+            "200",
+            std::fs::read(old_images.join("a/ae/Old_image.png")).unwrap()
+        )
+    );
 
     let status = wikikube_local::status(&site, &rendered, &state).unwrap();
     assert!(
