@@ -14,7 +14,7 @@
 //! of changes. With an empty cache (a fresh machine) there is no base, and every group is one
 //! whole layer: the digests of a build that knows nothing of deltas.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -61,6 +61,11 @@ pub struct Options {
     /// Build every group whole, ignoring the recorded base (the digests a fresh machine
     /// gets), and record that as the base of the next build.
     pub rebase: bool,
+    /// The base images wanted as images of their own, by name (`base-swift`); `None` for every
+    /// base of build.toml. `wikikube up` names the bases its pods run, so a farm without Swift
+    /// or Redis never builds their rootfs. The bases other images stand on (`base-php`,
+    /// `base-httpd`, [`BINARY_BASE`]) are built either way.
+    pub bases_in_use: Option<BTreeSet<String>>,
 }
 
 /// The base of the images of the project's own programs: the smallest base the site already
@@ -201,6 +206,12 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
     let mut named = BTreeMap::new();
     let mut referrers = BTreeMap::new();
     for (name, base) in builder.config.bases.clone() {
+        let needed_by_others = matches!(name.as_str(), "base-php" | "base-httpd" | BINARY_BASE);
+        if let Some(in_use) = &options.bases_in_use {
+            if !needed_by_others && !in_use.contains(&name) {
+                continue;
+            }
+        }
         let run = RunConfig {
             cmd: base.cmd.clone(),
             expose: base.expose.clone(),
