@@ -279,12 +279,16 @@ pub fn validate(site: &ResolvedSite) -> Result<(), Error> {
             check_ranges(&release.values, &fail)?;
             let pools = &release.values.memcached.pools;
             if !pools.is_empty() && !pools.contains_key(datacenter) {
+                // Reported at a pool the site wrote, as for Redis: `memcached.pools` itself
+                // was made by the defaults.
+                let written = pools.keys().next().map(String::as_str).unwrap_or("");
                 return Err(fail(
                     ErrorKind::Inconsistent,
-                    "memcached.pools",
+                    &format!("memcached.pools.{written}"),
                     format!(
                         "the environment runs in datacenter `{datacenter}`, but memcached.pools \
-                         has no pool for it (pools: {})",
+                         has no pool for it (pools: {}); add `[memcached.pools.{datacenter}]` \
+                         with its servers",
                         one_of(&pools.keys().collect::<Vec<_>>())
                     ),
                 ));

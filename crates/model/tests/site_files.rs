@@ -983,6 +983,20 @@ fn every_broken_site_is_refused_where_it_is_wrong() {
             says: &["lifecycle.pre_stop_seconds", "at least 210"],
         },
         Broken {
+            what: "memcached pools without one for the environment's datacenter",
+            file: "environments/production.toml",
+            from: Some(
+                "eqiad = { servers = [\"mc1001.eqiad.farm.test:11211\", \
+                 \"mc1002.eqiad.farm.test:11211\", \"mc1003.eqiad.farm.test:11211\"] }",
+            ),
+            text: "# no pool in eqiad yet",
+            environment: "eqiad",
+            kind: ErrorKind::Inconsistent,
+            at_file: "production.toml",
+            at_line: Some("codfw = { servers"),
+            says: &["memcached.pools", "`eqiad`", "[memcached.pools.eqiad]"],
+        },
+        Broken {
             what: "Redis pools without one for the environment's datacenter",
             file: "environments/production.toml",
             from: None,
