@@ -6,6 +6,8 @@
 # Usage: bench/edge.sh [SECONDS_PER_RUN] [ROUNDS]   (default 3 s, 3 rounds)
 # Each case alternates edge and haproxy ROUNDS times and reports the medians, so that load
 # from other processes on a shared machine hits both alike.
+# Environment: EDGE_BIN (a prebuilt edge binary; skips the release build, e.g. to compare two
+# builds with the same command), IDLE_CONNECTIONS.
 # Needs: wrk, haproxy, openssl, curl, python3, and h2load (nghttp2-client) for the HTTP/2 rows.
 # Prints one table with requests/s and p99 latency per case and the edge/haproxy ratios, the
 # memory each proxy takes per idle TLS connection (RSS growth over IDLE_CONNECTIONS, default
@@ -31,9 +33,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building edge (release)..." >&2
-(cd "$ROOT" && cargo build --release -p edge --quiet)
-EDGE=$CARGO_TARGET_DIR/release/edge
+if [ -z "${EDGE_BIN:-}" ]; then
+    echo "building edge (release)..." >&2
+    (cd "$ROOT" && cargo build --release -p edge --quiet)
+fi
+EDGE=${EDGE_BIN:-$CARGO_TARGET_DIR/release/edge}
 
 # One self-signed ECDSA P-256 certificate for both proxies.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
