@@ -227,14 +227,12 @@ pub fn config_files(site: &ResolvedSite) -> Files {
     for script in ENTRY_POINTS {
         // With Swift, httpd hands a missing thumbnail to thumb_handler.php as the error
         // document of Swift's 404, and keeps that 404 unless PHP names a status of its own;
-        // php-fpm names none for a 200, so a thumbnail made here says its 200 explicitly (a
-        // failure keeps MediaWiki's own status).
+        // php-fpm names none for a 200, so a thumbnail made here says its 200 explicitly.
+        // A failure keeps MediaWiki's status: MediaWiki sets every other status with a status
+        // line (`HTTP/1.1 404 Not Found`, HttpStatus::header), which php-fpm sends in place of
+        // this header. (A header callback would not do: MediaWiki registers the only one.)
         let status = if *script == "thumb_handler.php" {
-            "header_register_callback(function () {\n    \
-                 if (http_response_code() === 200) {\n        \
-                     header('Status: 200 OK');\n    \
-                 }\n\
-             });\n"
+            "header('Status: 200 OK');\n"
         } else {
             ""
         };
