@@ -134,18 +134,7 @@ fn rebuild(site: &ResolvedSite, wiki: &str, update: bool) -> Result<(), Error> {
     if update {
         requests.push(ScriptRequest::update(wiki));
     }
-    requests.extend([
-        ScriptRequest {
-            wiki: wiki.to_string(),
-            script: "initSiteStats.php".into(),
-            arguments: vec!["--update".into()],
-        },
-        ScriptRequest {
-            wiki: wiki.to_string(),
-            script: "rebuildrecentchanges.php".into(),
-            arguments: Vec::new(),
-        },
-    ]);
+    requests.extend(ScriptRequest::rebuilds(wiki));
     for request in requests {
         let output = crate::script::output(site, &request)?;
         if !output.status.success() {

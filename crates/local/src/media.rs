@@ -243,6 +243,10 @@ impl Swift {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout_read(Duration::from_secs(120))
+            // A connection per request: Swift's proxy (eventlet) closed a kept-alive connection
+            // after a container HEAD, and an upload sent on it read an empty status line (an
+            // upload with its body cannot be retried). Connections to a local Swift are cheap.
+            .max_idle_connections(0)
             .build();
         let response = agent
             .get(&format!("{}/v1.0", auth_url.trim_end_matches('/')))

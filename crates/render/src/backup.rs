@@ -865,29 +865,12 @@ impl Backups {
                 .map(|entry| format!("{}@{}", entry.wiki, entry.server)),
         );
         load.args = Some(args);
-        Job {
-            metadata: ObjectMeta {
-                name: Some(maintenance::job_name(JobKind::Restore, wiki, id)),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(labels.clone()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(JobSpec {
-                // A restore that failed is looked at by a person, never retried on its own.
-                backoff_limit: Some(0),
-                active_deadline_seconds: settings.deadline_seconds.map(i64::from),
-                ttl_seconds_after_finished: Some(crate::pod::seconds(settings.keep_seconds)),
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(labels),
-                        ..ObjectMeta::default()
-                    }),
-                    spec: Some(pod),
-                },
-                ..JobSpec::default()
-            }),
-            status: None,
-        }
+        self.one_try_job(
+            maintenance::job_name(JobKind::Restore, wiki, id),
+            labels,
+            pod,
+            settings,
+        )
     }
 
     /// The Job that imports `wiki` from the dump at `sql` (an http or https URL the cluster
@@ -964,24 +947,24 @@ impl Backups {
         // The same three scripts as a local import, one after the other; each line is the
         // command a `wikikube script` Job would run, made of a wiki name (validated as a
         // database name) and fixed words, so joining them for sh needs no quoting.
-        let scripts = [
-            ScriptRequest::update(wiki),
-            ScriptRequest {
-                wiki: wiki.to_string(),
-                script: "initSiteStats.php".into(),
-                arguments: vec!["--update".into()],
-            },
-            ScriptRequest {
-                wiki: wiki.to_string(),
-                script: "rebuildrecentchanges.php".into(),
-                arguments: Vec::new(),
-            },
-        ]
-        .iter()
-        .map(|request| request.command_line().join(" "))
-        .collect::<Vec<_>>()
-        .join(" && ");
+        let scripts = std::iter::once(ScriptRequest::update(wiki))
+            .chain(ScriptRequest::rebuilds(wiki))
+            .map(|request| request.command_line().join(" "))
+            .collect::<Vec<_>>()
+            .join(" && ");
         pod.containers[0].command = Some(strings(&["sh", "-c", &format!("set -e; {scripts}")]));
+        self.one_try_job(name, labels, pod, settings)
+    }
+
+    /// A restore's or import's Job: one try (one that failed is looked at by a person, never
+    /// retried on its own), stopped at the settings' deadline.
+    fn one_try_job(
+        &self,
+        name: String,
+        labels: BTreeMap<String, String>,
+        pod: PodSpec,
+        settings: &JobSettings,
+    ) -> Job {
         Job {
             metadata: ObjectMeta {
                 name: Some(name),
@@ -990,7 +973,6 @@ impl Backups {
                 ..ObjectMeta::default()
             },
             spec: Some(JobSpec {
-                // An import that failed is looked at by a person, never retried on its own.
                 backoff_limit: Some(0),
                 active_deadline_seconds: settings.deadline_seconds.map(i64::from),
                 ttl_seconds_after_finished: Some(crate::pod::seconds(settings.keep_seconds)),

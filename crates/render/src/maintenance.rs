@@ -134,6 +134,23 @@ impl ScriptRequest {
             arguments: vec!["--quick".into()],
         }
     }
+
+    /// What MediaWiki derives from a wiki's pages, rebuilt after an import (locally and in a
+    /// cluster's import Job): the site statistics, then the recent changes.
+    pub fn rebuilds(wiki: &str) -> [ScriptRequest; 2] {
+        [
+            ScriptRequest {
+                wiki: wiki.to_string(),
+                script: "initSiteStats.php".into(),
+                arguments: vec!["--update".into()],
+            },
+            ScriptRequest {
+                wiki: wiki.to_string(),
+                script: "rebuildrecentchanges.php".into(),
+                arguments: Vec::new(),
+            },
+        ]
+    }
 }
 
 /// What a maintenance Job is for.

@@ -158,32 +158,12 @@ fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> 
     );
     let volume = wikikube_render::naming::backups(site);
     let run = run_job(site, args.cluster.as_deref(), &job, args.json)?;
-    if args.json {
-        let mut value = serde_json::to_value(&run.report)?;
-        value["backup"] = serde_json::json!(run.report.job);
-        value["volume"] = serde_json::json!(volume);
-        value["output"] = serde_json::json!(run.lines);
-        super::print(&format!(
-            "{}
-",
-            serde_json::to_string_pretty(&value)?
-        ))?;
-    } else if run.succeeded() {
-        let mut text = run.output_text();
-        text.push_str(&format!(
-            "backup {} of {} on volume {volume} in cluster {} ({:.0} s)
-",
-            run.report.job, site.spec.site.name, run.report.cluster, run.report.seconds
-        ));
-        super::print(&text)?;
-    } else {
-        run.report_failure(&site.spec.site.namespace, "dump");
-    }
-    Ok(if run.succeeded() {
-        exit::OK
-    } else {
-        exit::FAILURE
-    })
+    let summary = format!(
+        "backup {} of {} on volume {volume} in cluster {} ({:.0} s)",
+        run.report.job, site.spec.site.name, run.report.cluster, run.report.seconds
+    );
+    let extra = serde_json::json!({ "backup": run.report.job, "volume": volume });
+    run.finish(site, args.json, extra, &summary, "dump")
 }
 
 /// Refuses a wiki the farm does not have, before any cluster is reached.
@@ -220,6 +200,37 @@ impl JobRun {
 
     fn output_text(&self) -> String {
         self.lines.iter().map(|line| format!("{line}\n")).collect()
+    }
+
+    /// Prints the outcome and returns the exit code: with `json`, the Job's report with the
+    /// `extra` fields and the output; otherwise the output and `summary` when the Job
+    /// succeeded, or what failed (on standard error, naming where `first_step`'s output is).
+    fn finish(
+        &self,
+        site: &wikikube_model::ResolvedSite,
+        json: bool,
+        extra: serde_json::Value,
+        summary: &str,
+        first_step: &str,
+    ) -> anyhow::Result<u8> {
+        if json {
+            let mut value = serde_json::to_value(&self.report)?;
+            if let (Some(object), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra)
+            {
+                object.extend(extra);
+            }
+            value["output"] = serde_json::json!(self.lines);
+            super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+        } else if self.succeeded() {
+            super::print(&format!("{}{summary}\n", self.output_text()))?;
+        } else {
+            self.report_failure(&site.spec.site.namespace, first_step);
+        }
+        Ok(if self.succeeded() {
+            exit::OK
+        } else {
+            exit::FAILURE
+        })
     }
 
     /// The output and what failed on standard error, with where the first step's output is.
@@ -363,27 +374,12 @@ fn restore_in_cluster(
         &wikikube_deploy::jobs::run_id(),
     );
     let run = run_job(site, args.cluster.as_deref(), &job, args.json)?;
-    if args.json {
-        let mut value = serde_json::to_value(&run.report)?;
-        value["backup"] = serde_json::json!(name);
-        value["volume"] = serde_json::json!(volume);
-        value["output"] = serde_json::json!(run.lines);
-        super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
-    } else if run.succeeded() {
-        let mut text = run.output_text();
-        text.push_str(&format!(
-            "restored from backup {name} on volume {volume} in cluster {} ({:.0} s)\n",
-            run.report.cluster, run.report.seconds
-        ));
-        super::print(&text)?;
-    } else {
-        run.report_failure(&site.spec.site.namespace, "check");
-    }
-    Ok(if run.succeeded() {
-        exit::OK
-    } else {
-        exit::FAILURE
-    })
+    let summary = format!(
+        "restored from backup {name} on volume {volume} in cluster {} ({:.0} s)",
+        run.report.cluster, run.report.seconds
+    );
+    let extra = serde_json::json!({ "backup": name, "volume": volume });
+    run.finish(site, args.json, extra, &summary, "check")
 }
 
 /// Load an existing wiki from another MediaWiki's SQL dump (and its images/ directory) into a
@@ -537,27 +533,11 @@ fn import_in_cluster(site: &wikikube_model::ResolvedSite, args: &ImportArgs) -> 
     let run = run_job(site, args.cluster.as_deref(), &job, args.json)?;
     let name = job.metadata.name.clone().unwrap_or_default();
     let volume = wikikube_render::naming::backups(site);
-    if args.json {
-        let mut value = serde_json::to_value(&run.report)?;
-        value["wiki"] = serde_json::json!(args.wiki);
-        value["backup"] = serde_json::json!(name);
-        value["volume"] = serde_json::json!(volume);
-        value["output"] = serde_json::json!(run.lines);
-        super::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
-    } else if run.succeeded() {
-        let mut text = run.output_text();
-        text.push_str(&format!(
-            "imported {} in cluster {} ({:.0} s): schema updated, statistics and recent changes \
-             rebuilt; the dump is kept as backup {name} on volume {volume}\n",
-            args.wiki, run.report.cluster, run.report.seconds
-        ));
-        super::print(&text)?;
-    } else {
-        run.report_failure(&site.spec.site.namespace, "fetch");
-    }
-    Ok(if run.succeeded() {
-        exit::OK
-    } else {
-        exit::FAILURE
-    })
+    let summary = format!(
+        "imported {} in cluster {} ({:.0} s): schema updated, statistics and recent changes \
+         rebuilt; the dump is kept as backup {name} on volume {volume}",
+        args.wiki, run.report.cluster, run.report.seconds
+    );
+    let extra = serde_json::json!({ "wiki": args.wiki, "backup": name, "volume": volume });
+    run.finish(site, args.json, extra, &summary, "fetch")
 }
