@@ -243,9 +243,10 @@ impl Swift {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))
             .timeout_read(Duration::from_secs(120))
-            // A connection per request: Swift's proxy (eventlet) closed a kept-alive connection
-            // after a container HEAD, and an upload sent on it read an empty status line (an
-            // upload with its body cannot be retried). Connections to a local Swift are cheap.
+            // A connection per request: with kept-alive connections an upload (after a container
+            // HEAD) read an empty status line, as from a connection Swift's proxy had closed,
+            // and an upload with its body is not retried. Connections to a local Swift are
+            // cheap; the end-to-end test's restore passes this way.
             .max_idle_connections(0)
             .build();
         let response = agent
