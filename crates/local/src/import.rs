@@ -126,15 +126,15 @@ fn uncompressed(dump: &Path, scratch: &Path) -> Result<std::path::PathBuf, Error
     Ok(plain)
 }
 
-/// What MediaWiki derives from the pages, rebuilt after an import: the schema brought to the
-/// wiki's version first when `update` (a SQL dump can be of an older MediaWiki), then the site
-/// statistics and recent changes.
-fn rebuild(site: &ResolvedSite, wiki: &str, update: bool) -> Result<(), Error> {
-    let mut requests = Vec::new();
-    if update {
-        requests.push(ScriptRequest::update(wiki));
-    }
-    requests.extend(ScriptRequest::rebuilds(wiki));
+/// What runs after an import: after a SQL dump `replaced` the wiki's tables,
+/// [`ScriptRequest::after_import`] (schema, caches, rebuilds); after an XML import only the
+/// rebuilds of the statistics and recent changes.
+fn rebuild(site: &ResolvedSite, wiki: &str, replaced: bool) -> Result<(), Error> {
+    let requests = if replaced {
+        ScriptRequest::after_import(wiki)
+    } else {
+        ScriptRequest::rebuilds(wiki).to_vec()
+    };
     for request in requests {
         let output = crate::script::output(site, &request)?;
         if !output.status.success() {

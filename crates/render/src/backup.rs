@@ -947,8 +947,8 @@ impl Backups {
         // The same three scripts as a local import, one after the other; each line is the
         // command a `wikikube script` Job would run, made of a wiki name (validated as a
         // database name) and fixed words, so joining them for sh needs no quoting.
-        let scripts = std::iter::once(ScriptRequest::update(wiki))
-            .chain(ScriptRequest::rebuilds(wiki))
+        let scripts = ScriptRequest::after_import(wiki)
+            .iter()
             .map(|request| request.command_line().join(" "))
             .collect::<Vec<_>>()
             .join(" && ");

@@ -135,6 +135,24 @@ impl ScriptRequest {
         }
     }
 
+    /// What runs after a SQL dump replaced a wiki's tables (locally and in a cluster's import
+    /// Job): the schema brought to the wiki's version (the dump may be of an older MediaWiki),
+    /// the caches of what the replaced tables held under the same IDs dropped
+    /// ([`PURGE_REPLACED_CACHES`](crate::config::mediawiki::PURGE_REPLACED_CACHES)), then the
+    /// [`rebuilds`](ScriptRequest::rebuilds).
+    pub fn after_import(wiki: &str) -> Vec<ScriptRequest> {
+        let mut requests = vec![
+            ScriptRequest::update(wiki),
+            ScriptRequest {
+                wiki: wiki.to_string(),
+                script: "maintenance/runScript.php".into(),
+                arguments: vec![crate::config::mediawiki::PURGE_REPLACED_CACHES.into()],
+            },
+        ];
+        requests.extend(ScriptRequest::rebuilds(wiki));
+        requests
+    }
+
     /// What MediaWiki derives from a wiki's pages, rebuilt after an import (locally and in a
     /// cluster's import Job): the site statistics, then the recent changes.
     pub fn rebuilds(wiki: &str) -> [ScriptRequest; 2] {
