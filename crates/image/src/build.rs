@@ -163,6 +163,16 @@ pub struct Report {
     pub lock_updates: Vec<LockUpdate>,
 }
 
+/// Whether the base `name` is built: every base unless [`Options::bases_in_use`] leaves it out;
+/// the bases other images stand on always.
+fn base_wanted(options: &Options, name: &str) -> bool {
+    matches!(name, "base-php" | "base-httpd" | BINARY_BASE)
+        || options
+            .bases_in_use
+            .as_ref()
+            .is_none_or(|in_use| in_use.contains(name))
+}
+
 /// Builds every image of `site` and writes them to an OCI layout.
 pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<Report> {
     let config = BuildConfig::load(&site.dir)?;
@@ -195,6 +205,11 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
     // Every lock entry is final before any cache key is computed from it.
     let mut lock_updates = Vec::new();
     for (name, base) in builder.config.rootfs_specs() {
+        // A base left out is neither settled nor built: its lock entries stay as they are, for
+        // the next build that wants it.
+        if builder.config.bases.contains_key(&name) && !base_wanted(options, &name) {
+            continue;
+        }
         builder
             .progress
             .step(&name, "Debian packages (packages.lock)");
@@ -206,11 +221,8 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
     let mut named = BTreeMap::new();
     let mut referrers = BTreeMap::new();
     for (name, base) in builder.config.bases.clone() {
-        let needed_by_others = matches!(name.as_str(), "base-php" | "base-httpd" | BINARY_BASE);
-        if let Some(in_use) = &options.bases_in_use {
-            if !needed_by_others && !in_use.contains(&name) {
-                continue;
-            }
+        if !base_wanted(options, &name) {
+            continue;
         }
         let run = RunConfig {
             cmd: base.cmd.clone(),

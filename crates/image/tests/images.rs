@@ -547,3 +547,66 @@ fn every_image_has_a_valid_sbom_and_provenance_the_same_in_two_builds() {
         }
     }
 }
+
+/// `wikikube up` builds only the bases its pods run: a base left out of `bases_in_use` is
+/// neither built nor settled (its lock entries stay as they are), while the bases other images
+/// stand on are built either way.
+#[test]
+fn bases_left_out_are_neither_settled_nor_built() {
+    let shared = shared();
+    let _guard = serial();
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let site = dir.path().join("site");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&shared.site)
+        .arg(&site)
+        .status();
+    assert!(status.unwrap().success());
+    // The example's Swift base back in build.toml; packages.lock has its entries.
+    let example = std::fs::read_to_string(farm().join("build.toml")).unwrap();
+    let swift_base: String = example
+        .split("\n[")
+        .find(|section| section.starts_with("bases.base-swift]"))
+        .map(|section| format!("\n[{section}\n"))
+        .expect("the example has base-swift");
+    let build_toml = site.join("build.toml");
+    let mut text = std::fs::read_to_string(&build_toml).unwrap();
+    text.push_str(&swift_base);
+    std::fs::write(&build_toml, text).unwrap();
+    let lock_before = std::fs::read_to_string(site.join("packages.lock")).unwrap();
+
+    let loaded = wikikube_model::load(&site, "local", &wikikube_model::LoadOptions::default())
+        .expect("the site loads");
+    let options = Options {
+        cache_dir: shared.cache.clone(),
+        rootfs_dir: Some(shared.rootfs.clone()),
+        config_files: config_files("Farm"),
+        bases_in_use: Some(Default::default()),
+        ..Default::default()
+    };
+    let report = wikikube_image::build(&loaded, &options).unwrap();
+    let images: Vec<&str> = report.images.iter().map(|i| i.image.as_str()).collect();
+    assert!(!images.contains(&"base-swift"), "{images:?}");
+    for needed in [
+        "base-php",
+        "base-httpd",
+        "base-memcached",
+        "app",
+        "webserver",
+    ] {
+        assert!(images.contains(&needed), "{needed} missing: {images:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(site.join("packages.lock")).unwrap(),
+        lock_before
+    );
+    // The shared layout must name the original images again for the other tests.
+    build(
+        &shared.site,
+        &shared.cache,
+        &shared.rootfs,
+        config_files("Farm"),
+    )
+    .unwrap();
+}
