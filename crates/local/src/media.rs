@@ -12,7 +12,8 @@
 //! been stored are the live objects the backup lacks deleted, so a copy that stops halfway has
 //! lost nothing the wiki had.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -98,7 +99,18 @@ impl MediaStore {
                 for zone in Zone::of(part) {
                     let container = zone.container(wiki);
                     for name in swift.list(&container)? {
-                        let file = to.join(zone.prefix).join(&name);
+                        // An object name becomes a path under the backup: one that would
+                        // climb out of it is refused rather than written.
+                        let path = Path::new(&name);
+                        if name.is_empty()
+                            || !path.components().all(|c| matches!(c, Component::Normal(_)))
+                        {
+                            return Err(Error::Backup(format!(
+                                "Swift container {container} holds an object named `{name}`, \
+                                 which is no path under a backup; nothing more was copied"
+                            )));
+                        }
+                        let file = to.join(zone.prefix).join(path);
                         swift.download(&container, &name, &file)?;
                     }
                 }
@@ -122,9 +134,10 @@ impl MediaStore {
                 let zones = Zone::of(part);
                 // Everything of the backup stored first; the live objects it lacks are deleted
                 // only when every upload has succeeded.
-                let mut kept: Vec<(String, Vec<String>)> = zones
+                // Per zone: its container, whether it is known to exist, the objects stored.
+                let mut kept: Vec<(String, bool, BTreeSet<String>)> = zones
                     .iter()
-                    .map(|zone| (zone.container(wiki), Vec::new()))
+                    .map(|zone| (zone.container(wiki), false, BTreeSet::new()))
                     .collect();
                 let mut stored = 0;
                 for name in &files {
@@ -133,12 +146,16 @@ impl MediaStore {
                     };
                     let zone = &zones[index];
                     let object = &name[zone.prefix.len()..];
-                    swift.ensure_container(&kept[index].0, zone.public)?;
-                    swift.upload(&kept[index].0, object, &from.join(name))?;
-                    kept[index].1.push(object.to_string());
+                    let (container, ensured, objects) = &mut kept[index];
+                    if !*ensured {
+                        swift.ensure_container(container, zone.public)?;
+                        *ensured = true;
+                    }
+                    swift.upload(container, object, &from.join(name))?;
+                    objects.insert(object.to_string());
                     stored += 1;
                 }
-                for (container, objects) in &kept {
+                for (container, _, objects) in &kept {
                     for live in swift.list(container)? {
                         if !objects.contains(&live) {
                             swift.delete(container, &live)?;
