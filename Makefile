@@ -4,7 +4,7 @@
 
 # The main job: build the images (cached after the first time) and serve the example farm.
 up: packages
-	cargo build --release -q -p wikikube-cli -p edge -p mcrouter
+	cargo build --release -q -p wikikube-cli -p edge -p mcrouter -p redis-proxy
 	./target/release/wikikube up examples/farm
 
 down:

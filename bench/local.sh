@@ -14,7 +14,7 @@ duration="${1:-10}"
 cold="${2:-}"
 export CONTAINERS_CONF="$PWD/crates/image/containers.conf"
 
-cargo build --release -q -p wikikube-cli
+cargo build --release -q -p wikikube-cli -p edge -p mcrouter -p redis-proxy
 wikikube="$PWD/target/release/wikikube"
 work="$(mktemp -d)"
 chmod 755 "$work"

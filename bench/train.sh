@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONTAINERS_CONF="$PWD/crates/image/containers.conf"
 
-cargo build --release -q -p wikikube-cli -p edge -p mcrouter
+cargo build --release -q -p wikikube-cli -p edge -p mcrouter -p redis-proxy
 wikikube="$PWD/target/release/wikikube"
 work="$(mktemp -d)"
 chmod 755 "$work"
