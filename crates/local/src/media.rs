@@ -55,13 +55,10 @@ impl MediaStore {
     /// The site's store. For Swift, a token is fetched at once, so a Swift that does not
     /// answer is an error before anything changes.
     pub(crate) fn of(site: &ResolvedSite) -> Result<MediaStore, Error> {
-        let release = site
-            .deployments
-            .iter()
-            .flat_map(|deployment| &deployment.releases)
-            .next()
+        let media = site
+            .media()
             .ok_or_else(|| Error::Inconsistent("the site has no release".into()))?;
-        if release.values.media.storage == MediaStorage::Swift {
+        if media.storage == MediaStorage::Swift {
             let key = site
                 .secrets
                 .expose()
@@ -72,10 +69,7 @@ impl MediaStore {
                         "the private values have no `{SWIFT_KEY}` to reach Swift with"
                     ))
                 })?;
-            return Ok(MediaStore::Swift(Swift::connect(
-                &release.values.media.swift,
-                &key,
-            )?));
+            return Ok(MediaStore::Swift(Swift::connect(&media.swift, &key)?));
         }
         let volume = wikikube_render::naming::media(site);
         if !podman::exists(&["volume", "exists", &volume])? {

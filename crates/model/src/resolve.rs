@@ -154,6 +154,16 @@ impl ResolvedSite {
             .find(|release| release.values.enabled)
             .map(|release| &release.values.database)
     }
+
+    /// The site's one media store: validation makes every release agree on `[media]`, so the
+    /// first release's is every release's. `None` for a site without releases.
+    pub fn media(&self) -> Option<&crate::MediaValues> {
+        self.deployments
+            .iter()
+            .flat_map(|deployment| deployment.releases.iter())
+            .map(|release| &release.values.media)
+            .next()
+    }
 }
 
 impl ResolvedDeployment {

@@ -844,27 +844,10 @@ impl Backups {
         };
         let check = &mut pod.init_containers.get_or_insert_with(Vec::new)[0];
         set_name(check);
-        let mut command = strings(&[
-            "php",
-            "-r",
-            RESTORE_CHECK_PHP,
-            "--",
-            BACKUPS_DIR,
-            backup,
-            RESTORE_PLAN,
-        ]);
-        command.extend(wikis.iter().cloned());
-        check.command = Some(command);
+        check.command = Some(check_command(backup, wikis));
         let load = &mut pod.containers[0];
         set_name(load);
-        let mut args = self.dump_arguments.clone();
-        args.push(if force { "force" } else { "check" }.into());
-        args.extend(
-            self.wikis
-                .iter()
-                .map(|entry| format!("{}@{}", entry.wiki, entry.server)),
-        );
-        load.args = Some(args);
+        load.args = Some(self.load_arguments(if force { "force" } else { "check" }));
         self.one_try_job(
             maintenance::job_name(JobKind::Restore, wiki, id),
             labels,
@@ -920,26 +903,11 @@ impl Backups {
                     container.command = Some(command);
                 }
                 "check" => {
-                    container.command = Some(strings(&[
-                        "php",
-                        "-r",
-                        RESTORE_CHECK_PHP,
-                        "--",
-                        BACKUPS_DIR,
-                        &name,
-                        RESTORE_PLAN,
-                        wiki,
-                    ]));
+                    container.command = Some(check_command(&name, &[wiki.to_string()]));
                 }
                 "load" => {
-                    let mut args = self.dump_arguments.clone();
-                    args.push(if force { "force" } else { "import" }.into());
-                    args.extend(
-                        self.wikis
-                            .iter()
-                            .map(|entry| format!("{}@{}", entry.wiki, entry.server)),
-                    );
-                    container.args = Some(args);
+                    container.args =
+                        Some(self.load_arguments(if force { "force" } else { "import" }));
                 }
                 _ => {}
             }
@@ -954,6 +922,19 @@ impl Backups {
             .join(" && ");
         pod.containers[0].command = Some(strings(&["sh", "-c", &format!("set -e; {scripts}")]));
         self.one_try_job(name, labels, pod, settings)
+    }
+
+    /// The load step's arguments ([`RESTORE_SHELL`]): the database client's settings, `mode`
+    /// (`force`, `check` or `import`), then every wiki of the site with its server.
+    fn load_arguments(&self, mode: &str) -> Vec<String> {
+        let mut args = self.dump_arguments.clone();
+        args.push(mode.into());
+        args.extend(
+            self.wikis
+                .iter()
+                .map(|entry| format!("{}@{}", entry.wiki, entry.server)),
+        );
+        args
     }
 
     /// A restore's or import's Job: one try (one that failed is looked at by a person, never
@@ -1047,6 +1028,22 @@ impl Backups {
             ..PersistentVolumeClaim::default()
         }
     }
+}
+
+/// The check step's command ([`RESTORE_CHECK_PHP`]) for the backup `backup` on the claim and
+/// `wikis` (every wiki of the backup when empty).
+fn check_command(backup: &str, wikis: &[String]) -> Vec<String> {
+    let mut command = strings(&[
+        "php",
+        "-r",
+        RESTORE_CHECK_PHP,
+        "--",
+        BACKUPS_DIR,
+        backup,
+        RESTORE_PLAN,
+    ]);
+    command.extend(wikis.iter().cloned());
+    command
 }
 
 /// Whether `name` can be a backup's name on the claim: what backup Jobs name them (a Job's

@@ -245,13 +245,7 @@ pub fn build(site: &ResolvedSite) -> Result<Rendered, RenderError> {
         }),
     ];
 
-    // The site's one media store (validation made every release agree on [media]).
-    let media = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| &deployment.releases)
-        .map(|release| &release.values.media)
-        .next();
+    let media = site.media();
     let sites = versioned_config_map(
         meta(naming::httpd_sites(site)),
         config::httpd::sites(spec, media),

@@ -124,14 +124,7 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<u8> {
 
 /// A cluster's backup: the CronJob for `--schedule`, or one Job run to its end.
 fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> anyhow::Result<u8> {
-    let rendered = wikikube_render::render(site, &wikikube_render::RenderOptions::default())?;
-    let Some(backups) = &rendered.backups else {
-        bail!(
-            "environment {} has no MariaDB/MySQL databases and enabled main release to back up \
-             with",
-            site.environment_name
-        );
-    };
+    let backups = &cluster_backups(site, "back up with")?;
     if let Some(schedule) = &args.schedule {
         wikikube_model::validate::check_cron(schedule).map_err(|problem| {
             anyhow::anyhow!(
@@ -164,6 +157,21 @@ fn backup_in_cluster(site: &wikikube_model::ResolvedSite, args: &BackupArgs) -> 
     );
     let extra = serde_json::json!({ "backup": run.report.job, "volume": volume });
     run.finish(site, args.json, extra, &summary, "dump")
+}
+
+/// The backups of a Kubernetes environment as rendered, or an error saying there is nothing to
+/// `action` (`restore into`): no MariaDB/MySQL databases or no enabled main release.
+fn cluster_backups(
+    site: &wikikube_model::ResolvedSite,
+    action: &str,
+) -> anyhow::Result<wikikube_render::backup::Backups> {
+    let rendered = wikikube_render::render(site, &wikikube_render::RenderOptions::default())?;
+    rendered.backups.ok_or_else(|| {
+        anyhow::anyhow!(
+            "environment {} has no MariaDB/MySQL databases and enabled main release to {action}",
+            site.environment_name
+        )
+    })
 }
 
 /// Refuses a wiki the farm does not have, before any cluster is reached.
@@ -347,14 +355,7 @@ fn restore_in_cluster(
     site: &wikikube_model::ResolvedSite,
     args: &RestoreArgs,
 ) -> anyhow::Result<u8> {
-    let rendered = wikikube_render::render(site, &wikikube_render::RenderOptions::default())?;
-    let Some(backups) = &rendered.backups else {
-        bail!(
-            "environment {} has no MariaDB/MySQL databases and enabled main release to restore \
-             into",
-            site.environment_name
-        );
-    };
+    let backups = &cluster_backups(site, "restore into")?;
     let volume = wikikube_render::naming::backups(site);
     let name = args.from.to_string_lossy();
     if !wikikube_render::backup::valid_backup_name(&name) {
@@ -488,14 +489,7 @@ fn cluster_url(option: &str, value: &std::path::Path) -> anyhow::Result<String> 
 
 /// A cluster's import: one Job, run to its end.
 fn import_in_cluster(site: &wikikube_model::ResolvedSite, args: &ImportArgs) -> anyhow::Result<u8> {
-    let rendered = wikikube_render::render(site, &wikikube_render::RenderOptions::default())?;
-    let Some(backups) = &rendered.backups else {
-        bail!(
-            "environment {} has no MariaDB/MySQL databases and enabled main release to import \
-             into",
-            site.environment_name
-        );
-    };
+    let backups = &cluster_backups(site, "import into")?;
     known_wikis(backups, std::slice::from_ref(&args.wiki))?;
     let Some(sql) = &args.sql else {
         bail!(
@@ -510,10 +504,8 @@ fn import_in_cluster(site: &wikikube_model::ResolvedSite, args: &ImportArgs) -> 
         .map(|images| cluster_url("--images", images))
         .transpose()?;
     let in_swift = site
-        .deployments
-        .iter()
-        .flat_map(|deployment| &deployment.releases)
-        .any(|release| release.values.media.storage == wikikube_model::MediaStorage::Swift);
+        .media()
+        .is_some_and(|media| media.storage == wikikube_model::MediaStorage::Swift);
     if images.is_some() && in_swift {
         bail!(
             "environment {} keeps media in Swift, and a cluster's import copies images only to a \
