@@ -1,8 +1,10 @@
 //! End-to-end builds of the example farm with the real tools (mmdebstrap, bwrap, php from the
-//! built rootfs, podman). The expensive part, the Debian rootfs tarballs, is built once per test
-//! binary into a shared rootfs directory; `rootfs_is_reproducible` shows that sharing them is
-//! sound (mmdebstrap gives the same bytes for the same locked packages), and every layer above
-//! them is rebuilt from scratch in each fresh cache.
+//! built rootfs, podman). The expensive part, the Debian rootfs tarballs, is kept in one rootfs
+//! directory shared by every build of these tests and by the local farm's end-to-end tests
+//! (crates/local/tests, which `cargo test --workspace` runs after these): a fresh target
+//! directory builds each rootfs once. `rootfs_is_reproducible` shows that sharing them is sound
+//! (mmdebstrap gives the same bytes for the same locked packages, from empty caches), and every
+//! layer above them is rebuilt from scratch in each fresh cache.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -97,6 +99,17 @@ fn root() -> PathBuf {
     dir
 }
 
+/// The rootfs tarballs of the local farm's end-to-end tests' image cache (the same choice as
+/// their `common::cache_dir`: WIKIKUBE_TEST_CACHE, or one under the target directory). Rootfs
+/// tarballs are keyed by their locked packages, customize commands and sources, so sharing
+/// them cannot mix up two locks; it spares CI building the same rootfs twice.
+fn shared_rootfs_dir() -> PathBuf {
+    std::env::var_os("WIKIKUBE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
+        .join("rootfs")
+}
+
 /// The example built once into a fresh cache; rootfs tarballs kept for the other builds.
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -114,7 +127,7 @@ fn shared() -> &'static Shared {
         std::fs::create_dir_all(root().join("shared")).unwrap();
         let dir = tempfile::tempdir_in(root().join("shared")).unwrap();
         let site = site_copy(dir.path());
-        let rootfs = dir.path().join("rootfs");
+        let rootfs = shared_rootfs_dir();
         let cache = dir.path().join("cache-a");
         let report =
             build(&site, &cache, &rootfs, config_files("Farm")).expect("the example builds");

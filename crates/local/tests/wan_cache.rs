@@ -344,20 +344,32 @@ fn purges_reach_every_pool_reads_stay_local_and_an_outage_goes_to_the_gutter() {
             ms(*sent)
         );
     }
-    // Normal latency again: on a shared 2-core machine, "normal" is within three times the
-    // median before the outage (and 300 ms, for a machine so fast that the median is tiny).
+    // Normal latency again: on a shared 2-core machine, "normal" is a median within three times
+    // the median before the outage (and 300 ms, for a machine so fast that the median is
+    // tiny), and no page slow the way the outage made them (each under a second, where they
+    // took over 5 s before the gutter). Not every page under the median's bound: under load one
+    // poll in twenty can take 350 ms on a page whose median is 80 ms, outage or not.
     let normal_bound = (median * 3).max(Duration::from_millis(300));
     assert!(!recovered.is_empty());
     for (sent, status, took) in &recovered {
         assert_eq!(*status, 200, "at {} ms into the poll", ms(*sent));
         assert!(
-            *took < normal_bound,
+            *took < Duration::from_secs(1),
             "{} ms at {} ms into the poll (median before: {} ms)",
             ms(*took),
             ms(*sent),
             ms(median)
         );
     }
+    let mut after: Vec<Duration> = recovered.iter().map(|s| s.2).collect();
+    after.sort_unstable();
+    let median_after = after[after.len() / 2];
+    assert!(
+        median_after < normal_bound,
+        "median after recovery {} ms, before the outage {} ms: {samples:?}",
+        ms(median_after),
+        ms(median)
+    );
     assert!(
         edit_took < Duration::from_secs(10),
         "the edit during the outage took {} ms",
