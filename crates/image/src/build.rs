@@ -83,6 +83,8 @@ pub struct LayerReport {
     pub diff_id: String,
     /// Compressed size.
     pub size: u64,
+    /// How the blob is compressed (`gzip`, `zstd`).
+    pub compression: crate::layer::tar::Compression,
     /// Whether it came from the cache.
     pub reused: bool,
     /// Whether it is a whole group, a group's base layer, or a group's changes since its base.
@@ -177,7 +179,7 @@ fn base_wanted(options: &Options, name: &str) -> bool {
 pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<Report> {
     let config = BuildConfig::load(&site.dir)?;
     let lock = Lock::load(&site.dir)?;
-    let mut cache = Cache::open(&options.cache_dir)?;
+    let mut cache = Cache::open(&options.cache_dir)?.with_compression(config.layers.compression);
     if let Some(dir) = &options.rootfs_dir {
         cache = cache.with_rootfs_dir(dir)?;
     }

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Inputs;
 use crate::error::{Error, Result};
+use crate::layer::tar::Compression;
 
 /// What building a layer produced: enough to put it into a manifest without reading it again.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -39,6 +40,10 @@ pub struct LayerRecord {
     pub tar_size: u64,
     /// Number of tar entries.
     pub entries: u64,
+    /// How the blob is compressed (not written for gzip, so older records and the bases that
+    /// hold them keep their bytes).
+    #[serde(default, skip_serializing_if = "Compression::is_gzip")]
+    pub compression: Compression,
 }
 
 /// A cache directory.
@@ -47,6 +52,7 @@ pub struct Cache {
     root: PathBuf,
     rootfs_dir: PathBuf,
     debs_dir: PathBuf,
+    compression: Compression,
 }
 
 impl Cache {
@@ -69,7 +75,23 @@ impl Cache {
             root: root.to_path_buf(),
             rootfs_dir: root.join("rootfs"),
             debs_dir: root.join("debs"),
+            compression: Compression::Gzip,
         })
+    }
+
+    /// Writes and looks up layers compressed with `compression` (build.toml's `[layers]`).
+    /// One cache holds both kinds: a layer's record is kept per compression, since the same
+    /// inputs make another blob.
+    pub fn with_compression(self, compression: Compression) -> Cache {
+        Cache {
+            compression,
+            ..self
+        }
+    }
+
+    /// How this cache's new layers are compressed.
+    pub fn compression(&self) -> Compression {
+        self.compression
     }
 
     /// Keeps rootfs tarballs in `dir`, and Debian packages in `dir/debs`, instead (shared
@@ -151,9 +173,12 @@ impl Cache {
     }
 
     fn layer_record_path(&self, inputs: &Inputs) -> PathBuf {
-        self.root
-            .join("layers")
-            .join(format!("{}.json", inputs.key()))
+        let name = match self.compression {
+            // The name records had before zstd, so existing caches stay warm.
+            Compression::Gzip => format!("{}.json", inputs.key()),
+            Compression::Zstd => format!("{}.zstd.json", inputs.key()),
+        };
+        self.root.join("layers").join(name)
     }
 
     /// Where the rootfs tarball with key `key` lives (it may not exist).

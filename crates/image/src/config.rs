@@ -37,6 +37,19 @@ pub struct BuildConfig {
     /// The app image.
     #[serde(default)]
     pub app: AppConfig,
+    /// How layers are written.
+    #[serde(default)]
+    pub layers: LayersConfig,
+}
+
+/// `[layers]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LayersConfig {
+    /// `"gzip"` (the default, read by every runtime) or `"zstd"` (smaller, faster to unpack;
+    /// needs containerd 1.5 or podman 3 on every node that pulls the images).
+    #[serde(default)]
+    pub compression: crate::layer::tar::Compression,
 }
 
 /// `[bases.NAME]`: a base image built from Debian packages.
@@ -187,6 +200,7 @@ fn snapshot_source(line: &str, time: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::tar::Compression;
 
     fn config(snapshot: Option<&str>) -> BuildConfig {
         BuildConfig {
@@ -205,6 +219,24 @@ mod tests {
                 packages: vec![],
             },
             app: AppConfig::default(),
+            layers: LayersConfig::default(),
+        }
+    }
+
+    #[test]
+    fn layers_are_gzip_unless_zstd_is_asked_and_another_codec_is_named() {
+        let path = Path::new("site/build.toml");
+        let head = "source_date_epoch = 1\nsuite = \"bookworm\"\nsources = []\n\
+                    [bases]\n[code]\nname = \"code\"\npackages = []\n";
+        let plain = BuildConfig::parse(head, path).unwrap();
+        assert_eq!(plain.layers.compression, Compression::Gzip);
+        let zstd = format!("{head}[layers]\ncompression = \"zstd\"\n");
+        let zstd = BuildConfig::parse(&zstd, path).unwrap();
+        assert_eq!(zstd.layers.compression, Compression::Zstd);
+        let lz4 = format!("{head}[layers]\ncompression = \"lz4\"\n");
+        let error = BuildConfig::parse(&lz4, path).unwrap_err().to_string();
+        for needed in ["site/build.toml", "line 9", "lz4", "`gzip`", "`zstd`"] {
+            assert!(error.contains(needed), "{needed} not in: {error}");
         }
     }
 

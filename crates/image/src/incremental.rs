@@ -173,9 +173,14 @@ impl Incremental {
             value: None,
         };
         if self.enabled {
-            // A base layer whose blob left the cache (pruned) cannot be built on.
+            // A base layer whose blob left the cache (pruned) cannot be built on, nor one
+            // compressed otherwise than this build's layers (build.toml's compression changed):
+            // such a group is built whole, and that becomes its base.
             let base = self.old.groups.get(id).cloned();
-            let base = base.filter(|b| self.cache.blob_path(&b.layer.digest).exists());
+            let base = base.filter(|b| {
+                b.layer.compression == self.cache.compression()
+                    && self.cache.blob_path(&b.layer.digest).exists()
+            });
             if let Some(base) = base {
                 if base.content == key {
                     self.new.groups.insert(id.to_string(), base.clone());
@@ -359,6 +364,7 @@ pub(crate) fn report(
         digest: record.digest.clone(),
         diff_id: record.diff_id.clone(),
         size: record.size,
+        compression: record.compression,
         reused,
         part,
         seconds: start.elapsed().as_secs_f64(),

@@ -16,6 +16,7 @@ use oci_spec::image::{
 
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{Error, Result};
+use crate::layer::tar::Compression;
 
 /// The annotation that names an image in an index (`oci:DIR:NAME`).
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -118,7 +119,13 @@ pub fn assemble(
     let config_digest = cache.put_blob(&config_bytes)?;
     let layer_descriptors = layers
         .iter()
-        .map(|(_, l)| descriptor(MediaType::ImageLayerGzip, &l.digest, l.size))
+        .map(|(_, l)| {
+            let media_type = match l.compression {
+                Compression::Gzip => MediaType::ImageLayerGzip,
+                Compression::Zstd => MediaType::ImageLayerZstd,
+            };
+            descriptor(media_type, &l.digest, l.size)
+        })
         .collect::<Result<Vec<_>>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)

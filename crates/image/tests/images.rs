@@ -633,3 +633,92 @@ fn bases_left_out_are_neither_settled_nor_built() {
     )
     .unwrap();
 }
+
+#[test]
+fn zstd_layers_hold_the_same_tars_and_run_under_podman() {
+    require("podman", "podman");
+    require("runc", "runc");
+    let shared = shared();
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let site = site_copy(dir.path());
+    let build_toml = site.join("build.toml");
+    let text = std::fs::read_to_string(&build_toml).unwrap();
+    std::fs::write(&build_toml, text + "\n[layers]\ncompression = \"zstd\"\n").unwrap();
+    // The lock as the shared build settled it, so that both builds install the same packages.
+    std::fs::copy(
+        shared.site.join("packages.lock"),
+        site.join("packages.lock"),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let zstd = build(&site, &cache, &shared.rootfs, config_files("Farm")).unwrap();
+
+    // Every layer holds the very tar of the gzip build (its diff_id), in a smaller zstd blob
+    // that the manifest says is zstd.
+    let tars = |report: &Report| -> Vec<(String, Vec<String>, u64)> {
+        report
+            .images
+            .iter()
+            .map(|i| {
+                let diff_ids = i.layers.iter().map(|l| l.diff_id.clone()).collect();
+                (
+                    i.image.clone(),
+                    diff_ids,
+                    i.layers.iter().map(|l| l.size).sum(),
+                )
+            })
+            .collect()
+    };
+    let (gzip_images, zstd_images) = (tars(&shared.report), tars(&zstd));
+    assert_eq!(gzip_images.len(), zstd_images.len());
+    for ((image, gzip_tars, gzip_bytes), (_, zstd_tars, zstd_bytes)) in
+        gzip_images.iter().zip(&zstd_images)
+    {
+        assert_eq!(gzip_tars, zstd_tars, "{image}: other tars");
+        assert!(
+            zstd_bytes < gzip_bytes,
+            "{image}: zstd {zstd_bytes} bytes, gzip {gzip_bytes}"
+        );
+    }
+    let blob = |digest: &str| cache.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    for image in &zstd.images {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blob(&image.digest)).unwrap()).unwrap();
+        for layer in manifest["layers"].as_array().unwrap() {
+            assert_eq!(
+                layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+                "{}",
+                image.image
+            );
+            let digest = layer["digest"].as_str().unwrap();
+            let head = std::fs::read(blob(digest)).unwrap();
+            assert_eq!(
+                &head[..4],
+                [0x28, 0xb5, 0x2f, 0xfd],
+                "{digest}: no zstd frame"
+            );
+        }
+    }
+    // That the same inputs give the same zstd blobs is shown by the unit tests of layer::tar
+    // (a second build of this size would add minutes to CI for the same check).
+
+    // podman unpacks zstd layers: the app image runs PHP and MediaWiki.
+    let _guard = serial();
+    let name = "localhost/wikikube-image-tests/app-zstd:latest";
+    wikikube_image::podman::load_as(&zstd.out_dir, "app", name).unwrap();
+    let output = wikikube_image::podman::command()
+        .args(["run", "--rm", "--network=none", name])
+        .args([
+            "php",
+            "/srv/mediawiki/php-1.39.17-wmf.1/maintenance/version.php",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    let _ = wikikube_image::podman::command()
+        .args(["rmi", "--force", name])
+        .output();
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("1.39.17-wmf.1"), "{text}");
+}

@@ -13,6 +13,7 @@ use wikikube_image::code;
 use wikikube_image::digest::Inputs;
 use wikikube_image::fingerprint::Fingerprints;
 use wikikube_image::incremental::{self, Incremental, Layer, Part, Summary};
+use wikikube_image::layer::tar::Compression;
 use wikikube_image::plan;
 use wikikube_image::stack::{content_key, file_keys};
 
@@ -213,6 +214,32 @@ fn a_changed_extension_file_adds_one_small_layer_and_keeps_every_earlier_one() {
     );
     let other_second = build(&other, &copy, &extensions, None);
     assert_eq!(digests(&other_second.layers), digests(&second.layers));
+}
+
+#[test]
+fn switching_to_zstd_builds_every_group_whole_once_then_deltas_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let site_dir = dir.path().join("site");
+    let extensions = site(&site_dir);
+    let gzip = Cache::open(&dir.path().join("cache")).unwrap();
+    let first = build(&gzip, &site_dir, &extensions, None);
+    write(&site_dir.join("php/includes/File3.php"), "<?php // 3\n");
+    // The same cache, now writing zstd (build.toml's `[layers] compression` changed): no gzip
+    // base layer is built on, so the image holds zstd layers only.
+    let zstd = gzip.with_compression(Compression::Zstd);
+    let second = build(&zstd, &site_dir, &extensions, None);
+    assert_eq!((second.summary.deltas, second.summary.rebased), (0, 0));
+    assert_eq!(second.layers.len(), first.layers.len());
+    for (name, record, _) in &second.layers {
+        assert_eq!(record.compression, Compression::Zstd, "{name}");
+        assert!(!digests(&first.layers).contains(&record.digest), "{name}");
+    }
+    // From that zstd base, a small change is a small zstd layer again.
+    write(&site_dir.join("php/includes/File4.php"), "<?php // 4\n");
+    let third = build(&zstd, &site_dir, &extensions, None);
+    assert_eq!(third.summary.deltas, 1);
+    assert_eq!(third.layers[0].1.digest, second.layers[0].1.digest);
+    assert_eq!(third.layers[1].1.compression, Compression::Zstd);
 }
 
 #[test]

@@ -47,6 +47,7 @@ fn layer(cache: &Cache, content: &[u8]) -> LayerRecord {
         size: content.len() as u64,
         tar_size: content.len() as u64,
         entries: 1,
+        compression: Default::default(),
     }
 }
 
