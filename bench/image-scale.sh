@@ -13,7 +13,8 @@
 #
 # Usage: bench/image-scale.sh [WORK_DIR]   (needs docker-registry; WORK_DIR is removed after)
 #   INCREMENTAL=0 measures whole-group layers only (no base + changes layers); VERSION=0 leaves
-#   out adding a second version (~0.8 GB less of cache and registry).
+#   out adding a second version (~0.8 GB less of cache and registry); ZSTD=1 writes zstd layers
+#   (build.toml's `[layers] compression = "zstd"`) instead of gzip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-$(mktemp -d /var/tmp/image-scale.XXXXXX)}"
@@ -41,5 +42,6 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname
 args=("$work/run" --registry "$registry" --scale "$scale")
 [ "${INCREMENTAL:-1}" = 0 ] && args+=(--whole)
 [ "${VERSION:-1}" = 0 ] && args+=(--no-version)
+[ "${ZSTD:-0}" = 1 ] && args+=(--zstd)
 cargo bench -q -p wikikube-image --bench image_scale -- "${args[@]}"
 du -sh "$work/run/srv" "$work/run/cache" "$work/registry" 2>/dev/null || true

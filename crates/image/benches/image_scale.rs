@@ -527,6 +527,7 @@ fn main() {
     let mut incremental = true;
     let mut noop_runs = 0;
     let mut add_version = true;
+    let mut compression = wikikube_image::layer::tar::Compression::Gzip;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--registry" => registry = args.next(),
@@ -536,6 +537,8 @@ fn main() {
             "--whole" => incremental = false,
             // Leaves out adding a version (which needs another ~0.8 GB of cache and registry).
             "--no-version" => add_version = false,
+            // Layers as build.toml's `[layers] compression = "zstd"` writes them.
+            "--zstd" => compression = wikikube_image::layer::tar::Compression::Zstd,
             // For profiling: the cold build (on a tree kept from an earlier run, if any), then
             // only N no-op builds.
             "--noop-runs" => {
@@ -564,7 +567,9 @@ fn main() {
         start.elapsed().as_secs_f64()
     );
 
-    let cache = Cache::open(&work.join("cache")).expect("cache");
+    let cache = Cache::open(&work.join("cache"))
+        .expect("cache")
+        .with_compression(compression);
     let mut bench = Bench {
         cache,
         registry,
