@@ -26,10 +26,8 @@ fn farm() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
 }
 
-/// A copy of the example site that a test may change, without its MariaDB, Swift and Redis bases:
-/// these tests are about the builder, and more Debian rootfs would only make them slower (the
-/// local farm's end-to-end tests build and run both).
-fn site_copy(dir: &Path) -> PathBuf {
+/// A copy of the whole example site in `dir`, for a test to change.
+fn farm_copy(dir: &Path) -> PathBuf {
     let site = dir.join("site");
     let status = std::process::Command::new("cp")
         .arg("-r")
@@ -37,6 +35,14 @@ fn site_copy(dir: &Path) -> PathBuf {
         .arg(&site)
         .status();
     assert!(status.unwrap().success());
+    site
+}
+
+/// A copy of the example site that a test may change, without its MariaDB, Swift and Redis bases:
+/// these tests are about the builder, and more Debian rootfs would only make them slower (the
+/// local farm's end-to-end tests build and run both).
+fn site_copy(dir: &Path) -> PathBuf {
+    let site = farm_copy(dir);
     let build_toml = site.join("build.toml");
     let text = std::fs::read_to_string(&build_toml).unwrap();
     let mut kept = Vec::new();
@@ -411,13 +417,7 @@ fn rootfs_is_reproducible() {
     // example farm, not `site_copy`, which leaves base-mariadb out; a copy, since settling may
     // amend the lock when the Debian archive has moved on.
     let dir = tempfile::tempdir_in(root()).unwrap();
-    let site = dir.path().join("site");
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(farm())
-        .arg(&site)
-        .status();
-    assert!(status.unwrap().success());
+    let site = farm_copy(dir.path());
     let config = wikikube_image::config::BuildConfig::load(&site).unwrap();
     let base = config.bases["base-mariadb"].clone();
     let mut lock = wikikube_image::lock::Lock::load(&site).unwrap();
