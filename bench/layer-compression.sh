@@ -31,7 +31,7 @@ mapfile -t picked < <(
 [ ${#picked[@]} -gt 0 ] || { echo "no gzip layer in $cache" >&2; exit 1; }
 
 codecs=("gzip -1" "gzip -6" "zstd -1" "zstd -3" "zstd -9")
-# Prints the seconds a command takes (it reads $1, writes $2).
+# Prints the seconds the shell command $1 takes.
 seconds() {
   local start end
   start=$(date +%s.%N)

@@ -29,12 +29,7 @@ fn farm() -> PathBuf {
 /// A copy of the whole example site in `dir`, for a test to change.
 fn farm_copy(dir: &Path) -> PathBuf {
     let site = dir.join("site");
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(farm())
-        .arg(&site)
-        .status();
-    assert!(status.unwrap().success());
+    wikikube_test_support::copy_dir(&farm(), &site);
     site
 }
 
@@ -105,15 +100,12 @@ fn root() -> PathBuf {
     dir
 }
 
-/// The rootfs tarballs of the local farm's end-to-end tests' image cache (the same choice as
-/// their `common::cache_dir`: WIKIKUBE_TEST_CACHE, or one under the target directory). Rootfs
-/// tarballs are keyed by their locked packages, customize commands and sources, so sharing
-/// them cannot mix up two locks; it spares CI building the same rootfs twice.
+/// The rootfs tarballs of the image cache the local farm's end-to-end tests build into
+/// ([`wikikube_test_support::image_cache_dir`]). Rootfs tarballs are keyed by their locked
+/// packages, customize commands and sources, so sharing them cannot mix up two locks; it spares
+/// CI building the same rootfs twice.
 fn shared_rootfs_dir() -> PathBuf {
-    std::env::var_os("WIKIKUBE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
-        .join("rootfs")
+    wikikube_test_support::image_cache_dir(env!("CARGO_TARGET_TMPDIR")).join("rootfs")
 }
 
 /// The example built once into a fresh cache; rootfs tarballs kept for the other builds.

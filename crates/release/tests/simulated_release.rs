@@ -24,9 +24,7 @@ use wikikube_test_support::registry::Registry;
 /// The image cache the farm end-to-end test builds into (target/tmp/wikikube-cache), so that
 /// `cargo test --workspace` builds the farm's Debian bases once, whichever test runs first.
 fn cache_dir() -> PathBuf {
-    std::env::var_os("WIKIKUBE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
+    wikikube_test_support::image_cache_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 fn request(site: &Path, until: Until) -> Request {

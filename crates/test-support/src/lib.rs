@@ -7,8 +7,8 @@
 //! virtualenv ([`python_tool`]); tests install nothing themselves.
 //! It also holds the waits and checks that the tests of every server crate share ([`require`],
 //! [`wait_until`], [`wait_listening`]), and Debian's container registry on loopback
-//! ([`registry::Registry`]), and [`copy_dir`], with which tests start from a copy of the example
-//! farm. It must not grow helpers that only one test file uses.
+//! ([`registry::Registry`]), [`copy_dir`], with which tests start from a copy of the example
+//! farm, and [`image_cache_dir`], the image cache they share. It must not grow helpers that only one test file uses.
 
 pub mod registry;
 
@@ -17,6 +17,17 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The image cache that every crate's end-to-end tests build into, so that `cargo test
+/// --workspace` builds each Debian rootfs once, whichever test comes first: WIKIKUBE_TEST_CACHE
+/// (a developer's warm cache, such as ~/.cache/wikikube), else `wikikube-cache` under the
+/// target's tmp directory, which the caller passes as `env!("CARGO_TARGET_TMPDIR")` (cargo sets
+/// it only when compiling the integration test itself).
+pub fn image_cache_dir(target_tmpdir: &str) -> PathBuf {
+    std::env::var_os("WIKIKUBE_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(target_tmpdir).join("wikikube-cache"))
+}
 
 /// Copies the directory tree `from` to `to` (created if missing): regular files and directories,
 /// which is all a site directory holds.

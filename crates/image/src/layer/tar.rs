@@ -291,8 +291,7 @@ mod tests {
         // Bases hold records; their digests must not move for caches written before.
         let json = serde_json::to_string(&record).unwrap();
         assert!(!json.contains("compression"), "{json}");
-        let old = json.clone();
-        let read: LayerRecord = serde_json::from_str(&old).unwrap();
+        let read: LayerRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(read.compression, Compression::Gzip);
         let zstd = LayerRecord {
             compression: Compression::Zstd,

@@ -115,12 +115,9 @@ pub fn build_images_as(site: &wikikube_model::ResolvedSite, wanted: &[&str]) {
     }
 }
 
-/// The image cache the tests build with: WIKIKUBE_TEST_CACHE lets a developer reuse a warm
-/// one (such as ~/.cache/wikikube).
+/// The image cache the tests build with ([`wikikube_test_support::image_cache_dir`]).
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("WIKIKUBE_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("wikikube-cache"))
+    wikikube_test_support::image_cache_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 /// Builds the site's images and loads them into podman; the cache makes later builds (of this
