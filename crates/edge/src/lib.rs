@@ -21,7 +21,8 @@
 //! upgrades (WebSocket).
 //!
 //! Where to start reading: [`config`] (the file format, compiled without any feature so that
-//! `render` can write it), then [`server::run`] (listeners, reload, drain), [`proxy`] (one
+//! `render` can write it), then [`server::run`] (listeners, reload, drain) with [`server_tls`]
+//! (TLS toward clients, whose idle connections hold no buffers), [`proxy`] (one
 //! request), [`upstream`] (pooled upstream connections) with [`upstream_http1`] (the HTTP/1.1
 //! they speak), and [`router`] with [`debug_routing`], [`weighted`], [`host`] (pure decisions),
 //! [`health`], [`certificates`], [`upstream_tls`], [`metrics`].
@@ -48,6 +49,8 @@ pub mod metrics;
 pub mod proxy;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod server_tls;
 #[cfg(feature = "server")]
 pub mod upstream;
 #[cfg(feature = "server")]

@@ -11,6 +11,7 @@ use crate::health;
 use crate::load::{self, LoadError};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Routing};
+use crate::server_tls::TlsServerStream;
 use crate::upstream_tls::{UpstreamTlsError, UpstreamTlsStore};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -26,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
 
     let certs = Arc::new(CertStore::load(&config.tls.certificates)?);
     let tls = certificates::server_config(certs.clone(), config.tls.min_version)?;
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let tls = Arc::new(tls);
 
     let upstream_tls = Arc::new(UpstreamTlsStore::default());
     if let Some(edge) = &config.edge {
@@ -162,7 +162,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         queues.push(tx);
         let worker = Worker {
             incoming: rx,
-            acceptor: acceptor.clone(),
+            tls: tls.clone(),
             proxy: proxy.clone(),
             metrics: metrics.clone(),
             drain,
@@ -243,7 +243,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
 /// One serving thread: the connections handed to it, and their drain.
 struct Worker {
     incoming: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, std::net::SocketAddr)>,
-    acceptor: TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     proxy: Proxy,
     metrics: Arc<Metrics>,
     drain: Duration,
@@ -253,7 +253,7 @@ impl Worker {
     async fn run(self) {
         let Worker {
             mut incoming,
-            acceptor,
+            tls,
             proxy,
             metrics,
             drain,
@@ -270,13 +270,13 @@ impl Worker {
             };
             metrics.active_connections.inc();
             let guard = ConnectionGuard(metrics.clone());
-            let acceptor = acceptor.clone();
+            let tls = tls.clone();
             let proxy = proxy.clone();
             let watcher = graceful.watcher();
             tokio::task::spawn_local(async move {
                 let _guard = guard;
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
+                let accept = TlsServerStream::accept(tcp, tls);
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
@@ -286,24 +286,16 @@ impl Worker {
                 };
                 // hyper takes its buffers (8 KiB to read, 8 KiB for response heads) as soon
                 // as it starts on a connection, so it starts only once the client has sent
-                // something: an idle connection holds the TLS state alone (about half the
-                // memory per idle connection, bench/edge.sh). A TLS 1.3 client often sends
-                // its request right behind its Finished message, in which case rustls has it
-                // already and nothing is waited for.
+                // something: an idle connection holds the TLS state alone (5.4 KB in
+                // bench/edge.sh, against 28.8 KB with hyper started at once: docs/benchmarks.md,
+                // 2026-12-01 (third)). A TLS 1.3 client often sends
+                // its request right behind its Finished message, in which case the stream
+                // has it already and nothing is waited for.
                 let mut tls = tls;
-                let buffered = tls
-                    .get_mut()
-                    .1
-                    .process_new_packets()
-                    .map_or(true, |state| state.plaintext_bytes_to_read() > 0);
-                if !buffered {
-                    // The same bound as a slow request head (hyper's header_read_timeout).
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.get_ref().0.readable())
-                        .await
-                    {
-                        Ok(Ok(())) => {}
-                        _ => return,
-                    }
+                // The same bound as a slow request head (hyper's header_read_timeout).
+                match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.wait_for_input()).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
                 }
                 // Boxed: the connection's task stays small while it waits above.
                 Box::pin(serve_connection(tls, proxy, peer, watcher)).await;
@@ -318,12 +310,12 @@ impl Worker {
 
 /// Serves HTTP/1.1 or HTTP/2 (as ALPN chose) on a client connection until it ends.
 async fn serve_connection(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    tls: TlsServerStream,
     proxy: Rc<crate::proxy::ThreadProxy>,
     peer: std::net::SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let h2 = tls.alpn_protocol() == Some(b"h2");
     let client = Rc::new(proxy.shared().peer(peer));
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         let (proxy, client) = (proxy.clone(), client.clone());

@@ -1,0 +1,450 @@
+//! The TLS server side of a client connection: rustls's unbuffered API under tokio's
+//! `AsyncRead`/`AsyncWrite`, with buffers that exist only while there is something in them.
+//!
+//! Why not tokio-rustls (which the edge still uses toward backends): its rustls connection keeps
+//! a 4 KiB receive buffer, zero-filled and so resident, for as long as the connection lives.
+//! The edge holds many idle keep-alive connections (every browser keeps some open), so that
+//! buffer was about half of the memory of each (bench/edge.sh, "memory per idle connection").
+//! Here the stream owns its buffers and gives them back whenever it waits for the client with
+//! nothing in flight: an idle connection holds rustls's state and nothing else. Written here
+//! because no maintained crate adapts rustls's unbuffered API to tokio.
+//!
+//! What it must not do: keep data it has accepted from the caller without making progress on
+//! it (every write is encrypted at once and sent as far as the socket takes it; `poll_flush`
+//! sends the rest), or leave TLS records for the peer unsent while it waits for the peer
+//! (handshake flights, key-update answers and alerts go out before any read waits).
+//!
+//! One task owns a stream and polls both directions, as hyper does; there is no split.
+
+use rustls::server::{ServerConfig, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Room taken for a read from the socket: one full TLS record (16 KiB of payload plus the
+/// header, content type and AEAD tag) with some spare, so one read takes a whole record.
+const RECEIVE_CAPACITY: usize = 16 * 1024 + 512;
+
+/// Bytes of plaintext encrypted per `poll_write`; more waits for the socket.
+const MAX_WRITE: usize = 64 * 1024;
+
+/// Encrypted bytes that may wait for the socket before `poll_write` waits too.
+const WRITE_BACKLOG: usize = 64 * 1024;
+
+/// Bytes a TLS record adds to its payload, at most (TLS 1.2 AES-GCM: header 5, explicit nonce
+/// 8, tag 16; TLS 1.3: header 5, content type 1, tag 16). rustls says when it needs more.
+const RECORD_OVERHEAD: usize = 32;
+
+/// A server-side TLS connection to a client.
+pub struct TlsServerStream {
+    io: TcpStream,
+    conn: UnbufferedServerConnection,
+    /// TLS bytes read from the socket that rustls has not consumed yet.
+    received: Vec<u8>,
+    /// Decrypted bytes the caller has not read yet, from `plaintext_read` on.
+    plaintext: Vec<u8>,
+    plaintext_read: usize,
+    /// TLS bytes for the client not yet written to the socket, from `sent` on.
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// No more application data will come: the client sent close_notify or closed its side.
+    read_closed: bool,
+    /// close_notify has been encoded for the client.
+    close_notify_sent: bool,
+}
+
+/// Where a round of record processing stopped.
+enum Stopped {
+    /// rustls needs more bytes from the client (mid-handshake, or between records).
+    NeedsData,
+    /// The handshake is over and nothing is pending: the caller may write.
+    Writable,
+    /// This many bytes of the caller's data were encrypted.
+    Written(usize),
+    /// Both sides sent close_notify.
+    Closed,
+}
+
+impl TlsServerStream {
+    /// Completes the TLS handshake on `io` with `config`.
+    pub async fn accept(io: TcpStream, config: Arc<ServerConfig>) -> io::Result<Self> {
+        let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
+        let mut stream = TlsServerStream {
+            io,
+            conn,
+            received: Vec::new(),
+            plaintext: Vec::new(),
+            plaintext_read: 0,
+            outgoing: Vec::new(),
+            sent: 0,
+            read_closed: false,
+            close_notify_sent: false,
+        };
+        std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
+        stream.release_idle_buffers();
+        Ok(stream)
+    }
+
+    /// The protocol ALPN chose, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// Waits until the client has sent something (or closed), holding no buffer meanwhile;
+    /// returns at once if a request came right behind the handshake's last message.
+    pub async fn wait_for_input(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_input(cx)).await
+    }
+
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.plaintext_read < self.plaintext.len() || !self.received.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            // A read, not readiness alone: tokio reports a socket readable until a read has
+            // come back empty, which the handshake's last read did not.
+            match ready!(self.poll_receive(cx)) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            self.process(None, None, false)?;
+            if !self.conn.is_handshaking() {
+                return self.poll_send(cx);
+            }
+            // Our flight goes out before we wait for the client's answer to it.
+            ready!(self.poll_send(cx))?;
+            if ready!(self.poll_receive(cx))? == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed the connection during the TLS handshake",
+                )));
+            }
+        }
+    }
+
+    /// Lets rustls consume what has been received and produce what is due, until it needs the
+    /// socket. Decrypted data goes to `read_into` while it has room, the rest is kept; `write`
+    /// is encrypted once the connection is writable, and so is close_notify if `close`.
+    fn process(
+        &mut self,
+        mut read_into: Option<&mut ReadBuf<'_>>,
+        write: Option<&[u8]>,
+        close: bool,
+    ) -> io::Result<Stopped> {
+        let TlsServerStream {
+            conn,
+            received,
+            plaintext,
+            outgoing,
+            read_closed,
+            close_notify_sent,
+            ..
+        } = self;
+        let error = loop {
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(received);
+            let stopped = match state {
+                Err(error) => {
+                    received.drain(..discard);
+                    break error;
+                }
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    while let Some(record) = traffic.next_record() {
+                        let payload = record.map_err(tls_error)?.payload;
+                        let direct = match read_into.as_deref_mut() {
+                            // Straight into the caller's buffer when nothing is waiting before it.
+                            Some(buf) if plaintext.is_empty() => {
+                                let n = payload.len().min(buf.remaining());
+                                buf.put_slice(&payload[..n]);
+                                n
+                            }
+                            _ => 0,
+                        };
+                        plaintext.extend_from_slice(&payload[direct..]);
+                    }
+                    None
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    let required = match encode.encode(&mut []) {
+                        Err(EncodeError::InsufficientSize(e)) => e.required_size,
+                        Ok(_) | Err(EncodeError::AlreadyEncoded) => 0,
+                    };
+                    let start = outgoing.len();
+                    outgoing.resize(start + required, 0);
+                    let written = encode
+                        .encode(&mut outgoing[start..])
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                    outgoing.truncate(start + written);
+                    None
+                }
+                // What was encoded waits in `outgoing`; every path that waits for the client
+                // sends it first, so it counts as transmitted here.
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    None
+                }
+                Ok(ConnectionState::BlockedHandshake) => Some(Stopped::NeedsData),
+                Ok(ConnectionState::PeerClosed) => {
+                    *read_closed = true;
+                    None
+                }
+                Ok(ConnectionState::Closed) => Some(Stopped::Closed),
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    if let Some(data) = write {
+                        let data = &data[..data.len().min(MAX_WRITE)];
+                        let start = outgoing.len();
+                        let records = data.len().div_ceil(16 * 1024).max(1);
+                        let mut room = data.len() + records * RECORD_OVERHEAD;
+                        let written = loop {
+                            outgoing.resize(start + room, 0);
+                            match traffic.encrypt(data, &mut outgoing[start..]) {
+                                Ok(n) => break n,
+                                Err(EncryptError::InsufficientSize(e))
+                                    if e.required_size > room =>
+                                {
+                                    room = e.required_size;
+                                }
+                                Err(e) => {
+                                    outgoing.truncate(start);
+                                    return Err(io::Error::other(e.to_string()));
+                                }
+                            }
+                        };
+                        outgoing.truncate(start + written);
+                        Some(Stopped::Written(data.len()))
+                    } else if close && !*close_notify_sent {
+                        let start = outgoing.len();
+                        outgoing.resize(start + 64, 0);
+                        let written = traffic
+                            .queue_close_notify(&mut outgoing[start..])
+                            .map_err(|e| io::Error::other(e.to_string()))?;
+                        outgoing.truncate(start + written);
+                        *close_notify_sent = true;
+                        Some(Stopped::Writable)
+                    } else {
+                        Some(Stopped::Writable)
+                    }
+                }
+                Ok(ConnectionState::ReadEarlyData(_)) => {
+                    // The server config never offers 0-RTT, so a client cannot send it.
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "TLS early data, which this server never offers",
+                    ));
+                }
+                Ok(_) => {
+                    return Err(io::Error::other(
+                        "a TLS connection state this edge does not know",
+                    ))
+                }
+            };
+            received.drain(..discard);
+            if let Some(stopped) = stopped {
+                return Ok(stopped);
+            }
+        };
+        Err(self.fail(error))
+    }
+
+    /// After rustls refused the connection: encodes the alert it queued for the client and
+    /// sends what the socket takes now, so the client learns why.
+    fn fail(&mut self, error: rustls::Error) -> io::Error {
+        let TlsServerStream {
+            conn,
+            received,
+            outgoing,
+            ..
+        } = self;
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
+            conn.process_tls_records(received).state
+        {
+            let start = outgoing.len();
+            outgoing.resize(start + 64, 0);
+            let written = encode.encode(&mut outgoing[start..]).unwrap_or(0);
+            outgoing.truncate(start + written);
+        }
+        if self.sent < self.outgoing.len() {
+            let _ = self.io.try_write(&self.outgoing[self.sent..]);
+        }
+        tls_error(error)
+    }
+
+    /// Writes `outgoing` to the socket until it is empty or the socket is full.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.outgoing.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.outgoing.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads from the socket into `received`'s spare room (not zero-filled first); 0 is EOF.
+    /// Waiting for the client, it gives back the buffers that hold nothing.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            if self.io.poll_read_ready(cx)?.is_pending() {
+                self.release_idle_buffers();
+                return Poll::Pending;
+            }
+            if self.received.capacity() - self.received.len() < RECEIVE_CAPACITY / 2 {
+                self.received.reserve(RECEIVE_CAPACITY);
+            }
+            match self.io.try_read_buf(&mut self.received) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Gives back the buffers that hold nothing; an idle connection then holds rustls's
+    /// state alone.
+    fn release_idle_buffers(&mut self) {
+        if self.received.is_empty() {
+            self.received = Vec::new();
+        }
+        if self.sent == self.outgoing.len() {
+            self.outgoing = Vec::new();
+            self.sent = 0;
+        }
+        if self.plaintext_read == self.plaintext.len() {
+            self.plaintext = Vec::new();
+            self.plaintext_read = 0;
+        }
+    }
+}
+
+impl AsyncRead for TlsServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.plaintext_read < this.plaintext.len() {
+                let waiting = &this.plaintext[this.plaintext_read..];
+                let n = waiting.len().min(buf.remaining());
+                buf.put_slice(&waiting[..n]);
+                this.plaintext_read += n;
+                if this.plaintext_read == this.plaintext.len() {
+                    this.plaintext.clear();
+                    this.plaintext_read = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.read_closed || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let before = buf.filled().len();
+            let stopped = this.process(Some(buf), None, false)?;
+            if buf.filled().len() > before {
+                // Answers rustls produced on the way (a key update's) go out when they can;
+                // a full socket here registers for a wake-up and costs nothing else.
+                if this.sent < this.outgoing.len() {
+                    if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.plaintext_read < this.plaintext.len() || this.read_closed {
+                continue;
+            }
+            if let Stopped::Closed = stopped {
+                return Poll::Ready(Ok(()));
+            }
+            if this.sent < this.outgoing.len() {
+                if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            match this.poll_receive(cx) {
+                Poll::Ready(Ok(0)) => {
+                    // The client closed without close_notify: what it sent in whole records
+                    // stands, a record cut short is an error.
+                    this.read_closed = true;
+                    if !this.received.is_empty() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "client closed the connection in the middle of a TLS record",
+                        )));
+                    }
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.outgoing.len() - this.sent >= WRITE_BACKLOG {
+            ready!(this.poll_send(cx))?;
+        }
+        match this.process(None, Some(data), false)? {
+            Stopped::Written(n) => {
+                // As far as the socket takes it now; the rest waits for poll_flush or the
+                // next write, and a full socket has registered for a wake-up.
+                if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(n))
+            }
+            Stopped::Closed => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            Stopped::NeedsData | Stopped::Writable => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "TLS handshake not complete",
+            ))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.process(None, None, false)?;
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.close_notify_sent {
+            this.process(None, None, true)?;
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+fn tls_error(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+#[cfg(test)]
+mod tests;

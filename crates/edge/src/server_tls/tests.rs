@@ -1,0 +1,236 @@
+//! Against rustls's own buffered client (through tokio-rustls) on loopback sockets.
+
+use super::*;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+struct Pair {
+    server: TlsServerStream,
+    client: tokio_rustls::client::TlsStream<TcpStream>,
+}
+
+fn configs(
+    version: &'static rustls::SupportedProtocolVersion,
+    client_alpn: &[&[u8]],
+) -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["edge.test".to_string()]).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = CertificateDer::from(cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(signing_key.serialize_der()));
+    let mut server = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = client_alpn.iter().map(|p| p.to_vec()).collect();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// A loopback listener whose first connection is accepted with `config`.
+async fn accept_one(
+    config: Arc<ServerConfig>,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<io::Result<TlsServerStream>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        TlsServerStream::accept(tcp, config).await
+    });
+    (address, accepted)
+}
+
+async fn pair(version: &'static rustls::SupportedProtocolVersion, alpn: &[&[u8]]) -> Pair {
+    let (server_config, client_config) = configs(version, alpn);
+    let (address, accepted) = accept_one(server_config).await;
+    let tcp = TcpStream::connect(address).await.unwrap();
+    let client = tokio_rustls::TlsConnector::from(client_config)
+        .connect(ServerName::try_from("edge.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    let server = accepted.await.unwrap().unwrap();
+    Pair { server, client }
+}
+
+/// Bytes that show a reordering or a lost record: not a repeating pattern of a record's size.
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// The server echoes what it reads until the client's close_notify, then closes itself.
+async fn echo(mut server: TlsServerStream) -> usize {
+    let mut buf = vec![0u8; 5000];
+    let mut total = 0;
+    loop {
+        let n = server.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+        server.write_all(&buf[..n]).await.unwrap();
+    }
+    server.shutdown().await.unwrap();
+    total
+}
+
+async fn echo_round_trip(version: &'static rustls::SupportedProtocolVersion) {
+    let Pair { server, client } = pair(version, &[]).await;
+    let server = tokio::spawn(echo(server));
+    let sent = data(3 * 1024 * 1024 + 17);
+    let (mut reader, mut writer) = tokio::io::split(client);
+    let expected = sent.clone();
+    let writing = tokio::spawn(async move {
+        // Uneven writes: records of every size, some larger than the server's read buffer.
+        for chunk in sent.chunks(40_000 - 1) {
+            writer.write_all(chunk).await.unwrap();
+        }
+        writer.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::new();
+    reader.read_to_end(&mut echoed).await.unwrap();
+    writing.await.unwrap();
+    assert_eq!(server.await.unwrap(), expected.len());
+    assert!(echoed == expected, "the echo differs from what was sent");
+}
+
+#[tokio::test]
+async fn data_goes_both_ways_intact_over_tls13() {
+    echo_round_trip(&rustls::version::TLS13).await;
+}
+
+#[tokio::test]
+async fn data_goes_both_ways_intact_over_tls12() {
+    echo_round_trip(&rustls::version::TLS12).await;
+}
+
+#[tokio::test]
+async fn a_waiting_connection_holds_no_buffers() {
+    let Pair {
+        mut server,
+        mut client,
+    } = pair(&rustls::version::TLS13, &[]).await;
+    let idle = |s: &TlsServerStream| {
+        (
+            s.received.capacity(),
+            s.plaintext.capacity(),
+            s.outgoing.capacity(),
+        )
+    };
+    assert_eq!(idle(&server), (0, 0, 0), "after the handshake");
+    // Waiting for the first request holds nothing either, and ends when it comes.
+    let waited = tokio::time::timeout(Duration::from_millis(50), server.wait_for_input()).await;
+    assert!(waited.is_err(), "nothing was sent, yet the wait ended");
+    assert_eq!(
+        idle(&server),
+        (0, 0, 0),
+        "while waiting for the first request"
+    );
+
+    // A request and its response, then the server waits for the next request.
+    client.write_all(&data(20_000)).await.unwrap();
+    server.wait_for_input().await.unwrap();
+    let mut request = vec![0u8; 20_000];
+    server.read_exact(&mut request).await.unwrap();
+    assert_eq!(request, data(20_000));
+    server.write_all(&data(70_000)).await.unwrap();
+    server.flush().await.unwrap();
+    let mut response = vec![0u8; 70_000];
+    client.read_exact(&mut response).await.unwrap();
+    assert_eq!(response, data(70_000));
+    let mut next = [0u8; 100];
+    let waited = tokio::time::timeout(Duration::from_millis(50), server.read(&mut next)).await;
+    assert!(waited.is_err(), "nothing was sent, yet the read returned");
+    assert_eq!(
+        idle(&server),
+        (0, 0, 0),
+        "while waiting for the next request"
+    );
+
+    // And it still works after giving its buffers back.
+    client.write_all(b"next").await.unwrap();
+    let n = server.read(&mut next).await.unwrap();
+    assert_eq!(&next[..n], b"next");
+}
+
+#[tokio::test]
+async fn a_client_key_update_is_answered_and_traffic_goes_on() {
+    let Pair {
+        mut server,
+        mut client,
+    } = pair(&rustls::version::TLS13, &[]).await;
+    for round in 0..3u8 {
+        client.get_mut().1.refresh_traffic_keys().unwrap();
+        client.write_all(&[round; 1000]).await.unwrap();
+        let mut got = [0u8; 1000];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [round; 1000]);
+        // The server's own key update (the answer rustls owes) goes out with this.
+        server.write_all(&[round + 10; 1000]).await.unwrap();
+        server.flush().await.unwrap();
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [round + 10; 1000]);
+    }
+}
+
+#[tokio::test]
+async fn alpn_says_what_the_client_chose() {
+    let h2 = pair(&rustls::version::TLS13, &[b"h2"]).await;
+    assert_eq!(h2.server.alpn_protocol(), Some(&b"h2"[..]));
+    let http1 = pair(&rustls::version::TLS13, &[b"http/1.1"]).await;
+    assert_eq!(http1.server.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let none = pair(&rustls::version::TLS13, &[]).await;
+    assert_eq!(none.server.alpn_protocol(), None);
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_with_a_tls_alert() {
+    let (server_config, _) = configs(&rustls::version::TLS13, &[]);
+    let (address, accepted) = accept_one(server_config).await;
+    let mut tcp = TcpStream::connect(address).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+        .await
+        .unwrap();
+    let error = accepted
+        .await
+        .unwrap()
+        .err()
+        .expect("plain HTTP was accepted");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    // A TLS record of content type 21 (alert), level 2 (fatal).
+    assert_eq!(answer.first(), Some(&21), "answer: {answer:?}");
+    assert_eq!(answer.get(5), Some(&2), "answer: {answer:?}");
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_handshake_is_an_error_not_a_hang() {
+    let (server_config, _) = configs(&rustls::version::TLS13, &[]);
+    let (address, accepted) = accept_one(server_config).await;
+    // The first bytes of a ClientHello record, then gone.
+    let mut tcp = TcpStream::connect(address).await.unwrap();
+    tcp.write_all(&[22, 3, 1, 0, 200, 1]).await.unwrap();
+    drop(tcp);
+    let result = tokio::time::timeout(Duration::from_secs(5), accepted)
+        .await
+        .expect("the handshake waited on a closed connection")
+        .unwrap();
+    assert_eq!(
+        result.err().map(|e| e.kind()),
+        Some(io::ErrorKind::UnexpectedEof)
+    );
+}
