@@ -122,6 +122,13 @@ impl TlsServerStream {
         loop {
             self.process(None, None, false)?;
             if !self.conn.is_handshaking() {
+                // What TLS 1.3 leaves (session tickets) is nothing the client waits for: it
+                // goes out with the first response if the request is already here (one write
+                // and one segment fewer per connection), or before the wait for it otherwise.
+                // TLS 1.2 leaves the server's Finished, which the client does wait for.
+                if self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                    return Poll::Ready(Ok(()));
+                }
                 return self.poll_send(cx);
             }
             // Our flight goes out before we wait for the client's answer to it.
@@ -296,10 +303,19 @@ impl TlsServerStream {
     }
 
     /// Reads from the socket into `received`'s spare room (not zero-filled first); 0 is EOF.
-    /// Waiting for the client, it gives back the buffers that hold nothing.
+    /// Before it waits for the client, it sends what the client is owed (so no record is held
+    /// back while the peer waits too) and gives back the buffers that hold nothing. Reading
+    /// first and sending only when there is nothing to read lets records that are due anyway
+    /// (session tickets, a key update's answer) go out with the response to what was read.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         loop {
             if self.io.poll_read_ready(cx)?.is_pending() {
+                if self.sent < self.outgoing.len() {
+                    // A full socket registers for a wake-up here and is retried then.
+                    if let Poll::Ready(Err(e)) = self.poll_send(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
                 self.release_idle_buffers();
                 return Poll::Pending;
             }
@@ -355,13 +371,8 @@ impl AsyncRead for TlsServerStream {
             let before = buf.filled().len();
             let stopped = this.process(Some(buf), None, false)?;
             if buf.filled().len() > before {
-                // Answers rustls produced on the way (a key update's) go out when they can;
-                // a full socket here registers for a wake-up and costs nothing else.
-                if this.sent < this.outgoing.len() {
-                    if let Poll::Ready(Err(e)) = this.poll_send(cx) {
-                        return Poll::Ready(Err(e));
-                    }
-                }
+                // Records rustls produced on the way (a key update's answer) go out with the
+                // next write, or before the next wait for the client.
                 return Poll::Ready(Ok(()));
             }
             if this.plaintext_read < this.plaintext.len() || this.read_closed {
@@ -369,11 +380,6 @@ impl AsyncRead for TlsServerStream {
             }
             if let Stopped::Closed = stopped {
                 return Poll::Ready(Ok(()));
-            }
-            if this.sent < this.outgoing.len() {
-                if let Poll::Ready(Err(e)) = this.poll_send(cx) {
-                    return Poll::Ready(Err(e));
-                }
             }
             match this.poll_receive(cx) {
                 Poll::Ready(Ok(0)) => {

@@ -130,8 +130,12 @@ async fn a_waiting_connection_holds_no_buffers() {
             s.outgoing.capacity(),
         )
     };
-    assert_eq!(idle(&server), (0, 0, 0), "after the handshake");
-    // Waiting for the first request holds nothing either, and ends when it comes.
+    // After the handshake only TLS 1.3's session tickets wait, for the first response or
+    // the first wait.
+    let (received, plaintext, outgoing) = idle(&server);
+    assert_eq!((received, plaintext), (0, 0), "after the handshake");
+    assert!(outgoing > 0, "no session tickets wait after the handshake");
+    // Waiting for the first request holds nothing, and ends when it comes.
     let waited = tokio::time::timeout(Duration::from_millis(50), server.wait_for_input()).await;
     assert!(waited.is_err(), "nothing was sent, yet the wait ended");
     assert_eq!(
@@ -184,6 +188,67 @@ async fn a_client_key_update_is_answered_and_traffic_goes_on() {
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(got, [round + 10; 1000]);
     }
+}
+
+/// Connects with `client_config` to a server that answers the first `request` bytes with
+/// "ok" (or, if `request` is 0, only waits for input until the client has waited `wait`), and
+/// says whether the TLS handshake resumed an earlier session.
+async fn connect_and_ask(
+    server_config: Arc<ServerConfig>,
+    client_config: Arc<rustls::ClientConfig>,
+    request: usize,
+    wait: Duration,
+) -> rustls::HandshakeKind {
+    let (address, accepted) = accept_one(server_config).await;
+    let tcp = TcpStream::connect(address).await.unwrap();
+    let connecting = tokio_rustls::TlsConnector::from(client_config)
+        .connect(ServerName::try_from("edge.test").unwrap(), tcp);
+    let mut client = connecting.await.unwrap();
+    let kind = client.get_ref().1.handshake_kind().unwrap();
+    let mut server = accepted.await.unwrap().unwrap();
+    if request == 0 {
+        let serving = tokio::spawn(async move {
+            let _ = server.wait_for_input().await;
+            server
+        });
+        // The client reads nothing but takes in the records that come: the tickets.
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(wait, client.read(&mut byte)).await;
+        assert!(read.is_err(), "the server sent data or closed: {read:?}");
+        serving.abort();
+    } else {
+        client.write_all(&data(request)).await.unwrap();
+        let mut got = vec![0u8; request];
+        server.read_exact(&mut got).await.unwrap();
+        server.write_all(b"ok").await.unwrap();
+        let mut answer = [0u8; 2];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"ok");
+    }
+    kind
+}
+
+#[tokio::test]
+async fn session_tickets_reach_a_client_that_asks_at_once_or_waits() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let (server_config, client_config) = configs(&rustls::version::TLS13, &[]);
+    let ask = |request, wait| {
+        connect_and_ask(server_config.clone(), client_config.clone(), request, wait)
+    };
+    // The tickets go out with the first response...
+    assert_eq!(ask(100, Duration::ZERO).await, Full);
+    assert_eq!(ask(100, Duration::ZERO).await, Resumed, "after a request");
+    // ...or, when the client sends nothing, while the server waits for it.
+    let (server_config, client_config) = configs(&rustls::version::TLS13, &[]);
+    let ask = |request, wait| {
+        connect_and_ask(server_config.clone(), client_config.clone(), request, wait)
+    };
+    assert_eq!(ask(0, Duration::from_millis(300)).await, Full);
+    assert_eq!(
+        ask(100, Duration::ZERO).await,
+        Resumed,
+        "after a connection that sent nothing"
+    );
 }
 
 #[tokio::test]
