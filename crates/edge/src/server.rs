@@ -23,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
@@ -72,24 +72,51 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
         .and_then(|m| Some((m.modified().ok()?, m.len())))
 }
 
-/// Decrements the active-connections gauge however the connection ends.
-struct ConnectionGuard(Arc<Metrics>);
+/// Counts a connection in the active-connections gauge and in its serving thread's load
+/// while it lives, however it ends.
+struct ConnectionGuard {
+    metrics: Arc<Metrics>,
+    loads: Arc<[AtomicUsize]>,
+    thread: usize,
+}
 
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.active_connections.dec();
+impl ConnectionGuard {
+    fn new(metrics: Arc<Metrics>, loads: Arc<[AtomicUsize]>, thread: usize) -> Self {
+        metrics.active_connections.inc();
+        loads[thread].fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard {
+            metrics,
+            loads,
+            thread,
+        }
     }
 }
 
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.active_connections.dec();
+        self.loads[self.thread].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How many more connections than the least loaded serving thread a thread may hold before
+/// it hands what it accepts over to that thread. Threads race on accept, so the less busy
+/// one tends to win anyway; this bounds what is left (a burst of keep-alive connections
+/// opened together can otherwise land mostly on one thread, and its p99 shows it).
+const HANDOVER_SLACK: usize = 4;
+
 /// Runs the server of the config at `path` until SIGTERM or SIGINT, then drains and returns.
 ///
-/// This (control) runtime accepts connections and runs signals, reloads, health checks and the
-/// metrics listener. Connections are handed round-robin to `listen.threads` serving threads,
-/// each with a single-threaded runtime and its own upstream pool: a request is then handled
-/// start to finish on one thread, with no cross-thread wake-ups (one shared multi-threaded
-/// runtime gave about 0.7 of haproxy's keep-alive throughput in bench/edge.sh, this about
-/// parity). Round-robin rather than threads racing on accept keeps the threads evenly loaded,
-/// which showed in the p99 latency.
+/// This (control) runtime runs signals, reloads, health checks and the metrics listener.
+/// `listen.threads` serving threads each accept from the listening socket, with a
+/// single-threaded runtime and its own upstream pool: a connection is then handled start to
+/// finish on the thread that accepted it, with no cross-thread wake-ups (one shared
+/// multi-threaded runtime gave about 0.7 of haproxy's keep-alive throughput in
+/// bench/edge.sh, this about parity). Accepting in the serving threads rather than here
+/// saves a thread wake-up and two epoll registrations per connection (the accepting thread
+/// took 8 % of the CPU of new TLS connections: docs/benchmarks.md); a thread holding
+/// [`HANDOVER_SLACK`] more connections than the least loaded one hands what it accepts over,
+/// which keeps the threads evenly loaded as round-robin did.
 pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     let config = load::load_file(&path)?;
     let metrics = Arc::new(Metrics::default());
@@ -132,6 +159,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
 
     let listener = TcpListener::bind(&config.listen.address)
         .await
+        .and_then(TcpListener::into_std)
         .map_err(|source| ServerError::Bind {
             address: config.listen.address.clone(),
             source,
@@ -155,13 +183,21 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let drain = Duration::from_secs(config.listen.drain_seconds);
-    let mut queues = Vec::with_capacity(threads);
+    let loads: Arc<[AtomicUsize]> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (queues, mut handed_over): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| tokio::sync::mpsc::unbounded_channel())
+        .unzip();
+    let queues = Arc::new(queues);
     let mut workers = Vec::with_capacity(threads);
     for i in 0..threads {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        queues.push(tx);
         let worker = Worker {
-            incoming: rx,
+            index: i,
+            listener: listener.try_clone().map_err(ServerError::Runtime)?,
+            handed_over: handed_over.remove(0),
+            queues: queues.clone(),
+            loads: loads.clone(),
+            stopped: stopped.clone(),
             tls: tls.clone(),
             proxy: proxy.clone(),
             metrics: metrics.clone(),
@@ -198,35 +234,18 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         config = %path.display(),
         "listening"
     );
-    let mut next = 0usize;
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-        };
-        let (tcp, peer) = match accepted.and_then(|(t, p)| Ok((t.into_std()?, p))) {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        if queues[next % threads].send((tcp, peer)).is_err() {
-            tracing::error!(thread = next % threads, "serving thread is gone");
-        }
-        next = next.wrapping_add(1);
+    // The serving threads hold their own handles on the listening socket.
+    drop(listener);
+    tokio::select! {
+        _ = sigterm.recv() => {}
+        _ = sigint.recv() => {}
     }
 
-    // Stop accepting: the socket closes, so new connections are refused from here on.
-    drop(listener);
+    // Stop accepting: each serving thread drops its handle on the socket, which closes with
+    // the last, so new connections are refused from then on; then it drains its connections.
     draining.store(true, Ordering::SeqCst);
     tracing::info!(drain_seconds = config.listen.drain_seconds, "draining");
-    // Closing the queues tells every serving thread to drain its connections.
-    drop(queues);
+    let _ = stop.send(true);
     // Each worker bounds its own drain by `drain`; the margin covers thread teardown.
     let deadline = tokio::time::Instant::now() + drain + Duration::from_secs(1);
     while workers.iter().any(|w| !w.is_finished()) {
@@ -240,9 +259,23 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// One serving thread: the connections handed to it, and their drain.
+/// A connection one serving thread accepted and handed over to another.
+type HandedOver = (std::net::TcpStream, std::net::SocketAddr);
+
+/// One serving thread: the connections it accepts or is handed, and their drain.
 struct Worker {
-    incoming: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, std::net::SocketAddr)>,
+    /// This thread's place in `queues` and `loads`.
+    index: usize,
+    /// This thread's handle on the listening socket.
+    listener: std::net::TcpListener,
+    /// Connections other threads accepted and handed to this one.
+    handed_over: tokio::sync::mpsc::UnboundedReceiver<HandedOver>,
+    /// Every thread's queue of handed-over connections, this one's included.
+    queues: Arc<Vec<tokio::sync::mpsc::UnboundedSender<HandedOver>>>,
+    /// Every thread's open connections.
+    loads: Arc<[AtomicUsize]>,
+    /// Becomes true when the server drains.
+    stopped: tokio::sync::watch::Receiver<bool>,
     tls: Arc<rustls::ServerConfig>,
     proxy: Proxy,
     metrics: Arc<Metrics>,
@@ -252,24 +285,77 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         let Worker {
-            mut incoming,
+            index,
+            listener,
+            mut handed_over,
+            queues,
+            loads,
+            mut stopped,
             tls,
             proxy,
             metrics,
             drain,
         } = self;
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::error!(thread = index, error = %e, "cannot accept on this thread");
+                None
+            }
+        };
         let proxy = Rc::new(proxy.for_this_thread());
         let graceful = GracefulShutdown::new();
-        while let Some((tcp, peer)) = incoming.recv().await {
-            let tcp = match tokio::net::TcpStream::from_std(tcp) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot register connection");
-                    continue;
+        loop {
+            let accept = async {
+                match &listener {
+                    Some(listener) => listener.accept().await,
+                    None => std::future::pending().await,
                 }
             };
-            metrics.active_connections.inc();
-            let guard = ConnectionGuard(metrics.clone());
+            let (tcp, peer) = tokio::select! {
+                accepted = accept => match accepted {
+                    Ok((tcp, peer)) => {
+                        let _ = tcp.set_nodelay(true);
+                        match hand_over_to(index, &loads) {
+                            None => (tcp, peer),
+                            Some(other) => {
+                                let handed = tcp.into_std().map(|tcp| (tcp, peer));
+                                match handed.map(|h| queues[other].send(h)) {
+                                    Ok(Ok(())) => continue,
+                                    // That thread is gone or the socket would not move:
+                                    // serve it here rather than drop it.
+                                    Ok(Err(returned)) => {
+                                        let (tcp, peer) = returned.0;
+                                        match tokio::net::TcpStream::from_std(tcp) {
+                                            Ok(tcp) => (tcp, peer),
+                                            Err(_) => continue,
+                                        }
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "cannot hand a connection over");
+                                        continue;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                Some((tcp, peer)) = handed_over.recv() => match tokio::net::TcpStream::from_std(tcp) {
+                    Ok(tcp) => (tcp, peer),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register connection");
+                        continue;
+                    }
+                },
+                _ = stopped.wait_for(|stop| *stop) => break,
+            };
+            let guard = ConnectionGuard::new(metrics.clone(), loads.clone(), index);
             let tls = tls.clone();
             let proxy = proxy.clone();
             let watcher = graceful.watcher();
@@ -301,11 +387,20 @@ impl Worker {
                 Box::pin(serve_connection(tls, proxy, peer, watcher)).await;
             });
         }
+        drop(listener);
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(drain) => {}
         }
     }
+}
+
+/// The serving thread that thread `me` should hand a connection it accepted to: the least
+/// loaded one, if `me` holds more than [`HANDOVER_SLACK`] connections more than it.
+fn hand_over_to(me: usize, loads: &[AtomicUsize]) -> Option<usize> {
+    let load = |i: usize| loads[i].load(Ordering::Relaxed);
+    let least = (0..loads.len()).min_by_key(|&i| load(i))?;
+    (load(me) > load(least) + HANDOVER_SLACK).then_some(least)
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (as ALPN chose) on a client connection until it ends.
@@ -464,5 +559,27 @@ async fn serve_metrics(
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loads(counts: &[usize]) -> Vec<AtomicUsize> {
+        counts.iter().map(|&n| AtomicUsize::new(n)).collect()
+    }
+
+    #[test]
+    fn a_thread_keeps_what_it_accepts_until_it_is_well_ahead_of_the_least_loaded() {
+        let even = loads(&[10, 10]);
+        assert_eq!(hand_over_to(0, &even), None);
+        let within = loads(&[10 + HANDOVER_SLACK, 10]);
+        assert_eq!(hand_over_to(0, &within), None);
+        let ahead = loads(&[11 + HANDOVER_SLACK, 10, 12]);
+        assert_eq!(hand_over_to(0, &ahead), Some(1));
+        // The least loaded thread never hands over, nor does a lone one.
+        assert_eq!(hand_over_to(1, &ahead), None);
+        assert_eq!(hand_over_to(0, &loads(&[100])), None);
     }
 }
