@@ -67,6 +67,10 @@ cat > "$WORK/haproxy.cfg" <<CFG
 global
     nbthread 2
     ssl-default-bind-options ssl-min-ver TLSv1.2
+    # The edge's suite order (crates/edge/src/certificates.rs), so both do the same work;
+    # haproxy enforces its own order by default, as the edge does.
+    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305
     tune.ssl.default-dh-param 2048
 defaults
     mode http
@@ -115,6 +119,12 @@ for port in $EDGE_PORT $HAPROXY_PORT; do
     curl -sf --cacert "$WORK/cert.pem" --resolve bench.example:$port:127.0.0.1 \
         "https://bench.example:$port/" >/dev/null || { echo "proxy on $port does not answer" >&2; exit 1; }
 done
+# Both must negotiate the same TLS 1.3 suite with wrk's and h2load's client (OpenSSL's
+# defaults), or one would be doing cheaper work than the other.
+suite() { openssl s_client -connect "127.0.0.1:$1" -servername bench.example </dev/null 2>/dev/null | sed -n 's/.*Cipher is //p' | head -1; }
+EDGE_SUITE=$(suite $EDGE_PORT) HAPROXY_SUITE=$(suite $HAPROXY_PORT)
+[ -n "$EDGE_SUITE" ] && [ "$EDGE_SUITE" = "$HAPROXY_SUITE" ] || {
+    echo "the proxies negotiate different TLS suites: edge '$EDGE_SUITE', haproxy '$HAPROXY_SUITE'" >&2; exit 1; }
 
 # CPU time (user+system, all threads) a proxy used, in clock ticks. Throughput on a shared
 # machine moves with the neighbours' load; CPU per request much less, so it is reported too.
@@ -190,7 +200,7 @@ H2=$(measure run_h2load)
 row "h2 keep-alive (h2load -c32 -m16)" "$H2"
 echo "(medians of $ROUNDS alternating runs of ${DUR}s; us/req = proxy CPU microseconds per request;"
 echo " ratios are edge/haproxy: rps higher is better, p99 and cpu lower is better; $(nproc) cores shared;"
-echo " load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); h2 p99 is mean+3sd from h2load)"
+echo " load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); h2 p99 is mean+3sd from h2load; TLS 1.3 suite $EDGE_SUITE)"
 
 # Memory per idle TLS connection: RSS growth of each proxy while a client holds
 # IDLE_CONNECTIONS TLS connections open (handshake done, no request), divided by their number.

@@ -65,6 +65,35 @@ async fn tls12_and_tls13_both_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_chooses_the_suite_in_its_own_order() {
+    let p = pod().await;
+    // OpenSSL's clients list AES-256 first; the edge's order (AES-128 first) decides.
+    let out13 = s_client(p.edge.port, &["-tls1_3", "-servername", "wiki.example"]);
+    assert!(
+        out13.contains("Cipher is TLS_AES_128_GCM_SHA256"),
+        "{out13}"
+    );
+    let out12 = s_client(p.edge.port, &["-tls1_2", "-servername", "wiki.example"]);
+    assert!(
+        out12.contains("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256")
+            || out12.contains("Cipher is ECDHE-RSA-AES128-GCM-SHA256"),
+        "{out12}"
+    );
+    // A client without AES-128 gets the next in the edge's order.
+    let out = s_client(
+        p.edge.port,
+        &[
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384",
+            "-servername",
+            "wiki.example",
+        ],
+    );
+    assert!(out.contains("Cipher is TLS_AES_256_GCM_SHA384"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_offers_h2_and_http11() {
     let p = pod().await;
     let out = s_client(
