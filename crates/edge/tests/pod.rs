@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 struct Pod {
@@ -91,6 +92,58 @@ async fn the_edge_chooses_the_suite_in_its_own_order() {
         ],
     );
     assert!(out.contains("Cipher is TLS_AES_256_GCM_SHA384"), "{out}");
+}
+
+/// One request over TLS 1.3 with `config`'s session store; whether the handshake resumed.
+async fn request_resumed(port: u16, config: Arc<rustls::ClientConfig>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("wiki.example").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: wiki.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // To the end, so that the session tickets are taken in; the close may lack close_notify.
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    resumed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_its_session_after_hundreds_of_other_clients() {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let p = pod().await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&p.pki.ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = || {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        Arc::new(config)
+    };
+    let (first, others) = (client(), client());
+    assert!(!request_resumed(p.edge.port, first.clone()).await);
+    // 300 connections of other clients: more sessions than a session cache of rustls's
+    // default size (256) would hold.
+    for _ in 0..300 {
+        request_resumed(p.edge.port, others.clone()).await;
+    }
+    assert!(
+        request_resumed(p.edge.port, first).await,
+        "the first client's session was forgotten"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
