@@ -162,8 +162,8 @@ impl ResolvesServerCert for CertStore {
 }
 
 /// The suites the edge offers, in its order of preference: AEAD only, with forward secrecy,
-/// AES-128-GCM first, as in Mozilla's "intermediate" server configuration (the
-/// recommendation for general-purpose servers) and in Google's and Cloudflare's servers.
+/// AES-128-GCM first, as in Mozilla's "intermediate" server configuration (its
+/// recommendation for general-purpose servers).
 /// AES-128 is as strong as the key exchange and certificates around it (X25519 and P-256
 /// give 128-bit security), and its TLS 1.3 suite hashes with SHA-256, which CPUs with SHA
 /// extensions do in hardware; ring's SHA-384 (AES-256's suite) has no hardware path on AMD
