@@ -314,31 +314,10 @@ impl Worker {
             };
             let (tcp, peer) = tokio::select! {
                 accepted = accept => match accepted {
-                    Ok((tcp, peer)) => {
-                        let _ = tcp.set_nodelay(true);
-                        match hand_over_to(index, &loads) {
-                            None => (tcp, peer),
-                            Some(other) => {
-                                let handed = tcp.into_std().map(|tcp| (tcp, peer));
-                                match handed.map(|h| queues[other].send(h)) {
-                                    Ok(Ok(())) => continue,
-                                    // That thread is gone or the socket would not move:
-                                    // serve it here rather than drop it.
-                                    Ok(Err(returned)) => {
-                                        let (tcp, peer) = returned.0;
-                                        match tokio::net::TcpStream::from_std(tcp) {
-                                            Ok(tcp) => (tcp, peer),
-                                            Err(_) => continue,
-                                        }
-                                    }
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "cannot hand a connection over");
-                                        continue;
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    Ok((tcp, peer)) => match keep_or_hand_over(tcp, peer, index, &loads, &queues) {
+                        Some(kept) => kept,
+                        None => continue,
+                    },
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning, keep serving.
                         tracing::warn!(error = %e, "accept failed");
@@ -401,6 +380,38 @@ fn hand_over_to(me: usize, loads: &[AtomicUsize]) -> Option<usize> {
     let load = |i: usize| loads[i].load(Ordering::Relaxed);
     let least = (0..loads.len()).min_by_key(|&i| load(i))?;
     (load(me) > load(least) + HANDOVER_SLACK).then_some(least)
+}
+
+/// A connection thread `index` accepted: returned to be served here, or handed over to the
+/// least loaded thread when this one is well ahead of it ([`hand_over_to`]). A handover that
+/// fails (that thread is gone) serves it here rather than drop it.
+fn keep_or_hand_over(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    index: usize,
+    loads: &[AtomicUsize],
+    queues: &[tokio::sync::mpsc::UnboundedSender<HandedOver>],
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    let _ = tcp.set_nodelay(true);
+    let Some(other) = hand_over_to(index, loads) else {
+        return Some((tcp, peer));
+    };
+    let tcp = match tcp.into_std() {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot hand a connection over");
+            return None;
+        }
+    };
+    match queues[other].send((tcp, peer)) {
+        Ok(()) => None,
+        Err(returned) => {
+            let (tcp, peer) = returned.0;
+            tokio::net::TcpStream::from_std(tcp)
+                .ok()
+                .map(|tcp| (tcp, peer))
+        }
+    }
 }
 
 /// Serves HTTP/1.1 or HTTP/2 (as ALPN chose) on a client connection until it ends.
