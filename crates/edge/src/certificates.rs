@@ -62,7 +62,7 @@ fn load_one(c: &Certificate) -> Result<Arc<CertifiedKey>, CertificateError> {
         return Err(file_err(&c.cert, "no CERTIFICATE in PEM file".into()));
     }
     let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| file_err(&c.key, e.to_string()))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
         .map_err(|e| file_err(&c.key, e.to_string()))?;
     let ck = CertifiedKey::new(chain, signer);
     ck.keys_match()
@@ -166,10 +166,10 @@ impl ResolvesServerCert for CertStore {
 /// recommendation for general-purpose servers).
 /// AES-128 is as strong as the key exchange and certificates around it (X25519 and P-256
 /// give 128-bit security), and its TLS 1.3 suite hashes with SHA-256, which CPUs with SHA
-/// extensions do in hardware; ring's SHA-384 (AES-256's suite) has no hardware path on AMD
-/// CPUs and was 9 % of the CPU of new connections (docs/benchmarks.md, issue 17).
+/// extensions do in hardware; SHA-384 (AES-256's suite) has none (the extensions cover
+/// SHA-256 only) and was 9 % of the CPU of new connections (docs/benchmarks.md, issue 17).
 const CIPHER_SUITES: &[rustls::SupportedCipherSuite] = {
-    use rustls::crypto::ring::cipher_suite::*;
+    use rustls::crypto::aws_lc_rs::cipher_suite::*;
     &[
         TLS13_AES_128_GCM_SHA256,
         TLS13_AES_256_GCM_SHA384,
@@ -194,7 +194,7 @@ pub fn server_config(
     };
     let provider = Arc::new(rustls::crypto::CryptoProvider {
         cipher_suites: CIPHER_SUITES.to_vec(),
-        ..rustls::crypto::ring::default_provider()
+        ..rustls::crypto::aws_lc_rs::default_provider()
     });
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)?
@@ -207,7 +207,7 @@ pub fn server_config(
     // and rotates every 6 hours), as haproxy's and nginx's defaults, rather than rustls's
     // default session cache: that holds 256 sessions, two per connection, so a few hundred
     // clients push every earlier client out and its next connection pays a full handshake.
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -183,7 +183,7 @@ fn load(backend: &str, tls: &UpstreamTls) -> Result<Entry, UpstreamTlsError> {
     };
     let server_name = ServerName::try_from(tls.server_name.clone())
         .map_err(|e| settings_err(format!("server_name {:?}: {e}", tls.server_name)))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| settings_err(e.to_string()))?;

@@ -51,7 +51,7 @@ async fn connect(p: &Pod, window: u32) -> h2::client::SendRequest<Bytes> {
     for cert in CertificateDer::pem_file_iter(&p.pki.ca_pem).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

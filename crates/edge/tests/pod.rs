@@ -125,7 +125,7 @@ async fn a_client_resumes_its_session_after_hundreds_of_other_clients() {
         roots.add(cert.unwrap()).unwrap();
     }
     let client = || {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()

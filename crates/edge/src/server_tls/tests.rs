@@ -17,7 +17,7 @@ fn configs(
 ) -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["edge.test".to_string()]).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cert = CertificateDer::from(cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(signing_key.serialize_der()));
     let mut server = ServerConfig::builder_with_provider(provider.clone())
