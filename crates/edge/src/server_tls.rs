@@ -307,26 +307,31 @@ impl TlsServerStream {
     /// back while the peer waits too) and gives back the buffers that hold nothing. Reading
     /// first and sending only when there is nothing to read lets records that are due anyway
     /// (session tickets, a key update's answer) go out with the response to what was read.
+    ///
+    /// The read goes through `TcpStream::poll_read` rather than `try_read_buf`: a read that
+    /// fills less than the room it had shows the socket drained, and tokio then clears the
+    /// socket's readiness, so the next call waits without asking the kernel; with
+    /// `try_read_buf` every request cost a second `recvfrom` that found nothing (EAGAIN).
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            if self.io.poll_read_ready(cx)?.is_pending() {
-                if self.sent < self.outgoing.len() {
-                    // A full socket registers for a wake-up here and is retried then.
-                    if let Poll::Ready(Err(e)) = self.poll_send(cx) {
-                        return Poll::Ready(Err(e));
-                    }
-                }
-                self.release_idle_buffers();
-                return Poll::Pending;
-            }
+        // Readiness first, so that a connection with nothing to read takes no receive buffer.
+        let read = if self.io.poll_read_ready(cx)?.is_pending() {
+            Poll::Pending
+        } else {
             if self.received.capacity() - self.received.len() < RECEIVE_CAPACITY / 2 {
                 self.received.reserve(RECEIVE_CAPACITY);
             }
-            match self.io.try_read_buf(&mut self.received) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.received)
+        };
+        if read.is_pending() {
+            if self.sent < self.outgoing.len() {
+                // A full socket registers for a wake-up here and is retried then.
+                if let Poll::Ready(Err(e)) = self.poll_send(cx) {
+                    return Poll::Ready(Err(e));
+                }
             }
+            self.release_idle_buffers();
         }
+        read
     }
 
     /// Gives back the buffers that hold nothing; an idle connection then holds rustls's
