@@ -16,8 +16,10 @@
 //!
 //! One task owns a stream and polls both directions, as hyper does; there is no split.
 
-use rustls::server::{ServerConfig, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::server::{ServerConfig, ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus,
+};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -184,16 +186,7 @@ impl TlsServerStream {
                     None
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    let required = match encode.encode(&mut []) {
-                        Err(EncodeError::InsufficientSize(e)) => e.required_size,
-                        Ok(_) | Err(EncodeError::AlreadyEncoded) => 0,
-                    };
-                    let start = outgoing.len();
-                    outgoing.resize(start + required, 0);
-                    let written = encode
-                        .encode(&mut outgoing[start..])
-                        .map_err(|e| io::Error::other(e.to_string()))?;
-                    outgoing.truncate(start + written);
+                    encode_handshake(&mut encode, outgoing)?;
                     None
                 }
                 // What was encoded waits in `outgoing`; every path that waits for the client
@@ -277,10 +270,8 @@ impl TlsServerStream {
         if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
             conn.process_tls_records(received).state
         {
-            let start = outgoing.len();
-            outgoing.resize(start + 64, 0);
-            let written = encode.encode(&mut outgoing[start..]).unwrap_or(0);
-            outgoing.truncate(start + written);
+            // The connection is lost either way; the alert is a courtesy.
+            let _ = encode_handshake(&mut encode, outgoing);
         }
         if self.sent < self.outgoing.len() {
             let _ = self.io.try_write(&self.outgoing[self.sent..]);
@@ -451,6 +442,25 @@ impl AsyncWrite for TlsServerStream {
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
+}
+
+/// Appends the handshake (or alert) record rustls has ready to `outgoing`, taking the room
+/// rustls asks for.
+fn encode_handshake(
+    encode: &mut EncodeTlsData<'_, ServerConnectionData>,
+    outgoing: &mut Vec<u8>,
+) -> io::Result<()> {
+    let required = match encode.encode(&mut []) {
+        Err(EncodeError::InsufficientSize(e)) => e.required_size,
+        Ok(_) | Err(EncodeError::AlreadyEncoded) => 0,
+    };
+    let start = outgoing.len();
+    outgoing.resize(start + required, 0);
+    let written = encode
+        .encode(&mut outgoing[start..])
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    outgoing.truncate(start + written);
+    Ok(())
 }
 
 fn tls_error(error: rustls::Error) -> io::Error {

@@ -94,6 +94,53 @@ async fn the_edge_chooses_the_suite_in_its_own_order() {
     assert!(out.contains("Cipher is TLS_AES_256_GCM_SHA384"), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_prefers_post_quantum_key_exchange_gets_it() {
+    use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let p = pod().await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&p.pki.ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    // The group the edge agrees on with a client offering `groups` in this order.
+    let negotiated = |groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>| {
+        let roots = roots.clone();
+        async move {
+            let provider = rustls::crypto::CryptoProvider {
+                kx_groups: groups,
+                ..rustls::crypto::aws_lc_rs::default_provider()
+            };
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.edge.port))
+                .await
+                .unwrap();
+            let name = rustls::pki_types::ServerName::try_from("wiki.example").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            tls.get_ref()
+                .1
+                .negotiated_key_exchange_group()
+                .map(|g| g.name())
+        }
+    };
+    // Current browsers list the hybrid X25519 + ML-KEM-768 group first.
+    assert_eq!(
+        negotiated(vec![X25519MLKEM768, X25519]).await,
+        Some(rustls::NamedGroup::X25519MLKEM768)
+    );
+    assert_eq!(
+        negotiated(vec![X25519]).await,
+        Some(rustls::NamedGroup::X25519)
+    );
+}
+
 /// One request over TLS 1.3 with `config`'s session store; whether the handshake resumed.
 async fn request_resumed(port: u16, config: Arc<rustls::ClientConfig>) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
