@@ -335,43 +335,92 @@ impl Worker {
                 _ = stopped.wait_for(|stop| *stop) => break,
             };
             let guard = ConnectionGuard::new(metrics.clone(), loads.clone(), index);
-            let tls = tls.clone();
-            let proxy = proxy.clone();
-            let watcher = graceful.watcher();
-            tokio::task::spawn_local(async move {
-                let _guard = guard;
-                let accept = TlsServerStream::accept(tcp, tls);
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                // hyper takes its buffers (8 KiB to read, 8 KiB for response heads) as soon
-                // as it starts on a connection, so it starts only once the client has sent
-                // something: an idle connection holds the TLS state alone (5.4 KB in
-                // bench/edge.sh, against 28.8 KB with hyper started at once: docs/benchmarks.md,
-                // 2026-12-01 (third)). A TLS 1.3 client often sends
-                // its request right behind its Finished message, in which case the stream
-                // has it already and nothing is waited for.
-                let mut tls = tls;
-                // The same bound as a slow request head (hyper's header_read_timeout).
-                match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.wait_for_input()).await {
-                    Ok(Ok(())) => {}
-                    _ => return,
-                }
-                // Boxed: the connection's task stays small while it waits above.
-                Box::pin(serve_connection(tls, proxy, peer, watcher)).await;
-            });
+            spawn_connection(
+                tcp,
+                peer,
+                guard,
+                tls.clone(),
+                proxy.clone(),
+                graceful.watcher(),
+            );
         }
         drop(listener);
+        // Connections another thread handed over just before the stop are served like the
+        // rest; a thread handing one over after this gets it back and serves it itself.
+        for (tcp, peer) in close_handed_over(&mut handed_over) {
+            match tokio::net::TcpStream::from_std(tcp) {
+                Ok(tcp) => {
+                    let guard = ConnectionGuard::new(metrics.clone(), loads.clone(), index);
+                    spawn_connection(
+                        tcp,
+                        peer,
+                        guard,
+                        tls.clone(),
+                        proxy.clone(),
+                        graceful.watcher(),
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot register connection"),
+            }
+        }
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(drain) => {}
         }
     }
+}
+
+/// Serves one client connection on this thread: the TLS handshake, the wait for its first
+/// bytes, then HTTP until the connection ends or the drain closes it.
+fn spawn_connection(
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    guard: ConnectionGuard,
+    tls: Arc<rustls::ServerConfig>,
+    proxy: Rc<crate::proxy::ThreadProxy>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    tokio::task::spawn_local(async move {
+        let _guard = guard;
+        let accept = TlsServerStream::accept(tcp, tls);
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        // hyper takes its buffers (8 KiB to read, 8 KiB for response heads) as soon
+        // as it starts on a connection, so it starts only once the client has sent
+        // something: an idle connection holds the TLS state alone (5.4 KB in
+        // bench/edge.sh, against 28.8 KB with hyper started at once: docs/benchmarks.md,
+        // 2026-12-01 (third)). A TLS 1.3 client often sends
+        // its request right behind its Finished message, in which case the stream
+        // has it already and nothing is waited for.
+        let mut tls = tls;
+        // The same bound as a slow request head (hyper's header_read_timeout).
+        match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.wait_for_input()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+        // Boxed: the connection's task stays small while it waits above.
+        Box::pin(serve_connection(tls, proxy, peer, watcher)).await;
+    });
+}
+
+/// Closes a serving thread's queue of handed-over connections and returns what is in it.
+/// A thread that hands a connection over after this gets it back (the send fails) and serves
+/// it itself, so no connection is lost between two threads that stop at about the same time.
+fn close_handed_over(
+    queue: &mut tokio::sync::mpsc::UnboundedReceiver<HandedOver>,
+) -> Vec<HandedOver> {
+    queue.close();
+    let mut left = Vec::new();
+    while let Ok(handed_over) = queue.try_recv() {
+        left.push(handed_over);
+    }
+    left
 }
 
 /// The serving thread that thread `me` should hand a connection it accepted to: the least
@@ -579,6 +628,31 @@ mod tests {
 
     fn loads(counts: &[usize]) -> Vec<AtomicUsize> {
         counts.iter().map(|&n| AtomicUsize::new(n)).collect()
+    }
+
+    #[test]
+    fn a_stopping_thread_keeps_what_was_handed_over_and_refuses_the_rest() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let connection = || {
+            let _client = std::net::TcpStream::connect(address).unwrap();
+            listener.accept().unwrap()
+        };
+        let (queue, mut handed_over) = tokio::sync::mpsc::unbounded_channel();
+        let (first, second) = (connection(), connection());
+        let peers = [first.1, second.1];
+        queue.send(first).unwrap();
+        queue.send(second).unwrap();
+        let left = close_handed_over(&mut handed_over);
+        assert_eq!(
+            left.iter().map(|(_, peer)| *peer).collect::<Vec<_>>(),
+            peers
+        );
+        // A late handover comes back to its sender, which then serves it itself.
+        let late = connection();
+        let late_peer = late.1;
+        let returned = queue.send(late).unwrap_err();
+        assert_eq!(returned.0 .1, late_peer);
     }
 
     #[test]
