@@ -58,9 +58,13 @@ async fn pair(version: &'static rustls::SupportedProtocolVersion, alpn: &[&[u8]]
     let (server_config, client_config) = configs(version, alpn);
     let (address, accepted) = accept_one(server_config).await;
     let tcp = TcpStream::connect(address).await.unwrap();
-    let client = tokio_rustls::TlsConnector::from(client_config)
-        .connect(ServerName::try_from("edge.test").unwrap(), tcp)
+    let connect = tokio_rustls::TlsConnector::from(client_config)
+        .connect(ServerName::try_from("edge.test").unwrap(), tcp);
+    // Bounded, so that a server flight held back (TLS 1.2's Finished, which the client waits
+    // for) fails the test rather than hanging it.
+    let client = tokio::time::timeout(Duration::from_secs(10), connect)
         .await
+        .expect("the client's handshake did not finish within 10 s")
         .unwrap();
     let server = accepted.await.unwrap().unwrap();
     Pair { server, client }
