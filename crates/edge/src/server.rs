@@ -305,35 +305,8 @@ impl Worker {
         };
         let proxy = Rc::new(proxy.for_this_thread());
         let graceful = GracefulShutdown::new();
-        loop {
-            let accept = async {
-                match &listener {
-                    Some(listener) => listener.accept().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let (tcp, peer) = tokio::select! {
-                accepted = accept => match accepted {
-                    Ok((tcp, peer)) => match keep_or_hand_over(tcp, peer, index, &loads, &queues) {
-                        Some(kept) => kept,
-                        None => continue,
-                    },
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                Some((tcp, peer)) = handed_over.recv() => match tokio::net::TcpStream::from_std(tcp) {
-                    Ok(tcp) => (tcp, peer),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot register connection");
-                        continue;
-                    }
-                },
-                _ = stopped.wait_for(|stop| *stop) => break,
-            };
+        // Serves a connection on this thread, counted in its load while it lives.
+        let serve = |tcp: tokio::net::TcpStream, peer: std::net::SocketAddr| {
             let guard = ConnectionGuard::new(metrics.clone(), loads.clone(), index);
             spawn_connection(
                 tcp,
@@ -343,26 +316,44 @@ impl Worker {
                 proxy.clone(),
                 graceful.watcher(),
             );
+        };
+        // The same for a connection another thread accepted, once this thread's runtime
+        // has registered it.
+        let serve_handed_over = |(tcp, peer): HandedOver| match tokio::net::TcpStream::from_std(tcp)
+        {
+            Ok(tcp) => serve(tcp, peer),
+            Err(e) => tracing::warn!(error = %e, "cannot register connection"),
+        };
+        loop {
+            let accept = async {
+                match &listener {
+                    Some(listener) => listener.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                accepted = accept => match accepted {
+                    Ok((tcp, peer)) => {
+                        if let Some((tcp, peer)) = keep_or_hand_over(tcp, peer, index, &loads, &queues) {
+                            serve(tcp, peer);
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(handed) = handed_over.recv() => serve_handed_over(handed),
+                _ = stopped.wait_for(|stop| *stop) => break,
+            }
         }
         drop(listener);
         // Connections another thread handed over just before the stop are served like the
         // rest; a thread handing one over after this gets it back and serves it itself.
-        for (tcp, peer) in close_handed_over(&mut handed_over) {
-            match tokio::net::TcpStream::from_std(tcp) {
-                Ok(tcp) => {
-                    let guard = ConnectionGuard::new(metrics.clone(), loads.clone(), index);
-                    spawn_connection(
-                        tcp,
-                        peer,
-                        guard,
-                        tls.clone(),
-                        proxy.clone(),
-                        graceful.watcher(),
-                    );
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot register connection"),
-            }
-        }
+        close_handed_over(&mut handed_over)
+            .into_iter()
+            .for_each(serve_handed_over);
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(drain) => {}
