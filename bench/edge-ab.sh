@@ -34,24 +34,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -subj /CN=bench.example -addext subjectAltName=DNS:bench.example \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/edge-common.sh"
+bench_certificate
 BACKEND_PORT=18090 PORT_A=18453 PORT_B=18454
-cat > "$WORK/backend.cfg" <<CFG
-global
-    nbthread 1
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend static
-    bind 127.0.0.1:$BACKEND_PORT
-    http-request return status 200 content-type text/plain string "Hello, wiki!\n"
-CFG
-haproxy -f "$WORK/backend.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+bench_backend $BACKEND_PORT
 
 start_edge() { # binary port
     cat > "$WORK/edge-$2.toml" <<CFG
@@ -68,15 +55,8 @@ CFG
 }
 start_edge "$A" $PORT_A; PID_A=$!; PIDS+=($PID_A)
 start_edge "$B" $PORT_B; PID_B=$!; PIDS+=($PID_B)
-for port in $BACKEND_PORT $PORT_A $PORT_B; do
-    for _ in $(seq 100); do
-        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-        sleep 0.1
-    done
-done
+wait_for_ports $BACKEND_PORT $PORT_A $PORT_B
 
-TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Proxy CPU microseconds per request of one wrk run: port pid wrk-args...
 run() {
     local port=$1 pid=$2; shift 2

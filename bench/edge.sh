@@ -39,28 +39,12 @@ if [ -z "${EDGE_BIN:-}" ]; then
 fi
 EDGE=${EDGE_BIN:-$CARGO_TARGET_DIR/release/edge}
 
-# One self-signed ECDSA P-256 certificate for both proxies.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-    -subj /CN=bench.example -addext subjectAltName=DNS:bench.example \
-    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+. "$ROOT/bench/edge-common.sh"
+bench_certificate
 cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
 
 BACKEND_PORT=18080 EDGE_PORT=18443 HAPROXY_PORT=18444
-# The backend: a separate haproxy answering a fixed 13-byte page itself, which is faster than
-# either proxy, so the proxies are what is measured.
-cat > "$WORK/backend.cfg" <<CFG
-global
-    nbthread 1
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend static
-    bind 127.0.0.1:$BACKEND_PORT
-    http-request return status 200 content-type text/plain string "Hello, wiki!\n"
-CFG
-haproxy -f "$WORK/backend.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+bench_backend $BACKEND_PORT
 
 # haproxy as the TLS terminator, configured for the same job as edge.
 cat > "$WORK/haproxy.cfg" <<CFG
@@ -109,12 +93,7 @@ CFG
 # Access logs off in both: haproxy has no log target here either.
 RUST_LOG=warn "$EDGE" --config "$WORK/edge.toml" >/dev/null 2>&1 & PIDS+=($!); EDGE_PID=$!
 
-for port in $BACKEND_PORT $EDGE_PORT $HAPROXY_PORT; do
-    for _ in $(seq 100); do
-        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-        sleep 0.1
-    done
-done
+wait_for_ports $BACKEND_PORT $EDGE_PORT $HAPROXY_PORT
 for port in $EDGE_PORT $HAPROXY_PORT; do
     curl -sf --cacert "$WORK/cert.pem" --resolve bench.example:$port:127.0.0.1 \
         "https://bench.example:$port/" >/dev/null || { echo "proxy on $port does not answer" >&2; exit 1; }
@@ -126,11 +105,9 @@ EDGE_SUITE=$(suite $EDGE_PORT) HAPROXY_SUITE=$(suite $HAPROXY_PORT)
 [ -n "$EDGE_SUITE" ] && [ "$EDGE_SUITE" = "$HAPROXY_SUITE" ] || {
     echo "the proxies negotiate different TLS suites: edge '$EDGE_SUITE', haproxy '$HAPROXY_SUITE'" >&2; exit 1; }
 
-# CPU time (user+system, all threads) a proxy used, in clock ticks. Throughput on a shared
-# machine moves with the neighbours' load; CPU per request much less, so it is reported too.
-TCK=$(getconf CLK_TCK)
+# The proxy's CPU time per request (cpu_ticks, bench/edge-common.sh): throughput on a shared
+# machine moves with the neighbours' load, CPU per request much less, so it is reported too.
 pid_of() { if [ "$1" = "$EDGE_PORT" ]; then echo "$EDGE_PID"; else echo "$HAPROXY_PID"; fi; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # microseconds of proxy CPU per request: ticks, requests/s, seconds
 us_per_req() { awk -v t="$1" -v r="$2" -v d="$3" -v k="$TCK" 'BEGIN { if (r+0 > 0) printf "%.1f", t / k * 1e6 / (r * d); else print "-" }'; }
 
