@@ -25,17 +25,9 @@ for bin in "$A" "$B"; do
     [ -x "$bin" ] || { echo "not an executable edge build: $bin" >&2; exit 1; }
 done
 
-WORK=$(mktemp -d /tmp/edge-ab.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/edge-common.sh"
+bench_workdir edge-ab
 bench_certificate
 BACKEND_PORT=18090 PORT_A=18453 PORT_B=18454
 bench_backend $BACKEND_PORT

@@ -1,6 +1,17 @@
 # The set-up bench/edge.sh and bench/edge-ab.sh share; sourced by both, not run on its own.
-# Each function works in the caller's shell: WORK is its scratch directory and PIDS the array of
-# background processes its cleanup kills.
+# Each function works in the caller's shell, on WORK and PIDS (bench_workdir sets them).
+
+# A scratch directory in WORK, and PIDS, the background processes to kill: both go on exit.
+bench_workdir() { # name
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    PIDS=()
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
 
 # One self-signed ECDSA P-256 certificate for bench.example: $WORK/cert.pem and $WORK/key.pem.
 bench_certificate() {

@@ -24,14 +24,8 @@ for bin in wrk haproxy openssl curl; do
     command -v "$bin" >/dev/null || { echo "missing $bin: apt-get install -y wrk haproxy openssl curl nghttp2-client" >&2; exit 1; }
 done
 
-WORK=$(mktemp -d /tmp/edge-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$ROOT/bench/edge-common.sh"
+bench_workdir edge-bench
 
 if [ -z "${EDGE_BIN:-}" ]; then
     echo "building edge (release)..." >&2
@@ -39,7 +33,6 @@ if [ -z "${EDGE_BIN:-}" ]; then
 fi
 EDGE=${EDGE_BIN:-$CARGO_TARGET_DIR/release/edge}
 
-. "$ROOT/bench/edge-common.sh"
 bench_certificate
 cat "$WORK/cert.pem" "$WORK/key.pem" > "$WORK/haproxy.pem"
 

@@ -424,7 +424,7 @@ fn hand_over_to(me: usize, loads: &[AtomicUsize]) -> Option<usize> {
 
 /// A connection thread `index` accepted: returned to be served here, or handed over to the
 /// least loaded thread when this one is well ahead of it ([`hand_over_to`]). A handover that
-/// fails (that thread is gone) serves it here rather than drop it.
+/// fails (that thread has stopped: [`close_handed_over`]) serves it here rather than drop it.
 fn keep_or_hand_over(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
