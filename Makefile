@@ -11,9 +11,10 @@ down:
 	cargo build --release -q -p wikikube-cli
 	./target/release/wikikube down examples/farm
 
-# Every test of the workspace, after installing the Debian packages they use.
+# Every test of the workspace (cargo test's, two binaries at a time: scripts/run-tests), after
+# installing the Debian packages they use.
 test: packages
-	cargo test --workspace --all-targets
+	./scripts/run-tests
 
 # What CI checks before the tests.
 lint:

@@ -3,13 +3,15 @@
 //! cake's router, a real API client (mwclient) editing a page, and maintenance scripts.
 //!
 //! One test walks through the whole life cycle because every step needs the running farm, and
-//! starting it is the expensive part. It uses its own site name, ports and state directory, so a
-//! developer's running farm is left alone.
+//! starting it is the expensive part. It uses its own site name, image names, ports and state
+//! directory, so a developer's running farm, and the other farm tests running beside it, are
+//! left alone.
 
 mod common;
 
 use common::{
-    api, append, build_images, cache_dir, link, load, png_width, renamed_site, replace, Ports,
+    api, append, build_images_as, cache_dir, images_table, link, load, png_width, renamed_site,
+    replace, Ports,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +45,10 @@ fn test_site(dir: &Path) -> PathBuf {
     let site = renamed_site(dir, SITE, &ports);
     append(
         &site.join("environments/local.toml"),
-        &format!("\n[email]\nsmtp_host = \"host.containers.internal\"\nsmtp_port = {SMTP}\n"),
+        &format!(
+            "\n[email]\nsmtp_host = \"host.containers.internal\"\nsmtp_port = {SMTP}\n{}",
+            images_table(SITE)
+        ),
     );
     site
 }
@@ -248,7 +253,7 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let scratch = tempfile::tempdir().unwrap();
     let site_dir = test_site(scratch.path());
     let (site, rendered) = load(&site_dir);
-    build_images(&site);
+    build_images_as(&site, &[]);
     let state = StateDir::new(scratch.path().join("state"));
     let farm = Farm {
         site: site.clone(),

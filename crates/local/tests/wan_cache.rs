@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{build_images, renamed_site, replace, venv_python, Ports};
+use common::{append, build_images_as, images_table, renamed_site, replace, venv_python, Ports};
 use wikikube_local::{StateDir, UpOptions};
 
 const SITE: &str = "wantest";
@@ -60,6 +60,7 @@ fn test_site(dir: &Path) -> PathBuf {
             &pools,
         )],
     );
+    append(&site.join("environments/local.toml"), &images_table(SITE));
     site
 }
 
@@ -172,7 +173,7 @@ fn purges_reach_every_pool_reads_stay_local_and_an_outage_goes_to_the_gutter() {
         wikikube_model::load(&site_dir, "local", &wikikube_model::LoadOptions::default()).unwrap();
     let rendered =
         wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
-    build_images(&site);
+    build_images_as(&site, &[]);
     let state = StateDir::new(scratch.path().join("state"));
     let farm = Farm {
         site: site.clone(),

@@ -99,7 +99,9 @@ pub fn images_table(site: &str) -> String {
 }
 
 /// Builds the site's images, checks that `wanted` are among them, and loads every one into
-/// podman under its [`image_name`].
+/// podman under its [`image_name`], so that farm tests running side by side never swap each
+/// other's images (nor a developer's). The cache makes later builds, of this test or another,
+/// reuse every unchanged layer.
 pub fn build_images_as(site: &wikikube_model::ResolvedSite, wanted: &[&str]) {
     let report = build(site);
     for wanted in wanted {
@@ -118,16 +120,6 @@ pub fn build_images_as(site: &wikikube_model::ResolvedSite, wanted: &[&str]) {
 /// The image cache the tests build with ([`wikikube_test_support::image_cache_dir`]).
 pub fn cache_dir() -> PathBuf {
     wikikube_test_support::image_cache_dir(env!("CARGO_TARGET_TMPDIR"))
-}
-
-/// Builds the site's images and loads them into podman; the cache makes later builds (of this
-/// test or another) reuse every unchanged layer.
-pub fn build_images(site: &wikikube_model::ResolvedSite) {
-    let report = build(site);
-    for built in &report.images {
-        wikikube_image::podman::load(&report.out_dir, &built.image)
-            .expect("podman loads the image");
-    }
 }
 
 /// Builds the site's images into the shared cache, without loading them.
