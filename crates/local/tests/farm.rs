@@ -11,14 +11,14 @@ mod common;
 
 use common::{
     api, append, build_images_as, cache_dir, images_table, link, load, png_width, renamed_site,
-    replace, Ports,
+    replace, Farm, Ports,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wikikube_test_support::copy_dir;
 
-use wikikube_local::{StateDir, UpOptions};
+use wikikube_local::UpOptions;
 
 const SITE: &str = "wikitest";
 const HTTP: u16 = 28080;
@@ -237,33 +237,14 @@ fn kill_and_wait(container: &str, text: &str) {
     }
 }
 
-struct Farm {
-    site: wikikube_model::ResolvedSite,
-    state: StateDir,
-}
-
-impl Drop for Farm {
-    fn drop(&mut self) {
-        let _ = wikikube_local::down(&self.site, &self.state, true);
-    }
-}
-
 #[test]
 fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let scratch = tempfile::tempdir().unwrap();
     let site_dir = test_site(scratch.path());
     let (site, rendered) = load(&site_dir);
     build_images_as(&site, &[]);
-    let state = StateDir::new(scratch.path().join("state"));
-    let farm = Farm {
-        site: site.clone(),
-        state: state.clone(),
-    };
-    let options = UpOptions {
-        state: state.clone(),
-        timeout: Duration::from_secs(240),
-        progress: true,
-    };
+    let (farm, options) = Farm::new(&site, scratch.path(), Duration::from_secs(240));
+    let state = farm.state.clone();
 
     let smtp = SmtpSink::start(scratch.path());
     let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts");

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{api, append, build_images_as, images_table, load, renamed_site, Ports};
-use wikikube_local::{StateDir, UpOptions};
+use common::{api, append, build_images_as, images_table, load, renamed_site, Farm, Ports};
 
 const SITE: &str = "wikiredis";
 const HTTP: u16 = 26080;
@@ -61,17 +60,6 @@ fn test_site(dir: &Path) -> PathBuf {
         &format!("redis_password = \"{PASSWORD}\"\n"),
     );
     site
-}
-
-struct Farm {
-    site: wikikube_model::ResolvedSite,
-    state: StateDir,
-}
-
-impl Drop for Farm {
-    fn drop(&mut self) {
-        let _ = wikikube_local::down(&self.site, &self.state, true);
-    }
 }
 
 /// `redis-cli` against a local redis-server, as the host reaches it: on podman's gateway
@@ -143,16 +131,7 @@ fn login_sessions_go_through_the_proxy_into_redis_not_memcached() {
     assert_eq!(servers, ["wikiredis-redis", "wikiredis-redis-2"]);
     build_images_as(&site, &["base-redis", "redis-proxy"]);
     let built = started.elapsed();
-    let state = StateDir::new(scratch.path().join("state"));
-    let _farm = Farm {
-        site: site.clone(),
-        state: state.clone(),
-    };
-    let options = UpOptions {
-        state: state.clone(),
-        timeout: Duration::from_secs(300),
-        progress: true,
-    };
+    let (_farm, options) = Farm::new(&site, scratch.path(), Duration::from_secs(300));
     let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts");
     for server in &servers {
         assert!(report.started.contains(server), "{:?}", report.started);

@@ -14,9 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    api, append, build_images_as, images_table, link, load, png_width, renamed_site, Ports,
+    api, append, build_images_as, images_table, link, load, png_width, renamed_site, Farm, Ports,
 };
-use wikikube_local::{StateDir, UpOptions};
 
 const SITE: &str = "wikiswift";
 const HTTP: u16 = 27080;
@@ -149,17 +148,6 @@ fn swift_list(container: &str) -> Vec<String> {
         .collect()
 }
 
-struct Farm {
-    site: wikikube_model::ResolvedSite,
-    state: StateDir,
-}
-
-impl Drop for Farm {
-    fn drop(&mut self) {
-        let _ = wikikube_local::down(&self.site, &self.state, true);
-    }
-}
-
 fn volume_exists(name: &str) -> bool {
     wikikube_local::podman::exists(&["volume", "exists", name]).unwrap()
 }
@@ -179,16 +167,8 @@ fn uploads_live_in_swift_and_survive_down_and_up() {
     );
     build_images_as(&site, &["base-swift"]);
     let built = started.elapsed();
-    let state = StateDir::new(scratch.path().join("state"));
-    let farm = Farm {
-        site: site.clone(),
-        state: state.clone(),
-    };
-    let options = UpOptions {
-        state: state.clone(),
-        timeout: Duration::from_secs(300),
-        progress: true,
-    };
+    let (farm, options) = Farm::new(&site, scratch.path(), Duration::from_secs(300));
+    let state = farm.state.clone();
     let report = wikikube_local::up(&site, &rendered, &options).expect("the farm starts");
     assert!(report.started.contains(&"wikiswift-swift".to_string()));
     let first_up = started.elapsed();

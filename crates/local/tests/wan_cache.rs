@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{append, build_images_as, images_table, renamed_site, replace, venv_python, Ports};
-use wikikube_local::{StateDir, UpOptions};
+use common::{
+    append, build_images_as, images_table, renamed_site, replace, venv_python, Farm, Ports,
+};
 
 const SITE: &str = "wantest";
 const HTTP: u16 = 29080;
@@ -154,17 +155,6 @@ fn poll(path: &'static str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>)
     samples
 }
 
-struct Farm {
-    site: wikikube_model::ResolvedSite,
-    state: StateDir,
-}
-
-impl Drop for Farm {
-    fn drop(&mut self) {
-        let _ = wikikube_local::down(&self.site, &self.state, true);
-    }
-}
-
 #[test]
 fn purges_reach_every_pool_reads_stay_local_and_an_outage_goes_to_the_gutter() {
     let scratch = tempfile::tempdir().unwrap();
@@ -174,16 +164,8 @@ fn purges_reach_every_pool_reads_stay_local_and_an_outage_goes_to_the_gutter() {
     let rendered =
         wikikube_render::render(&site, &wikikube_render::RenderOptions::default()).unwrap();
     build_images_as(&site, &[]);
-    let state = StateDir::new(scratch.path().join("state"));
-    let farm = Farm {
-        site: site.clone(),
-        state: state.clone(),
-    };
-    let options = UpOptions {
-        state: state.clone(),
-        timeout: Duration::from_secs(240),
-        progress: true,
-    };
+    let (farm, options) = Farm::new(&site, scratch.path(), Duration::from_secs(240));
+    let state = farm.state.clone();
     wikikube_local::up(&site, &rendered, &options).expect("the farm starts");
 
     // `up` ran a memcached for each pool and one for the gutter.

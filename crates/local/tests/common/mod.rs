@@ -117,6 +117,41 @@ pub fn build_images_as(site: &wikikube_model::ResolvedSite, wanted: &[&str]) {
     }
 }
 
+/// A farm a test starts, taken down (volumes too) when the test ends, passed or failed, so that
+/// no run leaves pods or volumes behind.
+pub struct Farm {
+    pub site: wikikube_model::ResolvedSite,
+    pub state: wikikube_local::StateDir,
+}
+
+impl Farm {
+    /// The farm of `site`, its state directory under `scratch`, and the options `up` starts it
+    /// with: at most `timeout` for the pods to be ready, progress printed.
+    pub fn new(
+        site: &wikikube_model::ResolvedSite,
+        scratch: &Path,
+        timeout: std::time::Duration,
+    ) -> (Farm, wikikube_local::UpOptions) {
+        let state = wikikube_local::StateDir::new(scratch.join("state"));
+        let options = wikikube_local::UpOptions {
+            state: state.clone(),
+            timeout,
+            progress: true,
+        };
+        let farm = Farm {
+            site: site.clone(),
+            state,
+        };
+        (farm, options)
+    }
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        let _ = wikikube_local::down(&self.site, &self.state, true);
+    }
+}
+
 /// The image cache the tests build with ([`wikikube_test_support::image_cache_dir`]).
 pub fn cache_dir() -> PathBuf {
     wikikube_test_support::image_cache_dir(env!("CARGO_TARGET_TMPDIR"))
