@@ -62,6 +62,14 @@ struct SmtpSink {
 
 impl SmtpSink {
     fn start(dir: &Path) -> SmtpSink {
+        // A sink left running by an interrupted run would take the mail, and this one would
+        // exit at once: say so here rather than as "no mail arrived" minutes later.
+        if let Err(error) = std::net::TcpListener::bind(("0.0.0.0", SMTP)) {
+            panic!(
+                "port {SMTP}, the test's SMTP sink, is taken ({error}): an interrupted run may \
+                 have left one running (pkill -f 'smtpd -n -c DebuggingServer')"
+            );
+        }
         let received = dir.join("smtp.log");
         let log = std::fs::File::create(&received).unwrap();
         let child = Command::new("python3")
