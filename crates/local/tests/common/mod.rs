@@ -120,7 +120,7 @@ pub fn build_images_as(site: &wikikube_model::ResolvedSite, wanted: &[&str]) {
 /// A farm a test starts, taken down (volumes too) when the test ends, passed or failed, so that
 /// no run leaves pods or volumes behind.
 pub struct Farm {
-    pub site: wikikube_model::ResolvedSite,
+    site: wikikube_model::ResolvedSite,
     pub state: wikikube_local::StateDir,
 }
 
