@@ -7,6 +7,7 @@
 
 use crate::certificates::{self, CertStore, CertificateError};
 use crate::config::Config;
+use crate::drain::{Drain, DrainWatcher};
 use crate::health;
 use crate::load::{self, LoadError};
 use crate::metrics::Metrics;
@@ -19,12 +20,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
@@ -304,7 +306,7 @@ impl Worker {
             }
         };
         let proxy = Rc::new(proxy.for_this_thread());
-        let graceful = GracefulShutdown::new();
+        let drain_signal = Drain::new();
         // Serves a connection on this thread, counted in its load while it lives.
         let serve = |tcp: tokio::net::TcpStream, peer: std::net::SocketAddr| {
             let guard = ConnectionGuard::new(metrics.clone(), loads.clone(), index);
@@ -314,7 +316,7 @@ impl Worker {
                 guard,
                 tls.clone(),
                 proxy.clone(),
-                graceful.watcher(),
+                drain_signal.watcher(),
             );
         };
         // The same for a connection another thread accepted, once this thread's runtime
@@ -355,7 +357,7 @@ impl Worker {
             .into_iter()
             .for_each(serve_handed_over);
         tokio::select! {
-            _ = graceful.shutdown() => {}
+            _ = drain_signal.run() => {}
             _ = tokio::time::sleep(drain) => {}
         }
     }
@@ -369,7 +371,7 @@ fn spawn_connection(
     guard: ConnectionGuard,
     tls: Arc<rustls::ServerConfig>,
     proxy: Rc<crate::proxy::ThreadProxy>,
-    watcher: hyper_util::server::graceful::Watcher,
+    drain: DrainWatcher,
 ) {
     tokio::task::spawn_local(async move {
         let _guard = guard;
@@ -390,13 +392,17 @@ fn spawn_connection(
         // its request right behind its Finished message, in which case the stream
         // has it already and nothing is waited for.
         let mut tls = tls;
-        // The same bound as a slow request head (hyper's header_read_timeout).
-        match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.wait_for_input()).await {
-            Ok(Ok(())) => {}
-            _ => return,
+        // The same bound as a slow request head (hyper's header_read_timeout), and during a
+        // drain, the grace a new connection has for its first request.
+        let input = tokio::select! {
+            input = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.wait_for_input()) => input,
+            () = drain.first_request_grace_over() => return,
+        };
+        if !matches!(input, Ok(Ok(()))) {
+            return;
         }
         // Boxed: the connection's task stays small while it waits above.
-        Box::pin(serve_connection(tls, proxy, peer, watcher)).await;
+        Box::pin(serve_connection(tls, proxy, peer, drain)).await;
     });
 }
 
@@ -454,16 +460,28 @@ fn keep_or_hand_over(
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (as ALPN chose) on a client connection until it ends.
+/// Serves HTTP/1.1 or HTTP/2 (as ALPN chose) on a client connection until it ends or the
+/// drain closes it.
+///
+/// On the drain, HTTP/2 sends GOAWAY (hyper's, which still takes the streams the client sent
+/// before it saw it) and HTTP/1.1 closes after the response in flight, or at once when idle
+/// between requests: a client retries a request that met the close of a reused connection.
+/// A connection that has not had a request yet is the exception: its client could not know,
+/// so it gets until [`FIRST_REQUEST_GRACE`](crate::drain::FIRST_REQUEST_GRACE) after the
+/// drain began for its first request, which is answered with `Connection: close`.
 async fn serve_connection(
     tls: TlsServerStream,
     proxy: Rc<crate::proxy::ThreadProxy>,
     peer: std::net::SocketAddr,
-    watcher: hyper_util::server::graceful::Watcher,
+    drain: DrainWatcher,
 ) {
     let h2 = tls.alpn_protocol() == Some(b"h2");
     let client = Rc::new(proxy.shared().peer(peer));
+    // Whether hyper has read a request head on this connection (and called the service).
+    let had_request = Rc::new(std::cell::Cell::new(false));
+    let request_seen = had_request.clone();
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+        request_seen.set(true);
         let (proxy, client) = (proxy.clone(), client.clone());
         // Boxed when first polled: hyper and tokio move a stream's future several times
         // before that (into the stream task and its cell), and the handler's state is
@@ -482,7 +500,44 @@ async fn serve_connection(
         builder.http1_only()
     };
     let conn = builder.serve_connection(TokioIo::new(tls), svc);
-    if let Err(e) = watcher.watch(conn).await {
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        biased;
+        result = conn.as_mut() => Some(result),
+        _ = drain.began() => None,
+    };
+    let result = match ended {
+        Some(result) => result,
+        None => {
+            if !h2 && !had_request.get() {
+                // hyper reads the request when polled; it has read nothing until then.
+                let first_request = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
+                    Poll::Ready(result) => Poll::Ready(Some(result)),
+                    Poll::Pending if had_request.get() => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                });
+                let waited = tokio::select! {
+                    biased;
+                    ended = first_request => ended,
+                    () = drain.first_request_grace_over() => None,
+                };
+                if let Some(result) = waited {
+                    log_end(peer, result);
+                    return;
+                }
+            }
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    log_end(peer, result);
+}
+
+fn log_end(
+    peer: std::net::SocketAddr,
+    result: Result<(), Box<dyn std::error::Error + Send + Sync>>,
+) {
+    if let Err(e) = result {
         tracing::debug!(client = %peer, error = %e, "connection ended with an error");
     }
 }

@@ -97,12 +97,8 @@ async fn the_edge_chooses_the_suite_in_its_own_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_prefers_post_quantum_key_exchange_gets_it() {
     use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
     let p = pod().await;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&p.pki.ca_pem).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
+    let roots = test_roots(&p.pki.ca_pem);
     // The group the edge agrees on with a client offering `groups` in this order.
     let negotiated = |groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>| {
         let roots = roots.clone();
@@ -141,17 +137,46 @@ async fn a_client_that_prefers_post_quantum_key_exchange_gets_it() {
     );
 }
 
-/// One request over TLS 1.3 with `config`'s session store; whether the handshake resumed.
-async fn request_resumed(port: u16, config: Arc<rustls::ClientConfig>) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// The test PKI's CA, as a rustls client's roots.
+fn test_roots(ca_pem: &std::path::Path) -> rustls::RootCertStore {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
+
+/// A TLS 1.3 client that trusts the test CA, with a session store of its own.
+fn tls13_client(ca_pem: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(test_roots(ca_pem))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A TLS connection to wiki.example on `port`, handshake done (ALPN: none, so HTTP/1.1).
+async fn connect_tls(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("wiki.example").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(config)
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// One request over TLS 1.3 with `config`'s session store; whether the handshake resumed.
+async fn request_resumed(port: u16, config: Arc<rustls::ClientConfig>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = connect_tls(port, config).await;
     let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     tls.write_all(b"GET / HTTP/1.1\r\nHost: wiki.example\r\nConnection: close\r\n\r\n")
         .await
@@ -165,22 +190,8 @@ async fn request_resumed(port: u16, config: Arc<rustls::ClientConfig>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_its_session_after_hundreds_of_other_clients() {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
     let p = pod().await;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&p.pki.ca_pem).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let client = || {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
-        Arc::new(config)
-    };
-    let (first, others) = (client(), client());
+    let (first, others) = (tls13_client(&p.pki.ca_pem), tls13_client(&p.pki.ca_pem));
     assert!(!request_resumed(p.edge.port, first.clone()).await);
     // 300 connections of other clients: more sessions than a session cache of rustls's
     // default size (256) would hold.
@@ -452,12 +463,7 @@ async fn sigterm_drain(protocol: &str) {
     );
     p.edge.sigterm();
     // New connections are refused soon after SIGTERM...
-    let port = p.edge.port;
-    wait_for("the listener to close", Duration::from_secs(5), || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_err()
-            .then_some(())
-    });
+    wait_for_listener_closed(p.edge.port);
     // ...while the request in flight completes...
     let out = slow.wait_with_output().unwrap();
     assert!(
@@ -486,6 +492,61 @@ async fn sigterm_lets_the_request_in_flight_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_http2_request_in_flight_complete() {
     sigterm_drain("--http2").await;
+}
+
+/// Waits until the edge's listener refuses connections: the drain has begun.
+fn wait_for_listener_closed(port: u16) {
+    wait_for("the listener to close", Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_the_first_request_of_a_connection_opened_just_before() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut p = pod().await;
+    // Connected before SIGTERM, the request sent after the drain began: its client could not
+    // have known, and clients do not retry a request on a new connection that closed.
+    let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki.ca_pem)).await;
+    p.edge.sigterm();
+    wait_for_listener_closed(p.edge.port);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: wiki.example\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{read:?}: {text}");
+    assert!(text.contains("backend=httpd"), "{text}");
+    // ...and the connection closes after it, as the drain asks.
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(read.is_ok(), "the connection stayed open after the answer");
+    let status = p.edge.wait_exit(Duration::from_secs(8));
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_a_new_connection_that_sends_nothing_after_a_short_grace() {
+    use tokio::io::AsyncReadExt;
+    let mut p = pod().await;
+    let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki.ca_pem)).await;
+    let start = std::time::Instant::now();
+    p.edge.sigterm();
+    // It does not hold the drain (drain_seconds = 10 here): it is closed after the grace
+    // for a first request (2 s), and the edge exits.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), tls.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "still open 8 s after SIGTERM");
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    let closed_after = start.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(1500) && closed_after < Duration::from_secs(6),
+        "closed {closed_after:?} after SIGTERM"
+    );
+    let status = p.edge.wait_exit(Duration::from_secs(3));
+    assert!(status.success(), "{status}");
 }
 
 #[test]
