@@ -49,8 +49,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// anyway (httpd's KeepAliveTimeout), and a burst must not pin its sockets forever.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Idle connections kept per upstream address; more are closed when returned.
-const MAX_IDLE: usize = 256;
+/// Idle connections kept per upstream address and serving thread; more are closed when
+/// returned. It must be above what a thread has in flight to one upstream at its peak, or
+/// every burst closes connections only to open them again: at 256, 512 HTTP/2 streams in
+/// flight over two threads (bench/edge.sh's h2load case) opened a new connection for 2.6 % of
+/// requests, about 1,400 a second, which cost the edge 3 to 8 % of its CPU per request and the
+/// upstream as many accepts (docs/benchmarks.md). Surplus ones age out by [`IDLE_TIMEOUT`] or
+/// the upstream's own keep-alive timeout, and an idle one holds no buffer.
+const MAX_IDLE: usize = 1024;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
