@@ -97,7 +97,8 @@ pub struct Listen {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
     /// After SIGTERM: how long in-flight requests may take before the process exits anyway.
-    /// Default 7 (Wikimedia's tls preStop).
+    /// Default 7 (Wikimedia's tls preStop). Within it, an HTTP/1.1 connection accepted before
+    /// SIGTERM that has not sent a request yet has 2 s to send one, which is answered.
     #[serde(default = "default_drain_seconds")]
     pub drain_seconds: u64,
     /// Serving threads, each accepting from the listening socket and with its own upstream
