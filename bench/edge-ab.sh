@@ -33,16 +33,7 @@ BACKEND_PORT=18090 PORT_A=18453 PORT_B=18454
 bench_backend $BACKEND_PORT
 
 start_edge() { # binary port
-    cat > "$WORK/edge-$2.toml" <<CFG
-[listen]
-address = "127.0.0.1:$2"
-[[tls.certificates]]
-names = ["bench.example"]
-cert = "$WORK/cert.pem"
-key = "$WORK/key.pem"
-[pod]
-upstream = "127.0.0.1:$BACKEND_PORT"
-CFG
+    bench_edge_config "$WORK/edge-$2.toml" "$2" $BACKEND_PORT
     RUST_LOG=warn "$1" --config "$WORK/edge-$2.toml" >/dev/null 2>&1 &
 }
 start_edge "$A" $PORT_A; PID_A=$!; PIDS+=($PID_A)

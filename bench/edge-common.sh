@@ -20,6 +20,21 @@ bench_certificate() {
         -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 }
 
+# Writes FILE: the edge's pod-mode config listening on 127.0.0.1:PORT with the bench
+# certificate, forwarding to the backend on 127.0.0.1:BACKEND_PORT.
+bench_edge_config() { # file port backend_port
+    cat > "$1" <<CFG
+[listen]
+address = "127.0.0.1:$2"
+[[tls.certificates]]
+names = ["bench.example"]
+cert = "$WORK/cert.pem"
+key = "$WORK/key.pem"
+[pod]
+upstream = "127.0.0.1:$3"
+CFG
+}
+
 # The backend on 127.0.0.1:PORT, started in the background: a single-threaded haproxy answering
 # a fixed 13-byte page itself, which is faster than any proxy in front of it, so the proxies
 # are what is measured.

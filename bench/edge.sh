@@ -73,16 +73,7 @@ ulimit -n 20000 2>/dev/null || true
 sed -i 's/^global$/global\n    maxconn 9990\n    ulimit-n 20000/' "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!); HAPROXY_PID=$!
 
-cat > "$WORK/edge.toml" <<CFG
-[listen]
-address = "127.0.0.1:$EDGE_PORT"
-[[tls.certificates]]
-names = ["bench.example"]
-cert = "$WORK/cert.pem"
-key = "$WORK/key.pem"
-[pod]
-upstream = "127.0.0.1:$BACKEND_PORT"
-CFG
+bench_edge_config "$WORK/edge.toml" $EDGE_PORT $BACKEND_PORT
 # Access logs off in both: haproxy has no log target here either.
 RUST_LOG=warn "$EDGE" --config "$WORK/edge.toml" >/dev/null 2>&1 & PIDS+=($!); EDGE_PID=$!
 

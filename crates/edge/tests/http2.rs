@@ -8,49 +8,20 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use hyper::{Request, StatusCode};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Pod {
-    _tmp: tempfile::TempDir,
-    pki: Pki,
-    edge: Edge,
-    backend: Backend,
-}
-
 async fn pod() -> Pod {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::new(tmp.path());
-    let (c, k) = pki.leaf("wiki", "wiki-cert", &["wiki.example"]);
-    let backend = Backend::start("httpd", 0).await;
-    let (port, mport) = (free_port(), free_port());
-    let config = pod_config(
-        port,
-        mport,
-        "drain_seconds = 10",
-        &[(&c, &k, &["wiki.example"])],
-        &backend.addr.to_string(),
-    );
-    let edge = Edge::start(tmp.path(), &config, port, mport);
-    Pod {
-        _tmp: tmp,
-        pki,
-        edge,
-        backend,
-    }
+    Pod::start().await
 }
 
 /// An HTTP/2 connection to edge with h2's client: `window` is the client's receive window
 /// (stream and connection).
 async fn connect(p: &Pod, window: u32) -> h2::client::SendRequest<Bytes> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&p.pki.ca_pem).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
+    let roots = p.pki.client_roots();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

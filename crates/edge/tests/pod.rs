@@ -9,37 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Pod {
-    _tmp: tempfile::TempDir,
-    pki: Pki,
-    edge: Edge,
-    backend: Backend,
-}
-
 async fn pod() -> Pod {
-    let tmp = tempfile::tempdir().unwrap();
-    let pki = Pki::new(tmp.path());
-    let (wc, wk) = pki.leaf("wiki", "wiki-cert", &["wiki.example", "*.wiki.example"]);
-    let (oc, ok) = pki.leaf("other", "other-cert", &["other.example"]);
-    let backend = Backend::start("httpd", 0).await;
-    let (port, mport) = (free_port(), free_port());
-    let config = pod_config(
-        port,
-        mport,
-        "drain_seconds = 10\nreload_interval_ms = 100",
-        &[
-            (&wc, &wk, &["wiki.example", "*.wiki.example"]),
-            (&oc, &ok, &["other.example"]),
-        ],
-        &backend.addr.to_string(),
-    );
-    let edge = Edge::start(tmp.path(), &config, port, mport);
-    Pod {
-        _tmp: tmp,
-        pki,
-        edge,
-        backend,
-    }
+    Pod::start().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +69,7 @@ async fn the_edge_chooses_the_suite_in_its_own_order() {
 async fn a_client_that_prefers_post_quantum_key_exchange_gets_it() {
     use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
     let p = pod().await;
-    let roots = test_roots(&p.pki.ca_pem);
+    let roots = p.pki.client_roots();
     // The group the edge agrees on with a client offering `groups` in this order.
     let negotiated = |groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>| {
         let roots = roots.clone();
@@ -137,23 +108,13 @@ async fn a_client_that_prefers_post_quantum_key_exchange_gets_it() {
     );
 }
 
-/// The test PKI's CA, as a rustls client's roots.
-fn test_roots(ca_pem: &std::path::Path) -> rustls::RootCertStore {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_pem).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    roots
-}
-
 /// A TLS 1.3 client that trusts the test CA, with a session store of its own.
-fn tls13_client(ca_pem: &std::path::Path) -> Arc<rustls::ClientConfig> {
+fn tls13_client(pki: &Pki) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
-        .with_root_certificates(test_roots(ca_pem))
+        .with_root_certificates(pki.client_roots())
         .with_no_client_auth();
     Arc::new(config)
 }
@@ -191,7 +152,7 @@ async fn request_resumed(port: u16, config: Arc<rustls::ClientConfig>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_its_session_after_hundreds_of_other_clients() {
     let p = pod().await;
-    let (first, others) = (tls13_client(&p.pki.ca_pem), tls13_client(&p.pki.ca_pem));
+    let (first, others) = (tls13_client(&p.pki), tls13_client(&p.pki));
     assert!(!request_resumed(p.edge.port, first.clone()).await);
     // 300 connections of other clients: more sessions than a session cache of rustls's
     // default size (256) would hold.
@@ -509,7 +470,7 @@ async fn sigterm_answers_the_first_request_of_a_connection_opened_just_before() 
     let mut p = pod().await;
     // Connected before SIGTERM, the request sent after the drain began: its client could not
     // have known, and clients do not retry a request on a new connection that closed.
-    let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki.ca_pem)).await;
+    let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki)).await;
     p.edge.sigterm();
     wait_for_listener_closed(p.edge.port);
     tls.write_all(b"GET / HTTP/1.1\r\nHost: wiki.example\r\n\r\n")
@@ -531,7 +492,7 @@ async fn sigterm_answers_the_first_request_of_a_connection_opened_just_before() 
 async fn sigterm_closes_a_new_connection_that_sends_nothing_after_a_short_grace() {
     use tokio::io::AsyncReadExt;
     let mut p = pod().await;
-    let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki.ca_pem)).await;
+    let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki)).await;
     let start = std::time::Instant::now();
     p.edge.sigterm();
     // It does not hold the drain (drain_seconds = 10 here): it is closed after the grace
@@ -558,13 +519,7 @@ fn bad_config_names_file_line_and_key() {
         "[listen]\naddress = \"127.0.0.1:1\"\ndrain_seconds = \"soon\"\n[tls]\ncertificates = []\n[pod]\nupstream = \"127.0.0.1:2\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_config(&path);
     assert!(err.contains(&format!("{}:3:17", path.display())), "{err}");
     assert!(err.contains("listen.drain_seconds"), "{err}");
     assert!(err.contains("expected u64"), "{err}");
@@ -658,13 +613,7 @@ fn port_in_use_is_a_clear_error() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_config(&path);
     assert!(
         err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
         "{err}"

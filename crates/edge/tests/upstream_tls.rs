@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// A self-signed certificate for `names`, as the cakes have; `ca_flag` marks it as a CA, as
@@ -264,13 +263,7 @@ backend = "cake"
     );
     let path = dir.join("edge.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    refused_config(&path)
 }
 
 #[test]

@@ -75,6 +75,16 @@ impl Pki {
         }
     }
 
+    /// The CA as a rustls client's roots.
+    pub fn client_roots(&self) -> rustls::RootCertStore {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.ca_pem).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        roots
+    }
+
     /// Writes `<file>.pem` and `<file>.key` for `names`, with subject CN `cn`.
     pub fn leaf(&self, file: &str, cn: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         let mut params =
@@ -418,6 +428,61 @@ pub fn pod_config(
     }
     config.push_str(&format!("\n[pod]\nupstream = \"{upstream}\"\n"));
     config
+}
+
+/// An edge in pod mode in front of one backend (`httpd`), with certificates for
+/// wiki.example and *.wiki.example (`wiki`) and other.example (`other`), a 10 s drain and a
+/// 100 ms reload interval.
+pub struct Pod {
+    _tmp: tempfile::TempDir,
+    pub pki: Pki,
+    pub edge: Edge,
+    pub backend: Backend,
+}
+
+impl Pod {
+    pub async fn start() -> Pod {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = Pki::new(tmp.path());
+        let (wc, wk) = pki.leaf("wiki", "wiki-cert", &["wiki.example", "*.wiki.example"]);
+        let (oc, ok) = pki.leaf("other", "other-cert", &["other.example"]);
+        let backend = Backend::start("httpd", 0).await;
+        let (port, mport) = (free_port(), free_port());
+        let config = pod_config(
+            port,
+            mport,
+            "drain_seconds = 10\nreload_interval_ms = 100",
+            &[
+                (&wc, &wk, &["wiki.example", "*.wiki.example"]),
+                (&oc, &ok, &["other.example"]),
+            ],
+            &backend.addr.to_string(),
+        );
+        let edge = Edge::start(tmp.path(), &config, port, mport);
+        Pod {
+            _tmp: tmp,
+            pki,
+            edge,
+            backend,
+        }
+    }
+}
+
+/// Runs the edge binary on the config file at `path`, which it must refuse (exit status 1
+/// before serving); its standard error.
+pub fn refused_config(path: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .arg("--config")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The value of the `edge_endpoint_healthy` gauge whose `label` is `value` (1 healthy, 0 not).
