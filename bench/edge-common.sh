@@ -1,17 +1,7 @@
 # The set-up bench/edge.sh and bench/edge-ab.sh share; sourced by both, not run on its own.
-# Each function works in the caller's shell, on WORK and PIDS (bench_workdir sets them).
-
-# A scratch directory in WORK, and PIDS, the background processes to kill: both go on exit.
-bench_workdir() { # name
-    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
-    PIDS=()
-    trap bench_cleanup EXIT
-}
-bench_cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
+# Each function works in the caller's shell, on WORK and PIDS (bench/common.sh's
+# bench_workdir sets them).
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # One self-signed ECDSA P-256 certificate for bench.example: $WORK/cert.pem and $WORK/key.pem.
 bench_certificate() {
@@ -53,21 +43,4 @@ frontend static
 CFG
     haproxy -f "$WORK/backend.cfg" -db >/dev/null 2>&1 &
     PIDS+=($!)
-}
-
-# Waits (up to 10 s each) until every PORT on 127.0.0.1 accepts connections.
-wait_for_ports() { # port...
-    local port
-    for port in "$@"; do
-        for _ in $(seq 100); do
-            (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
-            sleep 0.1
-        done
-    done
-}
-
-# CPU time (user + system, all threads) process PID has used, in clock ticks of TCK per second.
-TCK=$(getconf CLK_TCK)
-cpu_ticks() { # pid
-    awk '{print $14 + $15}' "/proc/$1/stat"
 }

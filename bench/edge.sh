@@ -89,7 +89,7 @@ EDGE_SUITE=$(suite $EDGE_PORT) HAPROXY_SUITE=$(suite $HAPROXY_PORT)
 [ -n "$EDGE_SUITE" ] && [ "$EDGE_SUITE" = "$HAPROXY_SUITE" ] || {
     echo "the proxies negotiate different TLS suites: edge '$EDGE_SUITE', haproxy '$HAPROXY_SUITE'" >&2; exit 1; }
 
-# The proxy's CPU time per request (cpu_ticks, bench/edge-common.sh): throughput on a shared
+# The proxy's CPU time per request (cpu_ticks, bench/common.sh): throughput on a shared
 # machine moves with the neighbours' load, CPU per request much less, so it is reported too.
 pid_of() { if [ "$1" = "$EDGE_PORT" ]; then echo "$EDGE_PID"; else echo "$HAPROXY_PID"; fi; }
 # microseconds of proxy CPU per request: ticks, requests/s, seconds

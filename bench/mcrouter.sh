@@ -46,33 +46,18 @@ fi
 ROUTER_BIN=${MCROUTER_BIN:-$CARGO_TARGET_DIR/release/mcrouter}
 PIPELINE=${PIPELINE_BIN:-$CARGO_TARGET_DIR/release/examples/pipeline}
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$ROOT/bench/common.sh"
+bench_workdir mcrouter-bench
 
 MC1=$BASE_PORT MC2=$((BASE_PORT + 1)) GUTTER=$((BASE_PORT + 2)) REMOTE=$((BASE_PORT + 3))
 NUT=$((BASE_PORT + 4)) NUT_STATS=$((BASE_PORT + 5)) ROUTER=$((BASE_PORT + 6))
 WAN=$((BASE_PORT + 7))
 
-wait_port() {
-    for _ in $(seq 1 500); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.01
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
-
 for port in "$MC1" "$MC2" "$GUTTER" "$REMOTE"; do
     memcached -l 127.0.0.1 -p "$port" -U 0 -t 1 -m 256 -c 4096 -u root &
     PIDS+=($!)
 done
-for port in "$MC1" "$MC2" "$GUTTER" "$REMOTE"; do wait_port "$port"; done
+wait_for_ports "$MC1" "$MC2" "$GUTTER" "$REMOTE"
 
 # The same pool for both proxies, with the same ring (ketama over MD5): each key lands on the
 # same server through either.
@@ -127,12 +112,7 @@ for spec in "plain.json $ROUTER" "wan.json $WAN"; do
     PIDS+=($!)
     [ "$port" = "$ROUTER" ] && ROUTER_PID=$! || WAN_PID=$!
 done
-for port in "$NUT" "$ROUTER" "$WAN"; do wait_port "$port"; done
-
-# CPU time (user + system) of a process and all its threads, in clock ticks. The command
-# name in field 2 may hold spaces, so fields are counted after its closing parenthesis.
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-TICK=$(getconf CLK_TCK)
+wait_for_ports "$NUT" "$ROUTER" "$WAN"
 
 # One load run against SERVERS; prints "ops seconds". Loads: memaslap [DIVISION], pipeline.
 load() { # kind servers
@@ -156,7 +136,7 @@ measure() { # kind servers pid
     [ -n "$3" ] && before=$(cpu_ticks "$3")
     read -r ops secs < <(load "$1" "$2")
     [ -n "$3" ] && after=$(cpu_ticks "$3")
-    awk -v o="$ops" -v s="$secs" -v t="$((after - before))" -v hz="$TICK" -v p="$3" \
+    awk -v o="$ops" -v s="$secs" -v t="$((after - before))" -v hz="$TCK" -v p="$3" \
         'BEGIN { printf "%.0f %s\n", o / s, (p == "" ? "-" : sprintf("%.2f", t / hz * 1e6 / o)) }'
 }
 

@@ -46,14 +46,8 @@ else
     PROXY_BIN=$CARGO_TARGET_DIR/release/redis-proxy
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$ROOT/bench/common.sh"
+bench_workdir redis-bench
 
 R1=$BASE_PORT
 R2=$((BASE_PORT + 1))
@@ -61,23 +55,13 @@ NUT=$((BASE_PORT + 2))
 NUT_STATS=$((BASE_PORT + 3))
 OURS=$((BASE_PORT + 4))
 
-wait_port() {
-    for _ in $(seq 1 500); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.01
-    done
-    echo "nothing listens on port $1" >&2
-    exit 1
-}
-
 for port in "$R1" "$R2"; do
     mkdir -p "$WORK/redis-$port"
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$WORK/redis-$port" --daemonize no --loglevel warning >/dev/null &
     PIDS+=($!)
 done
-wait_port "$R1"
-wait_port "$R2"
+wait_for_ports "$R1" "$R2"
 
 # The same pool for both proxies, with the same ring (ketama over MD5 of "host:port"): each
 # key lands on the same server through either.
@@ -104,15 +88,7 @@ EOF
 "$PROXY_BIN" --config "$WORK/redis-proxy.json" --threads 1 2>"$WORK/redis-proxy.log" &
 OURS_PID=$!
 PIDS+=($OURS_PID)
-wait_port "$NUT"
-wait_port "$OURS"
-
-# CPU time (user + system) of a running process and all its threads, in clock ticks. The
-# command name in field 2 may hold spaces, so fields are counted after its closing parenthesis.
-cpu_ticks() {
-    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-TICK=$(getconf CLK_TCK)
+wait_for_ports "$NUT" "$OURS"
 
 # One redis-benchmark run of case $1 against port $2. Prints requests/s.
 bench() {
@@ -144,7 +120,7 @@ for round in $(seq 1 "$ROUNDS"); do
             before=$(cpu_ticks "$pid")
             rps=$(bench "$case" "$port")
             ticks=$(($(cpu_ticks "$pid") - before))
-            cpu=$(awk -v t="$ticks" -v hz="$TICK" -v n="$REQUESTS" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+            cpu=$(awk -v t="$ticks" -v hz="$TCK" -v n="$REQUESTS" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
             RPS[$case,$proxy,$round]=$rps
             CPU[$case,$proxy,$round]=$cpu
             printf "%-14s %-6s %-11s %12s %14s\n" "$case" "$round" "$proxy" "$rps" "$cpu"
