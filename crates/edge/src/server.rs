@@ -117,7 +117,7 @@ const HANDOVER_SLACK: usize = 4;
 /// bench/edge.sh, this about parity). Accepting in the serving threads rather than here
 /// saves a thread wake-up and two epoll registrations per connection (the accepting thread
 /// took 8 % of the CPU of new TLS connections: docs/benchmarks.md); a thread holding
-/// [`HANDOVER_SLACK`] more connections than the least loaded one hands what it accepts over,
+/// `HANDOVER_SLACK` (4) more connections than the least loaded one hands what it accepts over,
 /// which keeps the threads evenly loaded as round-robin did.
 pub async fn run(path: PathBuf) -> Result<(), ServerError> {
     let config = load::load_file(&path)?;
