@@ -394,7 +394,10 @@ fn spawn_connection(
         let mut tls = tls;
         // The same bound as a slow request head (hyper's header_read_timeout), and during a
         // drain, the grace a new connection has for its first request.
+        // Biased: a request already there is served even when the grace is over (a client
+        // whose handshake the drain overtook).
         let input = tokio::select! {
+            biased;
             input = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.wait_for_input()) => input,
             () = drain.first_request_grace_over() => return,
         };
