@@ -393,9 +393,9 @@ fn spawn_connection(
         // has it already and nothing is waited for.
         let mut tls = tls;
         // The same bound as a slow request head (hyper's header_read_timeout), and during a
-        // drain, the grace a new connection has for its first request.
-        // Biased: a request already there is served even when the grace is over (a client
-        // whose handshake the drain overtook).
+        // drain, the grace a new connection has for its first request. Biased, so that a
+        // request already here is served even when the grace is over (a client whose
+        // handshake the drain overtook).
         let input = tokio::select! {
             biased;
             input = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.wait_for_input()) => input,
@@ -536,6 +536,8 @@ async fn serve_connection(
     log_end(peer, result);
 }
 
+/// Logs how a client connection ended, when it ended with an error (at debug: clients
+/// going away mid-request is routine).
 fn log_end(
     peer: std::net::SocketAddr,
     result: Result<(), Box<dyn std::error::Error + Send + Sync>>,
