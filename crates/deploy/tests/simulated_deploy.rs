@@ -88,17 +88,7 @@ async fn simulated_stale_deadline_condition_from_an_earlier_rollout_is_not_a_fai
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     let options = fast_options();
-    assert!(
-        wikikube_deploy::deploy(
-            &[fake.target("eqiad")],
-            &namespace,
-            &steps,
-            &options,
-            &Quiet
-        )
-        .await
-        .ok
-    );
+    assert!(fake.deploy("eqiad", &namespace, &steps, &options).await.ok);
     // v2's canary: the first reads show the previous generation complete and an hour-old
     // ProgressDeadlineExceeded condition. A check that trusted either would stop too early.
     fake.behave("v2-stale", Behaviour::StaleCondition(5));
@@ -108,8 +98,7 @@ async fn simulated_stale_deadline_condition_from_an_earlier_rollout_is_not_a_fai
         "registry.farm.test/wikikube/app:v2-stale",
     );
     fake.clear_requests();
-    let report =
-        wikikube_deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let report = fake.deploy("eqiad", &namespace, &v2, &options).await;
     assert!(report.ok, "{}", report.to_text());
     let reads = fake
         .requests()
@@ -164,21 +153,10 @@ async fn simulated_failing_smoke_check_names_the_check_and_rolls_back() {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     let options = fast_options();
-    assert!(
-        wikikube_deploy::deploy(
-            &[fake.target("eqiad")],
-            &namespace,
-            &steps,
-            &options,
-            &Quiet
-        )
-        .await
-        .ok
-    );
+    assert!(fake.deploy("eqiad", &namespace, &steps, &options).await.ok);
     fake.behave("v2-smokefail", Behaviour::FailsSmoke);
     let v2 = with_image(&steps, Phase::Canary, "app:v2-smokefail");
-    let report =
-        wikikube_deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let report = fake.deploy("eqiad", &namespace, &v2, &options).await;
     let failure = report.failure.unwrap();
     assert!(failure.contains("smoke check \"main page\""), "{failure}");
     assert!(failure.contains("answered 500"), "{failure}");
@@ -190,22 +168,11 @@ async fn simulated_canary_that_crashes_while_soaking_fails_the_gate() {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     let mut options = fast_options();
-    assert!(
-        wikikube_deploy::deploy(
-            &[fake.target("eqiad")],
-            &namespace,
-            &steps,
-            &options,
-            &Quiet
-        )
-        .await
-        .ok
-    );
+    assert!(fake.deploy("eqiad", &namespace, &steps, &options).await.ok);
     fake.behave("v2-crash", Behaviour::CrashAfterReady);
     options.soak = std::time::Duration::from_millis(300);
     let v2 = with_image(&steps, Phase::Canary, "app:v2-crash");
-    let report =
-        wikikube_deploy::deploy(&[fake.target("eqiad")], &namespace, &v2, &options, &Quiet).await;
+    let report = fake.deploy("eqiad", &namespace, &v2, &options).await;
     let failure = report.failure.unwrap();
     assert!(failure.contains("unhealthy while soaking"), "{failure}");
 }
@@ -215,14 +182,9 @@ async fn simulated_failed_first_deploy_deletes_what_it_created_but_the_namespace
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     fake.behave("mw-web-canary", Behaviour::Stuck);
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &steps,
-        &fast_options(),
-        &Quiet,
-    )
-    .await;
+    let report = fake
+        .deploy("eqiad", &namespace, &steps, &fast_options())
+        .await;
     assert!(!report.ok);
     assert!(
         fake.names("deployments").is_empty(),
@@ -240,17 +202,7 @@ async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_do
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
     let options = fast_options();
-    assert!(
-        wikikube_deploy::deploy(
-            &[fake.target("eqiad")],
-            &namespace,
-            &steps,
-            &options,
-            &Quiet
-        )
-        .await
-        .ok
-    );
+    assert!(fake.deploy("eqiad", &namespace, &steps, &options).await.ok);
     // Someone else's ConfigMap with our labels: a label search would take it for ours.
     fake.insert(
         "configmaps",
@@ -270,14 +222,7 @@ async fn simulated_prune_deletes_objects_removed_from_the_site_and_nothing_it_do
         })
         .cloned()
         .collect();
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &fewer,
-        &options,
-        &Quiet,
-    )
-    .await;
+    let report = fake.deploy("eqiad", &namespace, &fewer, &options).await;
     assert!(report.ok, "{}", report.to_text());
     assert!(!report.clusters[0].pruned.is_empty());
     assert!(fake

@@ -29,14 +29,9 @@ fn template(env: &str) -> Maintenance {
 async fn deployed() -> (FakeApi, String) {
     let fake = FakeApi::start().await;
     let (namespace, steps) = farm_steps("eqiad");
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &steps,
-        &fast_options(),
-        &Quiet,
-    )
-    .await;
+    let report = fake
+        .deploy("eqiad", &namespace, &steps, &fast_options())
+        .await;
     assert!(report.ok, "{}", report.to_text());
     (fake, namespace)
 }
@@ -261,14 +256,7 @@ async fn simulated_failing_update_stops_the_deploy_before_any_new_code_with_wiki
     let v1 = template("eqiad");
     let mut options = fast_options();
     options.schema = Some(schema(v1.clone()));
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &steps,
-        &options,
-        &Quiet,
-    )
-    .await;
+    let report = fake.deploy("eqiad", &namespace, &steps, &options).await;
     assert!(report.ok, "{}", report.to_text());
     let image_of = |deployment: &str| {
         fake.object("deployments", deployment).unwrap()["spec"]["template"]["spec"]["containers"]
@@ -303,14 +291,7 @@ async fn simulated_failing_update_stops_the_deploy_before_any_new_code_with_wiki
         JobEnd::Exit(1),
     );
     fake.clear_requests();
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &v2_steps,
-        &options,
-        &Quiet,
-    )
-    .await;
+    let report = fake.deploy("eqiad", &namespace, &v2_steps, &options).await;
     assert!(!report.ok);
     let failure = report.failure.clone().unwrap();
     assert!(failure.contains("wiki enwiki"), "{failure}");
@@ -435,14 +416,9 @@ async fn simulated_backups_keep_their_claim_schedule_and_run_as_a_job() {
         .into_iter()
         .filter(|step| step.object.kind != wikikube_render::ObjectKind::CronJob)
         .collect();
-    let report = wikikube_deploy::deploy(
-        &[fake.target("eqiad")],
-        &namespace,
-        &unscheduled,
-        &fast_options(),
-        &Quiet,
-    )
-    .await;
+    let report = fake
+        .deploy("eqiad", &namespace, &unscheduled, &fast_options())
+        .await;
     assert!(report.ok, "{}", report.to_text());
     assert!(fake.object("cronjobs", "farm-backup").is_none());
     assert!(fake

@@ -8,7 +8,6 @@ mod support;
 
 use support::site::{farm_dir, fast_options, fast_schema};
 use support::{FakeApi, JobEnd};
-use wikikube_deploy::progress::Quiet;
 use wikikube_deploy::DeployReport;
 
 /// The example farm as loaded, and as it is once `group1` runs 1.39.17-wmf.2.
@@ -33,7 +32,7 @@ async fn deploy(fake: &FakeApi, site: &wikikube_model::ResolvedSite) -> DeployRe
     options.schema = Some(fast_schema(rendered.maintenance.clone().unwrap()));
     let steps = wikikube_deploy::plan(&rendered);
     let namespace = &site.spec.site.namespace;
-    wikikube_deploy::deploy(&[fake.target("eqiad")], namespace, &steps, &options, &Quiet).await
+    fake.deploy("eqiad", namespace, &steps, &options).await
 }
 
 fn images(fake: &FakeApi, deployment: &str) -> Vec<String> {

@@ -39,7 +39,7 @@ async fn deploy_with(
     steps: &[Step],
     options: &wikikube_deploy::Options,
 ) -> wikikube_deploy::DeployReport {
-    wikikube_deploy::deploy(&[fake.target("eqiad")], namespace, steps, options, &Quiet).await
+    fake.deploy("eqiad", namespace, steps, options).await
 }
 
 #[tokio::test]

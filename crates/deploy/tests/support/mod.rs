@@ -179,6 +179,24 @@ impl FakeApi {
         }
     }
 
+    /// Deploys `steps` to this cluster alone, as target `name`, without progress output.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        namespace: &str,
+        steps: &[wikikube_deploy::Step],
+        options: &wikikube_deploy::Options,
+    ) -> wikikube_deploy::DeployReport {
+        wikikube_deploy::deploy(
+            &[self.target(name)],
+            namespace,
+            steps,
+            options,
+            &wikikube_deploy::progress::Quiet,
+        )
+        .await
+    }
+
     /// Deployments whose name or images contain `marker` behave so.
     pub fn behave(&self, marker: &str, behaviour: Behaviour) {
         let mut state = self.state.lock().unwrap();
