@@ -9,6 +9,14 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm")
 }
 
+/// Runs `command`, which must exit with status 1 (a refusal, not a crash); its standard error.
+fn refused(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 fn wikikube() -> Command {
     Command::cargo_bin("wikikube").unwrap()
 }
@@ -208,14 +216,12 @@ fn help_documents_exit_codes() {
 #[test]
 fn a_release_that_cannot_reach_a_cluster_or_registry_is_refused_before_building() {
     let cache = tempfile::tempdir().unwrap();
-    let output = wikikube()
-        .args(["release", "--env", "local", "--cache"])
-        .arg(cache.path())
-        .arg(example())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&output.stderr);
+    let text = refused(
+        wikikube()
+            .args(["release", "--env", "local", "--cache"])
+            .arg(cache.path())
+            .arg(example()),
+    );
     assert!(
         text.contains("environment local names no clusters"),
         "{text}"
@@ -238,14 +244,12 @@ fn a_release_that_cannot_reach_a_cluster_or_registry_is_refused_before_building(
         ),
     )
     .unwrap();
-    let output = wikikube()
-        .args(["release", "--env", "eqiad", "--cache"])
-        .arg(cache.path())
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&output.stderr);
+    let text = refused(
+        wikikube()
+            .args(["release", "--env", "eqiad", "--cache"])
+            .arg(cache.path())
+            .arg(dir.path()),
+    );
     assert!(
         text.contains("docker.io/library/mediawiki:1.39") && text.contains("--registry"),
         "{text}"
@@ -316,15 +320,13 @@ fn train_status_shows_groups_and_promote_refuses_a_version_no_image_carries() {
     let scratch = tempfile::tempdir().unwrap();
     copy_dir(&example(), scratch.path());
     let before = std::fs::read_to_string(scratch.path().join("site.toml")).unwrap();
-    let output = wikikube()
-        .args(["train", "promote", "group1", "1.39.17-wmf.2"])
-        .arg(scratch.path())
-        .args(["--env", "local", "--cache"])
-        .arg(scratch.path().join("cache"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args(["train", "promote", "group1", "1.39.17-wmf.2"])
+            .arg(scratch.path())
+            .args(["--env", "local", "--cache"])
+            .arg(scratch.path().join("cache")),
+    );
     assert!(stderr.contains("+version = \"1.39.17-wmf.2\""), "{stderr}");
     assert!(stderr.contains("wikikube build"), "{stderr}");
     assert_eq!(
@@ -343,19 +345,17 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     // A cluster's backups go onto its backups volume, not to a directory here.
     let scratch = tempfile::tempdir().unwrap();
     let to = scratch.path().join("backup");
-    let output = wikikube()
-        .args([
-            "backup",
-            example().to_str().unwrap(),
-            "--env",
-            "eqiad",
-            "--to",
-        ])
-        .arg(&to)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args([
+                "backup",
+                example().to_str().unwrap(),
+                "--env",
+                "eqiad",
+                "--to",
+            ])
+            .arg(&to),
+    );
     assert!(
         stderr.contains("farm-backups") && stderr.contains("leave out --to"),
         "{stderr}"
@@ -370,66 +370,58 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--to DIR"));
     // A cluster restores from a backup on its volume, by name: a directory here is refused,
     // and so is a wiki the farm does not have, before any cluster is reached.
-    let output = wikikube()
-        .args([
-            "restore",
-            example().to_str().unwrap(),
-            "--env",
-            "eqiad",
-            "--from",
-        ])
-        .arg(scratch.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args([
+                "restore",
+                example().to_str().unwrap(),
+                "--env",
+                "eqiad",
+                "--from",
+            ])
+            .arg(scratch.path()),
+    );
     assert!(
         stderr.contains("--from is the name of a backup on the volume farm-backups"),
         "{stderr}"
     );
-    let output = wikikube()
-        .args(["restore", example().to_str().unwrap(), "--env", "eqiad"])
-        .args(["--from", "mwbackup-all-run1", "--wiki", "xxwiki"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args(["restore", example().to_str().unwrap(), "--env", "eqiad"])
+            .args(["--from", "mwbackup-all-run1", "--wiki", "xxwiki"]),
+    );
     assert!(stderr.contains("the farm has no wiki xxwiki"), "{stderr}");
     // A cluster's import downloads the dump itself: a file here is refused with what it
     // takes, and so is an unknown wiki, before any cluster is reached.
     let dump = scratch.path().join("dewiki.sql");
     std::fs::write(&dump, "SELECT 1;\n").unwrap();
-    let output = wikikube()
-        .args([
-            "import",
-            "dewiki",
-            example().to_str().unwrap(),
-            "--env",
-            "eqiad",
-        ])
-        .arg("--sql")
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args([
+                "import",
+                "dewiki",
+                example().to_str().unwrap(),
+                "--env",
+                "eqiad",
+            ])
+            .arg("--sql")
+            .arg(&dump),
+    );
     assert!(
         stderr.contains("--sql is an http(s) URL that the cluster can reach"),
         "{stderr}"
     );
-    let output = wikikube()
-        .args([
-            "import",
-            "xxwiki",
-            example().to_str().unwrap(),
-            "--env",
-            "eqiad",
-        ])
-        .args(["--sql", "https://dumps.example.org/xx.sql.gz"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args([
+                "import",
+                "xxwiki",
+                example().to_str().unwrap(),
+                "--env",
+                "eqiad",
+            ])
+            .args(["--sql", "https://dumps.example.org/xx.sql.gz"]),
+    );
     assert!(stderr.contains("the farm has no wiki xxwiki"), "{stderr}");
     let output = wikikube()
         .args([
@@ -446,13 +438,11 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("for Kubernetes environments"));
     // A restore from a directory that is no backup names the missing manifest.
-    let output = wikikube()
-        .args(["restore", example().to_str().unwrap(), "--from"])
-        .arg(scratch.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args(["restore", example().to_str().unwrap(), "--from"])
+            .arg(scratch.path()),
+    );
     assert!(stderr.contains("manifest.json"), "{stderr}");
 }
 
@@ -482,13 +472,11 @@ fn backup_schedule_prints_the_cronjob_for_a_schedule_and_refuses_a_bad_one() {
         );
     }
 
-    let output = wikikube()
-        .args(["backup", example().to_str().unwrap(), "--env", "eqiad"])
-        .args(["--schedule", "3 17 * *"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused(
+        wikikube()
+            .args(["backup", example().to_str().unwrap(), "--env", "eqiad"])
+            .args(["--schedule", "3 17 * *"]),
+    );
     assert!(stderr.contains("4 fields, not 5"), "{stderr}");
 
     // One machine has no CronJobs: cron or a timer runs `wikikube backup --to`.
