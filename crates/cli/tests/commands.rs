@@ -144,6 +144,7 @@ fn a_site_mistake_names_the_file_line_and_key_and_exits_1() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
+    // Strict UTF-8: the message is read whole, not repaired.
     let message = String::from_utf8(output.stderr).unwrap();
     assert!(message.starts_with("error: "), "{message}");
     assert!(message.contains("site.toml:"), "{message}");
@@ -362,12 +363,8 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     );
     assert!(!to.exists(), "a refused backup made {}", to.display());
     // A local backup needs its directory.
-    let output = wikikube()
-        .args(["backup", example().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--to DIR"));
+    let stderr = refused(wikikube().args(["backup", example().to_str().unwrap()]));
+    assert!(stderr.contains("--to DIR"), "{stderr}");
     // A cluster restores from a backup on its volume, by name: a directory here is refused,
     // and so is a wiki the farm does not have, before any cluster is reached.
     let stderr = refused(
@@ -423,20 +420,19 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
             .args(["--sql", "https://dumps.example.org/xx.sql.gz"]),
     );
     assert!(stderr.contains("the farm has no wiki xxwiki"), "{stderr}");
-    let output = wikikube()
-        .args([
-            "import",
-            "dewiki",
-            example().to_str().unwrap(),
-            "--cluster",
-            "x",
-        ])
-        .arg("--sql")
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("for Kubernetes environments"));
+    let stderr = refused(
+        wikikube()
+            .args([
+                "import",
+                "dewiki",
+                example().to_str().unwrap(),
+                "--cluster",
+                "x",
+            ])
+            .arg("--sql")
+            .arg(&dump),
+    );
+    assert!(stderr.contains("for Kubernetes environments"), "{stderr}");
     // A restore from a directory that is no backup names the missing manifest.
     let stderr = refused(
         wikikube()
@@ -480,15 +476,11 @@ fn backup_schedule_prints_the_cronjob_for_a_schedule_and_refuses_a_bad_one() {
     assert!(stderr.contains("4 fields, not 5"), "{stderr}");
 
     // One machine has no CronJobs: cron or a timer runs `wikikube backup --to`.
-    let output = wikikube()
-        .args([
-            "backup",
-            example().to_str().unwrap(),
-            "--schedule",
-            "@daily",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("systemd timer"));
+    let stderr = refused(wikikube().args([
+        "backup",
+        example().to_str().unwrap(),
+        "--schedule",
+        "@daily",
+    ]));
+    assert!(stderr.contains("systemd timer"), "{stderr}");
 }

@@ -21,8 +21,8 @@
 //! upgrades (WebSocket).
 //!
 //! Where to start reading: [`config`] (the file format, compiled without any feature so that
-//! `render` can write it), then [`server::run`] (listeners, reload, drain) with [`drain`] and [`server_tls`]
-//! (TLS toward clients, whose idle connections hold no buffers), [`proxy`] (one
+//! `render` can write it), then [`server::run`] (listeners, reload, drain) with [`drain`] and
+//! [`server_tls`] (TLS toward clients, whose idle connections hold no buffers), [`proxy`] (one
 //! request), [`upstream`] (pooled upstream connections) with [`upstream_http1`] (the HTTP/1.1
 //! they speak), and [`router`] with [`debug_routing`], [`weighted`], [`host`] (pure decisions),
 //! [`health`], [`certificates`], [`upstream_tls`], [`metrics`].

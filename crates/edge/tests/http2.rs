@@ -14,10 +14,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn pod() -> Pod {
-    Pod::start().await
-}
-
 /// An HTTP/2 connection to edge with h2's client: `window` is the client's receive window
 /// (stream and connection).
 async fn connect(p: &Pod, window: u32) -> h2::client::SendRequest<Bytes> {
@@ -76,7 +72,7 @@ async fn fetch(send: &mut h2::client::SendRequest<Bytes>, path: &str) -> (Status
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_streams_on_one_connection() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let send = connect(&p, 65_535).await;
     // 100 streams at once (edge allows 200), each answered with its own request's echo.
     let tasks: Vec<_> = (0..100)
@@ -112,7 +108,7 @@ async fn many_concurrent_streams_on_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_respect_flow_control_both_ways() {
-    let p = pod().await;
+    let p = Pod::start().await;
     // 6 MiB up and echoed back down: more than edge's receive windows (1 MiB for a stream and
     // for the connection) and than the client's (256 KiB), so both sides must wait for window
     // updates.
@@ -178,7 +174,7 @@ async fn large_bodies_respect_flow_control_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_reset_by_the_client_leaves_the_connection_working() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let mut send = connect(&p, 65_535).await;
 
     // Reset while the upstream is still answering.
@@ -224,7 +220,7 @@ async fn a_stream_reset_by_the_client_leaves_the_connection_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_are_refused_with_431() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let mut send = connect(&p, 65_535).await;
     let mut s = send.clone().ready().await.unwrap();
     let req = Request::get("https://wiki.example/")
@@ -248,7 +244,7 @@ async fn oversized_headers_are_refused_with_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_own_answers_carry_date_and_length() {
-    let p = pod().await;
+    let p = Pod::start().await;
     p.backend.kill();
     wait_for("the backend to close", Duration::from_secs(5), || {
         p.backend.is_closed().then_some(())
@@ -270,7 +266,7 @@ async fn edge_own_answers_carry_date_and_length() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_goaway_and_lets_streams_in_flight_finish() {
-    let mut p = pod().await;
+    let mut p = Pod::start().await;
     let send = connect(&p, 65_535).await;
     let mut s = send.clone().ready().await.unwrap();
     let (resp, _) = s.send_request(get("/slow/1500"), true).unwrap();

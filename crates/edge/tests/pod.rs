@@ -9,13 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn pod() -> Pod {
-    Pod::start().await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_and_tls13_both_work() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let out12 = s_client(p.edge.port, &["-tls1_2", "-servername", "wiki.example"]);
     assert!(out12.contains("Protocol  : TLSv1.2"), "{out12}");
     let out13 = s_client(p.edge.port, &["-tls1_3", "-servername", "wiki.example"]);
@@ -38,7 +34,7 @@ async fn tls12_and_tls13_both_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_chooses_the_suite_in_its_own_order() {
-    let p = pod().await;
+    let p = Pod::start().await;
     // OpenSSL's clients list AES-256 first; the edge's order (AES-128 first) decides.
     let out13 = s_client(p.edge.port, &["-tls1_3", "-servername", "wiki.example"]);
     assert!(
@@ -68,7 +64,7 @@ async fn the_edge_chooses_the_suite_in_its_own_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_prefers_post_quantum_key_exchange_gets_it() {
     use rustls::crypto::aws_lc_rs::kx_group::{X25519, X25519MLKEM768};
-    let p = pod().await;
+    let p = Pod::start().await;
     let roots = p.pki.client_roots();
     // The group the edge agrees on with a client offering `groups` in this order.
     let negotiated = |groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>| {
@@ -151,7 +147,7 @@ async fn request_resumed(port: u16, config: Arc<rustls::ClientConfig>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_its_session_after_hundreds_of_other_clients() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let (first, others) = (tls13_client(&p.pki), tls13_client(&p.pki));
     assert!(!request_resumed(p.edge.port, first.clone()).await);
     // 300 connections of other clients: more sessions than a session cache of rustls's
@@ -167,7 +163,7 @@ async fn a_client_resumes_its_session_after_hundreds_of_other_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpn_offers_h2_and_http11() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let out = s_client(
         p.edge.port,
         &["-alpn", "h2,http/1.1", "-servername", "wiki.example"],
@@ -213,7 +209,7 @@ fn subject(out: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sni_picks_the_certificate() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let port = p.edge.port;
     assert!(subject(&s_client(port, &["-servername", "wiki.example"])).contains("wiki-cert"));
     assert!(subject(&s_client(port, &["-servername", "en.wiki.example"])).contains("wiki-cert"));
@@ -230,7 +226,7 @@ async fn sni_picks_the_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_is_reloaded_without_restart() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let port = p.edge.port;
     assert!(subject(&s_client(port, &["-servername", "other.example"])).contains("other-cert"));
     p.pki.leaf("other", "renewed-cert", &["other.example"]);
@@ -249,7 +245,7 @@ async fn certificate_is_reloaded_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_headers_are_added_and_the_rest_passes_through() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let r = curl(
         &p.edge,
         &p.pki.ca_pem,
@@ -288,7 +284,7 @@ async fn forwarding_headers_are_added_and_the_rest_passes_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_stream_both_ways() {
-    let p = pod().await;
+    let p = Pod::start().await;
     // 8 MiB up and back down, over both protocols.
     let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let file = p.pki.dir.join("upload.bin");
@@ -349,7 +345,7 @@ fn repeated_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_and_broken_ones_dropped() {
-    let p = pod().await;
+    let p = Pod::start().await;
     let before = p.backend.connections.load(Ordering::SeqCst);
     // One client connection is served by one thread, whose pool reuses one upstream connection,
     // also after responses without a body (HEAD) and over HTTP/2.
@@ -378,7 +374,7 @@ async fn upstream_connections_are_reused_and_broken_ones_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_latency_and_connections() {
-    let p = pod().await;
+    let p = Pod::start().await;
     for _ in 0..3 {
         assert_eq!(
             curl(&p.edge, &p.pki.ca_pem, "wiki.example", "/", &[]).status,
@@ -404,7 +400,7 @@ async fn metrics_count_requests_latency_and_connections() {
 }
 
 async fn sigterm_drain(protocol: &str) {
-    let mut p = pod().await;
+    let mut p = Pod::start().await;
     require("curl", "curl");
     let slow = Command::new("curl")
         .args(["-sS", "--max-time", "20", protocol, "--cacert"])
@@ -467,7 +463,7 @@ fn wait_for_listener_closed(port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_the_first_request_of_a_connection_opened_just_before() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut p = pod().await;
+    let mut p = Pod::start().await;
     // Connected before SIGTERM, the request sent after the drain began: its client could not
     // have known, and clients do not retry a request on a new connection that closed.
     let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki)).await;
@@ -491,7 +487,7 @@ async fn sigterm_answers_the_first_request_of_a_connection_opened_just_before() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_a_new_connection_that_sends_nothing_after_a_short_grace() {
     use tokio::io::AsyncReadExt;
-    let mut p = pod().await;
+    let mut p = Pod::start().await;
     let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki)).await;
     let start = std::time::Instant::now();
     p.edge.sigterm();
@@ -549,7 +545,7 @@ fn help_documents_the_config_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testssl_finds_no_high_or_critical_issue() {
     require("testssl", "testssl.sh");
-    let p = pod().await;
+    let p = Pod::start().await;
     let json = p.pki.dir.join("testssl.json");
     let out = Command::new("testssl")
         .args(["--quiet", "--fast", "--warnings", "off", "--color", "0"])
