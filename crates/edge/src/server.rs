@@ -120,6 +120,14 @@ const HANDOVER_SLACK: usize = 4;
 /// `HANDOVER_SLACK` (4) more connections than the least loaded one hands what it accepts over,
 /// which keeps the threads evenly loaded as round-robin did.
 pub async fn run(path: PathBuf) -> Result<(), ServerError> {
+    // First, before anything listens: the kernel completes connections to a bound socket at
+    // once, so a client (or a test) can be served and send SIGTERM before the rest of the
+    // start-up has run, and without a handler the signal would kill the process mid-request.
+    // A signal that arrives early waits in the stream until the drain below takes it.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServerError::Signal)?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(ServerError::Signal)?;
     let config = load::load_file(&path)?;
     let metrics = Arc::new(Metrics::default());
     let draining = Arc::new(AtomicBool::new(false));
@@ -225,10 +233,6 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
         metrics.clone(),
     ));
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServerError::Signal)?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(ServerError::Signal)?;
     tracing::info!(
         address = %config.listen.address,
         mode = ?config.mode(),
