@@ -13,7 +13,7 @@
 pub mod registry;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -53,21 +53,78 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// can take it, and the server exits with "address in use". Ports under 32768 are never given to
 /// outgoing connections. The farm tests' fixed ports are left out because scripts/run-tests
 /// runs them beside every other test binary: a port taken here for a moment could be the one a
-/// farm's pod is about to publish. A process-wide counter (started at an offset from the pid,
-/// for test binaries run at the same time) never hands out the same port twice.
+/// farm's pod is about to publish.
+///
+/// Test binaries that run at the same time must not hand out the same port either (one's
+/// server bound it first, the other's then failed to start, or its readiness probe reached the
+/// wrong process): each process takes a block of its own ([`port_block`]), and a counter
+/// within the block never hands out the same port twice.
 pub fn free_port() -> u16 {
-    const FIRST: u32 = 10_000;
-    const SPAN: u32 = 10_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = (std::process::id() * 97) % SPAN;
-    for _ in 0..SPAN {
+    let first = port_block();
+    for _ in 0..PORT_BLOCK {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (FIRST + (base + n) % SPAN) as u16;
+        let port = (first + n % PORT_BLOCK) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port between {FIRST} and {}", FIRST + SPAN);
+    panic!("no free port between {first} and {}", first + PORT_BLOCK);
+}
+
+/// The ports a test process may hand out: 10 blocks of this many between 10000 and 19999.
+const PORT_BLOCK: u32 = 1_000;
+
+/// The first port of this process's block, taken on first use: the first block, counted from
+/// one picked by the pid, that no live process holds. A block is held by a file in the
+/// temporary directory, created exclusively and naming the holder's pid; a file whose process
+/// is gone (a run killed midway) is stale and taken over. Written by hand rather than with
+/// `File::try_lock`, which is newer than the workspace's minimum Rust.
+fn port_block() -> u32 {
+    static BLOCK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *BLOCK.get_or_init(|| {
+        const FIRST: u32 = 10_000;
+        const BLOCKS: u32 = 10;
+        let dir = std::env::temp_dir().join("wikikube-test-ports");
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let me = std::process::id();
+        let start = me % BLOCKS;
+        for i in 0..BLOCKS {
+            let block = (start + i) % BLOCKS;
+            let path = dir.join(format!("block-{block}"));
+            for _ in 0..2 {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Ok(mut file) => {
+                        use std::io::Write;
+                        let _ = write!(file, "{me}");
+                        return FIRST + block * PORT_BLOCK;
+                    }
+                    Err(_) => {
+                        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                        let alive = holder
+                            .trim()
+                            .parse::<u32>()
+                            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                        if alive {
+                            break;
+                        }
+                        // Stale. (A file created an instant ago and not yet written reads
+                        // as stale too: a window of microseconds, left open.)
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+            }
+        }
+        panic!(
+            "all {BLOCKS} port blocks are held by live test processes (files in {})",
+            dir.display()
+        );
+    })
 }
 
 /// A program of the Python tools' virtualenv (scripts/python-tools.txt), which
