@@ -57,6 +57,11 @@ pub struct TlsServerStream {
     read_closed: bool,
     /// close_notify has been encoded for the client.
     close_notify_sent: bool,
+    /// TLS 1.3's session tickets wait in `outgoing` for the first response: the client's
+    /// first request came with its Finished, so that response is on its way and the client
+    /// waits for nothing else. Without this they went out in a write of their own, because
+    /// hyper reads ahead (to see a client close) while the request is served.
+    tickets_wait_for_response: bool,
 }
 
 /// Where a round of record processing stopped.
@@ -85,6 +90,7 @@ impl TlsServerStream {
             sent: 0,
             read_closed: false,
             close_notify_sent: false,
+            tickets_wait_for_response: false,
         };
         std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
         stream.release_idle_buffers();
@@ -129,6 +135,9 @@ impl TlsServerStream {
                 // and one segment fewer per connection), or before the wait for it otherwise.
                 // TLS 1.2 leaves the server's Finished, which the client does wait for.
                 if self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                    self.tickets_wait_for_response = self.sent < self.outgoing.len()
+                        && (!self.received.is_empty()
+                            || self.plaintext_read < self.plaintext.len());
                     return Poll::Ready(Ok(()));
                 }
                 return self.poll_send(cx);
@@ -314,7 +323,7 @@ impl TlsServerStream {
             tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.received)
         };
         if read.is_pending() {
-            if self.sent < self.outgoing.len() {
+            if self.sent < self.outgoing.len() && !self.tickets_wait_for_response {
                 // A full socket registers for a wake-up here and is retried then.
                 if let Poll::Ready(Err(e)) = self.poll_send(cx) {
                     return Poll::Ready(Err(e));
@@ -407,6 +416,7 @@ impl AsyncWrite for TlsServerStream {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        this.tickets_wait_for_response = false;
         if this.outgoing.len() - this.sent >= WRITE_BACKLOG {
             ready!(this.poll_send(cx))?;
         }
@@ -429,6 +439,7 @@ impl AsyncWrite for TlsServerStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.tickets_wait_for_response = false;
         this.process(None, None, false)?;
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.io).poll_flush(cx)
@@ -436,6 +447,7 @@ impl AsyncWrite for TlsServerStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.tickets_wait_for_response = false;
         if !this.close_notify_sent {
             this.process(None, None, true)?;
         }

@@ -256,6 +256,56 @@ async fn session_tickets_reach_a_client_that_asks_at_once_or_waits() {
 }
 
 #[tokio::test]
+async fn session_tickets_wait_for_the_response_to_a_request_sent_with_the_handshake() {
+    use rustls::HandshakeKind::Resumed;
+    use std::io::{Read, Write};
+    let (server_config, client_config) = configs(&rustls::version::TLS13, &[]);
+    let (address, accepted) = accept_one(server_config.clone()).await;
+    // A blocking client on a thread of its own: rustls holds the request written before the
+    // handshake and sends it in one write with its Finished, as wrk's and browsers' clients
+    // do, so the server has it when its handshake ends.
+    let config = client_config.clone();
+    let client = std::thread::spawn(move || {
+        let name = ServerName::try_from("edge.test").unwrap();
+        let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(address).unwrap();
+        conn.writer().write_all(b"request").unwrap();
+        let mut response = [0u8; 8];
+        rustls::Stream::new(&mut conn, &mut tcp)
+            .read_exact(&mut response)
+            .unwrap();
+        response
+    });
+    let mut server = accepted.await.unwrap().unwrap();
+    let mut request = [0u8; 7];
+    server.read_exact(&mut request).await.unwrap();
+    assert_eq!(&request, b"request");
+    // hyper reads ahead while it serves a request; that read waits, and the tickets stay.
+    let mut more = [0u8; 16];
+    let waited = tokio::time::timeout(Duration::from_millis(50), server.read(&mut more)).await;
+    assert!(waited.is_err(), "nothing was sent, yet the read returned");
+    assert!(
+        server.sent < server.outgoing.len(),
+        "the session tickets went out in a write of their own, before the response"
+    );
+    server.write_all(b"response").await.unwrap();
+    assert_eq!(
+        server.outgoing.len(),
+        0,
+        "the response and tickets were not sent"
+    );
+    let response = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(&response, b"response");
+    // The tickets arrived with it: the client's next connection resumes.
+    assert_eq!(
+        connect_and_ask(server_config, client_config, 100, Duration::ZERO).await,
+        Resumed
+    );
+}
+
+#[tokio::test]
 async fn alpn_says_what_the_client_chose() {
     let h2 = pair(&rustls::version::TLS13, &[b"h2"]).await;
     assert_eq!(h2.server.alpn_protocol(), Some(&b"h2"[..]));
