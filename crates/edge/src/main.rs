@@ -72,7 +72,8 @@ Forwarded requests get X-Client-IP (the peer, or a trusted proxy's value), X-For
 (peer appended) and X-Forwarded-Proto: https; hop-by-hop headers are dropped, the rest passes.
 The config file is reloaded when it changes ([listen] and tls.min_version need a restart).
 
-Logs: JSON lines on stdout; requests under target "access". RUST_LOG filters (default info).
+Logs: JSON lines on stdout; requests under target "access". RUST_LOG filters (default info);
+rustls's own lines (clients' protocol mistakes) only at error unless RUST_LOG names rustls.
 Exit codes: 0 after a clean drain; 1 if the config, a certificate or a listener is unusable."#;
 
 /// wikikube's TLS terminator (pod mode) and router in front of the releases (edge mode).
@@ -84,13 +85,27 @@ struct Args {
     config: PathBuf,
 }
 
+/// RUST_LOG's directives (`info` when unset or unreadable), with rustls's own lines at
+/// `error` unless RUST_LOG names rustls. rustls logs what a client gets wrong at `warn`, one
+/// line per connection: wrk and some monitoring clients send an IP address as the server
+/// name, and each of their connections logged "Illegal SNI extension". Nothing an operator
+/// can act on, a flood under load, and about 2 % of the edge's CPU per new connection in
+/// bench/edge.sh. A handshake that fails is still logged, by the edge, at debug.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let filter = rust_log
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    if rust_log.is_some_and(|directives| directives.contains("rustls")) {
+        return filter;
+    }
+    filter.add_directive("rustls=error".parse().expect("a valid directive"))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_current_span(false)
         .init();
     // The control runtime (accept, signals, reloads, health checks, metrics) is light work;

@@ -225,6 +225,21 @@ async fn sni_picks_the_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_address_as_server_name_gets_the_first_certificate_and_no_log_line() {
+    let p = Pod::start().await;
+    // wrk and some monitoring clients send one; rustls warned about it on every connection.
+    for _ in 0..3 {
+        let out = s_client(p.edge.port, &["-servername", "127.0.0.1"]);
+        assert!(subject(&out).contains("wiki-cert"), "{out}");
+    }
+    let log = std::fs::read_to_string(&p.edge.log).unwrap();
+    assert!(
+        !log.contains("rustls"),
+        "rustls logged a client's mistake: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_is_reloaded_without_restart() {
     let p = Pod::start().await;
     let port = p.edge.port;
