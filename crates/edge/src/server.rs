@@ -12,7 +12,7 @@ use crate::health;
 use crate::load::{self, LoadError};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Routing};
-use crate::server_tls::TlsServerStream;
+use crate::server_tls::{ServerConfigs, TlsServerStream};
 use crate::upstream_tls::{UpstreamTlsError, UpstreamTlsStore};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -134,7 +134,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
 
     let certs = Arc::new(CertStore::load(&config.tls.certificates)?);
     let tls = certificates::server_config(certs.clone(), config.tls.min_version)?;
-    let tls = Arc::new(tls);
+    let tls = ServerConfigs::new(tls);
 
     let upstream_tls = Arc::new(UpstreamTlsStore::default());
     if let Some(edge) = &config.edge {
@@ -282,7 +282,7 @@ struct Worker {
     loads: Arc<[AtomicUsize]>,
     /// Becomes true when the server drains.
     stopped: tokio::sync::watch::Receiver<bool>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: ServerConfigs,
     proxy: Proxy,
     metrics: Arc<Metrics>,
     drain: Duration,
@@ -373,13 +373,13 @@ fn spawn_connection(
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     guard: ConnectionGuard,
-    tls: Arc<rustls::ServerConfig>,
+    tls: ServerConfigs,
     proxy: Rc<crate::proxy::ThreadProxy>,
     drain: DrainWatcher,
 ) {
     tokio::task::spawn_local(async move {
         let _guard = guard;
-        let accept = TlsServerStream::accept(tcp, tls);
+        let accept = TlsServerStream::accept(tcp, &tls);
         let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {

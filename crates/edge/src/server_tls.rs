@@ -41,6 +41,42 @@ const WRITE_BACKLOG: usize = 64 * 1024;
 /// 8, tag 16; TLS 1.3: header 5, content type 1, tag 16). rustls says when it needs more.
 const RECORD_OVERHEAD: usize = 32;
 
+/// The configs a client connection is accepted with: the edge's, and the same issuing one
+/// TLS 1.3 session ticket instead of two, for a client that offers to resume a session.
+///
+/// Why one after a resumption: a ticket should serve one connection only (RFC 8446, C.4), so a
+/// client that resumed has used one and needs one in its place; the second ticket of a full
+/// handshake is for a second connection opened at once, and the client still holds that one.
+/// OpenSSL's servers (haproxy, nginx) do the same by default. rustls sends its configured count
+/// after every handshake, so the choice is made here, from the ClientHello, before the
+/// connection exists. Both configs share the ticket keys and the certificates.
+#[derive(Clone)]
+pub struct ServerConfigs {
+    full: Arc<ServerConfig>,
+    resuming: Arc<ServerConfig>,
+}
+
+impl ServerConfigs {
+    /// The pair for `config`: itself, and a copy sending at most one ticket.
+    pub fn new(config: ServerConfig) -> ServerConfigs {
+        let mut resuming = config.clone();
+        resuming.send_tls13_tickets = config.send_tls13_tickets.min(1);
+        ServerConfigs {
+            full: Arc::new(config),
+            resuming: Arc::new(resuming),
+        }
+    }
+
+    /// The config for a client whose first bytes are `client_hello`.
+    fn for_client_hello(&self, client_hello: &[u8]) -> &Arc<ServerConfig> {
+        if offers_session_resumption(client_hello) {
+            &self.resuming
+        } else {
+            &self.full
+        }
+    }
+}
+
 /// A server-side TLS connection to a client.
 pub struct TlsServerStream {
     io: TcpStream,
@@ -77,13 +113,29 @@ enum Stopped {
 }
 
 impl TlsServerStream {
-    /// Completes the TLS handshake on `io` with `config`.
-    pub async fn accept(io: TcpStream, config: Arc<ServerConfig>) -> io::Result<Self> {
+    /// Completes the TLS handshake on `io` with the config of `configs` that fits the client.
+    pub async fn accept(mut io: TcpStream, configs: &ServerConfigs) -> io::Result<Self> {
+        // The first record (the ClientHello) is read before the connection exists: whether it
+        // offers to resume a session chooses the config.
+        let mut received = Vec::new();
+        while !first_record_complete(&received) {
+            received.reserve(RECEIVE_CAPACITY);
+            let read = std::future::poll_fn(|cx| {
+                tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut received)
+            });
+            if read.await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed the connection during the TLS handshake",
+                ));
+            }
+        }
+        let config = configs.for_client_hello(&received).clone();
         let conn = UnbufferedServerConnection::new(config).map_err(tls_error)?;
         let mut stream = TlsServerStream {
             io,
             conn,
-            received: Vec::new(),
+            received,
             plaintext: Vec::new(),
             plaintext_read: 0,
             outgoing: Vec::new(),
@@ -473,6 +525,82 @@ fn encode_handshake(
         .map_err(|e| io::Error::other(e.to_string()))?;
     outgoing.truncate(start + written);
     Ok(())
+}
+
+/// TLS record content type of handshake messages, and the ClientHello's handshake type.
+const HANDSHAKE_RECORD: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+/// The ClientHello extension that offers sessions to resume (RFC 8446, 4.2.11).
+const PRE_SHARED_KEY_EXTENSION: u16 = 41;
+
+/// Whether `received` holds the whole first TLS record, or enough to see that it is not a
+/// handshake record (plain HTTP, say), which rustls then refuses.
+fn first_record_complete(received: &[u8]) -> bool {
+    match received {
+        [HANDSHAKE_RECORD, _, _, high, low, rest @ ..] => {
+            let length = usize::from(u16::from_be_bytes([*high, *low]));
+            // rustls refuses a record longer than TLS allows; no need to wait for it.
+            rest.len() >= length || length > RECEIVE_CAPACITY
+        }
+        [HANDSHAKE_RECORD, ..] | [] => false,
+        _ => true,
+    }
+}
+
+/// Whether the ClientHello in the first record of `received` offers a session to resume
+/// (has the pre_shared_key extension). Only a peek to choose the number of session tickets:
+/// rustls parses and checks the message itself, and anything this cannot read (a
+/// ClientHello split over records, a malformed one) counts as no offer. Written here because
+/// rustls's unbuffered API has no hook before it takes its config.
+fn offers_session_resumption(received: &[u8]) -> bool {
+    /// Reads big-endian lengths and skips fields, failing at the end of the input.
+    struct Cursor<'a>(&'a [u8]);
+    impl<'a> Cursor<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+            self.0 = rest;
+            Some(head)
+        }
+        fn number(&mut self, bytes: usize) -> Option<usize> {
+            Some(
+                self.take(bytes)?
+                    .iter()
+                    .fold(0, |n, &b| n << 8 | usize::from(b)),
+            )
+        }
+        fn skip_vector(&mut self, length_bytes: usize) -> Option<()> {
+            let n = self.number(length_bytes)?;
+            self.take(n).map(|_| ())
+        }
+    }
+    let offered = || -> Option<bool> {
+        let mut record = Cursor(received);
+        if record.number(1)? != usize::from(HANDSHAKE_RECORD) {
+            return None;
+        }
+        record.take(2)?; // legacy record version
+        let length = record.number(2)?;
+        let mut message = Cursor(record.take(length)?);
+        if message.number(1)? != usize::from(CLIENT_HELLO) {
+            return None;
+        }
+        let length = message.number(3)?;
+        let mut hello = Cursor(message.take(length)?);
+        hello.take(2 + 32)?; // legacy version, random
+        hello.skip_vector(1)?; // legacy session id
+        hello.skip_vector(2)?; // cipher suites
+        hello.skip_vector(1)?; // legacy compression methods
+        let length = hello.number(2)?;
+        let mut extensions = Cursor(hello.take(length)?);
+        while !extensions.0.is_empty() {
+            if extensions.number(2)? == usize::from(PRE_SHARED_KEY_EXTENSION) {
+                return Some(true);
+            }
+            extensions.skip_vector(2)?;
+        }
+        Some(false)
+    };
+    offered().unwrap_or(false)
 }
 
 fn tls_error(error: rustls::Error) -> io::Error {

@@ -49,7 +49,7 @@ async fn accept_one(
     let address = listener.local_addr().unwrap();
     let accepted = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        TlsServerStream::accept(tcp, config).await
+        TlsServerStream::accept(tcp, &ServerConfigs::new(ServerConfig::clone(&config))).await
     });
     (address, accepted)
 }
@@ -303,6 +303,121 @@ async fn session_tickets_wait_for_the_response_to_a_request_sent_with_the_handsh
         connect_and_ask(server_config, client_config, 100, Duration::ZERO).await,
         Resumed
     );
+}
+
+/// A client's session store that counts the TLS 1.3 session tickets the client received.
+#[derive(Debug)]
+struct CountingTickets {
+    received: std::sync::atomic::AtomicUsize,
+    cache: rustls::client::ClientSessionMemoryCache,
+}
+
+impl CountingTickets {
+    fn received(&self) -> usize {
+        self.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingTickets {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.cache.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.cache.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.cache.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.cache.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.cache.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.cache.insert_tls13_ticket(name, value)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.cache.take_tls13_ticket(name)
+    }
+}
+
+/// The first TLS bytes a client with `config` sends: its ClientHello.
+fn client_hello(config: Arc<rustls::ClientConfig>) -> Vec<u8> {
+    let name = ServerName::try_from("edge.test").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+#[tokio::test]
+async fn a_resumed_session_gets_one_new_ticket_and_a_full_handshake_two() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let (server_config, client_config) = configs(&rustls::version::TLS13, &[]);
+    let tickets = Arc::new(CountingTickets {
+        received: Default::default(),
+        cache: rustls::client::ClientSessionMemoryCache::new(32),
+    });
+    let mut client_config = rustls::ClientConfig::clone(&client_config);
+    client_config.resumption = rustls::client::Resumption::store(tickets.clone());
+    let client_config = Arc::new(client_config);
+    let ask = || {
+        connect_and_ask(
+            server_config.clone(),
+            client_config.clone(),
+            100,
+            Duration::ZERO,
+        )
+    };
+
+    let first = client_hello(client_config.clone());
+    assert!(!offers_session_resumption(&first), "no session yet");
+    assert_eq!(ask().await, Full);
+    assert_eq!(tickets.received(), 2, "after a full handshake");
+    // The client now offers its session, and the server sees the offer.
+    let resuming = client_hello(client_config.clone());
+    assert!(first_record_complete(&resuming));
+    assert!(
+        offers_session_resumption(&resuming),
+        "the offer went unseen"
+    );
+    assert_eq!(ask().await, Resumed);
+    assert_eq!(tickets.received(), 3, "after a resumption: one ticket more");
+    assert_eq!(ask().await, Resumed);
+    assert_eq!(tickets.received(), 4);
+}
+
+#[test]
+fn the_client_hello_peek_reads_only_what_is_there() {
+    let (_, client_config) = configs(&rustls::version::TLS13, &[]);
+    let hello = client_hello(client_config);
+    assert!(first_record_complete(&hello));
+    for end in 0..hello.len() {
+        assert!(!first_record_complete(&hello[..end]), "{end} bytes");
+        assert!(!offers_session_resumption(&hello[..end]), "{end} bytes");
+    }
+    // Not TLS at all: nothing to wait for; rustls answers it.
+    assert!(first_record_complete(b"GET / HTTP/1.1\r\n"));
+    assert!(!offers_session_resumption(b"GET / HTTP/1.1\r\n"));
+    // A record longer than TLS allows is not waited for either.
+    assert!(first_record_complete(&[22, 3, 1, 0xff, 0xff]));
 }
 
 #[tokio::test]
