@@ -12,7 +12,9 @@
 //! What it must not do: keep data it has accepted from the caller without making progress on
 //! it (every write is encrypted at once and sent as far as the socket takes it; `poll_flush`
 //! sends the rest), or leave TLS records for the peer unsent while it waits for the peer
-//! (handshake flights, key-update answers and alerts go out before any read waits).
+//! (handshake flights, key-update answers and alerts go out before any read waits). The one
+//! exception is a wait the peer is not part of: TLS 1.3's session tickets, when the client's
+//! request came with its last handshake message, wait for the response to it.
 //!
 //! One task owns a stream and polls both directions, as hyper does; there is no split.
 
@@ -491,9 +493,12 @@ impl AsyncWrite for TlsServerStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.tickets_wait_for_response = false;
         this.process(None, None, false)?;
-        ready!(this.poll_send(cx))?;
+        // Held tickets are not the caller's to flush (a write ends the hold): hyper flushes
+        // on every turn of its loop, written or not.
+        if !this.tickets_wait_for_response {
+            ready!(this.poll_send(cx))?;
+        }
         Pin::new(&mut this.io).poll_flush(cx)
     }
 

@@ -280,10 +280,12 @@ async fn session_tickets_wait_for_the_response_to_a_request_sent_with_the_handsh
     let mut request = [0u8; 7];
     server.read_exact(&mut request).await.unwrap();
     assert_eq!(&request, b"request");
-    // hyper reads ahead while it serves a request; that read waits, and the tickets stay.
+    // hyper reads ahead while it serves a request, and flushes on every turn of its loop;
+    // the read waits, and the tickets stay.
     let mut more = [0u8; 16];
     let waited = tokio::time::timeout(Duration::from_millis(50), server.read(&mut more)).await;
     assert!(waited.is_err(), "nothing was sent, yet the read returned");
+    server.flush().await.unwrap();
     assert!(
         server.sent < server.outgoing.len(),
         "the session tickets went out in a write of their own, before the response"
