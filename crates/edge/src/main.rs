@@ -89,7 +89,7 @@ struct Args {
 /// `error` unless RUST_LOG names rustls. rustls logs what a client gets wrong at `warn`, one
 /// line per connection: wrk and some monitoring clients send an IP address as the server
 /// name, and each of their connections logged "Illegal SNI extension". Nothing an operator
-/// can act on, a flood under load, and about 2 % of the edge's CPU per new connection in
+/// can act on, a flood under load, and 2.6 % of the edge's CPU per new connection in
 /// bench/edge.sh. A handshake that fails is still logged, by the edge, at debug.
 fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
     let filter = rust_log
