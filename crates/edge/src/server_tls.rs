@@ -121,7 +121,9 @@ impl TlsServerStream {
         // offers to resume a session chooses the config.
         let mut received = Vec::new();
         while !first_record_complete(&received) {
-            received.reserve(RECEIVE_CAPACITY);
+            if received.capacity() - received.len() < RECEIVE_CAPACITY / 2 {
+                received.reserve(RECEIVE_CAPACITY);
+            }
             let read = std::future::poll_fn(|cx| {
                 tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut received)
             });

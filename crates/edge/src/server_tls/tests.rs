@@ -406,6 +406,39 @@ async fn a_resumed_session_gets_one_new_ticket_and_a_full_handshake_two() {
     assert_eq!(tickets.received(), 4);
 }
 
+#[tokio::test]
+async fn a_client_hello_sent_in_two_pieces_is_waited_for() {
+    use std::io::{Read, Write};
+    let (server_config, client_config) = configs(&rustls::version::TLS13, &[]);
+    let (address, accepted) = accept_one(server_config).await;
+    let client = std::thread::spawn(move || {
+        let name = ServerName::try_from("edge.test").unwrap();
+        let mut conn = rustls::ClientConnection::new(client_config, name).unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        let mut tcp = std::net::TcpStream::connect(address).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (first, rest) = hello.split_at(hello.len() / 2);
+        tcp.write_all(first).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        tcp.write_all(rest).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        tls.write_all(b"ping").unwrap();
+        let mut answer = [0u8; 4];
+        tls.read_exact(&mut answer).unwrap();
+        answer
+    });
+    let mut server = accepted.await.unwrap().unwrap();
+    let mut ping = [0u8; 4];
+    server.read_exact(&mut ping).await.unwrap();
+    assert_eq!(&ping, b"ping");
+    server.write_all(b"pong").await.unwrap();
+    let answer = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"pong");
+}
+
 #[test]
 fn the_client_hello_peek_reads_only_what_is_there() {
     let (_, client_config) = configs(&rustls::version::TLS13, &[]);
