@@ -121,10 +121,12 @@ impl TlsServerStream {
         // offers to resume a session chooses the config.
         let mut received = Vec::new();
         while !first_record_complete(&received) {
-            if received.capacity() - received.len() < RECEIVE_CAPACITY / 2 {
-                received.reserve(RECEIVE_CAPACITY);
-            }
             let read = std::future::poll_fn(|cx| {
+                // Readiness first, so that a client that sends nothing holds no buffer.
+                ready!(io.poll_read_ready(cx))?;
+                if received.capacity() - received.len() < RECEIVE_CAPACITY / 2 {
+                    received.reserve(RECEIVE_CAPACITY);
+                }
                 tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut received)
             });
             if read.await? == 0 {
