@@ -122,12 +122,17 @@ impl TlsServerStream {
         let mut received = Vec::new();
         while !first_record_complete(&received) {
             let read = std::future::poll_fn(|cx| {
-                // Readiness first, so that a client that sends nothing holds no buffer.
+                // A client that sends nothing holds no buffer: readiness first, and the buffer
+                // given back when the read finds nothing (a new socket can read as ready once).
                 ready!(io.poll_read_ready(cx))?;
                 if received.capacity() - received.len() < RECEIVE_CAPACITY / 2 {
                     received.reserve(RECEIVE_CAPACITY);
                 }
-                tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut received)
+                let read = tokio_util::io::poll_read_buf(Pin::new(&mut io), cx, &mut received);
+                if read.is_pending() && received.is_empty() {
+                    received = Vec::new();
+                }
+                read
             });
             if read.await? == 0 {
                 return Err(io::Error::new(
