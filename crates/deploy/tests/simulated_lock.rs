@@ -37,6 +37,22 @@ fn lease(holder: &str, renewed: jiff::Timestamp, namespace: &str) -> serde_json:
             "renewTime": renewed.to_string(), "leaseDurationSeconds": 1}})
 }
 
+/// A simulated eqiad cluster with the farm deployed on it once: the API, the namespace, the
+/// farm's steps and the fast options of the deploys that follow.
+async fn farm_deployed() -> (
+    FakeApi,
+    String,
+    Vec<wikikube_deploy::Step>,
+    wikikube_deploy::Options,
+) {
+    let fake = FakeApi::start().await;
+    let (namespace, steps) = farm_steps("eqiad");
+    let options = fast_options();
+    let report = fake.deploy("eqiad", &namespace, &steps, &options).await;
+    assert!(report.ok, "{}", report.to_text());
+    (fake, namespace, steps, options)
+}
+
 fn writes(requests: &[String]) -> Vec<&String> {
     requests
         .iter()
@@ -127,15 +143,7 @@ async fn simulated_second_deploy_while_the_first_holds_the_lock_fails_at_once_an
 
 #[tokio::test]
 async fn simulated_lock_left_by_a_dead_process_is_taken_over() {
-    let fake = FakeApi::start().await;
-    let (namespace, steps) = farm_steps("eqiad");
-    let targets = [fake.target("eqiad")];
-    let options = fast_options();
-    assert!(
-        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
-            .await
-            .ok
-    );
+    let (fake, namespace, steps, options) = farm_deployed().await;
     let five_minutes_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(5);
     fake.insert(
         "leases",
@@ -144,7 +152,7 @@ async fn simulated_lock_left_by_a_dead_process_is_taken_over() {
     );
     fake.clear_requests();
     let v2 = with_image(&steps, Phase::Main, "app:v2");
-    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    let report = fake.deploy("eqiad", &namespace, &v2, &options).await;
     assert!(report.ok, "{}", report.to_text());
     assert_eq!(app_image(&fake, "mw-web-main"), "app:v2");
     let requests = fake.requests();
@@ -169,7 +177,7 @@ async fn simulated_lock_left_by_a_dead_process_is_taken_over() {
             &namespace,
         ),
     );
-    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let report = fake.deploy("eqiad", &namespace, &steps, &options).await;
     assert!(report.failure.unwrap().contains("carol@busy pid 3"));
     assert_eq!(app_image(&fake, "mw-web-main"), "app:v2");
 }
@@ -340,15 +348,7 @@ async fn simulated_lock_held_in_one_cluster_stops_the_deploy_before_any_cluster_
 
 #[tokio::test]
 async fn simulated_live_lock_of_a_holder_whose_clock_is_an_hour_behind_is_not_taken_over() {
-    let fake = FakeApi::start().await;
-    let (namespace, steps) = farm_steps("eqiad");
-    let targets = [fake.target("eqiad")];
-    let options = fast_options();
-    assert!(
-        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
-            .await
-            .ok
-    );
+    let (fake, namespace, steps, options) = farm_deployed().await;
     let an_hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
     fake.insert(
         "leases",
@@ -367,7 +367,7 @@ async fn simulated_live_lock_of_a_holder_whose_clock_is_an_hour_behind_is_not_ta
     };
     fake.clear_requests();
     let v2 = with_image(&steps, Phase::Main, "app:v2");
-    let report = wikikube_deploy::deploy(&targets, &namespace, &v2, &options, &Quiet).await;
+    let report = fake.deploy("eqiad", &namespace, &v2, &options).await;
     renewing.abort();
     let failure = report.failure.unwrap_or_default();
     assert!(failure.contains("dave@slow-clock pid 4"), "{failure}");
@@ -388,17 +388,9 @@ async fn simulated_live_lock_of_a_holder_whose_clock_is_an_hour_behind_is_not_ta
 /// deploy says that the namespace is being deleted, not that a Lease could not be created.
 #[tokio::test]
 async fn simulated_deploy_into_a_namespace_being_deleted_says_so() {
-    let fake = FakeApi::start().await;
-    let (namespace, steps) = farm_steps("eqiad");
-    let targets = [fake.target("eqiad")];
-    let options = fast_options();
-    assert!(
-        wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet)
-            .await
-            .ok
-    );
+    let (fake, namespace, steps, options) = farm_deployed().await;
     fake.terminate_namespace(&namespace);
-    let report = wikikube_deploy::deploy(&targets, &namespace, &steps, &options, &Quiet).await;
+    let report = fake.deploy("eqiad", &namespace, &steps, &options).await;
     assert!(!report.ok);
     let text = report.to_text();
     assert!(
