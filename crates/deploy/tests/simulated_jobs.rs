@@ -36,6 +36,29 @@ async fn deployed() -> (FakeApi, String) {
     (fake, namespace)
 }
 
+/// The deployed farm, with the API letting the caller do only what `command`'s Role allows
+/// (as `render --rbac` prints it).
+async fn deployed_under_role(command: wikikube_deploy::rbac::Command) -> (FakeApi, String) {
+    let (fake, namespace) = deployed().await;
+    fake.restrict(
+        &namespace,
+        wikikube_deploy::rbac::namespaced(command),
+        wikikube_deploy::rbac::cluster(command)
+            .into_iter()
+            .collect(),
+    );
+    (fake, namespace)
+}
+
+/// A job run by jane without a deadline, kept for ten minutes after it ends.
+fn by_jane() -> JobSettings {
+    JobSettings {
+        user: "jane".into(),
+        deadline_seconds: None,
+        keep_seconds: 600,
+    }
+}
+
 fn job_names(fake: &FakeApi) -> Vec<String> {
     fake.names("jobs")
 }
@@ -431,21 +454,9 @@ async fn simulated_backups_keep_their_claim_schedule_and_run_as_a_job() {
 /// tests/backup.rs, the local farm's end to end test).
 #[tokio::test]
 async fn simulated_restore_runs_as_a_job_under_its_role_and_reports_a_refusal() {
-    let (fake, namespace) = deployed().await;
-    let command = wikikube_deploy::rbac::Command::Restore;
-    fake.restrict(
-        &namespace,
-        wikikube_deploy::rbac::namespaced(command),
-        wikikube_deploy::rbac::cluster(command)
-            .into_iter()
-            .collect(),
-    );
+    let (fake, namespace) = deployed_under_role(wikikube_deploy::rbac::Command::Restore).await;
     let backups = farm_rendered("eqiad").backups.expect("eqiad backs up");
-    let settings = JobSettings {
-        user: "jane".into(),
-        deadline_seconds: None,
-        keep_seconds: 600,
-    };
+    let settings = by_jane();
     fake.script_job(
         "mwrestore-enwiki-r1",
         &[
@@ -505,21 +516,9 @@ async fn simulated_restore_runs_as_a_job_under_its_role_and_reports_a_refusal() 
 /// tests/backup.rs and its load step in the local farm's end to end test.
 #[tokio::test]
 async fn simulated_import_runs_as_a_job_under_its_role_and_reports_a_refusal() {
-    let (fake, namespace) = deployed().await;
-    let command = wikikube_deploy::rbac::Command::Import;
-    fake.restrict(
-        &namespace,
-        wikikube_deploy::rbac::namespaced(command),
-        wikikube_deploy::rbac::cluster(command)
-            .into_iter()
-            .collect(),
-    );
+    let (fake, namespace) = deployed_under_role(wikikube_deploy::rbac::Command::Import).await;
     let backups = farm_rendered("eqiad").backups.expect("eqiad backs up");
-    let settings = JobSettings {
-        user: "jane".into(),
-        deadline_seconds: None,
-        keep_seconds: 600,
-    };
+    let settings = by_jane();
     let sql = "https://dumps.example.org/dewiki.sql.gz";
     fake.script_job(
         "mwimport-dewiki-i1",
