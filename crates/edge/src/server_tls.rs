@@ -51,7 +51,9 @@ const RECORD_OVERHEAD: usize = 32;
 /// handshake is for a second connection opened at once, and the client still holds that one.
 /// OpenSSL's servers (haproxy, nginx) do the same by default. rustls sends its configured count
 /// after every handshake, so the choice is made here, from the ClientHello, before the
-/// connection exists. Both configs share the ticket keys and the certificates.
+/// connection exists: on the client's offer, where OpenSSL decides on the resumption itself,
+/// so a client whose ticket is refused (expired, its key rotated out) gets one ticket after
+/// the full handshake that follows. Both configs share the ticket keys and the certificates.
 #[derive(Clone)]
 pub struct ServerConfigs {
     full: Arc<ServerConfig>,
