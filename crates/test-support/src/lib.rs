@@ -77,7 +77,7 @@ const PORT_BLOCK: u32 = 1_000;
 
 /// The first port of this process's block, taken on first use: the first block, counted from
 /// one picked by the pid, that no live process holds. A block is held by a file in the
-/// temporary directory, created exclusively and naming the holder's pid; a file whose process
+/// temporary directory naming the holder's pid, linked into place whole; a file whose process
 /// is gone (a run killed midway) is stale and taken over. Written by hand rather than with
 /// `File::try_lock`, which is newer than the workspace's minimum Rust.
 fn port_block() -> u32 {
@@ -89,37 +89,35 @@ fn port_block() -> u32 {
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let me = std::process::id();
+        // The claim is written whole to a file of this process's own, then linked into place:
+        // linking fails if the block's file exists, and a block's file always names its
+        // holder (created and then written, it read as empty, so stale, for an instant).
+        let claim = dir.join(format!("claim-{me}"));
+        std::fs::write(&claim, me.to_string())
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", claim.display()));
         let start = me % BLOCKS;
         for i in 0..BLOCKS {
             let block = (start + i) % BLOCKS;
             let path = dir.join(format!("block-{block}"));
             for _ in 0..2 {
-                match std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                {
-                    Ok(mut file) => {
-                        use std::io::Write;
-                        let _ = write!(file, "{me}");
-                        return FIRST + block * PORT_BLOCK;
-                    }
-                    Err(_) => {
-                        let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                        let alive = holder
-                            .trim()
-                            .parse::<u32>()
-                            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-                        if alive {
-                            break;
-                        }
-                        // Stale. (A file created an instant ago and not yet written reads
-                        // as stale too: a window of microseconds, left open.)
-                        let _ = std::fs::remove_file(&path);
-                    }
+                if std::fs::hard_link(&claim, &path).is_ok() {
+                    let _ = std::fs::remove_file(&claim);
+                    return FIRST + block * PORT_BLOCK;
                 }
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let alive = holder
+                    .trim()
+                    .parse::<u32>()
+                    .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                if alive {
+                    break;
+                }
+                // Its holder is gone (a run killed midway). Two processes taking over the
+                // same stale block at the same instant could both get it: left open.
+                let _ = std::fs::remove_file(&path);
             }
         }
+        let _ = std::fs::remove_file(&claim);
         panic!(
             "all {BLOCKS} port blocks are held by live test processes (files in {})",
             dir.display()
