@@ -392,46 +392,24 @@ fn backup_restore_and_import_say_what_they_need_before_touching_anything() {
     // takes, and so is an unknown wiki, before any cluster is reached.
     let dump = scratch.path().join("dewiki.sql");
     std::fs::write(&dump, "SELECT 1;\n").unwrap();
-    let stderr = refused(
-        wikikube()
-            .args([
-                "import",
-                "dewiki",
-                example().to_str().unwrap(),
-                "--env",
-                "eqiad",
-            ])
-            .arg("--sql")
-            .arg(&dump),
-    );
+    // `wikikube import WIKI <example> TARGET...`, the rest of its arguments to come.
+    let import = |wiki: &str, target: [&str; 2]| {
+        let mut command = wikikube();
+        command
+            .args(["import", wiki, example().to_str().unwrap()])
+            .args(target);
+        command
+    };
+    let stderr = refused(import("dewiki", ["--env", "eqiad"]).arg("--sql").arg(&dump));
     assert!(
         stderr.contains("--sql is an http(s) URL that the cluster can reach"),
         "{stderr}"
     );
     let stderr = refused(
-        wikikube()
-            .args([
-                "import",
-                "xxwiki",
-                example().to_str().unwrap(),
-                "--env",
-                "eqiad",
-            ])
-            .args(["--sql", "https://dumps.example.org/xx.sql.gz"]),
+        import("xxwiki", ["--env", "eqiad"]).args(["--sql", "https://dumps.example.org/xx.sql.gz"]),
     );
     assert!(stderr.contains("the farm has no wiki xxwiki"), "{stderr}");
-    let stderr = refused(
-        wikikube()
-            .args([
-                "import",
-                "dewiki",
-                example().to_str().unwrap(),
-                "--cluster",
-                "x",
-            ])
-            .arg("--sql")
-            .arg(&dump),
-    );
+    let stderr = refused(import("dewiki", ["--cluster", "x"]).arg("--sql").arg(&dump));
     assert!(stderr.contains("for Kubernetes environments"), "{stderr}");
     // A restore from a directory that is no backup names the missing manifest.
     let stderr = refused(
