@@ -146,6 +146,32 @@ pub struct Limits {
     pub max_value_bytes: usize,
 }
 
+impl Timeouts {
+    /// Both config formats' check of the section.
+    fn check(&self) -> Result<(), InvalidConfig> {
+        if self.connect_ms == 0 || self.request_ms == 0 {
+            return Err(invalid(
+                "timeouts",
+                "connect_ms and request_ms must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    /// Both config formats' check of the section.
+    fn check(&self) -> Result<(), InvalidConfig> {
+        if self.max_key_bytes == 0 || self.max_key_bytes > 250 {
+            return Err(invalid(
+                "limits.max_key_bytes",
+                "must be 1..=250 (memcached's own limit is 250)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -251,19 +277,8 @@ impl Config {
         if self.failover.probe_interval_ms == 0 {
             return Err(invalid("failover.probe_interval_ms", "must be at least 1"));
         }
-        if self.timeouts.connect_ms == 0 || self.timeouts.request_ms == 0 {
-            return Err(invalid(
-                "timeouts",
-                "connect_ms and request_ms must be at least 1",
-            ));
-        }
-        if self.limits.max_key_bytes == 0 || self.limits.max_key_bytes > 250 {
-            return Err(invalid(
-                "limits.max_key_bytes",
-                "must be 1..=250 (memcached's own limit is 250)",
-            ));
-        }
-        Ok(())
+        self.timeouts.check()?;
+        self.limits.check()
     }
 }
 
@@ -405,6 +420,30 @@ mod tests {
         let mut c = example();
         c.replicate_to.push("eqiad".into());
         assert_eq!(c.validate().unwrap_err().field, "replicate_to[1]");
+    }
+
+    /// The two formats share their timeouts and limits sections, and their checks.
+    #[cfg(feature = "server")]
+    #[test]
+    fn both_formats_refuse_a_zero_timeout_and_a_key_limit_over_memcacheds() {
+        let shorthand = r#"{"pools": {"A": {"servers": ["127.0.0.1:1"]}}, "local_pool": "A""#;
+        let tree = r#"{"pools": {"A": {"servers": ["127.0.0.1:1"]}}, "route": "PoolRoute|A""#;
+        for start in [shorthand, tree] {
+            for (section, field) in [
+                (r#""timeouts": {"request_ms": 0}"#, "timeouts"),
+                (
+                    r#""limits": {"max_key_bytes": 251}"#,
+                    "limits.max_key_bytes",
+                ),
+            ] {
+                let text = format!("{start}, {section}}}");
+                match parse(&text) {
+                    Err(ParseError::Invalid(e)) => assert_eq!(e.field, field, "{text}"),
+                    other => panic!("{text}: {other:?}"),
+                }
+            }
+            parse(&format!("{start}}}")).expect("the config without the mistake is valid");
+        }
     }
 }
 
@@ -1392,19 +1431,8 @@ impl RoutesConfig {
                 "probe_delay_initial_ms must be at least 1 and at most probe_delay_max_ms",
             ));
         }
-        if self.timeouts.connect_ms == 0 || self.timeouts.request_ms == 0 {
-            return Err(invalid(
-                "timeouts",
-                "connect_ms and request_ms must be at least 1",
-            ));
-        }
-        if self.limits.max_key_bytes == 0 || self.limits.max_key_bytes > 250 {
-            return Err(invalid(
-                "limits.max_key_bytes",
-                "must be 1..=250 (memcached's own limit is 250)",
-            ));
-        }
-        Ok(())
+        self.timeouts.check()?;
+        self.limits.check()
     }
 
     fn check_handle(&self, handle: &RouteHandle, path: &str) -> Result<(), InvalidConfig> {
