@@ -181,24 +181,20 @@ pub fn swift(
     let images = global_images(site)?;
     let data = naming::swift_data(site);
     let container = Container {
-        name: "swift".into(),
-        image: Some(images.swift),
-        command: Some(strings(&["bash", "-c", SWIFT_START, "swift"])),
         args: Some(vec![
             media.swift.account.clone(),
             media.swift.user.clone(),
             crate::config::paths::SECRETS_DIR.to_string(),
         ]),
-        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
-            host_port: Some(i32::from(port)),
-            ..crate::pod::port("swift", SWIFT_PORT)
-        }]),
         readiness_probe: Some(crate::pod::http_probe(SWIFT_HEALTH, "swift", 2)),
-        liveness_probe: Some(tcp_probe("swift")),
-        resources: Some(resources(sizing::fixed(250, 384))),
-        security_context: Some(restricted()),
         volume_mounts: Some(data_mounts(&data, SWIFT_DATA_DIR)),
-        ..Container::default()
+        ..server_container(
+            "swift",
+            images.swift,
+            strings(&["bash", "-c", SWIFT_START, "swift"]),
+            ("swift", SWIFT_PORT, port),
+            sizing::fixed(250, 384),
+        )
     };
     let volumes = data_volumes(data, secrets);
     Ok(vec![component_deployment(
@@ -286,18 +282,7 @@ pub fn redis(
     meta: &impl Fn(String) -> ObjectMeta,
 ) -> Result<Vec<Object>, RenderError> {
     let container = Container {
-        name: "redis".into(),
-        image: Some(global_images(site)?.redis),
-        command: Some(strings(&["sh", "-c", REDIS_START, "redis"])),
         args: Some(vec![crate::config::paths::SECRETS_DIR.to_string()]),
-        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
-            host_port: Some(i32::from(server.port)),
-            ..port("redis", REDIS_PORT)
-        }]),
-        readiness_probe: Some(tcp_probe("redis")),
-        liveness_probe: Some(tcp_probe("redis")),
-        resources: Some(resources(sizing::fixed(100, 96))),
-        security_context: Some(restricted()),
         volume_mounts: Some(vec![
             crate::pod::mount("secrets", crate::config::paths::SECRETS_DIR),
             VolumeMount {
@@ -306,7 +291,13 @@ pub fn redis(
                 ..VolumeMount::default()
             },
         ]),
-        ..Container::default()
+        ..server_container(
+            "redis",
+            global_images(site)?.redis,
+            strings(&["sh", "-c", REDIS_START, "redis"]),
+            ("redis", REDIS_PORT, server.port),
+            sizing::fixed(100, 96),
+        )
     };
     let volumes = vec![
         crate::pod::secret_volume("secrets", secrets),
@@ -316,15 +307,10 @@ pub fn redis(
             ..Volume::default()
         },
     ];
-    // Each server its own component label, so no two Deployments select the same pods.
-    let component = server
-        .name
-        .strip_prefix(&format!("{}-", site.spec.site.name))
-        .unwrap_or("redis");
     Ok(vec![component_deployment(
         site,
         server.name.clone(),
-        component,
+        server_component(site, &server.name, "redis"),
         container,
         volumes,
         meta,
@@ -417,34 +403,22 @@ pub fn memcached(
     server: &LocalMemcached,
     meta: &impl Fn(String) -> ObjectMeta,
 ) -> Result<Vec<Object>, RenderError> {
-    let container = Container {
-        name: "memcached".into(),
-        image: Some(global_images(site)?.memcached),
-        command: Some(strings(&[
+    let container = server_container(
+        "memcached",
+        global_images(site)?.memcached,
+        strings(&[
             "memcached",
             &format!("--port={MEMCACHED_PORT}"),
             "--memory-limit=64",
             "--conn-limit=1024",
-        ])),
-        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
-            host_port: Some(i32::from(server.port)),
-            ..port("memcache", MEMCACHED_PORT)
-        }]),
-        readiness_probe: Some(tcp_probe("memcache")),
-        liveness_probe: Some(tcp_probe("memcache")),
-        resources: Some(resources(sizing::fixed(100, 96))),
-        security_context: Some(restricted()),
-        ..Container::default()
-    };
-    // Each server its own component label, so no two Deployments select the same pods.
-    let component = server
-        .name
-        .strip_prefix(&format!("{}-", site.spec.site.name))
-        .unwrap_or("memcached");
+        ]),
+        ("memcache", MEMCACHED_PORT, server.port),
+        sizing::fixed(100, 96),
+    );
     Ok(vec![component_deployment(
         site,
         server.name.clone(),
-        component,
+        server_component(site, &server.name, "memcached"),
         container,
         Vec::new(),
         meta,
@@ -463,23 +437,18 @@ pub fn mariadb(
     let images = global_images(site)?;
     let data = naming::mariadb_data(site);
     let container = Container {
-        name: "mariadb".into(),
-        image: Some(images.mariadb),
-        command: Some(strings(&["sh", "-c", MARIADB_START, "mariadb"])),
         args: Some(vec![
             database.user.clone(),
             crate::config::paths::SECRETS_DIR.to_string(),
         ]),
-        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
-            host_port: Some(i32::from(database.port)),
-            ..port("mysql", MARIADB_PORT)
-        }]),
-        readiness_probe: Some(tcp_probe("mysql")),
-        liveness_probe: Some(tcp_probe("mysql")),
-        resources: Some(resources(sizing::fixed(250, 512))),
-        security_context: Some(restricted()),
         volume_mounts: Some(data_mounts(&data, MARIADB_DATA_DIR)),
-        ..Container::default()
+        ..server_container(
+            "mariadb",
+            images.mariadb,
+            strings(&["sh", "-c", MARIADB_START, "mariadb"]),
+            ("mysql", MARIADB_PORT, database.port),
+            sizing::fixed(250, 512),
+        )
     };
     let volumes = data_volumes(data, secrets);
     Ok(vec![component_deployment(
@@ -490,6 +459,41 @@ pub fn mariadb(
         volumes,
         meta,
     )])
+}
+
+/// The container of a local server: `command` in `image`, its one port `(name, number,
+/// host port)` published on the host, a TCP readiness and liveness probe on it, fixed
+/// resource `requests`, the restricted security context. Callers add arguments, mounts or another
+/// readiness probe.
+fn server_container(
+    name: &str,
+    image: String,
+    command: Vec<String>,
+    (port_name, number, host_port): (&str, u16, u16),
+    requests: sizing::Resources,
+) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(image),
+        command: Some(command),
+        ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+            host_port: Some(i32::from(host_port)),
+            ..port(port_name, number)
+        }]),
+        readiness_probe: Some(tcp_probe(port_name)),
+        liveness_probe: Some(tcp_probe(port_name)),
+        resources: Some(resources(requests)),
+        security_context: Some(restricted()),
+        ..Container::default()
+    }
+}
+
+/// The component label of one local server (`memcached-gutter`, `redis-2`): its name without
+/// the site's, so that no two Deployments select the same pods; `default` for a name that
+/// does not start with the site's.
+fn server_component<'n>(site: &ResolvedSite, name: &'n str, default: &'n str) -> &'n str {
+    name.strip_prefix(&format!("{}-", site.spec.site.name))
+        .unwrap_or(default)
 }
 
 /// The mounts of a local server that keeps its data on the named volume `data`: the data at
