@@ -13,7 +13,7 @@
 pub mod registry;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -76,53 +76,40 @@ pub fn free_port() -> u16 {
 const PORT_BLOCK: u32 = 1_000;
 
 /// The first port of this process's block, taken on first use: the first block, counted from
-/// one picked by the pid, that no live process holds. A block is held by a file in the
-/// temporary directory naming the holder's pid, linked into place whole; a file whose process
-/// is gone (a run killed midway) is stale and taken over. Written by hand rather than with
-/// `File::try_lock`, which is newer than the workspace's minimum Rust.
+/// one picked by the pid, that no live process holds. A block is held by an exclusive
+/// `flock` on its file in the temporary directory, kept for the life of the process: the
+/// kernel drops it when the process ends, however it ends, so a run killed midway leaves no
+/// claim behind, and two processes can never both hold one block.
 fn port_block() -> u32 {
-    static BLOCK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *BLOCK.get_or_init(|| {
-        const FIRST: u32 = 10_000;
-        const BLOCKS: u32 = 10;
-        let dir = std::env::temp_dir().join("wikikube-test-ports");
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let me = std::process::id();
-        // The claim is written whole to a file of this process's own, then linked into place:
-        // linking fails if the block's file exists, and a block's file always names its
-        // holder (created and then written, it read as empty, so stale, for an instant).
-        let claim = dir.join(format!("claim-{me}"));
-        std::fs::write(&claim, me.to_string())
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", claim.display()));
-        let start = me % BLOCKS;
-        for i in 0..BLOCKS {
-            let block = (start + i) % BLOCKS;
-            let path = dir.join(format!("block-{block}"));
-            for _ in 0..2 {
-                if std::fs::hard_link(&claim, &path).is_ok() {
-                    let _ = std::fs::remove_file(&claim);
-                    return FIRST + block * PORT_BLOCK;
+    static BLOCK: std::sync::OnceLock<(u32, std::fs::File)> = std::sync::OnceLock::new();
+    BLOCK
+        .get_or_init(|| {
+            const FIRST: u32 = 10_000;
+            const BLOCKS: u32 = 10;
+            let dir = std::env::temp_dir().join("wikikube-test-ports");
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+            let start = std::process::id() % BLOCKS;
+            for i in 0..BLOCKS {
+                let block = (start + i) % BLOCKS;
+                let path = dir.join(format!("block-{block}"));
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+                let lock = rustix::fs::FlockOperation::NonBlockingLockExclusive;
+                if rustix::fs::flock(&file, lock).is_ok() {
+                    return (FIRST + block * PORT_BLOCK, file);
                 }
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                let alive = holder
-                    .trim()
-                    .parse::<u32>()
-                    .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-                if alive {
-                    break;
-                }
-                // Its holder is gone (a run killed midway). Two processes taking over the
-                // same stale block at the same instant could both get it: left open.
-                let _ = std::fs::remove_file(&path);
             }
-        }
-        let _ = std::fs::remove_file(&claim);
-        panic!(
-            "all {BLOCKS} port blocks are held by live test processes (files in {})",
-            dir.display()
-        );
-    })
+            panic!(
+                "all {BLOCKS} port blocks are held by live test processes (files in {})",
+                dir.display()
+            );
+        })
+        .0
 }
 
 /// A program of the Python tools' virtualenv (scripts/python-tools.txt), which
@@ -202,6 +189,25 @@ mod tests {
         for port in ports {
             assert!((10_000..20_000).contains(&port), "{port}");
             TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
+
+    /// Another process opening this process's block file cannot lock it (flock conflicts
+    /// between open files, in one process or two), and the lock lasts as long as the process.
+    #[test]
+    fn this_process_holds_its_block_for_its_life() {
+        let block = (port_block() - 10_000) / PORT_BLOCK;
+        let path = std::env::temp_dir().join(format!("wikikube-test-ports/block-{block}"));
+        for _ in 0..2 {
+            let other = std::fs::File::open(&path).unwrap();
+            let lock = rustix::fs::FlockOperation::NonBlockingLockExclusive;
+            assert!(
+                rustix::fs::flock(&other, lock).is_err(),
+                "{} could be locked again",
+                path.display()
+            );
+            // Hand out a port in between: the block stays held.
+            free_port();
         }
     }
 }
