@@ -20,10 +20,11 @@ down:
 test: packages
 	./scripts/run-tests
 
-# What CI checks before the tests.
+# What CI checks before the tests (the crate docs too: broken links and links to private items).
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps -q
 
 check: lint test
 

@@ -2,6 +2,10 @@
 //! prints the outcome (for people, or JSON for machines) and maps it to an exit code. Everything
 //! else lives in the library crates: `model`, `render`, `image`, `local`, `deploy`, `release`.
 
+// The argument structs' doc comments are clap's --help text, written for a terminal: `[images]`
+// there is a TOML table and `<redacted>` what the output prints, not a link or an HTML tag.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod commands;
 
 use std::path::PathBuf;

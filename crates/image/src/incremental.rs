@@ -2,7 +2,7 @@
 //! extensions and skins, an l10n language group) is its whole layer from an earlier build plus
 //! one layer of what changed since (files, and whiteouts for what is gone), so that a one-line
 //! backport adds a layer of kilobytes instead of rewriting the group's tens of megabytes.
-//! [`crate::build`] (the app and webserver images of `wikikube build`) and [`crate::stack`]
+//! [`crate::build()`] (the app and webserver images of `wikikube build`) and [`crate::stack`]
 //! (the same layers from trees on disk, as `bench/image-scale.sh` measures them) both build
 //! their groups through [`Incremental`].
 //!
@@ -350,7 +350,7 @@ impl Produced<'_> {
 }
 
 /// A layer with its report: the one place a [`LayerReport`] is made, for whole layers of
-/// [`crate::build`] as for the parts of a group here.
+/// [`crate::build()`] as for the parts of a group here.
 pub(crate) fn report(
     name: &str,
     record: LayerRecord,

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 /// need CAP_SYS_RESOURCE) and runc (crun refuses hybrid cgroups).
 const CONTAINERS_CONF: &str = include_str!("../containers.conf");
 
-/// The path of [`CONTAINERS_CONF`], written once per process under the system's temporary
+/// The path of the crate's `containers.conf`, written once per process under the system's temporary
 /// directory: the file is compiled into the binary, so an installed `wikikube` works without
 /// the source tree it was built from.
 pub fn containers_conf() -> PathBuf {

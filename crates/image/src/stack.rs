@@ -2,7 +2,7 @@
 //! its extensions and skins in [`crate::plan`] groups, its l10n cache split by language group,
 //! and the site configuration, each keyed by the content hashes of its files.
 //!
-//! [`crate::build`] makes the same layers from a site (and runs MediaWiki to make the l10n
+//! [`crate::build()`] makes the same layers from a site (and runs MediaWiki to make the l10n
 //! cache); this entry point takes a tree that already holds them, which is what a deploy
 //! machine with a checkout of Wikimedia's size has, and what `bench/image-scale.sh` measures.
 //! Both key code by [`content_key`] over a [`Fingerprints`] store, so an unchanged tree is

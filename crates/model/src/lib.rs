@@ -4,9 +4,9 @@
 //! This is wikikube's `kube-core`: types and pure functions. It reads the site's files and nothing
 //! else; it never renders Kubernetes objects (that is `render`), talks to a cluster, or prints.
 //!
-//! Start with [`load`], which returns a [`ResolvedSite`] for one environment: the structure
+//! Start with [`load()`], which returns a [`ResolvedSite`] for one environment: the structure
 //! ([`SiteSpec`]: wikis, versions, extensions), the environment, the cake values of every release
-//! ([`CakeValues`]), the private values ([`Secrets`]), and the merged tree that [`explain`] reads.
+//! ([`CakeValues`]), the private values ([`Secrets`]), and the merged tree that [`explain()`] reads.
 //! Every mistake in the files is an [`Error`] naming file, line, column and key.
 //!
 //! The layers, lowest first: built-in defaults < `site.toml` < environment < datacenter <

@@ -3,7 +3,7 @@
 //!
 //! An environment names its images by repository and a tag (`[images] app =
 //! "registry.farm.test/wikikube/app:2026-11-25"`); tags move, digests do not. After a push the
-//! record maps each repository to the manifest digest just pushed, and [`crate::load`] rewrites
+//! record maps each repository to the manifest digest just pushed, and [`crate::load()`] rewrites
 //! every `images.*` value whose repository is in the record to `REPOSITORY@sha256:...`. A
 //! repository the record does not know keeps its value as written. This module reads and writes
 //! the record; it does not push (that is `image`).

@@ -168,7 +168,7 @@ pub fn local_swift_port(media: &wikikube_model::MediaValues) -> Option<u16> {
     }
 }
 
-/// The Swift Deployment of a local environment (see [`SWIFT_START`]): the proxy published on
+/// The Swift Deployment of a local environment (see `SWIFT_START` in this module): the proxy published on
 /// the host at `port`, its device on a volume that outlives the pod, the private values'
 /// Secret `secrets` (its versioned name) mounted for the user's key.
 pub fn swift(
@@ -273,7 +273,7 @@ pub fn local_redis(site: &ResolvedSite) -> Vec<LocalRedis> {
     servers
 }
 
-/// The redis-server Deployment of one server of a local environment (see [`REDIS_START`]),
+/// The redis-server Deployment of one server of a local environment (see `REDIS_START` in this module),
 /// published on its host port, the private values' Secret `secrets` mounted for the password.
 pub fn redis(
     site: &ResolvedSite,

@@ -57,7 +57,7 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 ///
 /// Test binaries that run at the same time must not hand out the same port either (one's
 /// server bound it first, the other's then failed to start, or its readiness probe reached the
-/// wrong process): each process takes a block of its own ([`port_block`]), and a counter
+/// wrong process): each process takes a block of its own (an flock on a file per block), and a counter
 /// within the block never hands out the same port twice.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -336,7 +336,7 @@ fn declaring_file(site: &ResolvedSite, index: usize) -> Result<PathBuf, Error> {
 
 impl Move {
     /// Applies the move to a loaded site in memory: the group's version and `previous`, and
-    /// the version of each of its wikis, as [`wikikube_model::load`] would read the new file.
+    /// the version of each of its wikis, as [`wikikube_model::load()`] would read the new file.
     pub fn apply(&self, site: &mut ResolvedSite) {
         for group in &mut site.spec.groups {
             if group.name == self.group {

@@ -3,7 +3,7 @@
 //!
 //! Keys without a routing prefix (the main cache, and the WAN cache's reads and writes) go to
 //! the local datacenter's pool, failing over to the gutter on TKO. MediaWiki's purges carry the
-//! broadcast prefix [`BROADCAST_PREFIX`]: the router sends them to the local pool before it
+//! broadcast prefix ([`broadcast_prefix()`]): the router sends them to the local pool before it
 //! answers, and to every other datacenter's pool in the background, as mcrouter does for
 //! Wikimedia (see docs/mcrouter.md).
 

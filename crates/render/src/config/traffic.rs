@@ -4,7 +4,7 @@
 //! `X-Wikimedia-Debug: backend=NAME`.
 //!
 //! Where the backends are is the caller's business (Services over TLS in a cluster, see
-//! [`crate::edge`]; host ports on one machine, see the `local` crate): [`edge`] asks `upstream`
+//! [`crate::edge`]; host ports on one machine, see the `local` crate): [`edge()`] asks `upstream`
 //! for each deployment's release and leaves out the ones it has none for.
 
 use std::collections::BTreeMap;
