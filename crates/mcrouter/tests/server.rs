@@ -265,10 +265,7 @@ fn memcapable_ascii_passes_through_the_router() {
 #[test]
 fn meta_commands_work_through_the_router() {
     let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
-    let router = Router::start(&json!({
-        "pools": {"eqiad": {"servers": servers.iter().map(Memcached::addr).collect::<Vec<_>>()}},
-        "local_pool": "eqiad",
-    }));
+    let router = Router::over_pool(&servers);
     let mut c = router.client();
     assert_eq!(
         c.call("ms m1 2 T60 F5\r\nhi\r\n", ReplyKind::Meta),
@@ -304,10 +301,7 @@ fn meta_commands_work_through_the_router() {
 #[test]
 fn stats_and_prometheus_count_per_route_and_server() {
     let server = Memcached::start();
-    let router = Router::start(&json!({
-        "pools": {"eqiad": {"servers": [server.addr()]}},
-        "local_pool": "eqiad",
-    }));
+    let router = Router::over_pool(std::slice::from_ref(&server));
     let mut c = router.client();
     c.set("a", "1", 0);
     c.get("a");
@@ -424,10 +418,7 @@ fn a_bad_config_names_the_file_line_and_expectation() {
 #[test]
 fn pipelined_commands_run_together_and_answer_in_order() {
     let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
-    let router = Router::start(&json!({
-        "pools": {"eqiad": {"servers": servers.iter().map(Memcached::addr).collect::<Vec<_>>()}},
-        "local_pool": "eqiad",
-    }));
+    let router = Router::over_pool(&servers);
     let mut c = router.client();
     // Writes and reads of the same keys in one write: each read sees the write before it.
     let mut batch = String::new();
@@ -458,10 +449,7 @@ fn pipelined_commands_run_together_and_answer_in_order() {
 #[test]
 fn pipelined_gets_are_merged_per_server_and_answered_per_command() {
     let servers: Vec<Memcached> = (0..2).map(|_| Memcached::start()).collect();
-    let router = Router::start(&json!({
-        "pools": {"eqiad": {"servers": servers.iter().map(Memcached::addr).collect::<Vec<_>>()}},
-        "local_pool": "eqiad",
-    }));
+    let router = Router::over_pool(&servers);
     let mut c = router.client();
     for i in 0..20 {
         c.set(&format!("m{i}"), &format!("v{i}"), 0);
@@ -513,10 +501,7 @@ fn concurrent_clients_gets_stay_their_own() {
     // Many clients share one pipelined connection per server: each must still get exactly
     // the values of its own keys.
     let server = Memcached::start();
-    let router = Router::start(&json!({
-        "pools": {"eqiad": {"servers": [server.addr()]}},
-        "local_pool": "eqiad",
-    }));
+    let router = Router::over_pool(std::slice::from_ref(&server));
     let mut c = router.client();
     for i in 0..30 {
         c.set(&format!("c{i}"), &format!("value-{i}"), 0);

@@ -93,6 +93,15 @@ impl Router {
         Router::start_with_threads(config, 2)
     }
 
+    /// A router whose one pool, `eqiad`, is `servers`, with every other setting at its default.
+    pub fn over_pool(servers: &[Memcached]) -> Router {
+        let servers: Vec<String> = servers.iter().map(Memcached::addr).collect();
+        Router::start(&serde_json::json!({
+            "pools": {"eqiad": {"servers": servers}},
+            "local_pool": "eqiad",
+        }))
+    }
+
     pub fn start_with_threads(config: &serde_json::Value, threads: usize) -> Router {
         let port = free_port();
         let metrics_port = free_port();
