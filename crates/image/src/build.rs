@@ -219,6 +219,19 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             lock_updates.push(update);
         }
     }
+    // MediaWiki's code from Debian's package is the longest rootfs to build (two minutes of
+    // dpkg here) and the last needed: started now, on a thread of its own, it is built beside
+    // the bases instead of after them. Its cache key feeds the code layers' keys, so a cache
+    // without its tarball has never built those layers either: it is not built for nothing.
+    if builder.code_from_rootfs() {
+        let name = builder.config.code.name.clone();
+        let base = builder.spec_of(&name)?;
+        if builder.resolver.start(&builder.lock, &name, &base)? {
+            builder
+                .progress
+                .step(&name, "debian rootfs (mmdebstrap), beside the bases");
+        }
+    }
     let mut images = Vec::new();
     let mut named = BTreeMap::new();
     let mut referrers = BTreeMap::new();

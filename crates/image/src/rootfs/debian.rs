@@ -109,6 +109,8 @@ pub struct Resolver {
     build: BuildConfig,
     mode: LockMode,
     apt: Option<Apt>,
+    /// Rootfs tarballs being built on threads of their own ([`Resolver::start`]), by name.
+    started: BTreeMap<String, std::thread::JoinHandle<Result<()>>>,
 }
 
 impl Resolver {
@@ -119,6 +121,7 @@ impl Resolver {
             build: build.clone(),
             mode,
             apt: None,
+            started: BTreeMap::new(),
         }
     }
 
@@ -266,7 +269,7 @@ impl Resolver {
         if !unavailable.is_empty() {
             // Check that the amended set installs before writing it down; a new version that
             // needs a package the old set lacks sends us to a fresh resolution.
-            if let Err(error) = self.build_tarball(name, base, &updated) {
+            if let Err(error) = build_tarball(&self.cache, &self.build, name, base, &updated) {
                 reason.push_str(&format!(
                     "; moving only those did not install ({error}), so everything was resolved afresh"
                 ));
@@ -352,7 +355,7 @@ impl Resolver {
             locked.packages.push(package);
         }
         locked.packages.sort();
-        self.build_tarball(name, base, &locked)?;
+        build_tarball(&self.cache, &self.build, name, base, &locked)?;
         let old: BTreeMap<String, String> = lock
             .rootfs
             .get(name)
@@ -400,82 +403,127 @@ impl Resolver {
         name: &str,
         base: &BaseConfig,
     ) -> Result<(String, PathBuf)> {
-        let locked = lock
-            .rootfs
-            .get(name)
-            .filter(|l| l.request == request(base))
-            .ok_or_else(|| Error::StaleLock {
-                path: lock.path.clone(),
-                image: name.into(),
-                reason: stale_reason(lock, name),
-            })?
-            .clone();
+        let locked = locked_entry(lock, name, base)?;
         let key = inputs(&self.build, name, &locked, base).key();
         let path = self.cache.rootfs_path(&key);
+        if let Some(started) = self.started.remove(name) {
+            started.join().map_err(|_| Error::Apt {
+                action: format!("building {name}"),
+                output: "the thread building it panicked".into(),
+            })??;
+        }
         if !path.exists() {
-            self.build_tarball(name, base, &locked)?;
+            build_tarball(&self.cache, &self.build, name, base, &locked)?;
         }
         Ok((key, path))
     }
 
-    /// Builds the tarball of `locked` from its cached .debs into the cache.
-    fn build_tarball(&mut self, name: &str, base: &BaseConfig, locked: &RootfsLock) -> Result<()> {
-        let mut digests = Vec::new();
-        for package in &locked.packages {
-            match &package.sha256 {
-                Some(sha) if self.cache.deb_path(sha).exists() => digests.push(sha.clone()),
-                _ => {
-                    return Err(Error::Apt {
-                        action: format!("building {name}"),
-                        output: format!("{} is not in the package cache", package.entry()),
-                    })
-                }
+    /// Starts building the tarball of rootfs `name` on a thread of its own, when the cache
+    /// lacks it, so that it is built while the caller builds others; [`Resolver::ensure`] then
+    /// waits for it. True if a build started. mmdebstrap (dpkg) keeps about one core busy:
+    /// the longest rootfs (MediaWiki's code, two minutes on our 2-core machines) no longer
+    /// waits for every base before it.
+    pub fn start(&mut self, lock: &Lock, name: &str, base: &BaseConfig) -> Result<bool> {
+        let locked = locked_entry(lock, name, base)?;
+        let key = inputs(&self.build, name, &locked, base).key();
+        if self.started.contains_key(name) || self.cache.rootfs_path(&key).exists() {
+            return Ok(false);
+        }
+        let (cache, build) = (self.cache.clone(), self.build.clone());
+        let (image, base) = (name.to_string(), base.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("rootfs {name}"))
+            .spawn(move || build_tarball(&cache, &build, &image, &base, &locked))
+            .map_err(Error::io(self.cache.root()))?;
+        self.started.insert(name.to_string(), thread);
+        Ok(true)
+    }
+}
+
+impl Drop for Resolver {
+    /// A build that stops early (an error elsewhere) still waits for the rootfs builds it
+    /// started: a thread cut off mid-mmdebstrap would leave the child running and its
+    /// temporary directory behind.
+    fn drop(&mut self) {
+        for (_, started) in std::mem::take(&mut self.started) {
+            let _ = started.join();
+        }
+    }
+}
+
+/// The lock entry of rootfs `name`, if the lock has one for `base`'s request.
+fn locked_entry(lock: &Lock, name: &str, base: &BaseConfig) -> Result<RootfsLock> {
+    lock.rootfs
+        .get(name)
+        .filter(|l| l.request == request(base))
+        .cloned()
+        .ok_or_else(|| Error::StaleLock {
+            path: lock.path.clone(),
+            image: name.into(),
+            reason: stale_reason(lock, name),
+        })
+}
+
+/// Builds the tarball of `locked` from its cached .debs into the cache.
+fn build_tarball(
+    cache: &Cache,
+    build: &BuildConfig,
+    name: &str,
+    base: &BaseConfig,
+    locked: &RootfsLock,
+) -> Result<()> {
+    let mut digests = Vec::new();
+    for package in &locked.packages {
+        match &package.sha256 {
+            Some(sha) if cache.deb_path(sha).exists() => digests.push(sha.clone()),
+            _ => {
+                return Err(Error::Apt {
+                    action: format!("building {name}"),
+                    output: format!("{} is not in the package cache", package.entry()),
+                })
             }
         }
-        let repository = Repository::create(
-            &self.cache,
-            &BTreeMap::from([(self.build.suite.clone(), digests)]),
-        )?;
-        let tmp = self.cache.tempdir()?;
-        let out = tmp.path().join("rootfs.tar");
-        // The image's own apt sources are the site's, not the throwaway repository's.
-        let sources_list = repository.path().join("sources.list");
-        std::fs::write(&sources_list, self.build.sources.join("\n") + "\n")
-            .map_err(Error::io(&sources_list))?;
-        std::fs::set_permissions(
-            &sources_list,
-            std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        )
-        .map_err(Error::io(&sources_list))?;
-        mmdebstrap(
-            &self.build,
-            name,
-            &base.packages,
-            &base.customize,
-            &[repository.source(&self.build.suite)],
-            &out,
-            Some(&sources_list),
-        )?;
-        let installed = super::tarball::installed_packages(&out)?;
-        let mut wanted: Vec<(String, String)> = locked
-            .packages
-            .iter()
-            .map(|p| (p.name.clone(), p.version.clone()))
-            .collect();
-        // Locks of the first form are sorted as `name=version` strings (`apache2-bin` before
-        // `apache2`), dpkg's list by name.
-        wanted.sort();
-        if installed != wanted {
-            return Err(Error::LockMismatch {
-                image: name.into(),
-                detail: mismatch(&wanted, &installed),
-            });
-        }
-        let key = inputs(&self.build, name, locked, base).key();
-        let path = self.cache.rootfs_path(&key);
-        std::fs::rename(&out, &path).map_err(Error::io(&path))?;
-        Ok(())
     }
+    let repository = Repository::create(cache, &BTreeMap::from([(build.suite.clone(), digests)]))?;
+    let tmp = cache.tempdir()?;
+    let out = tmp.path().join("rootfs.tar");
+    // The image's own apt sources are the site's, not the throwaway repository's.
+    let sources_list = repository.path().join("sources.list");
+    std::fs::write(&sources_list, build.sources.join("\n") + "\n")
+        .map_err(Error::io(&sources_list))?;
+    std::fs::set_permissions(
+        &sources_list,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .map_err(Error::io(&sources_list))?;
+    mmdebstrap(
+        build,
+        name,
+        &base.packages,
+        &base.customize,
+        &[repository.source(&build.suite)],
+        &out,
+        Some(&sources_list),
+    )?;
+    let installed = super::tarball::installed_packages(&out)?;
+    let mut wanted: Vec<(String, String)> = locked
+        .packages
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    // Locks of the first form are sorted as `name=version` strings (`apache2-bin` before
+    // `apache2`), dpkg's list by name.
+    wanted.sort();
+    if installed != wanted {
+        return Err(Error::LockMismatch {
+            image: name.into(),
+            detail: mismatch(&wanted, &installed),
+        });
+    }
+    let key = inputs(build, name, locked, base).key();
+    let path = cache.rootfs_path(&key);
+    std::fs::rename(&out, &path).map_err(Error::io(&path))?;
+    Ok(())
 }
 
 /// The build's apt session, opened on first use. A function of the two fields rather than a
@@ -595,6 +643,46 @@ mod tests {
         let log = "E: Package 'php9-fpm' has no installation candidate\n";
         assert_eq!(unknown_package(log).unwrap().0, "php9-fpm");
         assert!(unknown_package("E: something else").is_none());
+    }
+
+    /// A rootfs started on a thread of its own fails where the build waits for it, with its
+    /// own error; one the cache has is not started at all.
+    #[test]
+    fn a_rootfs_started_aside_reports_its_error_when_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm");
+        let build = BuildConfig::load(&site).unwrap();
+        let mut lock = Lock::load(dir.path()).unwrap();
+        let base = BaseConfig {
+            packages: vec!["hello".into()],
+            customize: vec![],
+            cmd: vec![],
+            expose: vec![],
+        };
+        let locked = RootfsLock {
+            request: request(&base),
+            packages: vec![LockedPackage {
+                name: "hello".into(),
+                version: "2.10-3".into(),
+                sha256: Some(format!("sha256:{}", "0".repeat(64))),
+            }],
+        };
+        lock.rootfs.insert("base-hello".into(), locked.clone());
+        let mut resolver = Resolver::new(&cache, &build, LockMode::Locked);
+        assert!(resolver.start(&lock, "base-hello", &base).unwrap());
+        let error = resolver.ensure(&lock, "base-hello", &base).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("hello=2.10-3 is not in the package cache"),
+            "{error}"
+        );
+        // Cached: nothing to start.
+        let key = inputs(&build, "base-hello", &locked, &base).key();
+        std::fs::write(cache.rootfs_path(&key), b"").unwrap();
+        assert!(!resolver.start(&lock, "base-hello", &base).unwrap());
+        assert_eq!(resolver.ensure(&lock, "base-hello", &base).unwrap().0, key);
     }
 
     #[test]
