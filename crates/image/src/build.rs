@@ -419,7 +419,12 @@ impl<'a> Builder<'a> {
         if let Some(found) = self.rootfs.get(name) {
             return Ok(found.clone());
         }
-        self.progress.step(name, "debian rootfs (mmdebstrap)");
+        let what = if self.resolver.is_started(name) {
+            "debian rootfs (mmdebstrap, waiting for the build started beside the bases)"
+        } else {
+            "debian rootfs (mmdebstrap)"
+        };
+        self.progress.step(name, what);
         let found = self.resolver.ensure(&self.lock, name, base)?;
         self.rootfs.insert(name.to_string(), found.clone());
         Ok(found)

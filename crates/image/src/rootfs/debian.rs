@@ -418,6 +418,12 @@ impl Resolver {
         Ok((key, path))
     }
 
+    /// Whether [`Resolver::start`] started rootfs `name` and [`Resolver::ensure`] has not yet
+    /// waited for it.
+    pub fn is_started(&self, name: &str) -> bool {
+        self.started.contains_key(name)
+    }
+
     /// Starts building the tarball of rootfs `name` on a thread of its own, when the cache
     /// lacks it, so that it is built while the caller builds others; [`Resolver::ensure`] then
     /// waits for it. True if a build started. mmdebstrap (dpkg) keeps about one core busy:
