@@ -219,7 +219,7 @@ pub fn build(site: &wikikube_model::ResolvedSite, options: &Options) -> Result<R
             lock_updates.push(update);
         }
     }
-    // MediaWiki's code from Debian's package is the longest rootfs to build (two minutes of
+    // MediaWiki's code from Debian's package is the longest rootfs to build (a minute or two of
     // dpkg here) and the last needed: started now, on a thread of its own, it is built beside
     // the bases instead of after them. Its cache key feeds the code layers' keys, so a cache
     // without its tarball has never built those layers either: it is not built for nothing.

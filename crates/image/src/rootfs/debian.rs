@@ -426,8 +426,8 @@ impl Resolver {
 
     /// Starts building the tarball of rootfs `name` on a thread of its own, when the cache
     /// lacks it, so that it is built while the caller builds others; [`Resolver::ensure`] then
-    /// waits for it. True if a build started. mmdebstrap (dpkg) keeps about one core busy:
-    /// the longest rootfs (MediaWiki's code, two minutes on our 2-core machines) no longer
+    /// waits for it. True if a build started. mmdebstrap (dpkg) keeps about one core busy: the
+    /// longest rootfs (MediaWiki's code, one to two minutes on our 2-core machines) no longer
     /// waits for every base before it.
     pub fn start(&mut self, lock: &Lock, name: &str, base: &BaseConfig) -> Result<bool> {
         let locked = locked_entry(lock, name, base)?;
