@@ -478,6 +478,23 @@ fn build_tarball(
     base: &BaseConfig,
     locked: &RootfsLock,
 ) -> Result<()> {
+    let key = inputs(build, name, locked, base).key();
+    let path = cache.rootfs_path(&key);
+    // Builds that share a cache (two test binaries, two CI jobs on one machine) and need the
+    // same rootfs at once: the later one waits for the earlier one's tarball instead of
+    // running mmdebstrap for it too. The lock is the kernel's, so a build that dies drops it.
+    let lock_path = path.with_extension("tar.lock");
+    let guard = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(Error::io(&lock_path))?;
+    rustix::fs::flock(&guard, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| Error::io(&lock_path)(e.into()))?;
+    if path.exists() {
+        return Ok(());
+    }
     let mut digests = Vec::new();
     for package in &locked.packages {
         match &package.sha256 {
@@ -526,9 +543,8 @@ fn build_tarball(
             detail: mismatch(&wanted, &installed),
         });
     }
-    let key = inputs(build, name, locked, base).key();
-    let path = cache.rootfs_path(&key);
     std::fs::rename(&out, &path).map_err(Error::io(&path))?;
+    drop(guard);
     Ok(())
 }
 
@@ -689,6 +705,55 @@ mod tests {
         std::fs::write(cache.rootfs_path(&key), b"").unwrap();
         assert!(!resolver.start(&lock, "base-hello", &base).unwrap());
         assert_eq!(resolver.ensure(&lock, "base-hello", &base).unwrap().0, key);
+    }
+
+    /// A build that finds another holding the rootfs it needs waits, then takes the other's
+    /// tarball rather than building it again (here it could not: its .debs are missing).
+    #[test]
+    fn a_rootfs_another_build_is_making_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm");
+        let build = BuildConfig::load(&site).unwrap();
+        let base = BaseConfig {
+            packages: vec!["hello".into()],
+            customize: vec![],
+            cmd: vec![],
+            expose: vec![],
+        };
+        let locked = RootfsLock {
+            request: request(&base),
+            packages: vec![LockedPackage {
+                name: "hello".into(),
+                version: "2.10-3".into(),
+                sha256: Some(format!("sha256:{}", "0".repeat(64))),
+            }],
+        };
+        let path = cache.rootfs_path(&inputs(&build, "base-hello", &locked, &base).key());
+        // The other build: holds the lock, then puts the tarball in place.
+        let other = std::fs::File::create(path.with_extension("tar.lock")).unwrap();
+        rustix::fs::flock(&other, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let waiting = {
+            let (cache, build, base, locked) =
+                (cache.clone(), build.clone(), base.clone(), locked.clone());
+            std::thread::spawn(move || build_tarball(&cache, &build, "base-hello", &base, &locked))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            !waiting.is_finished(),
+            "it did not wait for the other build"
+        );
+        std::fs::write(&path, b"the other build's tarball").unwrap();
+        drop(other);
+        waiting.join().unwrap().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"the other build's tarball");
+        // Alone, the same build fails: its .debs are not in the cache.
+        std::fs::remove_file(&path).unwrap();
+        let error = build_tarball(&cache, &build, "base-hello", &base, &locked).unwrap_err();
+        assert!(
+            error.to_string().contains("not in the package cache"),
+            "{error}"
+        );
     }
 
     #[test]
