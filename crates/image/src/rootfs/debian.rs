@@ -667,15 +667,20 @@ mod tests {
         assert!(unknown_package("E: something else").is_none());
     }
 
-    /// A rootfs started on a thread of its own fails where the build waits for it, with its
-    /// own error; one the cache has is not started at all.
-    #[test]
-    fn a_rootfs_started_aside_reports_its_error_when_waited_for() {
+    /// A cache in a temporary directory, the example farm's build settings, and a rootfs
+    /// `base-hello` locked to one .deb the cache does not have: building it fails at once,
+    /// without mmdebstrap.
+    fn unbuildable_rootfs() -> (
+        tempfile::TempDir,
+        Cache,
+        BuildConfig,
+        BaseConfig,
+        RootfsLock,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(&dir.path().join("cache")).unwrap();
         let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm");
         let build = BuildConfig::load(&site).unwrap();
-        let mut lock = Lock::load(dir.path()).unwrap();
         let base = BaseConfig {
             packages: vec!["hello".into()],
             customize: vec![],
@@ -690,6 +695,15 @@ mod tests {
                 sha256: Some(format!("sha256:{}", "0".repeat(64))),
             }],
         };
+        (dir, cache, build, base, locked)
+    }
+
+    /// A rootfs started on a thread of its own fails where the build waits for it, with its
+    /// own error; one the cache has is not started at all.
+    #[test]
+    fn a_rootfs_started_aside_reports_its_error_when_waited_for() {
+        let (dir, cache, build, base, locked) = unbuildable_rootfs();
+        let mut lock = Lock::load(dir.path()).unwrap();
         lock.rootfs.insert("base-hello".into(), locked.clone());
         let mut resolver = Resolver::new(&cache, &build, LockMode::Locked);
         assert!(resolver.start(&lock, "base-hello", &base).unwrap());
@@ -711,24 +725,7 @@ mod tests {
     /// tarball rather than building it again (here it could not: its .debs are missing).
     #[test]
     fn a_rootfs_another_build_is_making_is_waited_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(&dir.path().join("cache")).unwrap();
-        let site = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/farm");
-        let build = BuildConfig::load(&site).unwrap();
-        let base = BaseConfig {
-            packages: vec!["hello".into()],
-            customize: vec![],
-            cmd: vec![],
-            expose: vec![],
-        };
-        let locked = RootfsLock {
-            request: request(&base),
-            packages: vec![LockedPackage {
-                name: "hello".into(),
-                version: "2.10-3".into(),
-                sha256: Some(format!("sha256:{}", "0".repeat(64))),
-            }],
-        };
+        let (_dir, cache, build, base, locked) = unbuildable_rootfs();
         let path = cache.rootfs_path(&inputs(&build, "base-hello", &locked, &base).key());
         // The other build: holds the lock, then puts the tarball in place.
         let other = std::fs::File::create(path.with_extension("tar.lock")).unwrap();
