@@ -16,7 +16,7 @@
 //! - places each key on one server of a pool with a ketama consistent-hash ring: 160 points per
 //!   server, from MD5 of `"<host:port>-<i>"` for `i` in `0..40`, four little-endian `u32`s per
 //!   digest; a key hashes to the little-endian `u32` of its MD5's first four bytes and belongs to
-//!   the first point at or after it (see [`ring`]). twemproxy with `distribution: ketama` and
+//!   the first point at or after it (the [`ketama`] crate). twemproxy with `distribution: ketama` and
 //!   `hash: md5` over the same server strings agrees on every key (real mcrouter's default
 //!   hash, Ch3, does not: keys move when a fleet switches);
 //! - splits multi-key gets by server, asks the servers in parallel, and answers in the client's
@@ -53,8 +53,6 @@ pub mod pool;
 pub mod protocol;
 #[cfg(feature = "server")]
 pub mod replicate;
-#[cfg(feature = "server")]
-pub mod ring;
 #[cfg(feature = "server")]
 pub mod route;
 #[cfg(feature = "server")]

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::OpMetrics;
 use crate::protocol::{reply_len, ReplyKind};
-use crate::ring::Ring;
 use crate::route::Router;
+use ketama::Ring;
 
 /// One memcached server.
 #[derive(Debug)]

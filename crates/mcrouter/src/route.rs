@@ -15,8 +15,8 @@ use crate::config::{server_address, Config, InvalidConfig, RoutesConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Connection, Pool, Server};
 use crate::replicate::Replicated;
-use crate::ring::Ring;
 use crate::tree::{Gutter, Tree};
+use ketama::Ring;
 
 /// Where a get for one key goes. Ordered so a multi-key get can sort keys by target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,4 +1,6 @@
-//! The listener, one session per client connection, draining, and the metrics endpoint.
+//! One session per client connection, and what the metrics endpoint serves. Accepting
+//! clients, draining them on SIGTERM and the endpoint's HTTP are [`cache_proxy_server`]'s,
+//! shared with the Redis proxy.
 //!
 //! A session reads what its client sent, answers every complete command in order, and writes
 //! the answers back in one write (so a pipelining client gets one syscall per batch). Requests
@@ -6,18 +8,16 @@
 //! ([`crate::pool::Connection`]), whose replies come back to the session that asked through a
 //! oneshot channel, so replies cannot cross between clients.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use cache_proxy_server::{serve_clients, Drain};
 use futures_util::future::join_all;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::config::{OpClass, Operation, Unavailable};
 use crate::failover::{probe_loop, record_failure, record_success};
@@ -49,43 +49,23 @@ pub async fn serve(
     );
     replicate::start(&router);
     let probes = tokio::spawn(probe_loop(Arc::clone(&router)));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut sessions = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(err) => {
-                        // Out of file descriptors and the like: keep serving the clients we
-                        // have; the listener recovers when they leave.
-                        tracing::warn!(%err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
-                router.metrics.total_connections.inc();
-                sessions.spawn(session(Arc::clone(&router), stream, stop_rx.clone()));
-                while sessions.try_join_next().is_some() {}
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!(sessions = sessions.len(), "draining");
-    let _ = stop_tx.send(true);
-    let deadline = Instant::now() + Duration::from_millis(router.config.timeouts.drain_ms);
-    let _ = tokio::time::timeout_at(deadline.into(), async {
-        while sessions.join_next().await.is_some() {}
-    })
+    let drain = Duration::from_millis(router.config.timeouts.drain_ms);
+    let deadline = serve_clients(
+        vec![((), listener)],
+        shutdown,
+        drain,
+        |(), stream, drain| {
+            router.metrics.total_connections.inc();
+            session(Arc::clone(&router), stream, drain)
+        },
+    )
     .await;
     replicate::drain(&router, deadline).await;
     probes.abort();
     Ok(())
 }
 
-async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Receiver<bool>) {
+async fn session(router: Arc<Router>, mut stream: TcpStream, mut drain: Drain) {
     let _ = stream.set_nodelay(true);
     router.metrics.connections.inc();
     let session = Session {
@@ -95,11 +75,6 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
     let mut out = BytesMut::with_capacity(16 * 1024);
     // Bytes still to discard: the rest of an oversized value.
     let mut swallow = 0usize;
-    let mut draining = *stop.borrow();
-    // One registration for the whole session: a fresh `changed()` per command would queue a
-    // waiter on the watch's notifier (under its lock) for every request.
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
     'conn: loop {
         let mut close = false;
         // Everything complete in the input, in order: commands to run and errors to answer.
@@ -150,24 +125,8 @@ async fn session(router: Arc<Router>, mut stream: TcpStream, mut stop: watch::Re
             break;
         }
         input.reserve(16 * 1024);
-        if draining {
-            // Commands the client sent before the drain began are in flight too: answer
-            // whatever is already in the socket, then close.
-            match stream.try_read_buf(&mut input) {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
-        }
-        tokio::select! {
-            // Biased, so no random branch order is drawn per command; the stop first, so a
-            // client that never stops sending still sees the drain.
-            biased;
-            _ = &mut stopped, if !draining => draining = true,
-            read = stream.read_buf(&mut input) => match read {
-                // The client left, perhaps mid-command: what it sent in part is dropped unsent.
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
+        if !drain.read(&mut stream, &mut input).await {
+            break;
         }
     }
     router.metrics.connections.dec();
@@ -897,36 +856,8 @@ fn write_meta_reply(reply: &Bytes, key: &[u8], stripped: &[u8], out: &mut BytesM
 
 /// Serves `GET /metrics` (Prometheus text format) on `listener` forever.
 pub async fn serve_metrics(router: Arc<Router>, listener: TcpListener) -> io::Result<()> {
-    use http_body_util::Full;
-    use hyper::header::{HeaderValue, CONTENT_TYPE};
-    use hyper::{Response, StatusCode};
-
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let router = Arc::clone(&router);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                let router = Arc::clone(&router);
-                async move {
-                    let _: &hyper::body::Incoming = req.body();
-                    let mut response = if req.uri().path() == "/metrics" {
-                        Response::new(Full::new(Bytes::from(router.metrics.encode())))
-                    } else {
-                        let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-                        *r.status_mut() = StatusCode::NOT_FOUND;
-                        r
-                    };
-                    response.headers_mut().insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                    );
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+    cache_proxy_server::serve_admin(listener, move |path| {
+        (path == "/metrics").then(|| router.metrics.encode())
+    })
+    .await
 }

@@ -21,9 +21,9 @@ use crate::config::{FailoverError, OpClass, Operation, RouteHandle, RoutesConfig
 use crate::pool::UpstreamError;
 use crate::protocol::{encode_request, split_values, MetaOp, ReplyKind, Request};
 use crate::replicate;
-use crate::ring::Ring;
 use crate::route::Router;
 use crate::server::call_server;
+use ketama::Ring;
 
 /// An index into [`Tree::nodes`].
 pub type NodeId = usize;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{wait_until, Memcached, Router};
+use ketama::Ring;
 use mcrouter::config::{wan_routes, Timeouts, Tko, WanLayout};
 use mcrouter::protocol::ReplyKind;
-use mcrouter::ring::Ring;
 use serde_json::json;
 
 /// The TTL memcached reports for `key` (`mg key t`), if it holds the key.

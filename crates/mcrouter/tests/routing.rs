@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_until, Memcached, Router};
+use ketama::Ring;
 use mcrouter::protocol::ReplyKind;
-use mcrouter::ring::Ring;
 use serde_json::json;
 
 #[test]

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{require, wait_until, Memcached, Router};
+use ketama::Ring;
 use mcrouter::protocol::ReplyKind;
-use mcrouter::ring::Ring;
 use serde_json::json;
 
 #[test]

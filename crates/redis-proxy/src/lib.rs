@@ -4,8 +4,8 @@
 //! Clients (phpredis under MediaWiki's `RedisBagOStuff`, `RedisLockManager`) connect to one
 //! listening address per pool and speak RESP2. The proxy:
 //!
-//! - places each key on one server of the pool with the ketama ring of the memcached router
-//!   ([`mcrouter::ring`]: MD5, 160 points per server named by its `host:port`), after cutting
+//! - places each key on one server of the pool with the ketama ring the memcached router uses
+//!   too ([`ketama`]: MD5, 160 points per server named by its `host:port`), after cutting
 //!   out the key's hash tag if the pool has one (`{user:1}:a` is placed by `user:1`), so
 //!   twemproxy with `distribution: ketama`, `hash: md5` and the same `hash_tag` agrees with it
 //!   on every key (see [`pool`]);
@@ -51,8 +51,9 @@
 //! error and their connection is closed; the proxy goes on.
 //!
 //! Why a crate of its own rather than a second protocol of `mcrouter`: the two share the
-//! ring (which this crate takes from `mcrouter` rather than copying) and the shape of a
-//! router, but every other part is protocol-specific: the parser, how replies are framed,
+//! ring (the [`ketama`] crate), accepting and draining clients and the metrics endpoint
+//! (the [`cache_proxy_server`] crate), and the shape of a router, but every other part is
+//! protocol-specific: the parser, how replies are framed,
 //! which commands exist and how multi-key ones split, connection state (`AUTH`, `SELECT`,
 //! transactions), failover (mcrouter's gutter pool suits a cache, not locks). A second
 //! protocol inside mcrouter would put `if redis` through every module of a router that is

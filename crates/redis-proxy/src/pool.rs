@@ -2,7 +2,7 @@
 //!
 //! A [`Server`] is shared by every client session: its address, its health (see
 //! [`crate::failover`]) and its metrics. A [`Pool`] places keys on its servers with the
-//! ketama ring of the memcached router ([`mcrouter::ring::Ring`], which twemproxy's
+//! ketama ring the memcached router uses too ([`ketama::Ring`], which twemproxy's
 //! `distribution: ketama` + `hash: md5` agrees with), after cutting out the key's hash tag.
 //!
 //! Each server has one [`Connection`]: a task that owns one TCP connection, writes every
@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mcrouter::ring::Ring;
+use ketama::Ring;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};

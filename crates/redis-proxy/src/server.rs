@@ -1,18 +1,16 @@
-//! The listeners, the read-dispatch-resolve-write loop of each client connection, draining,
-//! and the HTTP endpoint for metrics and health.
+//! The read-dispatch-resolve-write loop of each client connection, and what the HTTP endpoint
+//! answers for metrics and health. Accepting clients, draining them on SIGTERM and the
+//! endpoint's HTTP are [`cache_proxy_server`]'s, shared with the memcached router.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use cache_proxy_server::{serve_clients, Drain};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::failover::probe_loop;
 use crate::proxy::Proxy;
@@ -36,79 +34,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let probes = tokio::spawn(probe_loop(Arc::clone(&proxy)));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(usize, TcpStream)>(64);
-    let mut accepters = JoinSet::new();
-    for (pool, listener) in listeners {
-        let conn_tx = conn_tx.clone();
-        let mut stop = stop_rx.clone();
-        accepters.spawn(async move {
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = stop.changed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            if conn_tx.send((pool, stream)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(err) => {
-                            // Out of file descriptors and the like: keep serving the clients
-                            // we have; the listener recovers when they leave.
-                            tracing::warn!(%err, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    },
-                }
-            }
-            // Connections the kernel completed before the stop are served (what they sent is
-            // answered) rather than reset when the listener closes.
-            while let Poll::Ready(Ok((stream, _))) =
-                std::future::poll_fn(|cx| Poll::Ready(listener.poll_accept(cx))).await
-            {
-                if conn_tx.send((pool, stream)).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    drop(conn_tx);
-    let mut sessions = JoinSet::new();
-    let mut stopping = false;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            Some((pool, stream)) = conn_rx.recv() => {
-                proxy.metrics.total_connections.inc();
-                sessions.spawn(session(Arc::clone(&proxy), pool, stream, stop_rx.clone()));
-                while sessions.try_join_next().is_some() {}
-            }
-            () = &mut shutdown, if !stopping => {
-                stopping = true;
-                let _ = stop_tx.send(true);
-            }
-            // Stopping, and every accepter has handed over its last connection.
-            else => break,
-        }
-    }
-    while accepters.join_next().await.is_some() {}
-    tracing::info!(sessions = sessions.len(), "draining");
-    let deadline = Instant::now() + Duration::from_millis(proxy.config.timeouts.drain_ms);
-    let _ = tokio::time::timeout_at(deadline.into(), async {
-        while sessions.join_next().await.is_some() {}
+    let drain = Duration::from_millis(proxy.config.timeouts.drain_ms);
+    serve_clients(listeners, shutdown, drain, |pool, stream, drain| {
+        proxy.metrics.total_connections.inc();
+        session(Arc::clone(&proxy), pool, stream, drain)
     })
     .await;
     probes.abort();
     Ok(())
 }
 
-async fn session(
-    proxy: Arc<Proxy>,
-    pool: usize,
-    mut stream: TcpStream,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn session(proxy: Arc<Proxy>, pool: usize, mut stream: TcpStream, mut drain: Drain) {
     let _ = stream.set_nodelay(true);
     proxy.metrics.connections.inc();
     let limits = proxy.config.limits.clone();
@@ -117,11 +53,6 @@ async fn session(
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut args = Vec::new();
     let mut pending: Vec<Pending> = Vec::new();
-    let mut draining = *stop.borrow();
-    // One registration for the whole session: a fresh `changed()` per batch would queue a
-    // waiter on the watch's notifier (under its lock) every time.
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
     loop {
         let mut close = false;
         let mut full = false;
@@ -180,24 +111,8 @@ async fn session(
         // reuses the buffer's space rather than allocating; a small minimum makes that happen
         // once per few hundred requests, not on every read.
         input.reserve(READ_ROOM);
-        if draining {
-            // Commands the client sent before the drain began are in flight too: answer
-            // whatever is already in the socket, then close.
-            match stream.try_read_buf(&mut input) {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
-        }
-        tokio::select! {
-            // Biased, so no random branch order is drawn per batch; the stop first, so a
-            // client that never stops sending still sees the drain.
-            biased;
-            _ = &mut stopped, if !draining => draining = true,
-            read = stream.read_buf(&mut input) => match read {
-                // The client left, perhaps mid-command: what it sent in part is dropped.
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
+        if !drain.read(&mut stream, &mut input).await {
+            break;
         }
     }
     proxy.metrics.connections.dec();
@@ -210,38 +125,12 @@ async fn session(
 /// job (answering errors at once), and a failing readiness probe would take the whole cake
 /// out of its Service, readers included, over a sessions outage.
 pub async fn serve_admin(proxy: Arc<Proxy>, listener: TcpListener) -> io::Result<()> {
-    use http_body_util::Full;
-    use hyper::header::{HeaderValue, CONTENT_TYPE};
-    use hyper::{Response, StatusCode};
-
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let proxy = Arc::clone(&proxy);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-                let proxy = Arc::clone(&proxy);
-                async move {
-                    let _: &hyper::body::Incoming = req.body();
-                    let (status, body) = match req.uri().path() {
-                        "/metrics" => (StatusCode::OK, proxy.metrics.encode()),
-                        "/healthz" => (StatusCode::OK, health(&proxy)),
-                        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
-                    };
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = status;
-                    response.headers_mut().insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                    );
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+    cache_proxy_server::serve_admin(listener, move |path| match path {
+        "/metrics" => Some(proxy.metrics.encode()),
+        "/healthz" => Some(health(&proxy)),
+        _ => None,
+    })
+    .await
 }
 
 fn health(proxy: &Proxy) -> String {

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::{require, wait_until, Client, Farm, Proxy, RedisServer, Reply, TempDir};
-use mcrouter::ring::Ring;
+use ketama::Ring;
 use serde_json::json;
 
 #[test]

@@ -85,8 +85,9 @@ CONSISTENT HASHING (so other clients can agree):
   the first 4 bytes of MD5(key) and belongs to the server of the first point >= that
   hash, wrapping to the lowest point.
 
-SIGNALS: SIGTERM or SIGINT drains: stop accepting, answer commands already read, exit
-  (at most timeouts.drain_ms later).
+SIGNALS: SIGTERM or SIGINT drains: stop accepting (connections already made are still
+  served), answer every command clients sent before it, exit (at most timeouts.drain_ms
+  later).
 
 EXIT CODES: 0 after a drain; 1 on a bad config, an unusable address, or a fatal error."#;
 
@@ -114,30 +115,13 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    cache_proxy_server::init_logging();
     let config = mcrouter::config::load(&args.config)?;
     if args.check {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    // One thread runs on tokio's current-thread scheduler: no work stealing, no cross-thread
-    // wakeups, which a single proxy thread does not need (real mcrouter's default is one
-    // proxy thread too).
-    let mut runtime = match args.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(threads) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(threads.max(1));
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
-    runtime.enable_all();
-    runtime
-        .build()
+    cache_proxy_server::runtime(args.threads)
         .context("cannot start the runtime")?
         .block_on(run(args, config))
 }
@@ -159,14 +143,7 @@ async fn run(args: Args, config: mcrouter::config::RoutesConfig) -> Result<()> {
         });
     }
     tracing::info!(listen = %args.listen, "serving");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot handle SIGTERM")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
+    let shutdown = cache_proxy_server::shutdown_signal().context("cannot handle SIGTERM")?;
     mcrouter::serve(router, listener, shutdown).await?;
     tracing::info!("drained");
     Ok(())

@@ -49,8 +49,9 @@ CONSISTENT HASHING (so other clients can agree):
 ENDPOINTS: with --admin ADDR:PORT, GET /metrics (Prometheus) and GET /healthz (200 while
   the proxy runs, with each pool's servers up).
 
-SIGNALS: SIGTERM or SIGINT drains: stop accepting, answer commands already read, exit
-  (at most timeouts.drain_ms later).
+SIGNALS: SIGTERM or SIGINT drains: stop accepting (connections already made are still
+  served), answer every command clients sent before it, exit (at most timeouts.drain_ms
+  later).
 
 EXIT CODES: 0 after a drain; 1 on a bad config, an unreadable password, an unusable
   address, or a fatal error."#;
@@ -87,28 +88,14 @@ fn main() {
 
 fn start() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        // Colours only for a person at a terminal, not in a container's log.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    cache_proxy_server::init_logging();
     let config = redis_proxy::config::load(&args.config)?;
     let secrets = redis_proxy::Secrets::read(&config)?;
     if args.check {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    let mut runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(args.threads);
-        b
-    };
-    runtime.enable_all();
-    runtime
-        .build()
+    cache_proxy_server::runtime(Some(args.threads))
         .context("cannot start the runtime")?
         .block_on(run(args, config, secrets))
 }
@@ -136,14 +123,7 @@ async fn run(args: Args, config: redis_proxy::Config, secrets: redis_proxy::Secr
     for pool in &proxy.config.pools {
         tracing::info!(pool = %pool.0, listen = %pool.1.listen, servers = pool.1.servers.len(), "serving");
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot handle SIGTERM")?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
+    let shutdown = cache_proxy_server::shutdown_signal().context("cannot handle SIGTERM")?;
     redis_proxy::serve(proxy, listeners, shutdown).await?;
     tracing::info!("drained");
     Ok(())

@@ -452,7 +452,7 @@ impl Farm {
     /// Keys `{prefix}{i}`, one on each server, from the ring the proxy uses.
     pub fn keys_on_each_server(&self, prefix: &str) -> Vec<String> {
         let addrs: Vec<String> = self.servers.iter().map(RedisServer::addr).collect();
-        let ring = mcrouter::ring::Ring::new(&addrs);
+        let ring = ketama::Ring::new(&addrs);
         (0..self.servers.len())
             .map(|s| {
                 (0..)

@@ -1,4 +1,5 @@
-//! The consistent-hash ring that places a key on one server of a pool.
+//! The consistent-hash ring that places a key on one server of a pool, shared by the cake's
+//! memcached router and its Redis proxy so that both place keys as twemproxy does.
 //!
 //! The ring is ketama, as libketama and twemproxy (`distribution: ketama`, `hash: md5`) build it,
 //! so any client that implements ketama agrees with us on every key:
@@ -6,14 +7,18 @@
 //! - each server, named by its `host:port` string exactly as configured, gets 160 points: for
 //!   `i` in `0..40`, the MD5 digest of `"<host:port>-<i>"` gives four points, its bytes
 //!   `0..4`, `4..8`, `8..12`, `12..16` each read as a little-endian `u32`;
-//! - a key (after the routing prefix is stripped) hashes to the little-endian `u32` of the first
-//!   four bytes of its MD5 digest;
+//! - a key hashes to the little-endian `u32` of the first four bytes of its MD5 digest (the
+//!   key as its proxy hashes it: the memcached router strips the routing prefix first, the
+//!   Redis proxy hashes only a key's hash tag when it has one);
 //! - the key belongs to the server of the first point at or after its hash, wrapping past the end
 //!   to the first point. Equal points are ordered by the servers' position in the pool.
 //!
 //! Adding or removing a server moves only the keys whose nearest point changes (about 1/N of
 //! them). Written by hand because it is thirty lines, and the ketama crates on crates.io are
 //! unmaintained or use a different point layout, which would break agreement with twemproxy.
+//!
+//! What it does not do: know servers' health (a proxy that skips down servers builds a ring
+//! over the live ones), cut hash tags out of keys, or speak to anything.
 
 use md5::{Digest, Md5};
 
