@@ -168,6 +168,23 @@ fn curl_https_with(port: u16, host: &str, path: &str, headers: &[&str]) -> (Stri
     (status.to_string(), body.to_string())
 }
 
+/// Where a request for `path` with this Host header, over HTTP or HTTPS to `port`, is redirected.
+fn redirect(scheme: &str, port: u16, host: &str, path: &str) -> String {
+    let output = Command::new("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+        ])
+        .args(["-H", &format!("Host: {host}")])
+        .arg(format!("{scheme}://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// The MediaWiki version that served a page over plain HTTP, from its `generator` meta tag.
 fn served_version(port: u16, host: &str, path: &str, headers: &[&str]) -> String {
     let mut command = Command::new("curl");
@@ -324,6 +341,19 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     // The debug deployment serves the same wikis.
     let (status, _) = get(DEBUG_HTTP, "de.farm.test", "/wiki/Hauptseite");
     assert_eq!(status, 200);
+    // Redirects keep the address the reader used: a Host without a port (a browser on the
+    // protocol's own port, as in production) gets none, not the port httpd listens on inside
+    // the pod; a Host with one keeps it.
+    for (scheme, port) in [("http", HTTP), ("https", HTTPS)] {
+        assert_eq!(
+            redirect(scheme, port, "de.farm.test", "/wiki/"),
+            format!("301 {scheme}://de.farm.test/wiki/Hauptseite")
+        );
+        assert_eq!(
+            redirect(scheme, port, "de.farm.test:8081", "/wiki/"),
+            format!("301 {scheme}://de.farm.test:8081/wiki/Hauptseite")
+        );
+    }
 
     // The edge in front of the farm: every wiki by its Host, and the debug deployment only
     // with the X-Wikimedia-Debug header, uncacheable; an unknown debug backend gets a 400.
@@ -331,6 +361,10 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     let (status, body) = curl_https(EDGE, "en.farm.test", "/wiki/Main_Page");
     assert!(status.starts_with("200"), "through the edge: {status}");
     assert!(body.contains("Farm English"));
+    assert_eq!(
+        redirect("https", EDGE, "en.farm.test", "/wiki/"),
+        "301 https://en.farm.test/wiki/Main_Page"
+    );
     let debug = "X-Wikimedia-Debug: backend=mw-debug";
     let (status, body) = curl_https_with(EDGE, "de.farm.test", "/wiki/Hauptseite", &[debug]);
     assert!(

@@ -438,13 +438,23 @@ $wikikubeWiki = wikikubeWiki();
 $wgDBname = $wikikubeWiki['dbname'];
 $wgLanguageCode = $wikikubeWiki['language'];
 $wgSitename = $wgDBname;
-// $wgServer comes from the request (host, port and, behind the tls container,
-// X-Forwarded-Proto), so links and redirects keep the address the reader used, such as a local
-// farm's port. Canonical links name the wiki's first domain.
-// The tls container forwards the Host header as the client sent it, port included.
-$wgAssumeProxiesUseDefaultProtocolPorts = false;
+// $wgServer comes from the request: the Host header as the client sent it (the tls container
+// and the edge forward it unchanged, a local farm's port included) and the protocol (behind
+// them, X-Forwarded-Proto), so links and redirects keep the address the reader used. Not
+// WebRequest::detectServer(), which for a Host without a port adds SERVER_PORT, the port httpd
+// listens on inside the pod: a reader of https://en.example.org/ was sent to
+// https://en.example.org:80/. A Host without a port means the protocol's own port. The Host
+// already named this wiki (wikikubeWiki() refuses any other). Canonical links name the wiki's
+// first domain.
 $wgCanonicalServer = 'https://' . $wikikubeWiki['domains'][0];
-$wgServer = PHP_SAPI === 'cli' ? $wgCanonicalServer : WebRequest::detectServer();
+$wgServer = PHP_SAPI === 'cli' ? $wgCanonicalServer : (static function (): string {{
+    $protocol = WebRequest::detectProtocol();
+    $defaultPort = $protocol === 'https' ? 443 : 80;
+    [$host, $port] = \Wikimedia\IPUtils::splitHostAndPort($_SERVER['HTTP_HOST']);
+    return "$protocol://" . \Wikimedia\IPUtils::combineHostAndPort(
+        $host, $port === false ? $defaultPort : $port, $defaultPort
+    );
+}})();
 $wgScriptPath = '/w';
 $wgArticlePath = '/wiki/$1';
 $wgResourceBasePath = '/w';
