@@ -353,6 +353,15 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
             redirect(scheme, port, "de.farm.test:8081", "/wiki/"),
             format!("301 {scheme}://de.farm.test:8081/wiki/Hauptseite")
         );
+        // httpd's own redirect, from the site's root, too.
+        assert_eq!(
+            redirect(scheme, port, "de.farm.test", "/"),
+            format!("301 {scheme}://de.farm.test/wiki/")
+        );
+        assert_eq!(
+            redirect(scheme, port, "de.farm.test:8081", "/"),
+            format!("301 {scheme}://de.farm.test:8081/wiki/")
+        );
     }
 
     // The edge in front of the farm: every wiki by its Host, and the debug deployment only
@@ -364,6 +373,10 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     assert_eq!(
         redirect("https", EDGE, "en.farm.test", "/wiki/"),
         "301 https://en.farm.test/wiki/Main_Page"
+    );
+    assert_eq!(
+        redirect("https", EDGE, "en.farm.test", "/"),
+        "301 https://en.farm.test/wiki/"
     );
     let debug = "X-Wikimedia-Debug: backend=mw-debug";
     let (status, body) = curl_https_with(EDGE, "de.farm.test", "/wiki/Hauptseite", &[debug]);
