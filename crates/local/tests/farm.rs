@@ -338,6 +338,17 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         "{}",
         &body[..body.len().min(300)]
     );
+    // The REST API, whose routes follow the entry point's name (the skins' search calls it),
+    // and the search description every page links to.
+    let (status, body) = get(HTTP, "en.farm.test", "/w/rest.php/v1/page/Main_Page");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""key":"Main_Page""#), "{body}");
+    let (status, body) = get(HTTP, "en.farm.test", "/w/rest.php/v1/search/title?q=Main");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""title":"Main Page""#), "{body}");
+    let (status, body) = get(HTTP, "en.farm.test", "/w/opensearch_desc.php");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<OpenSearchDescription"), "{body}");
     // The debug deployment serves the same wikis.
     let (status, _) = get(DEBUG_HTTP, "de.farm.test", "/wiki/Hauptseite");
     assert_eq!(status, 200);

@@ -273,8 +273,8 @@ fn the_generated_php_files_are_valid_php() {
         checked += 1;
     }
     assert_eq!(
-        checked, 10,
-        "five entry points, entry.php, mwscript.php, LocalSettings.php, purgeReplacedCaches.php \
+        checked, 11,
+        "six entry points, entry.php, mwscript.php, LocalSettings.php, purgeReplacedCaches.php \
          and wikiversions.php"
     );
 }

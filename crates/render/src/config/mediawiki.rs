@@ -29,10 +29,14 @@ use super::Files;
 pub const ENTRY_DIR: &str = "/srv/mediawiki/docroot/w";
 
 /// The entry points a request may name; others get a 404 from httpd's FastCGI proxy.
+/// `opensearch_desc.php` is the search description every page links to (browsers read it to
+/// offer the wiki's search); `img_auth.php` (for private wikis) and `thumb.php` (thumbnails
+/// come from `thumb_handler.php`) are left out.
 const ENTRY_POINTS: &[&str] = &[
     "api.php",
     "index.php",
     "load.php",
+    "opensearch_desc.php",
     "rest.php",
     "thumb_handler.php",
 ];
