@@ -225,19 +225,29 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     let mut text = String::new();
+    // Columns as wide as their longest entry: container names grow with the site's name.
+    let containers = status.pods.iter().flat_map(|pod| &pod.containers);
+    let name_width = containers.clone().map(|c| c.name.len()).max().unwrap_or(0);
+    let state_width = containers.map(|c| c.state.len()).max().unwrap_or(0);
     for pod in &status.pods {
         text.push_str(&format!("{}  {}\n", pod.name, pod.state));
         for container in &pod.containers {
             let id: String = container.image_id.chars().take(12).collect();
             text.push_str(&format!(
-                "  {:<28} {:<10} restarts {:<3} {} ({id})\n",
+                "  {:<name_width$}  {:<state_width$}  restarts {:<3} {} ({id})\n",
                 container.name, container.state, container.restarts, container.image
             ));
         }
     }
     text.push_str("wikis:\n");
+    let dbname_width = status
+        .wikis
+        .iter()
+        .map(|w| w.dbname.len())
+        .max()
+        .unwrap_or(0);
     for wiki in &status.wikis {
-        text.push_str(&format!("  {:<14} {}\n", wiki.dbname, wiki.url));
+        text.push_str(&format!("  {:<dbname_width$}  {}\n", wiki.dbname, wiki.url));
     }
     super::print(&text)?;
     Ok(exit::OK)
