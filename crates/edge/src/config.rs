@@ -221,6 +221,11 @@ pub struct Pod {
     /// cake, cheaply. Absent: `/healthz` says whether edge itself serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+    /// Paths whose requests are answered but not written to the access log
+    /// (`unlogged_paths = ["/fpm-ping"]`): the checks of the edge in front, which asks every
+    /// pod every second or two and would be most of a quiet pod's lines. Metrics count them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlogged_paths: Vec<String>,
 }
 
 /// How long an upstream may take, per backend. Each wait has a bound (a backend that accepts
@@ -430,6 +435,15 @@ pub enum Mode {
     Pod,
     /// `[edge]`.
     Edge,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Pod => "pod",
+            Mode::Edge => "edge",
+        })
+    }
 }
 
 /// What is wrong with a config that parsed but does not make sense. Each message names the key.

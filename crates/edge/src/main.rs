@@ -38,6 +38,7 @@ timeouts = { header_ms = 202000, body_ms = 60000 }  # response head within heade
 health = { path = "/fpm-ping", host = "localhost", interval_ms = 1000, timeout_ms = 500 }
                                 # optional: /healthz answers 503 while this check of the
                                 # cake fails (fall/rise as below); read at start only
+unlogged_paths = ["/fpm-ping"]  # optional: answered, counted, not in the access log
 
 # Edge mode (instead of [pod]): backends, debug backends, routes tried in order.
 [edge.backends.mw-web]

@@ -82,12 +82,22 @@ pub enum Routing {
         upstream: Arc<str>,
         /// How long it may take.
         timeouts: UpstreamTimeouts,
+        /// Paths served but not written to the access log (`pod.unlogged_paths`).
+        unlogged_paths: Box<[Box<str>]>,
     },
     /// Edge mode: by the routing table.
     Edge(Table),
 }
 
 impl Routing {
+    /// Whether a request for `path` is left out of the access log.
+    fn is_unlogged(&self, path: &str) -> bool {
+        match self {
+            Routing::Pod { unlogged_paths, .. } => unlogged_paths.iter().any(|p| **p == *path),
+            Routing::Edge(_) => false,
+        }
+    }
+
     /// The routing of a validated config; edge endpoints are reused from `previous` when
     /// unchanged so that health state survives reloads.
     pub fn from_config(config: &Config, previous: Option<&Routing>) -> Routing {
@@ -95,6 +105,11 @@ impl Routing {
             (Some(Mode::Pod), Some(pod), _) => Routing::Pod {
                 upstream: Arc::from(pod.upstream.as_str()),
                 timeouts: pod.timeouts,
+                unlogged_paths: pod
+                    .unlogged_paths
+                    .iter()
+                    .map(|p| p.as_str().into())
+                    .collect(),
             },
             (_, _, Some(edge)) => {
                 let previous = match previous {
@@ -421,15 +436,19 @@ impl ThreadProxy {
     /// Answers one request from a client at `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let start = Instant::now();
-        let access = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| Access {
+        let routing = self.routing();
+        let access = (tracing::enabled!(target: "access", tracing::Level::INFO)
+            && !routing.is_unlogged(req.uri().path()))
+        .then(|| Access {
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
             version: req.version(),
             host: request_host(&req),
         });
-        let routing = self.routing();
         let (resp, target) = match &**routing {
-            Routing::Pod { upstream, timeouts } => {
+            Routing::Pod {
+                upstream, timeouts, ..
+            } => {
                 let mut req = req;
                 join_cookies(req.headers_mut());
                 let result = self

@@ -235,7 +235,7 @@ pub async fn run(path: PathBuf) -> Result<(), ServerError> {
 
     tracing::info!(
         address = %config.listen.address,
-        mode = ?config.mode(),
+        mode = %config.mode().map_or(String::from("none"), |mode| mode.to_string()),
         threads,
         config = %path.display(),
         "listening"

@@ -414,6 +414,43 @@ async fn metrics_count_requests_latency_and_connections() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlogged_paths_are_answered_and_counted_but_not_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let (cert, key) = pki.leaf("wiki", "wiki-cert", &["wiki.example"]);
+    let backend = Backend::start("httpd", 0).await;
+    let (port, mport) = (free_port(), free_port());
+    let mut config = pod_config(
+        port,
+        mport,
+        "",
+        &[(&cert, &key, &["wiki.example"])],
+        &backend.addr.to_string(),
+    );
+    config.push_str("unlogged_paths = [\"/healthz\"]\n");
+    let edge = Edge::start(tmp.path(), &config, port, mport);
+    // As the edge in front checks each pod: the same path, through the terminator.
+    for path in ["/healthz", "/", "/healthz"] {
+        assert_eq!(
+            curl(&edge, &pki.ca_pem, "wiki.example", path, &[]).status,
+            200
+        );
+    }
+    let metrics = edge.metrics();
+    assert!(
+        metrics.contains("edge_requests_total{status=\"200\"} 3"),
+        "{metrics}"
+    );
+    let log = std::fs::read_to_string(&edge.log).unwrap();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"target\":\"access\""))
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    assert!(access[0].contains("\"path\":\"/\""), "{}", access[0]);
+}
+
 async fn sigterm_drain(protocol: &str) {
     let mut p = Pod::start().await;
     require("curl", "curl");

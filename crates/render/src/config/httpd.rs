@@ -128,6 +128,7 @@ pub fn server(httpd: &HttpdValues, php: &PhpValues, media: &MediaValues) -> File
                 modules,
                 config_dir => CONFIG_DIR,
                 sites_dir => SITES_DIR,
+                ping_path => FPM_PING,
                 // httpd must wait at least as long as php-fpm lets a request run.
                 timeout_seconds => php.request_timeout_seconds + 1,
             },

@@ -3,7 +3,7 @@
 use edge::config::{Certificate, Config, Listen, Pod, Tls, TlsVersion};
 use wikikube_model::CakeValues;
 
-use super::paths::TLS_DIR;
+use super::paths::{FPM_PING, TLS_DIR};
 use super::Files;
 
 /// The port of the tls container's /healthz and /metrics.
@@ -54,6 +54,9 @@ pub fn files(values: &CakeValues, domains: &[String]) -> Files {
         },
         pod: Some(Pod {
             upstream: format!("127.0.0.1:{}", values.httpd.port),
+            // The edge in front checks each pod through this terminator (render's edge
+            // backends), as httpd's readiness probe does directly: neither is logged.
+            unlogged_paths: vec![FPM_PING.into()],
             ..Pod::default()
         }),
         edge: None,
