@@ -401,14 +401,19 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
     );
     // As in a cluster, the edge went through the cakes' tls containers, checking their
     // certificate.
+    // The tls containers' configs are edge.toml files too (pod mode): the one in edge mode.
     let edge_config = std::fs::read_dir(state.config())
         .unwrap()
         .map(|entry| entry.unwrap().path().join("edge.toml"))
-        .find(|path| path.is_file())
+        .filter(|path| path.is_file())
+        .filter_map(|path| {
+            toml::from_str::<edge::config::Config>(&std::fs::read_to_string(path).unwrap())
+                .unwrap()
+                .edge
+        })
+        .next()
         .expect("the edge's config in the state directory");
-    let edge_config: edge::config::Config =
-        toml::from_str(&std::fs::read_to_string(edge_config).unwrap()).unwrap();
-    for (name, backend) in &edge_config.edge.as_ref().unwrap().backends {
+    for (name, backend) in &edge_config.backends {
         assert!(backend.tls.is_some(), "{name} is reached without TLS");
     }
     let unknown = "X-Wikimedia-Debug: backend=mwdebug9999";

@@ -661,6 +661,10 @@ pub struct PhpValues {
     pub apcu_mb: u32,
     /// PHP's memory_limit per request, in MiB.
     pub memory_limit_mb: u32,
+    /// The largest file a wiki takes in one upload, in MiB: PHP's upload_max_filesize (its
+    /// post_max_size a MiB above, for the form's other fields) and MediaWiki's
+    /// $wgMaxUploadSize, which also caps a file assembled from chunked uploads.
+    pub max_upload_mb: u32,
     /// Whether PHP shows errors in pages (development only).
     pub display_errors: bool,
 }

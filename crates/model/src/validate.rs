@@ -402,7 +402,7 @@ fn check_ranges(
     // enough that a stray digit is caught before it reaches a scheduler.
     const MEMORY: (u64, u64, &str) = (16, 65_536, " MiB");
     const CPU: (u64, u64, &str) = (1, 256_000, " millicores");
-    let bounds: [(&str, u32, (u64, u64, &str)); 13] = [
+    let bounds: [(&str, u32, (u64, u64, &str)); 14] = [
         ("replicas", values.replicas, (0, 10_000, "")),
         (
             "php.workers",
@@ -417,6 +417,13 @@ fn check_ranges(
         ("php.opcache_mb", values.php.opcache_mb, (8, 65_536, " MiB")),
         ("php.apcu_mb", values.php.apcu_mb, (1, 65_536, " MiB")),
         ("php.memory_limit_mb", values.php.memory_limit_mb, MEMORY),
+        // httpd's own limit on a request body is 1 GiB (Debian's apache2 default), above the
+        // largest upload with its form.
+        (
+            "php.max_upload_mb",
+            values.php.max_upload_mb,
+            (1, 1_000, " MiB"),
+        ),
         ("httpd.memory_mb", values.httpd.memory_mb, MEMORY),
         ("httpd.cpu_millicores", values.httpd.cpu_millicores, CPU),
         ("tls.memory_mb", values.tls.memory_mb, MEMORY),

@@ -14,6 +14,7 @@ const KEYS: &[&str] = &[
     "php.workers",
     "php.request_timeout_seconds",
     "php.memory_limit_mb",
+    "php.max_upload_mb",
     "php.opcache_mb",
     "httpd.port",
     "httpd.memory_mb",

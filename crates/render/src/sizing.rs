@@ -51,6 +51,7 @@ mod tests {
             opcache_mb: 500,
             apcu_mb: 768,
             memory_limit_mb: 500,
+            max_upload_mb: 100,
             display_errors: false,
         }
     }

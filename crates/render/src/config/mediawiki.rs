@@ -659,6 +659,9 @@ if ($wikikubeMedia['storage'] === 'swift') {{
     }}
 }}
 $wgEnableUploads = false;
+// The release's php.max_upload_mb, as php.ini says it: one value for PHP and MediaWiki, which
+// also caps a file assembled from chunks.
+$wgMaxUploadSize = wfShorthandToInteger(ini_get('upload_max_filesize'), 100 * 1024 * 1024);
 // Thumbnails are scaled by ImageMagick, as MediaWiki expects and Wikimedia runs it (base-php
 // carries Debian's imagemagick): it keeps colour profiles and animation, and marks each
 // thumbnail with its source. An app image built on a base without it scales with PHP's GD.

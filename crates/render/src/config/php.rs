@@ -26,6 +26,7 @@ pub fn files(php: &PhpValues) -> Files {
             "php.ini",
             minijinja::context! {
                 memory_limit_mb => php.memory_limit_mb,
+                max_upload_mb => php.max_upload_mb,
                 timeout_seconds => php.request_timeout_seconds,
                 display_errors => php.display_errors,
                 opcache_mb => php.opcache_mb,
