@@ -255,22 +255,39 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     crate::host::normalize(authority)
 }
 
+/// Why the request could name two hosts, if it can: more than one Host header (RFC 9112 3.2
+/// asks for a 400), or over HTTP/2 a Host header naming another host than `:authority` (RFC
+/// 9113 8.3.1: malformed). The edge routes on one host and the upstream serves the Host it is
+/// sent; such a request is refused rather than routed by one name and served by another.
+fn ambiguous_host<B>(req: &Request<B>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Some("more than one Host header\n");
+    }
+    match (req.uri().authority(), first) {
+        (Some(authority), Some(host))
+            if req.version() == Version::HTTP_2
+                && host.to_str().ok().and_then(crate::host::normalize)
+                    != crate::host::normalize(authority.as_str()) =>
+        {
+            Some("the Host header names another host than :authority\n")
+        }
+        _ => None,
+    }
+}
+
 /// The request as it goes upstream: HTTP/1.1, origin-form, with Host, without hop-by-hop
 /// headers, with the forwarding headers.
 fn upstream_request(req: Request<Incoming>, peer: &Peer) -> Request<UpstreamBody> {
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if parts.uri.authority().is_some() {
-        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-        if !parts.headers.contains_key(header::HOST) {
-            let authority = parts
-                .uri
-                .authority()
-                .map(|a| a.as_str())
-                .unwrap_or_default();
-            if let Ok(v) = HeaderValue::from_str(authority) {
-                parts.headers.insert(header::HOST, v);
-            }
+    if let Some(authority) = parts.uri.authority() {
+        // HTTP/2 carries the host in :authority, and HTTP/1.1's absolute form in the target,
+        // which outranks a Host header (RFC 9112 3.2.2): the upstream gets the host the edge
+        // routed on, as the Host header HTTP/1.1 needs.
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, v);
         }
         let mut origin = hyper::http::uri::Parts::default();
         origin.path_and_query = Some(
@@ -445,23 +462,27 @@ impl ThreadProxy {
             version: req.version(),
             host: request_host(&req),
         });
-        let (resp, target) = match &**routing {
-            Routing::Pod {
-                upstream, timeouts, ..
-            } => {
-                let mut req = req;
-                join_cookies(req.headers_mut());
-                let result = self
-                    .pool
-                    .send(upstream, None, timeouts, upstream_request(req, peer))
-                    .await
-                    .map_err(|e| e.error);
-                (
-                    respond(result, upstream, false, None),
-                    Some(Target::Pod(upstream)),
-                )
+        let (resp, target) = if let Some(why) = ambiguous_host(&req) {
+            (local(StatusCode::BAD_REQUEST, why.into()), None)
+        } else {
+            match &**routing {
+                Routing::Pod {
+                    upstream, timeouts, ..
+                } => {
+                    let mut req = req;
+                    join_cookies(req.headers_mut());
+                    let result = self
+                        .pool
+                        .send(upstream, None, timeouts, upstream_request(req, peer))
+                        .await
+                        .map_err(|e| e.error);
+                    (
+                        respond(result, upstream, false, None),
+                        Some(Target::Pod(upstream)),
+                    )
+                }
+                Routing::Edge(table) => self.route(table, req, peer).await,
             }
-            Routing::Edge(table) => self.route(table, req, peer).await,
         };
         let status = resp.status().as_u16();
         let elapsed = start.elapsed();

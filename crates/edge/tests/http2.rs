@@ -298,3 +298,31 @@ async fn sigterm_sends_goaway_and_lets_streams_in_flight_finish() {
     let status = p.edge.wait_exit(Duration::from_secs(8));
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_header_naming_another_host_than_the_authority_is_refused() {
+    let p = Pod::start().await;
+    let send = connect(&p, 65_535).await;
+    let ask = |host: &'static str| {
+        let send = send.clone();
+        async move {
+            let mut send = send.ready().await.unwrap();
+            let mut req = get("/");
+            req.headers_mut().insert("host", host.parse().unwrap());
+            let (resp, _) = send.send_request(req, true).unwrap();
+            let resp = resp.await.unwrap();
+            let status = resp.status();
+            let body = read_all(resp.into_body()).await.unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    // Routed by :authority, it would have reached an upstream that serves by Host.
+    let (status, body) = ask("other.example").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains(":authority"), "{body}");
+    // The same host with a port is no conflict; the upstream gets the authority as its Host.
+    let (status, body) = ask("WIKI.example:443").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("host: wiki.example\n"), "{body}");
+    assert_eq!(p.backend.served.load(Ordering::SeqCst), 1);
+}

@@ -414,6 +414,55 @@ async fn metrics_count_requests_latency_and_connections() {
     );
 }
 
+/// Sends `request` as it is over TLS (HTTP/1.1) to the pod's edge and reads the response to
+/// the connection's close: for requests curl will not send.
+async fn raw_https(p: &Pod, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(p.pki.client_roots())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.edge.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("wiki.example").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_two_host_headers_is_refused() {
+    let p = Pod::start().await;
+    // Routed by one, it would have been served by whichever the upstream reads.
+    let response = raw_https(
+        &p,
+        "GET / HTTP/1.1\r\nHost: wiki.example\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+    assert!(response.contains("more than one Host header"), "{response}");
+    // An absolute-form target outranks the Host header (RFC 9112 3.2.2): routed by the
+    // target, and the upstream gets the target's host.
+    let response = raw_https(
+        &p,
+        "GET https://wiki.example/abs HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(response.contains("host: wiki.example\n"), "{response}");
+    assert!(!response.contains("other.example"), "{response}");
+    assert_eq!(p.backend.served.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unlogged_paths_are_answered_and_counted_but_not_logged() {
     let tmp = tempfile::tempdir().unwrap();
