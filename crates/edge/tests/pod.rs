@@ -418,21 +418,7 @@ async fn metrics_count_requests_latency_and_connections() {
 /// the connection's close: for requests curl will not send.
 async fn raw_https(p: &Pod, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(p.pki.client_roots())
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", p.edge.port))
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("wiki.example").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = connect_tls(p.edge.port, tls13_client(&p.pki)).await;
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     let _ = tls.read_to_end(&mut response).await;
