@@ -5,15 +5,17 @@
 # The binaries `up` runs. `down` builds the same set: cargo unifies features per set of
 # packages, so building wikikube-cli alone rebuilt half the tree (3 minutes) after an `up`.
 BUILD = cargo build --release -q -p wikikube-cli -p edge -p mcrouter -p redis-proxy
+# Where cargo puts them: a CARGO_TARGET_DIR in the environment moves them out of ./target.
+WIKIKUBE = $(or $(CARGO_TARGET_DIR),target)/release/wikikube
 
 # The main job: build the images (cached after the first time) and serve the example farm.
 up: packages
 	$(BUILD)
-	./target/release/wikikube up examples/farm
+	$(WIKIKUBE) up examples/farm
 
 down:
 	$(BUILD)
-	./target/release/wikikube down examples/farm
+	$(WIKIKUBE) down examples/farm
 
 # Every test of the workspace (cargo test's, two binaries at a time: scripts/run-tests), after
 # installing the Debian packages they use.

@@ -15,7 +15,7 @@ cold="${2:-}"
 export CONTAINERS_CONF="$PWD/crates/image/containers.conf"
 
 cargo build --release -q -p wikikube-cli -p edge -p mcrouter -p redis-proxy
-wikikube="$PWD/target/release/wikikube"
+wikikube="${CARGO_TARGET_DIR:-$PWD/target}/release/wikikube"
 work="$(mktemp -d)"
 chmod 755 "$work"
 trap 'umount "$work/socket" 2>/dev/null || true;

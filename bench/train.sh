@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 export CONTAINERS_CONF="$PWD/crates/image/containers.conf"
 
 cargo build --release -q -p wikikube-cli -p edge -p mcrouter -p redis-proxy
-wikikube="$PWD/target/release/wikikube"
+wikikube="${CARGO_TARGET_DIR:-$PWD/target}/release/wikikube"
 work="$(mktemp -d)"
 chmod 755 "$work"
 trap 'WIKIKUBE_STATE_DIR="$work/state" "$wikikube" down "$work/site" --purge >/dev/null 2>&1 || true;
