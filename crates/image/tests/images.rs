@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use wikikube_image::{Options, Report};
 use wikikube_test_support::python_tool;
@@ -430,6 +431,97 @@ fn rootfs_is_reproducible() {
         tarballs[0] == tarballs[1],
         "two mmdebstrap runs of base-mariadb gave different tarballs"
     );
+}
+
+/// The processes whose `/proc/PID/stat` says `wanted(parent, process group, name)`.
+fn processes(wanted: impl Fn(u32, u32, &str) -> bool) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "PID (NAME) STATE PPID PGRP ...": the name may hold spaces, so split after the ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let (Some(Ok(parent)), Some(Ok(group))) = (
+            fields.get(1).map(|f| f.parse::<u32>()),
+            fields.get(2).map(|f| f.parse::<u32>()),
+        ) else {
+            continue;
+        };
+        if wanted(parent, group, name) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A build that fails while a rootfs is being made beside it (MediaWiki's code rootfs, started
+/// beside the bases) stops that mmdebstrap rather than waiting a minute or two for it to end,
+/// and leaves neither its processes nor a partial tarball behind.
+#[test]
+fn a_build_that_ends_early_stops_the_rootfs_started_beside_it() {
+    require("mmdebstrap", "mmdebstrap");
+    let dir = tempfile::tempdir_in(root()).unwrap();
+    let site = farm_copy(dir.path());
+    let config = wikikube_image::config::BuildConfig::load(&site).unwrap();
+    let base = config.bases["base-httpd"].clone();
+    let mut lock = wikikube_image::lock::Lock::load(&site).unwrap();
+    // A cache of its own, so the tarball is not there already; the .debs are downloaded.
+    let cache = wikikube_image::Cache::open(&dir.path().join("cache")).unwrap();
+    let mut resolver = wikikube_image::rootfs::debian::Resolver::new(
+        &cache,
+        &config,
+        wikikube_image::LockMode::Amend,
+    );
+    resolver.settle(&mut lock, "base-httpd", &base).unwrap();
+    assert!(resolver.start(&lock, "base-httpd", &base).unwrap());
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mmdebstrap = loop {
+        let found = processes(|parent, _, name| parent == me && name == "mmdebstrap");
+        if let Some(pid) = found.first() {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "mmdebstrap did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Well into its work: the namespace set up, dpkg unpacking (base-httpd takes about 30 s).
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        processes(|_, group, _| group == mmdebstrap).len() > 1,
+        "mmdebstrap ended before the test could stop it"
+    );
+    let stopping = Instant::now();
+    drop(resolver);
+    let took = stopping.elapsed();
+    eprintln!("mmdebstrap stopped in {took:?}");
+    assert!(took < Duration::from_secs(15), "stopping took {took:?}");
+    assert_eq!(
+        processes(|_, group, _| group == mmdebstrap),
+        Vec::<u32>::new(),
+        "processes of the stopped mmdebstrap are still running"
+    );
+    let tarballs: Vec<_> = std::fs::read_dir(dir.path().join("cache/rootfs"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".tar"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(tarballs.is_empty(), "a tarball was left: {tarballs:?}");
+    let temporary: Vec<_> = std::fs::read_dir(dir.path().join("cache/tmp"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(temporary.is_empty(), "temporary files left: {temporary:?}");
 }
 
 use wikikube_test_support::registry::Registry;

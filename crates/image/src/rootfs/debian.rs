@@ -21,8 +21,12 @@
 //! What changed is returned as [`LockUpdate`]s for the caller to show.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -109,9 +113,13 @@ pub struct Resolver {
     build: BuildConfig,
     mode: LockMode,
     apt: Option<Apt>,
-    /// Rootfs tarballs being built on threads of their own ([`Resolver::start`]), by name.
-    started: BTreeMap<String, std::thread::JoinHandle<Result<()>>>,
+    /// Rootfs tarballs being built on threads of their own ([`Resolver::start`]), by name,
+    /// each with the flag that stops it.
+    started: BTreeMap<String, (std::thread::JoinHandle<Result<()>>, Arc<AtomicBool>)>,
 }
+
+/// For the builds nobody stops: those that run on the caller's thread.
+static NEVER_STOPPED: AtomicBool = AtomicBool::new(false);
 
 impl Resolver {
     /// A resolver over `cache` for the sources of `build`.
@@ -269,7 +277,14 @@ impl Resolver {
         if !unavailable.is_empty() {
             // Check that the amended set installs before writing it down; a new version that
             // needs a package the old set lacks sends us to a fresh resolution.
-            if let Err(error) = build_tarball(&self.cache, &self.build, name, base, &updated) {
+            if let Err(error) = build_tarball(
+                &self.cache,
+                &self.build,
+                name,
+                base,
+                &updated,
+                &NEVER_STOPPED,
+            ) {
                 reason.push_str(&format!(
                     "; moving only those did not install ({error}), so everything was resolved afresh"
                 ));
@@ -302,19 +317,27 @@ impl Resolver {
         let tmp = self.cache.tempdir()?;
         let out = tmp.path().join("resolve.tar");
         // Customize commands do not change the package set; they run in the real build.
-        mmdebstrap(&self.build, name, &base.packages, &[], &sources, &out, None).map_err(
-            |error| match &error {
-                Error::Mmdebstrap { log, .. } => match unknown_package(log) {
-                    Some((package, detail)) => Error::UnknownPackage {
-                        image: name.into(),
-                        package,
-                        detail,
-                    },
-                    None => error,
+        mmdebstrap(
+            &self.build,
+            name,
+            &base.packages,
+            &[],
+            &sources,
+            &out,
+            None,
+            &NEVER_STOPPED,
+        )
+        .map_err(|error| match &error {
+            Error::Mmdebstrap { log, .. } => match unknown_package(log) {
+                Some((package, detail)) => Error::UnknownPackage {
+                    image: name.into(),
+                    package,
+                    detail,
                 },
-                _ => error,
+                None => error,
             },
-        )?;
+            _ => error,
+        })?;
         let installed = super::tarball::installed_packages(&out)?;
         drop(tmp);
         let apt = apt_session(&mut self.apt, &self.build)?;
@@ -355,7 +378,14 @@ impl Resolver {
             locked.packages.push(package);
         }
         locked.packages.sort();
-        build_tarball(&self.cache, &self.build, name, base, &locked)?;
+        build_tarball(
+            &self.cache,
+            &self.build,
+            name,
+            base,
+            &locked,
+            &NEVER_STOPPED,
+        )?;
         let old: BTreeMap<String, String> = lock
             .rootfs
             .get(name)
@@ -406,14 +436,21 @@ impl Resolver {
         let locked = locked_entry(lock, name, base)?;
         let key = inputs(&self.build, name, &locked, base).key();
         let path = self.cache.rootfs_path(&key);
-        if let Some(started) = self.started.remove(name) {
+        if let Some((started, _)) = self.started.remove(name) {
             started.join().map_err(|_| Error::Apt {
                 action: format!("building {name}"),
                 output: "the thread building it panicked".into(),
             })??;
         }
         if !path.exists() {
-            build_tarball(&self.cache, &self.build, name, base, &locked)?;
+            build_tarball(
+                &self.cache,
+                &self.build,
+                name,
+                base,
+                &locked,
+                &NEVER_STOPPED,
+            )?;
         }
         Ok((key, path))
     }
@@ -437,22 +474,29 @@ impl Resolver {
         }
         let (cache, build) = (self.cache.clone(), self.build.clone());
         let (image, base) = (name.to_string(), base.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("rootfs {name}"))
-            .spawn(move || build_tarball(&cache, &build, &image, &base, &locked))
+            .spawn(move || build_tarball(&cache, &build, &image, &base, &locked, &stopped))
             .map_err(Error::io(self.cache.root()))?;
-        self.started.insert(name.to_string(), thread);
+        self.started.insert(name.to_string(), (thread, stop));
         Ok(true)
     }
 }
 
 impl Drop for Resolver {
-    /// A build that stops early (an error elsewhere) still waits for the rootfs builds it
-    /// started: a thread cut off mid-mmdebstrap would leave the child running and its
-    /// temporary directory behind.
+    /// A build that stops early (an error elsewhere) stops the rootfs builds it started and
+    /// waits for them to end. Not waiting would leave mmdebstrap running and its temporary
+    /// directory behind when the process exits; waiting for them to finish held the error back
+    /// for as long as the longest one (MediaWiki's code rootfs, a minute or two).
     fn drop(&mut self) {
-        for (_, started) in std::mem::take(&mut self.started) {
-            let _ = started.join();
+        let started = std::mem::take(&mut self.started);
+        for (_, stop) in started.values() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        for (_, (thread, _)) in started {
+            let _ = thread.join();
         }
     }
 }
@@ -477,6 +521,7 @@ fn build_tarball(
     name: &str,
     base: &BaseConfig,
     locked: &RootfsLock,
+    stop: &AtomicBool,
 ) -> Result<()> {
     let key = inputs(build, name, locked, base).key();
     let path = cache.rootfs_path(&key);
@@ -527,6 +572,7 @@ fn build_tarball(
         &[repository.source(&build.suite)],
         &out,
         Some(&sources_list),
+        stop,
     )?;
     let installed = super::tarball::installed_packages(&out)?;
     let mut wanted: Vec<(String, String)> = locked
@@ -585,8 +631,13 @@ fn mismatch(wanted: &[(String, String)], installed: &[(String, String)]) -> Stri
     )
 }
 
+/// How often a running mmdebstrap is checked for having ended or being asked to stop.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 /// Runs mmdebstrap for `include` from `sources` into `out`; with `sources_list`, the rootfs's
-/// /etc/apt/sources.list is replaced by that file.
+/// /etc/apt/sources.list is replaced by that file. When `stop` becomes true it is interrupted
+/// as Ctrl-C would (it cleans up and exits), and this returns its error.
+#[allow(clippy::too_many_arguments)]
 fn mmdebstrap(
     build: &BuildConfig,
     name: &str,
@@ -595,6 +646,7 @@ fn mmdebstrap(
     sources: &[String],
     out: &Path,
     sources_list: Option<&Path>,
+    stop: &AtomicBool,
 ) -> Result<()> {
     crate::tools::require("mmdebstrap", "mmdebstrap", "build Debian base images")?;
     let mut command = Command::new("mmdebstrap");
@@ -625,11 +677,45 @@ fn mmdebstrap(
         ));
     }
     command.arg(&build.suite).arg(out).args(sources);
-    let output = command.output().map_err(Error::io("mmdebstrap"))?;
-    if output.status.success() {
+    // Its log goes to a file beside the tarball rather than a pipe, so that nothing has to read
+    // it while this thread watches for the end or a stop.
+    let log_path = out.with_extension("log");
+    let log_file = std::fs::File::create(&log_path).map_err(Error::io(&log_path))?;
+    // A process group of its own: mmdebstrap's main process ignores SIGINT and waits for the
+    // process doing the work inside the namespace, which stops on it, as on a terminal's
+    // Ctrl-C, which reaches the whole group.
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .map_err(Error::io("mmdebstrap"))?;
+    let mut interrupted = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(Error::io("mmdebstrap"))? {
+            break status;
+        }
+        // Signalled only while the child is running or not yet reaped, so its process group
+        // cannot have been given to another process.
+        if !interrupted && stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            let group = rustix::process::Pid::from_child(&child);
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::INT);
+        }
+        std::thread::sleep(STOP_POLL);
+    };
+    if status.success() {
         return Ok(());
     }
-    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    if interrupted {
+        return Err(Error::Mmdebstrap {
+            image: name.into(),
+            log: "stopped: the build ended early, before this rootfs was done".into(),
+        });
+    }
+    let log = std::fs::read(&log_path).map_err(Error::io(&log_path))?;
+    let log = String::from_utf8_lossy(&log).into_owned();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();
     let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
     Err(Error::Mmdebstrap {
@@ -733,7 +819,9 @@ mod tests {
         let waiting = {
             let (cache, build, base, locked) =
                 (cache.clone(), build.clone(), base.clone(), locked.clone());
-            std::thread::spawn(move || build_tarball(&cache, &build, "base-hello", &base, &locked))
+            std::thread::spawn(move || {
+                build_tarball(&cache, &build, "base-hello", &base, &locked, &NEVER_STOPPED)
+            })
         };
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(
@@ -746,7 +834,8 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"the other build's tarball");
         // Alone, the same build fails: its .debs are not in the cache.
         std::fs::remove_file(&path).unwrap();
-        let error = build_tarball(&cache, &build, "base-hello", &base, &locked).unwrap_err();
+        let error = build_tarball(&cache, &build, "base-hello", &base, &locked, &NEVER_STOPPED)
+            .unwrap_err();
         assert!(
             error.to_string().contains("not in the package cache"),
             "{error}"
