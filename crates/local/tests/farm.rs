@@ -327,6 +327,58 @@ fn the_local_farm_serves_the_wikis_keeps_edits_and_recovers() {
         "/w/resources/assets/poweredby_mediawiki_88x31.png",
     );
     assert_eq!(status, 200);
+    // Static files are cached by the hash MediaWiki puts in their links, and validated by
+    // their content: the image gives every file one time, so size and time would say that two
+    // versions of a file are the same.
+    let icon = "/w/skins/Vector/resources/common/images/bullet-icon.svg";
+    let header = |head: &str, name: &str| {
+        head.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let (status, head) = curl_https_with(
+        HTTPS,
+        "en.farm.test",
+        &format!("{icon}?d4515"),
+        &["Accept: */*"],
+    );
+    assert!(status.starts_with("200"), "{status} {head}");
+    assert_eq!(
+        header(&head, "cache-control"),
+        "public, max-age=2592000",
+        "{head}"
+    );
+    let (status, head) = curl_https_with(HTTPS, "en.farm.test", icon, &["Accept: */*"]);
+    assert!(status.starts_with("200"), "{status} {head}");
+    assert_eq!(
+        header(&head, "cache-control"),
+        "public, max-age=300",
+        "{head}"
+    );
+    assert_eq!(header(&head, "last-modified"), "", "{head}");
+    let etag = header(&head, "etag");
+    assert!(etag.len() > 20, "not a digest: {head}");
+    let (status, _) = curl_https_with(
+        HTTPS,
+        "en.farm.test",
+        icon,
+        &[&format!("If-None-Match: {etag}")],
+    );
+    assert!(status.starts_with("304"), "{status}");
+    let (status, _) = curl_https_with(
+        HTTPS,
+        "en.farm.test",
+        icon,
+        &["If-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT"],
+    );
+    assert!(
+        status.starts_with("200"),
+        "a date is no validator here: {status}"
+    );
     let (status, body) = get(
         HTTP,
         "en.farm.test",
