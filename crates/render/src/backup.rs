@@ -531,33 +531,56 @@ impl Backups {
             )])),
             ..ResourceRequirements::default()
         };
-        let dump = Container {
-            name: "dump".into(),
+        // Every step is one process with the same resources and the restricted security
+        // context; the database steps run a shell script in the MariaDB image, the others in
+        // the app image as the maintenance Job's script container does.
+        let step = |name: &str, env: Vec<EnvVar>, mounts: Vec<VolumeMount>| Container {
+            name: name.into(),
+            image: app.image.clone(),
+            image_pull_policy: app.image_pull_policy.clone(),
+            env: Some(env),
+            volume_mounts: Some(mounts),
+            resources: Some(one_process.clone()),
+            security_context: Some(restricted()),
+            ..Container::default()
+        };
+        // `program` is the script's $0, which its messages start with.
+        let database_step = |name: &str, script: &str, program: &str, env, mounts| Container {
             image: Some(values.images.mariadb.clone()),
-            command: Some(strings(&["sh", "-c", DUMP_SHELL, "dump"])),
-            env: Some(vec![
+            image_pull_policy: None,
+            command: Some(strings(&["sh", "-c", script, program])),
+            ..step(name, env, mounts)
+        };
+        // The pod of each Job: the steps, and the maintenance pod's identity and security.
+        let job_pod = |steps_before: Vec<Container>, last: Container, volumes| PodSpec {
+            init_containers: Some(steps_before),
+            containers: vec![last],
+            volumes: Some(volumes),
+            restart_policy: Some("Never".into()),
+            service_account_name: template.pod.service_account_name.clone(),
+            automount_service_account_token: template.pod.automount_service_account_token,
+            security_context: template.pod.security_context.clone(),
+            ..PodSpec::default()
+        };
+        let dump = database_step(
+            "dump",
+            DUMP_SHELL,
+            "dump",
+            vec![
                 name_from_job.clone(),
                 variable("BACKUPS", BACKUPS_DIR),
                 variable("MEDIA", MEDIA_DIR),
-            ]),
-            volume_mounts: Some(dump_mounts),
-            resources: Some(one_process.clone()),
-            security_context: Some(restricted()),
-            ..Container::default()
-        };
-        let manifest = Container {
-            name: SCRIPT_CONTAINER.into(),
-            image: app.image.clone(),
-            image_pull_policy: app.image_pull_policy.clone(),
-            env: Some(vec![name_from_job]),
-            volume_mounts: Some(vec![
+            ],
+            dump_mounts,
+        );
+        let manifest = step(
+            SCRIPT_CONTAINER,
+            vec![name_from_job],
+            vec![
                 volume_mount("backups", BACKUPS_DIR, false),
                 volume_mount("tmp", "/tmp", false),
-            ]),
-            resources: Some(one_process.clone()),
-            security_context: Some(restricted()),
-            ..Container::default()
-        };
+            ],
+        );
         let mut volumes = vec![
             Volume {
                 name: "backups".into(),
@@ -586,19 +609,14 @@ impl Backups {
         }
         let restore_pod = {
             let backup_name = variable(NAME_VARIABLE, "");
-            let check = Container {
-                name: "check".into(),
-                image: app.image.clone(),
-                image_pull_policy: app.image_pull_policy.clone(),
-                env: Some(vec![backup_name.clone()]),
-                volume_mounts: Some(vec![
+            let check = step(
+                "check",
+                vec![backup_name.clone()],
+                vec![
                     volume_mount("backups", BACKUPS_DIR, true),
                     volume_mount("tmp", "/tmp", false),
-                ]),
-                resources: Some(one_process.clone()),
-                security_context: Some(restricted()),
-                ..Container::default()
-            };
+                ],
+            );
             let mut env = vec![
                 backup_name,
                 variable("BACKUPS", BACKUPS_DIR),
@@ -613,16 +631,7 @@ impl Backups {
                 env.push(variable("MEDIA", MEDIA_DIR));
                 mounts.push(volume_mount("media", MEDIA_DIR, false));
             }
-            let load = Container {
-                name: SCRIPT_CONTAINER.into(),
-                image: Some(values.images.mariadb.clone()),
-                command: Some(strings(&["sh", "-c", RESTORE_SHELL, "restore"])),
-                env: Some(env),
-                volume_mounts: Some(mounts),
-                resources: Some(one_process.clone()),
-                security_context: Some(restricted()),
-                ..Container::default()
-            };
+            let load = database_step(SCRIPT_CONTAINER, RESTORE_SHELL, "restore", env, mounts);
             let mut restore_volumes = volumes.clone();
             for volume in &mut restore_volumes {
                 match (volume.name.as_str(), &mut volume.persistent_volume_claim) {
@@ -632,31 +641,17 @@ impl Backups {
                     _ => {}
                 }
             }
-            PodSpec {
-                init_containers: Some(vec![check]),
-                containers: vec![load],
-                volumes: Some(restore_volumes),
-                restart_policy: Some("Never".into()),
-                service_account_name: template.pod.service_account_name.clone(),
-                automount_service_account_token: template.pod.automount_service_account_token,
-                security_context: template.pod.security_context.clone(),
-                ..PodSpec::default()
-            }
+            job_pod(vec![check], load, restore_volumes)
         };
         let import_pod = {
-            let fetch = Container {
-                name: "fetch".into(),
-                image: app.image.clone(),
-                image_pull_policy: app.image_pull_policy.clone(),
-                env: Some(vec![variable(NAME_VARIABLE, "")]),
-                volume_mounts: Some(vec![
+            let fetch = step(
+                "fetch",
+                vec![variable(NAME_VARIABLE, "")],
+                vec![
                     volume_mount("backups", BACKUPS_DIR, false),
                     volume_mount("tmp", "/tmp", false),
-                ]),
-                resources: Some(one_process.clone()),
-                security_context: Some(restricted()),
-                ..Container::default()
-            };
+                ],
+            );
             let check = restore_pod.init_containers.as_ref()?[0].clone();
             let mut load = restore_pod.containers[0].clone();
             load.name = "load".into();
@@ -682,16 +677,7 @@ impl Backups {
             );
             pod
         };
-        let pod = PodSpec {
-            init_containers: Some(vec![dump]),
-            containers: vec![manifest],
-            volumes: Some(volumes),
-            restart_policy: Some("Never".into()),
-            service_account_name: template.pod.service_account_name.clone(),
-            automount_service_account_token: template.pod.automount_service_account_token,
-            security_context: template.pod.security_context.clone(),
-            ..PodSpec::default()
-        };
+        let pod = job_pod(vec![dump], manifest, volumes);
         let wikis = site
             .spec
             .wikis
