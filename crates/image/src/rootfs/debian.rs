@@ -277,14 +277,7 @@ impl Resolver {
         if !unavailable.is_empty() {
             // Check that the amended set installs before writing it down; a new version that
             // needs a package the old set lacks sends us to a fresh resolution.
-            if let Err(error) = build_tarball(
-                &self.cache,
-                &self.build,
-                name,
-                base,
-                &updated,
-                &NEVER_STOPPED,
-            ) {
+            if let Err(error) = self.build_here(name, base, &updated) {
                 reason.push_str(&format!(
                     "; moving only those did not install ({error}), so everything was resolved afresh"
                 ));
@@ -378,14 +371,7 @@ impl Resolver {
             locked.packages.push(package);
         }
         locked.packages.sort();
-        build_tarball(
-            &self.cache,
-            &self.build,
-            name,
-            base,
-            &locked,
-            &NEVER_STOPPED,
-        )?;
+        self.build_here(name, base, &locked)?;
         let old: BTreeMap<String, String> = lock
             .rootfs
             .get(name)
@@ -443,16 +429,14 @@ impl Resolver {
             })??;
         }
         if !path.exists() {
-            build_tarball(
-                &self.cache,
-                &self.build,
-                name,
-                base,
-                &locked,
-                &NEVER_STOPPED,
-            )?;
+            self.build_here(name, base, &locked)?;
         }
         Ok((key, path))
+    }
+
+    /// Builds the tarball of rootfs `name` on this thread (nothing stops it but an error).
+    fn build_here(&self, name: &str, base: &BaseConfig, locked: &RootfsLock) -> Result<()> {
+        build_tarball(&self.cache, &self.build, name, base, locked, &NEVER_STOPPED)
     }
 
     /// Whether [`Resolver::start`] started rootfs `name` and [`Resolver::ensure`] has not yet
